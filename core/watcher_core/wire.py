@@ -1,0 +1,240 @@
+"""The wire format: every event an agent sends to ``POST /api/v1/events``, as pydantic models.
+
+This module is the single definition of what crosses the wire between the agents (filemon, procmon)
+and the backend. Agents build these models and send ``model_dump(mode="json")``; the backend validates
+each element of a batch with ``parse_event`` and answers with a ``BatchResult``.
+
+Rules every event follows:
+
+* ``event_id`` is made by the client and is the idempotency key: sending it twice stores it once.
+  Agents derive it deterministically where they can (see ``make_event_id``) so a resend after a
+  crash reuses the same id.
+* ``timestamp`` is RFC 3339 with an offset; it is normalised to UTC. A naive time is rejected
+  (the old system guessed time zones and was off by nine hours).
+* Every path field is relative to the assignment folder, without ``..`` (see identity.check_relative_path).
+"""
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+from watcher_core import identity
+
+SCHEMA_VERSION = 1
+MAX_BATCH_EVENTS = 1000          # events in one POST
+MAX_BATCH_BYTES = 4 * 1024 * 1024  # body size of one POST; larger -> 413
+MAX_ARGV_ITEMS = 256
+MAX_ARG_LENGTH = 8192
+
+FILE_SAVE = "file.save"
+FILE_DELETE = "file.delete"
+FILE_TOO_LARGE = "file.too_large"
+PROCESS_COMPILE = "process.compile"
+PROCESS_RUN = "process.run"
+EVENT_TYPES = (FILE_SAVE, FILE_DELETE, FILE_TOO_LARGE, PROCESS_COMPILE, PROCESS_RUN)
+
+SOURCES = ("filemon", "procmon", "legacy", "ipynb", "import")
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(timezone.utc)
+
+
+def _rel_path(value: str) -> str:
+    try:
+        return identity.check_relative_path(value)
+    except identity.IdentityError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _course(value: str) -> str:
+    if not identity.COURSE_RE.fullmatch(value):
+        raise ValueError("course must be letters, digits, '-' or '_' (at most 64)")
+    return value
+
+
+def _section(value: str) -> str:
+    if not identity.SECTION_RE.fullmatch(value):
+        raise ValueError("section must be 1-16 letters or digits")
+    return value
+
+
+def _student_id(value: str) -> str:
+    if not identity.STUDENT_ID_RE.fullmatch(value):
+        raise ValueError("student_id must be 1-32 letters or digits (a string: leading zeros are kept)")
+    return value
+
+
+UtcTime = Annotated[AwareDatetime, AfterValidator(_utc)]
+RelPath = Annotated[str, AfterValidator(_rel_path)]
+Course = Annotated[str, AfterValidator(_course)]
+Section = Annotated[str, AfterValidator(_section)]
+StudentId = Annotated[str, AfterValidator(_student_id)]
+Assignment = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+EventId = Annotated[str, Field(min_length=8, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+NodeName = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9._-]+$")]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+Arg = Annotated[str, Field(max_length=MAX_ARG_LENGTH)]
+
+
+class _Event(BaseModel):
+    """Fields common to every event."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: EventId
+    timestamp: UtcTime = Field(description="When it happened (RFC 3339 with offset; stored as UTC)")
+    node: NodeName = Field(description="Kubernetes node (or host) that observed the event")
+    source: Literal["filemon", "procmon", "legacy", "ipynb", "import"]
+    course: Course
+    section: Section
+    student_id: StudentId
+    assignment: Assignment
+    path: RelPath = Field(description="Path relative to the assignment folder ('.' = the folder itself)")
+
+    @property
+    def student(self) -> identity.Student:
+        return identity.Student(self.course, self.section, self.student_id)
+
+
+class FileSave(_Event):
+    """A tracked source file was saved; its content is in the snapshot store under ``sha256``.
+
+    Only the old platform API (source ``legacy``) reports saves without content, so only there may
+    ``sha256`` be missing.
+    """
+
+    type: Literal["file.save"] = FILE_SAVE
+    sha256: Sha256 | None = None
+    size: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _content_known(self):
+        if self.sha256 is None and self.source != "legacy":
+            raise ValueError("sha256 is required (only legacy API saves may omit it)")
+        return self
+
+
+class FileDelete(_Event):
+    """A tracked source file was deleted (or renamed away: the new name arrives as a file.save)."""
+
+    type: Literal["file.delete"] = FILE_DELETE
+
+
+class FileTooLarge(_Event):
+    """A tracked file was saved but is over the size limit: recorded, content not kept."""
+
+    type: Literal["file.too_large"] = FILE_TOO_LARGE
+    size: int = Field(ge=0)
+    limit: int = Field(ge=0)
+
+
+class _Process(_Event):
+    """Fields of every traced process. ``path`` is the main file (source, script or binary) or the cwd."""
+
+    argv: list[Arg] = Field(max_length=MAX_ARGV_ITEMS)
+    argv_truncated: bool = False
+    cwd: RelPath = Field(description="Working directory relative to the assignment folder")
+    exit_code: int | None = Field(None, ge=0, le=255, description="None when killed by a signal or unknown")
+    signal: int | None = Field(None, ge=1, le=64, description="Terminating signal, e.g. 11 for SIGSEGV")
+    started_at: UtcTime
+    ended_at: UtcTime | None = None
+    pid: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _times_in_order(self):
+        if self.ended_at is not None and self.ended_at < self.started_at:
+            raise ValueError("ended_at is before started_at")
+        return self
+
+    @property
+    def duration_ms(self) -> float | None:
+        if self.ended_at is None:
+            return None
+        return (self.ended_at - self.started_at).total_seconds() * 1000.0
+
+    @property
+    def succeeded(self) -> bool:
+        return self.signal is None and self.exit_code == 0
+
+
+class ProcessCompile(_Process):
+    type: Literal["process.compile"] = PROCESS_COMPILE
+    compiler: Annotated[str, Field(min_length=1, max_length=255)]
+    sources: list[RelPath] = Field(default_factory=list, max_length=MAX_ARGV_ITEMS)
+    output: RelPath | None = None
+
+
+class ProcessRun(_Process):
+    type: Literal["process.run"] = PROCESS_RUN
+    kind: Literal["python", "binary", "other"]
+    target: RelPath | None = Field(None, description="Script, module or binary run, if inside the assignment")
+
+
+Event = Annotated[
+    Union[FileSave, FileDelete, FileTooLarge, ProcessCompile, ProcessRun],
+    Field(discriminator="type"),
+]
+_EVENT_ADAPTER: TypeAdapter = TypeAdapter(Event)
+
+
+def parse_event(data: Any) -> Event:
+    """Validate one event (a dict from JSON). Raises pydantic.ValidationError."""
+    return _EVENT_ADAPTER.validate_python(data)
+
+
+def describe_error(exc: ValidationError) -> str:
+    """One line naming every bad field: ``sha256: String should match pattern ...; size: ...``."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = [str(p) for p in err.get("loc", ())]
+        # The discriminated union puts the type tag first in the location; it says nothing to a user.
+        if loc and loc[0] in EVENT_TYPES:
+            loc = loc[1:]
+        where = ".".join(loc) or "event"
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "union_tag_invalid":
+            where, msg = "type", f"unknown event type; expected one of {', '.join(EVENT_TYPES)}"
+        elif err.get("type") == "union_tag_not_found":
+            where, msg = "type", "missing; expected one of " + ", ".join(EVENT_TYPES)
+        parts.append(f"{where}: {msg}")
+    return "; ".join(parts)
+
+
+class Rejection(BaseModel):
+    index: int = Field(description="Position of the event in the posted array")
+    event_id: str | None = None
+    error: str = Field(description="Which field is wrong and why")
+
+
+class BatchResult(BaseModel):
+    """The answer to ``POST /api/v1/events``. Rejected events are not stored; the others are."""
+
+    accepted: int = Field(description="Events newly stored")
+    duplicates: int = Field(description="Events whose event_id was already stored (no change)")
+    rejected: list[Rejection] = Field(default_factory=list)
+
+
+def make_event_id(*parts: object) -> str:
+    """A deterministic id from the facts that make an event unique (node, path, sha, time...).
+
+    Agents use it so that an event rebuilt after a crash gets the same id and is deduplicated.
+    """
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8", "surrogateescape")).hexdigest()
+    return f"ev-{digest[:40]}"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
