@@ -17,9 +17,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "filemon": ("watcher_agents.filemon.cli", "run the per-node file monitor (inotify, metrics on 9090)"),
     "procmon": ("watcher_agents.procmon.cli", "run the per-node process monitor (eBPF, metrics on 9090)"),
     "operator": ("watcher_operator.cli", "run the Kubernetes operator for WatcherDeployment resources"),
-    "local": ("watcher_core.local", "run backend, filemon and procmon together on this machine"),
-    "demo": ("watcher_core.demo", "simulate two students and print what Watcher recorded"),
-    "status": ("watcher_core.status", "show what a running backend has stored and which agents report"),
+    "local": ("watcher_local.stack", "run backend, filemon and procmon together on this machine"),
+    "demo": ("watcher_local.demo", "simulate two students and print what Watcher recorded"),
+    "status": ("watcher_local.status", "show what a running backend has stored and which agents report"),
     "export": ("watcher_backend.export.cli", "export research datasets (ProgSnap2)"),
 }
 

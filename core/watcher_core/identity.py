@@ -204,9 +204,9 @@ def parse_class_div(class_div: str) -> tuple[str, str]:
 def parse_pod_name(name: str) -> Student:
     """``jcode-os-1-202012345-7d9f8b6c5d-x2x7z`` -> Student('os', '1', '202012345').
 
-    Accepts the bare name, a Deployment pod (``-<template hash>-<5 random>``) and a StatefulSet pod
-    (``-<ordinal>``, only when the bare name does not already parse). Also works on a hostname, which
-    Kubernetes sets to the pod name.
+    Accepts the bare name and a Deployment pod (``-<template hash>-<5 random>``, both drawn from
+    Kubernetes' suffix alphabet). Also works on a hostname, which Kubernetes sets to the pod name.
+    StatefulSet ordinals (``-0``) are not accepted: ``os-1-2020-0`` would read as course ``os-1``.
     """
     if not name.startswith(POD_NAME_PREFIX):
         raise IdentityError(f"{name!r}: student pods are named {POD_NAME_PREFIX}{{course}}-{{section}}-{{student_id}}")
@@ -216,8 +216,6 @@ def parse_pod_name(name: str) -> Student:
     if len(tokens) >= 5 and _RANDOM_SUFFIX_RE.fullmatch(tokens[-1]) and _TEMPLATE_HASH_RE.fullmatch(tokens[-2]):
         candidates.append("-".join(tokens[:-2]))
     candidates.append(rest)
-    if len(tokens) >= 4 and tokens[-1].isdigit():
-        candidates.append("-".join(tokens[:-1]))
     errors = []
     for candidate in candidates:
         try:

@@ -1,0 +1,36 @@
+# The two commands a newcomer needs:
+#   make demo   - run the whole system on this machine with a simulated class and print what it recorded
+#   make test   - install everything the tests need (system packages too) and run every test tier
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export VENV
+
+.PHONY: demo test test-quick test-integration test-system deps venv bench help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+venv:  ## create .venv and install the package (Python only)
+	@bash scripts/deps/00-python.sh
+
+demo: venv  ## run the demo: two simulated students, then their timelines and summaries
+	$(VENV)/bin/watcher demo
+
+deps:  ## install every system package and tool the tests need (root, Debian 12)
+	@bash scripts/install-deps.sh
+
+test: deps  ## install everything, then run every tier: quick, integration, system
+	$(VENV)/bin/pytest tests
+
+test-quick: venv  ## the fast tier only (seconds, no services, no root)
+	$(VENV)/bin/pytest -m quick -q
+
+test-integration: venv  ## real loopback HTTP, real inotify
+	$(VENV)/bin/pytest -m integration
+
+test-system: deps  ## PostgreSQL, eBPF, kube-apiserver
+	$(VENV)/bin/pytest -m system
+
+bench: venv  ## run every benchmark and write bench/RESULTS.md
+	$(PY) bench/run_all.py

@@ -1,0 +1,1 @@
+"""The whole system on one machine: `watcher local` (stack), `watcher demo`, `watcher status`."""
