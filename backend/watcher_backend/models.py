@@ -1,0 +1,105 @@
+"""Database tables (SQLModel). API schemas live apart, in ``schemas.py``.
+
+One ``event`` table holds every event type: the common wire fields are columns, and the fields of each
+type are nullable columns (a file.save has sha256/size, a process.compile has compiler/argv/...).
+One table keeps the timeline a single indexed range scan and the ingest a single bulk insert.
+
+Times are stored as naive UTC (``UtcDateTime`` converts on the way in and out), so SQLite and PostgreSQL
+compare and sort them the same way. ``argv`` and ``sources`` are JSON text.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+# SQLite only auto-increments an "INTEGER PRIMARY KEY"; PostgreSQL gets a 64-bit key.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator):
+    """Aware datetimes in, aware UTC datetimes out; stored as naive UTC."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime; the backend stores UTC only")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc)
+
+
+class Event(SQLModel, table=True):
+    """Every event an agent (or the legacy API) reported. ``event_id`` is the idempotency key."""
+
+    __tablename__ = "event"
+    __table_args__ = (
+        UniqueConstraint("event_id", name="uq_event_event_id"),
+        # timeline of one student in one assignment; also per-student summary aggregates
+        Index("ix_event_student_time", "course", "section", "assignment", "student_id", "timestamp"),
+        # assignment-wide counts by type (summary), course listing
+        Index("ix_event_assignment_type", "course", "section", "assignment", "type", "timestamp"),
+        # one file's snapshots; latest size per file; deletion of one student
+        Index("ix_event_student_path", "course", "section", "student_id", "assignment", "path", "timestamp"),
+        # retention purge
+        Index("ix_event_timestamp", "timestamp"),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    event_id: str = Field(sa_column=Column(String(128), nullable=False))
+    type: str = Field(sa_column=Column(String(32), nullable=False))
+    timestamp: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    received_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    node: str = Field(sa_column=Column(String(253), nullable=False))
+    source: str = Field(sa_column=Column(String(16), nullable=False))
+    course: str = Field(sa_column=Column(String(64), nullable=False))
+    section: str = Field(sa_column=Column(String(16), nullable=False))
+    student_id: str = Field(sa_column=Column(String(32), nullable=False))
+    assignment: str = Field(sa_column=Column(String(64), nullable=False))
+    path: str = Field(sa_column=Column(String(1024), nullable=False))
+    # file.save / file.too_large
+    sha256: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    size: int | None = Field(default=None, sa_column=Column(BigInteger(), nullable=True))
+    limit: int | None = Field(default=None, sa_column=Column("limit", BigInteger(), nullable=True))
+    # process.compile / process.run
+    argv: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))  # JSON list
+    argv_truncated: bool | None = Field(default=None, nullable=True)
+    cwd: str | None = Field(default=None, sa_column=Column(String(1024), nullable=True))
+    exit_code: int | None = Field(default=None, nullable=True)
+    signal: int | None = Field(default=None, nullable=True)
+    started_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    ended_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    duration_ms: float | None = Field(default=None, nullable=True)
+    pid: int | None = Field(default=None, nullable=True)
+    compiler: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
+    sources: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))  # JSON list
+    output: str | None = Field(default=None, sa_column=Column(String(1024), nullable=True))
+    kind: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
+    target: str | None = Field(default=None, sa_column=Column(String(1024), nullable=True))
+
+
+class Agent(SQLModel, table=True):
+    """One reporting agent (node + source) and when it last reported; feeds ``watcher status``."""
+
+    __tablename__ = "agent"
+
+    node: str = Field(sa_column=Column(String(253), primary_key=True))
+    source: str = Field(sa_column=Column(String(16), primary_key=True))
+    first_seen: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    last_seen: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    events_received: int = Field(default=0, sa_column=Column(BigInteger(), nullable=False, default=0))
+    # Events the agent said it still had queued (X-Watcher-Backlog header) at its last report.
+    backlog: int | None = Field(default=None, sa_column=Column(BigInteger(), nullable=True))
+
+
+def utc(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)

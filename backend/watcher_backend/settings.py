@@ -1,0 +1,148 @@
+"""Backend settings: command-line flags override environment variables, which override defaults.
+
+Every setting has one environment variable (``WATCHER_...``). Tokens may also come from a file
+(``WATCHER_INGEST_TOKEN_FILE`` etc.), which is how Kubernetes Secrets are usually mounted.
+A bad value raises ``SettingsError`` naming the setting; the CLI prints that one line and exits 2.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+from watcher_core import wire
+
+SCOPES = ("ingest", "read", "admin")
+DEFAULT_DATA_DIR = Path("data")
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value. ``setting`` is the environment variable or flag to fix."""
+
+    def __init__(self, setting: str, message: str):
+        super().__init__(f"{setting}: {message}")
+        self.setting = setting
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "0.0.0.0"
+    port: int = 3000
+    database_url: str = f"sqlite:///{DEFAULT_DATA_DIR / 'watcher.db'}"
+    snapshot_dir: Path = DEFAULT_DATA_DIR / "snapshots"
+    # scope -> token; a scope whose token is not configured cannot be used by anyone
+    # (except that the admin token also grants read).
+    tokens: Mapping[str, str] = field(default_factory=dict)
+    # False only for local development (--insecure-no-auth / WATCHER_AUTH=off): every request gets every scope.
+    auth_enabled: bool = True
+    retention_days: int | None = None
+    retention_interval_seconds: float = 3600.0
+    max_body_bytes: int = wire.MAX_BATCH_BYTES
+    cors_origins: tuple[str, ...] = ()
+    # Gaps between a student's events longer than this are idle time, not active time (time on task).
+    idle_gap_seconds: int = 300
+    run_migrations: bool = True
+    log_level: str = "INFO"
+
+    def with_overrides(self, **changes) -> "Settings":
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def validate(self) -> "Settings":
+        if not (0 < self.port < 65536):
+            raise SettingsError("WATCHER_PORT", f"port must be 1-65535, got {self.port}")
+        if not (self.database_url.startswith("sqlite") or self.database_url.startswith("postgres")):
+            raise SettingsError(
+                "WATCHER_DATABASE_URL",
+                "must start with sqlite:/// or postgresql:// (got "
+                f"{self.database_url.split(':', 1)[0]!r})",
+            )
+        if self.retention_days is not None and self.retention_days < 1:
+            raise SettingsError("WATCHER_RETENTION_DAYS", "must be a whole number of days >= 1")
+        if self.max_body_bytes < 1024:
+            raise SettingsError("WATCHER_MAX_BODY_BYTES", "must be at least 1024")
+        if self.idle_gap_seconds < 1:
+            raise SettingsError("WATCHER_IDLE_GAP_SECONDS", "must be at least 1")
+        for origin in self.cors_origins:
+            if origin == "*":
+                raise SettingsError("WATCHER_CORS_ORIGINS", "'*' is not allowed; list the dashboard origins")
+        for scope, token in self.tokens.items():
+            if scope not in SCOPES:
+                raise SettingsError("tokens", f"unknown scope {scope!r}")
+            if len(token) < 16:
+                raise SettingsError(f"WATCHER_{scope.upper()}_TOKEN", "must be at least 16 characters")
+        if self.auth_enabled and not self.tokens:
+            raise SettingsError(
+                "WATCHER_INGEST_TOKEN",
+                "no tokens configured; set WATCHER_INGEST_TOKEN, WATCHER_READ_TOKEN and WATCHER_ADMIN_TOKEN "
+                "(or *_FILE), or run with --insecure-no-auth (WATCHER_AUTH=off) for local development",
+            )
+        return self
+
+
+def _int(env: Mapping[str, str], name: str, default: int | None) -> int | None:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(name, f"must be a whole number, got {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(name, f"must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(name, "must be positive")
+    return value
+
+
+def read_token(env: Mapping[str, str], scope: str) -> str | None:
+    """The token of one scope from ``WATCHER_<SCOPE>_TOKEN`` or the file named by ``..._TOKEN_FILE``."""
+    name = f"WATCHER_{scope.upper()}_TOKEN"
+    value = env.get(name)
+    file_name = env.get(name + "_FILE")
+    if value and file_name:
+        raise SettingsError(name, f"set either {name} or {name}_FILE, not both")
+    if file_name:
+        try:
+            value = Path(file_name).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SettingsError(name + "_FILE", f"cannot read {file_name}: {exc.strerror}") from None
+        if not value:
+            raise SettingsError(name + "_FILE", f"{file_name} is empty")
+    return value.strip() if value else None
+
+
+def from_env(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    defaults = Settings()
+    tokens = {scope: tok for scope in SCOPES if (tok := read_token(env, scope))}
+    auth = env.get("WATCHER_AUTH", "on").strip().lower()
+    if auth not in ("on", "off"):
+        raise SettingsError("WATCHER_AUTH", f"must be 'on' or 'off', got {auth!r}")
+    origins = tuple(o.strip() for o in env.get("WATCHER_CORS_ORIGINS", "").split(",") if o.strip())
+    return Settings(
+        host=env.get("WATCHER_HOST", defaults.host),
+        port=_int(env, "WATCHER_PORT", defaults.port),
+        database_url=env.get("WATCHER_DATABASE_URL") or defaults.database_url,
+        snapshot_dir=Path(env.get("WATCHER_SNAPSHOT_DIR") or defaults.snapshot_dir),
+        tokens=tokens,
+        auth_enabled=(auth == "on"),
+        retention_days=_int(env, "WATCHER_RETENTION_DAYS", None),
+        retention_interval_seconds=_float(env, "WATCHER_RETENTION_INTERVAL_SECONDS", defaults.retention_interval_seconds),
+        max_body_bytes=_int(env, "WATCHER_MAX_BODY_BYTES", defaults.max_body_bytes),
+        cors_origins=origins,
+        idle_gap_seconds=_int(env, "WATCHER_IDLE_GAP_SECONDS", defaults.idle_gap_seconds),
+        log_level=env.get("WATCHER_LOG_LEVEL", defaults.log_level).upper(),
+    )

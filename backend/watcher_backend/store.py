@@ -1,0 +1,671 @@
+"""The event store: ingest (idempotent bulk insert) and every query the API serves.
+
+Pure functions over a SQLAlchemy/SQLModel ``Session``; the routers are thin wrappers around them and the
+legacy router calls them too. Everything works on SQLite and PostgreSQL: inserts use
+``INSERT ... ON CONFLICT (event_id) DO NOTHING``, aggregates and window functions run in SQL.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import and_, case, delete, func, literal, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from watcher_core import wire
+
+from .models import Agent, Event
+
+EVENT = Event.__table__
+AGENT = Agent.__table__
+FILE_TYPES = (wire.FILE_SAVE, wire.FILE_DELETE, wire.FILE_TOO_LARGE)
+MAX_PAGE = 1000
+
+
+# --------------------------------------------------------------------------------------------- ingest
+
+def event_row(ev: wire.Event, received_at: datetime) -> dict[str, Any]:
+    """The ``event`` table row of one wire event (every column present, so executemany sees one shape)."""
+    row: dict[str, Any] = {
+        "event_id": ev.event_id,
+        "type": ev.type,
+        "timestamp": ev.timestamp,
+        "received_at": received_at,
+        "node": ev.node,
+        "source": ev.source,
+        "course": ev.course,
+        "section": ev.section,
+        "student_id": ev.student_id,
+        "assignment": ev.assignment,
+        "path": ev.path,
+        "sha256": getattr(ev, "sha256", None),
+        "size": getattr(ev, "size", None),
+        "limit": getattr(ev, "limit", None),
+        "argv": None,
+        "argv_truncated": None,
+        "cwd": None,
+        "exit_code": None,
+        "signal": None,
+        "started_at": None,
+        "ended_at": None,
+        "duration_ms": None,
+        "pid": None,
+        "compiler": None,
+        "sources": None,
+        "output": None,
+        "kind": None,
+        "target": None,
+    }
+    if isinstance(ev, (wire.ProcessCompile, wire.ProcessRun)):
+        row.update(
+            argv=json.dumps(ev.argv, ensure_ascii=False),
+            argv_truncated=ev.argv_truncated,
+            cwd=ev.cwd,
+            exit_code=ev.exit_code,
+            signal=ev.signal,
+            started_at=ev.started_at,
+            ended_at=ev.ended_at,
+            duration_ms=ev.duration_ms,
+            pid=ev.pid,
+        )
+        if isinstance(ev, wire.ProcessCompile):
+            row.update(compiler=ev.compiler, sources=json.dumps(ev.sources, ensure_ascii=False), output=ev.output)
+        else:
+            row.update(kind=ev.kind, target=ev.target)
+    return row
+
+
+def _insert(session: Session, table):
+    name = session.get_bind().dialect.name
+    if name == "sqlite":
+        return sqlite.insert(table)
+    if name == "postgresql":
+        return postgresql.insert(table)
+    raise RuntimeError(f"unsupported database dialect {name}")
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+    accepted_by_type: dict[str, int]
+    duplicates_by_type: dict[str, int]
+
+    def __iter__(self):  # allows ``accepted, duplicates = ingest(...)``
+        return iter((self.accepted, self.duplicates))
+
+
+def ingest(
+    session: Session,
+    events: Sequence[wire.Event],
+    *,
+    received_at: datetime | None = None,
+    backlog: int | None = None,
+    commit: bool = True,
+) -> IngestResult:
+    """Store valid wire events; an ``event_id`` already stored (or repeated in this batch) is a duplicate.
+
+    One statement (executemany of ``INSERT ... ON CONFLICT DO NOTHING``) and one transaction per call.
+    Also records which agents (node + source) reported. Returns accepted and duplicate counts, which
+    unpack as ``accepted, duplicates = ingest(session, events)``.
+    """
+    now = received_at or datetime.now(timezone.utc)
+    seen: set[str] = set()
+    fresh: list[wire.Event] = []
+    for ev in events:
+        if ev.event_id not in seen:
+            seen.add(ev.event_id)
+            fresh.append(ev)
+    accepted_by_type: dict[str, int] = defaultdict(int)
+    duplicates_by_type: dict[str, int] = defaultdict(int)
+    for ev in events:
+        duplicates_by_type[ev.type] += 1
+    if fresh:
+        existing = _existing_ids(session, [ev.event_id for ev in fresh])
+        new = [ev for ev in fresh if ev.event_id not in existing]
+        if new:
+            stmt = _insert(session, EVENT).on_conflict_do_nothing(index_elements=["event_id"])
+            result = session.execute(stmt, [event_row(ev, now) for ev in new])
+            inserted = result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(new)
+            if inserted == len(new):
+                for ev in new:
+                    accepted_by_type[ev.type] += 1
+                    duplicates_by_type[ev.type] -= 1
+            else:
+                # A concurrent writer stored some of them between our check and the insert: ask again.
+                stored_now = _existing_ids(session, [ev.event_id for ev in new], received_at=now)
+                for ev in new:
+                    if ev.event_id in stored_now:
+                        accepted_by_type[ev.type] += 1
+                        duplicates_by_type[ev.type] -= 1
+    _touch_agents(session, events, now, backlog)
+    if commit:
+        session.commit()
+    accepted = sum(accepted_by_type.values())
+    return IngestResult(
+        accepted=accepted,
+        duplicates=len(events) - accepted,
+        accepted_by_type={k: v for k, v in accepted_by_type.items() if v},
+        duplicates_by_type={k: v for k, v in duplicates_by_type.items() if v},
+    )
+
+
+def _existing_ids(session: Session, ids: list[str], received_at: datetime | None = None) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        q = select(EVENT.c.event_id).where(EVENT.c.event_id.in_(chunk))
+        if received_at is not None:
+            q = q.where(EVENT.c.received_at == received_at)
+        found.update(session.execute(q).scalars())
+    return found
+
+
+def _touch_agents(session: Session, events: Iterable[wire.Event], now: datetime, backlog: int | None) -> None:
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    for ev in events:
+        counts[(ev.node, ev.source)] += 1
+    if not counts:
+        return
+    rows = [
+        {"node": node, "source": source, "first_seen": now, "last_seen": now, "events_received": n, "backlog": backlog}
+        for (node, source), n in sorted(counts.items())
+    ]
+    stmt = _insert(session, AGENT)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["node", "source"],
+        set_={
+            "last_seen": stmt.excluded.last_seen,
+            "events_received": AGENT.c.events_received + stmt.excluded.events_received,
+            "backlog": func.coalesce(stmt.excluded.backlog, AGENT.c.backlog) if backlog is None else stmt.excluded.backlog,
+        },
+    )
+    session.execute(stmt, rows)
+
+
+def touch_agent(session: Session, node: str, source: str, backlog: int | None, now: datetime | None = None) -> None:
+    """Record a report from an agent that sent no events (an empty batch still says "I am alive")."""
+    now = now or datetime.now(timezone.utc)
+    stmt = _insert(session, AGENT).values(
+        node=node, source=source, first_seen=now, last_seen=now, events_received=0, backlog=backlog
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["node", "source"],
+        set_={"last_seen": stmt.excluded.last_seen, "backlog": stmt.excluded.backlog},
+    )
+    session.execute(stmt)
+    session.commit()
+
+
+# --------------------------------------------------------------------------------------------- paging
+
+class BadCursor(ValueError):
+    pass
+
+
+def encode_cursor(ts: datetime, row_id: int) -> str:
+    raw = f"{ts.astimezone(timezone.utc).isoformat()}|{row_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        ts_text, id_text = raw.rsplit("|", 1)
+        ts = datetime.fromisoformat(ts_text)
+        if ts.tzinfo is None:
+            raise ValueError
+        return ts, int(id_text)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadCursor("cursor: not a cursor returned by this API") from None
+
+
+def _after_cursor(cursor: str | None):
+    if not cursor:
+        return None
+    ts, row_id = decode_cursor(cursor)
+    ts = ts.astimezone(timezone.utc)
+    return or_(EVENT.c.timestamp > ts, and_(EVENT.c.timestamp == ts, EVENT.c.id > row_id))
+
+
+def _time_range(q, since: datetime | None, until: datetime | None):
+    if since is not None:
+        q = q.where(EVENT.c.timestamp >= since)
+    if until is not None:
+        q = q.where(EVENT.c.timestamp < until)
+    return q
+
+
+def _scope(course: str, section: str, assignment: str, student_id: str | None = None):
+    conds = [EVENT.c.course == course, EVENT.c.section == section, EVENT.c.assignment == assignment]
+    if student_id is not None:
+        conds.append(EVENT.c.student_id == student_id)
+    return and_(*conds)
+
+
+# --------------------------------------------------------------------------------------------- reads
+
+def event_dict(row) -> dict[str, Any]:
+    """An ``event`` row as the API shows it (JSON lists decoded; only the fields of its type)."""
+    m = row._mapping if hasattr(row, "_mapping") else row
+    out: dict[str, Any] = {
+        "id": m["id"],
+        "event_id": m["event_id"],
+        "type": m["type"],
+        "timestamp": m["timestamp"],
+        "received_at": m["received_at"],
+        "node": m["node"],
+        "source": m["source"],
+        "course": m["course"],
+        "section": m["section"],
+        "student_id": m["student_id"],
+        "assignment": m["assignment"],
+        "path": m["path"],
+    }
+    t = m["type"]
+    if t == wire.FILE_SAVE:
+        out.update(sha256=m["sha256"], size=m["size"])
+    elif t == wire.FILE_TOO_LARGE:
+        out.update(size=m["size"], limit=m["limit"])
+    elif t in (wire.PROCESS_COMPILE, wire.PROCESS_RUN):
+        out.update(
+            argv=json.loads(m["argv"]) if m["argv"] else [],
+            argv_truncated=bool(m["argv_truncated"]),
+            cwd=m["cwd"],
+            exit_code=m["exit_code"],
+            signal=m["signal"],
+            started_at=m["started_at"],
+            ended_at=m["ended_at"],
+            duration_ms=m["duration_ms"],
+            pid=m["pid"],
+            succeeded=(m["signal"] is None and m["exit_code"] == 0),
+        )
+        if t == wire.PROCESS_COMPILE:
+            out.update(compiler=m["compiler"], sources=json.loads(m["sources"]) if m["sources"] else [], output=m["output"])
+        else:
+            out.update(kind=m["kind"], target=m["target"])
+    return out
+
+
+def _page(rows: list, limit: int) -> tuple[list, str | None]:
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]._mapping
+        return rows, encode_cursor(last["timestamp"], last["id"])
+    return rows, None
+
+
+def timeline(
+    session: Session,
+    course: str,
+    section: str,
+    assignment: str,
+    student_id: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    types: Sequence[str] | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One student's events in one assignment, oldest first. Returns (events, next_cursor or None)."""
+    q = select(EVENT).where(_scope(course, section, assignment, student_id))
+    q = _time_range(q, since, until)
+    if types:
+        q = q.where(EVENT.c.type.in_(list(types)))
+    after = _after_cursor(cursor)
+    if after is not None:
+        q = q.where(after)
+    q = q.order_by(EVENT.c.timestamp, EVENT.c.id).limit(limit + 1)
+    rows, next_cursor = _page(list(session.execute(q)), limit)
+    return [event_dict(r) for r in rows], next_cursor
+
+
+def file_snapshots(
+    session: Session,
+    course: str,
+    section: str,
+    assignment: str,
+    student_id: str,
+    path: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The saved versions of one file (file.save events), oldest first."""
+    q = select(EVENT.c.id, EVENT.c.event_id, EVENT.c.timestamp, EVENT.c.sha256, EVENT.c.size, EVENT.c.source).where(
+        EVENT.c.course == course,
+        EVENT.c.section == section,
+        EVENT.c.student_id == student_id,
+        EVENT.c.assignment == assignment,
+        EVENT.c.path == path,
+        EVENT.c.type == wire.FILE_SAVE,
+    )
+    q = _time_range(q, since, until)
+    after = _after_cursor(cursor)
+    if after is not None:
+        q = q.where(after)
+    q = q.order_by(EVENT.c.timestamp, EVENT.c.id).limit(limit + 1)
+    rows, next_cursor = _page(list(session.execute(q)), limit)
+    return [dict(r._mapping) for r in rows], next_cursor
+
+
+def file_list(
+    session: Session,
+    course: str,
+    section: str,
+    assignment: str,
+    student_id: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Every file of a student's assignment with its latest state (saved/deleted/too large) and save count."""
+    base = select(
+        EVENT.c.path,
+        EVENT.c.type,
+        EVENT.c.sha256,
+        EVENT.c.size,
+        EVENT.c.timestamp,
+        func.row_number().over(partition_by=EVENT.c.path, order_by=(EVENT.c.timestamp.desc(), EVENT.c.id.desc())).label("rn"),
+        func.sum(case((EVENT.c.type == wire.FILE_SAVE, 1), else_=0)).over(partition_by=EVENT.c.path).label("saves"),
+        func.min(EVENT.c.timestamp).over(partition_by=EVENT.c.path).label("first_seen"),
+    ).where(
+        EVENT.c.course == course,
+        EVENT.c.section == section,
+        EVENT.c.student_id == student_id,
+        EVENT.c.assignment == assignment,
+        EVENT.c.type.in_(FILE_TYPES),
+    )
+    base = _time_range(base, since, until).subquery()
+    q = select(base).where(base.c.rn == 1).order_by(base.c.path)
+    out = []
+    for r in session.execute(q):
+        m = r._mapping
+        state = {wire.FILE_SAVE: "saved", wire.FILE_DELETE: "deleted", wire.FILE_TOO_LARGE: "too_large"}[m["type"]]
+        out.append(
+            {
+                "path": m["path"],
+                "state": state,
+                "saves": int(m["saves"] or 0),
+                "latest_sha256": m["sha256"] if state == "saved" else None,
+                "latest_size": m["size"] if state != "deleted" else 0,
+                "first_seen": m["first_seen"],
+                "last_modified": m["timestamp"],
+            }
+        )
+    return out
+
+
+def _gap_seconds(session: Session, later, earlier):
+    if session.get_bind().dialect.name == "sqlite":
+        return (func.julianday(later) - func.julianday(earlier)) * 86400.0
+    return func.extract("epoch", later - earlier)
+
+
+def active_seconds(timestamps: Sequence[datetime], idle_gap_seconds: float) -> float:
+    """Time on task: the sum of the gaps between consecutive events that are not longer than the idle gap.
+
+    A longer gap is a break (the student went away) and adds nothing. The SQL in ``summary`` computes
+    the same thing; this pure version documents and tests the rule.
+    """
+    ordered = sorted(timestamps)
+    total = 0.0
+    for a, b in zip(ordered, ordered[1:]):
+        gap = (b - a).total_seconds()
+        if gap <= idle_gap_seconds:
+            total += gap
+    return total
+
+
+def success_rate(successes: int, total: int) -> float | None:
+    return round(successes / total, 4) if total else None
+
+
+def summary(
+    session: Session,
+    course: str,
+    section: str,
+    assignment: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    idle_gap_seconds: float = 300,
+) -> dict[str, Any]:
+    """An assignment at a glance, overall and per student; every aggregate runs in SQL."""
+    scope = _scope(course, section, assignment)
+    succeeded = and_(EVENT.c.exit_code == 0, EVENT.c.signal.is_(None))
+    is_type = lambda t: func.sum(case((EVENT.c.type == t, 1), else_=0))  # noqa: E731
+    per_student_q = select(
+        EVENT.c.student_id,
+        func.count().label("events"),
+        is_type(wire.FILE_SAVE).label("saves"),
+        is_type(wire.FILE_DELETE).label("deletes"),
+        is_type(wire.FILE_TOO_LARGE).label("too_large"),
+        is_type(wire.PROCESS_COMPILE).label("compiles"),
+        func.sum(case((and_(EVENT.c.type == wire.PROCESS_COMPILE, succeeded), 1), else_=0)).label("compile_successes"),
+        is_type(wire.PROCESS_RUN).label("runs"),
+        func.sum(case((and_(EVENT.c.type == wire.PROCESS_RUN, succeeded), 1), else_=0)).label("run_successes"),
+        func.min(EVENT.c.timestamp).label("first_activity"),
+        func.max(EVENT.c.timestamp).label("last_activity"),
+    ).where(scope)
+    per_student_q = _time_range(per_student_q, since, until).group_by(EVENT.c.student_id)
+
+    # code size: the latest known size of each file (0 once deleted), summed per student
+    latest = select(
+        EVENT.c.student_id,
+        EVENT.c.type,
+        EVENT.c.size,
+        func.row_number()
+        .over(partition_by=(EVENT.c.student_id, EVENT.c.path), order_by=(EVENT.c.timestamp.desc(), EVENT.c.id.desc()))
+        .label("rn"),
+    ).where(scope, EVENT.c.type.in_(FILE_TYPES))
+    latest = _time_range(latest, since, until).subquery()
+    size_q = (
+        select(
+            latest.c.student_id,
+            func.sum(case((latest.c.type == wire.FILE_DELETE, 0), else_=func.coalesce(latest.c.size, 0))).label("code_size"),
+            func.sum(case((latest.c.type == wire.FILE_DELETE, 0), else_=1)).label("files"),
+        )
+        .where(latest.c.rn == 1)
+        .group_by(latest.c.student_id)
+    )
+
+    # active time: gaps between a student's consecutive events, counting only gaps up to the idle threshold
+    prev = func.lag(EVENT.c.timestamp).over(partition_by=EVENT.c.student_id, order_by=EVENT.c.timestamp)
+    gaps = select(EVENT.c.student_id, EVENT.c.timestamp.label("ts"), prev.label("prev_ts")).where(scope)
+    gaps = _time_range(gaps, since, until).subquery()
+    gap = _gap_seconds(session, gaps.c.ts, gaps.c.prev_ts)
+    active_q = (
+        select(
+            gaps.c.student_id,
+            func.sum(case((and_(gaps.c.prev_ts.is_not(None), gap <= idle_gap_seconds), gap), else_=0.0)).label("active"),
+        )
+        .group_by(gaps.c.student_id)
+    )
+
+    sizes = {r.student_id: (int(r.code_size or 0), int(r.files or 0)) for r in session.execute(size_q)}
+    active = {r.student_id: float(r.active or 0.0) for r in session.execute(active_q)}
+    students = []
+    for r in session.execute(per_student_q.order_by(EVENT.c.student_id)):
+        code_size, files = sizes.get(r.student_id, (0, 0))
+        compiles, ok = int(r.compiles or 0), int(r.compile_successes or 0)
+        students.append(
+            {
+                "student_id": r.student_id,
+                "events": int(r.events),
+                "saves": int(r.saves or 0),
+                "deletes": int(r.deletes or 0),
+                "too_large": int(r.too_large or 0),
+                "compiles": compiles,
+                "compile_successes": ok,
+                "compile_success_rate": success_rate(ok, compiles),
+                "runs": int(r.runs or 0),
+                "run_successes": int(r.run_successes or 0),
+                "code_size": code_size,
+                "files": files,
+                "first_activity": _aware(r.first_activity),
+                "last_activity": _aware(r.last_activity),
+                "active_seconds": round(active.get(r.student_id, 0.0), 3),
+            }
+        )
+    return summarise_students(course, section, assignment, students, idle_gap_seconds)
+
+
+def summarise_students(course, section, assignment, students: list[dict[str, Any]], idle_gap_seconds: float) -> dict[str, Any]:
+    """The assignment totals from the per-student rows (pure; unit-tested)."""
+    total = lambda key: sum(s[key] for s in students)  # noqa: E731
+    compiles, ok = total("compiles"), total("compile_successes")
+    firsts = [s["first_activity"] for s in students if s["first_activity"]]
+    lasts = [s["last_activity"] for s in students if s["last_activity"]]
+    return {
+        "course": course,
+        "section": section,
+        "assignment": assignment,
+        "students": len(students),
+        "events": total("events"),
+        "saves": total("saves"),
+        "deletes": total("deletes"),
+        "too_large": total("too_large"),
+        "compiles": compiles,
+        "compile_successes": ok,
+        "compile_success_rate": success_rate(ok, compiles),
+        "runs": total("runs"),
+        "run_successes": total("run_successes"),
+        "code_size": total("code_size"),
+        "first_activity": min(firsts) if firsts else None,
+        "last_activity": max(lasts) if lasts else None,
+        "active_seconds": round(sum(s["active_seconds"] for s in students), 3),
+        "idle_gap_seconds": idle_gap_seconds,
+        "per_student": students,
+    }
+
+
+def _aware(value):
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite returns aggregate datetimes as text
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def course_listing(
+    session: Session,
+    *,
+    course: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 200,
+    offset: int = 0,
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Courses -> sections -> assignments with counts. Pages over (course, section, assignment) groups."""
+    is_type = lambda t: func.sum(case((EVENT.c.type == t, 1), else_=0))  # noqa: E731
+    q = select(
+        EVENT.c.course,
+        EVENT.c.section,
+        EVENT.c.assignment,
+        func.count().label("events"),
+        func.count(func.distinct(EVENT.c.student_id)).label("students"),
+        is_type(wire.FILE_SAVE).label("saves"),
+        is_type(wire.PROCESS_COMPILE).label("compiles"),
+        is_type(wire.PROCESS_RUN).label("runs"),
+        func.min(EVENT.c.timestamp).label("first_activity"),
+        func.max(EVENT.c.timestamp).label("last_activity"),
+    )
+    if course is not None:
+        q = q.where(EVENT.c.course == course)
+    q = _time_range(q, since, until)
+    q = (
+        q.group_by(EVENT.c.course, EVENT.c.section, EVENT.c.assignment)
+        .order_by(EVENT.c.course, EVENT.c.section, EVENT.c.assignment)
+        .limit(limit + 1)
+        .offset(offset)
+    )
+    rows = list(session.execute(q))
+    next_offset = offset + limit if len(rows) > limit else None
+    rows = rows[:limit]
+    courses: dict[str, dict[str, list]] = {}
+    for r in rows:
+        courses.setdefault(r.course, {}).setdefault(r.section, []).append(
+            {
+                "assignment": r.assignment,
+                "events": int(r.events),
+                "students": int(r.students),
+                "saves": int(r.saves or 0),
+                "compiles": int(r.compiles or 0),
+                "runs": int(r.runs or 0),
+                "first_activity": _aware(r.first_activity),
+                "last_activity": _aware(r.last_activity),
+            }
+        )
+    listing = [
+        {"course": c, "sections": [{"section": s, "assignments": a} for s, a in sections.items()]}
+        for c, sections in courses.items()
+    ]
+    return listing, next_offset
+
+
+def status(session: Session) -> dict[str, Any]:
+    """What is stored (events by type) and which agents report (node + source, last report, backlog)."""
+    by_type = {r[0]: int(r[1]) for r in session.execute(select(EVENT.c.type, func.count()).group_by(EVENT.c.type))}
+    agents = [
+        {
+            "node": r.node,
+            "source": r.source,
+            "first_seen": _aware(r.first_seen),
+            "last_seen": _aware(r.last_seen),
+            "events_received": int(r.events_received),
+            "backlog": r.backlog,
+        }
+        for r in session.execute(select(AGENT).order_by(AGENT.c.node, AGENT.c.source))
+    ]
+    last = session.execute(select(func.max(EVENT.c.received_at))).scalar()
+    return {
+        "events_total": sum(by_type.values()),
+        "events_by_type": {t: by_type.get(t, 0) for t in wire.EVENT_TYPES} | by_type,
+        "last_received_at": _aware(last),
+        "agents": agents,
+    }
+
+
+# --------------------------------------------------------------------------------------------- deletes
+
+def delete_student(session: Session, student_id: str, *, course: str | None = None, section: str | None = None) -> dict[str, int]:
+    """Erase every stored record of one student (optionally only one course/section). Returns rows per table."""
+    q = delete(EVENT).where(EVENT.c.student_id == student_id)
+    if course is not None:
+        q = q.where(EVENT.c.course == course)
+    if section is not None:
+        q = q.where(EVENT.c.section == section)
+    n = session.execute(q).rowcount or 0
+    session.commit()
+    return {"event": int(n)}
+
+
+def purge_older_than(session: Session, cutoff: datetime, *, chunk: int = 10_000) -> int:
+    """Delete events whose timestamp is before ``cutoff``, in chunks so writers are not blocked for long."""
+    total = 0
+    while True:
+        ids = select(EVENT.c.id).where(EVENT.c.timestamp < cutoff).limit(chunk).scalar_subquery()
+        n = session.execute(delete(EVENT).where(EVENT.c.id.in_(ids))).rowcount or 0
+        session.commit()
+        total += n
+        if n < chunk:
+            return total
+
+
+def retention_cutoff(days: int, now: datetime | None = None) -> datetime:
+    return (now or datetime.now(timezone.utc)) - timedelta(days=days)
+
+
+def snapshot_known(session: Session, sha256: str) -> bool:
+    q = select(literal(1)).select_from(EVENT).where(EVENT.c.sha256 == sha256).limit(1)
+    return session.execute(q).first() is not None
