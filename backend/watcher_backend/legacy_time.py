@@ -1,0 +1,118 @@
+"""Time conversions of the old platform API (the ``/api/{class_div}/...`` routes).
+
+The old API spoke Korea time (KST, UTC+9, no daylight saving) without offsets; the new store keeps
+aware UTC. Everything that crosses between the two goes through this module, so each rule is written
+once:
+
+* Snapshot timestamps in a write URL (``POST .../{filename}/{timestamp}``) are ``YYYYMMDD_HHMMSS``.
+  The old filemon put its container clock (UTC) there and the old server added nine hours; we read them
+  the same way by default (``WATCHER_LEGACY_SNAPSHOT_TZ=UTC``), so an old filemon still posting during a
+  migration lands at the right instant. A trailing ``.ext`` (``20250730_061753.c``) is ignored, as before.
+* Naive datetimes in a log body (``"timestamp": "2025-07-30T15:17:53"``) were read in the old server's
+  local zone; we define them as KST, the platform's zone (``WATCHER_LEGACY_NAIVE_TZ=KST``). Aware values
+  are converted exactly.
+* Range bounds in read URLs (``/api/total_graph_data/.../{start}/{end}``) are KST when they carry no
+  offset, in either ``YYYYMMDD_HHMMSS`` or ISO 8601 form.
+* Responses: snapshot timestamps are ``"%Y%m%d_%H%M%S"`` KST strings, log timestamps naive KST datetimes,
+  graph buckets ``"%Y%m%d_%H%M"`` KST, all exactly like the old API.
+
+Bad input raises ``LegacyTimeError`` (a ValueError) whose message the router returns as a 422.
+"""
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Mapping
+
+KST = timezone(timedelta(hours=9), "KST")
+UTC = timezone.utc
+
+SNAPSHOT_FORMAT = "%Y%m%d_%H%M%S"
+GRAPH_FORMAT = "%Y%m%d_%H%M"
+
+_SNAPSHOT_RE = re.compile(r"\d{8}_\d{6}")
+
+# The two zones a legacy setting may name. Only fixed offsets: KST has had no DST since 1988, and this
+# avoids depending on the system tz database.
+_ZONES = {"UTC": UTC, "KST": KST, "ASIA/SEOUL": KST}
+
+SNAPSHOT_TZ_ENV = "WATCHER_LEGACY_SNAPSHOT_TZ"
+NAIVE_TZ_ENV = "WATCHER_LEGACY_NAIVE_TZ"
+
+
+class LegacyTimeError(ValueError):
+    """A legacy timestamp cannot be read. The message says what was expected."""
+
+
+def zone_setting(env: Mapping[str, str] | None, name: str, default: str) -> timezone:
+    """Read one of the two legacy zone settings (``UTC`` or ``KST``/``Asia/Seoul``)."""
+    env = os.environ if env is None else env
+    raw = (env.get(name) or default).strip()
+    try:
+        return _ZONES[raw.upper()]
+    except KeyError:
+        raise LegacyTimeError(f"{name}: must be UTC or KST (Asia/Seoul), got {raw!r}") from None
+
+
+def snapshot_path_zone(env: Mapping[str, str] | None = None) -> timezone:
+    return zone_setting(env, SNAPSHOT_TZ_ENV, "UTC")
+
+
+def naive_body_zone(env: Mapping[str, str] | None = None) -> timezone:
+    return zone_setting(env, NAIVE_TZ_ENV, "KST")
+
+
+def parse_snapshot_timestamp(text: str, zone: timezone = UTC) -> datetime:
+    """``20250730_061753`` (or ``20250730_061753.c``) read in ``zone`` -> aware UTC datetime."""
+    stem = text.split(".", 1)[0]
+    if not _SNAPSHOT_RE.fullmatch(stem):
+        raise LegacyTimeError(f"{text!r} is not a snapshot timestamp; expected YYYYMMDD_HHMMSS, e.g. 20250730_061753")
+    try:
+        naive = datetime.strptime(stem, SNAPSHOT_FORMAT)
+    except ValueError:
+        raise LegacyTimeError(f"{text!r} is not a real date and time (YYYYMMDD_HHMMSS)") from None
+    return naive.replace(tzinfo=zone).astimezone(UTC)
+
+
+def body_datetime_to_utc(value: datetime, naive_zone: timezone = KST) -> datetime:
+    """A datetime from a legacy log body: aware -> UTC; naive -> read in ``naive_zone`` (KST by default)."""
+    if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+        value = value.replace(tzinfo=naive_zone)
+    return value.astimezone(UTC)
+
+
+def parse_range_bound(text: str) -> datetime:
+    """A read-URL bound: ``YYYYMMDD_HHMMSS`` or ISO 8601; without an offset it is KST. -> aware UTC."""
+    if _SNAPSHOT_RE.fullmatch(text):
+        return parse_snapshot_timestamp(text, KST)
+    candidate = text.strip()
+    if candidate.endswith(("Z", "z")):
+        candidate = candidate[:-1] + "+00:00"
+    try:
+        value = datetime.fromisoformat(candidate)
+    except ValueError:
+        raise LegacyTimeError(
+            f"{text!r} is not a time; expected YYYYMMDD_HHMMSS (KST) or ISO 8601, e.g. 2025-07-30T15:17:53"
+        ) from None
+    return body_datetime_to_utc(value, KST)
+
+
+def to_kst(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("naive datetime: the store keeps aware UTC")
+    return value.astimezone(KST)
+
+
+def snapshot_string(value: datetime) -> str:
+    """Aware time -> the old API's snapshot timestamp string (KST, second resolution)."""
+    return to_kst(value).strftime(SNAPSHOT_FORMAT)
+
+
+def graph_string(value: datetime) -> str:
+    return to_kst(value).strftime(GRAPH_FORMAT)
+
+
+def naive_kst(value: datetime) -> datetime:
+    """Aware time -> naive KST datetime, the old API's log/monitoring timestamp type."""
+    return to_kst(value).replace(tzinfo=None)

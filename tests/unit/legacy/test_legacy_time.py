@@ -1,0 +1,73 @@
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from watcher_backend import legacy_time as lt
+
+UTC = timezone.utc
+
+
+def test_snapshot_path_timestamp_is_utc_by_default_like_the_old_server():
+    # The old filemon sent its (UTC) container clock; the old server added nine hours.
+    t = lt.parse_snapshot_timestamp("20250730_061753")
+    assert t == datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)
+    assert lt.snapshot_string(t) == "20250730_151753"
+
+
+def test_snapshot_path_timestamp_in_kst():
+    t = lt.parse_snapshot_timestamp("20250730_151753", lt.KST)
+    assert t == datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)
+
+
+def test_snapshot_timestamp_with_extension_suffix_is_accepted():
+    assert lt.parse_snapshot_timestamp("20250730_061753.c") == lt.parse_snapshot_timestamp("20250730_061753")
+
+
+@pytest.mark.parametrize("bad", ["build", "run", "2025-07-30", "20250730061753", "20251330_000000",
+                                 "20250230_000000", "20250730_256000", "2025073_0617531", ""])
+def test_bad_snapshot_timestamps_raise_a_clear_error(bad):
+    with pytest.raises(lt.LegacyTimeError) as err:
+        lt.parse_snapshot_timestamp(bad)
+    assert "YYYYMMDD_HHMMSS" in str(err.value)
+
+
+def test_naive_body_datetime_is_kst_and_aware_is_exact():
+    naive = datetime(2025, 7, 30, 15, 17, 53)
+    assert lt.body_datetime_to_utc(naive) == datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)
+    aware = datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)
+    assert lt.body_datetime_to_utc(aware) == aware
+    other = datetime(2025, 7, 30, 8, 17, 53, tzinfo=timezone(timedelta(hours=2)))
+    assert lt.body_datetime_to_utc(other) == aware
+
+
+def test_naive_kst_response_form():
+    t = datetime(2025, 12, 31, 20, 0, 0, tzinfo=UTC)
+    assert lt.naive_kst(t) == datetime(2026, 1, 1, 5, 0, 0)
+    assert lt.snapshot_string(t) == "20260101_050000"
+    assert lt.graph_string(t) == "20260101_0500"
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("20250730_151753", datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)),
+    ("2025-07-30T15:17:53", datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)),
+    ("2025-07-30 15:17:53", datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)),
+    ("2025-07-30T06:17:53Z", datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)),
+    ("2025-07-30T15:17:53+09:00", datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)),
+])
+def test_range_bounds(text, expected):
+    assert lt.parse_range_bound(text) == expected
+
+
+def test_bad_range_bound():
+    with pytest.raises(lt.LegacyTimeError):
+        lt.parse_range_bound("yesterday")
+
+
+def test_zone_settings():
+    assert lt.snapshot_path_zone({}) is lt.UTC
+    assert lt.naive_body_zone({}) is lt.KST
+    assert lt.snapshot_path_zone({"WATCHER_LEGACY_SNAPSHOT_TZ": "Asia/Seoul"}) is lt.KST
+    assert lt.naive_body_zone({"WATCHER_LEGACY_NAIVE_TZ": "utc"}) is lt.UTC
+    with pytest.raises(lt.LegacyTimeError) as err:
+        lt.naive_body_zone({"WATCHER_LEGACY_NAIVE_TZ": "PST"})
+    assert "WATCHER_LEGACY_NAIVE_TZ" in str(err.value)
