@@ -1,0 +1,1 @@
+"""Research exports of the event store (``watcher export``). See docs/export.md."""
