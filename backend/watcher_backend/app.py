@@ -1,0 +1,187 @@
+"""The FastAPI application: ``create_app(settings)``.
+
+Routers per resource (events, snapshots/files, queries, admin, health) plus, if present, the old platform
+API in ``routers/legacy.py`` (included last, so the /api/v1 and static-prefix routes match first).
+Startup (lifespan): log ``Server starting on port N``; run the migrations; log ``Database initialized``;
+start the retention task; log ``API endpoints ready``. Reads go straight to the database (no cache), so a
+read always sees the writes before it.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+from datetime import datetime, timezone
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from pydantic import TypeAdapter
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
+
+from watcher_core import __version__, wire
+
+from . import migrate, store
+from .db import make_engine
+from .metrics import Metrics, MetricsMiddleware
+from .routers import admin, events, health, queries, snapshots
+from .settings import Settings
+
+log = logging.getLogger("watcher_backend")
+
+
+class BodyLimitMiddleware:
+    """413 for a request body over ``max_bytes``: checks Content-Length first, then counts what arrives."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = 0
+                if declared > self.max_bytes:
+                    await self._reject(send, declared)
+                    return
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise HTTPException(status_code=413, detail=self._message(seen))
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _message(self, size: int) -> str:
+        return f"request body of {size}+ bytes is over the limit of {self.max_bytes} bytes (WATCHER_MAX_BODY_BYTES)"
+
+    async def _reject(self, send, size: int) -> None:
+        response = JSONResponse({"detail": self._message(size)}, status_code=413, headers={"Connection": "close"})
+        await response({"type": "http"}, None, send)
+
+
+async def _retention_loop(app: FastAPI) -> None:
+    settings: Settings = app.state.settings
+    metrics: Metrics = app.state.metrics
+    while True:
+        try:
+            purged = await asyncio.to_thread(_purge_once, app.state.engine, settings.retention_days)
+            metrics.retention_purged.inc(purged)
+            metrics.retention_runs.labels("ok").inc()
+            if purged:
+                log.info("retention: purged %d events older than %d days", purged, settings.retention_days)
+        except Exception as exc:  # keep going; the next run retries
+            metrics.retention_runs.labels("error").inc()
+            log.warning("retention: purge failed: %s", exc)
+        await asyncio.sleep(settings.retention_interval_seconds)
+
+
+def _purge_once(engine: Engine, days: int) -> int:
+    with Session(engine) as session:
+        return store.purge_older_than(session, store.retention_cutoff(days))
+
+
+def _include_legacy(app: FastAPI) -> bool:
+    try:
+        legacy = importlib.import_module("watcher_backend.routers.legacy")
+    except ModuleNotFoundError as exc:
+        if exc.name == "watcher_backend.routers.legacy":
+            return False
+        raise
+    app.include_router(legacy.router)
+    return True
+
+
+def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
+    """Build the app. ``engine`` defaults to one made from ``settings.database_url``."""
+    engine = engine or make_engine(settings.database_url)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        log.info("Server starting on port %d", settings.port)
+        if settings.run_migrations:
+            await asyncio.to_thread(migrate.upgrade, engine)
+        log.info("Database initialized")
+        task = None
+        if settings.retention_days:
+            task = asyncio.create_task(_retention_loop(app))
+        log.info("API endpoints ready")
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            engine.dispose()
+
+    app = FastAPI(
+        title="JCode Watcher backend",
+        version=__version__,
+        description="The central event store: saved versions, compiles and runs of student code.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.metrics = Metrics()
+
+    app.include_router(health.router)
+    app.include_router(events.router)
+    app.include_router(queries.router)
+    app.include_router(snapshots.router)
+    app.include_router(admin.router)
+    app.state.legacy = _include_legacy(app)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def database_error(request: Request, exc: SQLAlchemyError):
+        app.state.metrics.db_errors.inc()
+        log.error("database error on %s %s: %s", request.method, request.url.path, str(exc).splitlines()[0][:300])
+        return JSONResponse(
+            {"detail": f"database unavailable ({type(exc).__name__}); retry later"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_credentials=False,  # bearer tokens, not cookies
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+
+    def openapi():
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        event_schema = TypeAdapter(wire.Event).json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(event_schema.pop("$defs", {}))
+        components["WireEvent"] = event_schema
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
+    return app
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)

@@ -1,0 +1,100 @@
+"""Bearer-token access control and the shared request dependencies.
+
+Scopes: ``ingest`` (agents post events), ``read`` (dashboards, the platform, ``watcher status``) and
+``admin`` (deleting a student's records; the admin token also grants ``read``). Tokens come from the
+settings (``WATCHER_INGEST_TOKEN`` / ``WATCHER_READ_TOKEN`` / ``WATCHER_ADMIN_TOKEN`` or ``*_FILE``).
+A scope whose token is not configured cannot be used at all. With ``auth_enabled=False``
+(``--insecure-no-auth``, local development only) every request has every scope.
+
+Answers: no token or an unknown token -> 401 with ``WWW-Authenticate: Bearer``; a valid token without the
+scope -> 403. Tokens are compared with ``hmac.compare_digest``.
+
+Use in a router (the legacy router does the same)::
+
+    from fastapi import APIRouter, Depends
+    from sqlmodel import Session
+    from watcher_backend.auth import get_session, require_scope
+
+    router = APIRouter()
+
+    @router.get("/thing", dependencies=[Depends(require_scope("read"))])
+    def thing(session: Session = Depends(get_session)): ...
+
+``get_session`` yields one SQLModel ``Session`` per request on the app's engine (``app.state.engine``);
+``get_settings`` returns the app's ``Settings``.
+"""
+from __future__ import annotations
+
+import hmac
+from typing import Iterator
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session
+
+from .settings import SCOPES, Settings
+
+# auto_error=False: we answer 401 ourselves (FastAPI's default is 403 for a missing header).
+bearer = HTTPBearer(auto_error=False, description="A token of scope ingest, read or admin")
+
+# A token grants these scopes.
+GRANTS = {"ingest": {"ingest"}, "read": {"read"}, "admin": {"admin", "read"}}
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One database session per request; closed (and rolled back if uncommitted) afterwards."""
+    with Session(request.app.state.engine) as session:
+        yield session
+
+
+def scopes_of(token: str | None, settings: Settings) -> set[str] | None:
+    """The scopes a presented token grants, or None if it is not a known token."""
+    if not settings.auth_enabled:
+        return set(SCOPES)
+    if not token:
+        return None
+    granted: set[str] = set()
+    matched = False
+    presented = token.encode()
+    for scope, configured in settings.tokens.items():
+        # compare against every configured token, so timing does not reveal which one matched
+        if configured and hmac.compare_digest(presented, configured.encode()):
+            granted |= GRANTS[scope]
+            matched = True
+    return granted if matched else None
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(
+        status_code=status.HTTP_401_UNAUTHORIZED,
+        detail=message,
+        headers={"WWW-Authenticate": 'Bearer realm="watcher"'},
+    )
+
+
+def require_scope(scope: str):
+    """A dependency that lets the request through only with a token granting ``scope``."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+
+    def check(
+        request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+    ) -> set[str]:
+        settings: Settings = request.app.state.settings
+        if not settings.auth_enabled:
+            return set(SCOPES)
+        if credentials is None:
+            raise _unauthorized("missing bearer token (Authorization: Bearer <token>)")
+        granted = scopes_of(credentials.credentials, settings)
+        if granted is None:
+            raise _unauthorized("invalid bearer token")
+        if scope not in granted:
+            raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=f"this token lacks the '{scope}' scope")
+        return granted
+
+    check.__name__ = f"require_{scope}_scope"
+    return check

@@ -1,0 +1,83 @@
+"""``watcher backend``: run the central API server (uvicorn, one process)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .settings import SettingsError, from_env
+
+DESCRIPTION = """\
+Run the JCode Watcher backend: the event store and HTTP API (FastAPI on uvicorn).
+
+Settings come from flags, else environment variables, else defaults:
+  --host / WATCHER_HOST                    0.0.0.0
+  --port / WATCHER_PORT                    3000
+  --database-url / WATCHER_DATABASE_URL    sqlite:///data/watcher.db (postgresql://... for PostgreSQL)
+  --snapshot-dir / WATCHER_SNAPSHOT_DIR    data/snapshots (filemon's snapshot volume, read-only is fine)
+  WATCHER_INGEST_TOKEN, WATCHER_READ_TOKEN, WATCHER_ADMIN_TOKEN (or *_FILE naming a file that holds it)
+  WATCHER_RETENTION_DAYS (off), WATCHER_MAX_BODY_BYTES, WATCHER_CORS_ORIGINS, WATCHER_IDLE_GAP_SECONDS,
+  WATCHER_AUTH=off (same as --insecure-no-auth), WATCHER_LOG_LEVEL
+See docs/backend.md for the full table."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="watcher backend", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--port", type=int, help="TCP port (default 3000)")
+    p.add_argument("--database-url", help="sqlite:///path.db or postgresql://user:pass@host:port/db")
+    p.add_argument("--snapshot-dir", type=Path, help="root of the content-addressed snapshot store")
+    p.add_argument("--retention-days", type=int, help="purge events older than this many days (default: keep)")
+    p.add_argument("--insecure-no-auth", action="store_true",
+                   help="accept every request without a token (local development only)")
+    p.add_argument("--no-migrate", action="store_true", help="do not run schema migrations at startup")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = from_env()
+        settings = settings.with_overrides(
+            host=args.host, port=args.port, database_url=args.database_url, snapshot_dir=args.snapshot_dir,
+            retention_days=args.retention_days, log_level=args.log_level,
+        )
+        if args.insecure_no_auth:
+            settings = settings.with_overrides(auth_enabled=False)
+        if args.no_migrate:
+            settings = settings.with_overrides(run_migrations=False)
+        settings.validate()
+    except SettingsError as exc:
+        print(f"watcher backend: bad setting {exc}", file=sys.stderr)
+        return 2
+
+    logging.basicConfig(level=settings.log_level, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # migration chatter; failures still show
+    if not settings.auth_enabled:
+        logging.getLogger("watcher_backend").warning("authentication is OFF (--insecure-no-auth): local use only")
+    try:
+        settings.snapshot_dir.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass  # a read-only snapshot volume is fine; missing content answers 404
+
+    import uvicorn
+
+    from .app import create_app
+
+    try:
+        app = create_app(settings)
+    except Exception as exc:  # e.g. a database URL the driver cannot parse
+        print(f"watcher backend: bad setting WATCHER_DATABASE_URL: {exc}", file=sys.stderr)
+        return 2
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+                            access_log=False, proxy_headers=True, lifespan="on")
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

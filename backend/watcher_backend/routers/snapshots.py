@@ -1,0 +1,82 @@
+"""Snapshot content (by sha256), diffs, and a student's files with their saved versions (read scope)."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import Response
+from sqlmodel import Session
+
+from watcher_core import identity, snapshots
+
+from .. import store
+from ..auth import get_session, require_scope
+from ..diffing import decode_text, unified_diff
+from ..params import AssignmentPath, CoursePath, Cursor, Limit, SectionPath, Sha256Path, Since, StudentPath, Until
+from ..schemas import Diff, FileList, SnapshotList
+
+router = APIRouter(prefix="/api/v1", tags=["snapshots"], dependencies=[Depends(require_scope("read"))])
+
+STUDENT = "/courses/{course}/sections/{section}/assignments/{assignment}/students/{student_id}"
+Sha256Query = Annotated[str, Query(pattern=r"^[0-9a-f]{64}$")]
+
+
+def _content(request: Request, sha256: str) -> bytes:
+    data = snapshots.read_snapshot(request.app.state.settings.snapshot_dir, sha256)
+    if data is None:
+        raise HTTPException(status_code=404, detail=f"snapshot {sha256} is not in the snapshot store")
+    return data
+
+
+@router.get(
+    "/snapshots/{sha256}",
+    summary="The content of one snapshot",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}, "application/octet-stream": {}}}, 404: {"description": "Not stored"}},
+)
+def get_snapshot(request: Request, sha256: Sha256Path):
+    data = _content(request, sha256)
+    _, binary = decode_text(data)
+    media = "application/octet-stream" if binary else "text/plain; charset=utf-8"
+    return Response(content=data, media_type=media, headers={"ETag": f'"{sha256}"', "Cache-Control": "private, max-age=86400, immutable"})
+
+
+@router.get("/diff", response_model=Diff, summary="Unified diff between two snapshots")
+def get_diff(
+    request: Request,
+    from_sha256: Annotated[str, Query(alias="from", pattern=r"^[0-9a-f]{64}$", description="Older snapshot")],
+    to_sha256: Annotated[str, Query(alias="to", pattern=r"^[0-9a-f]{64}$", description="Newer snapshot")],
+    context: Annotated[int, Query(ge=0, le=100, description="Context lines")] = 3,
+):
+    old, new = _content(request, from_sha256), _content(request, to_sha256)
+    text, binary = unified_diff(old, new, from_sha256[:12], to_sha256[:12], context)
+    return Diff(from_sha256=from_sha256, to_sha256=to_sha256, identical=(old == new), binary=binary, diff=text)
+
+
+@router.get(STUDENT + "/files", response_model=FileList, summary="A student's files in an assignment, latest state")
+def list_files(
+    course: CoursePath, section: SectionPath, assignment: AssignmentPath, student_id: StudentPath,
+    since: Since = None, until: Until = None, session: Session = Depends(get_session),
+):
+    files = store.file_list(session, course, section, assignment, student_id, since=since, until=until)
+    return FileList(course=course, section=section, assignment=assignment, student_id=student_id, files=files)
+
+
+@router.get(STUDENT + "/snapshots", response_model=SnapshotList, summary="The saved versions of one file, oldest first")
+def list_snapshots(
+    course: CoursePath, section: SectionPath, assignment: AssignmentPath, student_id: StudentPath,
+    path: Annotated[str, Query(min_length=1, max_length=identity.MAX_PATH_LENGTH, description="File path relative to the assignment")],
+    since: Since = None, until: Until = None, limit: Limit = 100, cursor: Cursor = None,
+    session: Session = Depends(get_session),
+):
+    try:
+        path = identity.check_relative_path(path)
+    except identity.IdentityError as exc:
+        raise HTTPException(status_code=422, detail=f"path: {exc}") from None
+    try:
+        items, next_cursor = store.file_snapshots(
+            session, course, section, assignment, student_id, path, since=since, until=until, limit=limit, cursor=cursor
+        )
+    except store.BadCursor as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
+    return SnapshotList(path=path, snapshots=items, next_cursor=next_cursor)

@@ -1,0 +1,202 @@
+"""API schemas (pydantic), kept apart from the tables in ``models.py``.
+
+The ingest body and answer are the wire format's own models (``watcher_core.wire``).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class Health(BaseModel):
+    status: Literal["healthy"]
+    timestamp: str = Field(description="RFC 3339 UTC, e.g. 2024-01-01T00:00:00Z")
+
+
+class Ready(BaseModel):
+    status: Literal["ready", "unavailable"]
+    database: str
+    detail: str | None = None
+
+
+class EventOut(BaseModel):
+    """A stored event; only the fields of its type are present."""
+
+    id: int = Field(description="Store row id (orders events with equal timestamps)")
+    event_id: str
+    type: str
+    timestamp: datetime
+    received_at: datetime
+    node: str
+    source: str
+    course: str
+    section: str
+    student_id: str
+    assignment: str
+    path: str
+    sha256: str | None = None
+    size: int | None = None
+    limit: int | None = None
+    argv: list[str] | None = None
+    argv_truncated: bool | None = None
+    cwd: str | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_ms: float | None = None
+    pid: int | None = None
+    succeeded: bool | None = None
+    compiler: str | None = None
+    sources: list[str] | None = None
+    output: str | None = None
+    kind: str | None = None
+    target: str | None = None
+
+
+class Timeline(BaseModel):
+    course: str
+    section: str
+    assignment: str
+    student_id: str
+    events: list[EventOut]
+    next_cursor: str | None = Field(None, description="Pass as ?cursor= for the next page; null on the last page")
+
+
+class FileState(BaseModel):
+    path: str
+    state: Literal["saved", "deleted", "too_large"]
+    saves: int
+    latest_sha256: str | None
+    latest_size: int | None
+    first_seen: datetime
+    last_modified: datetime
+
+
+class FileList(BaseModel):
+    course: str
+    section: str
+    assignment: str
+    student_id: str
+    files: list[FileState]
+
+
+class SnapshotRef(BaseModel):
+    id: int
+    event_id: str
+    timestamp: datetime
+    sha256: str | None = Field(description="null for saves reported by the old API (no content)")
+    size: int | None
+    source: str
+
+
+class SnapshotList(BaseModel):
+    path: str
+    snapshots: list[SnapshotRef]
+    next_cursor: str | None = None
+
+
+class Diff(BaseModel):
+    from_sha256: str
+    to_sha256: str
+    identical: bool
+    binary: bool = Field(description="True if either side is not valid UTF-8 (shown with replacement characters)")
+    diff: str = Field(description="Unified diff")
+
+
+class StudentSummary(BaseModel):
+    student_id: str
+    events: int
+    saves: int
+    deletes: int
+    too_large: int
+    compiles: int
+    compile_successes: int
+    compile_success_rate: float | None
+    runs: int
+    run_successes: int
+    code_size: int = Field(description="Sum of each file's latest size (0 once deleted)")
+    files: int
+    first_activity: datetime | None
+    last_activity: datetime | None
+    active_seconds: float
+
+
+class AssignmentSummary(BaseModel):
+    course: str
+    section: str
+    assignment: str
+    students: int
+    events: int
+    saves: int
+    deletes: int
+    too_large: int
+    compiles: int
+    compile_successes: int
+    compile_success_rate: float | None
+    runs: int
+    run_successes: int
+    code_size: int
+    first_activity: datetime | None
+    last_activity: datetime | None
+    active_seconds: float = Field(description="Sum over students of gaps between events up to idle_gap_seconds")
+    idle_gap_seconds: float
+    per_student: list[StudentSummary]
+
+
+class AssignmentCounts(BaseModel):
+    assignment: str
+    events: int
+    students: int
+    saves: int
+    compiles: int
+    runs: int
+    first_activity: datetime | None
+    last_activity: datetime | None
+
+
+class SectionListing(BaseModel):
+    section: str
+    assignments: list[AssignmentCounts]
+
+
+class CourseListing(BaseModel):
+    course: str
+    sections: list[SectionListing]
+
+
+class Courses(BaseModel):
+    courses: list[CourseListing]
+    next_offset: int | None = None
+
+
+class AgentStatus(BaseModel):
+    node: str
+    source: str
+    first_seen: datetime
+    last_seen: datetime
+    events_received: int
+    backlog: int | None
+
+
+class Status(BaseModel):
+    events_total: int
+    events_by_type: dict[str, int]
+    last_received_at: datetime | None
+    agents: list[AgentStatus]
+
+
+class Deleted(BaseModel):
+    student_id: str
+    course: str | None
+    section: str | None
+    deleted: dict[str, int] = Field(description="Rows deleted per table")
+    note: str
+
+
+class Purged(BaseModel):
+    retention_days: int
+    cutoff: datetime
+    purged: int
