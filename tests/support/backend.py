@@ -1,0 +1,183 @@
+"""Start a REAL backend (``python -m watcher_core backend``) on a free loopback port, for any test.
+
+Usage (pytest)::
+
+    from support.backend import run_backend
+
+    def test_something(tmp_path):
+        with run_backend(tmp_path) as backend:          # waits until GET /health answers
+            r = backend.post_events([event.model_dump(mode="json")])
+            assert r.json()["accepted"] == 1
+            with backend.client("read") as http:       # httpx.Client with base_url and the read token
+                http.get("/api/v1/status").json()
+
+``run_backend(tmp_path, database_url=None, tokens=None, snapshot_dir=None, env=None, args=(), timeout=30)``:
+
+* ``database_url``: default SQLite at ``tmp_path/backend/watcher.db``; pass a ``postgresql://`` URL
+  (see ``support.postgres``) to run against PostgreSQL.
+* ``tokens``: ``None`` -> fresh random tokens for ingest/read/admin; a dict -> exactly those;
+  ``False`` -> ``--insecure-no-auth`` (every request has every scope).
+* ``snapshot_dir``: default ``tmp_path/backend/snapshots`` (created); agents' tests point filemon's
+  snapshot store at ``backend.snapshot_dir`` so the content API can serve what filemon wrote.
+* ``env``: extra environment variables (e.g. ``{"WATCHER_RETENTION_DAYS": "7"}``); ``args``: extra flags.
+
+The handle has ``.url``, ``.port``, ``.tokens`` (scope -> token), ``.snapshot_dir``, ``.database_url``,
+``.log_path``, ``.headers(scope)``, ``.client(scope)``, ``.post_events(events, scope="ingest")``,
+``.logs()``, ``.restart()`` and ``.stop()``. The server's stdout/stderr go to ``.log_path``; if it fails to
+start, the error includes its log. Every started server is stopped at interpreter exit as a safety net.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import httpx
+
+from support.ports import free_port
+
+SCOPES = ("ingest", "read", "admin")
+_RUNNING: set[subprocess.Popen] = set()
+
+
+def _cleanup() -> None:
+    for proc in list(_RUNNING):
+        if proc.poll() is None:
+            proc.kill()
+
+
+atexit.register(_cleanup)
+
+
+def make_tokens() -> dict[str, str]:
+    return {scope: f"{scope}-{secrets.token_hex(16)}" for scope in SCOPES}
+
+
+class BackendHandle:
+    def __init__(self, workdir: Path, database_url: str, snapshot_dir: Path, tokens: Mapping[str, str] | None,
+                 env: Mapping[str, str] | None, args: Iterable[str], timeout: float):
+        self.workdir = workdir
+        self.database_url = database_url
+        self.snapshot_dir = snapshot_dir
+        self.tokens: dict[str, str] = dict(tokens or {})
+        self.insecure = tokens is None
+        self.extra_env = dict(env or {})
+        self.extra_args = list(args)
+        self.timeout = timeout
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "backend.log"
+        self.process: subprocess.Popen | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def start(self) -> "BackendHandle":
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}
+        for scope, token in self.tokens.items():
+            env[f"WATCHER_{scope.upper()}_TOKEN"] = token
+        env.update(self.extra_env)
+        cmd = [
+            sys.executable, "-m", "watcher_core", "backend",
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--database-url", self.database_url, "--snapshot-dir", str(self.snapshot_dir),
+            *(["--insecure-no-auth"] if self.insecure else []),
+            *self.extra_args,
+        ]
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(cmd, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        log.close()
+        _RUNNING.add(self.process)
+        self._wait_healthy()
+        return self
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + self.timeout
+        last_error = "no answer"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"backend exited with {self.process.returncode} before answering /health:\n{self.logs()}")
+            try:
+                r = httpx.get(self.url + "/health", timeout=2)
+                if r.status_code == 200 and "API endpoints ready" in self.logs():
+                    return
+                last_error = f"HTTP {r.status_code}"
+            except httpx.HTTPError as exc:
+                last_error = repr(exc)
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"backend did not become healthy in {self.timeout}s ({last_error}):\n{self.logs()}")
+
+    def stop(self, timeout: float = 15) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout``. Returns the exit code. Safe to call twice."""
+        proc = self.process
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        _RUNNING.discard(proc)
+        return proc.returncode
+
+    def restart(self) -> "BackendHandle":
+        """Stop and start again on the same port, database and snapshot store."""
+        self.stop()
+        return self.start()
+
+    def __enter__(self) -> "BackendHandle":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def logs(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def headers(self, scope: str | None = "read") -> dict[str, str]:
+        if scope is None or self.insecure:
+            return {}
+        return {"Authorization": f"Bearer {self.tokens[scope]}"}
+
+    def client(self, scope: str | None = "read", **kwargs: Any) -> httpx.Client:
+        kwargs.setdefault("timeout", 30)
+        return httpx.Client(base_url=self.url, headers=self.headers(scope), **kwargs)
+
+    def post_events(self, events: list, scope: str = "ingest", **kwargs: Any) -> httpx.Response:
+        """POST a batch (wire models or plain dicts) to /api/v1/events."""
+        body = [e.model_dump(mode="json") if hasattr(e, "model_dump") else e for e in events]
+        return httpx.post(self.url + "/api/v1/events", json=body, headers=self.headers(scope), timeout=30, **kwargs)
+
+
+def run_backend(
+    tmp_path: Path,
+    database_url: str | None = None,
+    tokens: Mapping[str, str] | bool | None = None,
+    snapshot_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    args: Iterable[str] = (),
+    timeout: float = 30,
+) -> BackendHandle:
+    """Start a backend and wait until it is healthy; use as a context manager or call ``.stop()``."""
+    workdir = Path(tmp_path) / "backend"
+    workdir.mkdir(parents=True, exist_ok=True)
+    snapshot_dir = Path(snapshot_dir) if snapshot_dir else workdir / "snapshots"
+    snapshot_dir.mkdir(parents=True, exist_ok=True)
+    database_url = database_url or f"sqlite:///{workdir / 'watcher.db'}"
+    if tokens is None or tokens is True:
+        tokens = make_tokens()
+    elif tokens is False:
+        tokens = None
+    return BackendHandle(workdir, database_url, snapshot_dir, tokens, env, args, timeout).start()
