@@ -1,0 +1,361 @@
+"""The old platform API (``/api/{class_div}/...``), served from the new event store.
+
+The JCode platform keeps calling the paths, field names and messages it always did (reference §1.3);
+behind them is the same store as ``/api/v1``. What changed on purpose (docs/legacy-api.md):
+reads see writes at once (no cache), lists are sorted, student ids keep leading zeros, bad input is a
+422 naming the field (never a 500), exact duplicate writes are stored once, ``file_size`` of a log is
+the size of the file's closest snapshot, and tokens are required (writes: ``ingest``, reads: ``read``).
+
+Route order matters: the static-prefix routes (``/api/snapshot_avg/...``, ``/api/assignment/...``)
+come first, then the ``.../logs/build|run`` routes, then the generic ``{filename}/{timestamp}`` ones.
+A real class_div always contains ``-`` and the static prefixes never do, and a snapshot timestamp is
+always ``YYYYMMDD_HHMMSS``, never ``build``/``run``; so no URL is ambiguous (tests/integration/legacy).
+This router is included after the v1 routers, so ``/api/v1/...`` always wins.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime
+from typing import Any, Callable
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from sqlmodel import Session
+
+from watcher_core import identity, wire
+
+from .. import legacy_stats, legacy_store, legacy_time, store
+from ..auth import get_session, require_scope
+from ..legacy_schemas import (
+    AssignmentResponse,
+    AvgCountResponse,
+    BuildLogCreate,
+    BuildLogResponse,
+    CodeSizeChangeResponse,
+    GraphResponse,
+    Message,
+    MonitoringResponse,
+    RunLogCreate,
+    RunLogResponse,
+    SnapshotAvgResponse,
+    SnapshotCreate,
+    StudentSizeChange,
+    TopStudent,
+    Trend,
+)
+from ..legacy_store import Scope
+
+log = logging.getLogger("watcher_backend.legacy")
+
+router = APIRouter(tags=["legacy"])
+READ = [Depends(require_scope("read"))]
+INGEST = [Depends(require_scope("ingest"))]
+
+_ASSIGNMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+MAX_INTERVAL_MINUTES = 10 * 366 * 24 * 60  # ten years; larger values overflow date arithmetic
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+def invalid(field: str, message: str, value: Any = None, where: str = "path") -> HTTPException:
+    """A 422 shaped like FastAPI's own validation errors, naming the field."""
+    return HTTPException(
+        status_code=422,
+        detail=[{"type": "value_error", "loc": [where, field], "msg": message, "input": value}],
+    )
+
+
+def scope_of(class_div: str, hw_name: str, student_id: str | None = None) -> Scope:
+    try:
+        course, section = identity.parse_class_div(class_div)
+    except identity.IdentityError as exc:
+        raise invalid("class_div", str(exc), class_div) from None
+    if not _ASSIGNMENT_RE.fullmatch(hw_name):
+        raise invalid("hw_name", "must be 1-64 letters, digits, '_', '.' or '-' (e.g. hw1)", hw_name)
+    if student_id is not None and not identity.STUDENT_ID_RE.fullmatch(student_id):
+        raise invalid("student_id", "must be 1-32 letters or digits (leading zeros are kept)", student_id)
+    return Scope(course, section, hw_name, student_id)
+
+
+def path_of(filename: str) -> str:
+    try:
+        return identity.path_from_legacy_filename(filename)
+    except identity.IdentityError as exc:
+        raise invalid("filename", f"{exc} (nested folders are joined with '@', e.g. src@util.c)", filename) from None
+
+
+def _store_one(request: Request, session: Session, event: wire.Event) -> None:
+    result = store.ingest(session, [event])
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.events.labels(event.type, "accepted" if result.accepted else "duplicate").inc()
+
+
+def _time(parse: Callable[[], datetime], field: str, value: str, where: str = "path") -> datetime:
+    try:
+        return parse()
+    except legacy_time.LegacyTimeError as exc:
+        raise invalid(field, str(exc), value, where) from None
+
+
+def _naive_zone():
+    try:
+        return legacy_time.naive_body_zone()
+    except legacy_time.LegacyTimeError as exc:  # a bad setting: say which one, do not guess
+        raise HTTPException(status_code=500, detail=str(exc)) from None
+
+
+def _snapshot_zone():
+    try:
+        return legacy_time.snapshot_path_zone()
+    except legacy_time.LegacyTimeError as exc:
+        raise HTTPException(status_code=500, detail=str(exc)) from None
+
+
+# ------------------------------------------------------------------------------------------ static-prefix reads
+
+@router.get(
+    "/api/snapshot_avg/{class_div}/{hw_name}/{student_id}/{filename}",
+    response_model=SnapshotAvgResponse,
+    dependencies=READ,
+    summary="Number of snapshots and mean size of one file",
+)
+def snapshot_avg(class_div: str, hw_name: str, student_id: str, filename: str, session: Session = Depends(get_session)):
+    scope = scope_of(class_div, hw_name, student_id)
+    sizes = [s.size for s in legacy_store.snaps(session, scope, path_of(filename))]
+    count, avg = legacy_stats.snapshot_avg(sizes)
+    return SnapshotAvgResponse(snapshot_avg=count, snapshot_size_avg=avg)
+
+
+@router.get(
+    "/api/assignments/snapshot_avg/{class_div}/{hw_name}/{student_id}",
+    response_model=MonitoringResponse,
+    dependencies=READ,
+    summary="A student's snapshot count, mean size, first/last time and gaps in one assignment",
+)
+def monitoring(class_div: str, hw_name: str, student_id: str, session: Session = Depends(get_session)):
+    scope = scope_of(class_div, hw_name, student_id)
+    m = legacy_stats.monitoring(legacy_store.snaps(session, scope))
+    return MonitoringResponse(
+        snapshot_avg=m.snapshot_avg,
+        snapshot_size_avg=m.snapshot_size_avg,
+        first=legacy_time.naive_kst(m.first) if m.first else None,
+        last=legacy_time.naive_kst(m.last) if m.last else None,
+        total=m.total,
+        interval=m.interval,
+    )
+
+
+@router.get(
+    "/api/graph_data/{class_div}/{hw_name}/{student_id}/{interval}",
+    response_model=GraphResponse,
+    dependencies=READ,
+    summary="Total code size per time bucket of `interval` minutes",
+    responses={400: {"description": "Interval must be a positive integer."}},
+)
+def graph_data(class_div: str, hw_name: str, student_id: str, interval: int, session: Session = Depends(get_session)):
+    scope = scope_of(class_div, hw_name, student_id)
+    if interval <= 0:
+        raise HTTPException(status_code=400, detail="Interval must be a positive integer.")
+    if interval > MAX_INTERVAL_MINUTES:
+        raise invalid("interval", f"must be at most {MAX_INTERVAL_MINUTES} minutes", interval)
+    trends = legacy_stats.graph_trends(legacy_store.snaps(session, scope), interval)
+    return GraphResponse(
+        trends=[Trend(timestamp=legacy_time.graph_string(t.start), total_size=t.total_size, size_change=t.size_change) for t in trends]
+    )
+
+
+@router.get(
+    "/api/assignment/{class_div}/{hw_name}",
+    response_model=AssignmentResponse,
+    dependencies=READ,
+    summary="Snapshot size percentiles, averages and the 7 most recently active students",
+)
+def assignment(class_div: str, hw_name: str, session: Session = Depends(get_session)):
+    scope = scope_of(class_div, hw_name)
+    st = legacy_stats.assignment_stats(legacy_store.snaps(session, scope))
+    return AssignmentResponse(
+        percentile_90=st.percentile_90,
+        percentile_50=st.percentile_50,
+        avg_bytes=st.avg_bytes,
+        avg_num=st.avg_num,
+        top_7=[
+            TopStudent(student_num=t.student, timestamp=legacy_time.snapshot_string(t.time), code_size=t.code_size)
+            for t in st.top_7
+        ],
+    )
+
+
+@router.get(
+    "/api/total_graph_data/{class_div}/{hw_name}/{start}/{end}",
+    response_model=CodeSizeChangeResponse,
+    dependencies=READ,
+    summary="Per student, the sum of |size change| between consecutive snapshots in [start, end]",
+)
+def total_graph_data(class_div: str, hw_name: str, start: str, end: str, session: Session = Depends(get_session)):
+    scope = scope_of(class_div, hw_name)
+    t_start = _time(lambda: legacy_time.parse_range_bound(start), "start", start)
+    t_end = _time(lambda: legacy_time.parse_range_bound(end), "end", end)
+    if t_end < t_start:
+        raise invalid("end", "must not be before start", end)
+    changes = legacy_stats.size_change_by_student(legacy_store.snaps(session, scope), t_start, t_end)
+    return CodeSizeChangeResponse(
+        results=[StudentSizeChange(student_num=s, size_change=n) for s, n in sorted(changes.items())]
+    )
+
+
+def _avg(class_div: str, hw_name: str, session: Session, event_type: str) -> AvgCountResponse:
+    n, students = legacy_store.log_counts(session, scope_of(class_div, hw_name), event_type)
+    return AvgCountResponse(avg_count=legacy_stats.avg_count(n, students))
+
+
+@router.get("/api/build_avg/{class_div}/{hw_name}", response_model=AvgCountResponse, dependencies=READ,
+            summary="Compiles per student (students with at least one)")
+def build_avg(class_div: str, hw_name: str, session: Session = Depends(get_session)):
+    return _avg(class_div, hw_name, session, wire.PROCESS_COMPILE)
+
+
+@router.get("/api/run_avg/{class_div}/{hw_name}", response_model=AvgCountResponse, dependencies=READ,
+            summary="Runs per student (students with at least one)")
+def run_avg(class_div: str, hw_name: str, session: Session = Depends(get_session)):
+    return _avg(class_div, hw_name, session, wire.PROCESS_RUN)
+
+
+# ------------------------------------------------------------------------------------------ logs
+
+@router.post(
+    "/api/{class_div}/{hw_name}/{student_id}/logs/build",
+    response_model=Message,
+    dependencies=INGEST,
+    summary="Record a compile (stored as a process.compile event)",
+)
+def post_build_log(
+    request: Request, class_div: str, hw_name: str, student_id: str, body: BuildLogCreate,
+    session: Session = Depends(get_session),
+):
+    scope = scope_of(class_div, hw_name, student_id)
+    when = legacy_time.body_datetime_to_utc(body.timestamp, _naive_zone())
+    _store_one(request, session, _build(lambda: legacy_store.build_event(scope, body, when)))
+    return Message(message="Build log registered successfully")
+
+
+@router.post(
+    "/api/{class_div}/{hw_name}/{student_id}/logs/run",
+    response_model=Message,
+    dependencies=INGEST,
+    summary="Record a program run (stored as a process.run event)",
+)
+def post_run_log(
+    request: Request, class_div: str, hw_name: str, student_id: str, body: RunLogCreate,
+    session: Session = Depends(get_session),
+):
+    scope = scope_of(class_div, hw_name, student_id)
+    when = legacy_time.body_datetime_to_utc(body.timestamp, _naive_zone())
+    _store_one(request, session, _build(lambda: legacy_store.run_event(scope, body, when)))
+    return Message(message="Run log registered successfully")
+
+
+def _build(make: Callable[[], wire.Event]) -> wire.Event:
+    """Build a wire event; a fact the wire rejects becomes a 422 naming it (never a 500)."""
+    from pydantic import ValidationError
+
+    try:
+        return make()
+    except ValidationError as exc:
+        raise HTTPException(status_code=422, detail=wire.describe_error(exc)) from None
+
+
+def _log_time(row: legacy_store.LogRow) -> datetime:
+    return legacy_time.naive_kst(row.timestamp)
+
+
+@router.get(
+    "/api/{class_div}/{hw_name}/{student_id}/logs/build",
+    response_model=list[BuildLogResponse],
+    dependencies=READ,
+    summary="A student's compiles in an assignment, newest first",
+)
+def get_build_logs(class_div: str, hw_name: str, student_id: str, session: Session = Depends(get_session)):
+    scope = scope_of(class_div, hw_name, student_id)
+    rows = legacy_store.logs(session, scope, wire.PROCESS_COMPILE)
+    sizes = legacy_stats.SizeHistory(legacy_store.snaps(session, scope)) if rows else None
+    out = []
+    for r in rows:
+        first = r.argv[0] if r.argv else ""
+        out.append(
+            BuildLogResponse(
+                binary_path=first if "/" in first else (r.compiler or first),
+                cmdline=" ".join(r.argv),
+                exit_code=r.legacy_exit_code,
+                cwd=legacy_store.pod_path(scope.assignment, r.cwd),
+                target_path=legacy_store.pod_path(scope.assignment, r.file_path) if r.file_path else "",
+                timestamp=_log_time(r),
+                file_size=(sizes.size_at(r.file_path, r.timestamp) or 0) if sizes else 0,
+            )
+        )
+    return out
+
+
+@router.get(
+    "/api/{class_div}/{hw_name}/{student_id}/logs/run",
+    response_model=list[RunLogResponse],
+    dependencies=READ,
+    summary="A student's program runs in an assignment, newest first",
+)
+def get_run_logs(class_div: str, hw_name: str, student_id: str, session: Session = Depends(get_session)):
+    scope = scope_of(class_div, hw_name, student_id)
+    rows = legacy_store.logs(session, scope, wire.PROCESS_RUN)
+    sizes = legacy_stats.SizeHistory(legacy_store.snaps(session, scope)) if rows else None
+    return [
+        RunLogResponse(
+            cmdline=" ".join(r.argv),
+            exit_code=r.legacy_exit_code,
+            cwd=legacy_store.pod_path(scope.assignment, r.cwd),
+            target_path=legacy_store.pod_path(scope.assignment, r.file_path) if r.file_path else "",
+            process_type=r.kind or "other",
+            timestamp=_log_time(r),
+            file_size=(sizes.size_at(r.file_path, r.timestamp) or 0) if sizes else 0,
+        )
+        for r in rows
+    ]
+
+
+# ------------------------------------------------------------------------------------------ snapshots
+
+@router.post(
+    "/api/{class_div}/{hw_name}/{student_id}/{filename}/{timestamp}",
+    response_model=Message,
+    dependencies=INGEST,
+    summary="Record a snapshot (a save of `bytes` bytes; content is not sent)",
+)
+def post_snapshot(
+    request: Request, class_div: str, hw_name: str, student_id: str, filename: str, timestamp: str,
+    body: SnapshotCreate, session: Session = Depends(get_session),
+):
+    scope = scope_of(class_div, hw_name, student_id)
+    path = path_of(filename)
+    zone = _snapshot_zone()
+    when = _time(lambda: legacy_time.parse_snapshot_timestamp(timestamp, zone), "timestamp", timestamp)
+    _store_one(request, session, _build(lambda: legacy_store.snapshot_event(scope, path, when, body.bytes)))
+    return Message(message="Snapshot registered successfully")
+
+
+@router.get(
+    "/api/{class_div}/{hw_name}/{student_id}",
+    response_model=list[str],
+    dependencies=READ,
+    summary="A student's files in an assignment ('@' joins folders), sorted",
+)
+def list_files(class_div: str, hw_name: str, student_id: str, session: Session = Depends(get_session)):
+    return legacy_store.filenames(session, scope_of(class_div, hw_name, student_id))
+
+
+@router.get(
+    "/api/{class_div}/{hw_name}/{student_id}/{filename}",
+    response_model=list[str],
+    dependencies=READ,
+    summary="Snapshot timestamps of one file (YYYYMMDD_HHMMSS, KST), oldest first",
+)
+def list_snapshots(class_div: str, hw_name: str, student_id: str, filename: str, session: Session = Depends(get_session)):
+    scope = scope_of(class_div, hw_name, student_id)
+    return legacy_store.snapshot_times(legacy_store.snaps(session, scope, path_of(filename)))
