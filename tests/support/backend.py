@@ -23,7 +23,8 @@ Usage (pytest)::
 
 The handle has ``.url``, ``.port``, ``.tokens`` (scope -> token), ``.snapshot_dir``, ``.database_url``,
 ``.log_path``, ``.headers(scope)``, ``.client(scope)``, ``.post_events(events, scope="ingest")``,
-``.logs()``, ``.restart()`` and ``.stop()``. The server's stdout/stderr go to ``.log_path``; if it fails to
+``.logs()``, ``.restart()`` and ``.stop()``. ``wire_event(type, **fields)`` builds a valid event dict.
+The server's stdout/stderr go to ``.log_path``; if it fails to
 start, the error includes its log. Every started server is stopped at interpreter exit as a safety net.
 """
 from __future__ import annotations
@@ -181,3 +182,53 @@ def run_backend(
     elif tokens is False:
         tokens = None
     return BackendHandle(workdir, database_url, snapshot_dir, tokens, env, args, timeout).start()
+
+
+# -- event builders ------------------------------------------------------------------------------------
+
+_COUNTER = iter(range(1, 10**9))
+
+
+def wire_event(type: str = "file.save", **fields: Any) -> dict[str, Any]:
+    """A valid wire event as a JSON-ready dict; override any field. Every call gets a fresh event_id.
+
+    Defaults: course ``os``, section ``1``, student ``202400001``, assignment ``hw1``, path ``main.c``,
+    node ``node-1``, timestamp now (UTC). Process events get argv/cwd/started_at/ended_at/exit_code 0.
+    """
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone.utc)
+    ts = fields.pop("timestamp", now)
+    if isinstance(ts, datetime):
+        ts = ts.isoformat()
+    event: dict[str, Any] = {
+        "event_id": f"test-{secrets.token_hex(8)}-{next(_COUNTER)}",
+        "type": type,
+        "timestamp": ts,
+        "node": "node-1",
+        "source": "procmon" if type.startswith("process.") else "filemon",
+        "course": "os",
+        "section": "1",
+        "student_id": "202400001",
+        "assignment": "hw1",
+        "path": "main.c",
+    }
+    if type == "file.save":
+        event.update(sha256="0" * 64, size=0)
+    elif type == "file.too_large":
+        event.update(size=2_000_000, limit=1_048_576)
+    elif type in ("process.compile", "process.run"):
+        start = datetime.fromisoformat(ts)
+        event.update(
+            argv=["gcc", "main.c", "-o", "main"] if type == "process.compile" else ["./main"],
+            cwd=".",
+            exit_code=0,
+            started_at=start.isoformat(),
+            ended_at=(start + timedelta(milliseconds=250)).isoformat(),
+        )
+        if type == "process.compile":
+            event.update(compiler="gcc", sources=["main.c"], output="main")
+        else:
+            event.update(kind="binary", target="main")
+    event.update(fields)
+    return event
