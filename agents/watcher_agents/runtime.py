@@ -42,6 +42,7 @@ class AgentRuntime:
         )
         self.sender = Sender(self.outbox, settings.backend_url, settings.token, self.registry,
                              batch_size=settings.batch_size, name=f"{settings.agent}-sender",
+                             node=settings.node_name, source=settings.agent,
                              **(sender_options or {}))
         self.health.register("sender alive", self.sender.alive)
         up = Gauge("watcher_agent_info", "Agent identity (value is always 1)", ["agent", "node"],

@@ -91,6 +91,9 @@ class Sender:
         backoff_cap: float = BACKOFF_CAP,
         idle_wait: float = 1.0,
         name: str = "sender",
+        node: str | None = None,
+        source: str | None = None,
+        heartbeat_interval: float = 30.0,
     ) -> None:
         self.outbox = outbox
         self.url = backend_url.rstrip("/") + EVENTS_PATH
@@ -104,6 +107,14 @@ class Sender:
         headers = {"Content-Type": "application/json", "User-Agent": f"watcher-{name}"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        # The backend shows which agents report (``watcher status``): every POST names the node and
+        # agent and carries the backlog; an empty POST when idle is the heartbeat.
+        if node:
+            headers["X-Watcher-Node"] = node
+        if source:
+            headers["X-Watcher-Source"] = source
+        self.heartbeat_interval = heartbeat_interval if (node and source) else None
+        self._last_post = 0.0
         self._client = httpx.Client(headers=headers, timeout=timeout)
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -156,9 +167,14 @@ class Sender:
                 self._check_outbox_fill()
                 batch = self.outbox.peek_batch(self._current_batch, self.max_batch_bytes)
                 if not batch:
-                    self.outbox.wait_for_events(self.idle_wait)
-                    continue
-                outcome = self._send(batch)
+                    if self.heartbeat_interval is not None and \
+                            time.monotonic() - self._last_post >= self.heartbeat_interval:
+                        outcome = self._send([])
+                    else:
+                        self.outbox.wait_for_events(self.idle_wait)
+                        continue
+                else:
+                    outcome = self._send(batch)
             except Exception as exc:  # never let the loop die on a surprise; count it and back off
                 if self._stop.is_set():
                     break
@@ -199,8 +215,10 @@ class Sender:
 
     def _send(self, batch: list[tuple[int, dict]]) -> _Outcome:
         body = "[" + ",".join(json.dumps(ev, separators=(",", ":"), ensure_ascii=False) for _, ev in batch) + "]"
+        self._last_post = time.monotonic()
         try:
-            resp = self._client.post(self.url, content=body.encode("utf-8"))
+            resp = self._client.post(self.url, content=body.encode("utf-8"),
+                                     headers={"X-Watcher-Backlog": str(self.outbox.depth())})
         except httpx.TimeoutException:
             return _Outcome(False, "timeout")
         except httpx.TransportError:
@@ -233,6 +251,8 @@ class Sender:
         return _Outcome(False, f"http_{status}")
 
     def _apply(self, batch: list[tuple[int, dict]], result: wire.BatchResult) -> None:
+        if not batch:
+            return  # heartbeat
         rejected = {}
         for rej in result.rejected:
             if 0 <= rej.index < len(batch):
