@@ -1,0 +1,203 @@
+"""``watcher export progsnap2`` end to end: events go into a REAL backend (v1 and legacy API), then the
+real CLI (a subprocess) exports the database and snapshot store, and the dataset is read back."""
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from support.backend import run_backend
+from watcher_core import snapshots, wire
+from watcher_backend.export import progsnap2
+
+T0 = datetime(2025, 3, 2, 1, 0, tzinfo=timezone.utc)
+A1 = b"int main(void) { return 0; }\n"
+A2 = b"int main(void) { return 1 }\n"
+H1 = b"#define N 3\n"
+PY = b"print('hi')\n"
+
+
+def at(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def common(i: int, student: str = "000123", course: str = "data-structure", assignment: str = "hw1") -> dict:
+    return dict(event_id=f"ev-export-{student}-{i:04d}", timestamp=at(i), node="node-1", course=course, section="2",
+                student_id=student, assignment=assignment)
+
+
+def save(i, path, data, store, **kw):
+    sha, _ = snapshots.write_snapshot(store, data)
+    return wire.FileSave(source="filemon", path=path, sha256=sha, size=len(data), **common(i, **kw))
+
+
+def compile_(i, exit_code, signal=None, **kw):
+    return wire.ProcessCompile(source="procmon", path="main.c", argv=["gcc", "-o", "main", "main.c"], cwd=".",
+                               exit_code=exit_code, signal=signal, started_at=at(i), ended_at=at(i) + timedelta(seconds=1),
+                               compiler="gcc", sources=["main.c"], output="main", **common(i, **kw))
+
+
+def run_(i, exit_code, signal=None, **kw):
+    return wire.ProcessRun(source="procmon", path="main", argv=["./main"], cwd=".", exit_code=exit_code, signal=signal,
+                           started_at=at(i), kind="binary", target="main", **common(i, **kw))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("export")
+    with run_backend(tmp) as backend:
+        store = backend.snapshot_dir
+        events = [
+            save(1, "main.c", A1, store),
+            save(2, "inc/defs.h", H1, store),
+            compile_(3, 0),
+            run_(4, 0),
+            save(5, "main.c", A2, store),
+            compile_(6, 1),
+            run_(7, None, signal=11),
+            wire.FileTooLarge(source="filemon", path="data.c", size=5_000_000, limit=1_048_576, **common(8)),
+            wire.FileDelete(source="filemon", path="data.c", **common(9)),
+            wire.FileDelete(source="filemon", path="inc/defs.h", **common(10)),
+            save(11, "solve.py", PY, store, student="000124", course="os", assignment="hw2"),
+            save(12, "other.c", A1, store, student="000125", course="algo"),  # filtered out by --course
+        ]
+        r = backend.post_events(events)
+        assert r.status_code == 200 and r.json()["accepted"] == len(events), r.text
+        # a legacy save (size only, no content) for the same student, through the old API
+        with backend.client("ingest") as http:
+            r = http.post("/api/data-structure-2/hw1/000123/notes.c/20250302_011500", json={"bytes": 9})
+            assert r.status_code == 200, r.text
+        out = tmp / "dataset"
+        proc = subprocess.run(
+            [sys.executable, "-m", "watcher_core", "export", "progsnap2", "--database-url", backend.database_url,
+             "--snapshot-dir", str(store), "--out", str(out), "--course", "data-structure"],
+            capture_output=True, text=True, timeout=120,
+        )
+        os_proc = subprocess.run(
+            [sys.executable, "-m", "watcher_core", "export", "progsnap2", "--database-url", backend.database_url,
+             "--snapshot-dir", str(store), "--out", str(tmp / "os"), "--course", "os", "--section", "2",
+             "--assignment", "hw2", "--pseudonymize-key", "k" * 20, "--with-argv"],
+            capture_output=True, text=True, timeout=120,
+        )
+        return out, proc, tmp / "os", os_proc, backend.database_url, store
+
+
+def read(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_export_succeeds_and_reports(exported):
+    out, proc, _, os_proc, _, _ = exported
+    assert proc.returncode == 0, proc.stderr
+    assert os_proc.returncode == 0, os_proc.stderr
+    assert "wrote 12 rows from 11 events" in proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["CodeStates", "DatasetMetadata.csv", "LinkTables", "MainTable.csv", "README.md"]
+
+
+def test_metadata(exported):
+    meta = {r["Property"]: r["Value"] for r in read(exported[0] / "DatasetMetadata.csv")}
+    assert meta["IsEventOrderingConsistent"] == "false"
+    assert meta["EventOrderScope"] == "Restricted"
+    assert meta["EventOrderScopeColumns"] == "SubjectID"
+    assert meta["CodeStateRepresentation"] == "Directory"
+    assert meta["Version"] == progsnap2.PROGSNAP2_VERSION
+
+
+def test_main_table_rows(exported):
+    rows = read(exported[0] / "MainTable.csv")
+    assert list(rows[0].keys()) == progsnap2.COLUMNS
+    assert [(r["EventType"], r["CodeStateSection"]) for r in rows] == [
+        ("File.Edit", "main.c"), ("File.Edit", "inc/defs.h"), ("Compile", "main.c"), ("Run.Program", "main"),
+        ("File.Edit", "main.c"), ("Compile", "main.c"), ("Compile.Error", "main.c"), ("Run.Program", "main"),
+        ("File.Edit", "data.c"), ("File.Delete", "data.c"), ("File.Delete", "inc/defs.h"), ("File.Edit", "notes.c"),
+    ]  # the legacy save is at 01:15 UTC, after the delete at 01:10
+    assert {r["SubjectID"] for r in rows} == {"000123"}
+    assert [int(r["Order"]) for r in rows] == list(range(1, len(rows) + 1))
+    assert rows[2]["CompileResult"] == "Success" and rows[5]["CompileResult"] == "Error"
+    err = rows[6]
+    assert (err["ParentEventID"], err["IsFabricatedEvent"]) == (rows[5]["EventID"], "true")
+    assert rows[3]["ExecutionResult"] == "Success" and rows[7]["ExecutionResult"] == "Error" and rows[7]["X-Signal"] == "11"
+    assert rows[8]["CodeStateID"] == "" and rows[8]["LoggingErrorID"] == "content-not-kept"
+    assert rows[11]["LoggingErrorID"] == "content-not-recorded" and rows[11]["X-Source"] == "legacy"
+    assert rows[0]["ClientTimestamp"] == "2025-03-02T01:01:00.000+00:00"
+    assert rows[0]["ServerTimestamp"] != ""
+    assert all(r["CourseID"] == "data-structure" and r["CourseSectionID"] == "data-structure-2" for r in rows)
+    assert all(r["X-Argv"] == "" for r in rows)
+
+
+def test_code_states_hold_the_folder_after_each_event(exported):
+    out = exported[0]
+    rows = read(out / "MainTable.csv")
+    states = out / "CodeStates"
+
+    def folder(row):
+        d = states / row["CodeStateID"]
+        return {str(p.relative_to(d)): p.read_bytes() for p in d.rglob("*") if p.is_file()}
+
+    assert folder(rows[0]) == {"main.c": A1}
+    assert folder(rows[1]) == {"main.c": A1, "inc/defs.h": H1}
+    assert rows[2]["CodeStateID"] == rows[1]["CodeStateID"]            # what was compiled
+    assert folder(rows[4]) == {"main.c": A2, "inc/defs.h": H1}
+    assert rows[5]["CodeStateID"] == rows[6]["CodeStateID"] == rows[4]["CodeStateID"]
+    assert rows[9]["CodeStateID"] == rows[4]["CodeStateID"]            # data.c gone: the folder is known again
+    assert folder(rows[10]) == {"main.c": A2}
+    every = {r["CodeStateID"] for r in rows if r["CodeStateID"]}
+    assert {p.name for p in states.iterdir()} == every
+    errors = read(out / "LinkTables" / "LoggingErrors.csv")
+    assert {e["LoggingErrorID"] for e in errors} >= {"content-not-kept", "content-not-recorded", "snapshot-missing"}
+
+
+def test_filters_pseudonyms_and_argv(exported):
+    rows = read(exported[2] / "MainTable.csv")
+    assert [(r["EventType"], r["CourseID"], r["AssignmentID"]) for r in rows] == [("File.Edit", "os", "os:hw2")]
+    assert rows[0]["SubjectID"].startswith("S") and "000124" not in rows[0]["SubjectID"]
+    assert (exported[2] / "CodeStates" / rows[0]["CodeStateID"] / "solve.py").read_bytes() == PY
+
+
+def test_since_until_and_bad_options(exported, tmp_path):
+    _, _, _, _, database_url, store = exported
+    base = [sys.executable, "-m", "watcher_core", "export", "progsnap2", "--database-url", database_url,
+            "--snapshot-dir", str(store)]
+    proc = subprocess.run(base + ["--out", str(tmp_path / "window"), "--since", "2025-03-02T10:03:00+09:00",
+                                  "--until", "2025-03-02T01:05:00Z", "--quiet"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert [r["EventType"] for r in read(tmp_path / "window" / "MainTable.csv")] == ["Compile", "Run.Program"]
+
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    cases = [
+        (["--out", str(tmp_path / "a"), "--since", "soon"], "--since"),
+        (["--out", str(tmp_path / "a"), "--since", "2025-03-02", "--until", "2025-03-01"], "--until"),
+        (["--out", str(tmp_path / "a"), "--section", "1"], "--section"),
+        (["--out", str(tmp_path / "a"), "--course", "bad course"], "--course"),
+        (["--out", str(tmp_path / "full")], "--out"),
+        (["--out", str(tmp_path / "a"), "--pseudonymize-key", "short"], "--pseudonymize-key"),
+        ([], "--out"),
+    ]
+    for extra, option in cases:
+        proc = subprocess.run(base + extra, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, (extra, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and option in lines[0] and "Traceback" not in proc.stderr, (extra, proc.stderr)
+    for url, option in ((f"sqlite:///{tmp_path}/none.db", "--database-url"), ("mysql://x/y", "--database-url")):
+        proc = subprocess.run([sys.executable, "-m", "watcher_core", "export", "progsnap2", "--database-url", url,
+                               "--snapshot-dir", str(store), "--out", str(tmp_path / "b")], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and option in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    proc = subprocess.run(base[:-2] + ["--snapshot-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "c")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--snapshot-dir" in proc.stderr
+
+
+def test_progress_lines_for_long_exports(tmp_path):
+    """Progress is reported every N events (here N=2 via the library; the CLI uses 1000)."""
+    store = tmp_path / "s"
+    events = [dict(type="file.save", sha256=snapshots.write_snapshot(store, b"x%d" % i)[0], size=2, path=f"f{i}.c",
+                   source="filemon", received_at=at(i), **common(i)) for i in range(5)]
+    seen = []
+    stats = progsnap2.write_dataset(events, tmp_path / "out", store, progress=lambda s: seen.append(s.events), progress_every=2)
+    assert seen == [2, 4] and stats.events == 5 and stats.code_states == 5
