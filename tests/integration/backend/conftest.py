@@ -25,3 +25,9 @@ def ident():
         "student_id": str(secrets.randbelow(10**9)).zfill(9),
         "assignment": "hw1",
     }
+
+
+@pytest.fixture
+def database_url(tmp_path):
+    """An empty database (SQLite file here; PostgreSQL in tests/system/backend)."""
+    return f"sqlite:///{tmp_path / 'migrations.db'}"

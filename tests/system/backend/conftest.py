@@ -31,3 +31,8 @@ def ident():
         "student_id": str(secrets.randbelow(10**9)).zfill(9),
         "assignment": "hw1",
     }
+
+
+@pytest.fixture
+def database_url(postgres):
+    return postgres.create_database("watcher_mig_" + secrets.token_hex(4))

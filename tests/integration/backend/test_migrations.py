@@ -1,0 +1,55 @@
+"""Schema migrations: the migrated schema equals the models, and an upgrade keeps existing data."""
+from datetime import datetime, timezone
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlmodel import Session, SQLModel
+
+from watcher_backend import db, migrate, models, store  # noqa: F401  (models registers the tables)
+from watcher_core import wire
+
+
+def test_migrations_from_empty_match_the_models(database_url):
+    engine = db.make_engine(database_url)
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        diffs = compare_metadata(ctx, SQLModel.metadata)
+    assert diffs == []
+    assert migrate.current_revision(engine) == "0002"
+    indexes = {ix["name"] for ix in inspect(engine).get_indexes("event")}
+    assert {"ix_event_student_time", "ix_event_assignment_type", "ix_event_student_path", "ix_event_timestamp"} <= indexes
+    migrate.upgrade(engine)  # running again (every start) is a no-op
+    engine.dispose()
+
+
+def test_upgrade_from_the_first_revision_keeps_the_data(database_url):
+    engine = db.make_engine(database_url)
+    migrate.upgrade(engine, "0001")
+    assert "agent" not in inspect(engine).get_table_names()
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                'INSERT INTO event (event_id, type, "timestamp", received_at, node, source, course, section, '
+                "student_id, assignment, path, sha256, size) VALUES "
+                "('ev-old-00000001', 'file.save', '2026-01-01 00:00:00.000000', '2026-01-01 00:00:01.000000', "
+                "'n1', 'filemon', 'os', '1', '000123', 'hw1', 'main.c', :sha, 42)"
+            ),
+            {"sha": "c" * 64},
+        )
+    migrate.upgrade(engine)
+    assert migrate.current_revision(engine) == "0002"
+    with Session(engine) as session:
+        events, _ = store.timeline(session, "os", "1", "hw1", "000123")
+        assert [(e["event_id"], e["size"], e["student_id"]) for e in events] == [("ev-old-00000001", 42, "000123")]
+        assert events[0]["timestamp"] == datetime(2026, 1, 1, tzinfo=timezone.utc)
+        # the new table works alongside the old data
+        new = wire.parse_event({
+            "event_id": "ev-new-00000001", "type": "file.delete", "timestamp": "2026-01-02T00:00:00Z",
+            "node": "n1", "source": "filemon", "course": "os", "section": "1", "student_id": "000123",
+            "assignment": "hw1", "path": "main.c",
+        })
+        assert tuple(store.ingest(session, [new])) == (1, 0)
+        assert store.status(session)["agents"][0]["node"] == "n1"
+    engine.dispose()
