@@ -66,6 +66,7 @@ def relative_in_assignment(raw: str, student: identity.Student, assignment: str)
             found = None
         if found is not None and found[0] == assignment:
             return found[1]
+        return None  # inside the project folder but not in this assignment (or in an ignored folder)
     parts = [p for p in text.split("/") if p not in ("", ".")]
     if ".." in parts or assignment not in parts:
         return None
