@@ -1,0 +1,491 @@
+"""Pure functions: a WatcherDeployment (dict) -> the manifests of its children (dicts).
+
+No API calls here. What the builders cannot know from the resource itself (the registry credentials read
+from the referenced Secret, the generated tokens, whether the ServiceMonitor CRD exists) is passed in.
+Every child is named after the resource, so a resource named `watcher` yields the names of the
+deployment guide: watcher-backend, watcher-backend-service, watcher-backend-pvc, watcher-filemon,
+watcher-filemon-storage-pvc, watcher-procmon, watcher-harbor-registry-secret.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+
+from watcher_operator.crd import API_VERSION, KIND
+from watcher_operator.defaults import spec_with_defaults
+
+MANAGER = "watcher-operator"
+PART_OF = "jcode-watcher"
+
+# Paths inside the containers (the components' documented defaults).
+WORKSPACE_MOUNT = "/watcher/codes"
+SNAPSHOT_MOUNT = "/watcher/snapshots"
+BACKEND_DATA_MOUNT = "/app/data"
+SQLITE_URL = f"sqlite:///{BACKEND_DATA_MOUNT}/watcher.db"
+FILEMON_STATE_DIR = "/var/lib/watcher/filemon"
+PROCMON_STATE_DIR = "/var/lib/watcher/procmon"
+
+# Unprivileged uid/gid of the backend (the image creates it; fsGroup makes the data claim writable).
+BACKEND_UID = 10001
+
+TOKEN_KEYS = {"ingest": "ingest-token", "read": "read-token", "admin": "admin-token"}
+
+# procmon's capabilities (see docs/procmon.md). BPF + PERFMON load and attach the tracepoint programs
+# (kernel >= 5.8), SYS_RESOURCE lifts the memlock limit for BPF maps on kernels < 5.11, SYS_PTRACE reads
+# /proc/<pid>/{cwd,exe,environ} of other users' processes, NET_ADMIN opens the netlink process connector
+# (the fallback when eBPF is not available).
+PROCMON_CAPABILITIES = ["BPF", "PERFMON", "SYS_RESOURCE", "SYS_PTRACE", "NET_ADMIN"]
+PROCMON_LEGACY_CAPABILITIES = ["SYS_ADMIN", "SYS_RESOURCE", "SYS_PTRACE", "NET_ADMIN"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """The resource the children belong to, with its spec defaulted."""
+
+    name: str
+    namespace: str
+    uid: str
+    spec: dict
+    generation: int = 0
+
+    @property
+    def owner_reference(self) -> dict:
+        return {"apiVersion": API_VERSION, "kind": KIND, "name": self.name, "uid": self.uid,
+                "controller": True, "blockOwnerDeletion": True}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the builders need from outside the resource (read by the reconciler)."""
+
+    registry_username: str | None = None
+    registry_password: str | None = None
+    tokens: dict[str, str] | None = None  # generate-once tokens {"ingest":..., "read":..., "admin":...}
+    service_monitors_available: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def target_from_resource(resource: dict) -> Target:
+    meta = resource.get("metadata") or {}
+    return Target(name=meta["name"], namespace=meta.get("namespace") or "default", uid=meta.get("uid", ""),
+                  spec=spec_with_defaults(resource.get("spec")), generation=int(meta.get("generation") or 0))
+
+
+# --- names --------------------------------------------------------------------------------------------
+
+def names(name: str) -> dict[str, str]:
+    return {
+        "backend": f"{name}-backend",
+        "backend_service": f"{name}-backend-service",
+        "backend_pvc": f"{name}-backend-pvc",
+        "filemon": f"{name}-filemon",
+        "filemon_pvc": f"{name}-filemon-storage-pvc",
+        "procmon": f"{name}-procmon",
+        "registry_secret": f"{name}-harbor-registry-secret",
+        "tokens_secret": f"{name}-tokens",
+        "network_policy": f"{name}-backend",
+        "backend_monitor": f"{name}-backend-monitor",
+        "filemon_monitor": f"{name}-filemon-monitor",
+        "procmon_monitor": f"{name}-procmon-monitor",
+    }
+
+
+def backend_url(t: Target) -> str:
+    return f"http://{names(t.name)['backend_service']}.{t.namespace}.svc.cluster.local:{t.spec['backend']['port']}"
+
+
+def tokens_secret_name(t: Target) -> str:
+    return t.spec["backend"].get("tokensSecretName") or names(t.name)["tokens_secret"]
+
+
+# --- metadata helpers ---------------------------------------------------------------------------------
+
+def labels(t: Target, component: str) -> dict[str, str]:
+    return {
+        "app": f"{t.name}-{component}",
+        "app.kubernetes.io/name": "watcher",
+        "app.kubernetes.io/instance": t.name,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": MANAGER,
+    }
+
+
+def selector(t: Target, component: str) -> dict[str, str]:
+    # `app` is what the guide's `kubectl logs -l app=watcher-backend` uses; selectors are immutable, so
+    # keep them to this one label forever.
+    return {"app": f"{t.name}-{component}"}
+
+
+def metadata(t: Target, name: str, component: str, *, owned: bool = True) -> dict:
+    meta: dict = {"name": name, "namespace": t.namespace, "labels": labels(t, component)}
+    if owned:
+        meta["ownerReferences"] = [t.owner_reference]
+    return meta
+
+
+def image(t: Target, component: str) -> str:
+    glob = t.spec["image"]
+    over = t.spec.get(component, {}).get("image") or {}
+    registry = (over.get("registry") or glob["registry"]).rstrip("/")
+    repo = over.get("name") or f"watcher-{component}"
+    tag = over.get("tag") or glob["tag"]
+    return f"{registry}/{repo}:{tag}"
+
+
+def registry_hosts(t: Target) -> list[str]:
+    hosts = [t.spec["image"]["registry"].split("/")[0]]
+    for component in ("backend", "filemon", "procmon"):
+        over = (t.spec.get(component, {}).get("image") or {}).get("registry")
+        if over and over.split("/")[0] not in hosts:
+            hosts.append(over.split("/")[0])
+    return hosts
+
+
+def _pull_secrets(t: Target) -> list[dict]:
+    if t.spec["image"].get("credentialsSecretRef"):
+        return [{"name": names(t.name)["registry_secret"]}]
+    return []
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _resources(spec_resources: dict) -> dict:
+    return {k: dict(v) for k, v in spec_resources.items() if v}
+
+
+def _scheduling(pod_spec: dict, component_spec: dict) -> None:
+    if component_spec.get("nodeSelector"):
+        pod_spec["nodeSelector"] = dict(component_spec["nodeSelector"])
+    if component_spec.get("tolerations"):
+        pod_spec["tolerations"] = [dict(x) for x in component_spec["tolerations"]]
+
+
+def _token_env(t: Target, env_name: str, which: str) -> dict:
+    return {"name": env_name, "valueFrom": {"secretKeyRef": {"name": tokens_secret_name(t),
+                                                             "key": TOKEN_KEYS[which]}}}
+
+
+def _node_name_env() -> dict:
+    return {"name": "WATCHER_NODE_NAME",
+            "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}}}
+
+
+def _http_probe(path: str, port: str, *, period: int, failures: int, delay: int = 5) -> dict:
+    return {"httpGet": {"path": path, "port": port, "scheme": "HTTP"}, "initialDelaySeconds": delay,
+            "periodSeconds": period, "timeoutSeconds": 3, "failureThreshold": failures, "successThreshold": 1}
+
+
+def _restricted_container_security(*, run_as_root: bool, add: list[str] | None = None) -> dict:
+    sc: dict = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"]}}
+    if add:
+        sc["capabilities"]["add"] = list(add)
+    if not run_as_root:
+        sc["runAsNonRoot"] = True
+    return sc
+
+
+# --- children -----------------------------------------------------------------------------------------
+
+def build_registry_secret(t: Target, username: str, password: str) -> dict:
+    auth = _b64(f"{username}:{password}")
+    config = {"auths": {host: {"username": username, "password": password, "auth": auth}
+                        for host in registry_hosts(t)}}
+    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+            "metadata": metadata(t, names(t.name)["registry_secret"], "registry"),
+            "data": {".dockerconfigjson": _b64(json.dumps(config, sort_keys=True, separators=(",", ":")))}}
+
+
+def build_tokens_secret(t: Target, tokens: dict[str, str]) -> dict:
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": metadata(t, names(t.name)["tokens_secret"], "backend"),
+            "data": {TOKEN_KEYS[k]: _b64(tokens[k]) for k in ("ingest", "read", "admin")}}
+
+
+def build_pvc(t: Target, name: str, component: str, *, size: str, access_mode: str,
+              storage_class: str | None) -> dict:
+    # Data claims are not owned unless asked: deleting the WatcherDeployment must not delete student data.
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": metadata(t, name, component, owned=bool(t.spec["deleteClaimsOnDelete"])),
+            "spec": {"accessModes": [access_mode], "storageClassName": storage_class or t.spec["storageClassName"],
+                     "volumeMode": "Filesystem", "resources": {"requests": {"storage": size}}}}
+
+
+def build_backend_pvc(t: Target) -> dict:
+    st = t.spec["backend"]["storage"]
+    return build_pvc(t, names(t.name)["backend_pvc"], "backend", size=st["size"], access_mode=st["accessMode"],
+                     storage_class=st.get("storageClassName"))
+
+
+def build_filemon_pvc(t: Target) -> dict:
+    st = t.spec["filemon"]["storage"]
+    return build_pvc(t, names(t.name)["filemon_pvc"], "filemon", size=st["size"], access_mode=st["accessMode"],
+                     storage_class=st.get("storageClassName"))
+
+
+def build_workspace_pvc(t: Target) -> dict:
+    ws = t.spec["workspace"]
+    return build_pvc(t, ws["claimName"], "workspace", size=ws["size"], access_mode="ReadWriteMany",
+                     storage_class=ws.get("storageClassName"))
+
+
+def backend_replicas(t: Target) -> int:
+    """SQLite allows one writer: without an external database the backend runs a single replica."""
+    wanted = int(t.spec["backend"]["replicas"])
+    if not t.spec["backend"].get("database"):
+        return min(wanted, 1)
+    return wanted
+
+
+def build_backend_deployment(t: Target) -> dict:
+    b = t.spec["backend"]
+    n = names(t.name)
+    port = int(b["port"])
+    if b.get("database"):
+        ref = b["database"]["secretRef"]
+        db_env = {"name": "WATCHER_DATABASE_URL",
+                  "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref.get("key", "url")}}}
+    else:
+        db_env = {"name": "WATCHER_DATABASE_URL", "value": SQLITE_URL}
+    container = {
+        "name": "backend",
+        "image": image(t, "backend"),
+        "imagePullPolicy": t.spec["image"]["pullPolicy"],
+        "args": ["backend", "--host", "0.0.0.0", "--port", str(port), "--snapshot-dir", SNAPSHOT_MOUNT],
+        "env": [db_env,
+                {"name": "WATCHER_SNAPSHOT_DIR", "value": SNAPSHOT_MOUNT},
+                _token_env(t, "WATCHER_INGEST_TOKEN", "ingest"),
+                _token_env(t, "WATCHER_READ_TOKEN", "read"),
+                _token_env(t, "WATCHER_ADMIN_TOKEN", "admin")],
+        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        "livenessProbe": _http_probe("/health", "http", period=10, failures=6, delay=10),
+        "readinessProbe": _http_probe("/health", "http", period=5, failures=3),
+        "resources": _resources(b["resources"]),
+        "securityContext": _restricted_container_security(run_as_root=False),
+        "volumeMounts": [{"name": "data", "mountPath": BACKEND_DATA_MOUNT},
+                         {"name": "snapshots", "mountPath": SNAPSHOT_MOUNT, "readOnly": True},
+                         {"name": "tmp", "mountPath": "/tmp"}],
+    }
+    pod_spec: dict = {
+        "automountServiceAccountToken": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": BACKEND_UID, "runAsGroup": BACKEND_UID,
+                            "fsGroup": BACKEND_UID, "fsGroupChangePolicy": "OnRootMismatch",
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": n["backend_pvc"]}},
+                    {"name": "snapshots", "persistentVolumeClaim": {"claimName": n["filemon_pvc"],
+                                                                    "readOnly": True}},
+                    {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+        "terminationGracePeriodSeconds": 30,
+    }
+    if _pull_secrets(t):
+        pod_spec["imagePullSecrets"] = _pull_secrets(t)
+    _scheduling(pod_spec, b)
+    # A ReadWriteOnce database volume cannot be attached to the old and the new pod at once.
+    strategy = ({"type": "Recreate"} if b["storage"]["accessMode"] == "ReadWriteOnce" and not b.get("database")
+                else {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}})
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": metadata(t, n["backend"], "backend"),
+            "spec": {"replicas": backend_replicas(t), "revisionHistoryLimit": 5,
+                     "selector": {"matchLabels": selector(t, "backend")},
+                     "strategy": strategy,
+                     "template": {"metadata": {"labels": labels(t, "backend")}, "spec": pod_spec}}}
+
+
+def build_service(t: Target, name: str, component: str, port: int, port_name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": metadata(t, name, component),
+            "spec": {"type": "ClusterIP", "selector": selector(t, component),
+                     "ports": [{"name": port_name, "port": port, "targetPort": port_name, "protocol": "TCP"}]}}
+
+
+def build_backend_service(t: Target) -> dict:
+    return build_service(t, names(t.name)["backend_service"], "backend", int(t.spec["backend"]["port"]), "http")
+
+
+def build_filemon_service(t: Target) -> dict:
+    return build_service(t, names(t.name)["filemon"], "filemon", int(t.spec["filemon"]["metricsPort"]), "metrics")
+
+
+def build_procmon_service(t: Target) -> dict:
+    return build_service(t, names(t.name)["procmon"], "procmon", int(t.spec["procmon"]["metricsPort"]), "metrics")
+
+
+def _daemonset(t: Target, component: str, pod_spec: dict) -> dict:
+    return {"apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": metadata(t, names(t.name)[component], component),
+            "spec": {"selector": {"matchLabels": selector(t, component)},
+                     "revisionHistoryLimit": 5,
+                     "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+                     "template": {"metadata": {"labels": labels(t, component)}, "spec": pod_spec}}}
+
+
+def build_filemon_daemonset(t: Target) -> dict:
+    f = t.spec["filemon"]
+    n = names(t.name)
+    port = int(f["metricsPort"])
+    env = [_node_name_env(),
+           _token_env(t, "WATCHER_INGEST_TOKEN", "ingest"),
+           {"name": "WATCHER_DEBOUNCE_MS", "value": str(f["debounceMs"])},
+           {"name": "WATCHER_MAX_FILE_SIZE", "value": str(f["maxFileSize"])}]
+    if f.get("extensions"):
+        env.append({"name": "WATCHER_EXTENSIONS", "value": ",".join(f["extensions"])})
+    workspace_mount = {"name": "workspace", "mountPath": WORKSPACE_MOUNT, "readOnly": True}
+    if t.spec["workspace"].get("subPath"):
+        workspace_mount["subPath"] = t.spec["workspace"]["subPath"]
+    container = {
+        "name": "filemon",
+        "image": image(t, "filemon"),
+        "imagePullPolicy": t.spec["image"]["pullPolicy"],
+        "args": ["filemon", "--workspace-root", WORKSPACE_MOUNT, "--snapshot-dir", SNAPSHOT_MOUNT,
+                 "--state-dir", FILEMON_STATE_DIR, "--backend-url", backend_url(t),
+                 "--metrics-port", str(port), "--node-name", "$(WATCHER_NODE_NAME)"],
+        "env": env,
+        "ports": [{"name": "metrics", "containerPort": port, "protocol": "TCP"}],
+        "livenessProbe": _http_probe("/healthz", "metrics", period=10, failures=6, delay=10),
+        "readinessProbe": _http_probe("/healthz", "metrics", period=10, failures=3),
+        "resources": _resources(f["resources"]),
+        # root without DAC_OVERRIDE: owns the root-created hostPath state dir and the snapshot claim, and
+        # DAC_READ_SEARCH reads student files whatever their mode; it can still not write the workspace
+        # (mounted read-only) nor anything it does not own.
+        "securityContext": _restricted_container_security(run_as_root=True, add=["DAC_READ_SEARCH"]),
+        "volumeMounts": [workspace_mount,
+                         {"name": "snapshots", "mountPath": SNAPSHOT_MOUNT},
+                         {"name": "state", "mountPath": FILEMON_STATE_DIR},
+                         {"name": "tmp", "mountPath": "/tmp"}],
+    }
+    pod_spec: dict = {
+        "automountServiceAccountToken": False,
+        "securityContext": {"runAsUser": 0, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+        "volumes": [{"name": "workspace", "persistentVolumeClaim": {"claimName": t.spec["workspace"]["claimName"],
+                                                                    "readOnly": True}},
+                    {"name": "snapshots", "persistentVolumeClaim": {"claimName": n["filemon_pvc"]}},
+                    # per-node outbox and state store: a hostPath survives pod restarts and upgrades on the node
+                    {"name": "state", "hostPath": {"path": FILEMON_STATE_DIR, "type": "DirectoryOrCreate"}},
+                    {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+        "terminationGracePeriodSeconds": 30,
+    }
+    if _pull_secrets(t):
+        pod_spec["imagePullSecrets"] = _pull_secrets(t)
+    _scheduling(pod_spec, f)
+    return _daemonset(t, "filemon", pod_spec)
+
+
+def build_procmon_daemonset(t: Target) -> dict:
+    p = t.spec["procmon"]
+    port = int(p["metricsPort"])
+    caps = PROCMON_LEGACY_CAPABILITIES if p["legacyKernel"] else PROCMON_CAPABILITIES
+    container = {
+        "name": "procmon",
+        "image": image(t, "procmon"),
+        "imagePullPolicy": t.spec["image"]["pullPolicy"],
+        "args": ["procmon", "--workspace-root", WORKSPACE_MOUNT, "--state-dir", PROCMON_STATE_DIR,
+                 "--backend-url", backend_url(t), "--metrics-port", str(port),
+                 "--node-name", "$(WATCHER_NODE_NAME)", "--mode", p["mode"]],
+        "env": [_node_name_env(), _token_env(t, "WATCHER_INGEST_TOKEN", "ingest")],
+        "ports": [{"name": "metrics", "containerPort": port, "protocol": "TCP"}],
+        "livenessProbe": _http_probe("/healthz", "metrics", period=10, failures=6, delay=10),
+        "readinessProbe": _http_probe("/healthz", "metrics", period=10, failures=3),
+        "resources": _resources(p["resources"]),
+        "securityContext": _restricted_container_security(run_as_root=True, add=caps),
+        "volumeMounts": [{"name": "modules", "mountPath": "/lib/modules", "readOnly": True},
+                         {"name": "usr-src", "mountPath": "/usr/src", "readOnly": True},
+                         {"name": "tracefs", "mountPath": "/sys/kernel/tracing", "readOnly": True},
+                         {"name": "debugfs", "mountPath": "/sys/kernel/debug", "readOnly": True},
+                         {"name": "state", "mountPath": PROCMON_STATE_DIR},
+                         {"name": "tmp", "mountPath": "/tmp"}],
+    }
+    pod_spec: dict = {
+        "automountServiceAccountToken": False,
+        # host PIDs: exec/exit events carry host pids, and /proc/<pid> must resolve them
+        "hostPID": True,
+        # the container runtime's default seccomp profile refuses bpf()/perf_event_open() on many runtimes
+        "securityContext": {"runAsUser": 0, "seccompProfile": {"type": "Unconfined"}},
+        "containers": [container],
+        "volumes": [{"name": "modules", "hostPath": {"path": "/lib/modules", "type": "Directory"}},
+                    {"name": "usr-src", "hostPath": {"path": "/usr/src"}},
+                    {"name": "tracefs", "hostPath": {"path": "/sys/kernel/tracing"}},
+                    {"name": "debugfs", "hostPath": {"path": "/sys/kernel/debug"}},
+                    {"name": "state", "hostPath": {"path": PROCMON_STATE_DIR, "type": "DirectoryOrCreate"}},
+                    {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+        "terminationGracePeriodSeconds": 30,
+    }
+    if _pull_secrets(t):
+        pod_spec["imagePullSecrets"] = _pull_secrets(t)
+    _scheduling(pod_spec, p)
+    return _daemonset(t, "procmon", pod_spec)
+
+
+def build_network_policy(t: Target) -> dict:
+    peers: list[dict] = [{"podSelector": {"matchLabels": selector(t, "filemon")}},
+                         {"podSelector": {"matchLabels": selector(t, "procmon")}}]
+    for peer in t.spec["networkPolicy"]["allowFrom"]:
+        out: dict = {}
+        if "namespaceSelector" in peer:
+            out["namespaceSelector"] = {"matchLabels": dict(peer["namespaceSelector"] or {})}
+        if "podSelector" in peer or not out:
+            out["podSelector"] = {"matchLabels": dict(peer.get("podSelector") or {})}
+        peers.append(out)
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": metadata(t, names(t.name)["network_policy"], "backend"),
+            "spec": {"podSelector": {"matchLabels": selector(t, "backend")},
+                     "policyTypes": ["Ingress"],
+                     "ingress": [{"from": peers,
+                                  "ports": [{"protocol": "TCP", "port": int(t.spec["backend"]["port"])}]}]}}
+
+
+def build_service_monitor(t: Target, component: str, port_name: str) -> dict:
+    mon = t.spec["monitoring"]
+    meta = metadata(t, names(t.name)[f"{component}_monitor"], component)
+    meta["labels"].update(mon.get("labels") or {})
+    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": meta,
+            "spec": {"selector": {"matchLabels": selector(t, component)},
+                     "namespaceSelector": {"matchNames": [t.namespace]},
+                     "endpoints": [{"port": port_name, "path": "/metrics", "interval": mon["interval"]}]}}
+
+
+def build_children(resource: dict, inputs: Inputs | None = None) -> list[dict]:
+    """Every child the resource asks for, in apply order (what others reference comes first)."""
+    inputs = inputs or Inputs()
+    t = target_from_resource(resource)
+    s = t.spec
+    out: list[dict] = []
+    if s["image"].get("credentialsSecretRef") and inputs.registry_username is not None:
+        out.append(build_registry_secret(t, inputs.registry_username, inputs.registry_password or ""))
+    if not s["backend"].get("tokensSecretName") and inputs.tokens:
+        out.append(build_tokens_secret(t, inputs.tokens))
+    if s["workspace"]["create"]:
+        out.append(build_workspace_pvc(t))
+    out += [build_backend_pvc(t), build_filemon_pvc(t), build_backend_service(t), build_backend_deployment(t)]
+    if s["filemon"]["enabled"]:
+        out += [build_filemon_service(t), build_filemon_daemonset(t)]
+    if s["procmon"]["enabled"]:
+        out += [build_procmon_service(t), build_procmon_daemonset(t)]
+    if s["networkPolicy"]["enabled"]:
+        out.append(build_network_policy(t))
+    if s["monitoring"]["serviceMonitors"] and inputs.service_monitors_available:
+        out.append(build_service_monitor(t, "backend", "http"))
+        if s["filemon"]["enabled"]:
+            out.append(build_service_monitor(t, "filemon", "metrics"))
+        if s["procmon"]["enabled"]:
+            out.append(build_service_monitor(t, "procmon", "metrics"))
+    return out
+
+
+def managed_kinds() -> list[tuple[str, str, str]]:
+    """(apiVersion, kind, name key) of every child the operator may create, for pruning."""
+    return [
+        ("v1", "Secret", "registry_secret"),
+        ("v1", "Service", "filemon"), ("v1", "Service", "procmon"), ("v1", "Service", "backend_service"),
+        ("apps/v1", "Deployment", "backend"),
+        ("apps/v1", "DaemonSet", "filemon"), ("apps/v1", "DaemonSet", "procmon"),
+        ("networking.k8s.io/v1", "NetworkPolicy", "network_policy"),
+        ("monitoring.coreos.com/v1", "ServiceMonitor", "backend_monitor"),
+        ("monitoring.coreos.com/v1", "ServiceMonitor", "filemon_monitor"),
+        ("monitoring.coreos.com/v1", "ServiceMonitor", "procmon_monitor"),
+    ]

@@ -1,0 +1,319 @@
+"""The WatcherDeployment CustomResourceDefinition, as data.
+
+This module is the single source of truth for the schema: `crds/watcherdeployments.watcher.jcode.io.yaml`,
+the Helm chart's copy and the Python-side defaulting (`defaults.apply_defaults`) are all derived from
+`build_crd()`. `python -m watcher_operator.crd` prints the YAML; a unit test fails when the files drift.
+
+Constraints: apiextensions.k8s.io/v1, structural schema, no CEL (`x-kubernetes-validations`), so that
+Kubernetes 1.20 and later accept it. Defaults sit on every sub-object (`default: {}`) so the API server
+fills the nested defaults even when the user omits the whole block.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import yaml
+
+GROUP = "watcher.jcode.io"
+VERSION = "v1alpha1"
+KIND = "WatcherDeployment"
+PLURAL = "watcherdeployments"
+SINGULAR = "watcherdeployment"
+SHORT_NAMES = ["wd"]
+CRD_NAME = f"{PLURAL}.{GROUP}"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+DEFAULT_REGISTRY = "harbor.jbnu.ac.kr/jdevops"
+DEFAULT_STORAGE_CLASS = "longhorn"
+
+# Kubernetes resource.Quantity, restricted to the forms people write for sizes, CPU and memory.
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
+DNS_1035_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+MAX_NAME_LENGTH = 63 - len("-backend-service")
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+def _str(description: str, **extra: Any) -> dict:
+    return {"type": "string", "description": description, **extra}
+
+
+def _int(description: str, **extra: Any) -> dict:
+    return {"type": "integer", "description": description, **extra}
+
+
+def _bool(description: str, default: bool) -> dict:
+    return {"type": "boolean", "description": description, "default": default}
+
+
+def _obj(description: str, properties: dict, *, default: Any = None, required: list[str] | None = None) -> dict:
+    out: dict[str, Any] = {"type": "object", "description": description, "properties": properties}
+    if default is not None:
+        out["default"] = default
+    if required:
+        out["required"] = required
+    return out
+
+
+def _quantity(description: str, default: str | None = None) -> dict:
+    out = {"type": "string", "description": description, "pattern": QUANTITY_PATTERN}
+    if default is not None:
+        out["default"] = default
+    return out
+
+
+def _name(description: str, **extra: Any) -> dict:
+    return _str(description, pattern=DNS_SUBDOMAIN_PATTERN, maxLength=253, **extra)
+
+
+def _string_map(description: str, default: dict | None = None) -> dict:
+    out: dict[str, Any] = {"type": "object", "description": description,
+                           "additionalProperties": {"type": "string"}}
+    if default is not None:
+        out["default"] = default
+    return out
+
+
+def _resources(description: str, requests: dict, limits: dict) -> dict:
+    quantity_map = {"type": "object", "additionalProperties": {
+        "x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}],
+        "pattern": QUANTITY_PATTERN}}
+    return _obj(description, {
+        "requests": {**quantity_map, "description": "Minimum CPU/memory the scheduler reserves."},
+        "limits": {**quantity_map, "description": "Maximum CPU/memory the container may use."},
+    }, default={"requests": requests, "limits": limits})
+
+
+def _tolerations() -> dict:
+    return {
+        "type": "array",
+        "description": "Pod tolerations (core/v1 Toleration), e.g. to run on tainted worker nodes.",
+        "items": {"type": "object", "properties": {
+            "key": {"type": "string"},
+            "operator": {"type": "string", "enum": ["Exists", "Equal"]},
+            "value": {"type": "string"},
+            "effect": {"type": "string", "enum": ["NoSchedule", "PreferNoSchedule", "NoExecute"]},
+            "tolerationSeconds": {"type": "integer", "format": "int64"},
+        }},
+    }
+
+
+def _image_override(component: str) -> dict:
+    return _obj(f"Per-component image override; unset fields fall back to spec.image. "
+                f"The image is <registry>/<name>:<tag>, name defaults to watcher-{component}.", {
+        "registry": _str("Registry and project, e.g. harbor.jbnu.ac.kr/jdevops.", minLength=1),
+        "name": _str(f"Repository name (default watcher-{component}).", pattern=r"^[a-z0-9][a-z0-9._/-]*$"),
+        "tag": _str("Image tag.", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"),
+    }, default={})
+
+
+def _port(description: str, default: int) -> dict:
+    return _int(description, minimum=1, maximum=65535, default=default)
+
+
+def _storage(description: str, size: str, access_mode: str) -> dict:
+    return _obj(description, {
+        "size": _quantity("Requested size. Growing it expands the claim when the storage class allows "
+                          "volume expansion; shrinking is refused and reported as a condition.", size),
+        "accessMode": _str("Access mode. Immutable after creation: a change is reported, not applied.",
+                           enum=["ReadWriteOnce", "ReadWriteMany"], default=access_mode),
+        "storageClassName": _name("Storage class; defaults to spec.storageClassName."),
+    }, default={})
+
+
+def spec_schema() -> dict:
+    return _obj("Desired state of a JCode Watcher installation in this namespace.", {
+        "image": _obj("Where the images come from.", {
+            "registry": _str("Registry and project for all images.", default=DEFAULT_REGISTRY, minLength=1),
+            "tag": _str("Image tag for all components (pin a version; there is no 'latest' default).",
+                        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"),
+            "pullPolicy": _str("Image pull policy.", enum=["Always", "IfNotPresent", "Never"],
+                               default="IfNotPresent"),
+            "credentialsSecretRef": _obj(
+                "A Secret in this namespace with keys `username` and `password` for the registry. The operator "
+                "renders <name>-harbor-registry-secret (kubernetes.io/dockerconfigjson) from it and uses it "
+                "as imagePullSecret. Omit for a public registry.",
+                {"name": _name("Secret name.")}, required=["name"]),
+        }, required=["tag"]),
+        "storageClassName": _name("Default storage class of every claim the operator creates.",
+                                  default=DEFAULT_STORAGE_CLASS),
+        "deleteClaimsOnDelete": _bool(
+            "Delete the data claims (backend database, snapshots, a created workspace) together with this "
+            "resource. Default false: deleting a WatcherDeployment never deletes student data.", False),
+        "workspace": _obj("The students' shared workspace volume (the code-server homes), mounted read-only "
+                          "by filemon at /watcher/codes.", {
+            "claimName": _name("PersistentVolumeClaim holding the workspaces.", default="jcode-vol-pvc"),
+            "subPath": _str("Sub-directory of the claim that holds the student directories "
+                            "(e.g. `workspace`); empty = the claim root.", default="",
+                            pattern=r"^([^/.][^/]*(/[^/]+)*)?$"),
+            "create": _bool("Create the claim (ReadWriteMany) instead of using an existing one.", False),
+            "size": _quantity("Size when created.", "10Gi"),
+            "storageClassName": _name("Storage class when created; defaults to spec.storageClassName."),
+        }, default={}),
+        "backend": _obj("The central API server (Deployment <name>-backend, Service <name>-backend-service).", {
+            "replicas": _int("Replicas. With the default SQLite database only 1 is safe: more are reported "
+                             "and run as 1; use `database` (PostgreSQL) to scale.",
+                             minimum=0, maximum=10, default=1),
+            "port": _port("HTTP port of the API, health and metrics.", 3000),
+            "image": _image_override("backend"),
+            "storage": _storage("Claim <name>-backend-pvc for the SQLite database, mounted at /app/data.",
+                                "10Gi", "ReadWriteOnce"),
+            "database": _obj("Use an external database (PostgreSQL) instead of SQLite.", {
+                "secretRef": _obj("Secret holding the database URL.", {
+                    "name": _name("Secret name."),
+                    "key": _str("Key holding the URL (postgresql+psycopg://...).", default="url", minLength=1),
+                }, required=["name"]),
+            }),
+            "tokensSecretName": _name("Existing Secret with keys `ingest-token`, `read-token` and `admin-token`. "
+                                      "Unset: the operator generates <name>-tokens once and keeps it."),
+            "resources": _resources("Container resources.", {"cpu": "100m", "memory": "256Mi"},
+                                    {"memory": "1Gi"}),
+            "nodeSelector": _string_map("Node labels the backend pod must match."),
+            "tolerations": _tolerations(),
+        }, default={}),
+        "filemon": _obj("The per-node file monitor (DaemonSet <name>-filemon).", {
+            "enabled": _bool("Run filemon.", True),
+            "metricsPort": _port("Port of /metrics and /healthz.", 9090),
+            "image": _image_override("filemon"),
+            "storage": _storage("Claim <name>-filemon-storage-pvc for snapshot contents, mounted by filemon at "
+                                "/watcher/snapshots and read-only by the backend.", "30Gi", "ReadWriteMany"),
+            "debounceMs": _int("Quiet time after the last write before a file is snapshotted.",
+                               minimum=0, maximum=60000, default=500),
+            "maxFileSize": _int("Files larger than this many bytes are not snapshotted.",
+                                minimum=1, maximum=104857600, default=1048576),
+            "extensions": {"type": "array", "description": "Tracked file extensions (with the dot). "
+                           "Unset: the built-in list (.c .h .cc .cpp .hpp .py .ipynb).",
+                           "items": {"type": "string", "pattern": r"^\.[A-Za-z0-9_+-]{1,16}$"},
+                           "maxItems": 64},
+            "resources": _resources("Container resources.", {"cpu": "50m", "memory": "128Mi"},
+                                    {"memory": "512Mi"}),
+            "nodeSelector": _string_map("Node labels selecting the worker nodes that run student pods."),
+            "tolerations": _tolerations(),
+        }, default={}),
+        "procmon": _obj("The per-node process monitor (DaemonSet <name>-procmon, eBPF).", {
+            "enabled": _bool("Run procmon.", True),
+            "metricsPort": _port("Port of /metrics and /healthz.", 9090),
+            "image": _image_override("procmon"),
+            "mode": _str("Tracing back end: `auto` tries eBPF and falls back to the netlink process "
+                         "connector; `ebpf` or `netlink` force one.", enum=["auto", "ebpf", "netlink"],
+                         default="auto"),
+            "legacyKernel": _bool("Nodes run a kernel older than 5.8 (no CAP_BPF/CAP_PERFMON): grant "
+                                  "CAP_SYS_ADMIN instead. Leave false on current kernels.", False),
+            "resources": _resources("Container resources.", {"cpu": "50m", "memory": "128Mi"},
+                                    {"memory": "512Mi"}),
+            "nodeSelector": _string_map("Node labels selecting the worker nodes that run student pods."),
+            "tolerations": _tolerations(),
+        }, default={}),
+        "monitoring": _obj("Prometheus Operator integration.", {
+            "serviceMonitors": _bool("Create a ServiceMonitor per component when the cluster has the "
+                                     "monitoring.coreos.com ServiceMonitor CRD.", True),
+            "interval": _str("Scrape interval.", pattern=r"^[0-9]+(ms|s|m|h)$", default="30s"),
+            "labels": _string_map("Labels on the ServiceMonitors (what your Prometheus selects on).",
+                                  default={"release": "prometheus"}),
+        }, default={}),
+        "networkPolicy": _obj("NetworkPolicy <name>-backend: only the agents, the listed peers and (with "
+                              "monitoring) Prometheus may reach the backend.", {
+            "enabled": _bool("Create the NetworkPolicy.", True),
+            "allowFrom": {"type": "array", "description": "Extra peers allowed to reach the backend, e.g. the "
+                          "JCode platform's namespace. Each peer selects namespaces and/or pods by labels.",
+                          "default": [],
+                          "items": {"type": "object", "properties": {
+                              "namespaceSelector": _string_map("matchLabels for namespaces (empty = all)."),
+                              "podSelector": _string_map("matchLabels for pods (empty = all)."),
+                          }}},
+        }, default={}),
+    }, required=["image"])
+
+
+def _condition_schema() -> dict:
+    return {"type": "object", "required": ["type", "status"], "properties": {
+        "type": {"type": "string"},
+        "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+        "observedGeneration": {"type": "integer", "format": "int64"},
+        "lastTransitionTime": {"type": "string", "format": "date-time"},
+        "reason": {"type": "string"},
+        "message": {"type": "string"},
+    }}
+
+
+def _component_status() -> dict:
+    return {"type": "object", "properties": {
+        "ready": {"type": "integer"}, "desired": {"type": "integer"}, "enabled": {"type": "boolean"}}}
+
+
+def status_schema() -> dict:
+    return {"type": "object", "description": "Observed state, written by the operator.", "properties": {
+        "observedGeneration": {"type": "integer", "format": "int64"},
+        "conditions": {"type": "array", "items": _condition_schema(),
+                       "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+        "backend": {"type": "string", "description": "ready/desired backend pods"},
+        "filemon": {"type": "string", "description": "ready/desired filemon pods"},
+        "procmon": {"type": "string", "description": "ready/desired procmon pods"},
+        "components": {"type": "object", "properties": {
+            "backend": _component_status(), "filemon": _component_status(), "procmon": _component_status()}},
+        "backendURL": {"type": "string"},
+        "tokensSecretName": {"type": "string"},
+        # kopf keeps its handler progress here; without this the API server would prune it.
+        "kopf": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+    }}
+
+
+def printer_columns() -> list[dict]:
+    return [
+        {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+        {"name": "Backend", "type": "string", "jsonPath": ".status.backend"},
+        {"name": "Filemon", "type": "string", "jsonPath": ".status.filemon"},
+        {"name": "Procmon", "type": "string", "jsonPath": ".status.procmon"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+
+
+def build_crd() -> dict:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": CRD_NAME, "labels": {"app.kubernetes.io/part-of": "jcode-watcher"}},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {"kind": KIND, "plural": PLURAL, "singular": SINGULAR, "shortNames": SHORT_NAMES,
+                      "listKind": f"{KIND}List", "categories": ["watcher"]},
+            "versions": [{
+                "name": VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": printer_columns(),
+                "schema": {"openAPIV3Schema": {
+                    "type": "object",
+                    "description": "A JCode Watcher installation: backend, filemon and procmon in one namespace.",
+                    "required": ["spec"],
+                    "properties": {
+                        "apiVersion": {"type": "string"},
+                        "kind": {"type": "string"},
+                        # The longest child name is <name>-backend-service, a Service name (DNS-1035 label, at
+                        # most 63 characters): so at most 47 here. Checked by the API server, not the operator.
+                        "metadata": {"type": "object", "properties": {"name": {
+                            "type": "string", "maxLength": MAX_NAME_LENGTH, "pattern": DNS_1035_PATTERN}}},
+                        "spec": spec_schema(),
+                        "status": status_schema(),
+                    },
+                }},
+            }],
+        },
+    }
+
+
+def crd_yaml() -> str:
+    header = ("# Generated from operator/watcher_operator/crd.py (python -m watcher_operator.crd); do not edit.\n"
+              "# Accepted by Kubernetes 1.20 and later (apiextensions.k8s.io/v1, structural, no CEL).\n")
+    return header + yaml.safe_dump(build_crd(), sort_keys=False, width=120)
+
+
+def main() -> int:
+    sys.stdout.write(crd_yaml())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""Pure builders: the children a WatcherDeployment yields, checked against golden files and the
+Kubernetes schemas (kubernetes-validate, strict: unknown fields are errors)."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+from kubernetes_validate.utils import all_versions
+
+from watcher_operator import builders
+from watcher_operator.builders import Inputs, build_children, target_from_resource
+
+ROOT = Path(__file__).resolve().parents[3]
+GOLDEN = Path(__file__).parent / "golden"
+EXAMPLES = {"full": ROOT / "examples" / "watcherdeployment.yaml",
+            "minimal": ROOT / "examples" / "watcherdeployment-minimal.yaml"}
+# Fixed inputs so the output is deterministic (the reconciler reads these from the cluster).
+INPUTS = Inputs(registry_username="robot$watcher", registry_password="s3cret",
+                tokens={"ingest": "ingest-token-value", "read": "read-token-value", "admin": "admin-token-value"},
+                service_monitors_available=True)
+# The oldest schema kubernetes-validate ships is 1.25; also the newest one it knows.
+SCHEMA_VERSIONS = ["1.25", kubernetes_validate.latest_version()]
+
+
+def load_example(which: str) -> dict:
+    resource = yaml.safe_load(EXAMPLES[which].read_text())
+    resource["metadata"]["uid"] = f"00000000-0000-0000-0000-{'0' * 8}{which[:4].encode().hex()}"
+    resource["metadata"]["generation"] = 1
+    return resource
+
+
+def children(which: str, inputs: Inputs = INPUTS) -> list[dict]:
+    return build_children(load_example(which), inputs)
+
+
+def by_key(objs: list[dict]) -> dict[tuple[str, str], dict]:
+    return {(o["kind"], o["metadata"]["name"]): o for o in objs}
+
+
+@pytest.mark.parametrize("which", sorted(EXAMPLES))
+def test_children_match_golden_files(which):
+    rendered = yaml.safe_dump_all(children(which), sort_keys=True, width=120)
+    golden = GOLDEN / f"{which}.yaml"
+    if os.environ.get("UPDATE_GOLDEN") == "1" or not golden.exists():
+        golden.write_text(rendered)
+    assert rendered == golden.read_text(), f"regenerate with UPDATE_GOLDEN=1 if the change is intended: {golden}"
+
+
+def test_schema_versions_available():
+    assert "1.25.0" in all_versions()
+    assert SCHEMA_VERSIONS[1] >= "1.25"
+
+
+@pytest.mark.parametrize("version", SCHEMA_VERSIONS)
+@pytest.mark.parametrize("which", sorted(EXAMPLES))
+def test_every_builtin_child_passes_strict_schema(which, version):
+    checked = 0
+    for obj in children(which):
+        if obj["apiVersion"].startswith("monitoring.coreos.com/"):
+            continue  # a CRD kind: kubernetes-validate has no schema for it (checked below)
+        kubernetes_validate.validate(obj, version, strict=True)
+        checked += 1
+    assert checked >= 9
+
+
+# ServiceMonitor is a Prometheus Operator CRD; kubernetes-validate only ships built-in kinds
+# (SchemaNotFoundError). Check the fields we set against the shape of monitoring.coreos.com/v1.
+SERVICE_MONITOR_SCHEMA = {
+    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": "ServiceMonitor"},
+        "metadata": {"type": "object"},
+        "spec": {"type": "object", "additionalProperties": False, "required": ["selector", "endpoints"],
+                 "properties": {
+                     "selector": {"type": "object", "properties": {"matchLabels": {"type": "object"}}},
+                     "namespaceSelector": {"type": "object", "properties": {
+                         "matchNames": {"type": "array", "items": {"type": "string"}}}},
+                     "endpoints": {"type": "array", "items": {"type": "object", "additionalProperties": False,
+                                                              "properties": {"port": {"type": "string"},
+                                                                             "path": {"type": "string"},
+                                                                             "interval": {"type": "string"}}}}}}},
+}
+
+
+def test_service_monitors_have_the_prometheus_operator_shape():
+    import jsonschema
+
+    monitors = [o for o in children("full") if o["kind"] == "ServiceMonitor"]
+    assert {m["metadata"]["name"] for m in monitors} == {
+        "watcher-backend-monitor", "watcher-filemon-monitor", "watcher-procmon-monitor"}
+    for m in monitors:
+        jsonschema.validate(m, SERVICE_MONITOR_SCHEMA)
+        assert m["metadata"]["labels"]["release"] == "prometheus"
+        with pytest.raises(kubernetes_validate.SchemaNotFoundError):
+            kubernetes_validate.validate(m, "1.25", strict=True)
+
+
+def test_names_ports_sizes_and_labels_follow_the_deployment_guide():
+    objs = by_key(children("minimal"))
+    assert set(objs) == {
+        ("Secret", "watcher-harbor-registry-secret"), ("Secret", "watcher-tokens"),
+        ("PersistentVolumeClaim", "watcher-backend-pvc"), ("PersistentVolumeClaim", "watcher-filemon-storage-pvc"),
+        ("Service", "watcher-backend-service"), ("Deployment", "watcher-backend"),
+        ("Service", "watcher-filemon"), ("DaemonSet", "watcher-filemon"),
+        ("Service", "watcher-procmon"), ("DaemonSet", "watcher-procmon"),
+        ("NetworkPolicy", "watcher-backend"),
+        ("ServiceMonitor", "watcher-backend-monitor"), ("ServiceMonitor", "watcher-filemon-monitor"),
+        ("ServiceMonitor", "watcher-procmon-monitor"),
+    }
+    backend_pvc = objs["PersistentVolumeClaim", "watcher-backend-pvc"]["spec"]
+    assert backend_pvc["accessModes"] == ["ReadWriteOnce"]
+    assert backend_pvc["resources"]["requests"]["storage"] == "10Gi"
+    assert backend_pvc["storageClassName"] == "longhorn"
+    snap_pvc = objs["PersistentVolumeClaim", "watcher-filemon-storage-pvc"]["spec"]
+    assert snap_pvc["accessModes"] == ["ReadWriteMany"] and snap_pvc["resources"]["requests"]["storage"] == "30Gi"
+    svc = objs["Service", "watcher-backend-service"]["spec"]
+    assert svc["type"] == "ClusterIP" and svc["ports"][0]["port"] == 3000
+    assert svc["selector"] == {"app": "watcher-backend"}
+    for comp in ("filemon", "procmon"):
+        assert objs["Service", f"watcher-{comp}"]["spec"]["ports"][0]["port"] == 9090
+        ds = objs["DaemonSet", f"watcher-{comp}"]
+        assert ds["spec"]["template"]["metadata"]["labels"]["app"] == f"watcher-{comp}"
+        assert ds["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "watcher-harbor-registry-secret"}]
+        image = ds["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert image == f"harbor.jbnu.ac.kr/jdevops/watcher-{comp}:1.0.0"
+    dep = objs["Deployment", "watcher-backend"]
+    assert dep["spec"]["template"]["metadata"]["labels"]["app"] == "watcher-backend"
+
+
+def test_backend_is_non_root_read_only_with_health_probes():
+    dep = by_key(children("minimal"))["Deployment", "watcher-backend"]
+    pod = dep["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert c["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert c["ports"] == [{"name": "http", "containerPort": 3000, "protocol": "TCP"}]
+    assert c["resources"]["requests"] == {"cpu": "100m", "memory": "256Mi"}
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    assert mounts["/watcher/snapshots"]["readOnly"] is True  # serves snapshot content, never writes it
+    vols = {v["name"]: v for v in pod["volumes"]}
+    assert vols["snapshots"]["persistentVolumeClaim"] == {"claimName": "watcher-filemon-storage-pvc",
+                                                          "readOnly": True}
+    env = {e["name"]: e for e in c["env"]}
+    assert env["WATCHER_DATABASE_URL"]["value"] == "sqlite:////app/data/watcher.db"
+    assert env["WATCHER_INGEST_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "watcher-tokens",
+                                                                        "key": "ingest-token"}
+    # RWO database volume: the old pod must stop before the new one mounts it
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_filemon_mounts_workspace_read_only_and_names_its_node():
+    ds = by_key(children("full"))["DaemonSet", "watcher-filemon"]
+    pod = ds["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    assert mounts["/watcher/codes"] == {"name": "workspace", "mountPath": "/watcher/codes", "readOnly": True,
+                                        "subPath": "workspace"}
+    assert "readOnly" not in mounts["/watcher/snapshots"]
+    vols = {v["name"]: v for v in pod["volumes"]}
+    assert vols["workspace"]["persistentVolumeClaim"] == {"claimName": "jcode-vol-pvc", "readOnly": True}
+    assert vols["state"]["hostPath"] == {"path": "/var/lib/watcher/filemon", "type": "DirectoryOrCreate"}
+    env = {e["name"]: e for e in c["env"]}
+    assert env["WATCHER_NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    assert env["WATCHER_EXTENSIONS"]["value"] == ".c,.h,.cc,.cpp,.hpp,.py,.ipynb"
+    assert "--node-name" in c["args"] and "$(WATCHER_NODE_NAME)" in c["args"]
+    assert c["args"][c["args"].index("--backend-url") + 1] == \
+        "http://watcher-backend-service.watcher.svc.cluster.local:3000"
+    assert pod["nodeSelector"] == {"node-role.kubernetes.io/worker": ""}
+    assert pod["tolerations"][0]["key"] == "dev-node"
+
+
+def test_procmon_has_host_pid_least_capabilities_and_read_only_host_mounts():
+    ds = by_key(children("minimal"))["DaemonSet", "watcher-procmon"]
+    pod = ds["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert pod["hostPID"] is True
+    caps = c["securityContext"]["capabilities"]
+    assert caps["drop"] == ["ALL"] and "SYS_ADMIN" not in caps["add"]
+    assert {"BPF", "PERFMON"} <= set(caps["add"])
+    assert c["securityContext"].get("privileged") is None
+    host_paths = {v["hostPath"]["path"]: v["name"] for v in pod["volumes"] if "hostPath" in v}
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    for path in ("/lib/modules", "/usr/src", "/sys/kernel/tracing", "/sys/kernel/debug"):
+        assert mounts[host_paths[path]]["readOnly"] is True, path
+    assert mounts[host_paths["/var/lib/watcher/procmon"]].get("readOnly") is not True
+
+
+def test_legacy_kernel_swaps_bpf_caps_for_sys_admin():
+    r = load_example("minimal")
+    r["spec"]["procmon"] = {"legacyKernel": True}
+    ds = by_key(build_children(r, INPUTS))["DaemonSet", "watcher-procmon"]
+    caps = ds["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"]["add"]
+    assert "SYS_ADMIN" in caps and "BPF" not in caps
+
+
+def test_registry_secret_is_a_dockerconfigjson_for_the_registry_host():
+    secret = by_key(children("minimal"))["Secret", "watcher-harbor-registry-secret"]
+    assert secret["type"] == "kubernetes.io/dockerconfigjson"
+    config = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
+    entry = config["auths"]["harbor.jbnu.ac.kr"]
+    assert entry["username"] == "robot$watcher" and entry["password"] == "s3cret"
+    assert base64.b64decode(entry["auth"]).decode() == "robot$watcher:s3cret"
+
+
+def test_owner_references_everywhere_except_data_claims():
+    for obj in children("minimal"):
+        refs = obj["metadata"].get("ownerReferences")
+        if obj["kind"] == "PersistentVolumeClaim":
+            assert refs is None, obj["metadata"]["name"]
+        else:
+            assert refs and refs[0]["kind"] == "WatcherDeployment" and refs[0]["controller"] is True
+    r = load_example("minimal")
+    r["spec"]["deleteClaimsOnDelete"] = True
+    for obj in build_children(r, INPUTS):
+        assert obj["metadata"].get("ownerReferences"), obj["metadata"]["name"]
+
+
+def test_optional_children_follow_the_spec():
+    r = load_example("minimal")
+    r["spec"].update(filemon={"enabled": False}, procmon={"enabled": False},
+                     networkPolicy={"enabled": False}, monitoring={"serviceMonitors": False})
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in build_children(r, INPUTS)}
+    assert not any("filemon" in n and k != "PersistentVolumeClaim" for k, n in kinds)
+    assert not any("procmon" in n for _, n in kinds)
+    assert not any(k in ("NetworkPolicy", "ServiceMonitor") for k, _ in kinds)
+    # no ServiceMonitor CRD in the cluster: none even when asked
+    kinds = {o["kind"] for o in build_children(load_example("minimal"),
+                                               Inputs(tokens=INPUTS.tokens, registry_username="u"))}
+    assert "ServiceMonitor" not in kinds
+    # workspace creation
+    r = load_example("minimal")
+    r["spec"]["workspace"] = {"create": True, "size": "20Gi"}
+    pvc = by_key(build_children(r, INPUTS))["PersistentVolumeClaim", "jcode-vol-pvc"]
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"] and pvc["spec"]["resources"]["requests"]["storage"] == "20Gi"
+
+
+def test_sqlite_backend_runs_one_replica_postgres_scales():
+    r = load_example("minimal")
+    r["spec"]["backend"] = {"replicas": 3}
+    assert by_key(build_children(r, INPUTS))["Deployment", "watcher-backend"]["spec"]["replicas"] == 1
+    r["spec"]["backend"] = {"replicas": 3, "database": {"secretRef": {"name": "pg"}}}
+    dep = by_key(build_children(r, INPUTS))["Deployment", "watcher-backend"]
+    assert dep["spec"]["replicas"] == 3
+    assert dep["spec"]["strategy"]["type"] == "RollingUpdate"
+    env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["WATCHER_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "pg", "key": "url"}
+
+
+def test_per_component_image_override_and_no_pull_secret_without_credentials():
+    r = load_example("minimal")
+    r["spec"]["image"] = {"tag": "2.0.0"}
+    r["spec"]["procmon"] = {"image": {"tag": "2.0.1-debug", "registry": "ghcr.io/jcode"}}
+    objs = by_key(build_children(r, Inputs(tokens=INPUTS.tokens)))
+    assert ("Secret", "watcher-harbor-registry-secret") not in objs
+    proc = objs["DaemonSet", "watcher-procmon"]["spec"]["template"]["spec"]
+    assert proc["containers"][0]["image"] == "ghcr.io/jcode/watcher-procmon:2.0.1-debug"
+    assert "imagePullSecrets" not in proc
+    back = objs["Deployment", "watcher-backend"]["spec"]["template"]["spec"]
+    assert back["containers"][0]["image"] == "harbor.jbnu.ac.kr/jdevops/watcher-backend:2.0.0"
+
+
+def test_children_are_named_after_the_resource():
+    r = load_example("minimal")
+    r["metadata"]["name"] = "os-2026"
+    t = target_from_resource(r)
+    objs = build_children(r, INPUTS)
+    assert {o["metadata"]["name"] for o in objs} >= {"os-2026-backend", "os-2026-backend-service",
+                                                     "os-2026-backend-pvc", "os-2026-filemon-storage-pvc"}
+    assert builders.backend_url(t) == "http://os-2026-backend-service.watcher.svc.cluster.local:3000"
+
+
+def test_network_policy_admits_agents_and_listed_peers_only():
+    np_ = by_key(children("full"))["NetworkPolicy", "watcher-backend"]
+    assert np_["spec"]["podSelector"] == {"matchLabels": {"app": "watcher-backend"}}
+    peers = np_["spec"]["ingress"][0]["from"]
+    assert {"podSelector": {"matchLabels": {"app": "watcher-filemon"}}} in peers
+    assert {"podSelector": {"matchLabels": {"app": "watcher-procmon"}}} in peers
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "jcode"}}} in peers
+    assert np_["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 3000}]

@@ -1,0 +1,136 @@
+"""The CRD: generated files in sync, accepted by the Kubernetes schema, examples valid, bad specs refused."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from watcher_operator import crd
+from watcher_operator.defaults import spec_with_defaults
+
+ROOT = Path(__file__).resolve().parents[3]
+CRD_FILE = ROOT / "crds" / "watcherdeployments.watcher.jcode.io.yaml"
+CHART_CRD_FILE = ROOT / "charts" / "watcher-operator" / "crds" / "watcherdeployments.watcher.jcode.io.yaml"
+INVALID = yaml.safe_load((Path(__file__).parent / "golden" / "invalid-specs.yaml").read_text())
+
+
+def _to_jsonschema(schema):
+    """OpenAPI v3 subset -> JSON Schema: drop the x-kubernetes-* markers and int64 formats."""
+    if isinstance(schema, dict):
+        return {k: _to_jsonschema(v) for k, v in schema.items() if not k.startswith("x-kubernetes")}
+    if isinstance(schema, list):
+        return [_to_jsonschema(x) for x in schema]
+    return schema
+
+
+OPENAPI = crd.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+VALIDATOR = jsonschema.Draft7Validator(_to_jsonschema(OPENAPI))
+
+
+def merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if v is None:
+            out.pop(k, None)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def example(name: str) -> dict:
+    return yaml.safe_load((ROOT / "examples" / name).read_text())
+
+
+def test_crd_files_are_generated_from_crd_py():
+    assert yaml.safe_load(CRD_FILE.read_text()) == crd.build_crd()
+    assert CRD_FILE.read_text() == crd.crd_yaml(), "run: python -m watcher_operator.crd > " + str(CRD_FILE)
+
+
+def test_chart_ships_the_same_crd():
+    assert CHART_CRD_FILE.read_text() == CRD_FILE.read_text()
+
+
+@pytest.mark.parametrize("version", ["1.25", kubernetes_validate.latest_version()])
+def test_crd_passes_the_kubernetes_schema(version):
+    kubernetes_validate.validate(crd.build_crd(), version, strict=True)
+
+
+def test_crd_is_what_kubernetes_1_20_accepts():
+    c = crd.build_crd()
+    assert c["apiVersion"] == "apiextensions.k8s.io/v1"
+    text = CRD_FILE.read_text()
+    assert "x-kubernetes-validations" not in text  # CEL needs 1.25+
+    version = c["spec"]["versions"][0]
+    assert version["subresources"] == {"status": {}}
+    assert [col["name"] for col in version["additionalPrinterColumns"]] == ["Ready", "Backend", "Filemon",
+                                                                           "Procmon", "Age"]
+    assert c["spec"]["names"]["shortNames"] == ["wd"] and c["spec"]["scope"] == "Namespaced"
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    assert status["kopf"]["x-kubernetes-preserve-unknown-fields"] is True
+
+
+def _structural_problems(schema, path="$"):
+    """The structural-schema rules that bite in practice: every node has a type (or int-or-string /
+    preserve-unknown-fields), and every default validates against its own node."""
+    problems = []
+    if not (schema.get("type") or schema.get("x-kubernetes-int-or-string")
+            or schema.get("x-kubernetes-preserve-unknown-fields")):
+        problems.append(f"{path}: no type")
+    if "default" in schema:
+        errs = list(jsonschema.Draft7Validator(_to_jsonschema(schema)).iter_errors(schema["default"]))
+        problems += [f"{path}: default invalid: {e.message}" for e in errs]
+    for k, sub in (schema.get("properties") or {}).items():
+        problems += _structural_problems(sub, f"{path}.{k}")
+    if isinstance(schema.get("items"), dict):
+        problems += _structural_problems(schema["items"], f"{path}[]")
+    if isinstance(schema.get("additionalProperties"), dict):
+        problems += _structural_problems(schema["additionalProperties"], f"{path}{{}}")
+    return problems
+
+
+def test_schema_is_structural_and_defaults_are_valid():
+    assert _structural_problems(OPENAPI) == []
+
+
+@pytest.mark.parametrize("name", ["watcherdeployment.yaml", "watcherdeployment-minimal.yaml"])
+def test_examples_are_valid(name):
+    doc = example(name)
+    errors = sorted(e.message for e in VALIDATOR.iter_errors(doc))
+    assert errors == []
+    defaulted = dict(doc, spec=spec_with_defaults(doc["spec"]))
+    assert list(VALIDATOR.iter_errors(defaulted)) == []
+
+
+def test_defaults_are_the_deployment_guide():
+    s = spec_with_defaults(example("watcherdeployment-minimal.yaml")["spec"])
+    assert s["image"]["registry"] == "harbor.jbnu.ac.kr/jdevops"
+    assert s["storageClassName"] == "longhorn"
+    assert s["workspace"]["claimName"] == "jcode-vol-pvc"
+    assert s["backend"]["port"] == 3000 and s["backend"]["replicas"] == 1
+    assert s["backend"]["storage"] == {"size": "10Gi", "accessMode": "ReadWriteOnce"}
+    assert s["filemon"]["storage"] == {"size": "30Gi", "accessMode": "ReadWriteMany"}
+    assert s["filemon"]["metricsPort"] == 9090 and s["procmon"]["metricsPort"] == 9090
+    assert s["filemon"]["enabled"] and s["procmon"]["enabled"]
+    assert s["deleteClaimsOnDelete"] is False
+
+
+@pytest.mark.parametrize("case", INVALID, ids=[c["why"] for c in INVALID])
+def test_invalid_specs_are_rejected(case):
+    doc = example("watcherdeployment-minimal.yaml")
+    doc["spec"] = merge(doc["spec"], case["spec"])
+    assert list(VALIDATOR.iter_errors(doc)), case["why"]
+
+
+def test_resource_name_is_bounded_so_children_names_fit():
+    doc = example("watcherdeployment-minimal.yaml")
+    doc["metadata"]["name"] = "a" * 47
+    assert list(VALIDATOR.iter_errors(doc)) == []
+    assert len(doc["metadata"]["name"] + "-backend-service") == 63
+    doc["metadata"]["name"] = "a" * 48
+    assert list(VALIDATOR.iter_errors(doc))
