@@ -1,5 +1,7 @@
 """``watcher export progsnap2`` end to end: events go into a REAL backend (v1 and legacy API), then the
-real CLI (a subprocess) exports the database and snapshot store, and the dataset is read back."""
+real CLI (a subprocess) exports the database and snapshot store, and the dataset is read back.
+
+``export_backend`` (conftest.py) starts the backend on SQLite here and on PostgreSQL in tests/system/legacy."""
 from __future__ import annotations
 
 import csv
@@ -10,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from support.backend import run_backend
 from watcher_core import snapshots, wire
 from watcher_backend.export import progsnap2
 
@@ -47,9 +48,9 @@ def run_(i, exit_code, signal=None, **kw):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(tmp_path_factory, export_backend):
     tmp = tmp_path_factory.mktemp("export")
-    with run_backend(tmp) as backend:
+    with export_backend(tmp) as backend:
         store = backend.snapshot_dir
         events = [
             save(1, "main.c", A1, store),

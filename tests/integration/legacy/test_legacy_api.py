@@ -1,6 +1,7 @@
 """The old platform API against a REAL backend (uvicorn subprocess on loopback, SQLite, tokens on).
 
-One server for the module; each test uses its own class_div so tests do not see each other's data.
+One server for the module (the ``backend`` fixture in conftest.py; tests/system/legacy runs these same
+tests on PostgreSQL); each test uses its own class_div so tests do not see each other's data.
 """
 from __future__ import annotations
 
@@ -10,14 +11,7 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 
-from support.backend import run_backend
 from watcher_core import wire
-
-
-@pytest.fixture(scope="module")
-def backend(tmp_path_factory):
-    with run_backend(tmp_path_factory.mktemp("legacy")) as handle:
-        yield handle
 
 
 @pytest.fixture(scope="module")
