@@ -1,0 +1,165 @@
+"""``watcher filemon``: watch the student workspaces and record every saved source file.
+
+Wiring only: settings -> runtime (outbox, sender, /metrics, /healthz) -> pipeline -> watch loop, and
+an orderly shutdown on SIGTERM/SIGINT (stop watching, flush pending saves, flush the outbox, exit 0).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from watcher_core import identity
+
+from watcher_agents import config
+from watcher_agents.filemon.metrics import FilemonMetrics
+from watcher_agents.filemon.pipeline import Pipeline
+from watcher_agents.filemon.state import StateStore
+from watcher_agents.filemon.watcher import Watcher
+from watcher_agents.runtime import AgentRuntime
+
+log = logging.getLogger("watcher_agents.filemon")
+
+DEFAULT_SNAPSHOT_DIR = "/watcher/snapshots"
+
+
+@dataclass(frozen=True)
+class FilemonSettings:
+    snapshot_dir: Path
+    quiet: float
+    max_wait: float
+    rules: identity.LayoutRules
+    workers: int
+    flush_timeout: float
+    poll_interval: float
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="watcher filemon",
+        description="Watch the student workspaces with inotify, snapshot every saved source file into the "
+                    "snapshot store and report file.save / file.delete / file.too_large events to the backend "
+                    "through a durable local outbox. Metrics and health on the metrics port (/metrics, /healthz).",
+        epilog="Every flag is also an environment variable (in brackets). See docs/filemon.md.",
+    )
+    config.add_agent_arguments(parser, agent="filemon")
+    g = parser.add_argument_group("filemon settings")
+    g.add_argument("--snapshot-dir", metavar="DIR",
+                   help=f"content-addressed snapshot store [WATCHER_SNAPSHOT_DIR, default {DEFAULT_SNAPSHOT_DIR}]")
+    g.add_argument("--debounce", metavar="SECONDS",
+                   help="quiet period after the last change before a file is snapshotted "
+                        "[WATCHER_DEBOUNCE_SECONDS, default 0.3]")
+    g.add_argument("--max-wait", metavar="SECONDS",
+                   help="snapshot a file that keeps changing at least this often "
+                        "[WATCHER_DEBOUNCE_MAX_WAIT_SECONDS, default 3]")
+    g.add_argument("--max-file-size", metavar="SIZE",
+                   help="larger files are recorded as file.too_large without content, e.g. 1M "
+                        f"[WATCHER_MAX_FILE_SIZE, default {identity.DEFAULT_MAX_FILE_SIZE}]")
+    g.add_argument("--extensions", metavar="LIST",
+                   help="tracked file extensions, comma-separated [WATCHER_EXTENSIONS, default "
+                        f"{','.join(identity.DEFAULT_EXTENSIONS)}]")
+    g.add_argument("--ignore-dirs", metavar="LIST",
+                   help="directory name patterns never watched (fnmatch), comma-separated [WATCHER_IGNORE_DIRS, "
+                        f"default {','.join(identity.DEFAULT_IGNORE_DIRS)}]")
+    g.add_argument("--assignment-pattern", metavar="REGEX",
+                   help="assignment directory names (whole-name match) [WATCHER_ASSIGNMENT_PATTERN, default "
+                        f"{identity.DEFAULT_ASSIGNMENT_PATTERN}]")
+    g.add_argument("--workers", metavar="N",
+                   help="threads reading, hashing and snapshotting files [WATCHER_FILEMON_WORKERS, default 8]")
+    g.add_argument("--flush-timeout", metavar="SECONDS",
+                   help="on shutdown, wait at most this long for the outbox to drain "
+                        "[WATCHER_FLUSH_TIMEOUT_SECONDS, default 10]")
+    g.add_argument("--poll-interval", metavar="SECONDS",
+                   help="how often directories that could not be watched (inotify limits) are rescanned "
+                        "[WATCHER_POLL_INTERVAL_SECONDS, default 30]")
+    return parser
+
+
+def resolve_filemon(args: argparse.Namespace, env=None) -> FilemonSettings:
+    s = config.setting
+    snapshot_dir = Path(s(args, "snapshot_dir", "WATCHER_SNAPSHOT_DIR", DEFAULT_SNAPSHOT_DIR, str, env))
+    config.ensure_writable_dir(snapshot_dir, "snapshot dir", "--snapshot-dir", "WATCHER_SNAPSHOT_DIR")
+    quiet = s(args, "debounce", "WATCHER_DEBOUNCE_SECONDS", 0.3, config.non_negative_float, env)
+    max_wait = s(args, "max_wait", "WATCHER_DEBOUNCE_MAX_WAIT_SECONDS", 3.0, config.positive_float, env)
+    if max_wait < quiet:
+        raise config.ConfigError(f"--max-wait ({max_wait}) must be at least --debounce ({quiet}) "
+                                 "(variables WATCHER_DEBOUNCE_MAX_WAIT_SECONDS, WATCHER_DEBOUNCE_SECONDS)")
+    size = s(args, "max_file_size", "WATCHER_MAX_FILE_SIZE", identity.DEFAULT_MAX_FILE_SIZE, config.byte_size, env)
+    exts = s(args, "extensions", "WATCHER_EXTENSIONS", identity.DEFAULT_EXTENSIONS, config.csv_list, env)
+    ignores = s(args, "ignore_dirs", "WATCHER_IGNORE_DIRS", identity.DEFAULT_IGNORE_DIRS, config.csv_list, env)
+    pattern = s(args, "assignment_pattern", "WATCHER_ASSIGNMENT_PATTERN", identity.DEFAULT_ASSIGNMENT_PATTERN,
+                str, env)
+    try:
+        rules = identity.LayoutRules(assignment_pattern=pattern, extensions=exts, ignore_dirs=ignores,
+                                     max_file_size=size)
+    except identity.IdentityError as exc:
+        raise config.ConfigError(f"{exc} (flags --extensions/--assignment-pattern/--max-file-size)") from None
+    return FilemonSettings(
+        snapshot_dir=snapshot_dir, quiet=quiet, max_wait=max_wait, rules=rules,
+        workers=s(args, "workers", "WATCHER_FILEMON_WORKERS", 8, config.positive_int, env),
+        flush_timeout=s(args, "flush_timeout", "WATCHER_FLUSH_TIMEOUT_SECONDS", 10.0, config.non_negative_float, env),
+        poll_interval=s(args, "poll_interval", "WATCHER_POLL_INTERVAL_SECONDS", 30.0, config.positive_float, env),
+    )
+
+
+class Filemon:
+    """The assembled agent; ``cli.main`` runs it, tests may run it in-process."""
+
+    def __init__(self, settings: config.AgentSettings, fm: FilemonSettings, *, metrics_host: str = "0.0.0.0",
+                 sender_options: dict | None = None) -> None:
+        self.settings = settings
+        self.fm = fm
+        self.runtime = AgentRuntime(settings, metrics_host=metrics_host, sender_options=sender_options)
+        self.metrics = FilemonMetrics(self.runtime.registry)
+        self.state = StateStore(self.runtime.outbox.connection, self.runtime.outbox.lock)
+        self.pipeline = Pipeline(settings.workspace_root, fm.rules, fm.snapshot_dir, self.runtime.outbox, self.state,
+                                 settings.node_name, self.metrics, workers=fm.workers, quiet=fm.quiet)
+        self.watcher = Watcher(settings.workspace_root, fm.rules, self.pipeline, self.state, self.metrics,
+                               quiet=fm.quiet, max_wait=fm.max_wait, poll_interval=fm.poll_interval)
+        self.pipeline.on_retry = self.watcher.retry
+        self.runtime.health.register("watch loop alive", self.watcher.alive)
+        self.runtime.health.register("pipeline alive", self.pipeline.alive)
+
+    def start(self) -> "Filemon":
+        self.pipeline.start()
+        self.watcher.start()
+        self.runtime.start()
+        return self
+
+    def stop(self) -> bool:
+        """Stop watching, process what is pending, flush the outbox (bounded). True if everything was sent."""
+        started = time.monotonic()
+        self.watcher.stop()
+        self.pipeline.stop(timeout=max(1.0, self.fm.flush_timeout))
+        left = max(0.5, self.fm.flush_timeout - (time.monotonic() - started))
+        return self.runtime.shutdown(flush_timeout=left)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = config.resolve(args, agent="filemon")
+        fm = resolve_filemon(args)
+    except config.ConfigError as exc:
+        return config.fail(exc, "filemon")
+    config.setup_logging(settings.log_level, "filemon")
+    try:
+        agent = Filemon(settings, fm)
+    except OSError as exc:  # e.g. metrics port in use, state dir on a read-only disk
+        sys.stderr.write(f"watcher filemon: cannot start: {exc}\n")
+        return 1
+    agent.runtime.install_signal_handlers()
+    log.info("filemon starting: %s, snapshots in %s, debounce %.2f s (max %.1f s), size limit %d bytes",
+             config.describe(settings), fm.snapshot_dir, fm.quiet, fm.max_wait, fm.rules.max_file_size)
+    agent.start()
+    while not agent.runtime.stopping.wait(1.0):
+        if not agent.watcher.alive():
+            log.error("the watch loop stopped; /healthz reports unhealthy")
+            agent.runtime.stopping.wait()  # keep serving /metrics and /healthz until the kubelet restarts us
+    flushed = agent.stop()
+    log.info("filemon stopped%s", "" if flushed else " (undelivered events stay in the outbox)")
+    return 0

@@ -1,0 +1,333 @@
+"""The pipeline: make the recorded state of one file agree with the workspace, emitting events on the way.
+
+Every job is "reconcile this path", whatever made us look at it (a debounced save, a delete, a rename,
+a scan). Reconciling compares the file on disk with the state store:
+
+* gone (or no longer a regular file) and known -> ``file.delete``;
+* over the size limit -> ``file.too_large`` (once per size/mtime);
+* otherwise read it, check that it did not change while being read (if it did: ask for another look
+  after the next quiet period, never drop it), hash it, and if the content differs from the last
+  recorded one, store the snapshot and queue ``file.save``.
+
+The event and the new state are committed in one outbox transaction. Event ids are deterministic, made
+from what identifies the recorded version: the path, the content hash and the file's mtime. A restart
+after SIGKILL therefore produces the same id for a version whose event was lost in flight, and the
+backend's dedupe makes the record exactly-once. Several nodes that see the same version (the shared
+volume after a restart scan) also produce the same id.
+
+Jobs run on N worker threads (snapshot writes fsync; in parallel they share journal commits). A path
+always goes to the same worker (hash sharding), so the events of one file keep their order.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import queue
+import stat
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from watcher_core import identity, snapshots, wire
+
+from watcher_agents.filemon.metrics import FilemonMetrics
+from watcher_agents.filemon.state import KIND_SAVE, KIND_TOO_LARGE, FileState, StateStore
+from watcher_agents.outbox import Outbox, OutboxDiskFull, OutboxUnavailable
+
+log = logging.getLogger(__name__)
+
+OUTBOX_RETRY_SECONDS = 5.0
+# A file whose mtime is this much older than when we noticed it was moved or copied in with its old
+# times preserved (mv, cp -p, tar): the event time is when it arrived, not its mtime.
+STALE_MTIME_SECONDS = 60.0
+
+
+def save_event_id(rel: str, sha256: str, mtime_ns: int) -> str:
+    return wire.make_event_id(wire.FILE_SAVE, rel, sha256, mtime_ns)
+
+
+def delete_event_id(rel: str, last: FileState | None) -> str:
+    return wire.make_event_id(wire.FILE_DELETE, rel, last.sha256 if last else "", last.mtime_ns if last else 0)
+
+
+def too_large_event_id(rel: str, size: int, mtime_ns: int) -> str:
+    return wire.make_event_id(wire.FILE_TOO_LARGE, rel, size, mtime_ns)
+
+
+def classify(rules: identity.LayoutRules, rel: str) -> tuple[identity.FileIdentity | None, str]:
+    """(identity, "") for a tracked file, else (None, skip reason)."""
+    try:
+        ident = rules.locate(rel)
+    except identity.IdentityError:
+        parts = rel.split("/")
+        if any(rules.is_ignored_dir(p) for p in parts[1:-1]):
+            return None, "ignored"
+        return None, "not_in_assignment"
+    if not rules.is_tracked(ident):
+        return None, "extension"
+    return ident, ""
+
+
+class _ChangedWhileReading(Exception):
+    pass
+
+
+class Pipeline:
+    def __init__(
+        self,
+        root: Path,
+        rules: identity.LayoutRules,
+        snapshot_dir: Path,
+        outbox: Outbox,
+        state: StateStore,
+        node: str,
+        metrics: FilemonMetrics,
+        *,
+        workers: int = 8,
+        on_retry: Callable[[str, float], None] | None = None,
+        quiet: float = 0.3,
+    ) -> None:
+        self.root = Path(root)
+        self.rules = rules
+        self.snapshot_dir = Path(snapshot_dir)
+        self.outbox = outbox
+        self.state = state
+        self.node = node
+        self.metrics = metrics
+        self.on_retry = on_retry or (lambda rel, delay: None)
+        self.quiet = quiet
+        self._queues = [queue.Queue() for _ in range(max(1, workers))]
+        self._queued: set[str] = set()
+        self._busy = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._work, args=(q,), name=f"filemon-pipeline-{i}", daemon=True)
+            for i, q in enumerate(self._queues)
+        ]
+        self._outbox_full_logged = False
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> "Pipeline":
+        for t in self._threads:
+            t.start()
+        return self
+
+    def alive(self) -> bool:
+        return all(t.is_alive() for t in self._threads)
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._queued) + self._busy
+
+    def wait_idle(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pending() == 0:
+                return True
+            time.sleep(0.02)
+        return self.pending() == 0
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Finish queued jobs (at most ``timeout`` s), then stop the workers. True if all were done."""
+        done = self.wait_idle(timeout)
+        self._stop.set()
+        for q in self._queues:
+            q.put(None)
+        for t in self._threads:
+            t.join(2)
+        return done
+
+    # --- jobs --------------------------------------------------------------------------------------
+
+    def submit(self, rel: str, *, scan: bool = False, noticed_at: float | None = None) -> None:
+        """Reconcile ``rel`` soon. ``scan``: a periodic/startup look, so an unchanged size+mtime means
+        unchanged content (live events always read the file: two saves can share an mtime tick)."""
+        with self._lock:
+            if rel in self._queued:
+                return
+            self._queued.add(rel)
+            self.metrics.queued.set(len(self._queued))
+        shard = zlib.crc32(rel.encode("utf-8", "surrogateescape")) % len(self._queues)
+        # A scan finds edits made while nobody watched: their mtime is the best time we have.
+        noticed = None if scan else (noticed_at if noticed_at is not None else time.time())
+        self._queues[shard].put((rel, scan, noticed))
+
+    def _work(self, q: queue.Queue) -> None:
+        while True:
+            job = q.get()
+            if job is None:
+                return
+            rel, scan, noticed_at = job
+            with self._lock:
+                self._queued.discard(rel)
+                self._busy += 1
+                self.metrics.queued.set(len(self._queued))
+            try:
+                self.reconcile(rel, scan=scan, noticed_at=noticed_at)
+            except Exception:  # one bad file must not stop the pipeline
+                self.metrics.errors.labels("reconcile").inc()
+                log.exception("failed to process %s", rel)
+            finally:
+                with self._lock:
+                    self._busy -= 1
+
+    # --- the work ----------------------------------------------------------------------------------
+
+    def reconcile(self, rel: str, *, scan: bool = False, noticed_at: float | None = None) -> str:
+        """Bring the state of ``rel`` up to date. Returns what happened (for tests and logs)."""
+        ident, reason = classify(self.rules, rel)
+        if ident is None:
+            self.metrics.skipped.labels(reason).inc()
+            return f"skipped:{reason}"
+        path = self.root / rel
+        prev = self.state.get(rel)
+        try:
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
+            if st is not None:
+                self.metrics.skipped.labels("not_regular").inc()
+            if prev is None:
+                return "absent"
+            return self._emit_delete(rel, ident, prev)
+        limit = self.rules.max_file_size
+        if st.st_size > limit:
+            return self._emit_too_large(rel, ident, prev, st.st_size, st.st_mtime_ns, noticed_at)
+        if scan and prev is not None and prev.kind == KIND_SAVE and prev.size == st.st_size \
+                and prev.mtime_ns == st.st_mtime_ns:
+            return "unchanged"
+        try:
+            data, size, mtime_ns = self._read_stable(path, limit)
+        except _ChangedWhileReading:
+            self.metrics.read_retries.inc()
+            self.on_retry(rel, self.quiet)
+            return "retry:changed_while_reading"
+        except (FileNotFoundError, NotADirectoryError):
+            # Gone between lstat and open: the delete event that follows reconciles it.
+            return "retry:vanished"
+        except OSError as exc:
+            self.metrics.skipped.labels("unreadable").inc()
+            log.warning("cannot read %s: %s", rel, exc.strerror or exc)
+            return "skipped:unreadable"
+        if size > limit:
+            return self._emit_too_large(rel, ident, prev, size, mtime_ns, noticed_at)
+        digest = hashlib.sha256(data).hexdigest()
+        if prev is not None and prev.kind == KIND_SAVE and prev.sha256 == digest:
+            self.metrics.unchanged.inc()
+            if prev.size != size or prev.mtime_ns != mtime_ns:
+                # Same content, new mtime (touch, or a save without changes): remember the mtime so scans skip it.
+                self._put([], StateStore.upsert(FileState(rel, KIND_SAVE, size, mtime_ns, digest)), rel)
+            return "unchanged"
+        try:
+            _, written = snapshots.write_snapshot(self.snapshot_dir, data, digest)
+        except OSError as exc:
+            self.metrics.errors.labels("snapshot").inc()
+            log.error("cannot write snapshot of %s to %s: %s; retrying in %.0f s", rel, self.snapshot_dir,
+                      exc.strerror or exc, OUTBOX_RETRY_SECONDS)
+            self.on_retry(rel, OUTBOX_RETRY_SECONDS)
+            return "retry:snapshot"
+        if written:
+            self.metrics.snapshots.inc()
+            self.metrics.snapshot_bytes.inc(len(data))
+        else:
+            self.metrics.snapshot_reused.inc()
+        event = wire.FileSave(
+            event_id=save_event_id(rel, digest, mtime_ns),
+            timestamp=_event_time(mtime_ns, noticed_at),
+            node=self.node, source="filemon",
+            course=ident.student.course, section=ident.student.section, student_id=ident.student.student_id,
+            assignment=ident.assignment, path=ident.path, sha256=digest, size=size,
+        )
+        if not self._put([event], StateStore.upsert(FileState(rel, KIND_SAVE, size, mtime_ns, digest)), rel):
+            return "retry:outbox"
+        self.metrics.file_events.labels("modify" if prev is not None else "create").inc()
+        self.metrics.emit_delay.observe(max(0.0, time.time() - mtime_ns / 1e9))
+        return "save"
+
+    def _emit_delete(self, rel: str, ident: identity.FileIdentity, prev: FileState) -> str:
+        event = wire.FileDelete(
+            event_id=delete_event_id(rel, prev), timestamp=wire.utcnow(), node=self.node, source="filemon",
+            course=ident.student.course, section=ident.student.section, student_id=ident.student.student_id,
+            assignment=ident.assignment, path=ident.path,
+        )
+        if not self._put([event], StateStore.delete(rel), rel):
+            return "retry:outbox"
+        self.metrics.file_events.labels("delete").inc()
+        return "delete"
+
+    def _emit_too_large(self, rel, ident, prev, size, mtime_ns, noticed_at) -> str:
+        self.metrics.skipped.labels("too_large").inc()
+        if prev is not None and prev.kind == KIND_TOO_LARGE and prev.size == size and prev.mtime_ns == mtime_ns:
+            return "unchanged"
+        event = wire.FileTooLarge(
+            event_id=too_large_event_id(rel, size, mtime_ns), timestamp=_event_time(mtime_ns, noticed_at),
+            node=self.node, source="filemon",
+            course=ident.student.course, section=ident.student.section, student_id=ident.student.student_id,
+            assignment=ident.assignment, path=ident.path, size=size, limit=self.rules.max_file_size,
+        )
+        if not self._put([event], StateStore.upsert(FileState(rel, KIND_TOO_LARGE, size, mtime_ns, None)), rel):
+            return "retry:outbox"
+        self.metrics.too_large.inc()
+        log.info("%s is %d bytes, over the %d byte limit: recorded as file.too_large, content not kept",
+                 rel, size, self.rules.max_file_size)
+        return "too_large"
+
+    def _put(self, events: list, also, rel: str) -> bool:
+        try:
+            self.outbox.put(events, also=also)
+        except OutboxUnavailable as exc:
+            reason = "disk_full" if isinstance(exc, OutboxDiskFull) else "full"
+            self.metrics.outbox_unavailable.labels(reason).inc()
+            if not self._outbox_full_logged:
+                log.error("cannot queue events: %s; filemon keeps watching and retries every %.0f s",
+                          exc, OUTBOX_RETRY_SECONDS)
+                self._outbox_full_logged = True
+            self.on_retry(rel, OUTBOX_RETRY_SECONDS)
+            return False
+        if self._outbox_full_logged:
+            log.info("outbox accepts events again")
+            self._outbox_full_logged = False
+        return True
+
+    @staticmethod
+    def _read_stable(path: Path, limit: int) -> tuple[bytes, int, int]:
+        """Read the whole file and make sure it did not change meanwhile. Never follows a symlink."""
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode):
+                raise OSError(errno.EINVAL, "not a regular file")
+            if before.st_size > limit:
+                return b"", before.st_size, before.st_mtime_ns
+            chunks = []
+            remaining = limit + 1
+            while remaining > 0:
+                chunk = os.read(fd, min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                remaining -= len(chunk)
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+        data = b"".join(chunks)
+        if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(data) != after.st_size:
+            if len(data) > limit:
+                return b"", len(data), after.st_mtime_ns
+            raise _ChangedWhileReading()
+        return data, after.st_size, after.st_mtime_ns
+
+
+def _event_time(mtime_ns: int, noticed_at: float | None) -> datetime:
+    mtime = mtime_ns / 1e9
+    if noticed_at is not None and mtime < noticed_at - STALE_MTIME_SECONDS:
+        mtime = noticed_at
+    return datetime.fromtimestamp(mtime, timezone.utc)
