@@ -60,7 +60,8 @@ class Debouncer:
         """Emit ``key`` again no earlier than ``when`` (a failed read or a full outbox)."""
         p = self._pending.get(key)
         if p is None:
-            p = self._pending[key] = _Pending(when, when, when)
+            start = when - self.quiet  # so the deadline is exactly ``when``
+            p = self._pending[key] = _Pending(start, start, when)
             heapq.heappush(self._heap, (when, next(self._seq), key))
         else:
             p.not_before = max(p.not_before, when)
