@@ -1,0 +1,322 @@
+"""From kernel events to wire events: enrich at exec time, attribute, wait for the exit, then put
+``process.compile`` / ``process.run`` into the durable outbox.
+
+Threads:
+
+* the tracer thread calls ``on_exec`` / ``on_exit``. ``on_exec`` reads /proc (cwd, hostname, and argv
+  when the tracer has none) at once, because the process may be gone a few ms later; then both queue
+  the event.
+* the pipeline thread (``run``) attributes execs, keeps the reported ones until their exit, builds the
+  wire events and puts them into the outbox in batches (one SQLite transaction per batch).
+
+The in-kernel filter learns here: a cgroup with a student process is marked "student" at once; a
+cgroup that shows only other processes for ``learn_seconds`` is marked "not a student's" and the kernel
+drops its events from then on, until the verdict expires (``ignore_ttl``) and is learnt again.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from watcher_core import wire
+from watcher_agents.outbox import Outbox, OutboxUnavailable
+from watcher_agents.procmon import procfs
+from watcher_agents.procmon.attribution import Attributed, Attributor, Skip, NOT_STUDENT
+from watcher_agents.procmon.events import ExecEvent, ExitEvent
+from watcher_agents.procmon.metrics import ProcmonMetrics
+
+log = logging.getLogger(__name__)
+
+ROOT_CGROUP_ID = 1          # cgroup v2 root (and every process on a cgroup-v1-only host): never filtered
+MAX_PENDING = 65536         # reported processes waiting for their exit
+MAX_LINEAGE = 65536
+MAX_UNSENT = 100_000        # wire events waiting for the outbox (when it is full)
+BATCH = 200
+
+
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown-boot"
+
+
+def ktime_to_wall(ktime_ns: int) -> datetime:
+    offset = time.time_ns() - time.monotonic_ns()
+    return datetime.fromtimestamp((ktime_ns + offset) / 1e9, tz=timezone.utc)
+
+
+@dataclass
+class Pending:
+    exec: ExecEvent
+    what: Attributed
+    started_at: datetime
+
+
+class CgroupLearner:
+    """Per cgroup: student (1), not a student's (2, filtered in the kernel), or still learning."""
+
+    def __init__(self, tracer, learn_seconds: float, ignore_ttl: float, enabled: bool) -> None:
+        self.tracer = tracer
+        self.learn_seconds, self.ignore_ttl, self.enabled = learn_seconds, ignore_ttl, enabled
+        self.student: set[int] = set()
+        self.first_seen: dict[int, float] = {}
+        self.ignored: dict[int, float] = {}   # cgroup -> when the verdict expires
+
+    def saw(self, cgroup_id: int, is_student: bool, now: float) -> None:
+        if not cgroup_id:
+            return
+        if is_student:
+            if cgroup_id not in self.student:
+                self.student.add(cgroup_id)
+                self.first_seen.pop(cgroup_id, None)
+                self.tracer.set_cgroup_verdict(cgroup_id, 1)
+            return
+        if not self.enabled or cgroup_id in self.student or cgroup_id == ROOT_CGROUP_ID:
+            return
+        first = self.first_seen.setdefault(cgroup_id, now)
+        if now - first >= self.learn_seconds and cgroup_id not in self.ignored:
+            self.ignored[cgroup_id] = now + self.ignore_ttl
+            self.tracer.set_cgroup_verdict(cgroup_id, 2)
+            log.debug("cgroup %d: no student process in %.0f s, filtered in the kernel", cgroup_id, now - first)
+        if len(self.first_seen) > MAX_LINEAGE:
+            self.first_seen.clear()
+
+    def expire(self, now: float) -> None:
+        for cg, until in list(self.ignored.items()):
+            if now >= until:
+                del self.ignored[cg]
+                self.first_seen.pop(cg, None)
+                self.tracer.set_cgroup_verdict(cg, None)
+
+    def counts(self) -> dict[str, int]:
+        return {"student": len(self.student), "ignored": len(self.ignored),
+                "learning": len(set(self.first_seen) - set(self.ignored))}
+
+
+class Pipeline:
+    def __init__(self, *, node: str, attributor: Attributor, outbox: Outbox, metrics: ProcmonMetrics,
+                 max_args: int = 64, argv_size: int = 4096, learn_seconds: float = 5.0,
+                 ignore_ttl: float = 600.0, kernel_filter: bool = True) -> None:
+        self.node = node
+        self.boot = boot_id()
+        self.attributor = attributor
+        self.outbox = outbox
+        self.metrics = metrics
+        self.max_args, self.argv_size = max_args, argv_size
+        self.hostnames = procfs.HostnameResolver()
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.pending: OrderedDict[int, Pending] = OrderedDict()
+        self.lineage: OrderedDict[int, tuple[int, bool]] = OrderedDict()   # pid -> (ppid, is a compiler)
+        self.unsent: list = []
+        self.tracer = None
+        self.learner: CgroupLearner | None = None
+        self._learn = (learn_seconds, ignore_ttl, kernel_filter)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._idle = threading.Event()
+        metrics.pending = lambda: len(self.pending)
+        metrics.queue_depth = self.queue.qsize
+        metrics.verdicts = lambda: self.learner.counts() if self.learner else {}
+
+    def attach(self, tracer) -> None:
+        self.tracer = tracer
+        self.learner = CgroupLearner(tracer, *self._learn)
+        self.metrics.mode = tracer.mode
+        self.metrics.tracer_counters = tracer.counters
+
+    # --- tracer thread ---------------------------------------------------------------------------
+
+    def on_exec(self, ev: ExecEvent) -> None:
+        self.enrich(ev)
+        self.queue.put(("exec", ev))
+
+    def on_exit(self, ev: ExitEvent) -> None:
+        self.queue.put(("exit", ev))
+
+    def enrich(self, ev: ExecEvent) -> None:
+        """Read what only /proc knows, right now (fast: a readlink, a stat, rarely a file)."""
+        pid = ev.pid
+        ev.cwd = procfs.read_cwd(pid)
+        ev.hostname = self.hostnames.resolve(pid)
+        if ev.argv_missing or not ev.argv:
+            argv = procfs.read_cmdline(pid)
+            if argv:
+                ev.argv_truncated = ev.argv_truncated or len(argv) > self.max_args
+                ev.argv = _cap_argv(argv[: self.max_args], self.argv_size, ev)
+        if not ev.filename:
+            ev.filename = procfs.read_exe(pid) or (ev.argv[0] if ev.argv else "")
+        if not ev.ppid or not ev.comm:
+            stat = procfs.read_stat(pid)
+            if stat:
+                ev.comm = ev.comm or stat[0]
+                ev.ppid = ev.ppid or stat[1]
+        if ev.uid < 0:
+            uid = procfs.read_uid(pid)
+            ev.uid = -1 if uid is None else uid
+        if ev.cwd is None:
+            self.metrics.proc_gone.inc()
+
+    # --- pipeline thread -------------------------------------------------------------------------
+
+    def start(self) -> "Pipeline":
+        self._thread = threading.Thread(target=self.run, name="procmon-pipeline", daemon=True)
+        self._thread.start()
+        return self
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def run(self) -> None:
+        last_maintenance = time.monotonic()
+        while not (self._stop.is_set() and self.queue.empty()):
+            try:
+                kind, ev = self.queue.get(timeout=0.2)
+            except queue.Empty:
+                self._flush()
+                self._idle.set()
+                now = time.monotonic()
+                if now - last_maintenance > 5:
+                    last_maintenance = now
+                    if self.learner:
+                        self.learner.expire(now)
+                continue
+            self._idle.clear()
+            try:
+                if kind == "exec":
+                    self.handle_exec(ev)
+                else:
+                    self.handle_exit(ev)
+            except Exception:
+                log.exception("cannot process a %s event of pid %s", kind, getattr(ev, "pid", "?"))
+            if len(self.unsent) >= BATCH or self.queue.empty():
+                self._flush()
+        self._flush()
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.hostnames.close()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """(tests, benchmarks) True once the queue is drained and the batch is in the outbox."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._idle.wait(0.1) and self.queue.empty() and not self.unsent:
+                return True
+        return False
+
+    def handle_exec(self, ev: ExecEvent) -> None:
+        now = time.monotonic()
+        previous = self.pending.pop(ev.pid, None)
+        if previous is not None:
+            # The same process exec'd again (e.g. a script ending in `exec ./a.out`): the previous
+            # program is over; its status is unknown.
+            self._emit(previous, ExitEvent(pid=ev.pid, ktime_ns=ev.ktime_ns, exit_code=None, signal=None))
+        parent_is_compiler = self._compiler_ancestor(ev.ppid)
+        result = self.attributor.attribute(ev, parent_is_compiler=parent_is_compiler)
+        is_student = not (isinstance(result, Skip) and result.reason == NOT_STUDENT)
+        if self.learner:
+            self.learner.saw(ev.cgroup_id, is_student, now)
+        if is_student:
+            compiler = self.attributor.classes.compiler_family(ev.filename) is not None
+            self.lineage[ev.pid] = (ev.ppid, compiler)
+            if len(self.lineage) > MAX_LINEAGE:
+                self.lineage.popitem(last=False)
+        if isinstance(result, Skip):
+            self.metrics.count_filtered(result.reason)
+            self.tracer.untrack(ev.pid)
+            return
+        self.pending[ev.pid] = Pending(ev, result, ktime_to_wall(ev.ktime_ns))
+        if len(self.pending) > MAX_PENDING:
+            _pid, _old = self.pending.popitem(last=False)
+            self.metrics.dropped.labels("pending_evicted").inc()
+
+    def _compiler_ancestor(self, ppid: int) -> bool:
+        for _ in range(3):  # gcc -> lto-wrapper -> gcc; clang -> clang -cc1
+            entry = self.lineage.get(ppid)
+            if entry is None:
+                return False
+            if entry[1]:
+                return True
+            ppid = entry[0]
+        return False
+
+    def handle_exit(self, ev: ExitEvent) -> None:
+        rec = self.pending.get(ev.pid)
+        if rec is None:
+            return  # not a process we report (or exited before we learnt it was not)
+        if ev.start_ns is not None and ev.start_ns != rec.exec.ktime_ns:
+            return  # a stale exit of an earlier program with this pid
+        del self.pending[ev.pid]
+        self._emit(rec, ev)
+
+    def _emit(self, rec: Pending, ex: ExitEvent) -> None:
+        w = rec.what
+        ended = ktime_to_wall(ex.ktime_ns)
+        fields = dict(
+            event_id=wire.make_event_id(self.node, self.boot, rec.exec.pid, rec.exec.ktime_ns),
+            timestamp=rec.started_at,
+            node=self.node,
+            source="procmon",
+            course=w.student.course,
+            section=w.student.section,
+            student_id=w.student.student_id,
+            assignment=w.assignment,
+            path=w.path,
+            argv=rec.exec.argv[: wire.MAX_ARGV_ITEMS],
+            argv_truncated=rec.exec.argv_truncated,
+            cwd=w.cwd,
+            exit_code=ex.exit_code,
+            signal=ex.signal,
+            started_at=rec.started_at,
+            ended_at=max(ended, rec.started_at),
+            pid=rec.exec.pid,
+        )
+        try:
+            if w.type == wire.PROCESS_COMPILE:
+                event = wire.ProcessCompile(compiler=w.compiler, sources=list(w.sources), output=w.output, **fields)
+            else:
+                event = wire.ProcessRun(kind=w.kind, target=w.target, **fields)
+        except ValidationError as exc:
+            self.metrics.invalid.inc()
+            log.warning("pid %d: event not valid, dropped: %s", rec.exec.pid, wire.describe_error(exc))
+            return
+        self.metrics.process_events.labels(w.label).inc()
+        self.unsent.append(event)
+        if len(self.unsent) > MAX_UNSENT:
+            del self.unsent[0]
+            self.metrics.dropped.labels("outbox_unavailable").inc()
+
+    def _flush(self) -> None:
+        while self.unsent:
+            batch = self.unsent[:BATCH]
+            try:
+                self.outbox.put(batch)
+            except OutboxUnavailable as exc:
+                self.metrics.outbox_errors.inc()
+                log.warning("outbox refused %d events, retrying: %s", len(batch), exc)
+                time.sleep(0.5)
+                return
+            del self.unsent[: len(batch)]
+
+
+def _cap_argv(argv: list[str], limit: int, ev: ExecEvent) -> list[str]:
+    out, used = [], 0
+    for arg in argv:
+        size = len(arg.encode("utf-8", "surrogateescape")) + 1
+        if used + size > limit:
+            ev.argv_truncated = True
+            break
+        out.append(arg[: wire.MAX_ARG_LENGTH])
+        used += size
+    return out
