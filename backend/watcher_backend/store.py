@@ -44,9 +44,9 @@ def event_row(ev: wire.Event, received_at: datetime) -> dict[str, Any]:
         "student_id": ev.student_id,
         "assignment": ev.assignment,
         "path": ev.path,
-        "sha256": getattr(ev, "sha256", None),
-        "size": getattr(ev, "size", None),
-        "limit": getattr(ev, "limit", None),
+        "sha256": ev.sha256 if ev.type == wire.FILE_SAVE else None,
+        "size": ev.size if ev.type in (wire.FILE_SAVE, wire.FILE_TOO_LARGE) else None,
+        "limit": ev.limit if ev.type == wire.FILE_TOO_LARGE else None,
         "argv": None,
         "argv_truncated": None,
         "cwd": None,
@@ -130,9 +130,12 @@ def ingest(
         existing = _existing_ids(session, [ev.event_id for ev in fresh])
         new = [ev for ev in fresh if ev.event_id not in existing]
         if new:
-            stmt = _insert(session, EVENT).on_conflict_do_nothing(index_elements=["event_id"])
-            result = session.execute(stmt, [event_row(ev, now) for ev in new])
-            inserted = result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(new)
+            if session.get_bind().dialect.name == "sqlite":
+                inserted = _sqlite_bulk_insert(session, new, now)
+            else:
+                stmt = _insert(session, EVENT).on_conflict_do_nothing(index_elements=["event_id"])
+                result = session.execute(stmt, [event_row(ev, now) for ev in new])
+                inserted = result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(new)
             if inserted == len(new):
                 for ev in new:
                     accepted_by_type[ev.type] += 1
@@ -154,6 +157,65 @@ def ingest(
         accepted_by_type={k: v for k, v in accepted_by_type.items() if v},
         duplicates_by_type={k: v for k, v in duplicates_by_type.items() if v},
     )
+
+
+_COLUMNS = [c.name for c in EVENT.columns if c.name != "id"]
+# The tuples built in _sqlite_bulk_insert follow exactly this order; a model change must update both.
+assert _COLUMNS == [
+    "event_id", "type", "timestamp", "received_at", "node", "source", "course", "section", "student_id",
+    "assignment", "path", "sha256", "size", "limit", "argv", "argv_truncated", "cwd", "exit_code", "signal",
+    "started_at", "ended_at", "duration_ms", "pid", "compiler", "sources", "output", "kind", "target",
+], _COLUMNS
+_DATETIME_COLUMNS = {"timestamp", "received_at", "started_at", "ended_at"}
+_NO_PROCESS = (None,) * 14
+_NO_LIMIT_NO_PROCESS = (None,) + _NO_PROCESS
+_NO_FILE_NO_PROCESS = (None, None, None) + _NO_PROCESS
+_SQLITE_INSERT = (
+    "INSERT INTO event (" + ", ".join(f'"{c}"' for c in _COLUMNS) + ") VALUES ("
+    + ", ".join("?" for _ in _COLUMNS) + ") ON CONFLICT (event_id) DO NOTHING"
+)
+
+
+def _sqlite_time(value: datetime | None) -> str | None:
+    """The text SQLAlchemy's SQLite DateTime stores (naive UTC, microseconds), so both paths agree."""
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _sqlite_bulk_insert(session: Session, events: Sequence[wire.Event], now: datetime) -> int:
+    """The hot path of ingest on SQLite: one DB-API executemany of plain tuples, inside the session's
+    transaction. SQLAlchemy's per-value bind processing costs more than the insert itself at 1000 rows."""
+    received = _sqlite_time(now)
+    dumps = json.dumps
+    rows = []
+    for ev in events:
+        common = (ev.event_id, ev.type, _sqlite_time(ev.timestamp), received, ev.node, ev.source, ev.course,
+                  ev.section, ev.student_id, ev.assignment, ev.path)
+        t = ev.type
+        if t == wire.FILE_SAVE:
+            rest = (ev.sha256, ev.size) + _NO_LIMIT_NO_PROCESS
+        elif t == wire.FILE_DELETE:
+            rest = _NO_FILE_NO_PROCESS
+        elif t == wire.FILE_TOO_LARGE:
+            rest = (None, ev.size, ev.limit) + _NO_PROCESS
+        else:
+            started, ended = ev.started_at, ev.ended_at
+            duration = (ended - started).total_seconds() * 1000.0 if ended is not None else None
+            process = (dumps(ev.argv, ensure_ascii=False), ev.argv_truncated, ev.cwd, ev.exit_code, ev.signal,
+                       _sqlite_time(started), _sqlite_time(ended), duration, ev.pid)
+            if t == wire.PROCESS_COMPILE:
+                tail = (ev.compiler, dumps(ev.sources, ensure_ascii=False), ev.output, None, None)
+            else:
+                tail = (None, None, None, ev.kind, ev.target)
+            rest = (None, None, None) + process + tail
+        rows.append(common + rest)
+    cursor = session.connection().connection.driver_connection.cursor()
+    try:
+        cursor.executemany(_SQLITE_INSERT, rows)
+        return cursor.rowcount
+    finally:
+        cursor.close()
 
 
 def _existing_ids(session: Session, ids: list[str], received_at: datetime | None = None) -> set[str]:

@@ -7,22 +7,30 @@ than ``wire.MAX_BATCH_EVENTS`` events. Sending the same batch again changes noth
 """
 from __future__ import annotations
 
+import json
 import logging
+import threading
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
 from watcher_core import wire
 
 from .. import store
-from ..auth import get_session, require_scope
+from ..auth import require_scope
 from ..metrics import type_label
 
 log = logging.getLogger("watcher_backend.events")
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
+
+# Fast path: a batch whose events are all valid is validated straight from the JSON bytes in one call.
+_BATCH = TypeAdapter(list[wire.Event])
+# SQLite has one writer; serialising ingest in-process avoids busy-wait back-off between our own threads.
+_SQLITE_WRITE_LOCK = threading.Lock()
 
 _BODY_SCHEMA = {
     "type": "array",
@@ -41,10 +49,8 @@ _BODY_SCHEMA = {
     },
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _BODY_SCHEMA}}}},
 )
-def post_events(
+async def post_events(
     request: Request,
-    batch: Annotated[list[Any], Body(description="A JSON array of wire events")],
-    session: Session = Depends(get_session),
     _scopes: set[str] = Depends(require_scope("ingest")),
     x_watcher_backlog: Annotated[
         int | None, Header(ge=0, description="Events the agent still has queued (shown by watcher status)")
@@ -56,12 +62,28 @@ def post_events(
         str | None, Header(pattern=r"^(filemon|procmon|legacy|ipynb|import)$", description="Reporting agent")
     ] = None,
 ):
-    metrics = request.app.state.metrics
-    if len(batch) > wire.MAX_BATCH_EVENTS:
-        raise HTTPException(
-            status_code=413,
-            detail=f"batch has {len(batch)} events; at most {wire.MAX_BATCH_EVENTS} per request (split it)",
-        )
+    raw = await request.body()
+    return await run_in_threadpool(
+        store_batch, request.app, raw, x_watcher_backlog, x_watcher_node, x_watcher_source
+    )
+
+
+def parse_batch(raw: bytes) -> tuple[int, list[wire.Event], list[wire.Rejection]]:
+    """(number of elements, valid events, rejections) of a request body; HTTPException for a bad body."""
+    try:
+        events = _BATCH.validate_json(raw)
+    except ValidationError:
+        pass  # something is wrong: find out what, element by element
+    else:
+        _check_count(len(events))
+        return len(events), events, []
+    try:
+        batch: Any = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HTTPException(status_code=422, detail=f"body: not valid JSON ({exc})") from None
+    if not isinstance(batch, list):
+        raise HTTPException(status_code=422, detail="body: must be a JSON array of events")
+    _check_count(len(batch))
     valid: list[wire.Event] = []
     rejected: list[wire.Rejection] = []
     for index, item in enumerate(batch):
@@ -76,21 +98,50 @@ def post_events(
                     error=wire.describe_error(exc),
                 )
             )
+    return len(batch), valid, rejected
+
+
+def _check_count(n: int) -> None:
+    if n > wire.MAX_BATCH_EVENTS:
+        raise HTTPException(
+            status_code=413, detail=f"batch has {n} events; at most {wire.MAX_BATCH_EVENTS} per request (split it)"
+        )
+
+
+def store_batch(app, raw: bytes, backlog: int | None, node: str | None, source: str | None) -> JSONResponse:
+    metrics = app.state.metrics
+    size, valid, rejected = parse_batch(raw)
+    if rejected:
+        items = None
+        for r in rejected:
+            if items is None:
+                items = json.loads(raw)
+            item = items[r.index]
             metrics.events.labels(type_label(item.get("type") if isinstance(item, dict) else None), "rejected").inc()
-    if valid:
-        result = store.ingest(session, valid, backlog=x_watcher_backlog)
-        accepted, duplicates = result.accepted, result.duplicates
-        for t, n in result.accepted_by_type.items():
-            metrics.events.labels(t, "accepted").inc(n)
-        for t, n in result.duplicates_by_type.items():
-            metrics.events.labels(t, "duplicate").inc(n)
-    else:
-        accepted = duplicates = 0
-        if not batch and x_watcher_node and x_watcher_source:
-            store.touch_agent(session, x_watcher_node, x_watcher_source, x_watcher_backlog)
+    engine = app.state.engine
+    lock = _SQLITE_WRITE_LOCK if engine.dialect.name == "sqlite" else None
+    accepted = duplicates = 0
+    if valid or (size == 0 and node and source):
+        if lock:
+            lock.acquire()
+        try:
+            with Session(engine) as session:
+                if valid:
+                    result = store.ingest(session, valid, backlog=backlog)
+                    accepted, duplicates = result.accepted, result.duplicates
+                else:
+                    store.touch_agent(session, node, source, backlog)
+        finally:
+            if lock:
+                lock.release()
+        if valid:
+            for t, n in result.accepted_by_type.items():
+                metrics.events.labels(t, "accepted").inc(n)
+            for t, n in result.duplicates_by_type.items():
+                metrics.events.labels(t, "duplicate").inc(n)
     answer = wire.BatchResult(accepted=accepted, duplicates=duplicates, rejected=rejected)
     if rejected:
-        log.info("batch of %d: %d accepted, %d duplicates, %d rejected (first: #%d %s)", len(batch), accepted,
+        log.info("batch of %d: %d accepted, %d duplicates, %d rejected (first: #%d %s)", size, accepted,
                  duplicates, len(rejected), rejected[0].index, rejected[0].error[:200])
-    status = 422 if batch and not valid else 200
+    status = 422 if size and not valid else 200
     return JSONResponse(answer.model_dump(mode="json"), status_code=status)

@@ -1,0 +1,138 @@
+"""Benchmark: ingest throughput of a real backend over HTTP (SQLite by default).
+
+Starts ``watcher backend`` as a subprocess on loopback (the same helper the tests use), then posts
+pre-serialised batches of wire events with one keep-alive HTTP client: batched throughput (events/s with
+batches of 1000), the same with two concurrent clients, and single-event requests/s.
+Writes bench/results/backend.md (section "ingest").
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import platform
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from support.backend import run_backend  # noqa: E402
+from _backend_results import write_section  # noqa: E402
+
+T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
+
+
+def make_events(n: int, tag: str) -> list[dict]:
+    """A realistic mix: 60% saves, 20% compiles, 15% runs, 5% deletes over 40 courses x 50 students."""
+    out = []
+    for i in range(n):
+        course, student = f"c{i % 40}", str(202400000 + (i // 40) % 50)
+        ts = (T0 + timedelta(milliseconds=i * 37)).isoformat()
+        base = {"event_id": f"bench-{tag}-{i:09d}", "timestamp": ts, "node": f"node-{i % 3}", "course": course,
+                "section": "1", "student_id": student, "assignment": f"hw{i % 5 + 1}", "path": f"src/file{i % 7}.c"}
+        kind = i % 20
+        if kind < 12:
+            out.append({**base, "type": "file.save", "source": "filemon", "sha256": f"{i:064x}", "size": 100 + i % 5000})
+        elif kind < 16:
+            out.append({**base, "type": "process.compile", "source": "procmon", "argv": ["gcc", "-Wall", "src/file1.c", "-o", "a.out"],
+                        "cwd": ".", "exit_code": i % 2, "started_at": ts, "ended_at": ts, "compiler": "gcc",
+                        "sources": ["src/file1.c"], "output": "a.out"})
+        elif kind < 19:
+            out.append({**base, "type": "process.run", "source": "procmon", "argv": ["./a.out"], "cwd": ".", "exit_code": 0,
+                        "started_at": ts, "ended_at": ts, "kind": "binary", "target": "a.out"})
+        else:
+            out.append({**base, "type": "file.delete", "source": "filemon"})
+    return out
+
+
+def post_batches(url: str, headers: dict, bodies: list[bytes]) -> tuple[float, list[float]]:
+    lat = []
+    with httpx.Client(base_url=url, headers={**headers, "Content-Type": "application/json"}, timeout=120) as http:
+        start = time.perf_counter()
+        for body in bodies:
+            t = time.perf_counter()
+            r = http.post("/api/v1/events", content=body)
+            lat.append(time.perf_counter() - t)
+            if r.status_code != 200 or r.json()["rejected"]:
+                raise SystemExit(f"ingest failed: {r.status_code} {r.text[:300]}")
+        return time.perf_counter() - start, lat
+
+
+def machine() -> str:
+    return f"nproc={os.cpu_count()}, kernel {platform.release()}, Python {platform.python_version()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--events", type=int, default=100_000, help="events for the batched runs (default 100000)")
+    p.add_argument("--batch", type=int, default=1000, help="events per request (default 1000)")
+    p.add_argument("--singles", type=int, default=2000, help="single-event requests (default 2000)")
+    p.add_argument("--database-url", help="default: SQLite in a temp dir")
+    p.add_argument("--no-write", action="store_true", help="do not write bench/results/backend.md")
+    args = p.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        backend = run_backend(Path(tmp), database_url=args.database_url)
+        try:
+            headers = backend.headers("ingest")
+            # warm-up (first requests import and compile things)
+            post_batches(backend.url, headers, [json.dumps(make_events(200, "warm")).encode()])
+
+            events = make_events(args.events, "seq")
+            bodies = [json.dumps(events[i:i + args.batch]).encode() for i in range(0, len(events), args.batch)]
+            seq_s, seq_lat = post_batches(backend.url, headers, bodies)
+            seq_rate = args.events / seq_s
+
+            events2 = make_events(args.events, "par")
+            bodies2 = [json.dumps(events2[i:i + args.batch]).encode() for i in range(0, len(events2), args.batch)]
+            halves = [bodies2[0::2], bodies2[1::2]]
+            start = time.perf_counter()
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                list(pool.map(lambda b: post_batches(backend.url, headers, b), halves))
+            par_rate = args.events / (time.perf_counter() - start)
+
+            dup_s, _ = post_batches(backend.url, headers, bodies)  # the same batches again: all duplicates
+            dup_rate = args.events / dup_s
+
+            singles = [json.dumps([e]).encode() for e in make_events(args.singles, "one")]
+            one_s, one_lat = post_batches(backend.url, headers, singles)
+            one_rate = args.singles / one_s
+        finally:
+            backend.stop()
+
+    p50 = statistics.median(seq_lat) * 1000
+    p95 = statistics.quantiles(seq_lat, n=20)[18] * 1000
+    one_p50 = statistics.median(one_lat) * 1000
+    db = "PostgreSQL" if args.database_url else "SQLite (WAL)"
+    lines = [
+        f"Database: {db}; machine: {machine()}.",
+        f"Command: `.venv/bin/python bench/backend_ingest.py --events {args.events} --batch {args.batch} --singles {args.singles}`",
+        "",
+        "| measurement | result |",
+        "|---|---|",
+        f"| batched ingest, batches of {args.batch}, 1 client | **{seq_rate:,.0f} events/s** (request p50 {p50:.1f} ms, p95 {p95:.1f} ms) |",
+        f"| batched ingest, 2 concurrent clients | {par_rate:,.0f} events/s |",
+        f"| the same batches again (all duplicates) | {dup_rate:,.0f} events/s |",
+        f"| single-event requests, 1 client | **{one_rate:,.0f} requests/s** (p50 {one_p50:.2f} ms) |",
+        "",
+        "Target: batched ingest >= 20,000 events/s on a 2-core machine. Each run is one real HTTP server "
+        "(uvicorn, one process) and a keep-alive client on the same machine, so client and server share the cores.",
+    ]
+    print("\n".join(lines))
+    if not args.no_write:
+        write_section("ingest", "Ingest throughput (bench/backend_ingest.py)", "\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
