@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # A legacy command line is one string; it is split into at most this many words.
 MAX_CMDLINE = 64 * 1024
@@ -39,6 +39,14 @@ class _LegacyBody(BaseModel):
     cwd: str = Field(max_length=MAX_PATH, description="Working directory, absolute in the student pod")
     target_path: str = Field(max_length=MAX_PATH, description="Source file, script or binary")
     timestamp: datetime = Field(description="ISO 8601; without an offset it is read as KST (see docs/legacy-api.md)")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # PostgreSQL text cannot hold NUL; no real path or command line contains one.
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 class BuildLogCreate(_LegacyBody):

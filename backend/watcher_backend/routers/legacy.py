@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 import re
 from datetime import datetime
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from sqlmodel import Session
 
 from watcher_core import identity, wire
@@ -53,6 +53,22 @@ INGEST = [Depends(require_scope("ingest"))]
 
 _ASSIGNMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MAX_INTERVAL_MINUTES = 10 * 366 * 24 * 60  # ten years; larger values overflow date arithmetic
+
+# Path parameters carry their formats in the OpenAPI schema (clients and fuzzers see them); a value that
+# does not match is a 422 naming the parameter. The handlers check the same rules again (scope_of).
+ClassDiv = Annotated[str, Path(
+    pattern=rf"^{identity.COURSE_RE.pattern}-{identity.SECTION_RE.pattern}$",
+    description="{course}-{section}, e.g. os-1 or data-structure-2 (split at the last '-')",
+)]
+HwName = Annotated[str, Path(pattern=rf"^{_ASSIGNMENT_RE.pattern}$", description="Assignment folder, e.g. hw1")]
+StudentId = Annotated[str, Path(
+    pattern=rf"^{identity.STUDENT_ID_RE.pattern}$", description="Student id, a string (leading zeros kept)"
+)]
+FileName = Annotated[str, Path(description="Path in the assignment folder, folders joined with '@' (src@util.c)")]
+SnapshotTs = Annotated[str, Path(
+    pattern=r"^\d{8}_\d{6}(\..*)?$",
+    description="YYYYMMDD_HHMMSS (UTC by default, see docs/legacy-api.md); a trailing .ext is ignored",
+)]
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -120,7 +136,7 @@ def _snapshot_zone():
     dependencies=READ,
     summary="Number of snapshots and mean size of one file",
 )
-def snapshot_avg(class_div: str, hw_name: str, student_id: str, filename: str, session: Session = Depends(get_session)):
+def snapshot_avg(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, filename: FileName, session: Session = Depends(get_session)):
     scope = scope_of(class_div, hw_name, student_id)
     sizes = [s.size for s in legacy_store.snaps(session, scope, path_of(filename))]
     count, avg = legacy_stats.snapshot_avg(sizes)
@@ -133,7 +149,7 @@ def snapshot_avg(class_div: str, hw_name: str, student_id: str, filename: str, s
     dependencies=READ,
     summary="A student's snapshot count, mean size, first/last time and gaps in one assignment",
 )
-def monitoring(class_div: str, hw_name: str, student_id: str, session: Session = Depends(get_session)):
+def monitoring(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, session: Session = Depends(get_session)):
     scope = scope_of(class_div, hw_name, student_id)
     m = legacy_stats.monitoring(legacy_store.snaps(session, scope))
     return MonitoringResponse(
@@ -153,7 +169,7 @@ def monitoring(class_div: str, hw_name: str, student_id: str, session: Session =
     summary="Total code size per time bucket of `interval` minutes",
     responses={400: {"description": "Interval must be a positive integer."}},
 )
-def graph_data(class_div: str, hw_name: str, student_id: str, interval: int, session: Session = Depends(get_session)):
+def graph_data(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, interval: int, session: Session = Depends(get_session)):
     scope = scope_of(class_div, hw_name, student_id)
     if interval <= 0:
         raise HTTPException(status_code=400, detail="Interval must be a positive integer.")
@@ -171,7 +187,7 @@ def graph_data(class_div: str, hw_name: str, student_id: str, interval: int, ses
     dependencies=READ,
     summary="Snapshot size percentiles, averages and the 7 most recently active students",
 )
-def assignment(class_div: str, hw_name: str, session: Session = Depends(get_session)):
+def assignment(class_div: ClassDiv, hw_name: HwName, session: Session = Depends(get_session)):
     scope = scope_of(class_div, hw_name)
     st = legacy_stats.assignment_stats(legacy_store.snaps(session, scope))
     return AssignmentResponse(
@@ -192,7 +208,7 @@ def assignment(class_div: str, hw_name: str, session: Session = Depends(get_sess
     dependencies=READ,
     summary="Per student, the sum of |size change| between consecutive snapshots in [start, end]",
 )
-def total_graph_data(class_div: str, hw_name: str, start: str, end: str, session: Session = Depends(get_session)):
+def total_graph_data(class_div: ClassDiv, hw_name: HwName, start: str, end: str, session: Session = Depends(get_session)):
     scope = scope_of(class_div, hw_name)
     t_start = _time(lambda: legacy_time.parse_range_bound(start), "start", start)
     t_end = _time(lambda: legacy_time.parse_range_bound(end), "end", end)
@@ -211,13 +227,13 @@ def _avg(class_div: str, hw_name: str, session: Session, event_type: str) -> Avg
 
 @router.get("/api/build_avg/{class_div}/{hw_name}", response_model=AvgCountResponse, dependencies=READ,
             summary="Compiles per student (students with at least one)")
-def build_avg(class_div: str, hw_name: str, session: Session = Depends(get_session)):
+def build_avg(class_div: ClassDiv, hw_name: HwName, session: Session = Depends(get_session)):
     return _avg(class_div, hw_name, session, wire.PROCESS_COMPILE)
 
 
 @router.get("/api/run_avg/{class_div}/{hw_name}", response_model=AvgCountResponse, dependencies=READ,
             summary="Runs per student (students with at least one)")
-def run_avg(class_div: str, hw_name: str, session: Session = Depends(get_session)):
+def run_avg(class_div: ClassDiv, hw_name: HwName, session: Session = Depends(get_session)):
     return _avg(class_div, hw_name, session, wire.PROCESS_RUN)
 
 
@@ -230,7 +246,7 @@ def run_avg(class_div: str, hw_name: str, session: Session = Depends(get_session
     summary="Record a compile (stored as a process.compile event)",
 )
 def post_build_log(
-    request: Request, class_div: str, hw_name: str, student_id: str, body: BuildLogCreate,
+    request: Request, class_div: ClassDiv, hw_name: HwName, student_id: StudentId, body: BuildLogCreate,
     session: Session = Depends(get_session),
 ):
     scope = scope_of(class_div, hw_name, student_id)
@@ -246,7 +262,7 @@ def post_build_log(
     summary="Record a program run (stored as a process.run event)",
 )
 def post_run_log(
-    request: Request, class_div: str, hw_name: str, student_id: str, body: RunLogCreate,
+    request: Request, class_div: ClassDiv, hw_name: HwName, student_id: StudentId, body: RunLogCreate,
     session: Session = Depends(get_session),
 ):
     scope = scope_of(class_div, hw_name, student_id)
@@ -275,7 +291,7 @@ def _log_time(row: legacy_store.LogRow) -> datetime:
     dependencies=READ,
     summary="A student's compiles in an assignment, newest first",
 )
-def get_build_logs(class_div: str, hw_name: str, student_id: str, session: Session = Depends(get_session)):
+def get_build_logs(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, session: Session = Depends(get_session)):
     scope = scope_of(class_div, hw_name, student_id)
     rows = legacy_store.logs(session, scope, wire.PROCESS_COMPILE)
     sizes = legacy_stats.SizeHistory(legacy_store.snaps(session, scope)) if rows else None
@@ -302,7 +318,7 @@ def get_build_logs(class_div: str, hw_name: str, student_id: str, session: Sessi
     dependencies=READ,
     summary="A student's program runs in an assignment, newest first",
 )
-def get_run_logs(class_div: str, hw_name: str, student_id: str, session: Session = Depends(get_session)):
+def get_run_logs(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, session: Session = Depends(get_session)):
     scope = scope_of(class_div, hw_name, student_id)
     rows = legacy_store.logs(session, scope, wire.PROCESS_RUN)
     sizes = legacy_stats.SizeHistory(legacy_store.snaps(session, scope)) if rows else None
@@ -329,7 +345,7 @@ def get_run_logs(class_div: str, hw_name: str, student_id: str, session: Session
     summary="Record a snapshot (a save of `bytes` bytes; content is not sent)",
 )
 def post_snapshot(
-    request: Request, class_div: str, hw_name: str, student_id: str, filename: str, timestamp: str,
+    request: Request, class_div: ClassDiv, hw_name: HwName, student_id: StudentId, filename: FileName, timestamp: SnapshotTs,
     body: SnapshotCreate, session: Session = Depends(get_session),
 ):
     scope = scope_of(class_div, hw_name, student_id)
@@ -346,7 +362,7 @@ def post_snapshot(
     dependencies=READ,
     summary="A student's files in an assignment ('@' joins folders), sorted",
 )
-def list_files(class_div: str, hw_name: str, student_id: str, session: Session = Depends(get_session)):
+def list_files(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, session: Session = Depends(get_session)):
     return legacy_store.filenames(session, scope_of(class_div, hw_name, student_id))
 
 
@@ -356,6 +372,6 @@ def list_files(class_div: str, hw_name: str, student_id: str, session: Session =
     dependencies=READ,
     summary="Snapshot timestamps of one file (YYYYMMDD_HHMMSS, KST), oldest first",
 )
-def list_snapshots(class_div: str, hw_name: str, student_id: str, filename: str, session: Session = Depends(get_session)):
+def list_snapshots(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, filename: FileName, session: Session = Depends(get_session)):
     scope = scope_of(class_div, hw_name, student_id)
     return legacy_store.snapshot_times(legacy_store.snaps(session, scope, path_of(filename)))
