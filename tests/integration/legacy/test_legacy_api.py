@@ -299,3 +299,22 @@ def test_assignment_stats_total_graph_and_averages(reader, writer):
     assert reader.get(f"/api/build_avg/{cd}/hw1").json() == {"avg_count": 1.5}
     assert reader.get(f"/api/run_avg/{cd}/hw1").json() == {"avg_count": 1.0}
     assert reader.get(f"/api/build_avg/{cd}/hw9").json() == {"avg_count": 0.0}
+
+
+def test_legacy_writes_are_counted_with_bounded_labels(backend, writer):
+    def metric(name_and_labels: str) -> float:
+        text = httpx.get(backend.url + "/metrics").text
+        for line in text.splitlines():
+            if line.startswith(name_and_labels + " "):
+                return float(line.split()[-1])
+        return 0.0
+
+    accepted = 'watcher_events_ingested_total{result="accepted",type="process.run"}'
+    duplicate = 'watcher_events_ingested_total{result="duplicate",type="process.run"}'
+    before_a, before_d = metric(accepted), metric(duplicate)
+    run(writer, "/api/os-11/hw1/1", "2025-07-30T09:00:00")
+    run(writer, "/api/os-11/hw1/1", "2025-07-30T09:00:00")
+    assert (metric(accepted) - before_a, metric(duplicate) - before_d) == (1.0, 1.0)
+    text = httpx.get(backend.url + "/metrics").text
+    assert 'endpoint="/api/{class_div}/{hw_name}/{student_id}/logs/run"' in text
+    assert "/api/os-11/" not in text  # the raw path never becomes a label (the old API's cardinality bug)
