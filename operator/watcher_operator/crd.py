@@ -144,7 +144,7 @@ def spec_schema() -> dict:
                           "by filemon at /watcher/codes.", {
             "claimName": _name("PersistentVolumeClaim holding the workspaces.", default="jcode-vol-pvc"),
             "subPath": _str("Sub-directory of the claim that holds the student directories "
-                            "(e.g. `workspace`); empty = the claim root.", default="",
+                            "(e.g. `workspace`); unset = the claim root.",
                             pattern=r"^([^/.][^/]*(/[^/]+)*)?$"),
             "create": _bool("Create the claim (ReadWriteMany) instead of using an existing one.", False),
             "size": _quantity("Size when created.", "10Gi"),

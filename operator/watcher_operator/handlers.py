@@ -1,0 +1,113 @@
+"""kopf wiring: thin handlers that call the Reconciler and report what happened as Events.
+
+Importing this module registers the handlers with kopf's default registry (`watcher operator` does it).
+Level-based: create, update, resume and a periodic timer all run the same full reconcile; events on the
+children (a workload's status changed, a child was deleted by hand) refresh status or repair at once.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import kopf
+
+from watcher_operator.builders import MANAGER
+from watcher_operator.crd import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from watcher_operator.kubeapi import Kube, load_config
+from watcher_operator.reconcile import Reconciler
+
+log = logging.getLogger("watcher_operator")
+
+RESYNC_SECONDS = float(os.environ.get("WATCHER_OPERATOR_RESYNC_SECONDS", "60"))
+RETRY_SECONDS = float(os.environ.get("WATCHER_OPERATOR_RETRY_SECONDS", "30"))
+MANAGED = {"app.kubernetes.io/managed-by": MANAGER}
+
+_reconciler: Reconciler | None = None
+
+
+def reconciler() -> Reconciler:
+    global _reconciler
+    if _reconciler is None:
+        _reconciler = Reconciler(Kube(load_config(os.environ.get("WATCHER_OPERATOR_KUBECONFIG"))))
+    return _reconciler
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_) -> None:
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    # keep kopf's own bookkeeping out of the way of `kubectl get` and GitOps diffs
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="watcher.jcode.io", key="last-handled-configuration")
+    reconciler()
+
+
+def _ref(namespace: str, name: str, uid: str | None = None) -> dict:
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"namespace": namespace, "name": name, "uid": uid}}
+
+
+def _run(namespace: str, name: str, uid: str | None, logger: logging.Logger) -> None:
+    out = reconciler().reconcile(namespace, name)
+    if out.gone:
+        return
+    body = _ref(namespace, name, uid)
+    for action in out.actions:
+        logger.info(action)
+        kopf.info(body, reason="Reconciled", message=action)
+    for p in out.new_problems:
+        logger.warning("%s: %s", p.reason, p.message)
+        kopf.warn(body, reason=p.reason, message=p.message)
+    if out.blocking:
+        # a spec the schema accepts but the cluster cannot satisfy yet: say why (status + event), retry later
+        raise kopf.TemporaryError("; ".join(p.message for p in out.blocking), delay=RETRY_SECONDS)
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+def reconcile_handler(namespace: str, name: str, uid: str, logger: logging.Logger, **_) -> None:
+    _run(namespace, name, uid, logger)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
+def resync(namespace: str, name: str, uid: str, logger: logging.Logger, **_) -> None:
+    """Drift repair even when no event arrives (e.g. a missed watch event)."""
+    _run(namespace, name, uid, logger)
+
+
+def _owner(body) -> tuple[str, str] | None:
+    for ref in body.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith(GROUP + "/"):
+            return body["metadata"]["namespace"], ref["name"]
+    return None
+
+
+def _on_child_event(event: dict, body, logger: logging.Logger) -> None:
+    owner = _owner(body)
+    if owner is None:
+        return
+    if event.get("type") == "DELETED":
+        logger.info("child %s %s was deleted: reconciling %s/%s", body.get("kind"), body["metadata"]["name"], *owner)
+        try:
+            _run(owner[0], owner[1], None, logger)
+        except kopf.TemporaryError as exc:
+            logger.warning("reconcile after child deletion deferred: %s", exc)
+    else:
+        reconciler().refresh_status(*owner)
+
+
+# Workloads: their status drives the conditions; any managed child deleted by hand is recreated at once.
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+@kopf.on.event("apps", "v1", "daemonsets", labels=MANAGED)
+def workload_event(event: dict, body, logger: logging.Logger, **_) -> None:
+    _on_child_event(event, body, logger)
+
+
+@kopf.on.event("v1", "services", labels=MANAGED)
+@kopf.on.event("v1", "secrets", labels=MANAGED)
+@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=MANAGED)
+def child_event(event: dict, body, logger: logging.Logger, **_) -> None:
+    if event.get("type") == "DELETED":
+        _on_child_event(event, body, logger)

@@ -1,0 +1,304 @@
+"""Level-based reconcile of one WatcherDeployment: read the world, apply the difference, write status.
+
+Called from the kopf handlers (create/update/resume/timer and child events). Idempotent: running it
+twice in a row changes nothing the second time (children that already match are not written at all).
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from kubernetes.utils import parse_quantity
+
+from watcher_operator import builders
+from watcher_operator.builders import Inputs, Target, build_children, names, target_from_resource
+from watcher_operator.conditions import now_rfc3339
+from watcher_operator.crd import API_VERSION, KIND
+from watcher_operator.kubeapi import ApiError, Kube
+from watcher_operator.status import Problem, compute_status
+
+log = logging.getLogger("watcher_operator")
+
+SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
+
+
+@dataclass
+class Outcome:
+    actions: list[str] = field(default_factory=list)  # what was changed, one line each (-> Events)
+    problems: list[Problem] = field(default_factory=list)
+    status: dict | None = None
+    gone: bool = False  # the resource no longer exists / is being deleted
+    previous_degraded: str = ""  # the Degraded message before this reconcile
+
+    @property
+    def new_problems(self) -> list[Problem]:
+        """Problems not already reported (events only for news, not on every resync)."""
+        return [p for p in self.problems if p.message not in self.previous_degraded]
+
+    @property
+    def blocking(self) -> list[Problem]:
+        return [p for p in self.problems if p.blocking]
+
+
+def is_subset(desired, live) -> bool:
+    """True when every field we set already has our value in the live object (server defaults ignored)."""
+    if isinstance(desired, dict):
+        return isinstance(live, dict) and all(k in live and is_subset(v, live[k]) for k, v in desired.items())
+    if isinstance(desired, list):
+        return isinstance(live, list) and len(desired) == len(live) and all(
+            is_subset(d, x) for d, x in zip(desired, live))
+    if desired == live:
+        return True
+    # the API server may normalise quantities ("0.5" -> "500m"); compare their values
+    if isinstance(desired, (str, int)) and isinstance(live, (str, int)) and not isinstance(desired, bool):
+        try:
+            return parse_quantity(desired) == parse_quantity(live)
+        except (ValueError, TypeError):
+            return False
+    return False
+
+
+def _owned_by(obj: dict, uid: str) -> bool:
+    return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
+
+
+def _decode(secret: dict, key: str) -> str | None:
+    raw = (secret.get("data") or {}).get(key)
+    if raw is None:
+        return None
+    try:
+        return base64.b64decode(raw).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, *, now: Callable[[], str] = now_rfc3339,
+                 token_factory: Callable[[], str] = lambda: secrets.token_urlsafe(32)):
+        self.kube = kube
+        self.now = now
+        self.token_factory = token_factory
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def _lock(self, namespace: str, name: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(f"{namespace}/{name}", threading.Lock())
+
+    def _fresh(self, namespace: str, name: str) -> dict | None:
+        obj = self.kube.get(API_VERSION, KIND, namespace, name)
+        if obj is None or obj["metadata"].get("deletionTimestamp"):
+            return None
+        return obj
+
+    # --- entry points ---------------------------------------------------------------------------------
+    def reconcile(self, namespace: str, name: str) -> Outcome:
+        with self._lock(namespace, name):
+            resource = self._fresh(namespace, name)
+            if resource is None:
+                return Outcome(gone=True)
+            t = target_from_resource(resource)
+            out = Outcome()
+            for c in (resource.get("status") or {}).get("conditions") or []:
+                if c.get("type") == "Degraded" and c.get("status") == "True":
+                    out.previous_degraded = c.get("message", "")
+            inputs = self._gather_inputs(t, out)
+            if not out.blocking:
+                desired = build_children(resource, inputs)
+                self._apply_all(t, desired, out)
+                self._prune(t, desired, out)
+            out.status = self._write_status(t, resource, out.problems)
+            return out
+
+    def refresh_status(self, namespace: str, name: str) -> Outcome:
+        """Recompute status only (a child's status changed); problems seen by the last reconcile stay."""
+        with self._lock(namespace, name):
+            resource = self._fresh(namespace, name)
+            if resource is None:
+                return Outcome(gone=True)
+            t = target_from_resource(resource)
+            degraded = next((c for c in (resource.get("status") or {}).get("conditions") or []
+                             if c.get("type") == "Degraded"), None)
+            problems = []
+            ready = next((c for c in (resource.get("status") or {}).get("conditions") or []
+                          if c.get("type") == "Ready"), None)
+            if degraded and degraded.get("status") == "True":
+                blocking = bool(ready and ready.get("reason") == degraded.get("reason"))
+                problems.append(Problem(degraded.get("reason", "Degraded"), degraded.get("message", ""), blocking))
+            return Outcome(status=self._write_status(t, resource, problems), problems=problems)
+
+    # --- steps ----------------------------------------------------------------------------------------
+    def _gather_inputs(self, t: Target, out: Outcome) -> Inputs:
+        spec, ns = t.spec, t.namespace
+        username = password = None
+        ref = spec["image"].get("credentialsSecretRef")
+        if ref:
+            secret = self.kube.get("v1", "Secret", ns, ref["name"])
+            hint = (f"create it: kubectl -n {ns} create secret generic {ref['name']} "
+                    f"--from-literal=username=<user> --from-literal=password=<password>")
+            if secret is None:
+                out.problems.append(Problem("CredentialsSecretMissing",
+                                            f"registry credentials Secret {ns}/{ref['name']} not found; {hint}", True))
+            else:
+                username, password = _decode(secret, "username"), _decode(secret, "password")
+                if not username or password is None:
+                    out.problems.append(Problem("CredentialsSecretInvalid",
+                                                f"Secret {ns}/{ref['name']} needs the keys `username` and "
+                                                f"`password`; {hint}", True))
+        db = spec["backend"].get("database")
+        if db:
+            secret = self.kube.get("v1", "Secret", ns, db["secretRef"]["name"])
+            key = db["secretRef"].get("key", "url")
+            if secret is None or key not in (secret.get("data") or {}):
+                out.problems.append(Problem("DatabaseSecretMissing",
+                                            f"database Secret {ns}/{db['secretRef']['name']} with key `{key}` "
+                                            f"not found", True))
+        tokens = self._tokens(t, out)
+        self._check_storage_classes(t, out)
+        if not spec["workspace"]["create"]:
+            claim = spec["workspace"]["claimName"]
+            if self.kube.get("v1", "PersistentVolumeClaim", ns, claim) is None and spec["filemon"]["enabled"]:
+                out.problems.append(Problem("WorkspaceClaimMissing",
+                                            f"workspace claim {ns}/{claim} not found: filemon pods cannot start "
+                                            f"(create it, or set spec.workspace.create: true)"))
+        monitors = False
+        if spec["monitoring"]["serviceMonitors"]:
+            try:
+                monitors = self.kube.crd_exists(SERVICE_MONITOR_CRD)
+            except ApiError as err:  # no permission to read CRDs: behave as if absent, but say so
+                out.problems.append(Problem("ServiceMonitorCheckFailed", f"cannot check for {SERVICE_MONITOR_CRD}: {err}"))
+        return Inputs(registry_username=username, registry_password=password, tokens=tokens,
+                      service_monitors_available=monitors)
+
+    def _tokens(self, t: Target, out: Outcome) -> dict[str, str] | None:
+        ns = t.namespace
+        if t.spec["backend"].get("tokensSecretName"):
+            name = t.spec["backend"]["tokensSecretName"]
+            secret = self.kube.get("v1", "Secret", ns, name)
+            missing = [k for k in builders.TOKEN_KEYS.values() if k not in ((secret or {}).get("data") or {})]
+            if secret is None or missing:
+                out.problems.append(Problem("TokensSecretInvalid", f"tokens Secret {ns}/{name} must exist with keys "
+                                            f"{', '.join(builders.TOKEN_KEYS.values())}", True))
+            return None
+        # generated once, then read back: a reconcile never rotates tokens the agents already use
+        live = self.kube.get("v1", "Secret", ns, names(t.name)["tokens_secret"])
+        tokens = {}
+        for which, key in builders.TOKEN_KEYS.items():
+            value = _decode(live, key) if live else None
+            tokens[which] = value or self.token_factory()
+        return tokens
+
+    def _check_storage_classes(self, t: Target, out: Outcome) -> None:
+        spec, n = t.spec, names(t.name)
+        wanted = [(n["backend_pvc"], spec["backend"]["storage"].get("storageClassName") or spec["storageClassName"]),
+                  (n["filemon_pvc"], spec["filemon"]["storage"].get("storageClassName") or spec["storageClassName"])]
+        if spec["workspace"]["create"]:
+            wanted.append((spec["workspace"]["claimName"],
+                           spec["workspace"].get("storageClassName") or spec["storageClassName"]))
+        seen: dict[str, bool] = {}
+        for claim, sc in wanted:
+            if self.kube.get("v1", "PersistentVolumeClaim", t.namespace, claim) is not None:
+                continue  # the class of an existing claim is whatever it was created with
+            if sc not in seen:
+                try:
+                    seen[sc] = self.kube.get("storage.k8s.io/v1", "StorageClass", None, sc) is not None
+                except ApiError as err:
+                    log.warning("cannot read StorageClass %s (%s); assuming it exists", sc, err)
+                    seen[sc] = True
+            if not seen[sc]:
+                out.problems.append(Problem("StorageClassNotFound",
+                                            f"StorageClass {sc!r} (for claim {claim}) does not exist; install it "
+                                            f"(e.g. Longhorn) or set spec.storageClassName", True))
+
+    def _apply_all(self, t: Target, desired: list[dict], out: Outcome) -> None:
+        for obj in desired:
+            kind, name = obj["kind"], obj["metadata"]["name"]
+            try:
+                if kind == "PersistentVolumeClaim":
+                    self._ensure_claim(t, obj, out)
+                    continue
+                live = self.kube.get(obj["apiVersion"], kind, t.namespace, name)
+                if live is not None and is_subset(obj, live):
+                    continue
+                self.kube.apply(obj)
+                out.actions.append(f"{'updated' if live else 'created'} {kind} {name}")
+            except ApiError as err:
+                out.problems.append(Problem("ApplyFailed", f"{kind} {name}: {err}"))
+
+    def _ensure_claim(self, t: Target, obj: dict, out: Outcome) -> None:
+        """Claims are created once; afterwards only the size may grow (volume expansion)."""
+        name = obj["metadata"]["name"]
+        live = self.kube.get("v1", "PersistentVolumeClaim", t.namespace, name)
+        if live is None:
+            self.kube.apply(obj)
+            out.actions.append(f"created PersistentVolumeClaim {name}")
+            return
+        want_modes, have_modes = obj["spec"]["accessModes"], live["spec"].get("accessModes")
+        if want_modes != have_modes:
+            out.problems.append(Problem("AccessModeImmutable",
+                                        f"claim {name} is {','.join(have_modes or [])} but the spec asks "
+                                        f"{','.join(want_modes)}; access modes cannot change on a claim: copy the "
+                                        f"data to a new claim, or revert the spec"))
+        want = obj["spec"]["resources"]["requests"]["storage"]
+        have = live["spec"].get("resources", {}).get("requests", {}).get("storage", "0")
+        if parse_quantity(want) < parse_quantity(have):
+            out.problems.append(Problem("ShrinkRefused", f"claim {name} is {have}; it cannot shrink to {want}"))
+        elif parse_quantity(want) > parse_quantity(have):
+            try:
+                self.kube.merge_patch("v1", "PersistentVolumeClaim", t.namespace, name,
+                                      {"spec": {"resources": {"requests": {"storage": want}}}})
+                out.actions.append(f"expanding PersistentVolumeClaim {name} from {have} to {want}")
+            except ApiError as err:
+                out.problems.append(Problem("ExpansionFailed", f"claim {name} cannot grow from {have} to {want}: "
+                                            f"{err.message or err}"))
+        # ownership follows spec.deleteClaimsOnDelete; labels are ours to keep
+        refs = [r for r in live["metadata"].get("ownerReferences") or [] if r.get("uid") != t.uid]
+        wanted_refs = refs + obj["metadata"].get("ownerReferences", [])
+        labels_ok = is_subset(obj["metadata"]["labels"], live["metadata"].get("labels") or {})
+        if wanted_refs != (live["metadata"].get("ownerReferences") or []) or not labels_ok:
+            self.kube.merge_patch("v1", "PersistentVolumeClaim", t.namespace, name,
+                                  {"metadata": {"labels": obj["metadata"]["labels"],
+                                                "ownerReferences": wanted_refs or None}})
+            out.actions.append(f"updated PersistentVolumeClaim {name} metadata")
+
+    def _prune(self, t: Target, desired: list[dict], out: Outcome) -> None:
+        wanted = {(o["kind"], o["metadata"]["name"]) for o in desired}
+        n = names(t.name)
+        monitors_known: bool | None = None
+        for api_version, kind, key in builders.managed_kinds():
+            name = n[key]
+            if (kind, name) in wanted:
+                continue
+            if kind == "ServiceMonitor":
+                if monitors_known is None:
+                    try:
+                        monitors_known = self.kube.crd_exists(SERVICE_MONITOR_CRD)
+                    except ApiError:
+                        monitors_known = False
+                if not monitors_known:
+                    continue
+            try:
+                live = self.kube.get(api_version, kind, t.namespace, name)
+                if live is not None and _owned_by(live, t.uid):
+                    self.kube.delete(api_version, kind, t.namespace, name)
+                    out.actions.append(f"deleted {kind} {name} (no longer in the spec)")
+            except ApiError as err:
+                out.problems.append(Problem("PruneFailed", f"{kind} {name}: {err}"))
+
+    def _write_status(self, t: Target, resource: dict, problems: list[Problem]) -> dict:
+        n = names(t.name)
+        workloads = {
+            "backend": self.kube.get("apps/v1", "Deployment", t.namespace, n["backend"]),
+            "filemon": self.kube.get("apps/v1", "DaemonSet", t.namespace, n["filemon"]),
+            "procmon": self.kube.get("apps/v1", "DaemonSet", t.namespace, n["procmon"]),
+        }
+        previous = resource.get("status") or {}
+        status = compute_status(t, workloads, problems, previous, self.now())
+        current = {k: previous.get(k) for k in status}
+        if current != status:
+            self.kube.merge_patch(API_VERSION, KIND, t.namespace, t.name, {"status": status}, subresource="status")
+        return status
