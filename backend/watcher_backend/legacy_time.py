@@ -11,6 +11,7 @@ once:
 * Naive datetimes in a log body (``"timestamp": "2025-07-30T15:17:53"``) were read in the old server's
   local zone; we define them as KST, the platform's zone (``WATCHER_LEGACY_NAIVE_TZ=KST``). Aware values
   are converted exactly.
+* Years outside 1970-9998 are refused (422).
 * Range bounds in read URLs (``/api/total_graph_data/.../{start}/{end}``) are KST when they carry no
   offset, in either ``YYYYMMDD_HHMMSS`` or ISO 8601 form.
 * Responses: snapshot timestamps are ``"%Y%m%d_%H%M%S"`` KST strings, log timestamps naive KST datetimes,
@@ -36,6 +37,10 @@ _SNAPSHOT_RE = re.compile(r"\d{8}_\d{6}")
 # The two zones a legacy setting may name. Only fixed offsets: KST has had no DST since 1988, and this
 # avoids depending on the system tz database.
 _ZONES = {"UTC": UTC, "KST": KST, "ASIA/SEOUL": KST}
+
+# Times outside these years are refused: they are typos or fuzz, and near the ends of the calendar the
+# nine-hour shift to KST would overflow ``datetime``.
+MIN_YEAR, MAX_YEAR = 1970, 9998
 
 SNAPSHOT_TZ_ENV = "WATCHER_LEGACY_SNAPSHOT_TZ"
 NAIVE_TZ_ENV = "WATCHER_LEGACY_NAIVE_TZ"
@@ -72,14 +77,25 @@ def parse_snapshot_timestamp(text: str, zone: timezone = UTC) -> datetime:
         naive = datetime.strptime(stem, SNAPSHOT_FORMAT)
     except ValueError:
         raise LegacyTimeError(f"{text!r} is not a real date and time (YYYYMMDD_HHMMSS)") from None
-    return naive.replace(tzinfo=zone).astimezone(UTC)
+    return _in_range(naive.replace(tzinfo=zone), text)
+
+
+def _in_range(value: datetime, shown: object) -> datetime:
+    """Aware ``value`` -> UTC, refusing years outside MIN_YEAR..MAX_YEAR (and the overflow they cause)."""
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not (MIN_YEAR <= utc.year <= MAX_YEAR):
+        raise LegacyTimeError(f"{shown!s} is out of range (years {MIN_YEAR}-{MAX_YEAR})")
+    return utc
 
 
 def body_datetime_to_utc(value: datetime, naive_zone: timezone = KST) -> datetime:
     """A datetime from a legacy log body: aware -> UTC; naive -> read in ``naive_zone`` (KST by default)."""
     if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
         value = value.replace(tzinfo=naive_zone)
-    return value.astimezone(UTC)
+    return _in_range(value, value.isoformat())
 
 
 def parse_range_bound(text: str) -> datetime:
@@ -101,7 +117,10 @@ def parse_range_bound(text: str) -> datetime:
 def to_kst(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("naive datetime: the store keeps aware UTC")
-    return value.astimezone(KST)
+    try:
+        return value.astimezone(KST)
+    except OverflowError:  # only at the very end of the calendar (an event the v1 API stored); never fail a read
+        return value.replace(tzinfo=KST)
 
 
 def snapshot_string(value: datetime) -> str:

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Annotated, Any, Callable
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from pydantic import ValidationError
 from sqlmodel import Session
 
 from watcher_core import identity, wire
@@ -114,18 +115,17 @@ def _time(parse: Callable[[], datetime], field: str, value: str, where: str = "p
         raise invalid(field, str(exc), value, where) from None
 
 
-def _naive_zone():
+def _zone(read: Callable[[], Any]):
     try:
-        return legacy_time.naive_body_zone()
+        return read()
     except legacy_time.LegacyTimeError as exc:  # a bad setting: say which one, do not guess
+        log.error("legacy API: bad setting %s", exc)
         raise HTTPException(status_code=500, detail=str(exc)) from None
 
 
-def _snapshot_zone():
-    try:
-        return legacy_time.snapshot_path_zone()
-    except legacy_time.LegacyTimeError as exc:
-        raise HTTPException(status_code=500, detail=str(exc)) from None
+def _body_time(value: datetime) -> datetime:
+    zone = _zone(legacy_time.naive_body_zone)
+    return _time(lambda: legacy_time.body_datetime_to_utc(value, zone), "timestamp", value.isoformat(), "body")
 
 
 # ------------------------------------------------------------------------------------------ static-prefix reads
@@ -250,7 +250,7 @@ def post_build_log(
     session: Session = Depends(get_session),
 ):
     scope = scope_of(class_div, hw_name, student_id)
-    when = legacy_time.body_datetime_to_utc(body.timestamp, _naive_zone())
+    when = _body_time(body.timestamp)
     _store_one(request, session, _build(lambda: legacy_store.build_event(scope, body, when)))
     return Message(message="Build log registered successfully")
 
@@ -266,15 +266,13 @@ def post_run_log(
     session: Session = Depends(get_session),
 ):
     scope = scope_of(class_div, hw_name, student_id)
-    when = legacy_time.body_datetime_to_utc(body.timestamp, _naive_zone())
+    when = _body_time(body.timestamp)
     _store_one(request, session, _build(lambda: legacy_store.run_event(scope, body, when)))
     return Message(message="Run log registered successfully")
 
 
 def _build(make: Callable[[], wire.Event]) -> wire.Event:
     """Build a wire event; a fact the wire rejects becomes a 422 naming it (never a 500)."""
-    from pydantic import ValidationError
-
     try:
         return make()
     except ValidationError as exc:
@@ -350,7 +348,7 @@ def post_snapshot(
 ):
     scope = scope_of(class_div, hw_name, student_id)
     path = path_of(filename)
-    zone = _snapshot_zone()
+    zone = _zone(legacy_time.snapshot_path_zone)
     when = _time(lambda: legacy_time.parse_snapshot_timestamp(timestamp, zone), "timestamp", timestamp)
     _store_one(request, session, _build(lambda: legacy_store.snapshot_event(scope, path, when, body.bytes)))
     return Message(message="Snapshot registered successfully")

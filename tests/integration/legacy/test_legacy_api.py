@@ -121,6 +121,11 @@ def test_bad_input_is_422_naming_the_field(reader, writer):
                                 "timestamp": "2025-07-30T00:00:00"}, "exit_code"),
         (f"{base}/logs/run", {"cmdline": "x", "exit_code": 0, "cwd": "/", "target_path": "/a", "timestamp": "2025-07-30T00:00:00"},
          "process_type"),
+        (f"{base}/logs/run", {"cmdline": "x", "exit_code": 0, "cwd": "/", "target_path": "/a", "process_type": "python",
+                              "timestamp": "0001-01-01T00:00:00"}, "timestamp"),
+        (f"{base}/logs/run", {"cmdline": "x\u0000", "exit_code": 0, "cwd": "/", "target_path": "/a", "process_type": "python",
+                              "timestamp": "2025-07-30T00:00:00"}, "cmdline"),
+        (f"{base}/a.c/19600101_000000", {"bytes": 1}, "timestamp"),
     ]
     for url, body, field in cases:
         r = writer.post(url, json=body)

@@ -71,3 +71,23 @@ def test_zone_settings():
     with pytest.raises(lt.LegacyTimeError) as err:
         lt.naive_body_zone({"WATCHER_LEGACY_NAIVE_TZ": "PST"})
     assert "WATCHER_LEGACY_NAIVE_TZ" in str(err.value)
+
+
+@pytest.mark.parametrize("value", [datetime(1, 1, 1), datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5))),
+                                   datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-5))),
+                                   datetime(1969, 12, 31, 23, 0, tzinfo=UTC)])
+def test_out_of_range_body_times_are_refused_not_overflowed(value):
+    with pytest.raises(lt.LegacyTimeError, match="out of range"):
+        lt.body_datetime_to_utc(value)
+
+
+def test_out_of_range_snapshot_and_bound():
+    with pytest.raises(lt.LegacyTimeError, match="out of range"):
+        lt.parse_snapshot_timestamp("00010101_000000", lt.KST)
+    with pytest.raises(lt.LegacyTimeError, match="out of range"):
+        lt.parse_range_bound("9999-12-31T23:59:59-05:00")
+
+
+def test_reads_never_overflow_at_the_end_of_the_calendar():
+    edge = datetime(9999, 12, 31, 23, 0, tzinfo=UTC)
+    assert lt.snapshot_string(edge) == "99991231_230000"
