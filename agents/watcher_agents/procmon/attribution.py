@@ -89,7 +89,9 @@ class Attributor:
 
     # --- where ----------------------------------------------------------------------------------
 
-    def locate_file(self, ctx: StudentContext, abs_path: str) -> identity.FileIdentity | None:
+    def locate_file(self, ctx: StudentContext, abs_path: str | None) -> identity.FileIdentity | None:
+        if not abs_path:
+            return None
         try:
             if ctx.view == "pod":
                 ident = self.rules.locate_in_pod(ctx.student, abs_path)

@@ -14,6 +14,7 @@ import os
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 
 from watcher_agents.procmon.events import ExecEvent, ExitEvent
@@ -86,6 +87,10 @@ class ProcConnectorTracer:
         self.events = {"exec": 0, "exit": 0}
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        # Processes whose leader thread exited while other threads still ran: reported when the
+        # last thread is gone (tgid -> the latest thread exit seen: ktime, code, signal).
+        self.deferred: dict[int, tuple[int, int | None, int | None]] = {}
+        self._last_sweep = 0.0
 
     def load(self) -> None:
         try:
@@ -114,6 +119,9 @@ class ProcConnectorTracer:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            if self.deferred and time.monotonic() - self._last_sweep > 0.2:
+                self._last_sweep = time.monotonic()
+                self._sweep()
             try:
                 data = self.sock.recv(65536)
             except socket.timeout:
@@ -141,11 +149,26 @@ class ProcConnectorTracer:
             self.on_exec(ExecEvent(pid=tgid, ktime_ns=ts, filename="", argv=[], argv_missing=True))
         elif what == PROC_EVENT_EXIT and len(body) >= _EXIT.size:
             pid, tgid, status, _sig_to_parent = _EXIT.unpack_from(body)
-            if pid != tgid:
-                return  # a thread; the process is reported when its leader exits
             self.events["exit"] += 1
             code, sig = decode_wait_status(status)
-            self.on_exit(ExitEvent(pid=tgid, ktime_ns=ts, exit_code=code, signal=sig))
+            # One event per thread. A process is reported once, when its last thread is gone.
+            if pid == tgid:
+                if _other_threads(tgid, {tgid}):
+                    self.deferred[tgid] = (ts, code, sig)
+                    return
+                self.on_exit(ExitEvent(pid=tgid, ktime_ns=ts, exit_code=code, signal=sig))
+            elif tgid in self.deferred:
+                self.deferred[tgid] = (ts, code, sig)
+                if not _other_threads(tgid, {tgid, pid}):
+                    del self.deferred[tgid]
+                    self.on_exit(ExitEvent(pid=tgid, ktime_ns=ts, exit_code=code, signal=sig))
+
+    def _sweep(self) -> None:
+        """Deferred processes whose last thread exit was processed before /proc forgot it."""
+        for tgid, (ts, code, sig) in list(self.deferred.items()):
+            if not _other_threads(tgid, {tgid}):
+                del self.deferred[tgid]
+                self.on_exit(ExitEvent(pid=tgid, ktime_ns=ts, exit_code=code, signal=sig))
 
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -173,3 +196,12 @@ class ProcConnectorTracer:
 
     def untrack(self, pid: int) -> None:
         pass
+
+
+def _other_threads(tgid: int, exclude: set[int]) -> bool:
+    """Whether the process still has threads besides ``exclude`` (a zombie leader lists only itself)."""
+    try:
+        tids = {int(t) for t in os.listdir(f"/proc/{tgid}/task")}
+    except (OSError, ValueError):
+        return False
+    return bool(tids - exclude)

@@ -1,0 +1,119 @@
+"""The procmon pipeline over the real outbox, sender and backend (events fed without the kernel).
+
+The kernel side is covered in tests/system/procmon; here the point is delivery: an outage of the
+backend loses nothing, and a resend after a restart is deduplicated by the deterministic event id.
+"""
+import time
+
+import httpx
+from prometheus_client import CollectorRegistry
+
+from support.backend import run_backend
+from watcher_agents.outbox import Outbox
+from watcher_agents.procmon.attribution import Attributor
+from watcher_agents.procmon.events import ExecEvent, ExitEvent
+from watcher_agents.procmon.metrics import ProcmonMetrics
+from watcher_agents.procmon.pipeline import Pipeline
+from watcher_agents.sender import Sender
+
+POD = "jcode-os-1-202012345-7d9f8b6c5d-x2x7z"
+
+
+class NoKernel:
+    """Stands in for the tracer's map updates (there is no kernel program in this test)."""
+    mode = "ebpf"
+
+    def __init__(self):
+        self.untracked = []
+
+    def untrack(self, pid):
+        self.untracked.append(pid)
+
+    def set_cgroup_verdict(self, cgroup_id, verdict):
+        pass
+
+    def counters(self):
+        return {}
+
+
+def make_pipeline(tmp_path, outbox):
+    metrics = ProcmonMetrics(CollectorRegistry())
+    p = Pipeline(node="node-1", attributor=Attributor(str(tmp_path / "ws")), outbox=outbox, metrics=metrics)
+    p.attach(NoKernel())
+    p.enrich = lambda ev: None
+    return p, metrics
+
+
+def feed_compiles(p, n, base_ns):
+    for i in range(n):
+        pid = 1000 + i
+        p.on_exec(ExecEvent(pid=pid, ktime_ns=base_ns + i * 1000, filename="/usr/bin/gcc",
+                            argv=["gcc", f"p{i}.c", "util.c", "-o", f"p{i}"], cwd="/home/coder/project/hw1",
+                            hostname=POD, cgroup_id=77))
+        p.on_exit(ExitEvent(pid=pid, ktime_ns=base_ns + i * 1000 + 500, exit_code=i % 2, signal=None,
+                            start_ns=base_ns + i * 1000))
+
+
+def timeline(backend, n, timeout=30):
+    deadline = time.monotonic() + timeout
+    events = []
+    while time.monotonic() < deadline:
+        with backend.client("read") as http:
+            r = http.get("/api/v1/courses/os/sections/1/assignments/hw1/students/202012345/timeline",
+                         params={"limit": 500})
+        events = r.json()["events"] if r.status_code == 200 else []
+        if len(events) >= n:
+            return events
+        time.sleep(0.2)
+    return events
+
+
+def test_outage_loses_nothing_and_resends_are_deduplicated(tmp_path):
+    backend = run_backend(tmp_path)
+    try:
+        backend.stop()   # the backend is down while the compiles happen
+        outbox = Outbox(tmp_path / "state" / "outbox.sqlite3")
+        sender = Sender(outbox, backend.url, backend.tokens["ingest"], CollectorRegistry(), batch_size=50)
+        sender.start()
+        p, metrics = make_pipeline(tmp_path, outbox)
+        p.start()
+        feed_compiles(p, 40, base_ns=10**12)
+        assert p.wait_idle(10)
+        assert outbox.depth() == 40
+        time.sleep(1.0)
+        assert outbox.depth() == 40      # still down: nothing sent, nothing dropped
+        backend.start()
+        events = timeline(backend, 40)
+        assert len(events) == 40
+        assert sorted(e["exit_code"] for e in events) == [0] * 20 + [1] * 20
+        assert all(e["sources"] == [e["path"], "util.c"] and e["type"] == "process.compile" for e in events)
+        assert sender.flush(10) and outbox.depth() == 0
+
+        # procmon restarted and saw the same execs again (same boot, pid, start time): same ids.
+        p2, _ = make_pipeline(tmp_path, outbox)
+        p2.boot = p.boot
+        p2.start()
+        feed_compiles(p2, 40, base_ns=10**12)
+        assert p2.wait_idle(10) and sender.flush(10)
+        with backend.client("read") as http:
+            status = http.get("/api/v1/status").json()
+        assert len(timeline(backend, 40)) == 40, status
+        p.stop()
+        p2.stop()
+        sender.stop()
+        outbox.close()
+    finally:
+        backend.stop()
+
+
+def test_unreported_processes_are_untracked_in_the_kernel(tmp_path):
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    p, metrics = make_pipeline(tmp_path, outbox)
+    p.start()
+    p.on_exec(ExecEvent(pid=5, ktime_ns=1, filename="/bin/ls", argv=["ls"], cwd="/home/coder/project/hw1",
+                        hostname=POD))
+    assert p.wait_idle(5)
+    assert p.tracer.untracked == [5]
+    assert metrics.filtered_counts["not_classified"] == 1
+    p.stop()
+    outbox.close()
