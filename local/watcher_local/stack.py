@@ -1,0 +1,316 @@
+"""``watcher local``: backend, filemon and procmon together on one machine, as real processes.
+
+Everything lives under one data directory::
+
+    <data-dir>/tokens.json      ingest/read/admin tokens, generated on first start (mode 0600)
+    <data-dir>/watcher.db       the backend's SQLite database
+    <data-dir>/snapshots/       the snapshot store (filemon writes, the backend reads)
+    <data-dir>/filemon/         filemon's state store and outbox
+    <data-dir>/procmon/         procmon's outbox
+    <data-dir>/logs/            one log file per component
+
+Each component runs as its own ``watcher <component>`` process, exactly as in a cluster, so what works
+here works there. Ctrl-C stops the agents first (they flush their outboxes to the still-running
+backend), then the backend.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+AGENT_STOP_SECONDS = 20.0
+BACKEND_STOP_SECONDS = 10.0
+
+
+def load_or_create_tokens(data_dir: Path) -> dict[str, str]:
+    """The stack's tokens, kept across restarts so agents' outboxes stay deliverable."""
+    path = data_dir / "tokens.json"
+    if path.exists():
+        tokens = json.loads(path.read_text())
+        if all(tokens.get(k) for k in ("ingest", "read", "admin")):
+            return tokens
+    tokens = {scope: secrets.token_urlsafe(24) for scope in ("ingest", "read", "admin")}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(tokens, fh, indent=2)
+    return tokens
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Component:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    health_url: str
+    required: bool = True
+    process: subprocess.Popen | None = None
+    log_file: object = None
+
+    def start(self) -> None:
+        self.log_file = open(self.log_path, "ab", buffering=0)
+        self.process = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C reaches us, and we stop children in order
+        )
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float, sig: int = signal.SIGTERM) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.log_file:
+            self.log_file.close()
+            self.log_file = None
+        return self.process.returncode
+
+    def log_tail(self, lines: int = 5) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").strip().splitlines()
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text[-lines:])
+
+
+@dataclass
+class LocalStack:
+    """The three components as processes. Used by ``watcher local``, ``watcher demo`` and the e2e tests."""
+
+    workspace: Path
+    data_dir: Path
+    port: int = 3000
+    host: str = "127.0.0.1"
+    filemon_metrics_port: int = 9090
+    procmon_metrics_port: int = 9091
+    procmon_mode: str = "auto"  # auto | ebpf | proc-connector | off
+    node_name: str = field(default_factory=lambda: socket.gethostname().split(".")[0] or "local")
+    extra_env: dict[str, str] = field(default_factory=dict)
+    components: dict[str, Component] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.workspace = Path(self.workspace).resolve()
+        self.data_dir = Path(self.data_dir).resolve()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def snapshot_dir(self) -> Path:
+        return self.data_dir / "snapshots"
+
+    def _base_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.extra_env)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def prepare(self) -> dict[str, str]:
+        for sub in ("snapshots", "filemon", "procmon", "logs"):
+            (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
+        self.tokens = load_or_create_tokens(self.data_dir)
+        watcher = [sys.executable, "-m", "watcher_core"]
+        logs = self.data_dir / "logs"
+        backend_env = self._base_env() | {
+            "WATCHER_INGEST_TOKEN": self.tokens["ingest"],
+            "WATCHER_READ_TOKEN": self.tokens["read"],
+            "WATCHER_ADMIN_TOKEN": self.tokens["admin"],
+        }
+        self.components["backend"] = Component(
+            "backend",
+            watcher + ["backend", "--host", self.host, "--port", str(self.port),
+                       "--database-url", f"sqlite:///{self.data_dir / 'watcher.db'}",
+                       "--snapshot-dir", str(self.snapshot_dir)],
+            backend_env, logs / "backend.log", f"{self.url}/health",
+        )
+        agent_env = self._base_env() | {"WATCHER_INGEST_TOKEN": self.tokens["ingest"]}
+        common = ["--workspace-root", str(self.workspace), "--backend-url", self.url, "--node-name", self.node_name]
+        self.components["filemon"] = Component(
+            "filemon",
+            watcher + ["filemon", *common, "--snapshot-dir", str(self.snapshot_dir),
+                       "--state-dir", str(self.data_dir / "filemon"),
+                       "--metrics-port", str(self.filemon_metrics_port)],
+            agent_env, logs / "filemon.log", f"http://127.0.0.1:{self.filemon_metrics_port}/healthz",
+        )
+        if self.procmon_mode != "off":
+            self.components["procmon"] = Component(
+                "procmon",
+                watcher + ["procmon", *common, "--state-dir", str(self.data_dir / "procmon"),
+                           "--metrics-port", str(self.procmon_metrics_port), "--mode", self.procmon_mode],
+                agent_env, logs / "procmon.log", f"http://127.0.0.1:{self.procmon_metrics_port}/healthz",
+                required=False,  # needs root; the stack is still useful without it
+            )
+        return self.tokens
+
+    def start(self, timeout: float = 60.0, say=lambda msg: None) -> None:
+        """Start the backend, wait until healthy, then the agents; raise RuntimeError naming what failed."""
+        if not self.components:
+            self.prepare()
+        backend = self.components["backend"]
+        backend.start()
+        self._wait_healthy(backend, timeout)
+        say(f"backend  ready at {self.url} (API docs {self.url}/docs)")
+        for name in ("filemon", "procmon"):
+            comp = self.components.get(name)
+            if comp is None:
+                continue
+            comp.start()
+            try:
+                self._wait_healthy(comp, timeout)
+            except RuntimeError as exc:
+                if comp.required:
+                    self.stop()
+                    raise
+                say(f"{name}  not running: {exc}")
+                comp.stop(1.0)
+                del self.components[name]
+                continue
+            say(f"{name}  ready, metrics at {comp.health_url.rsplit('/', 1)[0]}/metrics{self._mode_note(name)}")
+
+    def _mode_note(self, name: str) -> str:
+        if name != "procmon":
+            return ""
+        mode = self.procmon_running_mode()
+        return f" (tracing with {mode})" if mode else ""
+
+    def procmon_running_mode(self) -> str | None:
+        comp = self.components.get("procmon")
+        if comp is None:
+            return None
+        try:
+            health = httpx.get(comp.health_url, timeout=2.0).json()
+        except (httpx.HTTPError, ValueError):
+            return None
+        mode = health.get("mode") if isinstance(health, dict) else None
+        return mode if isinstance(mode, str) else None
+
+    def _wait_healthy(self, comp: Component, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not comp.alive():
+                raise RuntimeError(
+                    f"{comp.name} exited with code {comp.process.returncode}; last log lines:\n{comp.log_tail()}"
+                )
+            try:
+                if httpx.get(comp.health_url, timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{comp.name} not healthy after {timeout:.0f} s; see {comp.log_path}")
+
+    def stop(self) -> None:
+        """Agents first (each flushes its outbox to the backend), then the backend."""
+        for name in ("filemon", "procmon"):
+            comp = self.components.get(name)
+            if comp:
+                comp.stop(AGENT_STOP_SECONDS)
+        backend = self.components.get("backend")
+        if backend:
+            backend.stop(BACKEND_STOP_SECONDS)
+
+    def __enter__(self) -> "LocalStack":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="watcher local",
+        description="Run backend, filemon and procmon together on this machine over a workspace laid out as "
+        "{course}-{section}-{student_id}/hwN/... . Ctrl-C stops everything cleanly and flushes the agents' outboxes.",
+    )
+    p.add_argument("--workspace", required=True, type=Path, help="the workspace root to watch (created if missing)")
+    p.add_argument("--data-dir", type=Path, default=Path("./watcher-data"),
+                   help="database, snapshots, outboxes, tokens and logs (default: ./watcher-data)")
+    p.add_argument("--port", type=int, default=3000, help="backend port (default: 3000)")
+    p.add_argument("--filemon-metrics-port", type=int, default=9090, help="filemon /metrics and /healthz (default: 9090)")
+    p.add_argument("--procmon-metrics-port", type=int, default=9091, help="procmon /metrics and /healthz (default: 9091)")
+    p.add_argument("--procmon", choices=["auto", "ebpf", "proc-connector", "off"], default="auto",
+                   help="procmon tracing mode; eBPF needs root and bcc, 'off' runs without procmon (default: auto)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    for label, port in (("--port", args.port), ("--filemon-metrics-port", args.filemon_metrics_port),
+                        ("--procmon-metrics-port", args.procmon_metrics_port)):
+        if not port_is_free(port):
+            print(f"watcher local: {label} {port} is already in use; pick another with {label}", file=sys.stderr)
+            return 2
+    args.workspace.mkdir(parents=True, exist_ok=True)
+    stack = LocalStack(args.workspace, args.data_dir, port=args.port,
+                       filemon_metrics_port=args.filemon_metrics_port,
+                       procmon_metrics_port=args.procmon_metrics_port, procmon_mode=args.procmon)
+    stack.prepare()
+    say = lambda msg: print(f"watcher local: {msg}", flush=True)  # noqa: E731
+    try:
+        stack.start(say=say)
+    except RuntimeError as exc:
+        print(f"watcher local: {exc}", file=sys.stderr)
+        return 1
+    say(f"watching {stack.workspace}; data in {stack.data_dir}; read token in {stack.data_dir / 'tokens.json'}")
+    say("press Ctrl-C to stop")
+    stopping = False
+
+    def _stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while not stopping:
+            for comp in list(stack.components.values()):
+                if not comp.alive():
+                    say(f"{comp.name} exited with code {comp.process.returncode}; stopping. Last log lines:\n"
+                        f"{comp.log_tail()}")
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        say("stopping: flushing agent outboxes, then the backend")
+        stack.stop()
+        say("stopped")
+    return 0
