@@ -10,6 +10,7 @@ import argparse
 import hashlib
 import hmac
 import os
+import shutil
 import sys
 import textwrap
 from datetime import datetime, timezone
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(env WATCHER_SNAPSHOT_DIR; default {DEFAULT_SNAPSHOT_DIR})")
     p.add_argument("--out", metavar="DIR", required=True,
                    help="where to write the dataset; created if missing, must be empty unless --force")
-    p.add_argument("--force", action="store_true", help="write into a non-empty --out directory (replaces the dataset files)")
+    p.add_argument("--force", action="store_true", help="write into a non-empty --out directory (replaces the dataset files and CodeStates/)")
     p.add_argument("--course", metavar="C", help="only this course (e.g. os, data-structure)")
     p.add_argument("--section", metavar="S", help="only this section of --course (e.g. 1)")
     p.add_argument("--assignment", metavar="A", help="only this assignment of --course (e.g. hw1)")
@@ -213,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"{prog}: --database-url: the driver is not installed ({exc.name})\n")
         return EXIT_USAGE
     try:
+        stale = opts["out"] / "CodeStates"
+        if args.force and stale.is_dir():  # folders of an earlier export would look like part of this one
+            shutil.rmtree(stale)
         if not inspect(engine).has_table("event"):
             sys.stderr.write(f"{prog}: --database-url: no 'event' table; is this a Watcher database? (start the backend once to create it)\n")
             return EXIT_FAILED
@@ -232,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"{prog}: --database-url: database error: {str(exc).splitlines()[0][:300]}\n")
         return EXIT_FAILED
     except OSError as exc:
-        sys.stderr.write(f"{prog}: --out: cannot write the dataset: {exc}\n")
+        sys.stderr.write(f"{prog}: export failed: {exc}\n")
         return EXIT_FAILED
     finally:
         engine.dispose()

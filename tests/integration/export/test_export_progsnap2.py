@@ -202,3 +202,18 @@ def test_progress_lines_for_long_exports(tmp_path):
     seen = []
     stats = progsnap2.write_dataset(events, tmp_path / "out", store, progress=lambda s: seen.append(s.events), progress_every=2)
     assert seen == [2, 4] and stats.events == 5 and stats.code_states == 5
+
+
+def test_force_replaces_an_earlier_export(exported, tmp_path):
+    _, _, _, _, database_url, store = exported
+    out = tmp_path / "again"
+    base = [sys.executable, "-m", "watcher_core", "export", "progsnap2", "--database-url", database_url,
+            "--snapshot-dir", str(store), "--out", str(out), "--quiet"]
+    assert subprocess.run(base + ["--course", "os"], capture_output=True, text=True, timeout=120).returncode == 0
+    proc = subprocess.run(base + ["--course", "algo"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--force" in proc.stderr
+    proc = subprocess.run(base + ["--course", "algo", "--force"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = read(out / "MainTable.csv")
+    assert [r["CourseID"] for r in rows] == ["algo"]
+    assert {p.name for p in (out / "CodeStates").iterdir()} == {rows[0]["CodeStateID"]}
