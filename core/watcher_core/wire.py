@@ -172,7 +172,8 @@ class _Process(_Event):
 
 class ProcessCompile(_Process):
     type: Literal["process.compile"] = PROCESS_COMPILE
-    compiler: Annotated[str, Field(min_length=1, max_length=255)]
+    # No NUL: PostgreSQL text cannot store it (the insert failed with a 503 instead of a 422).
+    compiler: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00]+$")]
     sources: list[RelPath] = Field(default_factory=list, max_length=MAX_ARGV_ITEMS)
     output: RelPath | None = None
 

@@ -116,3 +116,13 @@ def test_event_ids_are_deterministic():
     assert wire.make_event_id("n", "p", 1) == wire.make_event_id("n", "p", 1)
     assert wire.make_event_id("n", "p", 1) != wire.make_event_id("n", "p", 2)
     wire.parse_event(base(type="file.delete", event_id=wire.make_event_id("x")))
+
+
+def test_compiler_name_may_not_contain_nul():
+    # PostgreSQL cannot store NUL in text: this must be a 422 at validation, not a database error.
+    t = "2026-11-26T08:00:00Z"
+    good = base(type="process.compile", source="procmon", argv=["gcc"], cwd=".", started_at=t, compiler="gcc")
+    with pytest.raises(ValidationError) as exc:
+        wire.parse_event({**good, "compiler": "g\x00cc"})
+    assert wire.describe_error(exc.value).startswith("compiler")
+    assert wire.parse_event({**good, "compiler": "x86_64-linux-gnu-gcc-12"}).compiler == "x86_64-linux-gnu-gcc-12"
