@@ -15,6 +15,8 @@ venv:  ## create .venv and install the package (Python only)
 	@bash scripts/deps/00-python.sh
 
 demo: venv  ## run the demo: two simulated students, then their timelines and summaries
+	@if [ "$$(id -u)" = 0 ]; then bash scripts/deps/bcc.sh; \
+	 else echo "make demo: not root, so procmon cannot trace compiles and runs (the demo shows file events)"; fi
 	$(VENV)/bin/watcher demo
 
 deps:  ## install every system package and tool the tests need (root, Debian 12)
