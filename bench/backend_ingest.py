@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from support.backend import run_backend  # noqa: E402
+from watcher_core import wire  # noqa: E402
 from _backend_results import write_section  # noqa: E402
 
 T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
@@ -38,7 +39,8 @@ def make_events(n: int, tag: str) -> list[dict]:
     for i in range(n):
         course, student = f"c{i % 40}", str(202400000 + (i // 40) % 50)
         ts = (T0 + timedelta(milliseconds=i * 37)).isoformat()
-        base = {"event_id": f"bench-{tag}-{i:09d}", "timestamp": ts, "node": f"node-{i % 3}", "course": course,
+        # ids like the agents' (wire.make_event_id: hashes), so the unique index sees random keys, not sorted ones
+        base = {"event_id": wire.make_event_id("bench", tag, i), "timestamp": ts, "node": f"node-{i % 3}", "course": course,
                 "section": "1", "student_id": student, "assignment": f"hw{i % 5 + 1}", "path": f"src/file{i % 7}.c"}
         kind = i % 20
         if kind < 12:

@@ -44,13 +44,13 @@ class Event(SQLModel, table=True):
     __tablename__ = "event"
     __table_args__ = (
         UniqueConstraint("event_id", name="uq_event_event_id"),
-        # timeline of one student in one assignment; also per-student summary aggregates
-        Index("ix_event_student_time", "course", "section", "assignment", "student_id", "timestamp"),
-        # assignment-wide counts by type (summary), course listing
+        # One index serves a student's timeline (sorted per student: hundreds of rows), one file's snapshots,
+        # the latest size per file, per-student summary aggregates and the course listing. It replaced two
+        # overlapping indexes (revision 0003): every index costs ingest time, and ingest is the hot path.
+        Index("ix_event_student_file", "course", "section", "assignment", "student_id", "path", "timestamp"),
+        # assignment-wide counts of one type (the old API's build/run averages)
         Index("ix_event_assignment_type", "course", "section", "assignment", "type", "timestamp"),
-        # one file's snapshots; latest size per file; deletion of one student
-        Index("ix_event_student_path", "course", "section", "student_id", "assignment", "path", "timestamp"),
-        # retention purge
+        # retention purge (timestamps arrive nearly in order, so this index is cheap to maintain)
         Index("ix_event_timestamp", "timestamp"),
     )
 

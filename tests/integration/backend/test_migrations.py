@@ -9,6 +9,8 @@ from sqlmodel import Session, SQLModel
 from watcher_backend import db, migrate, models, store  # noqa: F401  (models registers the tables)
 from watcher_core import wire
 
+HEAD = "0003"
+
 
 def test_migrations_from_empty_match_the_models(database_url):
     engine = db.make_engine(database_url)
@@ -17,9 +19,10 @@ def test_migrations_from_empty_match_the_models(database_url):
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
         diffs = compare_metadata(ctx, SQLModel.metadata)
     assert diffs == []
-    assert migrate.current_revision(engine) == "0002"
+    assert migrate.current_revision(engine) == HEAD
     indexes = {ix["name"] for ix in inspect(engine).get_indexes("event")}
-    assert {"ix_event_student_time", "ix_event_assignment_type", "ix_event_student_path", "ix_event_timestamp"} <= indexes
+    assert {"ix_event_student_file", "ix_event_assignment_type", "ix_event_timestamp"} <= indexes
+    assert not indexes & {"ix_event_student_time", "ix_event_student_path"}  # merged in revision 0003
     migrate.upgrade(engine)  # running again (every start) is a no-op
     engine.dispose()
 
@@ -39,7 +42,7 @@ def test_upgrade_from_the_first_revision_keeps_the_data(database_url):
             {"sha": "c" * 64},
         )
     migrate.upgrade(engine)
-    assert migrate.current_revision(engine) == "0002"
+    assert migrate.current_revision(engine) == HEAD
     with Session(engine) as session:
         events, _ = store.timeline(session, "os", "1", "hw1", "000123")
         assert [(e["event_id"], e["size"], e["student_id"]) for e in events] == [("ev-old-00000001", 42, "000123")]

@@ -1,0 +1,164 @@
+"""Benchmark: assignment summary and student timeline latency with 1,000,000 stored events (SQLite).
+
+Generates the events straight into a migrated SQLite database (40 courses x 5 assignments x 50 students,
+100 events each: saves, compiles, runs, deletes over two weeks), starts a real backend on it, and measures
+p50/p95 of GET .../summary, GET .../timeline (first page of 100 and a page deep inside via cursor), the
+file list and the course listing over loopback HTTP. Writes bench/results/backend.md (section "queries").
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from support.backend import run_backend  # noqa: E402
+from _backend_results import write_section  # noqa: E402
+from watcher_backend import db, migrate  # noqa: E402
+from watcher_backend.store import _COLUMNS  # noqa: E402
+
+T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
+COURSES, ASSIGNMENTS, STUDENTS = 40, 5, 50
+
+
+def fmt(dt: datetime) -> str:
+    return dt.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def rows(total: int, seed: int = 7):
+    rng = random.Random(seed)
+    per_student = max(1, total // (COURSES * ASSIGNMENTS * STUDENTS))
+    received = fmt(T0 + timedelta(days=30))
+    argv = json.dumps(["gcc", "-Wall", "main.c", "-o", "main"])
+    n = 0
+    for c in range(COURSES):
+        for a in range(ASSIGNMENTS):
+            for s in range(STUDENTS):
+                t = T0 + timedelta(days=a * 2, seconds=rng.randrange(86400))
+                for i in range(per_student):
+                    t += timedelta(seconds=rng.choice((5, 20, 45, 90, 240, 900, 4000)))
+                    ts = fmt(t)
+                    base = (f"gen-{n:010d}", None, ts, received, f"node-{s % 3}", None, f"course{c:02d}", "1",
+                            f"2024{s:05d}", f"hw{a + 1}", f"src/file{i % 4}.c")
+                    k = rng.random()
+                    if k < 0.6:
+                        rest = (f"{n:064x}", 200 + (i * 37) % 4000, None) + (None,) * 14
+                        row = base[:1] + ("file.save",) + base[2:5] + ("filemon",) + base[6:] + rest
+                    elif k < 0.62:
+                        row = base[:1] + ("file.delete",) + base[2:5] + ("filemon",) + base[6:] + (None,) * 17
+                    else:
+                        compile_ = k < 0.85
+                        proc = (None, None, None, argv if compile_ else '["./main"]', False, ".",
+                                rng.choice((0, 0, 0, 1)), None, ts, ts, 120.0, 1000 + i)
+                        tail = ("gcc", '["main.c"]', "main", None, None) if compile_ else (None, None, None, "binary", "main")
+                        typ = "process.compile" if compile_ else "process.run"
+                        row = base[:1] + (typ,) + base[2:5] + ("procmon",) + base[6:] + proc + tail
+                    n += 1
+                    yield row
+
+
+def generate(path: Path, total: int) -> float:
+    engine = db.make_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    engine.dispose()
+    start = time.perf_counter()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=OFF")
+    conn.execute("PRAGMA cache_size=-262144")
+    sql = f"INSERT INTO event ({', '.join(chr(34) + c + chr(34) for c in _COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+    with conn:
+        conn.executemany(sql, rows(total))
+    conn.execute("ANALYZE")
+    conn.close()
+    return time.perf_counter() - start
+
+
+def measure(http: httpx.Client, paths: list[tuple[str, dict]]) -> tuple[float, float]:
+    lat = []
+    for path, params in paths:
+        t = time.perf_counter()
+        r = http.get(path, params=params)
+        lat.append((time.perf_counter() - t) * 1000)
+        if r.status_code != 200:
+            raise SystemExit(f"{path}: {r.status_code} {r.text[:200]}")
+    return statistics.median(lat), statistics.quantiles(lat, n=20)[18]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--events", type=int, default=1_000_000, help="stored events (default 1000000)")
+    p.add_argument("--requests", type=int, default=200, help="requests per query type (default 200)")
+    p.add_argument("--no-write", action="store_true", help="do not write bench/results/backend.md")
+    args = p.parse_args(argv)
+    rng = random.Random(1)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        dbfile = Path(tmp) / "bench.db"
+        gen_s = generate(dbfile, args.events)
+        stored = sqlite3.connect(dbfile).execute("SELECT count(*) FROM event").fetchone()[0]
+        print(f"generated {stored:,} events in {gen_s:.1f} s")
+        backend = run_backend(Path(tmp), database_url=f"sqlite:///{dbfile}")
+        try:
+            def assignment():
+                return f"/api/v1/courses/course{rng.randrange(COURSES):02d}/sections/1/assignments/hw{rng.randrange(ASSIGNMENTS) + 1}"
+
+            def student():
+                return assignment() + f"/students/2024{rng.randrange(STUDENTS):05d}"
+
+            with backend.client("read") as http:
+                for _ in range(10):  # warm-up
+                    http.get(assignment() + "/summary")
+                results = {}
+                results["assignment summary"] = measure(http, [(assignment() + "/summary", {}) for _ in range(args.requests)])
+                results["summary, one-week window"] = measure(
+                    http, [(assignment() + "/summary", {"since": "2026-03-02T00:00:00Z", "until": "2026-03-09T00:00:00Z"})
+                           for _ in range(args.requests)])
+                results["student timeline, first page (100)"] = measure(
+                    http, [(student() + "/timeline", {"limit": 100}) for _ in range(args.requests)])
+                deep = []
+                for _ in range(args.requests):
+                    path = student() + "/timeline"
+                    first = http.get(path, params={"limit": 50}).json()
+                    deep.append((path, {"limit": 50, **({"cursor": first["next_cursor"]} if first["next_cursor"] else {})}))
+                results["student timeline, second page (cursor)"] = measure(http, deep)
+                results["student file list"] = measure(http, [(student() + "/files", {}) for _ in range(args.requests)])
+                results["course listing (one course)"] = measure(
+                    http, [("/api/v1/courses", {"course": f"course{rng.randrange(COURSES):02d}"}) for _ in range(args.requests // 4)])
+        finally:
+            backend.stop()
+
+    per_assignment = args.events // (COURSES * ASSIGNMENTS)
+    lines = [
+        f"Data: {stored:,} events in SQLite (WAL): {COURSES} courses x {ASSIGNMENTS} assignments x {STUDENTS} students "
+        f"(~{per_assignment:,} events per assignment, ~{per_assignment // STUDENTS} per student); generated in {gen_s:.0f} s.",
+        f"Machine: nproc={os.cpu_count()}, kernel {platform.release()}, Python {platform.python_version()}.",
+        f"Command: `.venv/bin/python bench/backend_queries.py --events {args.events} --requests {args.requests}`",
+        "",
+        "| query (real HTTP, one client) | p50 | p95 |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {name} | {p50:.1f} ms | **{p95:.1f} ms** |" for name, (p50, p95) in results.items()]
+    lines += ["", "Target: assignment summary and student timeline p95 < 200 ms with 1,000,000 stored events."]
+    print("\n".join(lines))
+    if not args.no_write:
+        write_section("queries", "Query latency (bench/backend_queries.py)", "\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
