@@ -87,6 +87,8 @@ class Watcher:
         self._instances_logged = False
         self._commands: deque = deque()     # from other threads: ("retry", rel, delay) / ("event", ev)
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._pipe_lock = threading.Lock()
+        self._pipe_closed = False
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="filemon-watch", daemon=True)
@@ -123,10 +125,13 @@ class Watcher:
         self._wake()
 
     def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"x")
-        except BlockingIOError:
-            pass  # already awake
+        with self._pipe_lock:
+            if self._pipe_closed:
+                return  # the loop has ended; never write to a closed (maybe reused) descriptor
+            try:
+                os.write(self._wake_w, b"x")
+            except BlockingIOError:
+                pass  # already awake
 
     # --- the loop ----------------------------------------------------------------------------------
 
@@ -147,8 +152,10 @@ class Watcher:
             self._ready.set()
             if self.inotify is not None:
                 self.inotify.close()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            with self._pipe_lock:
+                self._pipe_closed = True
+                os.close(self._wake_r)
+                os.close(self._wake_w)
 
     def _step(self) -> None:
         now = time.monotonic()

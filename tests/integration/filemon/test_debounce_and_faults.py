@@ -178,3 +178,18 @@ def test_backend_outage_loses_nothing(tmp_path):
         for rel, data in expected.items():
             assert [e["sha256"] for e in got[rel]] == [sha(data)], rel
         assert len(by_path(timeline(backend, st), "file.delete")["before.c"]) == 1
+
+
+def test_healthz_is_unhealthy_when_the_watch_loop_or_the_sender_stops(backend, tmp_path):
+    import httpx
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    with running_filemon(ws, tmp_path / "state", backend) as agent:
+        url = f"http://127.0.0.1:{agent.runtime.http.port}/healthz"
+        assert httpx.get(url).status_code == 200
+        agent.watcher.stop()  # the watch loop ends
+        r = httpx.get(url)
+        assert r.status_code == 503 and r.json()["failed"] == ["watch loop alive"]
+        agent.runtime.sender.stop()
+        r = httpx.get(url)
+        assert r.status_code == 503 and set(r.json()["failed"]) == {"watch loop alive", "sender alive"}
