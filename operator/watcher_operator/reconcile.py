@@ -254,7 +254,7 @@ class Reconciler:
                 out.actions.append(f"expanding PersistentVolumeClaim {name} from {have} to {want}")
             except ApiError as err:
                 out.problems.append(Problem("ExpansionFailed", f"claim {name} cannot grow from {have} to {want}: "
-                                            f"{err.message or err}"))
+                                            f"{(err.message or str(err)).splitlines()[0]}"))
         # ownership follows spec.deleteClaimsOnDelete; labels are ours to keep
         refs = [r for r in live["metadata"].get("ownerReferences") or [] if r.get("uid") != t.uid]
         wanted_refs = refs + obj["metadata"].get("ownerReferences", [])

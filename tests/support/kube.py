@@ -8,7 +8,7 @@ simulate readiness). The binaries come from `scripts/deps/kube.sh` (cached under
     with ControlPlane() as cp:
         subprocess.run(["kubectl", "--kubeconfig", cp.kubeconfig, "get", "ns"])
 
-Only the garbage collector and the namespace controller run in the controller manager: the deployment or
+Only the garbage collector, the namespace and the pvc-protection controllers run in the controller manager: the deployment or
 daemonset controllers would overwrite the status the tests set by hand.
 """
 from __future__ import annotations
@@ -109,7 +109,7 @@ class ControlPlane:
             self._spawn("kube-controller-manager", [
                 str(BIN_DIR / "kube-controller-manager"),
                 f"--kubeconfig={self.kubeconfig}",
-                "--controllers=garbagecollector,namespace",
+                "--controllers=garbagecollector,namespace,pvc-protection",
                 "--leader-elect=false", "--port=0", "--secure-port=0",
                 "--concurrent-gc-syncs=5", "--v=1",
             ])

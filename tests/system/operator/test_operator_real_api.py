@@ -1,0 +1,337 @@
+"""The operator against a real kube-apiserver 1.20 + garbage collector: `watcher operator` runs as a
+subprocess, the tests act like a platform operator with kubectl and read the results back.
+
+There are no nodes: workload readiness is simulated by patching the status subresource, as the
+deployment/daemonset controllers would."""
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import yaml
+
+from watcher_operator.builders import Inputs, build_children
+from watcher_operator.kubeapi import Kube, load_config
+from watcher_operator.reconcile import is_subset
+
+from .conftest import ROOT, wait_for
+
+warnings.filterwarnings("ignore", message="Unverified HTTPS request")
+
+INVALID = yaml.safe_load((ROOT / "tests" / "unit" / "operator" / "golden" / "invalid-specs.yaml").read_text())
+WD = ("watcher.jcode.io/v1alpha1", "WatcherDeployment")
+
+
+def minimal(namespace: str, **spec_over) -> dict:
+    doc = yaml.safe_load((ROOT / "examples" / "watcherdeployment-minimal.yaml").read_text())
+    doc["metadata"]["namespace"] = namespace
+    doc["spec"].update(spec_over)
+    return doc
+
+
+@pytest.fixture
+def kube(cluster) -> Kube:
+    return Kube(load_config(cluster.kubeconfig))
+
+
+def apply(cluster, doc: dict, *extra: str, check: bool = True):
+    return cluster.kubectl("apply", "-f", "-", *extra, input=json.dumps(doc), check=check)
+
+
+def prepare(cluster, ns: str) -> None:
+    """What the guide's step 1 and 3 leave behind: credentials and the workspace claim."""
+    cluster.kubectl("-n", ns, "create", "secret", "generic", "harbor-credentials",
+                    "--from-literal=username=robot$watcher", "--from-literal=password=s3cret")
+    apply(cluster, {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": "jcode-vol-pvc", "namespace": ns},
+                    "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "longhorn",
+                             "resources": {"requests": {"storage": "10Gi"}}}})
+
+
+def condition(kube: Kube, ns: str, type_: str, name: str = "watcher") -> dict | None:
+    wd = kube.get(*WD, ns, name) or {}
+    for c in (wd.get("status") or {}).get("conditions") or []:
+        if c["type"] == type_:
+            return c
+    return None
+
+
+def children_ready(kube: Kube, ns: str) -> bool:
+    return all(kube.get(av, k, ns, n) for av, k, n in [
+        ("apps/v1", "Deployment", "watcher-backend"), ("apps/v1", "DaemonSet", "watcher-filemon"),
+        ("apps/v1", "DaemonSet", "watcher-procmon"), ("v1", "Service", "watcher-backend-service"),
+        ("networking.k8s.io/v1", "NetworkPolicy", "watcher-backend")])
+
+
+def mark_ready(kube: Kube, ns: str, *, backend: bool = True, filemon: bool = True, procmon: bool = True,
+               nodes: int = 2) -> None:
+    """Do what the workload controllers and kubelets would: report pods ready."""
+    dep = kube.get("apps/v1", "Deployment", ns, "watcher-backend")
+    n = dep["spec"]["replicas"] if backend else 0
+    kube.merge_patch("apps/v1", "Deployment", ns, "watcher-backend", {"status": {
+        "observedGeneration": dep["metadata"]["generation"], "replicas": dep["spec"]["replicas"],
+        "readyReplicas": n, "updatedReplicas": dep["spec"]["replicas"], "availableReplicas": n}},
+        subresource="status")
+    for name, ok in (("watcher-filemon", filemon), ("watcher-procmon", procmon)):
+        ds = kube.get("apps/v1", "DaemonSet", ns, name)
+        if ds is None:
+            continue
+        kube.merge_patch("apps/v1", "DaemonSet", ns, name, {"status": {
+            "observedGeneration": ds["metadata"]["generation"], "desiredNumberScheduled": nodes,
+            "currentNumberScheduled": nodes, "numberMisscheduled": 0, "updatedNumberScheduled": nodes,
+            "numberReady": nodes if ok else nodes - 1, "numberAvailable": nodes if ok else nodes - 1}},
+            subresource="status")
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if v is None:
+            out.pop(k, None)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def test_crd_accepts_the_examples_and_rejects_invalid_specs(cluster, namespace, kube):
+    for example in ("watcherdeployment.yaml", "watcherdeployment-minimal.yaml"):
+        doc = yaml.safe_load((ROOT / "examples" / example).read_text())
+        doc["metadata"]["namespace"] = namespace
+        doc["metadata"]["name"] = example.split(".")[0]
+        apply(cluster, doc)
+    stored = kube.get(*WD, namespace, "watcherdeployment-minimal")
+    # the API server filled the defaults from the schema
+    assert stored["spec"]["backend"]["storage"] == {"size": "10Gi", "accessMode": "ReadWriteOnce"}
+    assert stored["spec"]["filemon"]["storage"]["size"] == "30Gi"
+    assert stored["spec"]["image"]["registry"] == "harbor.jbnu.ac.kr/jdevops"
+    assert stored["spec"]["procmon"]["mode"] == "auto"
+    base = minimal(namespace)
+    for case in INVALID:
+        doc = copy.deepcopy(base)
+        doc["spec"] = _merge(doc["spec"], case["spec"])
+        doc["metadata"]["name"] = "invalid"
+        # --validate=false: the API server itself must refuse it, not kubectl's client-side check
+        proc = apply(cluster, doc, "--validate=false", check=False)
+        assert proc.returncode != 0, case["why"]
+        assert "is invalid" in proc.stderr or "Invalid value" in proc.stderr or "Required value" in proc.stderr, \
+            (case["why"], proc.stderr)
+    long_name = minimal(namespace)
+    long_name["metadata"]["name"] = "a" * 48
+    assert apply(cluster, long_name, "--validate=false", check=False).returncode != 0
+
+
+def test_operator_creates_every_child_and_a_noop_resync_rewrites_nothing(cluster, namespace, kube, run_operator):
+    prepare(cluster, namespace)
+    op = run_operator(namespace, "--standalone")
+    apply(cluster, minimal(namespace))
+    wait_for(lambda: children_ready(kube, namespace), 60, "children")
+    wd = kube.get(*WD, namespace, "watcher")
+    tokens_secret = wait_for(lambda: kube.get("v1", "Secret", namespace, "watcher-tokens"), 30, "tokens")
+    tokens = {k.split("-")[0]: base64.b64decode(v).decode() for k, v in tokens_secret["data"].items()}
+    assert all(len(v) >= 32 for v in tokens.values())
+    desired = build_children(wd, Inputs(registry_username="robot$watcher", registry_password="s3cret",
+                                        tokens=tokens))
+    assert len(desired) == 11
+    for obj in desired:
+        live = wait_for(lambda: kube.get(obj["apiVersion"], obj["kind"], namespace, obj["metadata"]["name"]),
+                        30, f"{obj['kind']} {obj['metadata']['name']}")
+        assert is_subset(obj, live), f"{obj['kind']} {obj['metadata']['name']} differs from the builder"
+    # managed by server-side apply under our field manager
+    dep = kube.get("apps/v1", "Deployment", namespace, "watcher-backend")
+    managers = {(m["manager"], m["operation"]) for m in dep["metadata"]["managedFields"]}
+    assert ("watcher-operator", "Apply") in managers
+    # data claims carry no owner reference; everything else is owned
+    assert "ownerReferences" not in kube.get("v1", "PersistentVolumeClaim", namespace,
+                                             "watcher-backend-pvc")["metadata"]
+    # status and events
+    wait_for(lambda: condition(kube, namespace, "BackendReady"), 30, "conditions")
+    status = kube.get(*WD, namespace, "watcher")["status"]
+    assert status["observedGeneration"] == wd["metadata"]["generation"]
+    assert status["backendURL"] == f"http://watcher-backend-service.{namespace}.svc.cluster.local:3000"
+    events = cluster.kubectl("-n", namespace, "get", "events", "-o", "json").stdout
+    assert "created Deployment watcher-backend" in events
+    # no-op: several resyncs (every 3 s) later nothing was rewritten and the tokens were kept
+    versions = {(o["kind"], o["metadata"]["name"]):
+                kube.get(o["apiVersion"], o["kind"], namespace, o["metadata"]["name"])["metadata"]["resourceVersion"]
+                for o in desired}
+    wd_version = kube.get(*WD, namespace, "watcher")["metadata"]["resourceVersion"]
+    time.sleep(8)
+    assert op.output().count("Timer 'resync' succeeded") >= 2
+    after = {(o["kind"], o["metadata"]["name"]):
+             kube.get(o["apiVersion"], o["kind"], namespace, o["metadata"]["name"])["metadata"]["resourceVersion"]
+             for o in desired}
+    assert after == versions
+    assert kube.get(*WD, namespace, "watcher")["metadata"]["resourceVersion"] == wd_version
+    assert "Traceback" not in op.output()
+
+
+def test_update_drift_repair_and_garbage_collection(cluster, namespace, kube, run_operator):
+    prepare(cluster, namespace)
+    op = run_operator(namespace, "--standalone")
+    apply(cluster, minimal(namespace))
+    wait_for(lambda: children_ready(kube, namespace), 60, "children")
+
+    # update: new tag, filemon disabled -> image rolled, filemon DaemonSet and Service removed, claim kept
+    doc = minimal(namespace)
+    doc["spec"]["image"]["tag"] = "1.1.0"
+    doc["spec"]["filemon"] = {"enabled": False}
+    apply(cluster, doc)
+    wait_for(lambda: kube.get("apps/v1", "Deployment", namespace, "watcher-backend")["spec"]["template"]["spec"]
+             ["containers"][0]["image"].endswith("watcher-backend:1.1.0"), 30, "new backend image")
+    wait_for(lambda: kube.get("apps/v1", "DaemonSet", namespace, "watcher-filemon") is None, 30, "filemon removed")
+    wait_for(lambda: kube.get("v1", "Service", namespace, "watcher-filemon") is None, 30, "filemon svc removed")
+    assert kube.get("v1", "PersistentVolumeClaim", namespace, "watcher-filemon-storage-pvc") is not None
+    assert kube.get("apps/v1", "DaemonSet", namespace, "watcher-procmon")["spec"]["template"]["spec"][
+        "containers"][0]["image"].endswith("watcher-procmon:1.1.0")
+    wait_for(lambda: (condition(kube, namespace, "FilemonReady") or {}).get("reason") == "Disabled", 30)
+    assert cluster.kubectl("-n", namespace, "get", "wd", "watcher", "--no-headers").stdout.split()[3] == "disabled"
+
+    # drift: a Deployment deleted by hand comes back; a hand edit of an owned field is reverted
+    old_uid = kube.get("apps/v1", "Deployment", namespace, "watcher-backend")["metadata"]["uid"]
+    cluster.kubectl("-n", namespace, "delete", "deployment", "watcher-backend")
+    wait_for(lambda: (kube.get("apps/v1", "Deployment", namespace, "watcher-backend") or {}).get(
+        "metadata", {}).get("uid") not in (None, old_uid), 30, "backend recreated")
+    cluster.kubectl("-n", namespace, "set", "image", "daemonset/watcher-procmon", "procmon=evil/procmon:hacked")
+    wait_for(lambda: kube.get("apps/v1", "DaemonSet", namespace, "watcher-procmon")["spec"]["template"]["spec"][
+        "containers"][0]["image"].endswith("watcher-procmon:1.1.0"), 30, "procmon image restored")
+    cluster.kubectl("-n", namespace, "delete", "secret", "watcher-harbor-registry-secret")
+    wait_for(lambda: kube.get("v1", "Secret", namespace, "watcher-harbor-registry-secret"), 30, "pull secret back")
+
+    # delete: the garbage collector removes every owned child; the data claims stay
+    cluster.kubectl("-n", namespace, "delete", "watcherdeployment", "watcher")
+    for av, kind, name in [("apps/v1", "Deployment", "watcher-backend"), ("apps/v1", "DaemonSet", "watcher-procmon"),
+                           ("v1", "Service", "watcher-backend-service"), ("v1", "Secret", "watcher-tokens"),
+                           ("v1", "Secret", "watcher-harbor-registry-secret"),
+                           ("networking.k8s.io/v1", "NetworkPolicy", "watcher-backend")]:
+        wait_for(lambda: kube.get(av, kind, namespace, name) is None, 60, f"GC of {kind} {name}")
+    for claim in ("watcher-backend-pvc", "watcher-filemon-storage-pvc", "jcode-vol-pvc"):
+        pvc = kube.get("v1", "PersistentVolumeClaim", namespace, claim)
+        assert pvc is not None and not pvc["metadata"].get("deletionTimestamp"), claim
+    assert "Traceback" not in op.output()
+
+
+def test_delete_claims_on_delete_removes_data_claims(cluster, namespace, kube, run_operator):
+    prepare(cluster, namespace)
+    run_operator(namespace, "--standalone")
+    apply(cluster, minimal(namespace, deleteClaimsOnDelete=True))
+    wait_for(lambda: children_ready(kube, namespace), 60, "children")
+    pvc = kube.get("v1", "PersistentVolumeClaim", namespace, "watcher-backend-pvc")
+    assert pvc["metadata"]["ownerReferences"][0]["kind"] == "WatcherDeployment"
+    cluster.kubectl("-n", namespace, "delete", "watcherdeployment", "watcher")
+    wait_for(lambda: kube.get("v1", "PersistentVolumeClaim", namespace, "watcher-backend-pvc") is None, 60,
+             "backend claim deleted")
+    # a claim the operator did not create is never touched
+    assert kube.get("v1", "PersistentVolumeClaim", namespace, "jcode-vol-pvc") is not None
+
+
+def test_status_follows_the_workloads_and_kubectl_wait_works(cluster, namespace, kube, run_operator):
+    prepare(cluster, namespace)
+    run_operator(namespace, "--standalone")
+    apply(cluster, minimal(namespace))
+    wait_for(lambda: children_ready(kube, namespace), 60, "children")
+    wait_for(lambda: (condition(kube, namespace, "Ready") or {}).get("status") == "False", 30, "Ready=False")
+    mark_ready(kube, namespace)
+    cluster.kubectl("-n", namespace, "wait", "--for=condition=Ready", "--timeout=60s", "watcherdeployment/watcher")
+    table = cluster.kubectl("-n", namespace, "get", "watcherdeployments").stdout.splitlines()
+    assert table[0].split() == ["NAME", "READY", "BACKEND", "FILEMON", "PROCMON", "AGE"]
+    assert table[1].split()[:5] == ["watcher", "True", "1/1", "2/2", "2/2"]
+    # the short name works too
+    assert cluster.kubectl("-n", namespace, "get", "wd").stdout.splitlines()[1].split()[:2] == ["watcher", "True"]
+    backend_since = condition(kube, namespace, "BackendReady")["lastTransitionTime"]
+    ready = condition(kube, namespace, "Ready")
+    assert ready["reason"] == "AllComponentsReady" and ready["observedGeneration"] >= 1
+    status = kube.get(*WD, namespace, "watcher")["status"]
+    assert status["components"]["filemon"] == {"ready": 2, "desired": 2, "enabled": True}
+
+    time.sleep(1.1)  # so a rewritten timestamp would differ
+    mark_ready(kube, namespace, procmon=False)
+    wait_for(lambda: (condition(kube, namespace, "ProcmonReady") or {}).get("status") == "False", 30)
+    ready = condition(kube, namespace, "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "ProcmonNotReady"
+    assert "1/2 nodes ready" in ready["message"]
+    # BackendReady did not flip: its lastTransitionTime is unchanged
+    assert condition(kube, namespace, "BackendReady")["lastTransitionTime"] == backend_since
+    assert cluster.kubectl("-n", namespace, "get", "wd", "watcher", "--no-headers").stdout.split()[4] == "1/2"
+
+
+def test_unsatisfiable_specs_give_conditions_and_retries_not_tracebacks(cluster, namespace, kube, run_operator):
+    op = run_operator(namespace, "--standalone")
+    # no credentials Secret yet, and an unknown storage class for the snapshots
+    apply(cluster, minimal(namespace, filemon={"storage": {"storageClassName": "no-such-class"}}))
+    wait_for(lambda: (condition(kube, namespace, "Ready") or {}).get("reason") == "CredentialsSecretMissing",
+             30, "CredentialsSecretMissing")
+    degraded = condition(kube, namespace, "Degraded")
+    assert degraded["status"] == "True"
+    assert "harbor-credentials" in degraded["message"] and "no-such-class" in degraded["message"]
+    assert kube.get("apps/v1", "Deployment", namespace, "watcher-backend") is None
+    # fix one thing at a time: the retry picks it up without any edit of the resource
+    prepare(cluster, namespace)
+    wait_for(lambda: (condition(kube, namespace, "Ready") or {}).get("reason") == "StorageClassNotFound", 30)
+    doc = minimal(namespace)
+    apply(cluster, doc)
+    wait_for(lambda: children_ready(kube, namespace), 60, "children after the fix")
+    events = cluster.kubectl("-n", namespace, "get", "events", "-o", "json").stdout
+    assert "CredentialsSecretMissing" in events and "StorageClassNotFound" in events
+    assert "Traceback" not in op.output()
+
+
+def test_claim_changes_are_reported_not_crash_looped(cluster, namespace, kube, run_operator):
+    prepare(cluster, namespace)
+    op = run_operator(namespace, "--standalone")
+    apply(cluster, minimal(namespace))
+    wait_for(lambda: children_ready(kube, namespace), 60, "children")
+    # grow the database claim (an unbound claim cannot be resized: the API server refuses, we report it)
+    # and ask for another access mode on the snapshot claim (immutable); the tag change must still apply
+    doc = minimal(namespace, backend={"storage": {"size": "20Gi"}},
+                  filemon={"storage": {"accessMode": "ReadWriteOnce"}})
+    doc["spec"]["image"]["tag"] = "1.2.0"
+    apply(cluster, doc)
+    wait_for(lambda: "access modes cannot change" in (condition(kube, namespace, "Degraded") or {}).get(
+        "message", ""), 30, "AccessModeImmutable reported")
+    degraded = condition(kube, namespace, "Degraded")
+    assert "watcher-backend-pvc cannot grow from 10Gi to 20Gi" in degraded["message"]
+    assert "ReadWriteMany" in degraded["message"]
+    wait_for(lambda: kube.get("apps/v1", "Deployment", namespace, "watcher-backend")["spec"]["template"]["spec"]
+             ["containers"][0]["image"].endswith(":1.2.0"), 30, "tag applied despite claim problems")
+    pvc = kube.get("v1", "PersistentVolumeClaim", namespace, "watcher-filemon-storage-pvc")
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    # the operator keeps running and keeps reporting (no crash loop)
+    time.sleep(4)
+    assert op.proc.poll() is None
+    assert "Traceback" not in op.output()
+    # shrinking is refused with its own message
+    apply(cluster, minimal(namespace, backend={"storage": {"size": "5Gi"}}))
+    wait_for(lambda: "cannot shrink" in (condition(kube, namespace, "Degraded") or {}).get("message", ""), 30)
+
+
+def test_service_monitors_appear_when_the_prometheus_crd_exists(cluster, namespace, kube, run_operator):
+    prepare(cluster, namespace)
+    run_operator(namespace, "--standalone")
+    apply(cluster, minimal(namespace))
+    wait_for(lambda: children_ready(kube, namespace), 60, "children")
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+           "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced",
+                    "names": {"kind": "ServiceMonitor", "plural": "servicemonitors", "singular": "servicemonitor",
+                              "listKind": "ServiceMonitorList"},
+                    "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                        "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}
+    apply(cluster, crd)
+    try:
+        cluster.kubectl("wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com")
+        for name in ("watcher-backend-monitor", "watcher-filemon-monitor", "watcher-procmon-monitor"):
+            mon = wait_for(lambda: kube.get("monitoring.coreos.com/v1", "ServiceMonitor", namespace, name), 30, name)
+            assert mon["metadata"]["labels"]["release"] == "prometheus"
+        # monitoring switched off: they are removed
+        apply(cluster, minimal(namespace, monitoring={"serviceMonitors": False}))
+        wait_for(lambda: kube.get("monitoring.coreos.com/v1", "ServiceMonitor", namespace,
+                                  "watcher-backend-monitor") is None, 30, "monitor removed")
+    finally:
+        cluster.kubectl("delete", "crd", "servicemonitors.monitoring.coreos.com", check=False)
