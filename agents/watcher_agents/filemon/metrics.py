@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-SKIP_REASONS = ("too_large", "ignored", "not_in_assignment", "extension", "unreadable", "not_regular")
+SKIP_REASONS = ("too_large", "ignored", "not_in_assignment", "extension", "unreadable", "not_regular", "bad_name")
 
 
 class FilemonMetrics:

@@ -62,6 +62,10 @@ def too_large_event_id(rel: str, size: int, mtime_ns: int) -> str:
 def classify(rules: identity.LayoutRules, rel: str) -> tuple[identity.FileIdentity | None, str]:
     """(identity, "") for a tracked file, else (None, skip reason)."""
     try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:  # a name that is not UTF-8 cannot go on the wire (or into JSON)
+        return None, "bad_name"
+    try:
         ident = rules.locate(rel)
     except identity.IdentityError:
         parts = rel.split("/")
@@ -102,7 +106,7 @@ class Pipeline:
         self.on_retry = on_retry or (lambda rel, delay: None)
         self.quiet = quiet
         self._queues = [queue.Queue() for _ in range(max(1, workers))]
-        self._queued: set[str] = set()
+        self._queued: dict[str, tuple[bool, float | None]] = {}  # rel -> (scan, noticed_at)
         self._busy = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -111,6 +115,7 @@ class Pipeline:
             for i, q in enumerate(self._queues)
         ]
         self._outbox_full_logged = False
+        self._snapshot_error_logged = False
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -149,24 +154,28 @@ class Pipeline:
     def submit(self, rel: str, *, scan: bool = False, noticed_at: float | None = None) -> None:
         """Reconcile ``rel`` soon. ``scan``: a periodic/startup look, so an unchanged size+mtime means
         unchanged content (live events always read the file: two saves can share an mtime tick)."""
-        with self._lock:
-            if rel in self._queued:
-                return
-            self._queued.add(rel)
-            self.metrics.queued.set(len(self._queued))
-        shard = zlib.crc32(rel.encode("utf-8", "surrogateescape")) % len(self._queues)
         # A scan finds edits made while nobody watched: their mtime is the best time we have.
         noticed = None if scan else (noticed_at if noticed_at is not None else time.time())
-        self._queues[shard].put((rel, scan, noticed))
+        with self._lock:
+            queued = self._queued.get(rel)
+            if queued is not None:
+                # Already waiting: one reconcile covers both. A live change upgrades a scan job so
+                # the file is really read (a scan trusts size+mtime).
+                if queued[0] and not scan:
+                    self._queued[rel] = (False, noticed)
+                return
+            self._queued[rel] = (scan, noticed)
+            self.metrics.queued.set(len(self._queued))
+        shard = zlib.crc32(rel.encode("utf-8", "surrogateescape")) % len(self._queues)
+        self._queues[shard].put(rel)
 
     def _work(self, q: queue.Queue) -> None:
         while True:
-            job = q.get()
-            if job is None:
+            rel = q.get()
+            if rel is None:
                 return
-            rel, scan, noticed_at = job
             with self._lock:
-                self._queued.discard(rel)
+                scan, noticed_at = self._queued.pop(rel, (False, None))
                 self._busy += 1
                 self.metrics.queued.set(len(self._queued))
             try:
@@ -230,10 +239,15 @@ class Pipeline:
             _, written = snapshots.write_snapshot(self.snapshot_dir, data, digest)
         except OSError as exc:
             self.metrics.errors.labels("snapshot").inc()
-            log.error("cannot write snapshot of %s to %s: %s; retrying in %.0f s", rel, self.snapshot_dir,
-                      exc.strerror or exc, OUTBOX_RETRY_SECONDS)
+            if not self._snapshot_error_logged:  # one line per outage, not one per file
+                log.error("cannot write snapshots to %s (%s: %s); retrying every %.0f s",
+                          self.snapshot_dir, rel, exc.strerror or exc, OUTBOX_RETRY_SECONDS)
+                self._snapshot_error_logged = True
             self.on_retry(rel, OUTBOX_RETRY_SECONDS)
             return "retry:snapshot"
+        if self._snapshot_error_logged:
+            log.info("snapshot store %s is writable again", self.snapshot_dir)
+            self._snapshot_error_logged = False
         if written:
             self.metrics.snapshots.inc()
             self.metrics.snapshot_bytes.inc(len(data))

@@ -40,6 +40,10 @@ from watcher_agents.filemon.state import StateStore
 
 log = logging.getLogger(__name__)
 
+# Directories only: files get their events through their directory's watch. ONLYDIR makes the add fail
+# if the path was replaced by a file meanwhile; DONT_FOLLOW never watches through a student's symlink
+# (one to / would make a root agent watch the node). No IN_MODIFY: a save ends with IN_CLOSE_WRITE, and
+# per-write events would only wake us up more.
 DIR_MASK = (
     F.CLOSE_WRITE | F.MOVED_TO | F.MOVED_FROM | F.CREATE | F.DELETE | F.DELETE_SELF | F.MOVE_SELF
     | F.ONLYDIR | F.DONT_FOLLOW

@@ -168,6 +168,8 @@ def test_ignored_untracked_and_outside_assignment_produce_nothing(backend, ws, a
     (d / "a.out").write_bytes(b"\x7fELF")
     (d / ".main.c.swp").write_bytes(b"swap")
     (student_dir(ws, st) / "notes.c").write_bytes(b"not in an assignment\n")
+    with open(os.fsencode(d) + b"/bad\xffname.c", "wb") as fh:  # not UTF-8: cannot be reported, skipped
+        fh.write(b"x")
     (d / "real.c").write_bytes(b"tracked\n")  # a marker: once it arrives, the rest had their chance
     wait_for_save(backend, st, "real.c", b"tracked\n")
     agent.pipeline.wait_idle(5)

@@ -181,3 +181,19 @@ def test_scan_uses_mtime_live_uses_arrival_for_old_mtimes(env):
     os.utime(path, ns=(old, old))
     env.p.reconcile(REL, noticed_at=1_750_000_000.0)  # live: mv kept an old mtime -> arrival time
     assert env.events()[1]["timestamp"].startswith("2025-06-15")
+
+
+def test_undecodable_names_are_skipped():
+    rel = "os-1-202400001/hw1/" + b"\xff.c".decode("utf-8", "surrogateescape")
+    assert pl.classify(identity.LayoutRules(), rel) == (None, "bad_name")
+
+
+def test_a_live_change_upgrades_a_queued_scan_job(env):
+    # workers not started: jobs stay queued
+    env.p.submit(REL, scan=True)
+    assert env.p._queued[REL] == (True, None)
+    env.p.submit(REL, noticed_at=123.0)
+    assert env.p._queued[REL] == (False, 123.0)
+    env.p.submit(REL, scan=True)  # a later scan does not downgrade it
+    assert env.p._queued[REL] == (False, 123.0)
+    assert env.p.pending() == 1
