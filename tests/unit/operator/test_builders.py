@@ -174,7 +174,7 @@ def test_filemon_mounts_workspace_read_only_and_names_its_node():
     assert "--node-name" in c["args"] and "$(WATCHER_NODE_NAME)" in c["args"]
     assert c["args"][c["args"].index("--backend-url") + 1] == \
         "http://watcher-backend-service.watcher.svc.cluster.local:3000"
-    assert pod["nodeSelector"] == {"node-role.kubernetes.io/worker": ""}
+    assert pod["nodeSelector"] == {"jcode.io/student-workloads": "true"}
     assert pod["tolerations"][0]["key"] == "dev-node"
 
 
