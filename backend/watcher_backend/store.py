@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
+import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -16,6 +19,7 @@ from typing import Any, Iterable, Sequence
 
 from sqlalchemy import and_, case, delete, func, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from watcher_core import wire
@@ -101,6 +105,26 @@ class IngestResult:
         return iter((self.accepted, self.duplicates))
 
 
+# SQLite has one writer. Writers in this process take this lock, so they queue here instead of in
+# SQLite's busy handler (which sleeps with back-off) and a write never fails with SQLITE_BUSY because of
+# another thread of ours. PostgreSQL needs no lock.
+_SQLITE_WRITE_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def write_lock(session: Session):
+    if session.get_bind().dialect.name == "sqlite":
+        with _SQLITE_WRITE_LOCK:
+            yield
+    else:
+        yield
+
+
+def _is_busy(exc: OperationalError) -> bool:
+    text = str(exc.orig if exc.orig is not None else exc).lower()
+    return "locked" in text or "busy" in text
+
+
 def ingest(
     session: Session,
     events: Sequence[wire.Event],
@@ -113,8 +137,29 @@ def ingest(
 
     One statement (executemany of ``INSERT ... ON CONFLICT DO NOTHING``) and one transaction per call.
     Also records which agents (node + source) reported. Returns accepted and duplicate counts, which
-    unpack as ``accepted, duplicates = ingest(session, events)``.
+    unpack as ``accepted, duplicates = ingest(session, events)``. Thread-safe; on SQLite a write that
+    meets a lock held by another process is retried (after a rollback) when ``commit`` is True.
     """
+    with write_lock(session):
+        for attempt in range(3):
+            try:
+                return _ingest(session, events, received_at=received_at, backlog=backlog, commit=commit)
+            except OperationalError as exc:
+                if not commit or attempt == 2 or session.get_bind().dialect.name != "sqlite" or not _is_busy(exc):
+                    raise
+                session.rollback()
+                time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _ingest(
+    session: Session,
+    events: Sequence[wire.Event],
+    *,
+    received_at: datetime | None = None,
+    backlog: int | None = None,
+    commit: bool = True,
+) -> IngestResult:
     now = received_at or datetime.now(timezone.utc)
     seen: set[str] = set()
     fresh: list[wire.Event] = []
@@ -254,6 +299,11 @@ def _touch_agents(session: Session, events: Iterable[wire.Event], now: datetime,
 def touch_agent(session: Session, node: str, source: str, backlog: int | None, now: datetime | None = None) -> None:
     """Record a report from an agent that sent no events (an empty batch still says "I am alive")."""
     now = now or datetime.now(timezone.utc)
+    with write_lock(session):
+        _upsert_agent(session, node, source, backlog, now)
+
+
+def _upsert_agent(session: Session, node: str, source: str, backlog: int | None, now: datetime) -> None:
     stmt = _insert(session, AGENT).values(
         node=node, source=source, first_seen=now, last_seen=now, events_received=0, backlog=backlog
     )
@@ -707,8 +757,9 @@ def delete_student(session: Session, student_id: str, *, course: str | None = No
         q = q.where(EVENT.c.course == course)
     if section is not None:
         q = q.where(EVENT.c.section == section)
-    n = session.execute(q).rowcount or 0
-    session.commit()
+    with write_lock(session):
+        n = session.execute(q).rowcount or 0
+        session.commit()
     return {"event": int(n)}
 
 
@@ -717,8 +768,9 @@ def purge_older_than(session: Session, cutoff: datetime, *, chunk: int = 10_000)
     total = 0
     while True:
         ids = select(EVENT.c.id).where(EVENT.c.timestamp < cutoff).limit(chunk).scalar_subquery()
-        n = session.execute(delete(EVENT).where(EVENT.c.id.in_(ids))).rowcount or 0
-        session.commit()
+        with write_lock(session):
+            n = session.execute(delete(EVENT).where(EVENT.c.id.in_(ids))).rowcount or 0
+            session.commit()
         total += n
         if n < chunk:
             return total

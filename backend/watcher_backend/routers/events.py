@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
@@ -29,8 +28,6 @@ router = APIRouter(prefix="/api/v1", tags=["ingest"])
 
 # Fast path: a batch whose events are all valid is validated straight from the JSON bytes in one call.
 _BATCH = TypeAdapter(list[wire.Event])
-# SQLite has one writer; serialising ingest in-process avoids busy-wait back-off between our own threads.
-_SQLITE_WRITE_LOCK = threading.Lock()
 
 _BODY_SCHEMA = {
     "type": "array",
@@ -118,22 +115,14 @@ def store_batch(app, raw: bytes, backlog: int | None, node: str | None, source: 
                 items = json.loads(raw)
             item = items[r.index]
             metrics.events.labels(type_label(item.get("type") if isinstance(item, dict) else None), "rejected").inc()
-    engine = app.state.engine
-    lock = _SQLITE_WRITE_LOCK if engine.dialect.name == "sqlite" else None
     accepted = duplicates = 0
     if valid or (size == 0 and node and source):
-        if lock:
-            lock.acquire()
-        try:
-            with Session(engine) as session:
-                if valid:
-                    result = store.ingest(session, valid, backlog=backlog)
-                    accepted, duplicates = result.accepted, result.duplicates
-                else:
-                    store.touch_agent(session, node, source, backlog)
-        finally:
-            if lock:
-                lock.release()
+        with Session(app.state.engine) as session:  # store.ingest serialises SQLite writers itself
+            if valid:
+                result = store.ingest(session, valid, backlog=backlog)
+                accepted, duplicates = result.accepted, result.duplicates
+            else:
+                store.touch_agent(session, node, source, backlog)
         if valid:
             for t, n in result.accepted_by_type.items():
                 metrics.events.labels(t, "accepted").inc(n)

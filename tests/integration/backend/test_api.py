@@ -97,6 +97,23 @@ def test_a_repeat_inside_one_batch_counts_as_duplicate(backend, ident):
     assert backend.post_events([e, e, e]).json() == {"accepted": 1, "duplicates": 2, "rejected": []}
 
 
+def test_concurrent_overlapping_batches_store_each_event_once(backend, ident):
+    from concurrent.futures import ThreadPoolExecutor
+
+    batches = [[wire_event("file.save", **ident, timestamp=at(b * 100 + i)) for i in range(50)] for b in range(4)]
+
+    def send(k):
+        order = batches[k % 4:] + batches[:k % 4]
+        return [backend.post_events(batch) for batch in order]
+
+    with ThreadPoolExecutor(8) as pool:
+        responses = [r for rs in pool.map(send, range(8)) for r in rs]
+    assert {r.status_code for r in responses} == {200}
+    assert sum(r.json()["accepted"] for r in responses) == 200
+    assert sum(r.json()["duplicates"] for r in responses) == 200 * 7
+    assert len(timeline_of(backend, ident, limit=1000)["events"]) == 200
+
+
 def test_timestamps_with_offsets_are_stored_as_utc(backend, ident):
     backend.post_events([wire_event("file.save", timestamp="2026-03-02T18:00:00+09:00", **ident)])
     assert timeline_of(backend, ident)["events"][0]["timestamp"] == "2026-03-02T09:00:00Z"
