@@ -88,6 +88,14 @@ class Component:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None and self.process.poll() is None else None
+
+    def kill(self) -> int | None:
+        """SIGKILL, as a crash would: no flush, no cleanup. Returns the exit code."""
+        return self.stop(timeout=10.0, sig=signal.SIGKILL)
+
     def stop(self, timeout: float, sig: int = signal.SIGTERM) -> int | None:
         if self.process is None:
             return None
@@ -122,6 +130,8 @@ class LocalStack:
     filemon_metrics_port: int = 9090
     procmon_metrics_port: int = 9091
     procmon_mode: str = "auto"  # auto | ebpf | proc-connector | off
+    database_url: str | None = None  # default: SQLite at <data-dir>/watcher.db
+    agent_args: dict[str, list[str]] = field(default_factory=dict)  # extra flags per component name
     node_name: str = field(default_factory=lambda: socket.gethostname().split(".")[0] or "local")
     extra_env: dict[str, str] = field(default_factory=dict)
     components: dict[str, Component] = field(default_factory=dict)
@@ -137,6 +147,22 @@ class LocalStack:
     @property
     def snapshot_dir(self) -> Path:
         return self.data_dir / "snapshots"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file, or None when the backend uses another database."""
+        url = self.resolved_database_url
+        return Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'watcher.db'}"
+
+    def state_dir(self, agent: str) -> Path:
+        return self.data_dir / agent
+
+    def metrics_url(self, name: str) -> str:
+        return self.components[name].health_url.rsplit("/", 1)[0] + "/metrics"
 
     def _base_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -158,8 +184,8 @@ class LocalStack:
         self.components["backend"] = Component(
             "backend",
             watcher + ["backend", "--host", self.host, "--port", str(self.port),
-                       "--database-url", f"sqlite:///{self.data_dir / 'watcher.db'}",
-                       "--snapshot-dir", str(self.snapshot_dir)],
+                       "--database-url", self.resolved_database_url,
+                       "--snapshot-dir", str(self.snapshot_dir), *self.agent_args.get("backend", [])],
             backend_env, logs / "backend.log", f"{self.url}/health",
         )
         agent_env = self._base_env() | {"WATCHER_INGEST_TOKEN": self.tokens["ingest"]}
@@ -168,14 +194,15 @@ class LocalStack:
             "filemon",
             watcher + ["filemon", *common, "--snapshot-dir", str(self.snapshot_dir),
                        "--state-dir", str(self.data_dir / "filemon"),
-                       "--metrics-port", str(self.filemon_metrics_port)],
+                       "--metrics-port", str(self.filemon_metrics_port), *self.agent_args.get("filemon", [])],
             agent_env, logs / "filemon.log", f"http://127.0.0.1:{self.filemon_metrics_port}/healthz",
         )
         if self.procmon_mode != "off":
             self.components["procmon"] = Component(
                 "procmon",
                 watcher + ["procmon", *common, "--state-dir", str(self.data_dir / "procmon"),
-                           "--metrics-port", str(self.procmon_metrics_port), "--mode", self.procmon_mode],
+                           "--metrics-port", str(self.procmon_metrics_port), "--mode", self.procmon_mode,
+                           *self.agent_args.get("procmon", [])],
                 agent_env, logs / "procmon.log", f"http://127.0.0.1:{self.procmon_metrics_port}/healthz",
                 required=False,  # needs root; the stack is still useful without it
             )
@@ -213,15 +240,18 @@ class LocalStack:
         return f" (tracing with {mode})" if mode else ""
 
     def procmon_running_mode(self) -> str | None:
+        """The tracer procmon loaded (ebpf or proc-connector), read from its procmon_mode metric."""
         comp = self.components.get("procmon")
         if comp is None:
             return None
         try:
-            health = httpx.get(comp.health_url, timeout=2.0).json()
-        except (httpx.HTTPError, ValueError):
+            text = httpx.get(self.metrics_url("procmon"), timeout=2.0).text
+        except httpx.HTTPError:
             return None
-        mode = health.get("mode") if isinstance(health, dict) else None
-        return mode if isinstance(mode, str) else None
+        for line in text.splitlines():
+            if line.startswith("procmon_mode{") and line.rstrip().endswith(" 1.0"):
+                return line.split('mode="', 1)[1].split('"', 1)[0]
+        return None
 
     def _wait_healthy(self, comp: Component, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -237,6 +267,27 @@ class LocalStack:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"{comp.name} not healthy after {timeout:.0f} s; see {comp.log_path}")
+
+    def start_component(self, name: str, timeout: float = 60.0) -> None:
+        """(Re)start one component on the same ports, data and state; wait until it is healthy."""
+        comp = self.components[name]
+        if comp.alive():
+            raise RuntimeError(f"{name} is already running (pid {comp.pid})")
+        comp.start()
+        self._wait_healthy(comp, timeout)
+
+    def kill_component(self, name: str) -> int | None:
+        """SIGKILL one component (a crash: nothing flushed)."""
+        return self.components[name].kill()
+
+    def stop_component(self, name: str, timeout: float | None = None) -> int | None:
+        """SIGTERM one component (its clean shutdown)."""
+        default = BACKEND_STOP_SECONDS if name == "backend" else AGENT_STOP_SECONDS
+        return self.components[name].stop(default if timeout is None else timeout)
+
+    def pids(self) -> dict[str, int]:
+        """The running components' process ids (for CPU and memory accounting)."""
+        return {name: comp.pid for name, comp in self.components.items() if comp.pid is not None}
 
     def stop(self) -> None:
         """Agents first (each flushes its outbox to the backend), then the backend."""
@@ -266,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, default=Path("./watcher-data"),
                    help="database, snapshots, outboxes, tokens and logs (default: ./watcher-data)")
     p.add_argument("--port", type=int, default=3000, help="backend port (default: 3000)")
+    p.add_argument("--database-url", default=None,
+                   help="backend database (default: SQLite at <data-dir>/watcher.db; e.g. postgresql://user@host/db)")
     p.add_argument("--filemon-metrics-port", type=int, default=9090, help="filemon /metrics and /healthz (default: 9090)")
     p.add_argument("--procmon-metrics-port", type=int, default=9091, help="procmon /metrics and /healthz (default: 9091)")
     p.add_argument("--procmon", choices=["auto", "ebpf", "proc-connector", "off"], default="auto",
@@ -283,7 +336,7 @@ def main(argv: list[str]) -> int:
     args.workspace.mkdir(parents=True, exist_ok=True)
     stack = LocalStack(args.workspace, args.data_dir, port=args.port,
                        filemon_metrics_port=args.filemon_metrics_port,
-                       procmon_metrics_port=args.procmon_metrics_port, procmon_mode=args.procmon)
+                       procmon_metrics_port=args.procmon_metrics_port, procmon_mode=args.procmon, database_url=args.database_url)
     stack.prepare()
     say = lambda msg: print(f"watcher local: {msg}", flush=True)  # noqa: E731
     try:
