@@ -199,3 +199,19 @@ def test_metrics_and_health_server(outbox):
     finally:
         sender.stop()
         http.stop()
+
+
+def test_nearly_full_outbox_shows_in_metrics_and_one_log_line(tmp_path, caplog):
+    box = Outbox(tmp_path / "small.db", max_events=10)
+    sender, registry = _sender(box, f"http://127.0.0.1:{free_port()}", token=None)  # backend unreachable
+    box.put([_save(i) for i in range(9)])
+    with caplog.at_level(logging.WARNING, logger="watcher_agents.sender"):
+        sender.start()
+        try:
+            assert not sender.flush(1.0)
+        finally:
+            sender.stop()
+    assert registry.get_sample_value("watcher_outbox_fill_ratio") == 0.9
+    lines = [r.getMessage() for r in caplog.records if "outbox is" in r.getMessage()]
+    assert len(lines) == 1 and "90% full" in lines[0]
+    box.close()
