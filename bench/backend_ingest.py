@@ -71,7 +71,9 @@ def post_batches(url: str, headers: dict, bodies: list[bytes]) -> tuple[float, l
 
 
 def machine() -> str:
-    return f"nproc={os.cpu_count()}, kernel {platform.release()}, Python {platform.python_version()}"
+    load = os.getloadavg()[0]
+    return (f"nproc={os.cpu_count()}, kernel {platform.release()}, Python {platform.python_version()}, "
+            f"load average {load:.1f} at start (the machine is shared)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,9 +82,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=1000, help="events per request (default 1000)")
     p.add_argument("--singles", type=int, default=2000, help="single-event requests (default 2000)")
     p.add_argument("--database-url", help="default: SQLite in a temp dir")
+    p.add_argument("--postgres", action="store_true",
+                   help="start a private PostgreSQL (tests/support/postgres.py) and measure against it")
     p.add_argument("--no-write", action="store_true", help="do not write bench/results/backend.md")
     args = p.parse_args(argv)
 
+    pg = None
+    if args.postgres:
+        from support.postgres import PostgresServer
+
+        pg = PostgresServer().start()
+        args.database_url = pg.create_database("bench")
+    try:
+        return run(args)
+    finally:
+        if pg is not None:
+            pg.close()
+
+
+def run(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         backend = run_backend(Path(tmp), database_url=args.database_url)
         try:
@@ -116,9 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     p95 = statistics.quantiles(seq_lat, n=20)[18] * 1000
     one_p50 = statistics.median(one_lat) * 1000
     db = "PostgreSQL" if args.database_url else "SQLite (WAL)"
+    flags = " --postgres" if args.postgres else ""
     lines = [
         f"Database: {db}; machine: {machine()}.",
-        f"Command: `.venv/bin/python bench/backend_ingest.py --events {args.events} --batch {args.batch} --singles {args.singles}`",
+        f"Command: `.venv/bin/python bench/backend_ingest.py --events {args.events} --batch {args.batch} --singles {args.singles}{flags}`",
         "",
         "| measurement | result |",
         "|---|---|",
@@ -132,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print("\n".join(lines))
     if not args.no_write:
-        write_section("ingest", "Ingest throughput (bench/backend_ingest.py)", "\n".join(lines))
+        key, title = ("ingest_postgres", "Ingest throughput, PostgreSQL") if args.postgres else ("ingest", "Ingest throughput")
+        write_section(key, f"{title} (bench/backend_ingest.py)", "\n".join(lines))
     return 0
 
 

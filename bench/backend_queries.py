@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-write", action="store_true", help="do not write bench/results/backend.md")
     args = p.parse_args(argv)
     rng = random.Random(1)
+    load = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory() as tmp:
         dbfile = Path(tmp) / "bench.db"
@@ -146,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"Data: {stored:,} events in SQLite (WAL): {COURSES} courses x {ASSIGNMENTS} assignments x {STUDENTS} students "
         f"(~{per_assignment:,} events per assignment, ~{per_assignment // STUDENTS} per student); generated in {gen_s:.0f} s.",
-        f"Machine: nproc={os.cpu_count()}, kernel {platform.release()}, Python {platform.python_version()}.",
+        f"Machine: nproc={os.cpu_count()}, kernel {platform.release()}, Python {platform.python_version()}, "
+        f"load average {load:.1f} at start (the machine is shared).",
         f"Command: `.venv/bin/python bench/backend_queries.py --events {args.events} --requests {args.requests}`",
         "",
         "| query (real HTTP, one client) | p50 | p95 |",

@@ -18,7 +18,8 @@ Settings come from flags, else environment variables, else defaults:
   --snapshot-dir / WATCHER_SNAPSHOT_DIR    data/snapshots (filemon's snapshot volume, read-only is fine)
   WATCHER_INGEST_TOKEN, WATCHER_READ_TOKEN, WATCHER_ADMIN_TOKEN (or *_FILE naming a file that holds it)
   WATCHER_RETENTION_DAYS (off), WATCHER_MAX_BODY_BYTES, WATCHER_CORS_ORIGINS, WATCHER_IDLE_GAP_SECONDS,
-  WATCHER_AUTH=off (same as --insecure-no-auth), WATCHER_LOG_LEVEL
+  WATCHER_AUTH=off (same as --insecure-no-auth), WATCHER_LOG_LEVEL,
+  WATCHER_DATABASE_WAIT_SECONDS (30: how long to wait for the database at start)
 See docs/backend.md for the full table."""
 
 
@@ -35,6 +36,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-migrate", action="store_true", help="do not run schema migrations at startup")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO")
     return p
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def wait_for_database(engine, seconds: float) -> str | None:
+    """None once a connection works; else why not, after retrying for ``seconds`` (the database may be starting)."""
+    import time
+
+    from sqlalchemy import text
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return None
+        except Exception as exc:  # driver errors differ per database; all mean "not reachable yet"
+            problem = _one_line(getattr(exc, "orig", None) or exc)
+        if time.monotonic() >= deadline:
+            return problem
+        time.sleep(1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,9 +94,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         app = create_app(settings)
-    except Exception as exc:  # e.g. a database URL the driver cannot parse
-        print(f"watcher backend: bad setting WATCHER_DATABASE_URL: {exc}", file=sys.stderr)
+    except Exception as exc:  # e.g. a database URL the driver cannot parse, a folder that cannot be made
+        print(f"watcher backend: bad setting WATCHER_DATABASE_URL: {_one_line(exc)}", file=sys.stderr)
         return 2
+    problem = wait_for_database(app.state.engine, settings.database_wait_seconds)
+    if problem:
+        print(f"watcher backend: cannot reach the database (WATCHER_DATABASE_URL): {problem}", file=sys.stderr)
+        return 1
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
                             access_log=False, proxy_headers=True, lifespan="on")
     server = uvicorn.Server(config)

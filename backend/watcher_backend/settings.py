@@ -43,6 +43,8 @@ class Settings:
     # Gaps between a student's events longer than this are idle time, not active time (time on task).
     idle_gap_seconds: int = 300
     run_migrations: bool = True
+    # How long `watcher backend` waits for the database to answer at start (it may be starting too).
+    database_wait_seconds: float = 30.0
     log_level: str = "INFO"
 
     def with_overrides(self, **changes) -> "Settings":
@@ -145,4 +147,5 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         cors_origins=origins,
         idle_gap_seconds=_int(env, "WATCHER_IDLE_GAP_SECONDS", defaults.idle_gap_seconds),
         log_level=env.get("WATCHER_LOG_LEVEL", defaults.log_level).upper(),
+        database_wait_seconds=_float(env, "WATCHER_DATABASE_WAIT_SECONDS", defaults.database_wait_seconds),
     )

@@ -41,6 +41,18 @@ def test_bad_settings_print_one_line_naming_the_setting_and_exit_2(tmp_path):
         assert "Traceback" not in r.stderr
 
 
+def test_an_unreachable_database_is_one_line_and_a_non_zero_exit(tmp_path):
+    url = f"postgresql://watcher@127.0.0.1:{free_port()}/watcher"  # nothing listens there
+    r = run_cli(["--port", str(free_port())], {**TOKENS, "WATCHER_DATABASE_URL": url,
+                                              "WATCHER_DATABASE_WAIT_SECONDS": "1"}, tmp_path)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach the database (WATCHER_DATABASE_URL)" in lines[0], r.stderr
+    unwritable = run_cli([], {**TOKENS, "WATCHER_DATABASE_URL": "sqlite:////proc/nope/watcher.db"}, tmp_path)
+    assert unwritable.returncode == 2 and "WATCHER_DATABASE_URL" in unwritable.stderr
+    assert "Traceback" not in unwritable.stderr
+
+
 def test_defaults_create_sqlite_under_data_in_the_working_directory(tmp_path):
     port = free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}

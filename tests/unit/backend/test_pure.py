@@ -151,3 +151,12 @@ def test_metric_type_label_is_bounded():
     assert metrics.type_label("file.save; DROP TABLE") == "unknown"
     assert metrics.type_label(None) == "unknown"
     assert metrics.type_label(["x"]) == "unknown"
+
+
+def test_database_urls_select_psycopg_3():
+    from watcher_backend.db import normalise_url
+
+    assert normalise_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalise_url("postgresql://u@h:5/db") == "postgresql+psycopg://u@h:5/db"
+    assert normalise_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalise_url("sqlite:///data/w.db") == "sqlite:///data/w.db"
