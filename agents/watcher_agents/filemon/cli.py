@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sqlite3
 import sys
 import time
 from dataclasses import dataclass
@@ -149,8 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     config.setup_logging(settings.log_level, "filemon")
     try:
         agent = Filemon(settings, fm)
-    except OSError as exc:  # e.g. metrics port in use, state dir on a read-only disk
-        sys.stderr.write(f"watcher filemon: cannot start: {exc}\n")
+    except OSError as exc:  # e.g. the metrics port is in use
+        sys.stderr.write(f"watcher filemon: cannot start: {exc} (metrics port {settings.metrics_port}, "
+                         f"WATCHER_METRICS_PORT)\n")
+        return 1
+    except sqlite3.Error as exc:  # the state database is unreadable, locked or corrupt
+        sys.stderr.write(f"watcher filemon: cannot open the state database {settings.outbox_path}: {exc} "
+                         "(flag --state-dir, variable WATCHER_STATE_DIR)\n")
         return 1
     agent.runtime.install_signal_handlers()
     log.info("filemon starting: %s, snapshots in %s, debounce %.2f s (max %.1f s), size limit %d bytes",
