@@ -70,7 +70,7 @@ def play_student(hw: Path, log: list[str]) -> None:
 
 
 def expected_counts(with_processes: bool) -> dict[str, int]:
-    counts = {"file.save": 3, "file.delete": 1}
+    counts = {"file.save": 4, "file.delete": 1}  # hello.c twice, calc.py, scratch.c
     if with_processes:
         counts |= {"process.compile": 2, "process.run": 2}
     return counts

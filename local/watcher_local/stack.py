@@ -223,6 +223,8 @@ class LocalStack:
             comp.start()
             try:
                 self._wait_healthy(comp, timeout)
+                if name == "procmon":
+                    self._wait_procmon_tracing(comp, timeout)
             except RuntimeError as exc:
                 if comp.required:
                     self.stop()
@@ -253,6 +255,19 @@ class LocalStack:
                 return line.split('mode="', 1)[1].split('"', 1)[0]
         return None
 
+    def _wait_procmon_tracing(self, comp: Component, timeout: float) -> None:
+        """procmon answers /healthz while bcc still compiles its programs (a second or more); a compile in
+        that window would be missed, so "ready" means its procmon_mode metric names the loaded tracer."""
+        deadline = time.monotonic() + timeout
+        while self.procmon_running_mode() is None:
+            if not comp.alive():
+                raise RuntimeError(
+                    f"{comp.name} exited with code {comp.process.returncode}; last log lines:\n{comp.log_tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"procmon loaded no tracer in {timeout:.0f} s; see {comp.log_path}")
+            time.sleep(0.1)
+
     def _wait_healthy(self, comp: Component, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -275,6 +290,8 @@ class LocalStack:
             raise RuntimeError(f"{name} is already running (pid {comp.pid})")
         comp.start()
         self._wait_healthy(comp, timeout)
+        if name == "procmon":
+            self._wait_procmon_tracing(comp, timeout)
 
     def kill_component(self, name: str) -> int | None:
         """SIGKILL one component (a crash: nothing flushed)."""
