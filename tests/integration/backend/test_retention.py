@@ -21,11 +21,11 @@ def purged_metric(backend) -> float:
     return float(m.group(1))
 
 
-def test_old_events_are_purged_at_startup_and_periodically(tmp_path):
+def test_old_events_are_purged_at_startup_and_periodically(tmp_path, database_url):
     now = datetime.now(timezone.utc)
     old = wire_event("file.save", **IDENT, timestamp=now - timedelta(days=60))
     recent = wire_event("file.save", **IDENT, timestamp=now - timedelta(days=1))
-    db_url = f"sqlite:///{tmp_path / 'shared.db'}"
+    db_url = database_url  # SQLite here, PostgreSQL in tests/system/backend
 
     # stored by a backend without retention ...
     with run_backend(tmp_path / "a", database_url=db_url) as plain:
@@ -53,8 +53,8 @@ def test_old_events_are_purged_at_startup_and_periodically(tmp_path):
         assert r.status_code == 200 and r.json()["retention_days"] == 30 and r.json()["purged"] == 0
 
 
-def test_retention_is_off_by_default(tmp_path):
-    with run_backend(tmp_path) as backend:
+def test_retention_is_off_by_default(tmp_path, database_url):
+    with run_backend(tmp_path, database_url=database_url) as backend:
         old = wire_event("file.save", **IDENT, timestamp="2001-01-01T00:00:00Z")
         backend.post_events([old])
         r = httpx.post(backend.url + "/api/v1/admin/retention", headers=backend.headers("admin"))
