@@ -9,6 +9,7 @@ delivery to finish, then samples RSS and CPU over an idle window.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -17,6 +18,8 @@ from pathlib import Path
 from filemon_common import Filemon, cpu_seconds, machine, rss_mb, write_section
 
 from support.backend import run_backend  # noqa: E402
+
+PREFIX = "filemon-idle-"
 
 
 def main(argv=None) -> int:
@@ -27,7 +30,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-write", action="store_true", help="do not update bench/results/filemon.md")
     args = ap.parse_args(argv)
 
-    tmp = Path(tempfile.mkdtemp(prefix="filemon-idle-"))
+    tmp = Path(tempfile.mkdtemp(prefix=PREFIX))
     ws = tmp / "ws"
     students = args.dirs // 5
     files = 0
@@ -79,5 +82,13 @@ def main(argv=None) -> int:
     return 0
 
 
+def run(argv=None) -> int:
+    try:
+        return main(argv)
+    finally:
+        for leftover in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -9,6 +9,7 @@ seconds per 1,000 events (from /proc); and checks every saved version is recorde
 from __future__ import annotations
 
 import argparse
+import shutil
 import hashlib
 import statistics
 import sys
@@ -22,7 +23,9 @@ import httpx
 
 from filemon_common import Filemon, cpu_seconds, machine, write_section
 
-from support.backend import run_backend  # noqa: E402  (path set by filemon_common)
+from support.backend import run_backend  # noqa: E402
+
+PREFIX = "filemon-storm-"  # temp dirs of this benchmark (removed at the end)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -41,7 +44,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-write", action="store_true", help="do not update bench/results/filemon.md")
     args = ap.parse_args(argv)
 
-    tmp = Path(tempfile.mkdtemp(prefix="filemon-storm-"))
+    tmp = Path(tempfile.mkdtemp(prefix=PREFIX))
     ws = tmp / "ws"
     names = [f"f{i}.c" if i % 2 == 0 else f"m{i}.py" for i in range(args.files)]
     students = [("bench", "1", f"{2024000000 + i}") for i in range(args.students)]
@@ -140,5 +143,13 @@ def main(argv=None) -> int:
     return 0 if missing == 0 and dup == 0 else 1
 
 
+def run(argv=None) -> int:
+    try:
+        return main(argv)
+    finally:
+        for leftover in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())
