@@ -76,6 +76,8 @@ def parse_batch(raw: bytes) -> tuple[int, list[wire.Event], list[wire.Rejection]
         return len(events), events, []
     try:
         batch: Any = json.loads(raw)
+    except RecursionError:
+        raise HTTPException(status_code=422, detail="body: JSON nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise HTTPException(status_code=422, detail=f"body: not valid JSON ({exc})") from None
     if not isinstance(batch, list):

@@ -190,8 +190,8 @@ def test_a_partial_batch_stores_the_valid_events_and_names_the_rejected_indexes(
 
 @pytest.mark.parametrize(
     "content",
-    [b'{"event_id": "x"}', b"[1, 2", b"not json", b'"a string"', b""],
-    ids=["object", "truncated", "garbage", "string", "empty"],
+    [b'{"event_id": "x"}', b"[1, 2", b"not json", b'"a string"', b"", b"[" * 200_000, b"\xff\xfe"],
+    ids=["object", "truncated", "garbage", "string", "empty", "nested too deep", "not utf-8"],
 )
 def test_a_body_that_is_not_a_json_array_is_422(backend, content):
     r = httpx.post(backend.url + "/api/v1/events", content=content,
