@@ -22,7 +22,10 @@ Sha256Query = Annotated[str, Query(pattern=r"^[0-9a-f]{64}$")]
 
 
 def _content(request: Request, sha256: str) -> bytes:
-    data = snapshots.read_snapshot(request.app.state.settings.snapshot_dir, sha256)
+    try:
+        data = snapshots.read_snapshot(request.app.state.settings.snapshot_dir, sha256)
+    except OSError as exc:  # unreadable store (permissions, a directory in the way, I/O error)
+        raise HTTPException(status_code=503, detail=f"snapshot store unreadable: {exc.strerror or exc}") from None
     if data is None:
         raise HTTPException(status_code=404, detail=f"snapshot {sha256} is not in the snapshot store")
     return data

@@ -301,6 +301,14 @@ def test_files_snapshots_content_and_diff(backend, ident):
         assert http.get("/api/v1/snapshots/NOTASHA").status_code == 422
 
 
+def test_an_unreadable_snapshot_is_503_not_500(backend):
+    sha = "d" * 64
+    (backend.snapshot_dir / sha[:2] / sha).mkdir(parents=True)  # a directory where the file should be
+    with backend.client("read") as http:
+        r = http.get(f"/api/v1/snapshots/{sha}")
+    assert r.status_code == 503 and "snapshot store" in r.json()["detail"]
+
+
 def test_binary_snapshots_diff_without_error(backend):
     a, _ = snapshots.write_snapshot(backend.snapshot_dir, b"\x00\xff\xfeabc\n")
     b, _ = snapshots.write_snapshot(backend.snapshot_dir, b"\x00\xff\xfeabd\n")
