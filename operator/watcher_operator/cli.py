@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import random
 import sys
 
 
@@ -25,8 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--standalone", action="store_true",
                    default=os.environ.get("WATCHER_OPERATOR_STANDALONE", "") in ("1", "true"),
                    help="no peering: run as the only replica (env WATCHER_OPERATOR_STANDALONE=1)")
-    p.add_argument("--priority", type=int, default=int(os.environ.get("WATCHER_OPERATOR_PRIORITY", "0")),
-                   help="peering priority of this replica (default: %(default)s)")
+    p.add_argument("--priority", type=int,
+                   default=int(os.environ["WATCHER_OPERATOR_PRIORITY"]) if os.environ.get("WATCHER_OPERATOR_PRIORITY")
+                   else None,
+                   help="peering priority of this replica; the highest live one is active (default: random, so "
+                        "replicas of one Deployment never tie: kopf pauses every replica on a tie)")
     p.add_argument("--liveness", default=os.environ.get("WATCHER_OPERATOR_LIVENESS", ""), metavar="URL",
                    help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz (default: off)")
     p.add_argument("--resync-seconds", type=float, default=None, metavar="S",
@@ -57,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
                          "(or set WATCHER_OPERATOR_NAMESPACE)\n")
         return 2
 
+    priority = args.priority if args.priority is not None else random.randint(1, 2**31 - 1)
+
     import kopf  # imported late: `watcher operator --help` stays fast
 
     from watcher_operator import handlers  # noqa: F401  (registers the handlers)
@@ -64,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         kopf.run(clusterwide=bool(args.all_namespaces), namespaces=namespaces or (),
                  standalone=args.standalone, peering_name=None if args.standalone else args.peering,
-                 priority=args.priority, liveness_endpoint=args.liveness or None)
+                 priority=priority, liveness_endpoint=args.liveness or None)
     except KeyboardInterrupt:
         pass
     return 0

@@ -13,7 +13,7 @@ import kopf
 
 from watcher_operator.builders import MANAGER
 from watcher_operator.crd import API_VERSION, GROUP, KIND, PLURAL, VERSION
-from watcher_operator.kubeapi import Kube, load_config
+from watcher_operator.kubeapi import ApiError, Kube, load_config
 from watcher_operator.reconcile import Reconciler
 
 log = logging.getLogger("watcher_operator")
@@ -49,7 +49,11 @@ def _ref(namespace: str, name: str, uid: str | None = None) -> dict:
 
 
 def _run(namespace: str, name: str, uid: str | None, logger: logging.Logger) -> None:
-    out = reconciler().reconcile(namespace, name)
+    try:
+        out = reconciler().reconcile(namespace, name)
+    except ApiError as err:  # API server unreachable, RBAC missing...: one clear line, then kopf retries
+        logger.error("reconcile of %s/%s failed: %s", namespace, name, err)
+        raise kopf.TemporaryError(f"Kubernetes API error: {err}", delay=RETRY_SECONDS) from None
     if out.gone:
         return
     body = _ref(namespace, name, uid)
@@ -95,7 +99,10 @@ def _on_child_event(event: dict, body, logger: logging.Logger) -> None:
         except kopf.TemporaryError as exc:
             logger.warning("reconcile after child deletion deferred: %s", exc)
     else:
-        reconciler().refresh_status(*owner)
+        try:
+            reconciler().refresh_status(*owner)
+        except ApiError as err:
+            logger.error("status refresh of %s/%s failed: %s", *owner, err)
 
 
 # Workloads: their status drives the conditions; any managed child deleted by hand is recreated at once.

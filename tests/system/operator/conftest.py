@@ -77,7 +77,8 @@ class OperatorProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
-        self._fh.close()
+        if not self._fh.closed:
+            self._fh.close()
 
 
 @pytest.fixture

@@ -108,9 +108,11 @@ def test_rbac_is_least_privilege():
     assert resources == {"watcherdeployments", "watcherdeployments/status", "watcherdeployments/finalizers",
                          "secrets", "services", "persistentvolumeclaims", "deployments", "daemonsets",
                          "networkpolicies", "servicemonitors", "events", "kopfpeerings",
-                         "customresourcedefinitions", "storageclasses"}
+                         "customresourcedefinitions", "storageclasses", "namespaces"}
     pvc_rule = next(r for r in rules if r["resources"] == ["persistentvolumeclaims"])
     assert "delete" not in pvc_rule["verbs"]  # the operator never deletes student data itself
+    ns_rule = next(r for r in rules if r["resources"] == ["namespaces"])
+    assert set(ns_rule["verbs"]) == {"list", "watch"}
     crd_rule = next(r for r in rules if r["resources"] == ["customresourcedefinitions"])
     assert set(crd_rule["verbs"]) == {"get", "list", "watch"}
     # the namespaced rules are bound per namespace, not cluster-wide, by default

@@ -1,0 +1,86 @@
+"""The chart installed with the Helm library into a real API server, and the operator running as the
+chart's ServiceAccount (its token from the TokenRequest API): proves the RBAC is sufficient, the peering
+objects work, and two replicas elect one active operator."""
+from __future__ import annotations
+
+import json
+import uuid
+import warnings
+
+import helm_python as helm
+import pytest
+import yaml
+
+from watcher_operator.kubeapi import Kube, load_config
+
+from .conftest import ROOT, wait_for
+from .test_operator_real_api import WD, apply, children_ready, condition, mark_ready, minimal, prepare
+
+warnings.filterwarnings("ignore", message="Unverified HTTPS request")
+
+
+@pytest.fixture
+def kube(cluster) -> Kube:
+    return Kube(load_config(cluster.kubeconfig))
+
+
+def sa_kubeconfig(cluster, namespace: str, sa: str, path) -> str:
+    token = cluster.kubectl("-n", namespace, "create", "token", sa, "--duration=1h").stdout.strip()
+    cfg = json.loads(open(cluster.kubeconfig).read())
+    cfg["users"] = [{"name": sa, "user": {"token": token}}]
+    cfg["contexts"][0]["context"]["user"] = sa
+    path.write_text(json.dumps(cfg))
+    return str(path)
+
+
+def test_chart_installs_and_its_service_account_can_run_the_operator(cluster, kube, run_operator, tmp_path):
+    ns = f"chart-{uuid.uuid4().hex[:6]}"
+    config = helm.Config(kubeconfig_path=cluster.kubeconfig, namespace=ns)
+    operators = []
+    try:
+        release = config.install(str(ROOT / "charts" / "watcher-operator"), "watcher-operator", {"replicaCount": 2},
+                                 namespace=ns, create_namespace=True, timeout=120)
+        assert "watcher-operator" in json.dumps(release)
+        assert cluster.kubectl("-n", ns, "get", "deployment", "watcher-operator").returncode == 0
+        assert cluster.kubectl("-n", ns, "get", "kopfpeerings.kopf.dev", "watcher-operator").returncode == 0
+        # nobody runs the pods (no nodes): run two replicas here with the ServiceAccount's own token
+        kubeconfig = sa_kubeconfig(cluster, ns, "watcher-operator", tmp_path / "sa.kubeconfig")
+        denied = cluster.kubectl("auth", "can-i", "delete", "persistentvolumeclaims", "-n", ns,
+                                 kubeconfig=kubeconfig, check=False)
+        assert denied.stdout.strip() == "no"
+        assert cluster.kubectl("auth", "can-i", "create", "daemonsets", "-n", "default",
+                               kubeconfig=kubeconfig, check=False).stdout.strip() == "no"
+        first = run_operator(ns, "--peering", "watcher-operator", "--priority", "200", kubeconfig=kubeconfig,
+                             name="replica-1")
+        second = run_operator(ns, "--peering", "watcher-operator", "--priority", "100", kubeconfig=kubeconfig,
+                              name="replica-2")
+        operators += [first, second]
+        # both replicas register in the chart's KopfPeering; the lower priority one stays paused (kopf logs
+        # "Pausing" only when it was active first, so the proof is below: it creates nothing)
+        wait_for(lambda: len((kube.request("GET", f"/apis/kopf.dev/v1/namespaces/{ns}/kopfpeerings/watcher-operator")
+                              .get("status") or {})) >= 2, 60, "two peers registered")
+        prepare(cluster, ns)
+        apply(cluster, minimal(ns))
+        wait_for(lambda: children_ready(kube, ns), 90, "children created by the chart's service account")
+        mark_ready(kube, ns)
+        cluster.kubectl("-n", ns, "wait", "--for=condition=Ready", "--timeout=60s", "watcherdeployment/watcher")
+        assert "created Deployment watcher-backend" in first.output()
+        assert "created Deployment watcher-backend" not in second.output()
+        for op in (first, second):
+            out = op.output()
+            assert "Forbidden" not in out and "403" not in out and "Traceback" not in out, out[-3000:]
+        # the active replica dies: the other one takes over and repairs drift
+        first.stop()
+        cluster.kubectl("-n", ns, "delete", "deployment", "watcher-backend")
+        wait_for(lambda: kube.get("apps/v1", "Deployment", ns, "watcher-backend"), 150, "failover repair")
+        assert "created Deployment watcher-backend" in second.output()
+    finally:
+        for op in operators:  # before the RBAC goes away with the release
+            op.stop()
+        cluster.kubectl("-n", ns, "delete", "watcherdeployments", "--all", "--wait=false", check=False)
+        try:
+            config.uninstall("watcher-operator")
+        except helm.HelmError:
+            pass
+        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        config.close()
