@@ -330,7 +330,7 @@ def build_filemon_daemonset(t: Target) -> dict:
     port = int(f["metricsPort"])
     env = [_node_name_env(),
            _token_env(t, "WATCHER_INGEST_TOKEN", "ingest"),
-           {"name": "WATCHER_DEBOUNCE_MS", "value": str(f["debounceMs"])},
+           {"name": "WATCHER_DEBOUNCE_SECONDS", "value": f"{int(f['debounceMs']) / 1000:g}"},
            {"name": "WATCHER_MAX_FILE_SIZE", "value": str(f["maxFileSize"])}]
     if f.get("extensions"):
         env.append({"name": "WATCHER_EXTENSIONS", "value": ",".join(f["extensions"])})

@@ -177,8 +177,8 @@ def spec_schema() -> dict:
             "image": _image_override("filemon"),
             "storage": _storage("Claim <name>-filemon-storage-pvc for snapshot contents, mounted by filemon at "
                                 "/watcher/snapshots and read-only by the backend.", "30Gi", "ReadWriteMany"),
-            "debounceMs": _int("Quiet time after the last write before a file is snapshotted.",
-                               minimum=0, maximum=60000, default=500),
+            "debounceMs": _int("Quiet time after the last write before a file is snapshotted, in milliseconds "
+                               "(filemon's WATCHER_DEBOUNCE_SECONDS).", minimum=1, maximum=60000, default=300),
             "maxFileSize": _int("Files larger than this many bytes are not snapshotted.",
                                 minimum=1, maximum=104857600, default=1048576),
             "extensions": {"type": "array", "description": "Tracked file extensions (with the dot). "
@@ -195,7 +195,7 @@ def spec_schema() -> dict:
             "metricsPort": _port("Port of /metrics and /healthz.", 9090),
             "image": _image_override("procmon"),
             "mode": _str("Tracing back end: `auto` tries eBPF and falls back to the netlink process "
-                         "connector; `ebpf` or `netlink` force one.", enum=["auto", "ebpf", "netlink"],
+                         "connector; `ebpf` or `proc-connector` force one.", enum=["auto", "ebpf", "proc-connector"],
                          default="auto"),
             "legacyKernel": _bool("Nodes run a kernel older than 5.8 (no CAP_BPF/CAP_PERFMON): grant "
                                   "CAP_SYS_ADMIN instead. Leave false on current kernels.", False),
