@@ -59,8 +59,16 @@ def played(database_url, tmp_path_factory):
         for sid in STUDENTS:  # the session itself went as scripted (gcc failed, then succeeded, ...)
             assert [line.rsplit(" ", 1)[-1] for line in logs[sid]] == ["1", "0", "0", "0"], logs[sid]
         with reader(stack) as http:
-            wait_until(lambda: all(count_types(timeline(http, sid)) == EXPECTED_COUNTS for sid in STUDENTS), 60,
-                       "both students' events")
+            seen: dict = {}
+
+            def all_there() -> bool:
+                seen.update({sid: count_types(timeline(http, sid)) for sid in STUDENTS})
+                return all(c == EXPECTED_COUNTS for c in seen.values())
+            try:
+                wait_until(all_there, 60, "both students' events")
+            except AssertionError:
+                raise AssertionError(f"expected {EXPECTED_COUNTS} per student, got {seen}; logs in "
+                                     f"{stack.data_dir / 'logs'}") from None
             settle(stack)
             timelines = {sid: timeline(http, sid) for sid in STUDENTS}
         yield stack, timelines
