@@ -4,10 +4,12 @@ The old API spoke Korea time (KST, UTC+9, no daylight saving) without offsets; t
 aware UTC. Everything that crosses between the two goes through this module, so each rule is written
 once:
 
-* Snapshot timestamps in a write URL (``POST .../{filename}/{timestamp}``) are ``YYYYMMDD_HHMMSS``.
-  The old filemon put its container clock (UTC) there and the old server added nine hours; we read them
-  the same way by default (``WATCHER_LEGACY_SNAPSHOT_TZ=UTC``), so an old filemon still posting during a
-  migration lands at the right instant. A trailing ``.ext`` (``20250730_061753.c``) is ignored, as before.
+* Snapshot timestamps in a write URL (``POST .../{filename}/{timestamp}``) are ``YYYYMMDD_HHMMSS`` in
+  KST, as the platform sends them (the spec), so a snapshot posted at ``20250101_120000`` is listed back
+  as ``20250101_120000``: the same form and zone as every legacy read. ``WATCHER_LEGACY_SNAPSHOT_TZ=UTC``
+  reads them as UTC instead, for an old filemon that still posts its UTC container clock during a
+  migration (the old server added nine hours to those). A trailing ``.ext`` (``20250730_151753.c``) is
+  ignored, as before.
 * Naive datetimes in a log body (``"timestamp": "2025-07-30T15:17:53"``) were read in the old server's
   local zone; we define them as KST, the platform's zone (``WATCHER_LEGACY_NAIVE_TZ=KST``). Aware values
   are converted exactly.
@@ -61,18 +63,19 @@ def zone_setting(env: Mapping[str, str] | None, name: str, default: str) -> time
 
 
 def snapshot_path_zone(env: Mapping[str, str] | None = None) -> timezone:
-    return zone_setting(env, SNAPSHOT_TZ_ENV, "UTC")
+    # KST, the platform's zone, so a POSTed timestamp reads back unchanged; UTC only for old filemons.
+    return zone_setting(env, SNAPSHOT_TZ_ENV, "KST")
 
 
 def naive_body_zone(env: Mapping[str, str] | None = None) -> timezone:
     return zone_setting(env, NAIVE_TZ_ENV, "KST")
 
 
-def parse_snapshot_timestamp(text: str, zone: timezone = UTC) -> datetime:
-    """``20250730_061753`` (or ``20250730_061753.c``) read in ``zone`` -> aware UTC datetime."""
+def parse_snapshot_timestamp(text: str, zone: timezone = KST) -> datetime:
+    """``20250730_151753`` (or ``20250730_151753.c``) read in ``zone`` (KST by default) -> aware UTC datetime."""
     stem = text.split(".", 1)[0]
     if not _SNAPSHOT_RE.fullmatch(stem):
-        raise LegacyTimeError(f"{text!r} is not a snapshot timestamp; expected YYYYMMDD_HHMMSS, e.g. 20250730_061753")
+        raise LegacyTimeError(f"{text!r} is not a snapshot timestamp; expected YYYYMMDD_HHMMSS, e.g. 20250730_151753")
     try:
         naive = datetime.strptime(stem, SNAPSHOT_FORMAT)
     except ValueError:

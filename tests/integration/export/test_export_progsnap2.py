@@ -70,7 +70,7 @@ def exported(tmp_path_factory, export_backend):
         assert r.status_code == 200 and r.json()["accepted"] == len(events), r.text
         # a legacy save (size only, no content) for the same student, through the old API
         with backend.client("ingest") as http:
-            r = http.post("/api/data-structure-2/hw1/000123/notes.c/20250302_011500", json={"bytes": 9})
+            r = http.post("/api/data-structure-2/hw1/000123/notes.c/20250302_101500", json={"bytes": 9})  # KST
             assert r.status_code == 200, r.text
         out = tmp / "dataset"
         proc = subprocess.run(
@@ -116,7 +116,7 @@ def test_main_table_rows(exported):
         ("File.Edit", "main.c"), ("File.Edit", "inc/defs.h"), ("Compile", "main.c"), ("Run.Program", "main"),
         ("File.Edit", "main.c"), ("Compile", "main.c"), ("Compile.Error", "main.c"), ("Run.Program", "main"),
         ("File.Edit", "data.c"), ("File.Delete", "data.c"), ("File.Delete", "inc/defs.h"), ("File.Edit", "notes.c"),
-    ]  # the legacy save is at 01:15 UTC, after the delete at 01:10
+    ]  # the legacy save is at 10:15 KST = 01:15 UTC, after the delete at 01:10
     assert {r["SubjectID"] for r in rows} == {"000123"}
     assert [int(r["Order"]) for r in rows] == list(range(1, len(rows) + 1))
     assert rows[2]["CompileResult"] == "Success" and rows[5]["CompileResult"] == "Error"

@@ -55,15 +55,29 @@ def run(writer, base, ts, exit_code=0, target="/home/coder/project/hw1/main.py",
 def test_snapshot_write_is_read_at_once_sorted_with_kst_times(reader, writer):
     base = "/api/os-1/hw1/000123"
     assert reader.get(base).json() == []  # an empty answer is not cached (the old API cached it)
-    snap(writer, base, "b.c", "20250730_061753", 10)          # UTC in the URL, like the old filemon
+    snap(writer, base, "b.c", "20250730_151753", 10)          # KST in the URL, as the platform sends it
     assert reader.get(base).json() == ["b.c"]
-    snap(writer, base, "src@util.c", "20250730_050000", 7)
-    snap(writer, base, "a.c", "20250730_070000", 3)
-    snap(writer, base, "b.c", "20250730_050000.c", 4)          # older, posted later; '.c' suffix tolerated
+    snap(writer, base, "src@util.c", "20250730_140000", 7)
+    snap(writer, base, "a.c", "20250730_160000", 3)
+    snap(writer, base, "b.c", "20250730_140000.c", 4)          # older, posted later; '.c' suffix tolerated
     assert reader.get(base).json() == ["a.c", "b.c", "src@util.c"]
     assert reader.get(f"{base}/b.c").json() == ["20250730_140000", "20250730_151753"]
     assert reader.get(f"{base}/src@util.c").json() == ["20250730_140000"]
     assert reader.get(f"{base}/nothing.c").json() == []
+
+
+def test_snapshot_timestamp_round_trips_in_kst(backend, reader, writer):
+    # The spec: path timestamps are Korea time as the platform sends them, so what is POSTed is listed back.
+    base = "/api/os-12/hw1/4242"
+    snap(writer, base, "t.c", "20250101_120000", 5)
+    assert reader.get(f"{base}/t.c").json() == ["20250101_120000"]
+    assert reader.get(f"/api/assignment/os-12/hw1").json()["top_7"] == [
+        {"student_num": "4242", "timestamp": "20250101_120000", "code_size": 5}]
+    # and it is stored as the right instant: 12:00 KST = 03:00 UTC
+    r = reader.get("/api/v1/courses/os/sections/12/assignments/hw1/students/4242/timeline")
+    assert r.status_code == 200, r.text
+    [ev] = r.json()["events"]
+    assert datetime.fromisoformat(ev["timestamp"].replace("Z", "+00:00")) == datetime(2025, 1, 1, 3, 0, tzinfo=timezone.utc)
 
 
 def test_student_ids_keep_leading_zeros(reader, writer):
@@ -77,7 +91,7 @@ def test_student_ids_keep_leading_zeros(reader, writer):
 
 def test_hyphenated_course_lands_in_v1_under_the_right_course_and_section(backend, reader, writer):
     base = "/api/data-structure-3/hw2/2020123"
-    snap(writer, base, "src@main.c", "20250730_000000", 42)
+    snap(writer, base, "src@main.c", "20250730_090000", 42)  # 09:00 KST = 00:00 UTC
     r = reader.get("/api/v1/courses/data-structure/sections/3/assignments/hw2/students/2020123/timeline")
     assert r.status_code == 200, r.text
     [ev] = r.json()["events"]
@@ -151,7 +165,7 @@ def test_graph_interval_must_be_positive_with_the_old_message(reader):
 def test_exact_duplicate_posts_are_stored_once(backend, reader, writer):
     base = "/api/os-4/hw1/31"
     for _ in range(3):
-        snap(writer, base, "a.c", "20250730_000000", 10)
+        snap(writer, base, "a.c", "20250730_090000", 10)
         build(writer, base, "2025-07-30T09:10:00")
         run(writer, base, "2025-07-30T09:11:00")
     assert reader.get(f"{base}/a.c").json() == ["20250730_090000"]
@@ -159,7 +173,7 @@ def test_exact_duplicate_posts_are_stored_once(backend, reader, writer):
     assert len(reader.get(f"{base}/logs/build").json()) == 1
     assert len(reader.get(f"{base}/logs/run").json()) == 1
     # a different fact is a different event
-    snap(writer, base, "a.c", "20250730_000000", 11)
+    snap(writer, base, "a.c", "20250730_090000", 11)
     assert reader.get(f"/api/snapshot_avg/os-4/hw1/31/a.c").json() == {"snapshot_avg": 2, "snapshot_size_avg": 10.5}
 
 
@@ -187,8 +201,8 @@ def test_auth_401_without_token_and_403_with_the_wrong_scope(backend):
 
 def test_a_file_named_logs_does_not_collide_with_the_log_routes(reader, writer):
     base = "/api/os-6/hw1/55"
-    snap(writer, base, "logs", "20250730_000000", 5)       # a file literally named 'logs'
-    snap(writer, base, "logs", "20250730_010000", 6)
+    snap(writer, base, "logs", "20250730_090000", 5)       # a file literally named 'logs'
+    snap(writer, base, "logs", "20250730_100000", 6)
     build(writer, base, "2025-07-30T12:00:00")
     # the snapshot route for that file takes real timestamps; 'build'/'run' are the log routes
     assert reader.get(base).json() == ["logs"]
@@ -201,7 +215,7 @@ def test_a_file_named_logs_does_not_collide_with_the_log_routes(reader, writer):
     assert r.status_code == 422 and "build-log route" in r.text
     assert len(reader.get(f"{base}/logs/build").json()) == 1
     # static prefixes win over a class_div (which always has a '-'): student 'logs', file 'build'
-    snap(writer, "/api/os-6/hw1/logs", "build", "20250730_000000", 9)
+    snap(writer, "/api/os-6/hw1/logs", "build", "20250730_090000", 9)
     assert reader.get("/api/snapshot_avg/os-6/hw1/logs/build").json() == {"snapshot_avg": 1, "snapshot_size_avg": 9.0}
     assert reader.get("/api/os-6/hw1/logs/build").json() == ["20250730_090000"]  # student logs, file build
     # /api/v1 is never taken for a legacy class_div
@@ -210,9 +224,9 @@ def test_a_file_named_logs_does_not_collide_with_the_log_routes(reader, writer):
 
 def test_logs_newest_first_with_kst_times_and_real_file_sizes(reader, writer):
     base = "/api/os-7/hw1/2021"
-    snap(writer, base, "a.c", "20250730_000000", 100)   # 09:00 KST
-    snap(writer, base, "a.c", "20250730_010000", 250)   # 10:00 KST
-    snap(writer, base, "main.py", "20250730_000000", 30)
+    snap(writer, base, "a.c", "20250730_090000", 100)   # 09:00 KST
+    snap(writer, base, "a.c", "20250730_100000", 250)   # 10:00 KST
+    snap(writer, base, "main.py", "20250730_090000", 30)
     build(writer, base, "2025-07-30T09:30:00", exit_code=1)                 # naive = KST: a.c was 100
     build(writer, base, "2025-07-30T01:30:00Z", exit_code=0)                # = 10:30 KST: a.c was 250
     build(writer, base, "2025-07-30T08:00:00+09:00", exit_code=0)           # before any snapshot: 0
@@ -242,9 +256,9 @@ def test_paths_outside_the_assignment_fall_back(reader, writer):
 
 def test_student_monitoring_and_per_file_average(reader, writer):
     base = "/api/os-8/hw1/7"
-    snap(writer, base, "a.c", "20250730_000000", 10)
-    snap(writer, base, "a.c", "20250730_003000", 20)
-    snap(writer, base, "b.c", "20250730_010000", 40)
+    snap(writer, base, "a.c", "20250730_090000", 10)
+    snap(writer, base, "a.c", "20250730_093000", 20)
+    snap(writer, base, "b.c", "20250730_100000", 40)
     assert reader.get("/api/snapshot_avg/os-8/hw1/7/a.c").json() == {"snapshot_avg": 2, "snapshot_size_avg": 15.0}
     assert reader.get("/api/snapshot_avg/os-8/hw1/7/zzz.c").json() == {"snapshot_avg": None, "snapshot_size_avg": None}
     assert reader.get("/api/assignments/snapshot_avg/os-8/hw1/7").json() == {
@@ -256,9 +270,9 @@ def test_student_monitoring_and_per_file_average(reader, writer):
 
 def test_graph_data_buckets_hand_computed(reader, writer):
     base = "/api/os-10/hw1/1"
-    # minutes after 00:00 UTC (= 09:00 KST): a=100 @0, b=50 @4, a=120 @9 | (10-20 empty) | b=0 @25 | c=10 @31, a=200 @39
+    # minutes after 09:00 KST (= 00:00 UTC): a=100 @0, b=50 @4, a=120 @9 | (10-20 empty) | b=0 @25 | c=10 @31, a=200 @39
     for name, minute, size in [("a.c", 0, 100), ("b.c", 4, 50), ("a.c", 9, 120), ("b.c", 25, 0), ("c.c", 31, 10), ("a.c", 39, 200)]:
-        snap(writer, base, name, f"20250730_00{minute:02d}00", size)
+        snap(writer, base, name, f"20250730_09{minute:02d}00", size)
     assert reader.get(f"/api/graph_data/os-10/hw1/1/10").json() == {"trends": [
         {"timestamp": "20250730_0900", "total_size": 170, "size_change": 170},
         {"timestamp": "20250730_0920", "total_size": 120, "size_change": -50},
@@ -272,9 +286,9 @@ def test_graph_data_buckets_hand_computed(reader, writer):
 def test_assignment_stats_total_graph_and_averages(reader, writer):
     cd = "algo-lab-1"  # hyphenated course
     for sid, name, ts, size in [
-        ("001", "a.c", "20250730_000000", 100), ("001", "a.c", "20250730_001000", 300),
-        ("002", "m.py", "20250730_000500", 50),
-        ("003", "x.c", "20250730_000100", 10), ("003", "y.c", "20250730_000200", 20), ("003", "x.c", "20250730_002000", 30),
+        ("001", "a.c", "20250730_090000", 100), ("001", "a.c", "20250730_091000", 300),
+        ("002", "m.py", "20250730_090500", 50),
+        ("003", "x.c", "20250730_090100", 10), ("003", "y.c", "20250730_090200", 20), ("003", "x.c", "20250730_092000", 30),
     ]:
         snap(writer, f"/api/{cd}/hw1/{sid}", name, ts, size)
     st = reader.get(f"/api/assignment/{cd}/hw1").json()

@@ -7,20 +7,30 @@ from watcher_backend import legacy_time as lt
 UTC = timezone.utc
 
 
-def test_snapshot_path_timestamp_is_utc_by_default_like_the_old_server():
-    # The old filemon sent its (UTC) container clock; the old server added nine hours.
-    t = lt.parse_snapshot_timestamp("20250730_061753")
+def test_snapshot_path_timestamp_is_kst_by_default_and_reads_back_unchanged():
+    # The spec: timestamps in paths are Korea time, as the platform sends them.
+    zone = lt.snapshot_path_zone({})
+    t = lt.parse_snapshot_timestamp("20250730_151753", zone)
+    assert t == datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)
+    assert lt.snapshot_string(t) == "20250730_151753"
+    assert lt.parse_snapshot_timestamp("20250730_151753") == t  # the function's own default is KST too
+    assert lt.snapshot_string(lt.parse_snapshot_timestamp("20250101_120000", zone)) == "20250101_120000"
+
+
+def test_snapshot_path_timestamp_in_utc_when_set_for_an_old_filemon():
+    # WATCHER_LEGACY_SNAPSHOT_TZ=UTC: the old filemon sent its (UTC) container clock and the old server
+    # added nine hours; that reading must stay available during a migration.
+    zone = lt.snapshot_path_zone({"WATCHER_LEGACY_SNAPSHOT_TZ": "UTC"})
+    assert zone is lt.UTC
+    t = lt.parse_snapshot_timestamp("20250730_061753", zone)
     assert t == datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)
     assert lt.snapshot_string(t) == "20250730_151753"
 
 
-def test_snapshot_path_timestamp_in_kst():
-    t = lt.parse_snapshot_timestamp("20250730_151753", lt.KST)
-    assert t == datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)
-
-
 def test_snapshot_timestamp_with_extension_suffix_is_accepted():
-    assert lt.parse_snapshot_timestamp("20250730_061753.c") == lt.parse_snapshot_timestamp("20250730_061753")
+    assert lt.parse_snapshot_timestamp("20250730_151753.c") == lt.parse_snapshot_timestamp("20250730_151753")
+    assert (lt.parse_snapshot_timestamp("20250730_061753.c", lt.UTC)
+            == lt.parse_snapshot_timestamp("20250730_061753", lt.UTC))
 
 
 @pytest.mark.parametrize("bad", ["build", "run", "2025-07-30", "20250730061753", "20251330_000000",
@@ -64,9 +74,11 @@ def test_bad_range_bound():
 
 
 def test_zone_settings():
-    assert lt.snapshot_path_zone({}) is lt.UTC
+    assert lt.snapshot_path_zone({}) is lt.KST
+    assert lt.snapshot_path_zone({"WATCHER_LEGACY_SNAPSHOT_TZ": ""}) is lt.KST
     assert lt.naive_body_zone({}) is lt.KST
     assert lt.snapshot_path_zone({"WATCHER_LEGACY_SNAPSHOT_TZ": "Asia/Seoul"}) is lt.KST
+    assert lt.snapshot_path_zone({"WATCHER_LEGACY_SNAPSHOT_TZ": "utc"}) is lt.UTC
     assert lt.naive_body_zone({"WATCHER_LEGACY_NAIVE_TZ": "utc"}) is lt.UTC
     with pytest.raises(lt.LegacyTimeError) as err:
         lt.naive_body_zone({"WATCHER_LEGACY_NAIVE_TZ": "PST"})
@@ -84,6 +96,9 @@ def test_out_of_range_body_times_are_refused_not_overflowed(value):
 def test_out_of_range_snapshot_and_bound():
     with pytest.raises(lt.LegacyTimeError, match="out of range"):
         lt.parse_snapshot_timestamp("00010101_000000", lt.KST)
+    with pytest.raises(lt.LegacyTimeError, match="out of range"):
+        lt.parse_snapshot_timestamp("19700101_080000")  # KST by default: 1969-12-31T23:00Z
+    assert lt.parse_snapshot_timestamp("19700101_090000") == datetime(1970, 1, 1, tzinfo=UTC)
     with pytest.raises(lt.LegacyTimeError, match="out of range"):
         lt.parse_range_bound("9999-12-31T23:59:59-05:00")
 
