@@ -47,8 +47,8 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/d
   $SUDO systemctl stop etcd || true
 fi
 
-if have_binaries; then
-  log "reusing $OUT/bin (${BINARIES[*]})"
+if have_binaries && [ -z "${KUBE_FORCE_REBUILD:-}" ]; then
+  log "reusing $OUT/bin (${BINARIES[*]}); KUBE_FORCE_REBUILD=1 rebuilds"
   exit 0
 fi
 
@@ -57,7 +57,7 @@ install_packages golang-go rsync dpkg-dev golang-github-modern-go-reflect2-dev m
 mkdir -p "$OUT"
 exec 9>"$CACHE_ROOT/.build.lock"
 flock 9
-if have_binaries; then log "another run built them meanwhile: $OUT/bin"; exit 0; fi
+if have_binaries && [ -z "${KUBE_FORCE_REBUILD:-}" ]; then log "another run built them meanwhile: $OUT/bin"; exit 0; fi
 
 # --- private apt configuration with deb-src entries -------------------------------------------------
 APT_DIR="$CACHE_ROOT/apt"
