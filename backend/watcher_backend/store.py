@@ -111,6 +111,11 @@ class IngestResult:
 _SQLITE_WRITE_LOCK = threading.RLock()
 
 
+def sqlite_write_lock() -> threading.RLock:
+    """The lock every SQLite writer of this process holds while writing (re-entrant)."""
+    return _SQLITE_WRITE_LOCK
+
+
 @contextlib.contextmanager
 def write_lock(session: Session):
     if session.get_bind().dialect.name == "sqlite":

@@ -108,6 +108,16 @@ def _check_count(n: int) -> None:
 
 
 def store_batch(app, raw: bytes, backlog: int | None, node: str | None, source: str | None) -> JSONResponse:
+    if app.state.engine.dialect.name == "sqlite":
+        # Parse and insert one batch at a time. Overlapping them only looks parallel: sqlite3 releases the
+        # GIL on every row it steps, and a parsing thread then holds it for a switch interval each time
+        # (the GIL convoy), which made two concurrent clients slower than one.
+        with store.sqlite_write_lock():
+            return _store_batch(app, raw, backlog, node, source)
+    return _store_batch(app, raw, backlog, node, source)
+
+
+def _store_batch(app, raw: bytes, backlog: int | None, node: str | None, source: str | None) -> JSONResponse:
     metrics = app.state.metrics
     size, valid, rejected = parse_batch(raw)
     if rejected:
