@@ -157,6 +157,19 @@ def ingest(
     raise AssertionError("unreachable")
 
 
+_LAST_NOW = [datetime.min.replace(tzinfo=timezone.utc)]
+_NOW_LOCK = threading.Lock()
+
+
+def _unique_now() -> datetime:
+    """The current UTC time, strictly later than the previous call in this process (by 1 us if need be),
+    so ``received_at`` tells this call's rows from those of a concurrent call."""
+    with _NOW_LOCK:
+        now = max(datetime.now(timezone.utc), _LAST_NOW[0] + timedelta(microseconds=1))
+        _LAST_NOW[0] = now
+        return now
+
+
 def _ingest(
     session: Session,
     events: Sequence[wire.Event],
@@ -165,7 +178,7 @@ def _ingest(
     backlog: int | None = None,
     commit: bool = True,
 ) -> IngestResult:
-    now = received_at or datetime.now(timezone.utc)
+    now = received_at or _unique_now()
     seen: set[str] = set()
     fresh: list[wire.Event] = []
     for ev in events:
@@ -185,13 +198,15 @@ def _ingest(
             else:
                 stmt = _insert(session, EVENT).on_conflict_do_nothing(index_elements=["event_id"])
                 result = session.execute(stmt, [event_row(ev, now) for ev in new])
-                inserted = result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(new)
+                # psycopg's executemany reports -1: unknown, so count below (the concurrent-writer path)
+                inserted = result.rowcount if result.rowcount is not None and result.rowcount >= 0 else -1
             if inserted == len(new):
                 for ev in new:
                     accepted_by_type[ev.type] += 1
                     duplicates_by_type[ev.type] -= 1
             else:
-                # A concurrent writer stored some of them between our check and the insert: ask again.
+                # A concurrent writer stored some of them between our check and the insert (or the driver
+                # did not say how many rows it wrote): the rows carrying our received_at are ours.
                 stored_now = _existing_ids(session, [ev.event_id for ev in new], received_at=now)
                 for ev in new:
                     if ev.event_id in stored_now:
