@@ -154,6 +154,8 @@ def test_operator_creates_every_child_and_a_noop_resync_rewrites_nothing(cluster
     wait_for(lambda: condition(kube, namespace, "BackendReady"), 30, "conditions")
     status = kube.get(*WD, namespace, "watcher")["status"]
     assert status["observedGeneration"] == wd["metadata"]["generation"]
+    # kopf's finalizer only (it stops the resync timer on deletion); the operator adds none of its own
+    assert kube.get(*WD, namespace, "watcher")["metadata"].get("finalizers") == ["kopf.zalando.org/KopfFinalizerMarker"]
     assert status["backendURL"] == f"http://watcher-backend-service.{namespace}.svc.cluster.local:3000"
     events = cluster.kubectl("-n", namespace, "get", "events", "-o", "json").stdout
     assert "created Deployment watcher-backend" in events

@@ -134,3 +134,19 @@ def test_resource_name_is_bounded_so_children_names_fit():
     assert len(doc["metadata"]["name"] + "-backend-service") == 63
     doc["metadata"]["name"] = "a" * 48
     assert list(VALIDATOR.iter_errors(doc))
+
+
+def _field_paths(schema: dict, prefix: str = "spec") -> list[str]:
+    out = []
+    for key, sub in (schema.get("properties") or {}).items():
+        path = f"{prefix}.{key}"
+        out.append(path)
+        if key != "resources" and sub.get("type") == "object" and "properties" in sub:
+            out += _field_paths(sub, path)
+    return out
+
+
+def test_every_spec_field_is_documented():
+    doc = (ROOT / "docs" / "operator.md").read_text()
+    missing = [p for p in _field_paths(crd.spec_schema()) if f"`{p}`" not in doc]
+    assert missing == []
