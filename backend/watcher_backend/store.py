@@ -197,7 +197,10 @@ def _ingest(
                 inserted = _sqlite_bulk_insert(session, new, now)
             else:
                 stmt = _insert(session, EVENT).on_conflict_do_nothing(index_elements=["event_id"])
-                result = session.execute(stmt, [event_row(ev, now) for ev in new])
+                # Insert in event_id order: concurrent batches that overlap then lock keys in the same order
+                # and wait for each other instead of deadlocking.
+                ordered = sorted(new, key=lambda ev: ev.event_id)
+                result = session.execute(stmt, [event_row(ev, now) for ev in ordered])
                 # psycopg's executemany reports -1: unknown, so count below (the concurrent-writer path)
                 inserted = result.rowcount if result.rowcount is not None and result.rowcount >= 0 else -1
             if inserted == len(new):
