@@ -446,11 +446,16 @@ def test_metrics_use_route_templates_and_count_events(backend, ident):
             http.get(f"/api/v1/snapshots/{str(i) * 64}")
             http.get(f"/no/such/path/{i}")
     backend.post_events([wire_event("file.save", **ident), {"type": "file.save"}])
+    too_big = httpx.post(backend.url + "/api/v1/events", content=b" " * (wire.MAX_BATCH_BYTES + 1),
+                         headers={**backend.headers("ingest"), "Content-Type": "application/json"})
+    assert too_big.status_code == 413
     text = httpx.get(backend.url + "/metrics").text
     endpoints = set(re.findall(r'http_requests_total\{[^}]*endpoint="([^"]*)"', text))
     assert "/api/v1/snapshots/{sha256}" in endpoints
     assert "<unmatched>" in endpoints
     assert not any("000000" in e or "/no/such" in e for e in endpoints)
     assert 'http_request_duration_seconds_bucket{endpoint="/api/v1/events"' in text
+    # a 413 answered before routing still carries the route's template
+    assert re.search(r'http_requests_total\{endpoint="/api/v1/events",http_status="413",method="POST"\} \d', text)
     assert re.search(r'watcher_events_ingested_total\{result="accepted",type="file.save"\} \d', text)
     assert re.search(r'watcher_events_ingested_total\{result="rejected",type="file.save"\} \d', text)
