@@ -88,8 +88,9 @@ BPF_PERCPU_ARRAY(counters, u64, N_COUNTERS);
 BPF_TABLE("lru_hash", u32, struct exec_event, pending, 1024);
 // A zeroed exec_event to initialise `pending` entries (too large for the 512-byte stack).
 BPF_ARRAY(zero_event, struct exec_event, 1);
-// child pid -> parent tgid, from sched_process_fork (ppid without reading task_struct).
-BPF_TABLE("lru_hash", u32, u32, parents, 16384);
+// child pid -> parent tgid, from sched_process_fork (ppid without reading task_struct). Entries
+// go at the child's exec or exit; LRU in case one is missed.
+BPF_TABLE("lru_hash", u32, u32, parents, 65536);
 // Processes between exec and exit. User space deletes those it does not care about, so only
 // compiles and runs of students produce exit events.
 BPF_TABLE("lru_hash", u32, struct proc_state, tracked, 65536);

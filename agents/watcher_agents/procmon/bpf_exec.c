@@ -96,6 +96,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     if (ppid) {
         e->ppid = *ppid;
         e->flags |= F_PPID_KNOWN;
+        parents.delete(&tgid);
     } else {
         e->ppid = 0;
     }

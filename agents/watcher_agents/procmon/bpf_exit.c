@@ -69,6 +69,8 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
     u32 tgid = pid_tgid >> 32;
     u32 tid = (u32)pid_tgid;
     u8 how_extra = 0;
+    if (!filtered_out(bpf_get_current_cgroup_id()))
+        parents.delete(&tid);   // a task that never exec'd (or a thread)
 #ifdef HAVE_GROUP_DEAD
     if (!args->group_dead)
         return 0;

@@ -190,6 +190,9 @@ def main(argv: list[str]) -> int:
                         outbox=rt.outbox, metrics=metrics, max_args=ps.argv_max_args,
                         argv_size=ps.argv_max_bytes, learn_seconds=ps.cgroup_learn_seconds,
                         ignore_ttl=ps.cgroup_ignore_ttl, kernel_filter=ps.kernel_filter)
+    # Started first so /metrics answers while bcc compiles (about a second), and so that shutdown()
+    # below has running parts to stop.
+    rt.start()
     tracer = open_tracer(ps, pipeline)
     if tracer is None:
         rt.shutdown(flush_timeout=0)
@@ -197,7 +200,6 @@ def main(argv: list[str]) -> int:
     pipeline.attach(tracer)
     rt.health.register(f"tracer alive (mode {tracer.mode})", tracer.alive)
     rt.health.register("pipeline alive", pipeline.alive)
-    rt.start()
     pipeline.start()
     tracer.start()
     rt.install_signal_handlers()

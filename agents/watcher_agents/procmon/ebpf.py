@@ -170,8 +170,9 @@ class EbpfTracer:
 
     def load(self) -> None:
         """Compile, load and attach. Raises TracerUnavailable with a one-line reason."""
-        if os.geteuid() != 0 and not _has_bpf_caps():
-            raise TracerUnavailable("not root and no CAP_BPF+CAP_PERFMON (or CAP_SYS_ADMIN)")
+        if not _has_bpf_caps():
+            raise TracerUnavailable("missing capabilities: needs CAP_BPF and CAP_PERFMON (kernel 5.8+) or "
+                                    "CAP_SYS_ADMIN")
         tdir = tracing_dir()
         bcc = import_bcc()
         self._ct = bcc
@@ -199,12 +200,15 @@ class EbpfTracer:
         if not kernel_build.exists():
             raise TracerUnavailable(f"no kernel headers: {kernel_build} is missing (run scripts/deps/bcc.sh "
                                     "or mount /lib/modules and /usr/src from the host)")
+        quiet = _quiet_stderr()
         try:
-            # bcc prints clang diagnostics on stderr; keep them out of the agent's one-line logs.
-            with _quiet_stderr():
+            # bcc prints clang diagnostics on stderr; keep them out of the agent's one-line logs and
+            # quote the first error in the reason instead.
+            with quiet:
                 self.bpf = bcc.BPF(text=text, cflags=cflags)
         except Exception as exc:
-            raise TracerUnavailable(f"bcc could not compile/load the program: {_one_line(exc)}") from None
+            detail = quiet.first_error() or _one_line(exc)
+            raise TracerUnavailable(f"bcc could not compile/load the program: {detail}") from None
         try:
             self.bpf["config"][ctypes.c_int(0)] = ctypes.c_uint(1 if self.kernel_filter else 0)
             if self.use_ringbuf:
@@ -285,10 +289,14 @@ class EbpfTracer:
         else:
             table[key] = ctypes.c_ubyte(verdict)
 
-    def untrack(self, pid: int) -> None:
-        """No exit event for this process (user space does not care about it)."""
+    def untrack(self, pid: int, start_ns: int) -> None:
+        """No exit event for this exec of ``pid`` (user space does not care about it). The entry is left
+        alone if the process has exec'd again since (a newer program we may want)."""
+        table = self.bpf["tracked"]
+        key = ctypes.c_uint(pid)
         try:
-            del self.bpf["tracked"][ctypes.c_uint(pid)]
+            if table[key].start_ns == start_ns:
+                del table[key]
         except (KeyError, TypeError):
             pass
 
@@ -319,14 +327,28 @@ def _one_line(exc: BaseException) -> str:
 
 
 class _quiet_stderr:
-    """Redirect fd 2 to /dev/null while bcc's clang runs (it writes header warnings there)."""
+    """Capture fd 2 while bcc's clang and the verifier run (header warnings, verifier logs)."""
+
+    def __init__(self) -> None:
+        self.text = ""
 
     def __enter__(self):
+        import tempfile
+        self._file = tempfile.TemporaryFile()
         self._saved = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
+        os.dup2(self._file.fileno(), 2)
+        return self
 
     def __exit__(self, *exc):
         os.dup2(self._saved, 2)
         os.close(self._saved)
+        self._file.seek(0)
+        self.text = self._file.read(1 << 20).decode("utf-8", "replace")
+        self._file.close()
+
+    def first_error(self) -> str | None:
+        for line in self.text.splitlines():
+            low = line.lower()
+            if "error" in low or "permission" in low or "operation not permitted" in low:
+                return line.strip()[:300]
+        return None

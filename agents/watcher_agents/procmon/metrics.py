@@ -24,6 +24,9 @@ class ProcmonMetrics:
         self.proc_gone = Counter("procmon_proc_read_misses_total",
                                  "Execs whose process was gone before /proc could be read (cwd unknown)",
                                  registry=registry)
+        self.from_parent = Counter("procmon_cwd_from_parent_total",
+                                   "Execs whose process was gone at once: cwd and hostname read from the parent",
+                                   registry=registry)
         self.invalid = Counter("procmon_invalid_events_total",
                                "Attributed processes whose event failed wire validation (logged)", registry=registry)
         self.outbox_errors = Counter("procmon_outbox_put_failures_total",

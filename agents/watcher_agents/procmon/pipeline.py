@@ -116,6 +116,9 @@ class Pipeline:
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.pending: OrderedDict[int, Pending] = OrderedDict()
         self.lineage: OrderedDict[int, tuple[int, bool]] = OrderedDict()   # pid -> (ppid, is a compiler)
+        # pid -> (cwd, hostname) last seen for it or for one of its children (tracer thread only)
+        self.recent: OrderedDict[int, tuple[str, str | None]] = OrderedDict()
+        self._recent_lock = threading.Lock()
         self.unsent: list = []
         self.tracer = None
         self.learner: CgroupLearner | None = None
@@ -147,6 +150,23 @@ class Pipeline:
         pid = ev.pid
         ev.cwd = procfs.read_cwd(pid)
         ev.hostname = self.hostnames.resolve(pid)
+        if (ev.cwd is None or ev.hostname is None) and ev.ppid:
+            # Gone already (a 1 ms program). A shell, make or an IDE forks the child in its own
+            # directory and namespaces, so the parent is the best witness left: live if it still
+            # runs, else what its latest other child (or its own exec) showed.
+            cwd, host = procfs.read_cwd(ev.ppid), self.hostnames.resolve(ev.ppid)
+            seen = self.recent.get(ev.ppid)
+            if seen is not None:
+                cwd, host = cwd or seen[0], host or seen[1]
+            ev.cwd, ev.hostname = ev.cwd or cwd, ev.hostname or host
+            self.metrics.from_parent.inc()
+        if ev.cwd is not None:
+            with self._recent_lock:
+                self.recent[pid] = (ev.cwd, ev.hostname)
+                if ev.ppid:
+                    self.recent[ev.ppid] = (ev.cwd, ev.hostname)
+                while len(self.recent) > MAX_LINEAGE:
+                    self.recent.popitem(last=False)
         if ev.argv_missing or not ev.argv:
             argv = procfs.read_cmdline(pid)
             if argv:
@@ -233,8 +253,11 @@ class Pipeline:
             if len(self.lineage) > MAX_LINEAGE:
                 self.lineage.popitem(last=False)
         if isinstance(result, Skip):
+            if result.reason != NOT_STUDENT or ev.cwd is None:
+                log.debug("pid %d (ppid %d) %s skipped (%s): cwd=%s host=%s argv=%s", ev.pid, ev.ppid, ev.filename, result.reason,
+                          ev.cwd, ev.hostname, ev.argv[:4])
             self.metrics.count_filtered(result.reason)
-            self.tracer.untrack(ev.pid)
+            self.tracer.untrack(ev.pid, ev.ktime_ns)
             return
         self.pending[ev.pid] = Pending(ev, result, ktime_to_wall(ev.ktime_ns))
         if len(self.pending) > MAX_PENDING:

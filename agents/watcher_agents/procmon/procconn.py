@@ -104,10 +104,15 @@ class ProcConnectorTracer:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
             sock.bind((0, CN_IDX_PROC))
             sock.send(subscription_message())
+            err = _wait_for_ack(sock)
         except OSError as exc:
             sock.close()
             raise ConnectorUnavailable(f"cannot subscribe to process events: {exc.strerror or exc} "
                                        "(needs CAP_NET_ADMIN)") from None
+        if err:
+            sock.close()
+            raise ConnectorUnavailable(f"the kernel refused the subscription: {os.strerror(err)} "
+                                       "(needs CAP_NET_ADMIN in the initial user namespace)")
         sock.settimeout(0.5)
         self.sock = sock
         log.info("listening to the netlink process connector (no in-kernel filter)")
@@ -194,7 +199,7 @@ class ProcConnectorTracer:
     def set_cgroup_verdict(self, cgroup_id: int, verdict: int | None) -> None:
         pass
 
-    def untrack(self, pid: int) -> None:
+    def untrack(self, pid: int, start_ns: int) -> None:
         pass
 
 
@@ -205,3 +210,18 @@ def _other_threads(tgid: int, exclude: set[int]) -> bool:
     except (OSError, ValueError):
         return False
     return bool(tids - exclude)
+
+
+def _wait_for_ack(sock: socket.socket, timeout: float = 1.0) -> int:
+    """The kernel answers a subscription with PROC_EVENT_NONE carrying an errno (0 = subscribed)."""
+    sock.settimeout(0.1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            data = sock.recv(65536)
+        except socket.timeout:
+            continue
+        for what, _ts, body in parse_messages(data):
+            if what == 0 and len(body) >= 4:
+                return struct.unpack_from("=I", body)[0]
+    return 0  # no answer (older kernels do not always ack): assume subscribed

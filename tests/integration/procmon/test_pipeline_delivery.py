@@ -26,7 +26,7 @@ class NoKernel:
     def __init__(self):
         self.untracked = []
 
-    def untrack(self, pid):
+    def untrack(self, pid, start_ns):
         self.untracked.append(pid)
 
     def set_cgroup_verdict(self, cgroup_id, verdict):
