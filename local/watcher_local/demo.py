@@ -15,6 +15,7 @@ connector); without it the demo shows the file events and says why the rest is m
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from watcher_local.stack import LocalStack, free_port, port_is_free
+from watcher_local.stack import LocalStack, free_port, port_is_free, say_safely
 from watcher_local.tables import local_time, render
 
 COURSE, SECTION, ASSIGNMENT = "os", "1", "hw1"
@@ -163,9 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str]) -> int:
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    say = lambda msg: print(f"demo: {msg}", flush=True)  # noqa: E731
+    say = say_safely("demo: ")
     if shutil.which("gcc") is None:
         say("gcc is not installed; install it (apt-get install gcc) to see compiles")
     tmp = None
@@ -221,3 +222,14 @@ def main(argv: list[str]) -> int:
         if tmp:
             tmp.cleanup()
     return 0
+
+
+def main(argv: list[str]) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # e.g. `watcher demo | head`: the stack was stopped; say nothing more
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0

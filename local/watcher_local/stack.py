@@ -63,6 +63,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the process that started us dies without stopping us (a crash,
+    SIGKILL, a closed terminal), so no component is ever left running on its own. Linux only."""
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def say_safely(prefix: str):
+    """A progress printer that never raises (stdout may be a closed pipe, e.g. ``watcher demo | head``)."""
+    def say(msg: str) -> None:
+        try:
+            print(f"{prefix}{msg}", flush=True)
+        except (BrokenPipeError, OSError, ValueError):
+            pass
+    return say
+
+
 @dataclass
 class Component:
     name: str
@@ -83,6 +105,7 @@ class Component:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches us, and we stop children in order
+            preexec_fn=_die_with_parent,
         )
 
     def alive(self) -> bool:
@@ -355,7 +378,7 @@ def main(argv: list[str]) -> int:
                        filemon_metrics_port=args.filemon_metrics_port,
                        procmon_metrics_port=args.procmon_metrics_port, procmon_mode=args.procmon, database_url=args.database_url)
     stack.prepare()
-    say = lambda msg: print(f"watcher local: {msg}", flush=True)  # noqa: E731
+    say = say_safely("watcher local: ")
     try:
         stack.start(say=say)
     except RuntimeError as exc:

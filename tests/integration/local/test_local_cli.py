@@ -112,3 +112,35 @@ def test_demo_runs_and_prints_the_timelines_and_summary(tmp_path):
         assert "4 compiles (50% succeeded), 4 runs" in out
     else:
         assert "procmon is not running" in out
+
+
+def test_no_component_outlives_a_killed_watcher_local(tmp_path):
+    """SIGKILL of `watcher local` (no chance to clean up): its components get SIGTERM from the kernel."""
+    ws, data, port = tmp_path / "ws", tmp_path / "data", free_port()
+    out = tmp_path / "local.out"
+    with open(out, "wb") as fh:
+        proc = subprocess.Popen(WATCHER + ["local", "--workspace", str(ws), "--data-dir", str(data), "--port", str(port),
+                                           "--filemon-metrics-port", str(free_port()), "--procmon", "off"],
+                                stdout=fh, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while "press Ctrl-C to stop" not in out.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, out.read_text()
+        time.sleep(0.2)
+    children = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+    assert len(children) == 2  # backend and filemon
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
+              for pid in children):
+        assert time.monotonic() < deadline, "a component outlived watcher local"
+        time.sleep(0.2)
+    assert not port_answers(port)
+
+
+def port_answers(port: int) -> bool:
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+        return True
+    except httpx.HTTPError:
+        return False
