@@ -35,7 +35,12 @@ log = logging.getLogger("watcher_backend")
 
 
 class BodyLimitMiddleware:
-    """413 for a request body over ``max_bytes``: checks Content-Length first, then counts what arrives."""
+    """413 for a request body over ``max_bytes``.
+
+    A declared Content-Length over the limit is refused on the first read, before any byte is buffered;
+    a body without one (chunked) is counted as it arrives. Both raise inside the route, so the answer goes
+    through FastAPI's handlers and the metrics see the route template.
+    """
 
     def __init__(self, app, max_bytes: int):
         self.app = app
@@ -45,19 +50,19 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        declared = 0
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = 0
-                if declared > self.max_bytes:
-                    await self._reject(send, declared)
-                    return
         seen = 0
 
         async def limited_receive():
             nonlocal seen
+            if declared > self.max_bytes:
+                raise HTTPException(status_code=413, detail=self._message(declared), headers={"Connection": "close"})
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
@@ -69,10 +74,6 @@ class BodyLimitMiddleware:
 
     def _message(self, size: int) -> str:
         return f"request body of {size}+ bytes is over the limit of {self.max_bytes} bytes (WATCHER_MAX_BODY_BYTES)"
-
-    async def _reject(self, send, size: int) -> None:
-        response = JSONResponse({"detail": self._message(size)}, status_code=413, headers={"Connection": "close"})
-        await response({"type": "http"}, None, send)
 
 
 async def _retention_loop(app: FastAPI) -> None:
@@ -166,7 +167,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
         )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, routes=app.router.routes)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
 
     def openapi():
         if app.openapi_schema:

@@ -60,22 +60,9 @@ def type_label(value: object) -> str:
 class MetricsMiddleware:
     """Pure ASGI middleware: counts and times every HTTP request by route template."""
 
-    def __init__(self, app, metrics: Metrics, routes=None):
+    def __init__(self, app, metrics: Metrics):
         self.app = app
         self.metrics = metrics
-        # The app's routes, to name requests answered before routing (e.g. 413 for a body over the limit).
-        self.routes = routes
-
-    def _match(self, scope):
-        from starlette.routing import Match
-
-        for route in self.routes or ():
-            try:
-                if route.matches(scope)[0] == Match.FULL:
-                    return route
-            except Exception:  # a route that cannot judge this scope is simply not it
-                continue
-        return None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -92,7 +79,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route") or self._match(scope)
+            route = scope.get("route")
             endpoint = getattr(route, "path_format", None) or getattr(route, "path", None) or UNMATCHED
             method = scope.get("method", "GET")
             if method not in ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"):
