@@ -39,6 +39,11 @@ def namespace(cluster):
     name = f"t-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", name)
     yield name
+    # the operator is already stopped here: drop kopf's finalizers, or the namespace stays Terminating
+    listed = cluster.kubectl("-n", name, "get", "watcherdeployments", "-o", "name", check=False).stdout.split()
+    for obj in listed:
+        cluster.kubectl("-n", name, "patch", obj, "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
+                        check=False)
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
