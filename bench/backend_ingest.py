@@ -12,7 +12,6 @@ import concurrent.futures
 import json
 import os
 import platform
-import secrets
 import statistics
 import sys
 import tempfile

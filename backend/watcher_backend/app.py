@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import importlib
 import logging
-from datetime import datetime, timezone
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -182,7 +181,3 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     app.openapi = openapi
     return app
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import and_, case, delete, func, literal, or_, select
+from sqlalchemy import and_, case, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -801,8 +801,3 @@ def purge_older_than(session: Session, cutoff: datetime, *, chunk: int = 10_000)
 
 def retention_cutoff(days: int, now: datetime | None = None) -> datetime:
     return (now or datetime.now(timezone.utc)) - timedelta(days=days)
-
-
-def snapshot_known(session: Session, sha256: str) -> bool:
-    q = select(literal(1)).select_from(EVENT).where(EVENT.c.sha256 == sha256).limit(1)
-    return session.execute(q).first() is not None

@@ -4,7 +4,6 @@ Every test uses a fresh identity (``ident``), so the module can share one server
 """
 from __future__ import annotations
 
-import json
 import re
 from datetime import datetime, timedelta, timezone
 
