@@ -145,9 +145,27 @@ def wait_and_check(stack, http, bursts: list[Burst], timeout: float = 90, **kw) 
         try:
             [check(http, b, **kw) for b in bursts]
             break
-        except AssertionError:
+        except AssertionError as exc:
             if time.monotonic() > deadline:
-                raise
+                raise AssertionError(f"{exc}\n{diagnostics(stack)}") from None
             time.sleep(0.5)
     settle(stack)
     return [check(http, b, **kw) for b in bursts]
+
+
+def diagnostics(stack) -> str:
+    """The agents' own counters of what they skipped or lost, and where the logs are (for a failure message)."""
+    from system.e2e.session import metrics
+    keep = ("procmon_proc_read_misses", "procmon_events_lost", "procmon_events_filtered", "procmon_events_dropped",
+            "procmon_invalid", "procmon_argv_missing", "procmon_kernel_events", "procmon_cwd_from_parent",
+            "filemon_files_skipped", "filemon_errors", "filemon_outbox_unavailable", "watcher_dead_letters_total")
+    lines = [f"logs: {stack.data_dir / 'logs'}"]
+    for agent in ("filemon", "procmon"):
+        try:
+            m = metrics(stack, agent)
+        except Exception as exc:  # noqa: BLE001 - best effort, for the message only
+            lines.append(f"{agent}: metrics unavailable ({exc})")
+            continue
+        lines.append(f"{agent}: " + ", ".join(f"{k}={v:g}" for k, v in sorted(m.items())
+                                             if k.startswith(keep) and not k.endswith("_created") and v))
+    return "\n".join(lines)
