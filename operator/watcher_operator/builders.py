@@ -245,18 +245,22 @@ def build_backend_deployment(t: Target) -> dict:
     b = t.spec["backend"]
     n = names(t.name)
     port = int(b["port"])
+    args = ["backend", "--host", "0.0.0.0", "--port", str(port), "--snapshot-dir", SNAPSHOT_MOUNT]
+    env: list[dict] = []
+    # SQLite: a flag; PostgreSQL: an env var from the Secret. Never one env entry switching between `value`
+    # and `valueFrom`: server-side apply merges env entries by name and would keep an empty valueFrom.
     if b.get("database"):
         ref = b["database"]["secretRef"]
-        db_env = {"name": "WATCHER_DATABASE_URL",
-                  "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref.get("key", "url")}}}
+        env.append({"name": "WATCHER_DATABASE_URL",
+                    "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref.get("key", "url")}}})
     else:
-        db_env = {"name": "WATCHER_DATABASE_URL", "value": SQLITE_URL}
+        args += ["--database-url", SQLITE_URL]
     container = {
         "name": "backend",
         "image": image(t, "backend"),
         "imagePullPolicy": t.spec["image"]["pullPolicy"],
-        "args": ["backend", "--host", "0.0.0.0", "--port", str(port), "--snapshot-dir", SNAPSHOT_MOUNT],
-        "env": [db_env,
+        "args": args,
+        "env": [*env,
                 {"name": "WATCHER_SNAPSHOT_DIR", "value": SNAPSHOT_MOUNT},
                 _token_env(t, "WATCHER_INGEST_TOKEN", "ingest"),
                 _token_env(t, "WATCHER_READ_TOKEN", "read"),

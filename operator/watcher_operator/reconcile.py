@@ -157,6 +157,10 @@ class Reconciler:
                 out.problems.append(Problem("DatabaseSecretMissing",
                                             f"database Secret {ns}/{db['secretRef']['name']} with key `{key}` "
                                             f"not found", True))
+        if int(spec["backend"]["replicas"]) > 1 and not db:
+            out.problems.append(Problem("SingleWriterDatabase",
+                                        f"backend.replicas is {spec['backend']['replicas']} but SQLite allows a single "
+                                        f"writer: running 1 replica; set backend.database (PostgreSQL) to scale"))
         tokens = self._tokens(t, out)
         self._check_storage_classes(t, out)
         if not spec["workspace"]["create"]:

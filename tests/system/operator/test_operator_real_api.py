@@ -222,13 +222,20 @@ def test_update_drift_repair_and_garbage_collection(cluster, namespace, kube, ru
 def test_delete_claims_on_delete_removes_data_claims(cluster, namespace, kube, run_operator):
     prepare(cluster, namespace)
     run_operator(namespace, "--standalone")
-    apply(cluster, minimal(namespace, deleteClaimsOnDelete=True))
+    apply(cluster, minimal(namespace, deleteClaimsOnDelete=True,
+                           workspace={"create": True, "claimName": "ws-created", "size": "20Gi"}))
     wait_for(lambda: children_ready(kube, namespace), 60, "children")
     pvc = kube.get("v1", "PersistentVolumeClaim", namespace, "watcher-backend-pvc")
     assert pvc["metadata"]["ownerReferences"][0]["kind"] == "WatcherDeployment"
+    ws = wait_for(lambda: kube.get("v1", "PersistentVolumeClaim", namespace, "ws-created"), 30, "workspace claim")
+    assert ws["spec"]["accessModes"] == ["ReadWriteMany"] and ws["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    ds = kube.get("apps/v1", "DaemonSet", namespace, "watcher-filemon")
+    vols = {v["name"]: v for v in ds["spec"]["template"]["spec"]["volumes"]}
+    assert vols["workspace"]["persistentVolumeClaim"]["claimName"] == "ws-created"
     cluster.kubectl("-n", namespace, "delete", "watcherdeployment", "watcher")
-    wait_for(lambda: kube.get("v1", "PersistentVolumeClaim", namespace, "watcher-backend-pvc") is None, 60,
-             "backend claim deleted")
+    for claim in ("watcher-backend-pvc", "watcher-filemon-storage-pvc", "ws-created"):
+        wait_for(lambda: kube.get("v1", "PersistentVolumeClaim", namespace, claim) is None, 60,
+                 f"{claim} deleted")
     # a claim the operator did not create is never touched
     assert kube.get("v1", "PersistentVolumeClaim", namespace, "jcode-vol-pvc") is not None
 
@@ -337,3 +344,34 @@ def test_service_monitors_appear_when_the_prometheus_crd_exists(cluster, namespa
                                   "watcher-backend-monitor") is None, 30, "monitor removed")
     finally:
         cluster.kubectl("delete", "crd", "servicemonitors.monitoring.coreos.com", check=False)
+
+
+def test_full_example_with_postgres_reconciles(cluster, namespace, kube, run_operator):
+    prepare(cluster, namespace)
+    cluster.kubectl("-n", namespace, "create", "secret", "generic", "watcher-database",
+                    "--from-literal=url=postgresql+psycopg://watcher:pw@postgres/watcher")
+    run_operator(namespace, "--standalone")
+    doc = yaml.safe_load((ROOT / "examples" / "watcherdeployment.yaml").read_text())
+    doc["metadata"]["namespace"] = namespace
+    doc["spec"]["backend"]["replicas"] = 2
+    apply(cluster, doc)
+    wait_for(lambda: children_ready(kube, namespace), 60, "children")
+    dep = kube.get("apps/v1", "Deployment", namespace, "watcher-backend")
+    assert dep["spec"]["replicas"] == 2 and dep["spec"]["strategy"]["type"] == "RollingUpdate"
+    env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["WATCHER_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "watcher-database", "key": "url"}
+    ds = kube.get("apps/v1", "DaemonSet", namespace, "watcher-filemon")
+    pod = ds["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"jcode.io/student-workloads": "true"}
+    assert pod["containers"][0]["volumeMounts"][0]["subPath"] == "workspace"
+    netpol = kube.get("networking.k8s.io/v1", "NetworkPolicy", namespace, "watcher-backend")
+    assert len(netpol["spec"]["ingress"][0]["from"]) == 4
+    mark_ready(kube, namespace)
+    cluster.kubectl("-n", namespace, "wait", "--for=condition=Ready", "--timeout=60s", "watcherdeployment/watcher")
+    assert cluster.kubectl("-n", namespace, "get", "wd", "watcher", "--no-headers").stdout.split()[2] == "2/2"
+    # back to SQLite with 3 replicas: runs one, and says why
+    del doc["spec"]["backend"]["database"]
+    doc["spec"]["backend"]["replicas"] = 3
+    apply(cluster, doc)
+    wait_for(lambda: (condition(kube, namespace, "Degraded") or {}).get("reason") == "SingleWriterDatabase", 30)
+    assert kube.get("apps/v1", "Deployment", namespace, "watcher-backend")["spec"]["replicas"] == 1

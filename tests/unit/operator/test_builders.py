@@ -150,7 +150,8 @@ def test_backend_is_non_root_read_only_with_health_probes():
     assert vols["snapshots"]["persistentVolumeClaim"] == {"claimName": "watcher-filemon-storage-pvc",
                                                           "readOnly": True}
     env = {e["name"]: e for e in c["env"]}
-    assert env["WATCHER_DATABASE_URL"]["value"] == "sqlite:////app/data/watcher.db"
+    assert c["args"][c["args"].index("--database-url") + 1] == "sqlite:////app/data/watcher.db"
+    assert "WATCHER_DATABASE_URL" not in env
     assert env["WATCHER_INGEST_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "watcher-tokens",
                                                                         "key": "ingest-token"}
     # RWO database volume: the old pod must stop before the new one mounts it
@@ -251,8 +252,10 @@ def test_sqlite_backend_runs_one_replica_postgres_scales():
     dep = by_key(build_children(r, INPUTS))["Deployment", "watcher-backend"]
     assert dep["spec"]["replicas"] == 3
     assert dep["spec"]["strategy"]["type"] == "RollingUpdate"
-    env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in c["env"]}
     assert env["WATCHER_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "pg", "key": "url"}
+    assert "--database-url" not in c["args"]  # the URL (with its password) stays in the Secret
 
 
 def test_per_component_image_override_and_no_pull_secret_without_credentials():
