@@ -112,7 +112,9 @@ log "building ${BINARIES[*]} with $(go version) — this takes several minutes"
 unset GOFLAGS  # hack/lib/golang.sh parses GOFLAGS for -tags; anything else breaks the tag list
 export KUBE_GIT_VERSION="v${KUBE_SRC_VERSION##*really}"
 export KUBE_GIT_TREE_STATE=clean
-export KUBE_BUILD_PLATFORMS=linux/amd64
+export KUBE_BUILD_PLATFORMS="linux/$(dpkg --print-architecture | sed 's/^armhf$/arm/')"
+# pure-Go build: no C compiler needed (golang-go only recommends gcc)
+export CGO_ENABLED=0
 start=$(date +%s)
 ( while sleep 60; do log "... still building ($(( $(date +%s) - start ))s)"; done ) &
 ticker=$!
