@@ -37,6 +37,8 @@ QUICK = {
     "backend_queries.py": [["--events", "200000", "--requests", "100"]],
     "filemon_idle.py": [["--dirs", "1000", "--idle-seconds", "10"]],
     "filemon_storm.py": [["--saves", "2000", "--students", "100", "--seconds", "5"]],
+    "procmon_execs.py": [["--execs", "5000"]],
+    "procmon_overhead.py": [["--rounds", "3", "--execs", "1000"]],
     "e2e_classroom.py": [["--duration", "30"]],
 }
 
