@@ -5,8 +5,10 @@ gcc every 30 s, for 2 minutes, in a workspace watched by the real local stack (`
 real inotify, procmon with eBPF when root). Measured:
 
 * save-to-queryable latency: from the moment the save's ``close()`` returned to the moment the
-  backend committed the event (its ``received_at``), for EVERY save; p50/p99/max;
-* compile-to-queryable latency: from gcc's exit to the event's ``received_at``, for every compile;
+  backend stored the event (its ``received_at``, set in the ingest transaction), for EVERY save;
+  p50/p99/max;
+* compile-to-queryable latency: from gcc's exit (the event's ``ended_at``, taken from the kernel's exit
+  event by procmon) to the event's ``received_at``, for every compile;
 * the same two, observed through the read API for a few probe students polled continuously
   (first time the timeline shows the event), to check ``received_at`` is when reads see it;
 * CPU seconds (user+system, from /proc/<pid>/stat) and peak RSS (VmHWM, /proc/<pid>/status) of each
@@ -282,10 +284,13 @@ def main(argv=None) -> int:
                 save_lat.append(parse_time(e["received_at"]) - written)
                 if e["event_id"] in prober.first_seen:
                     api_save_lat.append(prober.first_seen[e["event_id"]] - written)
-        for e, (start, end, rc) in zip(comp_events, sorted(room.compiles[sid])):
-            compile_lat.append(parse_time(e["received_at"]) - end)
+        for e in comp_events:
+            # from gcc's exit as procmon timestamped it (the kernel's exit event): the load generator's own
+            # clock reading after waitpid() comes a few ms later than the exit and would understate this
+            ended = parse_time(e["ended_at"])
+            compile_lat.append(parse_time(e["received_at"]) - ended)
             if e["event_id"] in prober.first_seen:
-                api_compile_lat.append(prober.first_seen[e["event_id"]] - end)
+                api_compile_lat.append(prober.first_seen[e["event_id"]] - ended)
     missing_saves = n_saves - len(saves_stored)
     twice = sum(1 for n in saves_stored.values() if n > 1)
     missing_compiles = (n_compiles - compiles_stored) if with_procmon else None
@@ -310,8 +315,8 @@ def main(argv=None) -> int:
         "",
         "| measurement | result | target |",
         "|---|---|---|",
-        f"| save-to-queryable (close() → committed, every save) | {fmt(save_lat)} | p99 ≤ {TARGET_SAVE_P99:g} s |",
-        f"| compile-to-queryable (gcc exit → committed, every compile) | {fmt(compile_lat)} | p99 ≤ {TARGET_COMPILE_P99:g} s |",
+        f"| save-to-queryable (close() → stored: the ingest transaction's received_at, every save) | {fmt(save_lat)} | p99 ≤ {TARGET_SAVE_P99:g} s |",
+        f"| compile-to-queryable (gcc's exit as traced → stored, every compile) | {fmt(compile_lat)} | p99 ≤ {TARGET_COMPILE_P99:g} s |",
         f"| save-to-queryable seen through the read API ({args.probes} polled students) | {fmt(api_save_lat)} | |",
         f"| compile-to-queryable seen through the read API | {fmt(api_compile_lat)} | |",
         f"| saves missing / stored twice | {missing_saves} / {twice} | 0 / 0 |",

@@ -122,8 +122,9 @@ def plot(path: Path) -> str:
     data = json.loads(data_file.read_text())
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [2, 1]})
     for key, label in (("save_latency_s", "save → queryable"), ("compile_latency_s", "compile → queryable"),
-                       ("api_save_latency_s", "save → seen by read API (probes)")):
-        values = sorted(v * 1000 for v in data.get(key) or [])
+                       ("api_save_latency_s", "save → seen by read API (probes)"),
+                       ("api_compile_latency_s", "compile → seen by read API (probes)")):
+        values = sorted(max(v * 1000, 0.01) for v in data.get(key) or [])  # log axis: clamp at 10 µs
         if values:
             ax1.plot(values, [(i + 1) / len(values) for i in range(len(values))], label=f"{label} (n={len(values)})")
     ax1.set_xscale("log")
