@@ -190,31 +190,25 @@ def _ingest(
     for ev in events:
         duplicates_by_type[ev.type] += 1
     if fresh:
-        existing = _existing_ids(session, [ev.event_id for ev in fresh])
-        new = [ev for ev in fresh if ev.event_id not in existing]
-        if new:
-            if session.get_bind().dialect.name == "sqlite":
-                inserted = _sqlite_bulk_insert(session, new, now)
-            else:
-                stmt = _insert(session, EVENT).on_conflict_do_nothing(index_elements=["event_id"])
-                # Insert in event_id order: concurrent batches that overlap then lock keys in the same order
-                # and wait for each other instead of deadlocking.
-                ordered = sorted(new, key=lambda ev: ev.event_id)
-                result = session.execute(stmt, [event_row(ev, now) for ev in ordered])
-                # psycopg's executemany reports -1: unknown, so count below (the concurrent-writer path)
-                inserted = result.rowcount if result.rowcount is not None and result.rowcount >= 0 else -1
-            if inserted == len(new):
-                for ev in new:
-                    accepted_by_type[ev.type] += 1
-                    duplicates_by_type[ev.type] -= 1
-            else:
-                # A concurrent writer stored some of them between our check and the insert (or the driver
-                # did not say how many rows it wrote): the rows carrying our received_at are ours.
-                stored_now = _existing_ids(session, [ev.event_id for ev in new], received_at=now)
-                for ev in new:
-                    if ev.event_id in stored_now:
-                        accepted_by_type[ev.type] += 1
-                        duplicates_by_type[ev.type] -= 1
+        if session.get_bind().dialect.name == "postgresql":
+            # Insert in event_id order: concurrent batches that overlap then lock keys in the same order
+            # and wait for each other instead of deadlocking. RETURNING names exactly the rows we wrote.
+            stored = _postgres_bulk_insert(session, sorted(fresh, key=lambda ev: ev.event_id), now)
+        else:
+            existing = _existing_ids(session, [ev.event_id for ev in fresh])
+            new = [ev for ev in fresh if ev.event_id not in existing]
+            stored = set()
+            if new:
+                if _sqlite_bulk_insert(session, new, now) == len(new):
+                    stored = {ev.event_id for ev in new}
+                else:
+                    # Another process stored some of them between our check and the insert:
+                    # the rows carrying our (unique) received_at are ours.
+                    stored = _existing_ids(session, [ev.event_id for ev in new], received_at=now)
+        for ev in fresh:
+            if ev.event_id in stored:
+                accepted_by_type[ev.type] += 1
+                duplicates_by_type[ev.type] -= 1
     _touch_agents(session, events, now, backlog)
     if commit:
         session.commit()
@@ -282,6 +276,39 @@ def _sqlite_bulk_insert(session: Session, events: Sequence[wire.Event], now: dat
     try:
         cursor.executemany(_SQLITE_INSERT, rows)
         return cursor.rowcount
+    finally:
+        cursor.close()
+
+
+def _postgres_row(ev: wire.Event, received: datetime) -> tuple:
+    row = event_row(ev, received)
+    return tuple(_naive_utc(row[c]) if c in _DATETIME_COLUMNS else row[c] for c in _COLUMNS)
+
+
+def _naive_utc(value: datetime | None) -> datetime | None:
+    # The columns are "timestamp without time zone" holding UTC; an aware value would be shifted by the
+    # session's TimeZone, so send naive UTC exactly as UtcDateTime does.
+    return None if value is None else value.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+_POSTGRES_INSERT = (
+    "INSERT INTO event (" + ", ".join(f'"{c}"' for c in _COLUMNS) + ") VALUES ("
+    + ", ".join("%s" for _ in _COLUMNS) + ") ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+)
+
+
+def _postgres_bulk_insert(session: Session, events: Sequence[wire.Event], now: datetime) -> set[str]:
+    """One psycopg executemany (pipelined) with RETURNING: the event_ids this call actually inserted."""
+    cursor = session.connection().connection.driver_connection.cursor()
+    try:
+        cursor.executemany(_POSTGRES_INSERT, [_postgres_row(ev, now) for ev in events], returning=True)
+        stored: set[str] = set()
+        while True:
+            row = cursor.fetchone()
+            if row is not None:
+                stored.add(row[0])
+            if not cursor.nextset():
+                return stored
     finally:
         cursor.close()
 
