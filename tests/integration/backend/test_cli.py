@@ -105,3 +105,12 @@ def test_cors_allows_only_the_configured_origins(tmp_path):
         assert ok.headers.get("access-control-allow-credentials") is None
         other = httpx.options(backend.url + "/api/v1/status", headers={"Origin": "https://evil.example", **pre})
         assert other.headers.get("access-control-allow-origin") is None
+
+
+def test_the_body_limit_is_configurable(tmp_path):
+    with run_backend(tmp_path, env={"WATCHER_MAX_BODY_BYTES": "4096"}) as backend:
+        small = [wire_event()]
+        assert backend.post_events(small).status_code == 200
+        big = [wire_event(path=f"f{i}.c") for i in range(20)]  # about 6 KB of JSON
+        r = backend.post_events(big)
+        assert r.status_code == 413 and "4096" in r.json()["detail"]
