@@ -88,6 +88,22 @@ def generate(path: Path, total: int) -> float:
     return time.perf_counter() - start
 
 
+def generate_postgres(url: str, total: int) -> float:
+    import psycopg
+
+    engine = db.make_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    start = time.perf_counter()
+    columns = ", ".join(chr(34) + c + chr(34) for c in _COLUMNS)
+    with psycopg.connect(url) as conn:
+        with conn.cursor() as cur, cur.copy(f"COPY event ({columns}) FROM STDIN") as copy:
+            for row in rows(total):
+                copy.write_row(row)
+        conn.execute("ANALYZE event")
+    return time.perf_counter() - start
+
+
 def measure(http: httpx.Client, paths: list[tuple[str, dict]]) -> tuple[float, float]:
     lat = []
     for path, params in paths:
@@ -103,17 +119,41 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--events", type=int, default=1_000_000, help="stored events (default 1000000)")
     p.add_argument("--requests", type=int, default=200, help="requests per query type (default 200)")
+    p.add_argument("--postgres", action="store_true",
+                   help="store the events in a private PostgreSQL (tests/support/postgres.py) instead of SQLite")
     p.add_argument("--no-write", action="store_true", help="do not write bench/results/backend.md")
     args = p.parse_args(argv)
+    pg = None
+    if args.postgres:
+        from support.postgres import PostgresServer
+
+        pg = PostgresServer().start()
+    try:
+        return run(args, pg)
+    finally:
+        if pg is not None:
+            pg.close()
+
+
+def run(args, pg) -> int:
     rng = random.Random(1)
     load = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory() as tmp:
-        dbfile = Path(tmp) / "bench.db"
-        gen_s = generate(dbfile, args.events)
-        stored = sqlite3.connect(dbfile).execute("SELECT count(*) FROM event").fetchone()[0]
+        if pg is not None:
+            url = pg.create_database("bench")
+            gen_s = generate_postgres(url, args.events)
+            import psycopg
+
+            with psycopg.connect(url) as conn:
+                stored = conn.execute("SELECT count(*) FROM event").fetchone()[0]
+        else:
+            dbfile = Path(tmp) / "bench.db"
+            gen_s = generate(dbfile, args.events)
+            stored = sqlite3.connect(dbfile).execute("SELECT count(*) FROM event").fetchone()[0]
+            url = f"sqlite:///{dbfile}"
         print(f"generated {stored:,} events in {gen_s:.1f} s")
-        backend = run_backend(Path(tmp), database_url=f"sqlite:///{dbfile}")
+        backend = run_backend(Path(tmp), database_url=url)
         try:
             def assignment():
                 return f"/api/v1/courses/course{rng.randrange(COURSES):02d}/sections/1/assignments/hw{rng.randrange(ASSIGNMENTS) + 1}"
@@ -145,11 +185,12 @@ def main(argv: list[str] | None = None) -> int:
 
     per_assignment = args.events // (COURSES * ASSIGNMENTS)
     lines = [
-        f"Data: {stored:,} events in SQLite (WAL): {COURSES} courses x {ASSIGNMENTS} assignments x {STUDENTS} students "
+        f"Data: {stored:,} events in {'PostgreSQL' if pg else 'SQLite (WAL)'}: {COURSES} courses x {ASSIGNMENTS} assignments x {STUDENTS} students "
         f"(~{per_assignment:,} events per assignment, ~{per_assignment // STUDENTS} per student); generated in {gen_s:.0f} s.",
         f"Machine: nproc={os.cpu_count()}, kernel {platform.release()}, Python {platform.python_version()}, "
         f"load average {load:.1f} at start (the machine is shared).",
-        f"Command: `.venv/bin/python bench/backend_queries.py --events {args.events} --requests {args.requests}`",
+        f"Command: `.venv/bin/python bench/backend_queries.py --events {args.events} --requests {args.requests}"
+        f"{' --postgres' if pg else ''}`",
         "",
         "| query (real HTTP, one client) | p50 | p95 |",
         "|---|---|---|",
@@ -158,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", "Target: assignment summary and student timeline p95 < 200 ms with 1,000,000 stored events."]
     print("\n".join(lines))
     if not args.no_write:
-        write_section("queries", "Query latency (bench/backend_queries.py)", "\n".join(lines))
+        key, title = ("queries_postgres", "Query latency, PostgreSQL") if pg else ("queries", "Query latency")
+        write_section(key, f"{title} (bench/backend_queries.py)", "\n".join(lines))
     return 0
 
 
