@@ -93,5 +93,7 @@ class AgentHTTPServer:
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
+        # shutdown() waits for serve_forever to notice; if start() never ran it would wait forever.
+        if self._thread.is_alive():
+            self._httpd.shutdown()
         self._httpd.server_close()

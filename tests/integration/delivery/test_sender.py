@@ -1,4 +1,5 @@
 """The sender against a real HTTP server on loopback: batching, acks, dead letters, backoff, auth, 413."""
+import threading
 import logging
 
 import httpx
@@ -215,3 +216,11 @@ def test_nearly_full_outbox_shows_in_metrics_and_one_log_line(tmp_path, caplog):
     lines = [r.getMessage() for r in caplog.records if "outbox is" in r.getMessage()]
     assert len(lines) == 1 and "90% full" in lines[0]
     box.close()
+
+
+def test_a_server_that_never_started_stops_at_once():
+    # procmon builds its runtime, and may fail (no tracer) before starting the HTTP server.
+    http = AgentHTTPServer(CollectorRegistry(), HealthChecks(), port=0, host="127.0.0.1", agent="test")
+    done = threading.Event()
+    threading.Thread(target=lambda: (http.stop(), done.set()), daemon=True).start()
+    assert done.wait(5.0), "stop() of a never-started server hung"
