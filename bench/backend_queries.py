@@ -104,6 +104,10 @@ def generate_postgres(url: str, total: int) -> float:
     return time.perf_counter() - start
 
 
+def backend_has_legacy(http: httpx.Client) -> bool:
+    return "/api/build_avg/{class_div}/{hw_name}" in http.get("/openapi.json").json()["paths"]
+
+
 def measure(http: httpx.Client, paths: list[tuple[str, dict]]) -> tuple[float, float]:
     lat = []
     for path, params in paths:
@@ -178,6 +182,17 @@ def run(args, pg) -> int:
                     deep.append((path, {"limit": 50, **({"cursor": first["next_cursor"]} if first["next_cursor"] else {})}))
                 results["student timeline, second page (cursor)"] = measure(http, deep)
                 results["student file list"] = measure(http, [(student() + "/files", {}) for _ in range(args.requests)])
+                def legacy(fmt: str) -> str:
+                    return fmt.format(c=f"course{rng.randrange(COURSES):02d}-1", a=f"hw{rng.randrange(ASSIGNMENTS) + 1}",
+                                      s=f"2024{rng.randrange(STUDENTS):05d}")
+
+                if backend_has_legacy(http):
+                    results["old API: build average of an assignment"] = measure(
+                        http, [(legacy("/api/build_avg/{c}/{a}"), {}) for _ in range(args.requests // 4)])
+                    results["old API: assignment statistics"] = measure(
+                        http, [(legacy("/api/assignment/{c}/{a}"), {}) for _ in range(args.requests // 4)])
+                    results["old API: a student's build logs"] = measure(
+                        http, [(legacy("/api/{c}/{a}/{s}/logs/build"), {}) for _ in range(args.requests // 4)])
                 results["course listing (one course)"] = measure(
                     http, [("/api/v1/courses", {"course": f"course{rng.randrange(COURSES):02d}"}) for _ in range(args.requests // 4)])
         finally:

@@ -45,11 +45,12 @@ class Event(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("event_id", name="uq_event_event_id"),
         # One index serves a student's timeline (sorted per student: hundreds of rows), one file's snapshots,
-        # the latest size per file, per-student summary aggregates and the course listing. It replaced two
-        # overlapping indexes (revision 0003): every index costs ingest time, and ingest is the hot path.
+        # the latest size per file, per-assignment summaries and counts by type, and the course listing.
+        # Every secondary index costs ingest time (each batch dirties a page per insertion point), and ingest
+        # is the hot path: revision 0003 merged two per-student indexes into this one, and revision 0004
+        # dropped (course, section, assignment, type, timestamp), whose queries scan one assignment's rows
+        # through this index in a few milliseconds (bench/results/backend.md).
         Index("ix_event_student_file", "course", "section", "assignment", "student_id", "path", "timestamp"),
-        # assignment-wide counts of one type (the old API's build/run averages)
-        Index("ix_event_assignment_type", "course", "section", "assignment", "type", "timestamp"),
         # retention purge (timestamps arrive nearly in order, so this index is cheap to maintain)
         Index("ix_event_timestamp", "timestamp"),
     )

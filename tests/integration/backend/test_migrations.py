@@ -9,7 +9,7 @@ from sqlmodel import Session, SQLModel
 from watcher_backend import db, migrate, models, store  # noqa: F401  (models registers the tables)
 from watcher_core import wire
 
-HEAD = "0003"
+HEAD = "0004"
 
 
 def test_migrations_from_empty_match_the_models(database_url):
@@ -21,8 +21,9 @@ def test_migrations_from_empty_match_the_models(database_url):
     assert diffs == []
     assert migrate.current_revision(engine) == HEAD
     indexes = {ix["name"] for ix in inspect(engine).get_indexes("event")}
-    assert {"ix_event_student_file", "ix_event_assignment_type", "ix_event_timestamp"} <= indexes
-    assert not indexes & {"ix_event_student_time", "ix_event_student_path"}  # merged in revision 0003
+    assert {"ix_event_student_file", "ix_event_timestamp"} <= indexes
+    # merged in revision 0003, dropped in 0004
+    assert not indexes & {"ix_event_student_time", "ix_event_student_path", "ix_event_assignment_type"}
     migrate.upgrade(engine)  # running again (every start) is a no-op
     engine.dispose()
 
