@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from support.ports import free_port
+from watcher_local.stack import load_or_create_tokens
 
 WATCHER = [sys.executable, "-m", "watcher_core"]
 
@@ -55,7 +57,7 @@ def test_status_without_a_backend_says_so_in_one_line(tmp_path):
 
 
 def test_local_records_a_save_and_ctrl_c_stops_everything_cleanly(tmp_path):
-    """Without procmon (no root needed): start, save a file, see it in status, Ctrl-C, exit 0, restart keeps tokens."""
+    """Without procmon (no root needed): start, save a file, see it in status, Ctrl-C flushes, exit 0, tokens kept."""
     ws, data, port = tmp_path / "ws", tmp_path / "data", free_port()
     cmd = WATCHER + ["local", "--workspace", str(ws), "--data-dir", str(data), "--port", str(port),
                      "--filemon-metrics-port", str(free_port()), "--procmon", "off"]
@@ -83,6 +85,7 @@ def test_local_records_a_save_and_ctrl_c_stops_everything_cleanly(tmp_path):
             status = json.loads(done.stdout) if done.returncode == 0 else {}
         table = watcher("status", "--backend-url", f"http://127.0.0.1:{port}", "--data-dir", str(data))
         assert "file.save" in table.stdout and "filemon" in table.stdout
+        (hw / "late.c").write_text("int late;\n")  # still in filemon's debounce when Ctrl-C comes
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
     finally:
@@ -93,7 +96,12 @@ def test_local_records_a_save_and_ctrl_c_stops_everything_cleanly(tmp_path):
     assert "flushing agent outboxes" in text and text.rstrip().endswith("watcher local: stopped")
     assert "Traceback" not in text
     assert (data / "watcher.db").exists() and (data / "filemon" / "outbox.sqlite3").exists()
-    assert json.loads((data / "tokens.json").read_text()) == tokens  # generated once, kept
+    # the clean stop flushed: the late save reached the database, and filemon's outbox is empty
+    with sqlite3.connect(data / "watcher.db") as db:
+        assert sorted(r[0] for r in db.execute("select path from event where type = 'file.save'")) == ["late.c", "main.c"]
+    with sqlite3.connect(data / "filemon" / "outbox.sqlite3") as outbox:
+        assert outbox.execute("select count(*) from outbox").fetchone() == (0,)
+    assert load_or_create_tokens(data) == tokens  # generated once; a restart reuses them
 
 
 def test_demo_runs_and_prints_the_timelines_and_summary(tmp_path):
