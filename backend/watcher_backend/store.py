@@ -194,17 +194,11 @@ def _ingest(
             # Insert in event_id order: concurrent batches that overlap then lock keys in the same order
             # and wait for each other instead of deadlocking. RETURNING names exactly the rows we wrote.
             stored = _postgres_bulk_insert(session, sorted(fresh, key=lambda ev: ev.event_id), now)
+        elif _sqlite_bulk_insert(session, fresh, now) == len(fresh):
+            stored = {ev.event_id for ev in fresh}  # the common case: every event is new
         else:
-            existing = _existing_ids(session, [ev.event_id for ev in fresh])
-            new = [ev for ev in fresh if ev.event_id not in existing]
-            stored = set()
-            if new:
-                if _sqlite_bulk_insert(session, new, now) == len(new):
-                    stored = {ev.event_id for ev in new}
-                else:
-                    # Another process stored some of them between our check and the insert:
-                    # the rows carrying our (unique) received_at are ours.
-                    stored = _existing_ids(session, [ev.event_id for ev in new], received_at=now)
+            # Some were stored before: the rows carrying this call's (unique) received_at are ours.
+            stored = _existing_ids(session, [ev.event_id for ev in fresh], received_at=now)
         for ev in fresh:
             if ev.event_id in stored:
                 accepted_by_type[ev.type] += 1
