@@ -37,8 +37,9 @@ HELLO_FIXED = '#include <stdio.h>\n\nint main(void) {\n    printf("hello, %s\\n"
 CALC_PY = "def mean(xs):\n    return sum(xs) / len(xs)\n\nprint('mean =', mean([3, 4, 5]))\n"
 SCRATCH = "/* trying something */\nint unused;\n"
 
-# The debounce quiet period is 300 ms: pausing a little longer between steps keeps each save distinct.
-STEP_PAUSE = 0.6
+# filemon records a save after 300 ms of quiet; a pause of 1 s between steps keeps each save distinct
+# even when a busy machine delays filemon by a few hundred ms.
+STEP_PAUSE = 1.0
 
 
 def student_dir(workspace: Path, student_id: str) -> Path:
