@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "backend.md"
-ORDER = ["ingest", "ingest_postgres", "queries", "queries_postgres"]
+ORDER = ["ingest", "ingest_prefilled", "ingest_postgres", "queries", "queries_postgres"]
 
 
 def write_section(key: str, title: str, body: str) -> None:

@@ -69,39 +69,52 @@ def post_batches(url: str, headers: dict, bodies: list[bytes]) -> tuple[float, l
         return time.perf_counter() - start, lat
 
 
-def machine() -> str:
-    load = os.getloadavg()[0]
-    return (f"nproc={os.cpu_count()}, kernel {platform.release()}, Python {platform.python_version()}, "
-            f"load average {load:.1f} at start (the machine is shared)")
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--events", type=int, default=100_000, help="events for the batched runs (default 100000)")
     p.add_argument("--batch", type=int, default=1000, help="events per request (default 1000)")
     p.add_argument("--singles", type=int, default=2000, help="single-event requests (default 2000)")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="independent runs, each on a fresh server and database; medians reported (default 3)")
+    p.add_argument("--prefill", type=int, default=0,
+                   help="SQLite only: start from a database already holding this many events "
+                        "(generated like bench/backend_queries.py), to measure ingest at steady state")
     p.add_argument("--database-url", help="default: SQLite in a temp dir")
     p.add_argument("--postgres", action="store_true",
                    help="start a private PostgreSQL (tests/support/postgres.py) and measure against it")
     p.add_argument("--no-write", action="store_true", help="do not write bench/results/backend.md")
     args = p.parse_args(argv)
 
+    load = os.getloadavg()[0]
     pg = None
-    if args.postgres:
-        from support.postgres import PostgresServer
-
-        pg = PostgresServer().start()
-        args.database_url = pg.create_database("bench")
+    runs = []
     try:
-        return run(args)
+        for i in range(args.repeat):
+            url = args.database_url
+            if args.postgres:
+                from support.postgres import PostgresServer
+
+                if pg is None:
+                    pg = PostgresServer().start()
+                url = pg.create_database(f"bench{i}")
+            runs.append(run_once(args, url, args.prefill))
+            print(f"run {i + 1}: " + ", ".join(f"{k} {v:,.1f}" for k, v in runs[-1].items()), flush=True)
     finally:
         if pg is not None:
             pg.close()
+    report(args, runs, load)
+    return 0
 
 
-def run(args) -> int:
+def run_once(args, database_url: str | None, prefill: int = 0) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        backend = run_backend(Path(tmp), database_url=args.database_url)
+        if prefill and not database_url:
+            from backend_queries import generate
+
+            dbfile = Path(tmp) / "prefilled.db"
+            generate(dbfile, prefill)
+            database_url = f"sqlite:///{dbfile}"
+        backend = run_backend(Path(tmp), database_url=database_url)
         try:
             headers = backend.headers("ingest")
             # warm-up (first requests import and compile things)
@@ -110,7 +123,6 @@ def run(args) -> int:
             events = make_events(args.events, "seq")
             bodies = [json.dumps(events[i:i + args.batch]).encode() for i in range(0, len(events), args.batch)]
             seq_s, seq_lat = post_batches(backend.url, headers, bodies)
-            seq_rate = args.events / seq_s
 
             events2 = make_events(args.events, "par")
             bodies2 = [json.dumps(events2[i:i + args.batch]).encode() for i in range(0, len(events2), args.batch)]
@@ -118,41 +130,63 @@ def run(args) -> int:
             start = time.perf_counter()
             with concurrent.futures.ThreadPoolExecutor(2) as pool:
                 list(pool.map(lambda b: post_batches(backend.url, headers, b), halves))
-            par_rate = args.events / (time.perf_counter() - start)
+            par_s = time.perf_counter() - start
 
             dup_s, _ = post_batches(backend.url, headers, bodies)  # the same batches again: all duplicates
-            dup_rate = args.events / dup_s
 
             singles = [json.dumps([e]).encode() for e in make_events(args.singles, "one")]
             one_s, one_lat = post_batches(backend.url, headers, singles)
-            one_rate = args.singles / one_s
         finally:
             backend.stop()
+    return {
+        "events/s": args.events / seq_s,
+        "p50 ms": statistics.median(seq_lat) * 1000,
+        "p95 ms": statistics.quantiles(seq_lat, n=20)[18] * 1000,
+        "2 clients events/s": args.events / par_s,
+        "duplicates events/s": args.events / dup_s,
+        "single requests/s": args.singles / one_s,
+        "single p50 ms": statistics.median(one_lat) * 1000,
+    }
 
-    p50 = statistics.median(seq_lat) * 1000
-    p95 = statistics.quantiles(seq_lat, n=20)[18] * 1000
-    one_p50 = statistics.median(one_lat) * 1000
-    db = "PostgreSQL" if args.database_url else "SQLite (WAL)"
-    flags = " --postgres" if args.postgres else ""
+
+def report(args, runs: list[dict[str, float]], load: float) -> None:
+    med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    lo = {k: min(r[k] for r in runs) for k in runs[0]}
+    hi = {k: max(r[k] for r in runs) for k in runs[0]}
+
+    def rng(k: str) -> str:
+        return f"{lo[k]:,.0f}-{hi[k]:,.0f}" if len(runs) > 1 else ""
+
+    db = "PostgreSQL" if args.postgres or args.database_url else "SQLite (WAL)"
+    if args.prefill:
+        db += f", already holding {args.prefill:,} events"
+    flags = (" --postgres" if args.postgres else "") + (f" --prefill {args.prefill}" if args.prefill else "")
     lines = [
-        f"Database: {db}; machine: {machine()}.",
-        f"Command: `.venv/bin/python bench/backend_ingest.py --events {args.events} --batch {args.batch} --singles {args.singles}{flags}`",
+        f"Database: {db}; machine: nproc={os.cpu_count()}, kernel {platform.release()}, Python "
+        f"{platform.python_version()}, load average {load:.1f} at start (the machine is shared with other work).",
+        f"Command: `.venv/bin/python bench/backend_ingest.py --events {args.events} --batch {args.batch} "
+        f"--singles {args.singles} --repeat {args.repeat}{flags}` (medians of {len(runs)} runs, each on a fresh "
+        "server and database; min-max in the range column)",
         "",
-        "| measurement | result |",
-        "|---|---|",
-        f"| batched ingest, batches of {args.batch}, 1 client | **{seq_rate:,.0f} events/s** (request p50 {p50:.1f} ms, p95 {p95:.1f} ms) |",
-        f"| batched ingest, 2 concurrent clients | {par_rate:,.0f} events/s |",
-        f"| the same batches again (all duplicates) | {dup_rate:,.0f} events/s |",
-        f"| single-event requests, 1 client | **{one_rate:,.0f} requests/s** (p50 {one_p50:.2f} ms) |",
+        "| measurement | median | range |",
+        "|---|---|---|",
+        f"| batched ingest, batches of {args.batch}, 1 client | **{med['events/s']:,.0f} events/s** "
+        f"(request p50 {med['p50 ms']:.1f} ms, p95 {med['p95 ms']:.1f} ms) | {rng('events/s')} |",
+        f"| batched ingest, 2 concurrent clients | {med['2 clients events/s']:,.0f} events/s | {rng('2 clients events/s')} |",
+        f"| the same batches again (all duplicates) | {med['duplicates events/s']:,.0f} events/s | {rng('duplicates events/s')} |",
+        f"| single-event requests, 1 client | **{med['single requests/s']:,.0f} requests/s** "
+        f"(p50 {med['single p50 ms']:.2f} ms) | {rng('single requests/s')} |",
         "",
-        "Target: batched ingest >= 20,000 events/s on a 2-core machine. Each run is one real HTTP server "
-        "(uvicorn, one process) and a keep-alive client on the same machine, so client and server share the cores.",
+        "Target: batched ingest >= 20,000 events/s on a 2-core machine. One real HTTP server (uvicorn, one "
+        "process) and a keep-alive client on the same machine, so client and server share the two cores. "
+        "Event ids are hashes like the agents' (random keys for the unique index).",
     ]
     print("\n".join(lines))
     if not args.no_write:
         key, title = ("ingest_postgres", "Ingest throughput, PostgreSQL") if args.postgres else ("ingest", "Ingest throughput")
+        if args.prefill:
+            key, title = key + "_prefilled", title + f", into {args.prefill:,} stored events"
         write_section(key, f"{title} (bench/backend_ingest.py)", "\n".join(lines))
-    return 0
 
 
 if __name__ == "__main__":
