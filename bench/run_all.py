@@ -1,15 +1,18 @@
 """Run every benchmark under bench/ and assemble bench/RESULTS.md with a plot (bench/results.png).
 
 Runs, one after the other (they would disturb each other's figures on a shared machine), every
-``bench/{backend,filemon,procmon,e2e}_*.py`` that is a script, with its default arguments (or the
-``--quick`` presets below), showing each one's output as it goes. Each script writes its own section
+``bench/{backend,filemon,procmon,e2e}_*.py`` that is a script, with exactly the command(s) its result
+file documents (``Command: `...` `` in ``bench/results/*.md``: one per section, e.g. a ``--postgres``
+variant), or its default arguments when it has none yet (``--quick``: the smaller presets below),
+showing each one's output as it goes. Each script writes its own section
 into ``bench/results/*.md``; this collects them under a header naming the machine and the date, with a
 table of what ran, how long it took, whether it succeeded and the exact command. A benchmark that fails
 is recorded as failed (with its last output lines), never hidden; its old results are marked stale.
 
-    .venv/bin/python bench/run_all.py            # everything, default arguments (~15-20 minutes)
+    .venv/bin/python bench/run_all.py            # everything, the documented commands (~20 minutes)
     .venv/bin/python bench/run_all.py --quick    # smaller presets (~5 minutes)
-    .venv/bin/python bench/run_all.py --only e2e_ --only backend_ingest
+    .venv/bin/python bench/run_all.py --only procmon_   # rerun some; their rows replace the last full run's
+    .venv/bin/python bench/run_all.py --no-run          # reassemble RESULTS.md and the plot only
 """
 from __future__ import annotations
 
@@ -29,8 +32,6 @@ ROOT = BENCH.parent
 RESULTS_DIR = BENCH / "results"
 PREFIXES = ("backend_", "filemon_", "procmon_", "e2e_")
 
-# Extra runs beyond each script's default (the PostgreSQL variant of ingest writes its own section).
-EXTRA_RUNS = {"backend_ingest.py": [["--postgres", "--events", "50000", "--singles", "1000"]]}
 # Smaller presets for --quick (documented by each script's --help).
 QUICK = {
     "backend_ingest.py": [["--events", "20000", "--singles", "500"]],
@@ -63,6 +64,19 @@ def discover(only: list[str]) -> list[Path]:
             continue
         scripts.append(path)
     return scripts
+
+
+def documented_runs() -> dict[str, list[list[str]]]:
+    """The exact commands the result files say produced their sections (``Command: `...` ``), per script:
+    a benchmark with variants (e.g. ``--postgres``) writes one section per variant, and each is rerun."""
+    runs: dict[str, list[list[str]]] = {}
+    pattern = re.compile(r"Command: `(?:\.venv/bin/)?python3? bench/([\w.]+\.py)([^`]*)`")
+    for md in sorted(RESULTS_DIR.glob("*.md")):
+        for script, args in pattern.findall(md.read_text()):
+            variant = args.split()
+            if variant not in runs.setdefault(script, []):
+                runs[script].append(variant)
+    return runs
 
 
 def machine() -> dict[str, str]:
@@ -215,17 +229,25 @@ def main(argv=None) -> int:
     runs: list[dict] = []
     if not args.no_run:
         plan = []
+        documented = documented_runs()
         for script in discover(args.only):
-            variants = QUICK.get(script.name, [[]]) if args.quick else [[]] + EXTRA_RUNS.get(script.name, [])
+            variants = QUICK.get(script.name, [[]]) if args.quick else documented.get(script.name) or [[]]
             plan += [(script, v) for v in variants]
         print(f"run_all: {len(plan)} benchmark runs: " + ", ".join(f"{s.name} {' '.join(v)}".strip() for s, v in plan))
         for i, (script, variant) in enumerate(plan, 1):
             runs.append(run_one(script, variant, i, len(plan), args.timeout))
+    this_invocation = list(runs)
     record = RESULTS_DIR / "run_all.json"  # what ran, so --no-run can reassemble with the same table
     if args.no_run and record.exists():
         saved = json.loads(record.read_text())
         runs, started, args.quick = saved["runs"], saved["started"], saved["quick"]
     elif not args.no_run:
+        if args.only and record.exists():  # a partial rerun replaces its scripts' rows in the last full table
+            saved = json.loads(record.read_text())
+            rerun = {r["script"] for r in runs}
+            runs = [r for r in saved["runs"] if r["script"] not in rerun] + runs
+            runs.sort(key=lambda r: r["script"])
+            started, args.quick = saved["started"], saved["quick"]
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps({"runs": runs, "started": started, "quick": args.quick}, indent=1))
     note = plot(BENCH / "results.png")
@@ -235,7 +257,7 @@ def main(argv=None) -> int:
     print(f"\nrun_all: wrote bench/RESULTS.md" + ("" if note else " and bench/results.png"))
     for r in runs:
         print(f"  {r['status']:>18}  {r['seconds']:5.0f} s  {r['command']}")
-    return 0 if args.no_run or all(r["rc"] == 0 for r in runs) else 1
+    return 0 if all(r["rc"] == 0 for r in this_invocation) else 1
 
 
 if __name__ == "__main__":
