@@ -9,6 +9,7 @@
 
 #define EV_EXEC 1
 #define EV_EXIT 2
+#define EV_CHDIR 3
 
 // exec_event.flags
 #define F_ARGV_TRUNCATED 0x01   // more than MAX_ARGS arguments or more than ARGV_SIZE bytes
@@ -58,6 +59,14 @@ struct exit_event {
     u64 start_ns;               // ktime of the exec
     u64 ktime_ns;               // ktime of the exit
     char comm[16];
+};
+
+// A process changed its working directory (user space reads the new one from /proc at once: a
+// shell that `cd`s and then runs a 1 ms program is the witness of that program's cwd).
+struct chdir_event {
+    u8  type;
+    u8  pad[3];
+    u32 pid;
 };
 
 // What we remember about a process between its exec and its exit (only processes not filtered).
@@ -111,10 +120,13 @@ static __always_inline int filtered_out(u64 cgid) {
     return v && *v == 2;
 }
 
-static __always_inline int emit(void *ctx, void *data, u32 size) {
+// wake: 1 to wake the reader now (execs: /proc must be read while the process lives), 0 to let it
+// find the event at its next wakeup or poll timeout (exits: saves a cross-CPU wakeup per process).
+// Execs force the wakeup: the kernel's adaptive wakeup would skip it while an exit is unread.
+static __always_inline int emit(void *ctx, void *data, u32 size, int wake) {
 #ifdef USE_RINGBUF
     // bpf_ringbuf_output copies `size` bytes; it fails (and we count) when the ring is full.
-    return events.ringbuf_output(data, size, 0);
+    return events.ringbuf_output(data, size, wake ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 #else
     return events.perf_submit(ctx, data, size);
 #endif

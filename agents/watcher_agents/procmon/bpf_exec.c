@@ -106,7 +106,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     u32 size = offsetof(struct exec_event, argv) + len;
     if (size > sizeof(struct exec_event))   // never true; tells the verifier the bound
         size = sizeof(struct exec_event);
-    if (emit(args, e, size))
+    if (emit(args, e, size, 1))
         count(C_LOST);
     else
         count(C_EXEC);
@@ -128,4 +128,24 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {
     u32 parent = bpf_get_current_pid_tgid() >> 32;
     parents.update(&child, &parent);
     return 0;
+}
+
+// chdir/fchdir succeeded in a cgroup we watch: tell user space (rare; shells and build tools).
+static __always_inline int cwd_changed(void *ctx, long ret) {
+    if (ret != 0 || filtered_out(bpf_get_current_cgroup_id()))
+        return 0;
+    struct chdir_event e = {};
+    e.type = EV_CHDIR;
+    e.pid = bpf_get_current_pid_tgid() >> 32;
+    if (emit(ctx, &e, sizeof(e), 1))
+        count(C_LOST);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_chdir) {
+    return cwd_changed(args, args->ret);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_fchdir) {
+    return cwd_changed(args, args->ret);
 }

@@ -94,7 +94,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
     e.start_ns = s->start_ns;
     e.ktime_ns = bpf_ktime_get_ns();
     bpf_get_current_comm(e.comm, sizeof(e.comm));
-    if (emit(args, &e, sizeof(e)))
+    if (emit(args, &e, sizeof(e), 0))
         count(C_LOST);
     else
         count(C_EXIT);

@@ -11,9 +11,9 @@ For a compile, every source file in argv and the ``-o`` output; for a python run
 """
 from __future__ import annotations
 
+import posixpath
 import re
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 
 DEFAULT_COMPILERS = ("gcc", "g++", "cc", "c++", "clang", "clang++")
 DEFAULT_INTERPRETERS = ("python", "python3")
@@ -76,7 +76,7 @@ def _name_re(names: tuple[str, ...], *, version: str, prefix: bool = True) -> re
 
 
 def basename(path: str) -> str:
-    return PurePosixPath(path).name if path else ""
+    return posixpath.basename(path.rstrip("/")) if path else ""
 
 
 @dataclass(frozen=True)

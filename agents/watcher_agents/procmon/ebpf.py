@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 BPF_SOURCES = ("bpf_common.c", "bpf_exec.c", "bpf_exit.c")
 
-EV_EXEC, EV_EXIT = 1, 2
+EV_EXEC, EV_EXIT, EV_CHDIR = 1, 2, 3
 F_ARGV_TRUNCATED, F_ARGV_MISSING, F_PPID_KNOWN = 0x01, 0x02, 0x04
 H_EXIT_GROUP, H_THREAD_EXIT, H_LEADER_ONLY = 0x01, 0x02, 0x04
 C_LOST, C_FILTERED_EXEC, C_EXEC, C_EXIT, C_ARGV_MISSING = range(5)
@@ -41,6 +41,7 @@ SIGKILL = 9
 # struct exec_event up to argv (see bpf_common.c); struct exit_event.
 _EXEC_HEAD = struct.Struct("<BBHIIIIIQQ16s256s")
 _EXIT = struct.Struct("<BBBBIIiiIQQ16s")
+POLL_MS = 50
 TRACING_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 
 
@@ -156,6 +157,7 @@ class EbpfTracer:
         if argv_size < 256 or argv_size & (argv_size - 1) or argv_size > 32768:
             raise ValueError("argv size must be a power of two between 256 and 32768")
         self.on_exec, self.on_exit = on_exec, on_exit
+        self.on_chdir: Callable[[int], None] = lambda pid: None
         self.argv_size, self.max_args, self.arg_chunk = argv_size, max_args, min(arg_chunk, argv_size)
         self.ring_pages, self.buffer, self.kernel_filter = ring_pages, buffer, kernel_filter
         self.bpf = None
@@ -165,6 +167,8 @@ class EbpfTracer:
         self._stop = threading.Event()
         self.error: str | None = None
         self._ct = None
+        self.after_poll: Callable[[], None] = lambda: None   # the pipeline hands its batch over here
+        self._polled = 0
 
     # --- loading ---------------------------------------------------------------------------------
 
@@ -184,6 +188,8 @@ class EbpfTracer:
         except OSError:
             raise TracerUnavailable(f"tracepoint sched:sched_process_exit not found under {tdir}") from None
         for tp in ("sched/sched_process_exec", "sched/sched_process_fork", "syscalls/sys_enter_execve",
+                   "syscalls/sys_enter_execveat", "syscalls/sys_exit_chdir", "syscalls/sys_exit_fchdir",
+                   "syscalls/sys_enter_exit",
                    "syscalls/sys_enter_exit_group", "signal/signal_deliver", "signal/signal_generate"):
             if not Path(tdir, "events", tp).is_dir():
                 raise TracerUnavailable(f"tracepoint {tp.replace('/', ':')} not found under {tdir}/events")
@@ -236,11 +242,14 @@ class EbpfTracer:
         self.perf_lost += count
 
     def _dispatch(self, raw: bytes) -> None:
+        self._polled += 1
         try:
             if raw[0] == EV_EXEC:
                 self.on_exec(decode_exec(raw))
             elif raw[0] == EV_EXIT:
                 self.on_exit(decode_exit(raw))
+            elif raw[0] == EV_CHDIR:
+                self.on_chdir(struct.unpack_from("<I", raw, 4)[0])
         except Exception:  # a bad event must never stop the poll loop
             log.exception("cannot handle a kernel event")
 
@@ -253,7 +262,14 @@ class EbpfTracer:
         poll = self.bpf.ring_buffer_poll if self.use_ringbuf else self.bpf.perf_buffer_poll
         while not self._stop.is_set():
             try:
-                poll(200)
+                poll(POLL_MS)
+                if self.use_ringbuf:
+                    # Exit events do not wake us, and a poll that times out reads nothing: drain
+                    # whatever is there after every wakeup or timeout (at most POLL_MS late).
+                    self.bpf.ring_buffer_consume()
+                if self._polled:
+                    self._polled = 0
+                    self.after_poll()
             except Exception as exc:  # keep polling; the health check shows a dead loop, never silence
                 self.error = _one_line(exc)
                 log.error("eBPF poll failed: %s", self.error)

@@ -82,7 +82,7 @@ class _Collector:
         yield argv
         yield GaugeMetricFamily("procmon_pending_processes", "Reported processes that have not exited yet",
                                 value=float(m.pending()))
-        yield GaugeMetricFamily("procmon_queue_depth", "Kernel events waiting for the pipeline thread",
+        yield GaugeMetricFamily("procmon_queue_depth", "Kernel events read but not processed yet",
                                 value=float(m.queue_depth()))
         verdicts = GaugeMetricFamily("procmon_cgroups", "cgroups by verdict of the in-kernel filter",
                                      labels=["verdict"])

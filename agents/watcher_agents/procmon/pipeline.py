@@ -3,11 +3,13 @@
 
 Threads:
 
-* the tracer thread calls ``on_exec`` / ``on_exit``. ``on_exec`` reads /proc (cwd, hostname, and argv
-  when the tracer has none) at once, because the process may be gone a few ms later; then both queue
-  the event.
-* the pipeline thread (``run``) attributes execs, keeps the reported ones until their exit, builds the
-  wire events and puts them into the outbox in batches (one SQLite transaction per batch).
+* the tracer thread calls ``on_exec`` / ``on_exit`` for each event of a poll. ``on_exec`` reads /proc
+  (cwd, hostname, and argv when the tracer has none) at once, because the process may be gone a few
+  ms later. After the poll, ``handoff`` attributes the execs, keeps the reported ones until their
+  exit, builds the wire events and puts them into the outbox in batches (one SQLite transaction per
+  batch), all in the same thread;
+* the housekeeping thread (``run``) flushes events that waited ``FLUSH_AFTER`` seconds, retries when
+  the outbox refused a batch, and expires cgroup verdicts.
 
 The in-kernel filter learns here: a cgroup with a student process is marked "student" at once; a
 cgroup that shows only other processes for ``learn_seconds`` is marked "not a student's" and the kernel
@@ -16,7 +18,6 @@ drops its events from then on, until the verdict expires (``ignore_ttl``) and is
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections import OrderedDict
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from watcher_core import wire
+from watcher_core import identity, wire
 from watcher_agents.outbox import Outbox, OutboxUnavailable
 from watcher_agents.procmon import procfs
 from watcher_agents.procmon.attribution import Attributed, Attributor, Skip, NOT_STUDENT
@@ -38,8 +39,10 @@ log = logging.getLogger(__name__)
 ROOT_CGROUP_ID = 1          # cgroup v2 root (and every process on a cgroup-v1-only host): never filtered
 MAX_PENDING = 65536         # reported processes waiting for their exit
 MAX_LINEAGE = 65536
+MAX_ATTRIBUTIONS = 4096     # cached attribution results (pure function of exec facts)
 MAX_UNSENT = 100_000        # wire events waiting for the outbox (when it is full)
 BATCH = 200
+FLUSH_AFTER = 0.2           # seconds an event may wait in memory for its batch
 
 
 def boot_id() -> str:
@@ -113,13 +116,18 @@ class Pipeline:
         self.metrics = metrics
         self.max_args, self.argv_size = max_args, argv_size
         self.hostnames = procfs.HostnameResolver()
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.pending: OrderedDict[int, Pending] = OrderedDict()
         self.lineage: OrderedDict[int, tuple[int, bool]] = OrderedDict()   # pid -> (ppid, is a compiler)
         # pid -> (cwd, hostname) last seen for it or for one of its children (tracer thread only)
         self.recent: OrderedDict[int, tuple[str, str | None]] = OrderedDict()
         self._recent_lock = threading.Lock()
         self.unsent: list = []
+        self._batch: list = []          # events of the current poll (tracer thread only)
+        self._attributions: OrderedDict[tuple, Attributed | Skip] = OrderedDict()
+        self._first_unsent = 0.0
+        self._last_outbox_warning = 0.0
+        self._lock = threading.Lock()
+        self._flush_now = threading.Event()
         self.tracer = None
         self.learner: CgroupLearner | None = None
         self._learn = (learn_seconds, ignore_ttl, kernel_filter)
@@ -127,12 +135,15 @@ class Pipeline:
         self._thread: threading.Thread | None = None
         self._idle = threading.Event()
         metrics.pending = lambda: len(self.pending)
-        metrics.queue_depth = self.queue.qsize
+        metrics.queue_depth = lambda: len(self._batch)
         metrics.verdicts = lambda: self.learner.counts() if self.learner else {}
 
     def attach(self, tracer) -> None:
         self.tracer = tracer
         self.learner = CgroupLearner(tracer, *self._learn)
+        tracer.after_poll = self.handoff
+        if hasattr(tracer, "on_chdir"):
+            tracer.on_chdir = self.on_chdir
         self.metrics.mode = tracer.mode
         self.metrics.tracer_counters = tracer.counters
 
@@ -140,15 +151,51 @@ class Pipeline:
 
     def on_exec(self, ev: ExecEvent) -> None:
         self.enrich(ev)
-        self.queue.put(("exec", ev))
+        self._batch.append(("exec", ev))
 
     def on_exit(self, ev: ExitEvent) -> None:
-        self.queue.put(("exit", ev))
+        self._batch.append(("exit", ev))
+
+    def on_chdir(self, pid: int) -> None:
+        """A watched process changed directory: remember where it is now, for its short-lived children."""
+        cwd = procfs.read_cwd(pid)
+        if cwd is not None:
+            seen = self.recent.get(pid)
+            host = seen[1] if seen else self.hostnames.resolve(pid)
+            with self._recent_lock:
+                self.recent[pid] = (cwd, host)
+
+    def handoff(self) -> None:
+        """Called by the tracer after each poll: the poll's events are processed right here, in the
+        tracer thread. One thread for the hot path: no queue, no cross-thread wakeup and no GIL
+        hand-over per event (they cost more than the processing itself)."""
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, []
+        with self._lock:
+            self._idle.clear()
+            for kind, ev in batch:
+                try:
+                    if kind == "exec":
+                        self.handle_exec(ev)
+                    else:
+                        self.handle_exit(ev)
+                except Exception:
+                    log.exception("cannot process a %s event of pid %s", kind, getattr(ev, "pid", "?"))
+            # The housekeeping thread writes them to the outbox (one SQLite transaction per batch),
+            # so this thread goes straight back to reading the kernel.
+            if len(self.unsent) >= BATCH:
+                self._flush_now.set()
 
     def enrich(self, ev: ExecEvent) -> None:
         """Read what only /proc knows, right now (fast: a readlink, a stat, rarely a file)."""
         pid = ev.pid
         ev.cwd = procfs.read_cwd(pid)
+        if not ev.ppid or not ev.comm:
+            stat = procfs.read_stat(pid)
+            if stat:
+                ev.comm = ev.comm or stat[0]
+                ev.ppid = ev.ppid or stat[1]
         ev.hostname = self.hostnames.resolve(pid)
         if (ev.cwd is None or ev.hostname is None) and ev.ppid:
             # Gone already (a 1 ms program). A shell, make or an IDE forks the child in its own
@@ -174,21 +221,16 @@ class Pipeline:
                 ev.argv = _cap_argv(argv[: self.max_args], self.argv_size, ev)
         if not ev.filename:
             ev.filename = procfs.read_exe(pid) or (ev.argv[0] if ev.argv else "")
-        if not ev.ppid or not ev.comm:
-            stat = procfs.read_stat(pid)
-            if stat:
-                ev.comm = ev.comm or stat[0]
-                ev.ppid = ev.ppid or stat[1]
         if ev.uid < 0:
             uid = procfs.read_uid(pid)
             ev.uid = -1 if uid is None else uid
         if ev.cwd is None:
             self.metrics.proc_gone.inc()
 
-    # --- pipeline thread -------------------------------------------------------------------------
+    # --- housekeeping thread ---------------------------------------------------------------------
 
     def start(self) -> "Pipeline":
-        self._thread = threading.Thread(target=self.run, name="procmon-pipeline", daemon=True)
+        self._thread = threading.Thread(target=self.run, name="procmon-housekeeping", daemon=True)
         self._thread.start()
         return self
 
@@ -196,43 +238,38 @@ class Pipeline:
         return self._thread is not None and self._thread.is_alive()
 
     def run(self) -> None:
+        """Flushes what waited FLUSH_AFTER seconds, retries a refused outbox, expires cgroup verdicts."""
         last_maintenance = time.monotonic()
-        while not (self._stop.is_set() and self.queue.empty()):
-            try:
-                kind, ev = self.queue.get(timeout=0.2)
-            except queue.Empty:
+        while not self._stop.is_set():
+            self._flush_now.wait(0.05)
+            self._flush_now.clear()
+            now = time.monotonic()
+            if self.unsent and (len(self.unsent) >= BATCH or now - self._first_unsent >= FLUSH_AFTER):
                 self._flush()
+            if not self.unsent:
                 self._idle.set()
-                now = time.monotonic()
-                if now - last_maintenance > 5:
-                    last_maintenance = now
-                    if self.learner:
+            if now - last_maintenance > 5:
+                last_maintenance = now
+                if self.learner:
+                    with self._lock:
                         self.learner.expire(now)
-                continue
-            self._idle.clear()
-            try:
-                if kind == "exec":
-                    self.handle_exec(ev)
-                else:
-                    self.handle_exit(ev)
-            except Exception:
-                log.exception("cannot process a %s event of pid %s", kind, getattr(ev, "pid", "?"))
-            if len(self.unsent) >= BATCH or self.queue.empty():
-                self._flush()
         self._flush()
 
     def stop(self, timeout: float = 10) -> None:
+        self.handoff()
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
         self.hostnames.close()
 
     def wait_idle(self, timeout: float) -> bool:
-        """(tests, benchmarks) True once the queue is drained and the batch is in the outbox."""
+        """(tests, benchmarks) True once every handed-over event is processed and in the outbox."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._idle.wait(0.1) and self.queue.empty() and not self.unsent:
-                return True
+            if self._idle.wait(0.1):
+                with self._lock:
+                    if not self.unsent and not self._batch:
+                        return True
         return False
 
     def handle_exec(self, ev: ExecEvent) -> None:
@@ -243,7 +280,7 @@ class Pipeline:
             # program is over; its status is unknown.
             self._emit(previous, ExitEvent(pid=ev.pid, ktime_ns=ev.ktime_ns, exit_code=None, signal=None))
         parent_is_compiler = self._compiler_ancestor(ev.ppid)
-        result = self.attributor.attribute(ev, parent_is_compiler=parent_is_compiler)
+        result = self._attribute(ev, parent_is_compiler)
         is_student = not (isinstance(result, Skip) and result.reason == NOT_STUDENT)
         if self.learner:
             self.learner.saw(ev.cgroup_id, is_student, now)
@@ -259,10 +296,27 @@ class Pipeline:
             self.metrics.count_filtered(result.reason)
             self.tracer.untrack(ev.pid, ev.ktime_ns)
             return
+        log.debug("pid %d %s: %s %s/%s %s", ev.pid, ev.filename, result.type, result.student.dirname,
+                  result.assignment, result.path)
         self.pending[ev.pid] = Pending(ev, result, ktime_to_wall(ev.ktime_ns))
         if len(self.pending) > MAX_PENDING:
             _pid, _old = self.pending.popitem(last=False)
             self.metrics.dropped.labels("pending_evicted").inc()
+
+    def _attribute(self, ev: ExecEvent, parent_is_compiler: bool) -> Attributed | Skip:
+        """``Attributor.attribute`` is a pure function of these facts; students re-run the same program
+        from the same folder over and over, so an LRU cache saves most of the path parsing."""
+        host = ev.hostname if ev.hostname and ev.hostname.startswith(identity.POD_NAME_PREFIX) else None
+        key = (host, ev.cwd, ev.filename, tuple(ev.argv), parent_is_compiler)
+        result = self._attributions.get(key)
+        if result is None:
+            result = self.attributor.attribute(ev, parent_is_compiler=parent_is_compiler)
+            self._attributions[key] = result
+            if len(self._attributions) > MAX_ATTRIBUTIONS:
+                self._attributions.popitem(last=False)
+        else:
+            self._attributions.move_to_end(key)
+        return result
 
     def _compiler_ancestor(self, ppid: int) -> bool:
         for _ in range(3):  # gcc -> lto-wrapper -> gcc; clang -> clang -cc1
@@ -279,6 +333,8 @@ class Pipeline:
         if rec is None:
             return  # not a process we report (or exited before we learnt it was not)
         if ev.start_ns is not None and ev.start_ns != rec.exec.ktime_ns:
+            log.debug("pid %d: exit of an earlier program (started %d, not %d)", ev.pid, ev.start_ns,
+                      rec.exec.ktime_ns)
             return  # a stale exit of an earlier program with this pid
         del self.pending[ev.pid]
         self._emit(rec, ev)
@@ -315,22 +371,33 @@ class Pipeline:
             log.warning("pid %d: event not valid, dropped: %s", rec.exec.pid, wire.describe_error(exc))
             return
         self.metrics.process_events.labels(w.label).inc()
-        self.unsent.append(event)
-        if len(self.unsent) > MAX_UNSENT:
-            del self.unsent[0]
+        if len(self.unsent) >= MAX_UNSENT:   # the outbox has refused events for a long time
             self.metrics.dropped.labels("outbox_unavailable").inc()
+            return
+        if not self.unsent:
+            self._first_unsent = time.monotonic()
+        self.unsent.append(event)
 
     def _flush(self) -> None:
-        while self.unsent:
-            batch = self.unsent[:BATCH]
+        """Housekeeping thread: move waiting events to the outbox, BATCH per transaction. The SQLite
+        write happens outside the lock, so the tracer thread is never held up by the disk."""
+        while True:
+            with self._lock:
+                batch = self.unsent[:BATCH]
+            if not batch:
+                return
             try:
                 self.outbox.put(batch)
             except OutboxUnavailable as exc:
                 self.metrics.outbox_errors.inc()
-                log.warning("outbox refused %d events, retrying: %s", len(batch), exc)
-                time.sleep(0.5)
-                return
-            del self.unsent[: len(batch)]
+                now = time.monotonic()
+                if now - self._last_outbox_warning > 30:
+                    self._last_outbox_warning = now
+                    log.warning("outbox refused %d events; keeping them in memory and retrying: %s",
+                                len(self.unsent), exc)
+                return  # retried at the next tick
+            with self._lock:
+                del self.unsent[: len(batch)]
 
 
 def _cap_argv(argv: list[str], limit: int, ev: ExecEvent) -> list[str]:

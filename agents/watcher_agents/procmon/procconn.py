@@ -91,6 +91,7 @@ class ProcConnectorTracer:
         # last thread is gone (tgid -> the latest thread exit seen: ktime, code, signal).
         self.deferred: dict[int, tuple[int, int | None, int | None]] = {}
         self._last_sweep = 0.0
+        self.after_poll: Callable[[], None] = lambda: None
 
     def load(self) -> None:
         try:
@@ -127,6 +128,7 @@ class ProcConnectorTracer:
             if self.deferred and time.monotonic() - self._last_sweep > 0.2:
                 self._last_sweep = time.monotonic()
                 self._sweep()
+                self.after_poll()
             try:
                 data = self.sock.recv(65536)
             except socket.timeout:
@@ -145,6 +147,7 @@ class ProcConnectorTracer:
                     self._handle(what, ts, body)
                 except Exception:
                     log.exception("cannot handle a process connector event")
+            self.after_poll()
 
     def _handle(self, what: int, ts: int, body: bytes) -> None:
         if what == PROC_EVENT_EXEC and len(body) >= _EXEC.size:

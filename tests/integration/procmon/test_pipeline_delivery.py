@@ -52,6 +52,7 @@ def feed_compiles(p, n, base_ns):
                             hostname=POD, cgroup_id=77))
         p.on_exit(ExitEvent(pid=pid, ktime_ns=base_ns + i * 1000 + 500, exit_code=i % 2, signal=None,
                             start_ns=base_ns + i * 1000))
+    p.handoff()
 
 
 def timeline(backend, n, timeout=30):
@@ -112,6 +113,7 @@ def test_unreported_processes_are_untracked_in_the_kernel(tmp_path):
     p.start()
     p.on_exec(ExecEvent(pid=5, ktime_ns=1, filename="/bin/ls", argv=["ls"], cwd="/home/coder/project/hw1",
                         hostname=POD))
+    p.handoff()
     assert p.wait_idle(5)
     assert p.tracer.untracked == [5]
     assert metrics.filtered_counts["not_classified"] == 1

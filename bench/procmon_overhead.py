@@ -1,0 +1,159 @@
+"""procmon overhead benchmark: wall time of an exec-heavy loop with procmon attached versus without,
+in one run (alternating rounds, medians), for two workloads:
+
+* student: every exec is a student's program in an assignment folder, captured and attributed;
+* other:   execs outside student containers (own cgroup, cwd /tmp), which procmon's kernel side
+           filters out once it has learnt the cgroup is not a student's.
+
+libbpf-tools' execsnoop is measured in the same rounds for comparison.
+
+    .venv/bin/python bench/procmon_overhead.py                 # 5 rounds x 3,000 execs per arm
+    .venv/bin/python bench/procmon_overhead.py --rounds 3 --execs 2000
+
+Results go to bench/results/procmon.md (section "overhead"). Needs root.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from procmon_common import (SPAWN_C, TINY_C, Cgroup, Procmon, build, execsnoop_path, machine, median,
+                            require_root, write_section)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def loop(cg: Cgroup, spawn: Path, n: int, workers: int, prog: Path, cwd: Path, cpu_out: list | None = None) -> float:
+    """Wall time of the loop; appends the CPU time of its processes to ``cpu_out``."""
+    wall, cpu = (float(x) for x in cg.run([str(spawn), str(n), str(workers), str(prog)], cwd).stdout.split())
+    if cpu_out is not None:
+        cpu_out.append(cpu)
+    return wall
+
+
+def run_scenario(name: str, tmp: Path, ws: Path, spawn: Path, prog: Path, cwd: Path, args, snoop_bin):
+    cg = Cgroup(name)
+    off, on, snoop, cpu = [], [], [], []
+    off_cpu, on_cpu, snoop_cpu = [], [], []
+    try:
+        loop(cg, spawn, 500, args.workers, prog, cwd)  # warm caches
+        for r in range(args.rounds):
+            arms = ["off", "procmon", "execsnoop"] if r % 2 == 0 else ["execsnoop", "procmon", "off"]
+            for arm in arms:
+                if arm == "off":
+                    off.append(loop(cg, spawn, args.execs, args.workers, prog, cwd, off_cpu))
+                elif arm == "procmon":
+                    pm = Procmon(ws, tmp / f"state-{name}-{r}", tmp / "procmon.log",
+                                 "--cgroup-learn-seconds", "0.5").start()
+                    if name == "other":
+                        # let procmon learn that this cgroup is not a student's (then the kernel drops it)
+                        deadline = time.monotonic() + 30
+                        while pm.metric('procmon_cgroups{verdict="ignored"}') < 1 and time.monotonic() < deadline:
+                            loop(cg, spawn, 50, 1, prog, cwd)
+                            time.sleep(0.2)
+                    before = pm.metric('procmon_events_filtered_total{reason="cgroup_not_student"}')
+                    cpu0 = cpu_seconds(pm.proc.pid)
+                    on.append(loop(cg, spawn, args.execs, args.workers, prog, cwd, on_cpu))
+                    if name == "student":
+                        pm.wait_stable('procmon_pending_processes', quiet=0.5)
+                    cpu.append(cpu_seconds(pm.proc.pid) - cpu0)
+                    stats = {
+                        "filtered_in_kernel": pm.metric('procmon_events_filtered_total{reason="cgroup_not_student"}')
+                        - before,
+                        "lost": pm.metric("procmon_events_lost_total"),
+                    }
+                    pm.stop()
+                elif snoop_bin:
+                    out = open(tmp / "execsnoop.txt", "wb")
+                    sp = subprocess.Popen([snoop_bin], stdout=out, stderr=subprocess.STDOUT)
+                    deadline = time.monotonic() + 30
+                    while b"PCOMM" not in (tmp / "execsnoop.txt").read_bytes() and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    snoop.append(loop(cg, spawn, args.execs, args.workers, prog, cwd, snoop_cpu))
+                    sp.send_signal(signal.SIGINT)
+                    sp.wait(10)
+                    out.close()
+    finally:
+        cg.remove()
+    ratios = [b / a - 1 for a, b in zip(off, on)]
+    sratios = [b / a - 1 for a, b in zip(off, snoop)] if snoop else []
+    cpu_ratio = median([b / a - 1 for a, b in zip(off_cpu, on_cpu)])
+    snoop_cpu_ratio = median([b / a - 1 for a, b in zip(off_cpu, snoop_cpu)]) if snoop_cpu else None
+    return {"off": median(off), "on": median(on), "snoop": median(snoop) if snoop else None,
+            "overhead": median(ratios), "snoop_overhead": median(sratios) if sratios else None,
+            "last": stats, "cpu_per_1000": median(cpu) / args.execs * 1000,
+            "cpu_overhead": cpu_ratio, "snoop_cpu_overhead": snoop_cpu_ratio}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=7, help="alternating rounds per workload (default 7)")
+    p.add_argument("--execs", type=int, default=2000, help="execs per measured loop (default 2000)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="parallel fork+exec loops (default 1: one exec loop, like a shell loop)")
+    args = p.parse_args(argv)
+    require_root()
+    tmp = Path(tempfile.mkdtemp(prefix="procmon-overhead-"))
+    ws = tmp / "ws"
+    hw = ws / "bench-1-000002" / "hw1"
+    hw.mkdir(parents=True)
+    other_dir = tmp / "elsewhere"
+    other_dir.mkdir()
+    spawn = build(SPAWN_C, tmp / "spawn")
+    student_prog = build(TINY_C, hw / "tinyprog", "-static")
+    other_prog = build(TINY_C, other_dir / "tinyprog", "-static")
+    snoop_bin = execsnoop_path()
+    student = run_scenario("student", tmp, ws, spawn, student_prog, hw, args, snoop_bin)
+    other = run_scenario("other", tmp, ws, spawn, other_prog, other_dir, args, snoop_bin)
+
+    def pct(x):
+        return "-" if x is None else f"{100 * x:+.1f} %"
+
+    def verdict(x, limit):
+        return "met" if x <= limit else "MISSED"
+
+    body = f"""Workload: a loop of {args.execs:,} fork+exec+wait of a static tiny program ({args.workers} parallel loops, own
+cgroup), timed without procmon, with procmon (eBPF, kernel filter on) and with libbpf-tools' execsnoop,
+{args.rounds} rounds with the arm order alternating; figures are medians, overhead = median of per-round
+ratios to the "without" loop of the same round.
+* student: the program is in `<root>/bench-1-000002/hw1/` and runs from there: every exec is captured and
+  attributed (a process.run event each).
+* other: the program runs from /tmp in a cgroup with no student process; after procmon learnt the cgroup
+  (0.5 s here, `--cgroup-learn-seconds`), its execs are dropped in the kernel.
+Machine: {machine()} (shared with other work: expect a few % of noise).
+Command: `.venv/bin/python bench/procmon_overhead.py --rounds {args.rounds} --execs {args.execs} --workers {args.workers}`
+
+| workload | without | with procmon | procmon overhead | with execsnoop | execsnoop overhead | target (procmon) |
+|---|---|---|---|---|---|---|
+| student (all captured) | {student['off']:.3f} s | {student['on']:.3f} s | **{pct(student['overhead'])}** | {student['snoop'] or 0:.3f} s | {pct(student['snoop_overhead'])} | <= 5 % ({verdict(student['overhead'], 0.05)}) |
+| other (filtered in kernel) | {other['off']:.3f} s | {other['on']:.3f} s | **{pct(other['overhead'])}** | {other['snoop'] or 0:.3f} s | {pct(other['snoop_overhead'])} | <= 2 % ({verdict(other['overhead'], 0.02)}) |
+
+CPU time of the loop's own processes (fork, exec, the BPF programs running in their context, exit), the less
+noisy measure of the in-kernel cost: procmon {pct(student['cpu_overhead'])} (student), {pct(other['cpu_overhead'])} (other);
+execsnoop {pct(student['snoop_cpu_overhead'])} (student loop), {pct(other['snoop_cpu_overhead'])} (other loop).
+
+procmon's own CPU (user space, Python) per 1,000 execs: {student['cpu_per_1000']:.3f} s when all are captured,
+{other['cpu_per_1000']:.3f} s when the kernel filters them. With one exec loop on this 2-core machine that CPU comes
+from the idle core; when every core is busy it adds to the workload's time directly (run with `--workers 2`).
+
+In the last "other" round procmon's kernel side dropped {other['last']['filtered_in_kernel']:,.0f} execs of the measured loop
+(of {args.execs:,}); lost events: {student['last']['lost']:.0f} (student), {other['last']['lost']:.0f} (other).
+For reference (issue text, same machine type): bpftrace execsnoop.bt about +8 %, libbpf-tools execsnoop
+about +11 %, a bcc Python tracepoint execsnoop about +28 %.
+"""
+    write_section("overhead", "Overhead: exec-heavy loop with and without procmon (bench/procmon_overhead.py)", body)
+    print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
