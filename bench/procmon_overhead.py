@@ -7,7 +7,7 @@ in one run (alternating rounds, medians), for two workloads:
 
 libbpf-tools' execsnoop is measured in the same rounds for comparison.
 
-    .venv/bin/python bench/procmon_overhead.py                 # 5 rounds x 3,000 execs per arm
+    .venv/bin/python bench/procmon_overhead.py                 # 5 rounds x 2,000 execs per arm, one loop
     .venv/bin/python bench/procmon_overhead.py --rounds 3 --execs 2000
 
 Results go to bench/results/procmon.md (section "overhead"). Needs root.
@@ -96,7 +96,7 @@ def run_scenario(name: str, tmp: Path, ws: Path, spawn: Path, prog: Path, cwd: P
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=7, help="alternating rounds per workload (default 7)")
+    p.add_argument("--rounds", type=int, default=5, help="alternating rounds per workload (default 5)")
     p.add_argument("--execs", type=int, default=2000, help="execs per measured loop (default 2000)")
     p.add_argument("--workers", type=int, default=1,
                    help="parallel fork+exec loops (default 1: one exec loop, like a shell loop)")
