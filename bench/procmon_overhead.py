@@ -145,8 +145,8 @@ procmon's own CPU (user space, Python) per 1,000 execs: {student['cpu_per_1000']
 {other['cpu_per_1000']:.3f} s when the kernel filters them. With one exec loop on this 2-core machine that CPU comes
 from the idle core; when every core is busy it adds to the workload's time directly (run with `--workers 2`).
 
-In the last "other" round procmon's kernel side dropped {other['last']['filtered_in_kernel']:,.0f} execs of the measured loop
-(of {args.execs:,}); lost events: {student['last']['lost']:.0f} (student), {other['last']['lost']:.0f} (other).
+During the last "other" loop ({args.execs:,} execs) procmon's kernel side dropped {other['last']['filtered_in_kernel']:,.0f} execs (all cgroups
+it had learnt, so other work on the machine counts too); lost events: {student['last']['lost']:.0f} (student), {other['last']['lost']:.0f} (other).
 For reference (issue text, same machine type): bpftrace execsnoop.bt about +8 %, libbpf-tools execsnoop
 about +11 %, a bcc Python tracepoint execsnoop about +28 %.
 """

@@ -106,7 +106,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     u32 size = offsetof(struct exec_event, argv) + len;
     if (size > sizeof(struct exec_event))   // never true; tells the verifier the bound
         size = sizeof(struct exec_event);
-    if (emit(args, e, size, 1))
+    if (emit(args, e, size, EXEC_WAKEUP))
         count(C_LOST);
     else
         count(C_EXEC);
