@@ -134,6 +134,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     if auth not in ("on", "off"):
         raise SettingsError("WATCHER_AUTH", f"must be 'on' or 'off', got {auth!r}")
     origins = tuple(o.strip() for o in env.get("WATCHER_CORS_ORIGINS", "").split(",") if o.strip())
+    _check_legacy_zones(env)
     return Settings(
         host=env.get("WATCHER_HOST", defaults.host),
         port=_int(env, "WATCHER_PORT", defaults.port),
@@ -149,3 +150,15 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         log_level=env.get("WATCHER_LOG_LEVEL", defaults.log_level).upper(),
         database_wait_seconds=_float(env, "WATCHER_DATABASE_WAIT_SECONDS", defaults.database_wait_seconds),
     )
+
+
+def _check_legacy_zones(env: Mapping[str, str]) -> None:
+    """The old API's zone settings are read per request; a typo must stop the start, not answer 500 later."""
+    from . import legacy_time
+
+    for read_zone, name in ((legacy_time.snapshot_path_zone, legacy_time.SNAPSHOT_TZ_ENV),
+                            (legacy_time.naive_body_zone, legacy_time.NAIVE_TZ_ENV)):
+        try:
+            read_zone(env)
+        except legacy_time.LegacyTimeError as exc:
+            raise SettingsError(name, str(exc).split(": ", 1)[-1]) from None

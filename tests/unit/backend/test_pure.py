@@ -160,3 +160,11 @@ def test_database_urls_select_psycopg_3():
     assert normalise_url("postgresql://u@h:5/db") == "postgresql+psycopg://u@h:5/db"
     assert normalise_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
     assert normalise_url("sqlite:///data/w.db") == "sqlite:///data/w.db"
+
+
+@pytest.mark.parametrize("name", ["WATCHER_LEGACY_SNAPSHOT_TZ", "WATCHER_LEGACY_NAIVE_TZ"])
+def test_a_bad_legacy_zone_stops_the_start_naming_the_setting(name):
+    with pytest.raises(SettingsError) as exc:
+        from_env({name: "PST", "WATCHER_AUTH": "off"})
+    assert exc.value.setting == name and "UTC or KST" in str(exc.value)
+    assert from_env({name: "utc", "WATCHER_AUTH": "off"})
