@@ -71,8 +71,9 @@ def main(argv=None) -> int:
         snoop.send_signal(signal.SIGINT)
         snoop.wait(10)
         snoop_out.close()
+        # execsnoop prints argv; argv[0] is this run's own path (other tinyprogs on the machine do not count)
         snooped = sum(1 for line in (tmp / "execsnoop.txt").read_text(errors="replace").splitlines()
-                      if "tinyprog" in line)
+                      if str(tiny) in line)
     pct = 100.0 * captured / args.execs
     snoop_cell = (f"{snooped:,} / {args.execs:,} ({100.0 * snooped / args.execs:.2f} %)" if snooped is not None
                   else "execsnoop not installed")
