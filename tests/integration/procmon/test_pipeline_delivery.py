@@ -5,7 +5,6 @@ backend loses nothing, and a resend after a restart is deduplicated by the deter
 """
 import time
 
-import httpx
 from prometheus_client import CollectorRegistry
 
 from support.backend import run_backend

@@ -1,7 +1,7 @@
 """Backend outage with nothing lost, and the in-kernel cgroup filter."""
 from __future__ import annotations
 
-import time
+import pytest
 
 from support.backend import run_backend
 from system.procmon.pm_helpers import GCC, Procmon, wait_events, write
@@ -40,8 +40,7 @@ def test_kernel_filter_drops_other_cgroups_and_keeps_students(tmp_path, containe
     try:
         other = container("other")
         if other.path is None:
-            import pytest
-            pytest.skip("no cgroup v2 hierarchy mounted")
+            pytest.skip("no cgroup v2 hierarchy mounted (the filter works per cgroup v2 id)")
         # Learning: a busy non-student cgroup (cwd /tmp, host hostname) for a while ...
         other.sh("i=0; while [ $i -lt 30 ]; do /bin/true; i=$((i+1)); sleep 0.05; done", "/tmp")
         pm.wait_metric('procmon_cgroups{verdict="ignored"}', lambda v: v >= 1)
