@@ -127,3 +127,18 @@ def test_the_check_catches_an_undocumented_name(doc):
     assert not _mentions(doc, "--not-a-flag")
     # '--port' must not count as documented just because '--procmon-metrics-port' or '--port-x' is.
     assert not _mentions("`--procmon-metrics-port`, --port-x", "--port")
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_links_into_the_reference_point_at_its_sections(doc):
+    anchors = {_slug(h) for h in re.findall(r"^#{2,3} +(.+?)\s*$", doc, flags=re.M)}
+    links = re.findall(r"\]\((#[\w-]+)\)", doc)
+    for page in (ROOT / "docs").glob("*.md"):
+        links += [f"#{a}" for a in re.findall(r"\]\(configuration\.md#([\w-]+)\)", page.read_text(encoding="utf-8"))]
+    assert len(links) > 10
+    broken = sorted({link for link in links if link[1:] not in anchors})
+    assert not broken, f"links to missing sections of docs/configuration.md: {broken}"
