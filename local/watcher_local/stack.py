@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -188,7 +189,9 @@ class LocalStack:
         return self.components[name].health_url.rsplit("/", 1)[0] + "/metrics"
 
     def _base_env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        # The stack's own tokens must win: a token (or *_FILE) exported in the user's shell would make
+        # the backend refuse to start (both set) or the agents post with the wrong token.
+        env = {k: v for k, v in os.environ.items() if not re.fullmatch(r"WATCHER_[A-Z]+_TOKEN(_FILE)?", k)}
         env.update(self.extra_env)
         env["PYTHONUNBUFFERED"] = "1"
         return env

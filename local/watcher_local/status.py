@@ -29,15 +29,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def read_token(args) -> str | None:
+    """Flags first (--token-file, --data-dir), then the environment, then ./watcher-data if present."""
     if args.token_file:
         return args.token_file.read_text().strip()
+    if args.data_dir:
+        return json.loads((args.data_dir / "tokens.json").read_text())["read"]
     if os.environ.get("WATCHER_READ_TOKEN"):
         return os.environ["WATCHER_READ_TOKEN"]
     if os.environ.get("WATCHER_READ_TOKEN_FILE"):
         return Path(os.environ["WATCHER_READ_TOKEN_FILE"]).read_text().strip()
-    data_dir = args.data_dir or (Path("./watcher-data") if Path("./watcher-data/tokens.json").exists() else None)
-    if data_dir:
-        return json.loads((data_dir / "tokens.json").read_text())["read"]
+    if Path("./watcher-data/tokens.json").exists():
+        return json.loads(Path("./watcher-data/tokens.json").read_text())["read"]
     return None
 
 
