@@ -34,5 +34,6 @@ test-integration: venv  ## real loopback HTTP, real inotify
 test-system: deps  ## PostgreSQL, eBPF, kube-apiserver
 	$(VENV)/bin/pytest -m system
 
-bench: venv  ## run every benchmark and write bench/RESULTS.md
+bench: deps  ## run every benchmark (about 15 min) and write bench/RESULTS.md with a plot
+	$(VENV)/bin/pip install -q -e '.[bench]'
 	$(PY) bench/run_all.py
