@@ -3,8 +3,6 @@ from /proc, and write one section of bench/results/filemon.md (keeping the other
 from __future__ import annotations
 
 import os
-import platform
-import re
 import signal
 import subprocess
 import sys
@@ -17,26 +15,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # support.backend: a real backend on loopback
 
 from support.ports import free_port  # noqa: E402
+from results_file import ResultsFile, machine  # noqa: E402,F401  (machine: re-exported for the scripts)
 
-RESULTS = ROOT / "bench" / "results" / "filemon.md"
 ORDER = ["storm", "idle"]
+RESULTS = ResultsFile("filemon", "filemon benchmarks", ORDER)
+write_section = RESULTS.write_section
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def machine() -> str:
-    return f"nproc={os.cpu_count()}, kernel {platform.release()}, Python {platform.python_version()}"
-
-
-def write_section(key: str, title: str, body: str) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    text = RESULTS.read_text() if RESULTS.exists() else ""
-    sections = dict(re.findall(r"<!-- section:(\w+) -->\n(.*?)<!-- end:\1 -->\n", text, re.S))
-    sections[key] = f"## {title}\n\n{body}\n"
-    out = ["# filemon benchmarks\n"]
-    for name in ORDER + sorted(set(sections) - set(ORDER)):
-        if name in sections:
-            out.append(f"<!-- section:{name} -->\n{sections[name]}<!-- end:{name} -->\n")
-    RESULTS.write_text("\n".join(out))
 
 
 def cpu_seconds(pid: int) -> float:

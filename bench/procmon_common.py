@@ -4,8 +4,6 @@ bench/results/procmon.md (keeping the others)."""
 from __future__ import annotations
 
 import os
-import platform
-import re
 import shutil
 import signal
 import sqlite3
@@ -21,9 +19,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from support.ports import free_port  # noqa: E402
+from results_file import ResultsFile, machine  # noqa: E402,F401  (machine: re-exported for the scripts)
 
-RESULTS = ROOT / "bench" / "results" / "procmon.md"
 ORDER = ["execs", "overhead", "gcc"]
+RESULTS = ResultsFile("procmon", "procmon benchmarks", ORDER)
+write_section = RESULTS.write_section
 
 TINY_C = "int main(void) { return 0; }\n"
 # spawn N P PROG [ARGS...]: P workers, each fork+exec+wait of PROG N/P times; prints the wall time and
@@ -59,22 +59,6 @@ int main(int argc, char **argv) {
     return bad ? 1 : 0;
 }
 """
-
-
-def machine() -> str:
-    return f"nproc={os.cpu_count()}, kernel {platform.release()}, Python {platform.python_version()}"
-
-
-def write_section(key: str, title: str, body: str) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    text = RESULTS.read_text() if RESULTS.exists() else ""
-    sections = dict(re.findall(r"<!-- section:(\w+) -->\n(.*?)<!-- end:\1 -->\n", text, re.S))
-    sections[key] = f"## {title}\n\n{body}\n"
-    out = ["# procmon benchmarks\n"]
-    for name in ORDER + sorted(set(sections) - set(ORDER)):
-        if name in sections:
-            out.append(f"<!-- section:{name} -->\n{sections[name]}<!-- end:{name} -->\n")
-    RESULTS.write_text("\n".join(out))
 
 
 def require_root() -> None:
