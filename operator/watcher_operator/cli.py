@@ -1,11 +1,107 @@
-"""`watcher operator`: run the WatcherDeployment operator (kopf) in this process."""
+"""`watcher operator`: run the WatcherDeployment operator (kopf) in this process.
+
+Settings come from flags, else environment variables, else defaults. Every value is checked here, before
+kopf starts: a bad one is one line naming the setting (`watcher operator: bad setting NAME: why`) and exit 2.
+The parser itself reads no environment, so `--help` works whatever the environment holds.
+"""
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import random
 import sys
+from dataclasses import dataclass
+from typing import Mapping
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DEFAULT_PEERING = "watcher-operator"
+DEFAULT_RESYNC_SECONDS = 60.0
+DEFAULT_RETRY_SECONDS = 30.0
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value; ``setting`` names the environment variable or flag to fix."""
+
+    def __init__(self, setting: str, message: str):
+        super().__init__(f"{setting}: {message}")
+        self.setting = setting
+
+
+def positive_seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """A duration in seconds from ``env[name]`` (unset or blank: ``default``); finite and > 0."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(name, f"must be a number of seconds, got {raw!r}") from None
+    return _positive(value, name, raw)
+
+
+def _positive(value: float, name: str, shown: object) -> float:
+    if not math.isfinite(value) or value <= 0:
+        raise SettingsError(name, f"must be a positive number of seconds, got {shown!r}")
+    return value
+
+
+def log_level(value: str | None, setting: str) -> str:
+    """``value`` upper-cased if it is one of LOG_LEVELS (any case accepted); None means INFO."""
+    level = (value or "INFO").strip().upper()
+    if level not in LOG_LEVELS:
+        raise SettingsError(setting, f"must be one of {', '.join(LOG_LEVELS)} (any case), got {value!r}")
+    return level
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    namespaces: tuple[str, ...]
+    all_namespaces: bool
+    peering: str
+    standalone: bool
+    priority: int | None  # None: random at start
+    liveness: str
+    resync_seconds: float
+    retry_seconds: float
+    log_level: str
+
+
+def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> OperatorSettings:
+    """The operator's settings from parsed flags over ``env``; SettingsError names the first bad one."""
+    standalone_raw = env.get("WATCHER_OPERATOR_STANDALONE", "").strip().lower()
+    if standalone_raw not in _TRUE + _FALSE:
+        raise SettingsError("WATCHER_OPERATOR_STANDALONE", f"must be 1/true or 0/false, got {standalone_raw!r}")
+    priority = args.priority
+    if priority is None and env.get("WATCHER_OPERATOR_PRIORITY", "").strip():
+        raw = env["WATCHER_OPERATOR_PRIORITY"].strip()
+        try:
+            priority = int(raw)
+        except ValueError:
+            raise SettingsError("WATCHER_OPERATOR_PRIORITY", f"must be a whole number, got {raw!r}") from None
+    if args.resync_seconds is not None:
+        resync = _positive(args.resync_seconds, "--resync-seconds", args.resync_seconds)
+    else:
+        resync = positive_seconds(env, "WATCHER_OPERATOR_RESYNC_SECONDS", DEFAULT_RESYNC_SECONDS)
+    retry = positive_seconds(env, "WATCHER_OPERATOR_RETRY_SECONDS", DEFAULT_RETRY_SECONDS)
+    if args.log_level is not None:
+        level = log_level(args.log_level, "--log-level")
+    else:
+        level = log_level(env.get("WATCHER_LOG_LEVEL"), "WATCHER_LOG_LEVEL")
+    namespaces = tuple(args.namespace or ())
+    if not namespaces and not args.all_namespaces:
+        namespaces = tuple(n.strip() for n in env.get("WATCHER_OPERATOR_NAMESPACE", "").split(",") if n.strip())
+    return OperatorSettings(
+        namespaces=namespaces, all_namespaces=bool(args.all_namespaces),
+        peering=args.peering or env.get("WATCHER_OPERATOR_PEERING", "").strip() or DEFAULT_PEERING,
+        standalone=args.standalone or standalone_raw in _TRUE,
+        priority=priority,
+        liveness=args.liveness if args.liveness is not None else env.get("WATCHER_OPERATOR_LIVENESS", "").strip(),
+        resync_seconds=resync, retry_seconds=retry, log_level=level,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -13,64 +109,67 @@ def build_parser() -> argparse.ArgumentParser:
         prog="watcher operator",
         description="Run the Kubernetes operator that turns WatcherDeployment resources "
                     "(watcher.jcode.io/v1alpha1) into the backend, filemon and procmon workloads. "
-                    "Credentials: in-cluster service account, else KUBECONFIG / ~/.kube/config.")
+                    "Credentials: in-cluster service account, else KUBECONFIG / ~/.kube/config.",
+        epilog="A flag wins over its environment variable. WATCHER_OPERATOR_RETRY_SECONDS (default 30) is the "
+               "retry delay after an unsatisfiable spec or a Kubernetes API error. A bad value stops the start "
+               "with one line naming the setting (exit 2). See docs/configuration.md for the full table.")
     scope = p.add_mutually_exclusive_group()
     scope.add_argument("-n", "--namespace", action="append", default=None, metavar="NS",
                        help="watch only this namespace (repeatable; env WATCHER_OPERATOR_NAMESPACE, "
                             "comma-separated)")
     scope.add_argument("-A", "--all-namespaces", action="store_true",
                        help="watch every namespace (needs the cluster-wide RBAC of the chart)")
-    p.add_argument("--peering", default=os.environ.get("WATCHER_OPERATOR_PEERING", "watcher-operator"),
-                   metavar="NAME", help="kopf peering object used for leader election between replicas "
-                                        "(default: %(default)s; env WATCHER_OPERATOR_PEERING)")
+    p.add_argument("--peering", default=None, metavar="NAME",
+                   help="kopf peering object used for leader election between replicas "
+                        f"(default: {DEFAULT_PEERING}; env WATCHER_OPERATOR_PEERING)")
     p.add_argument("--standalone", action="store_true",
-                   default=os.environ.get("WATCHER_OPERATOR_STANDALONE", "") in ("1", "true"),
-                   help="no peering: run as the only replica (env WATCHER_OPERATOR_STANDALONE=1)")
-    p.add_argument("--priority", type=int,
-                   default=int(os.environ["WATCHER_OPERATOR_PRIORITY"]) if os.environ.get("WATCHER_OPERATOR_PRIORITY")
-                   else None,
-                   help="peering priority of this replica; the highest live one is active (default: random, so "
-                        "replicas of one Deployment never tie: kopf pauses every replica on a tie)")
-    p.add_argument("--liveness", default=os.environ.get("WATCHER_OPERATOR_LIVENESS", ""), metavar="URL",
-                   help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz (default: off)")
+                   help="no peering: run as the only replica (env WATCHER_OPERATOR_STANDALONE=1 or true)")
+    p.add_argument("--priority", type=int, default=None, metavar="N",
+                   help="peering priority of this replica; the highest live one is active (env "
+                        "WATCHER_OPERATOR_PRIORITY, a whole number; default: random, so replicas of one "
+                        "Deployment never tie: kopf pauses every replica on a tie)")
+    p.add_argument("--liveness", default=None, metavar="URL",
+                   help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz "
+                        "(env WATCHER_OPERATOR_LIVENESS; default: off)")
     p.add_argument("--resync-seconds", type=float, default=None, metavar="S",
                    help="full reconcile of every resource this often (env WATCHER_OPERATOR_RESYNC_SECONDS, "
-                        "default 60)")
-    p.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then KUBECONFIG)")
-    p.add_argument("--log-level", default=os.environ.get("WATCHER_LOG_LEVEL", "INFO"),
-                   choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level (default: %(default)s)")
+                        "default 60); failed reconciles retry after WATCHER_OPERATOR_RETRY_SECONDS (default 30)")
+    p.add_argument("--kubeconfig", default=None, metavar="FILE", help="kubeconfig file (default: in-cluster, then KUBECONFIG)")
+    p.add_argument("--log-level", type=str.upper, default=None, choices=LOG_LEVELS, metavar="LEVEL",
+                   help=f"one of {', '.join(LOG_LEVELS)}, any case (env WATCHER_LOG_LEVEL; default: INFO)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.resync_seconds is not None:
-        if args.resync_seconds <= 0:
-            sys.stderr.write("watcher operator: --resync-seconds must be positive\n")
-            return 2
-        os.environ["WATCHER_OPERATOR_RESYNC_SECONDS"] = str(args.resync_seconds)
-    if args.kubeconfig:
-        os.environ["KUBECONFIG"] = args.kubeconfig
-        os.environ["WATCHER_OPERATOR_KUBECONFIG"] = args.kubeconfig
-    namespaces = args.namespace
-    if not namespaces and not args.all_namespaces and os.environ.get("WATCHER_OPERATOR_NAMESPACE"):
-        namespaces = [n for n in os.environ["WATCHER_OPERATOR_NAMESPACE"].split(",") if n]
-    if not namespaces and not args.all_namespaces:
+    try:
+        settings = resolve(args, os.environ)
+    except SettingsError as exc:
+        sys.stderr.write(f"watcher operator: bad setting {exc}\n")
+        return 2
+    if not settings.namespaces and not settings.all_namespaces:
         sys.stderr.write("watcher operator: choose --namespace NS or --all-namespaces "
                          "(or set WATCHER_OPERATOR_NAMESPACE)\n")
         return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # handlers.py reads these when it is imported (the timer interval is fixed at registration):
+    # hand over the checked values, flag included.
+    os.environ["WATCHER_OPERATOR_RESYNC_SECONDS"] = repr(settings.resync_seconds)
+    os.environ["WATCHER_OPERATOR_RETRY_SECONDS"] = repr(settings.retry_seconds)
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig
+        os.environ["WATCHER_OPERATOR_KUBECONFIG"] = args.kubeconfig
 
-    priority = args.priority if args.priority is not None else random.randint(1, 2**31 - 1)
+    priority = settings.priority if settings.priority is not None else random.randint(1, 2**31 - 1)
 
     import kopf  # imported late: `watcher operator --help` stays fast
 
     from watcher_operator import handlers  # noqa: F401  (registers the handlers)
 
     try:
-        kopf.run(clusterwide=bool(args.all_namespaces), namespaces=namespaces or (),
-                 standalone=args.standalone, peering_name=None if args.standalone else args.peering,
-                 priority=priority, liveness_endpoint=args.liveness or None)
+        kopf.run(clusterwide=settings.all_namespaces, namespaces=settings.namespaces,
+                 standalone=settings.standalone, peering_name=None if settings.standalone else settings.peering,
+                 priority=priority, liveness_endpoint=settings.liveness or None)
     except KeyboardInterrupt:
         pass
     return 0

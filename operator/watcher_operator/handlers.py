@@ -12,14 +12,17 @@ import os
 import kopf
 
 from watcher_operator.builders import MANAGER
+from watcher_operator.cli import DEFAULT_RESYNC_SECONDS, DEFAULT_RETRY_SECONDS, positive_seconds
 from watcher_operator.crd import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from watcher_operator.kubeapi import ApiError, Kube, load_config
 from watcher_operator.reconcile import Reconciler
 
 log = logging.getLogger("watcher_operator")
 
-RESYNC_SECONDS = float(os.environ.get("WATCHER_OPERATOR_RESYNC_SECONDS", "60"))
-RETRY_SECONDS = float(os.environ.get("WATCHER_OPERATOR_RETRY_SECONDS", "30"))
+# `watcher operator` checks both before importing this module (one line naming a bad value, exit 2) and
+# passes them on through the environment; the same parser refuses a bad value on any other import path.
+RESYNC_SECONDS = positive_seconds(os.environ, "WATCHER_OPERATOR_RESYNC_SECONDS", DEFAULT_RESYNC_SECONDS)
+RETRY_SECONDS = positive_seconds(os.environ, "WATCHER_OPERATOR_RETRY_SECONDS", DEFAULT_RETRY_SECONDS)
 MANAGED = {"app.kubernetes.io/managed-by": MANAGER}
 
 _reconciler: Reconciler | None = None
