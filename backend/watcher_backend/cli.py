@@ -6,7 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .settings import SettingsError, from_env
+from .settings import LOG_LEVELS, SettingsError, from_env
 
 DESCRIPTION = """\
 Run the JCode Watcher backend: the event store and HTTP API (FastAPI on uvicorn).
@@ -19,8 +19,11 @@ Settings come from flags, else environment variables, else defaults:
   WATCHER_INGEST_TOKEN, WATCHER_READ_TOKEN, WATCHER_ADMIN_TOKEN (or *_FILE naming a file that holds it)
   WATCHER_RETENTION_DAYS (off), WATCHER_MAX_BODY_BYTES, WATCHER_CORS_ORIGINS, WATCHER_IDLE_GAP_SECONDS,
   WATCHER_AUTH=off (same as --insecure-no-auth), WATCHER_LOG_LEVEL,
-  WATCHER_DATABASE_WAIT_SECONDS (30: how long to wait for the database at start)
-See docs/backend.md for the full table."""
+  WATCHER_DATABASE_WAIT_SECONDS (30: how long to wait for the database at start),
+  WATCHER_RETENTION_INTERVAL_SECONDS (3600: how often the retention purge runs),
+  WATCHER_LEGACY_SNAPSHOT_TZ, WATCHER_LEGACY_NAIVE_TZ (KST or UTC: how the old API's naive times are read)
+A bad value stops the start with one line naming the setting (exit 2).
+See docs/configuration.md for the full table."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--insecure-no-auth", action="store_true",
                    help="accept every request without a token (local development only)")
     p.add_argument("--no-migrate", action="store_true", help="do not run schema migrations at startup")
-    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO")
+    p.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL",
+                   help=f"one of {', '.join(LOG_LEVELS)}, any case (default INFO; env WATCHER_LOG_LEVEL)")
     return p
 
 

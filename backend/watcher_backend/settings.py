@@ -6,6 +6,7 @@ A bad value raises ``SettingsError`` naming the setting; the CLI prints that one
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Mapping
 from watcher_core import wire
 
 SCOPES = ("ingest", "read", "admin")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_DATA_DIR = Path("data")
 
 
@@ -57,6 +59,9 @@ class Settings:
     def validate(self) -> "Settings":
         if not (0 < self.port < 65536):
             raise SettingsError("WATCHER_PORT", f"port must be 1-65535, got {self.port}")
+        if self.log_level not in LOG_LEVELS:
+            raise SettingsError(
+                "WATCHER_LOG_LEVEL", f"must be one of {', '.join(LOG_LEVELS)} (any case), got {self.log_level!r}")
         if not (self.database_url.startswith("sqlite") or self.database_url.startswith("postgres")):
             raise SettingsError(
                 "WATCHER_DATABASE_URL",
@@ -104,8 +109,8 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise SettingsError(name, f"must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise SettingsError(name, "must be positive")
+    if not math.isfinite(value) or value <= 0:  # nan/inf parse as floats but are no duration
+        raise SettingsError(name, f"must be a positive number, got {raw!r}")
     return value
 
 
@@ -147,7 +152,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         max_body_bytes=_int(env, "WATCHER_MAX_BODY_BYTES", defaults.max_body_bytes),
         cors_origins=origins,
         idle_gap_seconds=_int(env, "WATCHER_IDLE_GAP_SECONDS", defaults.idle_gap_seconds),
-        log_level=env.get("WATCHER_LOG_LEVEL", defaults.log_level).upper(),
+        log_level=(env.get("WATCHER_LOG_LEVEL", "").strip() or defaults.log_level).upper(),
         database_wait_seconds=_float(env, "WATCHER_DATABASE_WAIT_SECONDS", defaults.database_wait_seconds),
     )
 

@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Watch the student workspaces with inotify, snapshot every saved source file into the "
                     "snapshot store and report file.save / file.delete / file.too_large events to the backend "
                     "through a durable local outbox. Metrics and health on the metrics port (/metrics, /healthz).",
-        epilog="Every flag is also an environment variable (in brackets). See docs/filemon.md.",
+        epilog="Every flag is also an environment variable (in brackets). See docs/configuration.md.",
     )
     config.add_agent_arguments(parser, agent="filemon")
     g = parser.add_argument_group("filemon settings")
