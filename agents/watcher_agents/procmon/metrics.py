@@ -32,6 +32,10 @@ class ProcmonMetrics:
         self.outbox_errors = Counter("procmon_outbox_put_failures_total",
                                      "Times the outbox refused events (full disk or bound); they are retried",
                                      registry=registry)
+        self.reexecs = Counter("procmon_reexecs_total",
+                               "Execs by a process already being reported (e.g. a script that execs python): "
+                               "still one compile/run, describing its last classified program",
+                               registry=registry)
         self.dropped = Counter("procmon_events_dropped_total",
                                "Events dropped in user space", ["reason"], registry=registry)
         self.mode: str | None = None

@@ -59,9 +59,26 @@ def ktime_to_wall(ktime_ns: int) -> datetime:
 
 @dataclass
 class Pending:
-    exec: ExecEvent
+    """One reported process (pid), from its first exec to its exit. A process may exec again (a script
+    ending in ``exec python calc.py``, pyenv's shim, ``sh -c 'exec gcc ...'``): it stays ONE record,
+    reported at its exit, that describes the last program image we could classify (``exec``/``what``)
+    and keeps the first exec's start (``started_at``, ``first_ktime_ns``: the event id)."""
+    exec: ExecEvent               # the image the record describes (argv, filename)
     what: Attributed
-    started_at: datetime
+    started_at: datetime          # the process's first exec
+    first_ktime_ns: int = 0       # ktime of the first exec: the event id, stable across resends
+    last_ktime_ns: int = 0        # ktime of the latest exec: the exit must belong to it (eBPF start_ns)
+
+    def __post_init__(self) -> None:
+        self.first_ktime_ns = self.first_ktime_ns or self.exec.ktime_ns
+        self.last_ktime_ns = self.last_ktime_ns or self.exec.ktime_ns
+
+
+def same_process(earlier: ExecEvent, later: ExecEvent) -> bool:
+    """Is ``later`` an exec of the process ``earlier`` started (not a new process that reuses the pid
+    after an exit we missed)? An exec keeps the parent; a reused pid almost never has the same one.
+    An unknown parent (0: the process was gone before /proc was read) counts as the same."""
+    return not earlier.ppid or not later.ppid or earlier.ppid == later.ppid
 
 
 class CgroupLearner:
@@ -274,11 +291,13 @@ class Pipeline:
 
     def handle_exec(self, ev: ExecEvent) -> None:
         now = time.monotonic()
-        previous = self.pending.pop(ev.pid, None)
-        if previous is not None:
-            # The same process exec'd again (e.g. a script ending in `exec ./a.out`): the previous
-            # program is over; its status is unknown.
-            self._emit(previous, ExitEvent(pid=ev.pid, ktime_ns=ev.ktime_ns, exit_code=None, signal=None))
+        earlier = self.pending.get(ev.pid)
+        if earlier is not None and not same_process(earlier.exec, ev):
+            # A new process with the pid of one whose exit we never got (lost event): that one is
+            # over, with an unknown status.
+            del self.pending[ev.pid]
+            self._emit(earlier, ExitEvent(pid=ev.pid, ktime_ns=ev.ktime_ns, exit_code=None, signal=None))
+            earlier = None
         parent_is_compiler = self._compiler_ancestor(ev.ppid)
         result = self._attribute(ev, parent_is_compiler)
         is_student = not (isinstance(result, Skip) and result.reason == NOT_STUDENT)
@@ -289,6 +308,9 @@ class Pipeline:
             self.lineage[ev.pid] = (ev.ppid, compiler)
             if len(self.lineage) > MAX_LINEAGE:
                 self.lineage.popitem(last=False)
+        if earlier is not None:
+            self._reexec(earlier, ev, result)
+            return
         if isinstance(result, Skip):
             if result.reason != NOT_STUDENT or ev.cwd is None:
                 log.debug("pid %d (ppid %d) %s skipped (%s): cwd=%s host=%s argv=%s", ev.pid, ev.ppid, ev.filename, result.reason,
@@ -302,6 +324,24 @@ class Pipeline:
         if len(self.pending) > MAX_PENDING:
             _pid, _old = self.pending.popitem(last=False)
             self.metrics.dropped.labels("pending_evicted").inc()
+
+    def _reexec(self, rec: Pending, ev: ExecEvent, result: Attributed | Skip) -> None:
+        """A reported process exec'd again. Its exit status will be the new image's, so the record
+        describes the new image when we can classify it (``run.sh`` -> ``python calc.py``: one python
+        run; ``sh -c 'exec gcc ...'``: one compile). An image we cannot classify (a student binary
+        exec'ing /bin/true, pyenv's bash helpers between the shim and python, a compiler's internal
+        re-exec) does not replace a classified one: the record keeps the last classified image, with
+        the exit status of the process. Either way it is one process: the first exec's start and
+        event id, and the exit of the latest exec (never untracked in the kernel)."""
+        self.metrics.reexecs.inc()
+        rec.last_ktime_ns = ev.ktime_ns
+        if isinstance(result, Skip):
+            log.debug("pid %d exec'd %s (%s): still reported as %s %s", ev.pid, ev.filename, result.reason,
+                      rec.what.type, rec.what.path)
+            return
+        log.debug("pid %d exec'd %s: now %s %s/%s %s (was %s %s)", ev.pid, ev.filename, result.type,
+                  result.student.dirname, result.assignment, result.path, rec.what.type, rec.what.path)
+        rec.exec, rec.what = ev, result
 
     def _attribute(self, ev: ExecEvent, parent_is_compiler: bool) -> Attributed | Skip:
         """``Attributor.attribute`` is a pure function of these facts; students re-run the same program
@@ -332,9 +372,9 @@ class Pipeline:
         rec = self.pending.get(ev.pid)
         if rec is None:
             return  # not a process we report (or exited before we learnt it was not)
-        if ev.start_ns is not None and ev.start_ns != rec.exec.ktime_ns:
+        if ev.start_ns is not None and ev.start_ns != rec.last_ktime_ns:
             log.debug("pid %d: exit of an earlier program (started %d, not %d)", ev.pid, ev.start_ns,
-                      rec.exec.ktime_ns)
+                      rec.last_ktime_ns)
             return  # a stale exit of an earlier program with this pid
         del self.pending[ev.pid]
         self._emit(rec, ev)
@@ -343,7 +383,7 @@ class Pipeline:
         w = rec.what
         ended = ktime_to_wall(ex.ktime_ns)
         fields = dict(
-            event_id=wire.make_event_id(self.node, self.boot, rec.exec.pid, rec.exec.ktime_ns),
+            event_id=wire.make_event_id(self.node, self.boot, rec.exec.pid, rec.first_ktime_ns),
             timestamp=rec.started_at,
             node=self.node,
             source="procmon",
