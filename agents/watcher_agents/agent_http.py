@@ -22,11 +22,30 @@ log = logging.getLogger(__name__)
 class HealthChecks:
     def __init__(self) -> None:
         self._checks: dict[str, Callable[[], bool]] = {}
+        self._details: dict[str, Callable[[], object]] = {}
         self._lock = threading.Lock()
 
     def register(self, name: str, check: Callable[[], bool]) -> None:
         with self._lock:
             self._checks[name] = check
+
+    def add_detail(self, key: str, value: Callable[[], object]) -> None:
+        """A top-level field of the /healthz answer that is not a check (e.g. procmon's ``"mode"``);
+        ``value`` is called per request and must return something JSON can encode."""
+        with self._lock:
+            self._details[key] = value
+
+    def details(self) -> dict[str, object]:
+        with self._lock:
+            details = dict(self._details)
+        out = {}
+        for key, value in details.items():
+            try:
+                out[key] = value()
+            except Exception:  # a broken detail must not break the health answer
+                log.exception("health detail %r raised", key)
+                out[key] = None
+        return out
 
     def evaluate(self) -> tuple[bool, dict[str, bool]]:
         with self._lock:
@@ -64,6 +83,7 @@ class AgentHTTPServer:
                         "status": "healthy" if ok else "unhealthy",
                         "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                         "agent": server.agent,
+                        **server.health.details(),
                         "checks": results,
                     }
                     if not ok:

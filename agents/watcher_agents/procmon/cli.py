@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import threading
+import time
 from dataclasses import dataclass
 
 from watcher_core import identity
 from watcher_agents import config
 from watcher_agents.procmon.attribution import Attributor
 from watcher_agents.procmon.classify import DEFAULT_COMPILERS, DEFAULT_INTERPRETERS, Classes
+from watcher_agents.procmon.heartbeat import Heartbeat
+from watcher_agents.procmon.heartbeat import gap as heartbeat_gap
 from watcher_agents.procmon.metrics import ProcmonMetrics
 from watcher_agents.procmon.pipeline import Pipeline
 
@@ -190,8 +194,14 @@ def main(argv: list[str]) -> int:
                         outbox=rt.outbox, metrics=metrics, max_args=ps.argv_max_args,
                         argv_size=ps.argv_max_bytes, learn_seconds=ps.cgroup_learn_seconds,
                         ignore_ttl=ps.cgroup_ignore_ttl, kernel_filter=ps.kernel_filter)
-    # Started first so /metrics answers while bcc compiles (about a second), and so that shutdown()
-    # below has running parts to stop.
+    heartbeat = Heartbeat(settings.state_dir)
+    last_seen = heartbeat.last()    # before anything of this run writes it
+    # Not ready until a tracer is attached: bcc compiles for a second or more, and a compile in that
+    # window is lost, so a readiness probe (and LocalStack) must not pass before. The HTTP server still
+    # starts first, so /metrics answers during the load and shutdown() below has running parts to stop.
+    attached = threading.Event()
+    rt.health.register("tracer attached", attached.is_set)
+    rt.health.add_detail("mode", lambda: metrics.mode)
     rt.start()
     tracer = open_tracer(ps, pipeline)
     if tracer is None:
@@ -202,12 +212,25 @@ def main(argv: list[str]) -> int:
     rt.health.register("pipeline alive", pipeline.alive)
     pipeline.start()
     tracer.start()
+    attached.set()
+    report_downtime(metrics, heartbeat_gap(last_seen, time.time()))
+    heartbeat.start()
     rt.install_signal_handlers()
     log.info("procmon ready: mode=%s %s", tracer.mode,
              " ".join(f"{k}={v}" for k, v in config.describe(settings).items()))
     while not rt.stopping.wait(1):
         pass
     tracer.stop()
+    heartbeat.stop()    # traced until here: the next start measures its gap from this moment
     pipeline.stop()
     rt.shutdown(flush_timeout=ps.flush_timeout)
     return 0
+
+
+def report_downtime(metrics: ProcmonMetrics, gap) -> None:
+    """The window procmon was blind for (since its last heartbeat): gauges, and one line if there was one."""
+    metrics.downtime.set(gap.downtime)
+    metrics.last_seen_before_start.set(gap.last_seen or 0)
+    line = gap.describe()
+    if line:
+        log.warning(line)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from watcher_agents.procmon.attribution import SKIP_REASONS
@@ -38,6 +38,14 @@ class ProcmonMetrics:
                                registry=registry)
         self.dropped = Counter("procmon_events_dropped_total",
                                "Events dropped in user space", ["reason"], registry=registry)
+        # procmon's own blind window before this start (heartbeat.py); set once the tracer is attached
+        self.downtime = Gauge("procmon_downtime_seconds",
+                              "Seconds procmon was not tracing before this start: from its last heartbeat in "
+                              "the state dir to the tracer attached (0 on a first start)", registry=registry)
+        self.last_seen_before_start = Gauge(
+            "procmon_last_seen_before_start_timestamp_seconds",
+            "Unix time of procmon's last heartbeat before this start: where the blind window begins "
+            "(0 if none)", registry=registry)
         self.mode: str | None = None
         self.tracer_counters: Callable[[], dict[str, int]] = dict
         self.pending: Callable[[], int] = lambda: 0

@@ -142,3 +142,4 @@ def test_metrics_and_health(stack, container):
     h = pm.health()
     assert h.status_code == 200 and h.json()["status"] == "healthy"
     assert h.json()["checks"]["tracer alive (mode ebpf)"] is True
+    assert h.json()["mode"] == "ebpf"

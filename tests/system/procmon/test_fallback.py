@@ -51,6 +51,7 @@ def test_proc_connector_mode(backend, tmp_path, container):
         assert pm.metric('procmon_mode{mode="ebpf"}') == 0.0
         health = pm.health().json()
         assert health["status"] == "healthy" and health["checks"]["tracer alive (mode proc-connector)"]
+        assert health["mode"] == "proc-connector" and health["checks"]["tracer attached"]
         assert "eBPF" not in pm.log()          # not even tried
     finally:
         pm.stop()
