@@ -62,11 +62,17 @@ struct exit_event {
 };
 
 // A process changed its working directory (user space reads the new one from /proc at once: a
-// shell that `cd`s and then runs a 1 ms program is the witness of that program's cwd).
+// shell that `cd`s and then runs a 1 ms program is the witness of that program's cwd). chdir also
+// carries the path it was given: a child that chdir's and execs a 1 ms program (Python's
+// subprocess with cwd=, libuv's spawn) is gone before /proc can be read, and only this says where
+// it ran.
+#define CHDIR_PATH_SIZE 256
 struct chdir_event {
     u8  type;
-    u8  pad[3];
+    u8  has_path;               // 1: path is the chdir argument (absolute, or relative to the old cwd)
+    u8  pad[2];
     u32 pid;
+    char path[CHDIR_PATH_SIZE];
 };
 
 // What we remember about a process between its exec and its exit (only processes not filtered).
@@ -103,6 +109,8 @@ BPF_TABLE("lru_hash", u32, u32, parents, 65536);
 // Processes between exec and exit. User space deletes those it does not care about, so only
 // compiles and runs of students produce exit events.
 BPF_TABLE("lru_hash", u32, struct proc_state, tracked, 65536);
+// chdir argument (a user pointer) by thread id, from sys_enter_chdir to sys_exit_chdir.
+BPF_TABLE("lru_hash", u32, u64, chdir_args, 1024);
 
 static __always_inline void count(int slot) {
     u64 *c = counters.lookup(&slot);

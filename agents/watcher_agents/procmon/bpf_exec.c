@@ -131,21 +131,38 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {
 }
 
 // chdir/fchdir succeeded in a cgroup we watch: tell user space (rare; shells and build tools).
-static __always_inline int cwd_changed(void *ctx, long ret) {
+static __always_inline int cwd_changed(void *ctx, long ret, int with_path) {
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u32 tid = (u32)pid_tgid;
+    u64 *arg = with_path ? chdir_args.lookup(&tid) : NULL;
+    u64 ptr = arg ? *arg : 0;
+    if (arg)
+        chdir_args.delete(&tid);
     if (ret != 0 || filtered_out(bpf_get_current_cgroup_id()))
         return 0;
     struct chdir_event e = {};
     e.type = EV_CHDIR;
-    e.pid = bpf_get_current_pid_tgid() >> 32;
+    e.pid = pid_tgid >> 32;
+    if (ptr && bpf_probe_read_user_str(e.path, sizeof(e.path), (const void *)ptr) > 0)
+        e.has_path = 1;
     if (emit(ctx, &e, sizeof(e), 1))
         count(C_LOST);
     return 0;
 }
 
+TRACEPOINT_PROBE(syscalls, sys_enter_chdir) {
+    if (filtered_out(bpf_get_current_cgroup_id()))
+        return 0;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    u64 ptr = (u64)args->filename;
+    chdir_args.update(&tid, &ptr);
+    return 0;
+}
+
 TRACEPOINT_PROBE(syscalls, sys_exit_chdir) {
-    return cwd_changed(args, args->ret);
+    return cwd_changed(args, args->ret, 1);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_fchdir) {
-    return cwd_changed(args, args->ret);
+    return cwd_changed(args, args->ret, 0);
 }

@@ -41,6 +41,7 @@ SIGKILL = 9
 # struct exec_event up to argv (see bpf_common.c); struct exit_event.
 _EXEC_HEAD = struct.Struct("<BBHIIIIIQQ16s256s")
 _EXIT = struct.Struct("<BBBBIIiiIQQ16s")
+_CHDIR = struct.Struct("<BB2xI256s")
 POLL_MS = 50
 BATCH_WAIT_S = 0.002
 TRACING_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
@@ -95,6 +96,14 @@ def decode_exit(raw: bytes) -> ExitEvent:
     (_t, how, sig_d, sig_g, pid, _tid, code, tcode, _pad, start, ktime, comm) = _EXIT.unpack_from(raw)
     exit_code, sig = exit_status(how, code, tcode, sig_d, sig_g)
     return ExitEvent(pid=pid, ktime_ns=ktime, exit_code=exit_code, signal=sig, start_ns=start, comm=_cstr(comm))
+
+
+def decode_chdir(raw: bytes) -> tuple[int, str | None]:
+    """(pid, the path chdir was given or None: fchdir, or a path that could not be read)."""
+    if len(raw) < _CHDIR.size:   # the old layout: the pid only
+        return struct.unpack_from("<I", raw, 4)[0], None
+    _t, has_path, pid, path = _CHDIR.unpack_from(raw)
+    return pid, (_cstr(path) or None) if has_path else None
 
 
 def _cstr(raw: bytes) -> str:
@@ -159,7 +168,7 @@ class EbpfTracer:
         if argv_size < 256 or argv_size & (argv_size - 1) or argv_size > 32768:
             raise ValueError("argv size must be a power of two between 256 and 32768")
         self.on_exec, self.on_exit = on_exec, on_exit
-        self.on_chdir: Callable[[int], None] = lambda pid: None
+        self.on_chdir: Callable[[int, str | None], None] = lambda pid, path=None: None
         self.argv_size, self.max_args, self.arg_chunk = argv_size, max_args, min(arg_chunk, argv_size)
         self.ring_pages, self.buffer, self.kernel_filter = ring_pages, buffer, kernel_filter
         self.wake_on_exec = wake_on_exec
@@ -191,7 +200,7 @@ class EbpfTracer:
         except OSError:
             raise TracerUnavailable(f"tracepoint sched:sched_process_exit not found under {tdir}") from None
         for tp in ("sched/sched_process_exec", "sched/sched_process_fork", "syscalls/sys_enter_execve",
-                   "syscalls/sys_enter_execveat", "syscalls/sys_exit_chdir", "syscalls/sys_exit_fchdir",
+                   "syscalls/sys_enter_execveat", "syscalls/sys_enter_chdir", "syscalls/sys_exit_chdir", "syscalls/sys_exit_fchdir",
                    "syscalls/sys_enter_exit",
                    "syscalls/sys_enter_exit_group", "signal/signal_deliver", "signal/signal_generate"):
             if not Path(tdir, "events", tp).is_dir():
@@ -253,7 +262,7 @@ class EbpfTracer:
             elif raw[0] == EV_EXIT:
                 self.on_exit(decode_exit(raw))
             elif raw[0] == EV_CHDIR:
-                self.on_chdir(struct.unpack_from("<I", raw, 4)[0])
+                self.on_chdir(*decode_chdir(raw))
         except Exception:  # a bad event must never stop the poll loop
             log.exception("cannot handle a kernel event")
 

@@ -27,6 +27,9 @@ class ProcmonMetrics:
         self.from_parent = Counter("procmon_cwd_from_parent_total",
                                    "Execs whose process was gone at once: cwd and hostname read from the parent",
                                    registry=registry)
+        self.cwd_from_chdir = Counter("procmon_cwd_from_chdir_total",
+                                      "Execs whose process was gone at once: cwd from its own chdir just before "
+                                      "(e.g. a subprocess started with a working directory)", registry=registry)
         self.invalid = Counter("procmon_invalid_events_total",
                                "Attributed processes whose event failed wire validation (logged)", registry=registry)
         self.outbox_errors = Counter("procmon_outbox_put_failures_total",

@@ -18,6 +18,7 @@ drops its events from then on, until the verdict expires (``ignore_ttl``) and is
 from __future__ import annotations
 
 import logging
+import posixpath
 import threading
 import time
 from collections import OrderedDict
@@ -43,6 +44,8 @@ MAX_ATTRIBUTIONS = 4096     # cached attribution results (pure function of exec 
 MAX_UNSENT = 100_000        # wire events waiting for the outbox (when it is full)
 BATCH = 200
 FLUSH_AFTER = 0.2           # seconds an event may wait in memory for its batch
+MAX_OWN_CWD = 4096          # processes whose latest chdir is remembered
+OWN_CWD_TRUST_SECONDS = 5.0
 
 
 def boot_id() -> str:
@@ -138,6 +141,8 @@ class Pipeline:
         # pid -> (cwd, hostname) last seen for it or for one of its children (tracer thread only)
         self.recent: OrderedDict[int, tuple[str, str | None]] = OrderedDict()
         self._recent_lock = threading.Lock()
+        # pid -> (its cwd after its latest chdir, monotonic time) (tracer thread only)
+        self.own_cwd: OrderedDict[int, tuple[str, float]] = OrderedDict()
         self.unsent: list = []
         self._batch: list = []          # events of the current poll (tracer thread only)
         self._attributions: OrderedDict[tuple, Attributed | Skip] = OrderedDict()
@@ -173,14 +178,27 @@ class Pipeline:
     def on_exit(self, ev: ExitEvent) -> None:
         self._batch.append(("exit", ev))
 
-    def on_chdir(self, pid: int) -> None:
-        """A watched process changed directory: remember where it is now, for its short-lived children."""
+    def on_chdir(self, pid: int, path: str | None = None) -> None:
+        """A watched process changed directory: remember where it is now, for its short-lived children,
+        and for its own next exec: a child that chdir's and execs a 1 ms program (Python's subprocess
+        with cwd=) is gone before /proc is read, and its parent's cwd is not where it ran. ``path`` is
+        what chdir was given (eBPF), used when /proc cannot tell any more."""
         cwd = procfs.read_cwd(pid)
+        if cwd is None and path:
+            if path.startswith("/"):
+                cwd = posixpath.normpath(path)
+            else:
+                own = self.own_cwd.get(pid)
+                base = own[0] if own else (self.recent.get(pid) or (None,))[0]
+                cwd = posixpath.normpath(posixpath.join(base, path)) if base else None
         if cwd is not None:
             seen = self.recent.get(pid)
             host = seen[1] if seen else self.hostnames.resolve(pid)
             with self._recent_lock:
                 self.recent[pid] = (cwd, host)
+            self.own_cwd[pid] = (cwd, time.monotonic())
+            while len(self.own_cwd) > MAX_OWN_CWD:
+                self.own_cwd.popitem(last=False)
 
     def handoff(self) -> None:
         """Called by the tracer after each poll: the poll's events are processed right here, in the
@@ -214,6 +232,13 @@ class Pipeline:
                 ev.comm = ev.comm or stat[0]
                 ev.ppid = ev.ppid or stat[1]
         ev.hostname = self.hostnames.resolve(pid)
+        if ev.cwd is None:
+            # Its own chdir just before this exec (a pid's entry is only trusted for a few seconds: a
+            # pid is not reused that fast, and chdir-then-exec takes milliseconds).
+            own = self.own_cwd.get(pid)
+            if own is not None and time.monotonic() - own[1] < OWN_CWD_TRUST_SECONDS:
+                ev.cwd = own[0]
+                self.metrics.cwd_from_chdir.inc()
         if (ev.cwd is None or ev.hostname is None) and ev.ppid:
             # Gone already (a 1 ms program). A shell, make or an IDE forks the child in its own
             # directory and namespaces, so the parent is the best witness left: live if it still

@@ -95,6 +95,25 @@ def test_short_lived_process_is_attributed_to_its_student_and_assignment(stack, 
     assert sorted(tuple(e["sources"]) for e in compiles) == [(), ("part1/quick.c",)]
 
 
+def test_short_lived_child_that_chdirs_before_its_exec_is_attributed(stack, container, tmp_path):
+    """Python's subprocess with cwd= (libuv's spawn alike): the child chdir's, execs a 1 ms program and
+    is gone before /proc is read; its parent runs elsewhere. The chdir's own path says where it ran."""
+    backend, pm, ws = stack
+    hw = ws / "os-1-202400017" / "hw4"
+    write(hw / "quick.c", "int main(void){ return 3; }\n")
+    c = container("chdir")
+    assert c.sh(f"{GCC} quick.c -o quick", hw).returncode == 0
+    runner = write(tmp_path / "runner.py", "import subprocess, sys\n"
+                   "codes = [subprocess.run(['./quick'], cwd=sys.argv[1]).returncode for _ in range(5)]\n"
+                   "sys.exit(0 if codes == [3] * 5 else 1)\n")
+    assert c.sh(f"{PYTHON} {runner} {hw}", tmp_path).returncode == 0     # the parent's cwd: outside
+    events = wait_events(backend, "os", "1", "202400017", "hw4", 6)
+    runs = [e for e in events if e["type"] == "process.run"]
+    assert [(e["target"], e["exit_code"]) for e in runs] == [("quick", 3)] * 5
+    time.sleep(1)
+    assert len(wait_events(backend, "os", "1", "202400017", "hw4", 6)) == 6      # nothing else, once each
+
+
 def test_multithreaded_program_reports_once_when_its_last_thread_exits(stack, container):
     backend, pm, ws = stack
     hw = ws / "os-1-202400014" / "hw4"
