@@ -4,6 +4,7 @@ tests/unit        -> quick        (seconds, no services, no root)
 tests/integration -> integration  (real loopback HTTP, inotify, subprocesses)
 tests/system      -> system       (PostgreSQL, eBPF, kube-apiserver; needs root and the installed system packages)
 """
+import os
 from pathlib import Path
 
 import pytest
@@ -21,3 +22,15 @@ def pytest_collection_modifyitems(config, items):
         marker = _TIERS.get(tier_dir)
         if marker:
             item.add_marker(getattr(pytest.mark, marker))
+
+
+# `make test` installs every system package the tests need, so there a skip means an install step is
+# broken: WATCHER_STRICT_SKIPS=1 (set by `make test`) turns every skip into a failure that says so.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("WATCHER_STRICT_SKIPS") == "1":
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under WATCHER_STRICT_SKIPS=1 (make test installs everything): {reason}"
