@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from watcher_core import identity
+
 from watcher_agents import outbox as outbox_mod
 
 T = TypeVar("T")
@@ -258,6 +260,88 @@ def _log_level(text: str) -> str:
     if value not in LOG_LEVELS:
         raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
     return value
+
+
+# --- settings both agents add to their own group ------------------------------------------------
+
+DEFAULT_FLUSH_TIMEOUT = 10.0
+
+
+def add_layout_arguments(group: argparse._ArgumentGroup, *, with_files: bool) -> None:
+    """The workspace layout flags; ``with_files`` adds the per-file ones (filemon: size limit, extensions)."""
+    if with_files:
+        group.add_argument("--max-file-size", metavar="SIZE",
+                           help="larger files are recorded as file.too_large without content, e.g. 1M "
+                                f"[WATCHER_MAX_FILE_SIZE, default {identity.DEFAULT_MAX_FILE_SIZE}]")
+        group.add_argument("--extensions", metavar="LIST",
+                           help="tracked file extensions, comma-separated [WATCHER_EXTENSIONS, default "
+                                f"{','.join(identity.DEFAULT_EXTENSIONS)}]")
+    # filemon does not watch these directories; procmon does not attribute processes run in them.
+    meaning = "never watched (fnmatch), comma-separated" if with_files else "that are never student work (fnmatch)"
+    group.add_argument("--ignore-dirs", metavar="LIST",
+                       help=f"directory name patterns {meaning} [WATCHER_IGNORE_DIRS, "
+                            f"default {','.join(identity.DEFAULT_IGNORE_DIRS)}]")
+    group.add_argument("--assignment-pattern", metavar="REGEX",
+                       help="assignment directory names (whole-name match) [WATCHER_ASSIGNMENT_PATTERN, default "
+                            f"{identity.DEFAULT_ASSIGNMENT_PATTERN}]")
+
+
+def _regex(text: str) -> str:
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise ValueError(f"is not a valid regex: {exc}") from None
+    return text
+
+
+def _extensions(text: str) -> tuple[str, ...]:
+    exts = csv_list(text)
+    for ext in exts:
+        if not ext.startswith("."):
+            raise ValueError(f"extension {ext!r} must start with a dot, e.g. '.c'")
+    return exts
+
+
+def _positive_byte_size(text: str) -> int:
+    value = byte_size(text)
+    if value <= 0:
+        raise ValueError("must be a positive size")
+    return value
+
+
+def resolve_layout(args: argparse.Namespace, *, with_files: bool,
+                   env: Mapping[str, str] | None = None) -> identity.LayoutRules:
+    """The layout rules from the flags ``add_layout_arguments`` added (same ``with_files``).
+
+    Each value is checked on its own, so a bad one is named by its flag and variable. Without
+    ``with_files`` the per-file settings keep their defaults and their variables are not read.
+    """
+    s = setting
+    files = {}
+    if with_files:
+        files = {"extensions": s(args, "extensions", "WATCHER_EXTENSIONS", identity.DEFAULT_EXTENSIONS,
+                                 _extensions, env),
+                 "max_file_size": s(args, "max_file_size", "WATCHER_MAX_FILE_SIZE", identity.DEFAULT_MAX_FILE_SIZE,
+                                    _positive_byte_size, env)}
+    pattern = s(args, "assignment_pattern", "WATCHER_ASSIGNMENT_PATTERN", identity.DEFAULT_ASSIGNMENT_PATTERN,
+                _regex, env)
+    ignores = s(args, "ignore_dirs", "WATCHER_IGNORE_DIRS", identity.DEFAULT_IGNORE_DIRS, csv_list, env)
+    try:
+        return identity.LayoutRules(assignment_pattern=pattern, ignore_dirs=ignores, **files)
+    except identity.IdentityError as exc:  # a rule identity checks that the parsers above do not know yet
+        flags = "--extensions/--max-file-size/" if with_files else ""
+        raise ConfigError(f"{exc} (flags {flags}--assignment-pattern/--ignore-dirs)") from None
+
+
+def add_flush_timeout_argument(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--flush-timeout", metavar="SECONDS",
+                       help="on shutdown, wait at most this long for the outbox to drain "
+                            f"[WATCHER_FLUSH_TIMEOUT_SECONDS, default {DEFAULT_FLUSH_TIMEOUT:g}]")
+
+
+def resolve_flush_timeout(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> float:
+    return setting(args, "flush_timeout", "WATCHER_FLUSH_TIMEOUT_SECONDS", DEFAULT_FLUSH_TIMEOUT,
+                   non_negative_float, env)
 
 
 # --- process helpers ------------------------------------------------------------------------------

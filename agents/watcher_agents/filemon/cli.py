@@ -56,23 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-wait", metavar="SECONDS",
                    help="snapshot a file that keeps changing at least this often "
                         "[WATCHER_DEBOUNCE_MAX_WAIT_SECONDS, default 3]")
-    g.add_argument("--max-file-size", metavar="SIZE",
-                   help="larger files are recorded as file.too_large without content, e.g. 1M "
-                        f"[WATCHER_MAX_FILE_SIZE, default {identity.DEFAULT_MAX_FILE_SIZE}]")
-    g.add_argument("--extensions", metavar="LIST",
-                   help="tracked file extensions, comma-separated [WATCHER_EXTENSIONS, default "
-                        f"{','.join(identity.DEFAULT_EXTENSIONS)}]")
-    g.add_argument("--ignore-dirs", metavar="LIST",
-                   help="directory name patterns never watched (fnmatch), comma-separated [WATCHER_IGNORE_DIRS, "
-                        f"default {','.join(identity.DEFAULT_IGNORE_DIRS)}]")
-    g.add_argument("--assignment-pattern", metavar="REGEX",
-                   help="assignment directory names (whole-name match) [WATCHER_ASSIGNMENT_PATTERN, default "
-                        f"{identity.DEFAULT_ASSIGNMENT_PATTERN}]")
+    config.add_layout_arguments(g, with_files=True)
     g.add_argument("--workers", metavar="N",
                    help="threads reading, hashing and snapshotting files [WATCHER_FILEMON_WORKERS, default 8]")
-    g.add_argument("--flush-timeout", metavar="SECONDS",
-                   help="on shutdown, wait at most this long for the outbox to drain "
-                        "[WATCHER_FLUSH_TIMEOUT_SECONDS, default 10]")
+    config.add_flush_timeout_argument(g)
     g.add_argument("--poll-interval", metavar="SECONDS",
                    help="how often directories that could not be watched (inotify limits) are rescanned "
                         "[WATCHER_POLL_INTERVAL_SECONDS, default 30]")
@@ -88,20 +75,11 @@ def resolve_filemon(args: argparse.Namespace, env=None) -> FilemonSettings:
     if max_wait < quiet:
         raise config.ConfigError(f"--max-wait ({max_wait}) must be at least --debounce ({quiet}) "
                                  "(variables WATCHER_DEBOUNCE_MAX_WAIT_SECONDS, WATCHER_DEBOUNCE_SECONDS)")
-    size = s(args, "max_file_size", "WATCHER_MAX_FILE_SIZE", identity.DEFAULT_MAX_FILE_SIZE, config.byte_size, env)
-    exts = s(args, "extensions", "WATCHER_EXTENSIONS", identity.DEFAULT_EXTENSIONS, config.csv_list, env)
-    ignores = s(args, "ignore_dirs", "WATCHER_IGNORE_DIRS", identity.DEFAULT_IGNORE_DIRS, config.csv_list, env)
-    pattern = s(args, "assignment_pattern", "WATCHER_ASSIGNMENT_PATTERN", identity.DEFAULT_ASSIGNMENT_PATTERN,
-                str, env)
-    try:
-        rules = identity.LayoutRules(assignment_pattern=pattern, extensions=exts, ignore_dirs=ignores,
-                                     max_file_size=size)
-    except identity.IdentityError as exc:
-        raise config.ConfigError(f"{exc} (flags --extensions/--assignment-pattern/--max-file-size)") from None
+    rules = config.resolve_layout(args, with_files=True, env=env)
     return FilemonSettings(
         snapshot_dir=snapshot_dir, quiet=quiet, max_wait=max_wait, rules=rules,
         workers=s(args, "workers", "WATCHER_FILEMON_WORKERS", 8, config.positive_int, env),
-        flush_timeout=s(args, "flush_timeout", "WATCHER_FLUSH_TIMEOUT_SECONDS", 10.0, config.non_negative_float, env),
+        flush_timeout=config.resolve_flush_timeout(args, env),
         poll_interval=s(args, "poll_interval", "WATCHER_POLL_INTERVAL_SECONDS", 30.0, config.positive_float, env),
     )
 

@@ -75,15 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ring-buffer-pages", metavar="N",
                    help="ring buffer size in 4 KiB pages, a power of two [WATCHER_PROCMON_RING_BUFFER_PAGES, "
                         "default 2048 = 8 MiB]")
-    g.add_argument("--assignment-pattern", metavar="REGEX",
-                   help="assignment directory names (whole-name match) [WATCHER_ASSIGNMENT_PATTERN, default "
-                        f"{identity.DEFAULT_ASSIGNMENT_PATTERN}]")
-    g.add_argument("--ignore-dirs", metavar="LIST",
-                   help="directory name patterns that are never student work (fnmatch) [WATCHER_IGNORE_DIRS, "
-                        f"default {','.join(identity.DEFAULT_IGNORE_DIRS)}]")
-    g.add_argument("--flush-timeout", metavar="SECONDS",
-                   help="on shutdown, wait at most this long for the outbox to drain "
-                        "[WATCHER_FLUSH_TIMEOUT_SECONDS, default 10]")
+    config.add_layout_arguments(g, with_files=False)
+    config.add_flush_timeout_argument(g)
     return parser
 
 
@@ -120,17 +113,10 @@ def resolve_procmon(args: argparse.Namespace, env=None) -> ProcmonSettings:
     interpreters = s(args, "interpreters", "WATCHER_PROCMON_INTERPRETERS", DEFAULT_INTERPRETERS, config.csv_list, env)
     if not compilers:
         raise config.ConfigError("--compilers must name at least one compiler (variable WATCHER_PROCMON_COMPILERS)")
-    pattern = s(args, "assignment_pattern", "WATCHER_ASSIGNMENT_PATTERN", identity.DEFAULT_ASSIGNMENT_PATTERN,
-                str, env)
-    ignores = s(args, "ignore_dirs", "WATCHER_IGNORE_DIRS", identity.DEFAULT_IGNORE_DIRS, config.csv_list, env)
-    try:
-        rules = identity.LayoutRules(assignment_pattern=pattern, ignore_dirs=ignores)
-    except identity.IdentityError as exc:
-        raise config.ConfigError(f"{exc} (flag --assignment-pattern, variable WATCHER_ASSIGNMENT_PATTERN)") from None
     return ProcmonSettings(
         mode=s(args, "mode", "WATCHER_PROCMON_MODE", "auto", _choice(MODES), env),
         classes=Classes(tuple(compilers), tuple(interpreters)),
-        rules=rules,
+        rules=config.resolve_layout(args, with_files=False, env=env),
         argv_max_bytes=s(args, "argv_max_bytes", "WATCHER_PROCMON_ARGV_MAX_BYTES", 4096,
                          _power_of_two(256, 32768), env),
         argv_max_args=s(args, "argv_max_args", "WATCHER_PROCMON_ARGV_MAX_ARGS", 64, _bounded_int(1, 256), env),
@@ -143,7 +129,7 @@ def resolve_procmon(args: argparse.Namespace, env=None) -> ProcmonSettings:
         buffer=s(args, "buffer", "WATCHER_PROCMON_BUFFER", "auto", _choice(("auto", "ring", "perf")), env),
         ring_buffer_pages=s(args, "ring_buffer_pages", "WATCHER_PROCMON_RING_BUFFER_PAGES", 2048,
                             _power_of_two(16, 1 << 20), env),
-        flush_timeout=s(args, "flush_timeout", "WATCHER_FLUSH_TIMEOUT_SECONDS", 10.0, config.non_negative_float, env),
+        flush_timeout=config.resolve_flush_timeout(args, env),
     )
 
 

@@ -68,3 +68,47 @@ def test_byte_size():
     assert config.byte_size("100") == 100
     with pytest.raises(ValueError):
         config.byte_size("lots")
+
+
+def _layout(argv, env, *, with_files):
+    parser = argparse.ArgumentParser()
+    group = parser.add_argument_group("agent")
+    config.add_layout_arguments(group, with_files=with_files)
+    config.add_flush_timeout_argument(group)
+    args = parser.parse_args(argv)
+    return config.resolve_layout(args, with_files=with_files, env=env), config.resolve_flush_timeout(args, env)
+
+
+def test_layout_and_flush_timeout_flag_over_env_over_default():
+    rules, flush = _layout([], {}, with_files=True)
+    assert rules == config.identity.LayoutRules() and flush == 10.0
+    env = {"WATCHER_EXTENSIONS": ".c, .rs", "WATCHER_MAX_FILE_SIZE": "64k", "WATCHER_IGNORE_DIRS": "venv",
+           "WATCHER_ASSIGNMENT_PATTERN": r"lab\d+", "WATCHER_FLUSH_TIMEOUT_SECONDS": "3"}
+    rules, flush = _layout(["--assignment-pattern", r"hw\d+", "--flush-timeout", "0"], env, with_files=True)
+    assert rules.extensions == (".c", ".rs") and rules.max_file_size == 65536 and rules.ignore_dirs == ("venv",)
+    assert rules.is_assignment("hw1") and not rules.is_assignment("lab1") and flush == 0.0
+
+
+def test_layout_without_files_has_no_file_flags_and_ignores_their_variables():
+    # procmon has no --extensions/--max-file-size: a stray (even bad) variable must not stop it
+    rules, _ = _layout(["--ignore-dirs", "a,b"], {"WATCHER_EXTENSIONS": "c", "WATCHER_MAX_FILE_SIZE": "x"},
+                       with_files=False)
+    assert rules.ignore_dirs == ("a", "b") and rules.extensions == config.identity.DEFAULT_EXTENSIONS
+    with pytest.raises(SystemExit):
+        _layout(["--extensions", ".c"], {}, with_files=False)
+
+
+@pytest.mark.parametrize("argv, env, words", [
+    (["--assignment-pattern", "hw("], {}, ["--assignment-pattern=", "regex", "WATCHER_ASSIGNMENT_PATTERN"]),
+    ([], {"WATCHER_EXTENSIONS": "c,py"}, ["extension 'c'", "--extensions", "WATCHER_EXTENSIONS"]),
+    (["--max-file-size", "0"], {}, ["--max-file-size", "positive", "WATCHER_MAX_FILE_SIZE"]),
+    ([], {"WATCHER_MAX_FILE_SIZE": "huge"}, ["WATCHER_MAX_FILE_SIZE", "--max-file-size"]),
+    ([], {"WATCHER_FLUSH_TIMEOUT_SECONDS": "-1"}, ["WATCHER_FLUSH_TIMEOUT_SECONDS", "--flush-timeout", ">= 0"]),
+])
+def test_layout_errors_are_one_line_naming_flag_and_variable(argv, env, words):
+    with pytest.raises(config.ConfigError) as info:
+        _layout(argv, env, with_files=True)
+    message = str(info.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message
