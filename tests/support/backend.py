@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import httpx
+import pytest
 
 from support.ports import free_port
 
@@ -232,3 +233,14 @@ def wire_event(type: str = "file.save", **fields: Any) -> dict[str, Any]:
             event.update(kind="binary", target="main")
     event.update(fields)
     return event
+
+
+@pytest.fixture
+def ident():
+    """A fresh course/section/student for each test, so tests sharing a server never see each other's data."""
+    return {
+        "course": "c" + secrets.token_hex(4),
+        "section": "1",
+        "student_id": str(secrets.randbelow(10**9)).zfill(9),
+        "assignment": "hw1",
+    }

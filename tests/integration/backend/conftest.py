@@ -2,11 +2,10 @@
 
 tests/system/backend reuses the same test modules with a ``backend`` fixture on PostgreSQL.
 """
-import secrets
-
 import pytest
 
 from support.backend import run_backend
+from support.backend import ident  # noqa: F401  (fixture: a fresh course/section/student per test)
 
 
 @pytest.fixture(scope="module")
@@ -14,17 +13,6 @@ def backend(tmp_path_factory):
     handle = run_backend(tmp_path_factory.mktemp("backend"))
     yield handle
     handle.stop()
-
-
-@pytest.fixture
-def ident():
-    """A fresh course/section/student for each test, so tests sharing a server never see each other's data."""
-    return {
-        "course": "c" + secrets.token_hex(4),
-        "section": "1",
-        "student_id": str(secrets.randbelow(10**9)).zfill(9),
-        "assignment": "hw1",
-    }
 
 
 @pytest.fixture

@@ -1,18 +1,11 @@
-"""PostgreSQL fixtures for the backend's system tests: one private PostgreSQL server per session."""
+"""The backend's integration test modules again, on PostgreSQL (the session's server, tests/system/conftest.py):
+these ``backend`` and ``database_url`` fixtures replace the SQLite ones of tests/integration/backend."""
 import secrets
 
 import pytest
 
 from support.backend import run_backend
-from support.postgres import PostgresServer, find_pg_bin
-
-
-@pytest.fixture(scope="session")
-def postgres():
-    if find_pg_bin() is None:
-        pytest.skip("PostgreSQL is not installed on this machine (scripts/deps/postgres.sh installs it)")
-    with PostgresServer() as server:
-        yield server
+from support.backend import ident  # noqa: F401  (fixture: a fresh course/section/student per test)
 
 
 @pytest.fixture(scope="module")
@@ -21,16 +14,6 @@ def backend(postgres, tmp_path_factory):
     handle = run_backend(tmp_path_factory.mktemp("backend-pg"), database_url=url)
     yield handle
     handle.stop()
-
-
-@pytest.fixture
-def ident():
-    return {
-        "course": "c" + secrets.token_hex(4),
-        "section": "1",
-        "student_id": str(secrets.randbelow(10**9)).zfill(9),
-        "assignment": "hw1",
-    }
 
 
 @pytest.fixture
