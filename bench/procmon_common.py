@@ -18,6 +18,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from support.cgroups import cgroup2_root  # noqa: E402
 from support.ports import free_port  # noqa: E402
 from results_file import ResultsFile, machine  # noqa: E402,F401  (machine: re-exported for the scripts)
 
@@ -71,15 +72,6 @@ def build(src: str, out: Path, *flags: str) -> Path:
     c.write_text(src)
     subprocess.run(["gcc", "-O2", *flags, str(c), "-o", str(out)], check=True)
     return out
-
-
-def cgroup2_root() -> str | None:
-    with open("/proc/mounts") as fh:
-        for line in fh:
-            parts = line.split()
-            if len(parts) > 2 and parts[2] == "cgroup2":
-                return parts[1]
-    return None
 
 
 class Cgroup:

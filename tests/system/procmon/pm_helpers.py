@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from support.cgroups import cgroup2_root
 from support.ports import free_port
 
 
@@ -29,15 +30,6 @@ def why_no_ebpf() -> str | None:
         import_bcc()
     except Exception as exc:  # noqa: BLE001 - the reason is the skip message
         return f"bcc is not installed (scripts/deps/bcc.sh): {exc}"
-    return None
-
-
-def cgroup2_root() -> str | None:
-    with open("/proc/mounts") as fh:
-        for line in fh:
-            parts = line.split()
-            if len(parts) > 2 and parts[2] == "cgroup2":
-                return parts[1]
     return None
 
 
