@@ -6,11 +6,13 @@ children (a workload's status changed, a child was deleted by hand) refresh stat
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 
 import kopf
 
+from watcher_operator import loop_guard
 from watcher_operator.builders import MANAGER
 from watcher_operator.cli import DEFAULT_RESYNC_SECONDS, DEFAULT_RETRY_SECONDS, positive_seconds
 from watcher_operator.crd import API_VERSION, GROUP, KIND, PLURAL, VERSION
@@ -45,6 +47,12 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="watcher.jcode.io", key="last-handled-configuration")
     reconciler()
+
+
+@kopf.on.startup()
+async def guard_event_loop(**_) -> None:
+    # async so it runs in kopf's own event loop (sync handlers run in a thread)
+    loop_guard.install(asyncio.get_running_loop())
 
 
 def _ref(namespace: str, name: str, uid: str | None = None) -> dict:
