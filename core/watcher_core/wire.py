@@ -228,6 +228,32 @@ class BatchResult(BaseModel):
     rejected: list[Rejection] = Field(default_factory=list)
 
 
+# ----------------------------------------------------------------------- snapshot garbage collection
+# When events are erased (a student's records, the retention purge) the backend queues their contents'
+# sha256. filemon, which owns the snapshot store, asks which of them no event refers to any more, removes
+# those files, and reports back. See docs/filemon.md ("Erased contents").
+
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+MAX_GC_BATCH = 5000
+
+
+class UnreferencedSnapshots(BaseModel):
+    """The answer to ``GET /api/v1/snapshots/unreferenced``: contents that no stored event refers to."""
+
+    sha256: list[Sha256] = Field(description="Contents to remove from the snapshot store, oldest erasure first")
+    pending: int = Field(description="Erased contents still queued after this page (referenced or not)")
+
+
+class RemovedSnapshots(BaseModel):
+    """``POST /api/v1/snapshots/unreferenced/removed``: contents gone from the store (removed or never there)."""
+
+    sha256: list[Sha256] = Field(max_length=MAX_GC_BATCH)
+
+
+class ForgottenSnapshots(BaseModel):
+    forgotten: int = Field(description="Queued contents the backend no longer tracks")
+
+
 def make_event_id(*parts: object) -> str:
     """A deterministic id from the facts that make an event unique (node, path, sha, time...).
 
