@@ -27,7 +27,7 @@ from watcher_core import __version__, wire
 from . import migrate, store
 from .db import make_engine
 from .metrics import Metrics, MetricsMiddleware
-from .routers import admin, events, health, queries, snapshots
+from .routers import admin, events, health, queries, snapshot_gc, snapshots
 from .settings import Settings
 
 log = logging.getLogger("watcher_backend")
@@ -143,6 +143,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(events.router)
     app.include_router(queries.router)
+    app.include_router(snapshot_gc.router)  # before snapshots: /snapshots/{sha256} would shadow it
     app.include_router(snapshots.router)
     app.include_router(admin.router)
     app.state.legacy = _include_legacy(app)

@@ -40,6 +40,10 @@ class Metrics:
         self.students_deleted = Counter(
             "watcher_student_records_deleted_total", "Rows deleted by student erasure requests", registry=self.registry
         )
+        self.erased_contents_removed = Counter(
+            "watcher_erased_contents_removed_total",
+            "Erased snapshot contents filemon reported removed from the store", registry=self.registry
+        )
         self.db_errors = Counter(
             "watcher_database_errors_total", "Requests answered 503 because the database failed", registry=self.registry
         )

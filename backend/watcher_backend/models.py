@@ -102,5 +102,20 @@ class Agent(SQLModel, table=True):
     backlog: int | None = Field(default=None, sa_column=Column(BigInteger(), nullable=True))
 
 
+class ErasedContent(SQLModel, table=True):
+    """A snapshot content (sha256) whose events were erased (a student's records, the retention purge).
+
+    filemon owns the snapshot store: it asks which of these no event refers to any more, removes those
+    files, and reports them gone (``routers/snapshot_gc.py``). Kept apart from ``event`` so the ingest
+    path carries no index on sha256; the reference check is one query per page of erased contents.
+    """
+
+    __tablename__ = "erased_content"
+    __table_args__ = (Index("ix_erased_content_queued_at", "queued_at"),)
+
+    sha256: str = Field(sa_column=Column(String(64), primary_key=True))
+    queued_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
 def utc(dt: datetime) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)

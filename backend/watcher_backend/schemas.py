@@ -193,6 +193,7 @@ class Deleted(BaseModel):
     course: str | None
     section: str | None
     deleted: dict[str, int] = Field(description="Rows deleted per table")
+    contents_queued: int = Field(description="Snapshot contents of these events queued for removal from the store")
     note: str
 
 

@@ -24,10 +24,11 @@ from sqlalchemy.orm import Session
 
 from watcher_core import wire
 
-from .models import Agent, Event
+from .models import Agent, ErasedContent, Event
 
 EVENT = Event.__table__
 AGENT = Agent.__table__
+ERASED = ErasedContent.__table__
 FILE_TYPES = (wire.FILE_SAVE, wire.FILE_DELETE, wire.FILE_TOO_LARGE)
 MAX_PAGE = 1000
 
@@ -794,30 +795,81 @@ def status(session: Session) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------------- deletes
 
-def delete_student(session: Session, student_id: str, *, course: str | None = None, section: str | None = None) -> dict[str, int]:
-    """Erase every stored record of one student (optionally only one course/section). Returns rows per table."""
-    q = delete(EVENT).where(EVENT.c.student_id == student_id)
+def delete_student(session: Session, student_id: str, *, course: str | None = None,
+                   section: str | None = None) -> tuple[dict[str, int], int]:
+    """Erase every stored record of one student (optionally only one course/section). Returns the rows
+    deleted per table and how many snapshot contents were queued for removal from the store."""
+    where = EVENT.c.student_id == student_id
     if course is not None:
-        q = q.where(EVENT.c.course == course)
+        where = and_(where, EVENT.c.course == course)
     if section is not None:
-        q = q.where(EVENT.c.section == section)
+        where = and_(where, EVENT.c.section == section)
     with write_lock(session):
-        n = session.execute(q).rowcount or 0
+        queued = _queue_erased_contents(session, where)
+        n = session.execute(delete(EVENT).where(where)).rowcount or 0
         session.commit()
-    return {"event": int(n)}
+    return {"event": int(n)}, queued
 
 
 def purge_older_than(session: Session, cutoff: datetime, *, chunk: int = 10_000) -> int:
-    """Delete events whose timestamp is before ``cutoff``, in chunks so writers are not blocked for long."""
+    """Delete events whose timestamp is before ``cutoff``, in chunks so writers are not blocked for long.
+    Their snapshot contents are queued for removal, in the same transaction as each chunk."""
     total = 0
     while True:
-        ids = select(EVENT.c.id).where(EVENT.c.timestamp < cutoff).limit(chunk).scalar_subquery()
         with write_lock(session):
-            n = session.execute(delete(EVENT).where(EVENT.c.id.in_(ids))).rowcount or 0
+            ids = list(session.scalars(select(EVENT.c.id).where(EVENT.c.timestamp < cutoff).limit(chunk)))
+            if ids:
+                _queue_erased_contents(session, EVENT.c.id.in_(ids))
+                session.execute(delete(EVENT).where(EVENT.c.id.in_(ids)))
             session.commit()
-        total += n
-        if n < chunk:
+        total += len(ids)
+        if len(ids) < chunk:
             return total
+
+
+def _queue_erased_contents(session: Session, where) -> int:
+    """Queue the sha256 of the events ``where`` selects (about to be deleted). Whether another event still
+    refers to a content is decided later, when filemon asks (``unreferenced_contents``)."""
+    shas = list(session.scalars(select(EVENT.c.sha256).where(where, EVENT.c.sha256.is_not(None)).distinct()))
+    if shas:
+        now = datetime.now(timezone.utc)
+        session.execute(_insert(session, ERASED).on_conflict_do_nothing(index_elements=["sha256"]),
+                        [{"sha256": sha, "queued_at": now} for sha in shas])
+    return len(shas)
+
+
+def unreferenced_contents(session: Session, limit: int) -> tuple[list[str], int]:
+    """The oldest-queued erased contents that no event refers to now, and how many stay queued.
+
+    Queued contents that an event refers to again (the same starter code saved by another student) are
+    dropped from the queue: they are live. The check is one scan of ``event`` per page, and none at all
+    while the queue is empty, so the ingest path needs no index on sha256."""
+    with write_lock(session):
+        page = list(session.scalars(select(ERASED.c.sha256).order_by(ERASED.c.queued_at, ERASED.c.sha256).limit(limit)))
+        if not page:
+            session.commit()
+            return [], 0
+        live = set(session.scalars(select(EVENT.c.sha256).where(EVENT.c.sha256.in_(page)).distinct()))
+        if live:
+            session.execute(delete(ERASED).where(ERASED.c.sha256.in_(live)))
+        pending = session.scalar(select(func.count()).select_from(ERASED)) or 0
+        session.commit()
+    unreferenced = [sha for sha in page if sha not in live]
+    return unreferenced, int(pending) - len(unreferenced)
+
+
+def forget_erased_contents(session: Session, removed: Sequence[str], kept: Sequence[str] = ()) -> int:
+    """filemon removed these contents (or never had them): stop tracking them. ``kept`` were saved within
+    the grace period: move them to the back of the queue so they do not hide the rest."""
+    with write_lock(session):
+        n = 0
+        if removed:
+            n = session.execute(delete(ERASED).where(ERASED.c.sha256.in_(list(removed)))).rowcount or 0
+        if kept:
+            session.execute(ERASED.update().where(ERASED.c.sha256.in_(list(kept)))
+                            .values(queued_at=datetime.now(timezone.utc)))
+        session.commit()
+    return int(n)
 
 
 def retention_cutoff(days: int, now: datetime | None = None) -> datetime:

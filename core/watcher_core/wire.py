@@ -245,9 +245,13 @@ class UnreferencedSnapshots(BaseModel):
 
 
 class RemovedSnapshots(BaseModel):
-    """``POST /api/v1/snapshots/unreferenced/removed``: contents gone from the store (removed or never there)."""
+    """``POST /api/v1/snapshots/unreferenced/removed``: what the collector did with a page."""
 
-    sha256: list[Sha256] = Field(max_length=MAX_GC_BATCH)
+    sha256: list[Sha256] = Field(max_length=MAX_GC_BATCH,
+                                 description="Contents gone from the store (removed, or never there)")
+    kept: list[Sha256] = Field(default_factory=list, max_length=MAX_GC_BATCH,
+                               description="Contents saved within the grace period: asked about again later, "
+                                           "after the rest of the queue")
 
 
 class ForgottenSnapshots(BaseModel):

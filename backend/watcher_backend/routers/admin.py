@@ -18,8 +18,9 @@ log = logging.getLogger("watcher_backend.admin")
 router = APIRouter(prefix="/api/v1", tags=["admin"], dependencies=[Depends(require_scope("admin"))])
 
 SNAPSHOT_NOTE = (
-    "Snapshot contents are content-addressed files owned by filemon's storage volume (mounted read-only here); "
-    "they are no longer reachable through the API once no event refers to them."
+    "The student's snapshot contents are queued for removal: filemon removes from its store every one that "
+    "no other event refers to, once it has not been saved for its grace period (WATCHER_SNAPSHOT_GC_GRACE_SECONDS, "
+    "default one day). Contents shared with other students (starter code) stay."
 )
 
 
@@ -32,10 +33,12 @@ def delete_student(
 ):
     if section is not None and course is None:
         raise HTTPException(status_code=422, detail="section: give course too")
-    deleted = store.delete_student(session, student_id, course=course, section=section)
+    deleted, queued = store.delete_student(session, student_id, course=course, section=section)
     request.app.state.metrics.students_deleted.inc(sum(deleted.values()))
-    log.info("erased student %s (course=%s section=%s): %s", student_id, course, section, deleted)
-    return Deleted(student_id=student_id, course=course, section=section, deleted=deleted, note=SNAPSHOT_NOTE)
+    log.info("erased student %s (course=%s section=%s): %s, %d snapshot contents queued for removal",
+             student_id, course, section, deleted, queued)
+    return Deleted(student_id=student_id, course=course, section=section, deleted=deleted,
+                   contents_queued=queued, note=SNAPSHOT_NOTE)
 
 
 @router.post("/admin/retention", response_model=Purged, summary="Purge events older than the retention period now")

@@ -9,7 +9,7 @@ from sqlmodel import Session, SQLModel
 from watcher_backend import db, migrate, models, store  # noqa: F401  (models registers the tables)
 from watcher_core import wire
 
-HEAD = "0004"
+HEAD = "0005"
 
 
 def test_migrations_from_empty_match_the_models(database_url):
@@ -56,4 +56,7 @@ def test_upgrade_from_the_first_revision_keeps_the_data(database_url):
         })
         assert tuple(store.ingest(session, [new])) == (1, 0)
         assert store.status(session)["agents"][0]["node"] == "n1"
+        # erasing data written before revision 0005 queues its snapshot contents like any other
+        assert store.delete_student(session, "000123") == ({"event": 2}, 1)
+        assert store.unreferenced_contents(session, 10) == (["c" * 64], 0)
     engine.dispose()
