@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sqlite3
 import sys
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 from watcher_core import identity
 
 from watcher_agents import config
+from watcher_agents.filemon import gc
 from watcher_agents.filemon.metrics import FilemonMetrics
 from watcher_agents.filemon.pipeline import Pipeline
 from watcher_agents.filemon.state import StateStore
@@ -36,6 +38,8 @@ class FilemonSettings:
     workers: int
     flush_timeout: float
     poll_interval: float
+    snapshot_gc_interval: float = gc.DEFAULT_INTERVAL  # 0: no collector
+    snapshot_gc_grace: float = gc.DEFAULT_GRACE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +67,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--poll-interval", metavar="SECONDS",
                    help="how often directories that could not be watched (inotify limits) are rescanned "
                         "[WATCHER_POLL_INTERVAL_SECONDS, default 30]")
+    g.add_argument("--snapshot-gc-interval", metavar="SECONDS",
+                   help="how often to ask the backend for erased contents and remove them from the snapshot "
+                        f"store; 0 turns this off [WATCHER_SNAPSHOT_GC_INTERVAL_SECONDS, default "
+                        f"{gc.DEFAULT_INTERVAL:g}]")
+    g.add_argument("--snapshot-gc-grace", metavar="SECONDS",
+                   help="an erased content saved within this period is kept (an event referring to it may "
+                        f"still be on its way) [WATCHER_SNAPSHOT_GC_GRACE_SECONDS, default {gc.DEFAULT_GRACE:g}]")
     return parser
+
+
+def _seconds(text: str) -> float:
+    """A duration >= 0 that a timer can wait for (no nan, no inf)."""
+    value = config.non_negative_float(text)
+    if math.isinf(value):
+        raise ValueError("must be a finite number of seconds")
+    return value
 
 
 def resolve_filemon(args: argparse.Namespace, env=None) -> FilemonSettings:
@@ -81,6 +100,10 @@ def resolve_filemon(args: argparse.Namespace, env=None) -> FilemonSettings:
         workers=s(args, "workers", "WATCHER_FILEMON_WORKERS", 8, config.positive_int, env),
         flush_timeout=config.resolve_flush_timeout(args, env),
         poll_interval=s(args, "poll_interval", "WATCHER_POLL_INTERVAL_SECONDS", 30.0, config.positive_float, env),
+        snapshot_gc_interval=s(args, "snapshot_gc_interval", "WATCHER_SNAPSHOT_GC_INTERVAL_SECONDS",
+                               gc.DEFAULT_INTERVAL, _seconds, env),
+        snapshot_gc_grace=s(args, "snapshot_gc_grace", "WATCHER_SNAPSHOT_GC_GRACE_SECONDS", gc.DEFAULT_GRACE,
+                            _seconds, env),
     )
 
 
@@ -88,7 +111,7 @@ class Filemon:
     """The assembled agent; ``cli.main`` runs it, tests may run it in-process."""
 
     def __init__(self, settings: config.AgentSettings, fm: FilemonSettings, *, metrics_host: str = "0.0.0.0",
-                 sender_options: dict | None = None) -> None:
+                 sender_options: dict | None = None, collector_options: dict | None = None) -> None:
         self.settings = settings
         self.fm = fm
         self.runtime = AgentRuntime(settings, metrics_host=metrics_host, sender_options=sender_options)
@@ -101,16 +124,34 @@ class Filemon:
         self.pipeline.on_retry = self.watcher.retry
         self.runtime.health.register("watch loop alive", self.watcher.alive)
         self.runtime.health.register("pipeline alive", self.pipeline.alive)
+        self.collector: gc.SnapshotCollector | None = None
+        if fm.snapshot_gc_interval > 0:
+            # The sender's client: the same backend, token and headers (httpx clients may be shared by threads).
+            self.collector = gc.SnapshotCollector(
+                fm.snapshot_dir, self.runtime.sender._client, settings.backend_url, self.metrics,
+                interval=fm.snapshot_gc_interval, grace=fm.snapshot_gc_grace, **(collector_options or {}))
+        # Shown in /healthz but not a check: recording saves matters more than collecting, so a dead
+        # collector must not get filemon restarted (filemon_snapshot_gc_last_run_timestamp_seconds alerts).
+        self.runtime.health.add_detail("snapshot_collector", self._collector_state)
+
+    def _collector_state(self) -> str:
+        if self.collector is None:
+            return "off"
+        return "running" if self.collector.alive() else "stopped"
 
     def start(self) -> "Filemon":
         self.pipeline.start()
         self.watcher.start()
         self.runtime.start()
+        if self.collector is not None:
+            self.collector.start()
         return self
 
     def stop(self) -> bool:
         """Stop watching, process what is pending, flush the outbox (bounded). True if everything was sent."""
         started = time.monotonic()
+        if self.collector is not None:  # before the runtime closes the HTTP client it uses
+            self.collector.stop(timeout=max(1.0, self.fm.flush_timeout))
         self.watcher.stop()
         self.pipeline.stop(timeout=max(1.0, self.fm.flush_timeout))
         left = max(0.5, self.fm.flush_timeout - (time.monotonic() - started))
@@ -137,8 +178,11 @@ def main(argv: list[str] | None = None) -> int:
                          "(flag --state-dir, variable WATCHER_STATE_DIR)\n")
         return 1
     agent.runtime.install_signal_handlers()
-    log.info("filemon starting: %s, snapshots in %s, debounce %.2f s (max %.1f s), size limit %d bytes",
-             config.describe(settings), fm.snapshot_dir, fm.quiet, fm.max_wait, fm.rules.max_file_size)
+    log.info("filemon starting: %s, snapshots in %s, debounce %.2f s (max %.1f s), size limit %d bytes, "
+             "snapshot collector %s",
+             config.describe(settings), fm.snapshot_dir, fm.quiet, fm.max_wait, fm.rules.max_file_size,
+             f"every {fm.snapshot_gc_interval:g} s (grace {fm.snapshot_gc_grace:g} s)" if fm.snapshot_gc_interval
+             else "off")
     agent.start()
     while not agent.runtime.stopping.wait(1.0):
         if not agent.watcher.alive():

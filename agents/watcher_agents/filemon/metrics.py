@@ -4,6 +4,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 SKIP_REASONS = ("too_large", "ignored", "not_in_assignment", "extension", "unreadable", "not_regular", "bad_name")
+SNAPSHOT_GC_RESULTS = ("removed", "missing", "recent", "error")
 
 
 class FilemonMetrics:
@@ -53,3 +54,16 @@ class FilemonMetrics:
         self.emit_delay = Histogram("filemon_save_delay_seconds",
                                     "From the file's mtime to its event being queued (debounce + processing)",
                                     buckets=(0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60), registry=registry)
+        # The snapshot collector (gc.py): erased contents removed from the store.
+        self.snapshot_gc = Counter("filemon_snapshot_gc_total",
+                                   "Erased contents the snapshot collector handled, by result: removed, missing "
+                                   "(already gone), recent (kept: saved within the grace period), error "
+                                   "(a content that could not be removed, or a failed exchange with the backend)",
+                                   ["result"], registry=registry)
+        for r in SNAPSHOT_GC_RESULTS:
+            self.snapshot_gc.labels(r)
+        self.snapshot_gc_bytes = Counter("filemon_snapshot_gc_bytes_removed_total",
+                                         "Bytes of erased contents removed from the snapshot store", registry=registry)
+        self.snapshot_gc_last_run = Gauge("filemon_snapshot_gc_last_run_timestamp_seconds",
+                                          "Unix time the snapshot collector last finished a run with the backend "
+                                          "answering (0: never)", registry=registry)
