@@ -6,14 +6,15 @@ of every erased content, and filemon's collector asks for the ones no stored eve
 
     GET  /api/v1/snapshots/unreferenced?limit=N      -> wire.UnreferencedSnapshots {"sha256": [...], "pending"}
          for each: snapshots.remove_unreferenced(store, sha, grace) -> removed | missing | recent
-    POST /api/v1/snapshots/unreferenced/removed      <- wire.RemovedSnapshots {"sha256": [removed + missing]}
+    POST /api/v1/snapshots/unreferenced/removed      <- wire.RemovedSnapshots {"sha256": [removed + missing],
+                                                                             "kept": [recent]}
          -> wire.ForgottenSnapshots {"forgotten": n}
 
-and pages on while a full page came back and the backend forgot something (so a page of contents that
-must all be kept does not loop). A content saved within the grace period is kept ("recent") and not
-reported: the backend asks again next time. The grace period covers events still on their way (in some
-node's outbox) that refer to a content the backend thinks nobody uses; a save of the content also
-touches it (``write_snapshot``), which restarts its grace period.
+and pages on while a full page came back with something new in it that the backend was told about
+(``next_page_wanted``). A content saved within the grace period is kept ("recent"); the backend moves it
+to the back of its queue and offers it again later. The grace period covers events still on their way
+(in some node's outbox) that refer to a content the backend thinks nobody uses; a save of the content
+also touches it (``write_snapshot``), which restarts its grace period.
 
 Every filemon replica may collect on the same store: ``remove_unreferenced`` is idempotent and race-free
 against saves, and "missing" (another node was first) is reported like "removed".
@@ -67,7 +68,7 @@ class RunReport:
     pages: int = 0
     pending: int | None = None  # the backend's count after the last page it sent
     failure: str | None = None  # reason the run stopped early (a failed exchange), None if it finished
-    reported: list[str] = field(default_factory=list)  # sha256 told to the backend as gone
+    reported: list[str] = field(default_factory=list)  # sha256 the backend was told are gone
 
     @property
     def ok(self) -> bool:
@@ -87,10 +88,11 @@ def stored_size(root: str | os.PathLike, sha256: str) -> int:
     return 0
 
 
-def next_page_wanted(page_length: int, page_size: int, forgotten: int) -> bool:
-    """Ask for another page only if this one was full (there may be more) and the backend forgot something
-    (otherwise it would send the same page again: all of it kept as recent or not removable)."""
-    return page_length >= page_size and forgotten > 0
+def next_page_wanted(page_length: int, page_size: int, new_in_page: int, told: int) -> bool:
+    """Ask for another page only if this one was full (there may be more), held contents not seen before in
+    this run (kept ones come back at the end of the queue: seeing them again means the queue went round),
+    and the backend was told about some of them (else it would send the same page: none could be removed)."""
+    return page_length >= page_size and new_in_page > 0 and told > 0
 
 
 class SnapshotCollector:
@@ -177,20 +179,27 @@ class SnapshotCollector:
             return report
 
     def _collect(self, report: RunReport) -> None:
+        seen: set[str] = set()
         while True:
             page = self._fetch_page()
             report.pages += 1
             report.pending = page.pending
-            gone = []
-            for sha in page.sha256:
+            new = [sha for sha in page.sha256 if sha not in seen]
+            seen.update(new)
+            gone, kept = [], []
+            for sha in new:
                 if self._stop.is_set():
                     break
                 result = self._remove(sha, report)
                 if result in ("removed", "missing"):
                     gone.append(sha)
-            forgotten = self._report_gone(gone) if gone else 0
+                elif result == "recent":
+                    kept.append(sha)
+            if gone or kept:
+                self._report(gone, kept)
             report.reported += gone
-            if self._stop.is_set() or not next_page_wanted(len(page.sha256), self.page_size, forgotten):
+            if self._stop.is_set() or not next_page_wanted(len(page.sha256), self.page_size, len(new),
+                                                           len(gone) + len(kept)):
                 return
 
     def _remove(self, sha: str, report: RunReport) -> str:
@@ -228,8 +237,8 @@ class SnapshotCollector:
         resp = self._request("GET", UNREFERENCED_PATH, params={"limit": self.page_size})
         return self._parse(resp, wire.UnreferencedSnapshots)
 
-    def _report_gone(self, gone: list[str]) -> int:
-        body = wire.RemovedSnapshots(sha256=gone).model_dump(mode="json")
+    def _report(self, gone: list[str], kept: list[str]) -> int:
+        body = wire.RemovedSnapshots(sha256=gone, kept=kept).model_dump(mode="json")
         resp = self._request("POST", REMOVED_PATH, json=body)
         return self._parse(resp, wire.ForgottenSnapshots).forgotten
 

@@ -34,6 +34,7 @@ class FakeBackend:
         self.fail_posts = False
         self.requests: list[httpx.Request] = []
         self.reported: list[str] = []
+        self.kept: list[str] = []
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -55,9 +56,13 @@ class FakeBackend:
                 return httpx.Response(503)
             body = wire.RemovedSnapshots.model_validate(json.loads(request.content))
             self.reported += body.sha256
+            self.kept += body.kept
             before = len(self.queue)
             self.queue = [s for s in self.queue if s not in set(body.sha256)]
-            return httpx.Response(200, json={"forgotten": before - len(self.queue)})
+            forgotten = before - len(self.queue)
+            # Kept contents go to the back of the queue, so they do not hide the rest.
+            self.queue = [s for s in self.queue if s not in set(body.kept)] + [s for s in body.kept if s in self.queue]
+            return httpx.Response(200, json={"forgotten": forgotten})
         return httpx.Response(404, json={"detail": "Not Found"})
 
 
@@ -82,10 +87,11 @@ def _count(collector, result: str) -> float:
     return collector.metrics.snapshot_gc.labels(result)._value.get()
 
 
-def test_next_page_only_after_a_full_page_that_made_progress():
-    assert gc.next_page_wanted(100, 100, forgotten=3)
-    assert not gc.next_page_wanted(99, 100, forgotten=99)  # the last page
-    assert not gc.next_page_wanted(100, 100, forgotten=0)  # the same page would come back
+def test_next_page_only_after_a_full_page_with_news_the_backend_was_told():
+    assert gc.next_page_wanted(100, 100, new_in_page=100, told=3)
+    assert not gc.next_page_wanted(99, 100, new_in_page=99, told=99)  # the last page
+    assert not gc.next_page_wanted(100, 100, new_in_page=100, told=0)  # none removable: the same page again
+    assert not gc.next_page_wanted(100, 100, new_in_page=0, told=0)  # the queue went round
 
 
 def test_stored_size_also_of_a_content_a_dead_collector_left_aside(tmp_path):
@@ -111,8 +117,8 @@ def test_old_contents_are_removed_recent_kept_and_gone_ones_reported(tmp_path):
     assert snapshots.read_snapshot(tmp_path, old) is None
     assert snapshots.read_snapshot(tmp_path, fresh) == b"erased, saved lately\n"
     assert snapshots.read_snapshot(tmp_path, keep) == b"still referenced\n"
-    assert sorted(backend.reported) == sorted([old, absent])  # removed + missing; the recent one is asked again
-    assert backend.queue == [fresh]
+    assert sorted(backend.reported) == sorted([old, absent])  # removed + missing
+    assert backend.kept == [fresh] and backend.queue == [fresh]  # the recent one is asked for again later
     assert report.bytes_removed == len(b"erased, old\n" * 10)
     assert collector.metrics.snapshot_gc_bytes._value.get() == report.bytes_removed
     assert [_count(collector, r) for r in ("removed", "missing", "recent", "error")] == [1, 1, 1, 0]
@@ -140,12 +146,23 @@ def test_pages_until_the_queue_is_done(tmp_path):
     assert {r.url.params["limit"] for r in gets} == {"3"}
 
 
-def test_a_full_page_of_contents_to_keep_does_not_loop(tmp_path):
-    shas = [_store(tmp_path, f"recent {i}\n".encode(), age=10) for i in range(3)]
-    backend = FakeBackend(shas + [_store(tmp_path, b"old\n", age=2 * DAY)])
+def test_a_full_page_of_contents_to_keep_neither_hides_the_rest_nor_loops(tmp_path):
+    recent = [_store(tmp_path, f"recent {i}\n".encode(), age=10) for i in range(3)]
+    old = _store(tmp_path, b"old\n", age=2 * DAY)
+    backend = FakeBackend(recent + [old])
     report = _collector(tmp_path, backend, page_size=3).run_once()
-    assert report.ok and report.pages == 1 and report.recent == 3
-    assert len(backend.requests) == 1  # one GET, nothing to report
+    assert report.ok and report.recent == 3 and report.removed == 1
+    assert snapshots.read_snapshot(tmp_path, old) is None and all(snapshots.read_snapshot(tmp_path, s) for s in recent)
+    assert sorted(backend.queue) == sorted(recent) and report.pages == 3  # stopped when the queue came round
+
+
+def test_a_full_page_that_cannot_be_removed_is_asked_once(tmp_path):
+    blocked = [snapshots.sha256_of(f"blocked {i}".encode()) for i in range(3)]
+    for sha in blocked:
+        (tmp_path / sha[:2]).write_bytes(b"not a directory")
+    backend = FakeBackend(blocked)
+    report = _collector(tmp_path, backend, page_size=3).run_once()
+    assert report.ok and report.errors == 3 and report.pages == 1 and len(backend.requests) == 1
 
 
 def test_a_content_that_cannot_be_removed_is_counted_kept_and_not_reported(tmp_path, caplog):
