@@ -87,12 +87,19 @@ def remove_unreferenced(root: str | os.PathLike, sha256: str, grace_seconds: flo
         os.rename(final, doomed)
     except FileNotFoundError:
         if not doomed.exists():  # else: left by a collector that died between rename and unlink
-            return "missing"
+            return _missing_or_put_back(final)
     try:
         if doomed.stat().st_mtime > (time.time() if now is None else now) - grace_seconds:
             os.replace(doomed, final)
             return "recent"
         doomed.unlink()
-    except FileNotFoundError:  # another node's collector finished it first
-        return "missing"
+    except FileNotFoundError:  # another node's collector finished it first, or put it back
+        return _missing_or_put_back(final)
     return "removed"
+
+
+def _missing_or_put_back(final: Path) -> str:
+    """Another collector took the content from under us. If it is under its name again, that collector
+    found it recent and put it back (or a save wrote it again): it stays, so it is "recent", not "missing"
+    (which would make the backend forget a content that is still on disk)."""
+    return "recent" if final.exists() else "missing"

@@ -70,3 +70,46 @@ def test_other_contents_are_untouched(tmp_path):
     gone = _stored(tmp_path, b"gone\n", age=2 * DAY)
     assert snapshots.remove_unreferenced(tmp_path, gone, grace_seconds=DAY) == "removed"
     assert snapshots.read_snapshot(tmp_path, keep) == b"keep\n"
+
+
+def _other_collector_puts_it_back(final, doomed):
+    """The other collector's last step, for a content it found recent: move it back under its name."""
+    os.replace(doomed, final)
+
+
+def test_a_content_another_collector_puts_back_is_recent_not_missing(tmp_path, monkeypatch):
+    """Two nodes on one recent content. A renamed it aside; our rename finds nothing; A puts it back before
+    we look for the aside copy. 'missing' would make the backend forget a content that is still on disk."""
+    sha = _stored(tmp_path, b"fresh on two nodes\n", age=5)
+    final = snapshots.snapshot_path(tmp_path, sha)
+    doomed = final.with_name(snapshots.GC_PREFIX + sha)
+    os.rename(final, doomed)  # collector A, step 1
+    real_rename = os.rename
+
+    def rename(src, dst):
+        try:
+            real_rename(src, dst)
+        finally:
+            _other_collector_puts_it_back(final, doomed)  # A, step 2: it is recent
+
+    monkeypatch.setattr(snapshots.os, "rename", rename)
+    assert snapshots.remove_unreferenced(tmp_path, sha, grace_seconds=DAY) == "recent"
+    assert snapshots.read_snapshot(tmp_path, sha) == b"fresh on two nodes\n"
+
+
+def test_a_content_put_back_while_we_look_at_the_aside_copy_is_recent_not_missing(tmp_path, monkeypatch):
+    sha = _stored(tmp_path, b"fresh, later interleaving\n", age=5)
+    final = snapshots.snapshot_path(tmp_path, sha)
+    doomed = final.with_name(snapshots.GC_PREFIX + sha)
+    os.rename(final, doomed)  # collector A, step 1
+    real_exists = type(doomed).exists
+
+    def exists(path, *args, **kwargs):
+        found = real_exists(path, *args, **kwargs)
+        if path == doomed and found:
+            _other_collector_puts_it_back(final, doomed)  # A, step 2, right after we saw the aside copy
+        return found
+
+    monkeypatch.setattr(type(doomed), "exists", exists)
+    assert snapshots.remove_unreferenced(tmp_path, sha, grace_seconds=DAY) == "recent"
+    assert snapshots.read_snapshot(tmp_path, sha) == b"fresh, later interleaving\n"
