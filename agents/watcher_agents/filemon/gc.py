@@ -227,7 +227,7 @@ class SnapshotCollector:
             self._file_errors_logged = False
         if report.removed or report.missing or report.errors:
             log.info("snapshot collector: %d erased contents removed (%d bytes), %d already gone, %d kept as "
-                     "saved within the grace period, %d could not be removed; %s still queued at the backend",
+                     "saved within the grace period, %d could not be removed; %s more queued at the backend",
                      report.removed, report.bytes_removed, report.missing, report.recent, report.errors,
                      "?" if report.pending is None else report.pending)
 
