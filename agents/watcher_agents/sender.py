@@ -125,6 +125,12 @@ class Sender:
         self._outbox_warned = False
         self.last_success: float | None = None
 
+    @property
+    def client(self) -> httpx.Client:
+        """The HTTP client to the backend (token, node and agent headers), for the agent's other exchanges
+        with it (filemon's snapshot collector). httpx clients may be shared by threads; closed by stop()."""
+        return self._client
+
     # --- lifecycle ---------------------------------------------------------------------------------
 
     def start(self) -> "Sender":

@@ -126,9 +126,8 @@ class Filemon:
         self.runtime.health.register("pipeline alive", self.pipeline.alive)
         self.collector: gc.SnapshotCollector | None = None
         if fm.snapshot_gc_interval > 0:
-            # The sender's client: the same backend, token and headers (httpx clients may be shared by threads).
             self.collector = gc.SnapshotCollector(
-                fm.snapshot_dir, self.runtime.sender._client, settings.backend_url, self.metrics,
+                fm.snapshot_dir, self.runtime.sender.client, settings.backend_url, self.metrics,
                 interval=fm.snapshot_gc_interval, grace=fm.snapshot_gc_grace, **(collector_options or {}))
         # Shown in /healthz but not a check: recording saves matters more than collecting, so a dead
         # collector must not get filemon restarted (filemon_snapshot_gc_last_run_timestamp_seconds alerts).
