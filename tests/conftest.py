@@ -4,6 +4,7 @@ tests/unit        -> quick        (seconds, no services, no root)
 tests/integration -> integration  (real loopback HTTP, inotify, subprocesses)
 tests/system      -> system       (PostgreSQL, eBPF, kube-apiserver; needs root and the installed system packages)
 """
+import logging
 import os
 from pathlib import Path
 
@@ -34,3 +35,15 @@ def pytest_runtest_makereport(item, call):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped under WATCHER_STRICT_SKIPS=1 (make test installs everything): {reason}"
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging():
+    """A command's main() called in-process (the CLI tests) installs its own root handler on that test's
+    captured stderr; put the root logger back, so later tests' background threads do not log into a
+    closed stream ("--- Logging error ---")."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
