@@ -2,7 +2,6 @@
 real backend, poll with deadlines. Import as ``from integration.filemon.harness import ...``."""
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import itertools
@@ -65,14 +64,17 @@ def filemon_env(backend) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_filemon(root: Path, state_dir: Path, backend, extra: list[str] = (), before_start=None):
-    """filemon in this process (so tests can read its metrics and inject faults)."""
+def running_filemon(root: Path, state_dir: Path, backend, extra: list[str] = (), before_start=None,
+                    collector_options: dict | None = None):
+    """filemon in this process (so tests can read its metrics and inject faults). ``collector_options``
+    go to its snapshot collector (e.g. ``{"initial_delay": 0}``)."""
     args = build_parser().parse_args(filemon_argv(root, state_dir, backend, extra=list(extra)))
     env = filemon_env(backend)
     settings = config.resolve(args, agent="filemon", env=env)
     fm = resolve_filemon(args, env=env)
     agent = Filemon(settings, fm, metrics_host="127.0.0.1",
-                    sender_options={"backoff_base": 0.05, "backoff_cap": 1.0, "idle_wait": 0.2})
+                    sender_options={"backoff_base": 0.05, "backoff_cap": 1.0, "idle_wait": 0.2},
+                    collector_options=collector_options)
     if before_start:
         before_start(agent)
     agent.start()

@@ -3,42 +3,28 @@ saves into a REAL backend on loopback; the backend erases a student; filemon's s
 the contents no event refers to any more, keeps shared ones and recent ones, and rides out a backend outage."""
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
 
 import httpx
 
-from integration.filemon.harness import (by_path, filemon_argv, filemon_env, new_student, sha, student_dir,
-                                          timeline, wait_until)
+from integration.filemon.harness import (by_path, new_student, running_filemon, sha, student_dir, timeline,
+                                          wait_until)
 from support.backend import run_backend
-from watcher_agents import config
 from watcher_agents.filemon import gc
-from watcher_agents.filemon.cli import Filemon, build_parser, resolve_filemon
 from watcher_core import snapshots
 
 DAY = 86400.0
 STARTER = b"#include <stdio.h>\n/* hw1 starter code, the same for every student */\nint main(void) { return 0; }\n"
 
 
-@contextlib.contextmanager
 def filemon(ws, state, backend, extra=(), collector_options=None):
     """filemon in this process with the backend's ingest token; the collector only runs when the test says
     (its first run is an hour away) unless ``collector_options`` says otherwise."""
     ws.mkdir(parents=True, exist_ok=True)
-    args = build_parser().parse_args(filemon_argv(ws, state, backend, extra=list(extra)))
-    env = filemon_env(backend)
-    agent = Filemon(config.resolve(args, agent="filemon", env=env), resolve_filemon(args, env=env),
-                    metrics_host="127.0.0.1",
-                    sender_options={"backoff_base": 0.05, "backoff_cap": 1.0, "idle_wait": 0.2},
-                    collector_options={"initial_delay": 3600} if collector_options is None else collector_options)
-    agent.start()
-    try:
-        assert agent.watcher.wait_ready(30), "startup scan did not finish"
-        yield agent
-    finally:
-        agent.stop()
+    return running_filemon(ws, state, backend, extra=list(extra),
+                           collector_options={"initial_delay": 3600} if collector_options is None else collector_options)
 
 
 def gc_count(agent, result: str) -> float:
