@@ -186,6 +186,9 @@ class Status(BaseModel):
     events_by_type: dict[str, int]
     last_received_at: datetime | None
     agents: list[AgentStatus]
+    erased_contents_pending: int = Field(
+        description="Snapshot contents of erased events that filemon has not yet removed from the store or "
+                    "found still in use (0: every erasure has left the disk)")
 
 
 class Deleted(BaseModel):

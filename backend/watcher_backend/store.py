@@ -790,6 +790,7 @@ def status(session: Session) -> dict[str, Any]:
         "events_by_type": {t: by_type.get(t, 0) for t in wire.EVENT_TYPES} | by_type,
         "last_received_at": _aware(last),
         "agents": agents,
+        "erased_contents_pending": int(session.scalar(select(func.count()).select_from(ERASED)) or 0),
     }
 
 

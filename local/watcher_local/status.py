@@ -56,6 +56,9 @@ def format_status(status: dict) -> str:
         lines.append(render(["node", "agent", "last report", "events", "outbox backlog"], rows))
     else:
         lines.append("no agent has reported yet")
+    pending = status.get("erased_contents_pending")
+    if pending:  # an older backend does not say
+        lines += ["", f"erased snapshot contents waiting for filemon to remove them: {pending}"]
     return "\n".join(lines)
 
 

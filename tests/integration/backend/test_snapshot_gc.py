@@ -49,6 +49,8 @@ def test_only_contents_nobody_refers_to_are_offered(backend, ident):
     offered = all_unreferenced(backend)
     assert {unique, twice} <= offered and starter not in offered  # the other student still has the starter
 
+    with backend.client("read") as http:
+        assert http.get("/api/v1/status").json()["erased_contents_pending"] >= 2
     with backend.client("ingest") as http:
         r = http.post(GC + "/removed", json={"sha256": [unique, twice]})
     assert r.status_code == 200 and r.json() == {"forgotten": 2}
@@ -114,3 +116,6 @@ def test_the_retention_purge_queues_the_purged_contents(tmp_path, database_url):
         # the startup purge or this one removed the two old events; only the content nobody refers to is offered
         with backend.client("ingest") as http:
             assert http.get(GC).json() == {"sha256": [old_only], "pending": 0}
+            http.post(GC + "/removed", json={"sha256": [old_only]})
+        with backend.client("read") as http:
+            assert http.get("/api/v1/status").json()["erased_contents_pending"] == 0
