@@ -255,6 +255,9 @@ def build_backend_deployment(t: Target) -> dict:
                     "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref.get("key", "url")}}})
     else:
         args += ["--database-url", SQLITE_URL]
+    # Only when set: the backend's own default (no variable) is "keep everything".
+    if b.get("retentionDays") is not None:
+        env.append({"name": "WATCHER_RETENTION_DAYS", "value": str(int(b["retentionDays"]))})
     container = {
         "name": "backend",
         "image": image(t, "backend"),
@@ -335,7 +338,9 @@ def build_filemon_daemonset(t: Target) -> dict:
     env = [_node_name_env(),
            _token_env(t, "WATCHER_INGEST_TOKEN", "ingest"),
            {"name": "WATCHER_DEBOUNCE_SECONDS", "value": f"{int(f['debounceMs']) / 1000:g}"},
-           {"name": "WATCHER_MAX_FILE_SIZE", "value": str(f["maxFileSize"])}]
+           {"name": "WATCHER_MAX_FILE_SIZE", "value": str(f["maxFileSize"])},
+           {"name": "WATCHER_SNAPSHOT_GC_INTERVAL_SECONDS", "value": str(int(f["snapshotGcIntervalSeconds"]))},
+           {"name": "WATCHER_SNAPSHOT_GC_GRACE_SECONDS", "value": str(int(f["snapshotGcGraceSeconds"]))}]
     if f.get("extensions"):
         env.append({"name": "WATCHER_EXTENSIONS", "value": ",".join(f["extensions"])})
     workspace_mount = {"name": "workspace", "mountPath": WORKSPACE_MOUNT, "readOnly": True}

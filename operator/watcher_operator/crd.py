@@ -166,6 +166,9 @@ def spec_schema() -> dict:
             }),
             "tokensSecretName": _name("Existing Secret with keys `ingest-token`, `read-token` and `admin-token`. "
                                       "Unset: the operator generates <name>-tokens once and keeps it."),
+            "retentionDays": _int("Purge events (and queue their snapshot contents for filemon to remove) once "
+                                  "they are older than this many days (the backend's WATCHER_RETENTION_DAYS); "
+                                  "unset = keep everything.", minimum=1, maximum=36500),
             "resources": _resources("Container resources.", {"cpu": "100m", "memory": "256Mi"},
                                     {"memory": "1Gi"}),
             "nodeSelector": _string_map("Node labels the backend pod must match."),
@@ -185,6 +188,14 @@ def spec_schema() -> dict:
                            "Unset: the built-in list (.c .h .cc .cpp .hpp .py .ipynb).",
                            "items": {"type": "string", "pattern": r"^\.[A-Za-z0-9_+-]{1,16}$"},
                            "maxItems": 64},
+            "snapshotGcIntervalSeconds": _int(
+                "How often filemon removes from the snapshot store the erased contents (of erased students or "
+                "purged events) that no event refers to any more, in seconds; 0 = never "
+                "(filemon's WATCHER_SNAPSHOT_GC_INTERVAL_SECONDS).", minimum=0, maximum=604800, default=600),
+            "snapshotGcGraceSeconds": _int(
+                "An erased content saved within this many seconds is kept for a later run, since an event "
+                "referring to it may still be on its way (filemon's WATCHER_SNAPSHOT_GC_GRACE_SECONDS).",
+                minimum=0, maximum=31536000, default=86400),
             "resources": _resources("Container resources.", {"cpu": "50m", "memory": "128Mi"},
                                     {"memory": "512Mi"}),
             "nodeSelector": _string_map("Node labels selecting the worker nodes that run student pods."),

@@ -289,3 +289,47 @@ def test_network_policy_admits_agents_and_listed_peers_only():
     assert {"podSelector": {"matchLabels": {"app": "watcher-procmon"}}} in peers
     assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "jcode"}}} in peers
     assert np_["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 3000}]
+
+
+def _literal_env(container: dict) -> dict[str, str]:
+    """The container's env entries that carry a value (not the Secret/downward-API references)."""
+    return {e["name"]: e["value"] for e in container["env"] if "value" in e}
+
+
+def _filemon_settings(container: dict, snapshot_dir: Path):
+    """What filemon itself makes of the rendered args and env (its own parser; the snapshot dir moved to a
+    writable tmp dir because filemon checks it)."""
+    from watcher_agents.filemon import cli as filemon_cli
+    args = list(container["args"][1:])
+    args[args.index("--snapshot-dir") + 1] = str(snapshot_dir)
+    parsed = filemon_cli.build_parser().parse_args(args)
+    return filemon_cli.resolve_filemon(parsed, env=_literal_env(container))
+
+
+def test_privacy_settings_reach_the_components_as_they_read_them(tmp_path):
+    from watcher_backend import settings as backend_settings
+    r = load_example("minimal")
+    r["spec"]["backend"] = {"retentionDays": 30}
+    r["spec"]["filemon"] = {"snapshotGcIntervalSeconds": 0, "snapshotGcGraceSeconds": 3600}
+    objs = by_key(build_children(r, INPUTS))
+    backend = objs["Deployment", "watcher-backend"]["spec"]["template"]["spec"]["containers"][0]
+    assert _literal_env(backend)["WATCHER_RETENTION_DAYS"] == "30"
+    assert backend_settings.from_env(_literal_env(backend)).retention_days == 30
+    filemon = objs["DaemonSet", "watcher-filemon"]["spec"]["template"]["spec"]["containers"][0]
+    env = _literal_env(filemon)
+    assert (env["WATCHER_SNAPSHOT_GC_INTERVAL_SECONDS"], env["WATCHER_SNAPSHOT_GC_GRACE_SECONDS"]) == ("0", "3600")
+    fm = _filemon_settings(filemon, tmp_path)
+    assert (fm.snapshot_gc_interval, fm.snapshot_gc_grace) == (0.0, 3600.0)  # 0: the collector is off
+
+
+def test_unset_retention_keeps_everything_and_the_collector_runs_with_filemon_defaults(tmp_path):
+    from watcher_agents.filemon import gc
+    from watcher_backend import settings as backend_settings
+    objs = by_key(children("minimal"))
+    backend = objs["Deployment", "watcher-backend"]["spec"]["template"]["spec"]["containers"][0]
+    assert "WATCHER_RETENTION_DAYS" not in {e["name"] for e in backend["env"]}
+    assert backend_settings.from_env(_literal_env(backend)).retention_days is None
+    filemon = objs["DaemonSet", "watcher-filemon"]["spec"]["template"]["spec"]["containers"][0]
+    fm = _filemon_settings(filemon, tmp_path)
+    # the CRD's defaults are filemon's own: installing through the operator changes nothing
+    assert (fm.snapshot_gc_interval, fm.snapshot_gc_grace) == (gc.DEFAULT_INTERVAL, gc.DEFAULT_GRACE)
