@@ -112,6 +112,10 @@ def test_crd_accepts_the_examples_and_rejects_invalid_specs(cluster, namespace, 
     assert stored["spec"]["filemon"]["storage"]["size"] == "30Gi"
     assert stored["spec"]["image"]["registry"] == "harbor.jbnu.ac.kr/jdevops"
     assert stored["spec"]["procmon"]["mode"] == "auto"
+    # privacy: the snapshot collector's defaults are filled in, retention stays unset (keep everything)
+    assert stored["spec"]["filemon"]["snapshotGcIntervalSeconds"] == 600
+    assert stored["spec"]["filemon"]["snapshotGcGraceSeconds"] == 86400
+    assert "retentionDays" not in stored["spec"]["backend"]
     base = minimal(namespace)
     for case in INVALID:
         doc = copy.deepcopy(base)
@@ -375,3 +379,25 @@ def test_full_example_with_postgres_reconciles(cluster, namespace, kube, run_ope
     apply(cluster, doc)
     wait_for(lambda: (condition(kube, namespace, "Degraded") or {}).get("reason") == "SingleWriterDatabase", 30)
     assert kube.get("apps/v1", "Deployment", namespace, "watcher-backend")["spec"]["replicas"] == 1
+
+
+def _container_env(kube: Kube, ns: str, kind: str, name: str) -> dict[str, str]:
+    obj = kube.get("apps/v1", kind, ns, name)
+    return {e["name"]: e.get("value") for e in obj["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_privacy_fields_reach_the_workloads_and_unset_retention_is_removed(cluster, namespace, kube, run_operator):
+    prepare(cluster, namespace)
+    op = run_operator(namespace, "--standalone")
+    # the grace period is left out: the API server fills its default and the operator renders it
+    apply(cluster, minimal(namespace, backend={"retentionDays": 365}, filemon={"snapshotGcIntervalSeconds": 0}))
+    wait_for(lambda: _container_env(kube, namespace, "Deployment", "watcher-backend")
+             .get("WATCHER_RETENTION_DAYS") == "365", 60, "retention env on the backend")
+    filemon = wait_for(lambda: _container_env(kube, namespace, "DaemonSet", "watcher-filemon"), 30, "filemon")
+    assert filemon["WATCHER_SNAPSHOT_GC_INTERVAL_SECONDS"] == "0"
+    assert filemon["WATCHER_SNAPSHOT_GC_GRACE_SECONDS"] == "86400"
+    # retention switched off again: server-side apply drops the variable we no longer send
+    apply(cluster, minimal(namespace, filemon={"snapshotGcIntervalSeconds": 0}))
+    wait_for(lambda: "WATCHER_RETENTION_DAYS" not in _container_env(kube, namespace, "Deployment", "watcher-backend"),
+             30, "retention env removed")
+    assert "Traceback" not in op.output()
