@@ -187,17 +187,24 @@ def main(argv: list[str]) -> int:
     # starts first, so /metrics answers during the load and shutdown() below has running parts to stop.
     attached = threading.Event()
     rt.health.register("tracer attached", attached.is_set)
-    rt.health.add_detail("mode", lambda: metrics.mode)
+    rt.health.add_detail("mode", lambda: metrics.mode if attached.is_set() else None)
     rt.start()
     tracer = open_tracer(ps, pipeline)
     if tracer is None:
         rt.shutdown(flush_timeout=0)
         return 1
     pipeline.attach(tracer)
+    pipeline.start()
+    # Attached but not polling yet: exits from now on reach the kernel's tracked map, execs wait in the
+    # buffer. Adopt what already runs (a student's server or REPL across a restart) before reading it.
+    # /healthz keeps saying only "tracer attached" meanwhile: the other checks are registered after.
+    try:
+        pipeline.adopt_running()
+    except Exception:   # adoption is a bonus: never a reason not to trace
+        log.exception("cannot adopt the processes already running")
+    tracer.start()
     rt.health.register(f"tracer alive (mode {tracer.mode})", tracer.alive)
     rt.health.register("pipeline alive", pipeline.alive)
-    pipeline.start()
-    tracer.start()
     attached.set()
     report_downtime(metrics, heartbeat_gap(last_seen, time.time()))
     heartbeat.start()

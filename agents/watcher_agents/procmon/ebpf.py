@@ -37,6 +37,7 @@ COUNTER_NAMES = ("lost", "filtered_exec", "exec", "exit", "argv_missing")
 
 VERDICT_STUDENT, VERDICT_IGNORE = 1, 2
 SIGKILL = 9
+BPF_NOEXIST = 1           # bpf_update_elem flag: create only
 
 # struct exec_event up to argv (see bpf_common.c); struct exit_event.
 _EXEC_HEAD = struct.Struct("<BBHIIIIIQQ16s256s")
@@ -332,6 +333,17 @@ class EbpfTracer:
                 del table[key]
         except (KeyError, TypeError):
             pass
+
+    def track(self, pid: int, start_ns: int) -> bool:
+        """Watch the exit of a process that was running before the programs were attached (adoption):
+        a ``tracked`` entry with ``start_ns``, which its exit event will carry. Only if there is none:
+        an entry means the process exec'd after the attach, and that exec event reports it. False
+        then, or when the map refused the entry."""
+        table = self.bpf["tracked"]
+        key, leaf = table.Key(pid), table.Leaf()
+        leaf.start_ns = start_ns
+        lib = sys.modules["bcc.libbcc"].lib
+        return lib.bpf_update_elem(table.map_fd, ctypes.byref(key), ctypes.byref(leaf), BPF_NOEXIST) == 0
 
     def counters(self) -> dict[str, int]:
         if self.bpf is None:

@@ -39,6 +39,10 @@ class ProcmonMetrics:
                                "Execs by a process already being reported (e.g. a script that execs python): "
                                "still one compile/run, describing its last classified program",
                                registry=registry)
+        self.adopted = Counter("procmon_adopted",
+                               "Students' compiles and runs already running when procmon started (their exec "
+                               "was not seen): adopted from /proc and reported at their exit",
+                               registry=registry)
         self.dropped = Counter("procmon_events_dropped_total",
                                "Events dropped in user space", ["reason"], registry=registry)
         # procmon's own blind window before this start (heartbeat.py); set once the tracer is attached

@@ -18,6 +18,7 @@ drops its events from then on, until the verdict expires (``ignore_ttl``) and is
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
 import threading
 import time
@@ -71,10 +72,46 @@ class Pending:
     started_at: datetime          # the process's first exec
     first_ktime_ns: int = 0       # ktime of the first exec: the event id, stable across resends
     last_ktime_ns: int = 0        # ktime of the latest exec: the exit must belong to it (eBPF start_ns)
+    # Adopted at start (running before procmon, its exec not seen): its start time in clock ticks
+    # after boot, from /proc/<pid>/stat. The event id comes from it, so any later procmon run that
+    # adopts the same process builds the same id.
+    adopted_ticks: int | None = None
 
     def __post_init__(self) -> None:
         self.first_ktime_ns = self.first_ktime_ns or self.exec.ktime_ns
         self.last_ktime_ns = self.last_ktime_ns or self.exec.ktime_ns
+
+
+@dataclass
+class Running:
+    """A process found in /proc at start, described as the exec it once was."""
+    exec: ExecEvent               # ktime_ns: its start on CLOCK_MONOTONIC (the kernel's clock)
+    start_ticks: int              # /proc/<pid>/stat field 22
+    started_at: datetime
+
+
+def event_id(node: str, boot: str, rec: Pending) -> str:
+    """Deterministic, so a resend after a crash is deduplicated: from the first exec's ktime, or for an
+    adopted process from its /proc start ticks (the same in every procmon run that adopts it)."""
+    if rec.adopted_ticks is not None:
+        return wire.make_event_id(node, boot, rec.exec.pid, "start-ticks", rec.adopted_ticks)
+    return wire.make_event_id(node, boot, rec.exec.pid, rec.first_ktime_ns)
+
+
+def exit_matches(rec: Pending, ev: ExitEvent, ticks_now: int | None = None) -> bool:
+    """Does this exit end the process ``rec`` describes (not an earlier or later program with its pid)?
+
+    * eBPF: the exit carries the start ktime of the kernel's ``tracked`` entry: the latest exec's, or
+      for an adopted process the very value procmon put there (``EbpfTracer.track``): equal or not.
+    * process connector: no start time. For an adopted process /proc may still show the exiting one
+      (``ticks_now``): a start more than a tick away is another program that reused the pid.
+      Unknown (already reaped) counts as a match, as for any exit the connector reports.
+    """
+    if ev.start_ns is not None:
+        return ev.start_ns == rec.last_ktime_ns
+    if rec.adopted_ticks is not None and ticks_now is not None:
+        return procfs.same_start(ticks_now, rec.adopted_ticks)
+    return True
 
 
 def same_process(earlier: ExecEvent, later: ExecEvent) -> bool:
@@ -269,6 +306,89 @@ class Pipeline:
         if ev.cwd is None:
             self.metrics.proc_gone.inc()
 
+    # --- adoption: processes already running at start ---------------------------------------------
+
+    def adopt_running(self) -> int:
+        """Scan /proc once and adopt every live process that would have been reported had its exec been
+        seen (running when procmon started or restarted). Call after the tracer is attached and before
+        it polls: an exit after the attach cannot be missed, and an exec after it is in the buffer
+        (the kernel ``tracked`` entry it made wins, see ``adopt``). Returns how many were adopted."""
+        hz = procfs.CLK_TCK
+        boot_now, mono_now, wall_now = (time.clock_gettime_ns(time.CLOCK_BOOTTIME), time.monotonic_ns(),
+                                        time.time_ns())
+        own = os.getpid()
+        found = []
+        for pid in procfs.live_pids():
+            if pid != own:
+                running = self.read_running(pid, hz, boot_now, mono_now, wall_now)
+                if running is not None:
+                    found.append(running)
+        adopted = self.adopt(found)
+        log.info("adopted %d running student processes", adopted)
+        return adopted
+
+    def read_running(self, pid: int, hz: int, boot_now: int, mono_now: int, wall_now: int) -> Running | None:
+        """A live process as the exec event it once was (None: gone, a zombie or a kernel thread)."""
+        stat = procfs.read_proc_stat(pid)
+        if stat is None or stat.state in ("Z", "X"):
+            return None
+        exe = procfs.read_exe(pid)
+        if not exe:
+            return None   # kernel threads have no executable
+        mono_ns, wall_ns = procfs.start_clocks(stat.start_ticks, hz, boot_now, mono_now, wall_now)
+        ev = ExecEvent(pid=pid, ktime_ns=mono_ns, filename=exe, ppid=stat.ppid, comm=stat.comm)
+        argv = procfs.read_cmdline(pid) or [exe]
+        ev.argv_truncated = len(argv) > self.max_args
+        ev.argv = _cap_argv(argv[: self.max_args], self.argv_size, ev)
+        ev.cwd = procfs.read_cwd(pid)
+        ev.hostname = self.hostnames.resolve(pid)
+        uid = procfs.read_uid(pid)
+        ev.uid = -1 if uid is None else uid
+        started_at = datetime.fromtimestamp(wall_ns / 1e9, tz=timezone.utc)
+        return Running(ev, stat.start_ticks, started_at)
+
+    def adopt(self, found: list[Running]) -> int:
+        """Attribute the running processes with the exec rules and keep the reported ones until their exit.
+
+        Not adopted: other people's processes, a compiler's children (cc1, as, ld: gcc is the compile),
+        a process already pending, one whose exec after the attach the kernel is already tracking, and
+        one that is gone (or whose pid was reused) once the kernel entry is in place."""
+        now = time.monotonic()
+        adopted = 0
+        with self._lock:
+            students: list[tuple[Running, Attributed | Skip]] = []
+            for r in found:   # first the lineage, as handle_exec keeps it, so children can see their parents
+                result = self._attribute(r.exec, False)
+                if isinstance(result, Skip) and result.reason == NOT_STUDENT:
+                    continue
+                students.append((r, result))
+                compiler = self.attributor.classes.compiler_family(r.exec.filename) is not None
+                self.lineage[r.exec.pid] = (r.exec.ppid, compiler)
+            for r, result in students:
+                ev = r.exec
+                pid = ev.pid
+                if self._compiler_ancestor(ev.ppid):
+                    continue
+                ev.cgroup_id = ev.cgroup_id or procfs.read_cgroup_id(pid)
+                if self.learner:     # its cgroup is a student's: its execs must not be filtered
+                    self.learner.saw(ev.cgroup_id, True, now)
+                if isinstance(result, Skip) or pid in self.pending:
+                    continue
+                if not self.tracer.track(pid, ev.ktime_ns):
+                    continue   # exec'd after the attach: its exec event reports it
+                again = procfs.read_proc_stat(pid)
+                if again is None or again.state in ("Z", "X") or not procfs.same_start(again.start_ticks,
+                                                                                       r.start_ticks):
+                    self.tracer.untrack(pid, ev.ktime_ns)   # ended before the entry was in place
+                    continue
+                self.pending[pid] = Pending(ev, result, r.started_at, adopted_ticks=r.start_ticks)
+                adopted += 1
+                log.debug("adopted pid %d %s (started %s): %s %s/%s %s", pid, ev.filename,
+                          r.started_at.isoformat(), result.type, result.student.dirname, result.assignment,
+                          result.path)
+        self.metrics.adopted.inc(adopted)
+        return adopted
+
     # --- housekeeping thread ---------------------------------------------------------------------
 
     def start(self) -> "Pipeline":
@@ -397,9 +517,13 @@ class Pipeline:
         rec = self.pending.get(ev.pid)
         if rec is None:
             return  # not a process we report (or exited before we learnt it was not)
-        if ev.start_ns is not None and ev.start_ns != rec.last_ktime_ns:
-            log.debug("pid %d: exit of an earlier program (started %d, not %d)", ev.pid, ev.start_ns,
-                      rec.last_ktime_ns)
+        ticks_now = None
+        if ev.start_ns is None and rec.adopted_ticks is not None:
+            stat = procfs.read_proc_stat(ev.pid)
+            ticks_now = stat.start_ticks if stat else None
+        if not exit_matches(rec, ev, ticks_now):
+            log.debug("pid %d: exit of another program (started %s, not %d)", ev.pid,
+                      ev.start_ns if ev.start_ns is not None else f"at tick {ticks_now}", rec.last_ktime_ns)
             return  # a stale exit of an earlier program with this pid
         del self.pending[ev.pid]
         self._emit(rec, ev)
@@ -408,7 +532,7 @@ class Pipeline:
         w = rec.what
         ended = ktime_to_wall(ex.ktime_ns)
         fields = dict(
-            event_id=wire.make_event_id(self.node, self.boot, rec.exec.pid, rec.first_ktime_ns),
+            event_id=event_id(self.node, self.boot, rec),
             timestamp=rec.started_at,
             node=self.node,
             source="procmon",

@@ -205,6 +205,9 @@ class ProcConnectorTracer:
     def untrack(self, pid: int, start_ns: int) -> None:
         pass
 
+    def track(self, pid: int, start_ns: int) -> bool:
+        return True     # every exit reaches user space
+
 
 def _other_threads(tgid: int, exclude: set[int]) -> bool:
     """Whether the process still has threads besides ``exclude`` (a zombie leader lists only itself)."""

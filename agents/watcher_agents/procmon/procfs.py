@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 
 from watcher_core import identity
 
@@ -159,3 +160,120 @@ class HostnameResolver:
             if item.startswith(b"HOSTNAME="):
                 return item[9:].decode("utf-8", "replace") or None
         return None
+
+
+# --- processes that were running before procmon started (adoption) -------------------------------
+
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    """What /proc/<pid>/stat says about a process that adoption needs."""
+    comm: str
+    state: str            # R, S, D, Z (zombie: already exited), X, ...
+    ppid: int
+    start_ticks: int      # field 22: start time after boot, in clock ticks (CLOCK_BOOTTIME based)
+
+
+def parse_stat(raw: bytes) -> ProcStat | None:
+    """``/proc/<pid>/stat`` contents -> ProcStat. comm (field 2) may hold spaces and ')' itself, so the
+    fields after it are found from the LAST ')'. None for anything malformed."""
+    head, sep, tail = raw.rpartition(b")")
+    if not sep or b"(" not in head:
+        return None
+    comm = head.partition(b"(")[2].decode("utf-8", "replace")
+    fields = tail.split()   # fields[0] is field 3 (state)
+    try:
+        return ProcStat(comm, fields[0].decode("ascii", "replace"), int(fields[1]), int(fields[19]))
+    except (IndexError, ValueError):
+        return None
+
+
+def read_proc_stat(pid: int) -> ProcStat | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return parse_stat(fh.read())
+    except OSError:
+        return None
+
+
+def ticks_to_ns(ticks: int, hz: int = CLK_TCK) -> int:
+    return ticks * 1_000_000_000 // hz
+
+
+def start_clocks(start_ticks: int, hz: int, boot_now_ns: int, mono_now_ns: int, wall_now_ns: int) -> tuple[int, int]:
+    """(CLOCK_MONOTONIC ns, Unix ns) of a process start given in ticks after boot.
+
+    /proc's start time counts CLOCK_BOOTTIME (suspend included); the kernel events count
+    CLOCK_MONOTONIC (``bpf_ktime_get_ns``). Both are placed through one reading of the three clocks
+    now, so the boot time is exact (``btime`` in /proc/stat is whole seconds)."""
+    age_ns = boot_now_ns - ticks_to_ns(start_ticks, hz)
+    return mono_now_ns - age_ns, wall_now_ns - age_ns
+
+
+def same_start(a_ticks: int, b_ticks: int, tolerance: int = 1) -> bool:
+    """Two start times in ticks of the same process (within ``tolerance`` ticks: conversions between
+    clocks round)? A pid reused by another program almost never starts within a tick of the first."""
+    return abs(a_ticks - b_ticks) <= tolerance
+
+
+def ns_to_ticks(ns: int, hz: int = CLK_TCK) -> int:
+    return ns * hz // 1_000_000_000
+
+
+def live_pids() -> list[int]:
+    """Process ids (thread group leaders) in /proc now, in ascending order (parents mostly first)."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    return sorted(int(n) for n in names if n.isdigit())
+
+
+_cgroup2_mount: list[str | None] = []
+
+
+def cgroup2_mount() -> str | None:
+    """Where this process sees the cgroup v2 hierarchy (cached), or None."""
+    if not _cgroup2_mount:
+        found = None
+        try:
+            with open("/proc/self/mounts") as fh:
+                for line in fh:
+                    parts = line.split()
+                    if len(parts) > 2 and parts[2] == "cgroup2":
+                        found = parts[1]
+                        break
+        except OSError:
+            pass
+        _cgroup2_mount.append(found)
+    return _cgroup2_mount[0]
+
+
+def parse_cgroup_path(text: str) -> str | None:
+    """The cgroup v2 path (``0::/path``) in /proc/<pid>/cgroup contents, or None (v1-only host)."""
+    for line in text.splitlines():
+        if line.startswith("0::"):
+            return line[3:] or "/"
+    return None
+
+
+def read_cgroup_id(pid: int) -> int:
+    """The cgroup v2 id of a process (what ``bpf_get_current_cgroup_id`` returns: the inode number of
+    its cgroup directory), or 0 when it cannot be known (no cgroup v2 mount, a path outside our
+    cgroup namespace)."""
+    mount = cgroup2_mount()
+    if mount is None:
+        return 0
+    try:
+        with open(f"/proc/{pid}/cgroup") as fh:
+            path = parse_cgroup_path(fh.read())
+    except OSError:
+        return 0
+    if path is None or "/.." in path or path.startswith(".."):
+        return 0
+    try:
+        return os.stat(mount.rstrip("/") + ("" if path == "/" else path)).st_ino
+    except OSError:
+        return 0
