@@ -51,6 +51,13 @@ class Container:
         inner = f"cd {shlex.quote(str(cwd))} && {{ {script}\n}}; exit $?"
         return subprocess.run(["sh", "-c", self._enter() + inner], capture_output=True, text=True, timeout=timeout)
 
+    def spawn(self, script: str, cwd: str | Path) -> subprocess.Popen:
+        """Start ``script`` with sh in this cgroup and return at once (``exec`` in the script keeps the
+        pid: the returned process is the program)."""
+        inner = f"cd {shlex.quote(str(cwd))} && {script}"
+        return subprocess.Popen(["sh", "-c", self._enter() + inner], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
     def pod(self, script: str, hostname: str, files: str | Path, workdir: str = "",
             timeout: float = 120) -> subprocess.CompletedProcess:
         """Run ``script`` as in a student pod: new UTS + mount namespaces, ``files`` at /home/coder/project."""

@@ -1,0 +1,111 @@
+"""Students' programs that were already running when procmon started (a server, a REPL, a program
+waiting for input across a DaemonSet rollout): adopted from /proc at start and reported at their exit,
+once, even across a second restart; other people's programs are not adopted."""
+from __future__ import annotations
+
+import shutil
+import signal
+import time
+from datetime import datetime, timezone
+
+import httpx
+import pytest
+
+from support.backend import run_backend
+from system.procmon.pm_helpers import PYTHON, Procmon, wait_events, write
+
+# Waits for a flag file, then exits with 3 (a program waiting for its input).
+WAITER = """import os, sys, time
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.05)
+sys.exit(3)
+"""
+
+
+@pytest.fixture
+def backend(tmp_path, ebpf_ready):
+    b = run_backend(tmp_path)
+    yield b
+    b.stop()
+
+
+def wait_healthy(pm: Procmon, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert pm.proc.poll() is None, pm.log()[-3000:]
+        try:
+            if httpx.get(f"http://127.0.0.1:{pm.port}/healthz", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"procmon not healthy in {timeout}s:\n{pm.log()[-3000:]}")
+
+
+def adopted_pids(pm: Procmon) -> list[int]:
+    return [int(line.split("adopted pid ", 1)[1].split()[0]) for line in pm.log().splitlines()
+            if "adopted pid " in line]
+
+
+@pytest.mark.parametrize("mode", ["ebpf", "proc-connector"])
+def test_programs_running_before_the_start_are_reported_at_their_exit(backend, tmp_path, container, mode):
+    student = "202400061" if mode == "ebpf" else "202400062"
+    ws = tmp_path / "ws"
+    hw = ws / f"os-1-{student}" / "hw1"
+    hw.mkdir(parents=True)
+    shutil.copy("/bin/sleep", hw / "server")                 # a student binary that runs until killed
+    write(hw / "wait.py", WAITER)
+    flag = tmp_path / "go"
+    elsewhere = tmp_path / "elsewhere" / f"os-1-{student}" / "hw1"   # same layout, outside the workspace
+    elsewhere.mkdir(parents=True)
+    shutil.copy("/bin/sleep", elsewhere / "server")
+
+    c = container("adopt")
+    server = c.spawn("exec ./server 300", hw)
+    waiter = c.spawn(f"exec {PYTHON} wait.py {flag}", hw)
+    other = c.spawn("exec ./server 300", elsewhere)
+    pm = Procmon(tmp_path, ws, backend.url, backend.tokens["ingest"], "--mode", mode)
+    try:
+        time.sleep(0.5)                                      # the programs have exec'd
+        before_start = datetime.now(timezone.utc)
+        pm.start()
+        wait_healthy(pm)
+        adopted = adopted_pids(pm)
+        assert server.pid in adopted and waiter.pid in adopted, pm.log()[-3000:]
+        assert other.pid not in adopted
+        assert pm.metric("procmon_adopted_total") >= 2
+        assert pm.metric('procmon_cgroups{verdict="student"}') >= 1     # their cgroup was taught
+        assert any("adopted" in line and "running student processes" in line for line in pm.log().splitlines())
+
+        # a second procmon run (a rollout) adopts them again: still one event each at their exit
+        assert pm.stop() == 0
+        pm.start(ready=False)
+        wait_healthy(pm)
+        assert adopted_pids(pm).count(server.pid) == 2, pm.log()[-3000:]
+
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(30) == -signal.SIGTERM
+        (run,) = wait_events(backend, "os", "1", student, "hw1", 1, kind="binary")
+        assert (run["target"], run["signal"], run["exit_code"]) == ("server", 15, None), run
+        assert run["argv"] == ["./server", "300"] and run["pid"] == server.pid
+        started = datetime.fromisoformat(run["started_at"].replace("Z", "+00:00"))
+        assert started < before_start, (run["started_at"], before_start)
+
+        flag.touch()
+        assert waiter.wait(30) == 3
+        (py,) = wait_events(backend, "os", "1", student, "hw1", 1, kind="python")
+        assert (py["target"], py["exit_code"], py["signal"]) == ("wait.py", 3, None), py
+        assert datetime.fromisoformat(py["started_at"].replace("Z", "+00:00")) < before_start
+
+        other.send_signal(signal.SIGTERM)
+        other.wait(30)
+        time.sleep(1)       # anything late (a duplicate, the non-student) would be delivered by now
+        pm.wait_metric("watcher_outbox_events", lambda v: v == 0)
+        events = wait_events(backend, "os", "1", student, "hw1", 2)
+        assert sorted(e["kind"] for e in events) == ["binary", "python"], events
+    finally:
+        for p in (server, waiter, other):
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+        pm.stop()
