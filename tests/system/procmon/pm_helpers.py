@@ -61,11 +61,19 @@ class Container:
     def pod(self, script: str, hostname: str, files: str | Path, workdir: str = "",
             timeout: float = 120) -> subprocess.CompletedProcess:
         """Run ``script`` as in a student pod: new UTS + mount namespaces, ``files`` at /home/coder/project."""
+        return subprocess.run(["sh", "-c", self._pod_command(script, hostname, files, workdir)], capture_output=True,
+                              text=True, timeout=timeout)
+
+    def pod_spawn(self, script: str, hostname: str, files: str | Path, workdir: str = "") -> subprocess.Popen:
+        """``pod`` without waiting (``exec`` in the script keeps the pid: the returned process is the program)."""
+        return subprocess.Popen(["sh", "-c", self._pod_command(script, hostname, files, workdir)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def _pod_command(self, script: str, hostname: str, files: str | Path, workdir: str) -> str:
         setup = (f"hostname {shlex.quote(hostname)} && mount -t tmpfs none /home && mkdir -p /home/coder/project && "
                  f"mount --bind {shlex.quote(str(files))} /home/coder/project && "
                  f"cd /home/coder/project/{workdir} && {script}")
-        cmd = self._enter() + f"exec unshare --uts --mount sh -c {shlex.quote(setup)}"
-        return subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=timeout)
+        return self._enter() + f"exec unshare --uts --mount sh -c {shlex.quote(setup)}"
 
     def remove(self) -> None:
         if not self.path:

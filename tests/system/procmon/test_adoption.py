@@ -7,6 +7,7 @@ import shutil
 import signal
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import httpx
 import pytest
@@ -47,6 +48,20 @@ def adopted_pids(pm: Procmon) -> list[int]:
             if "adopted pid " in line]
 
 
+def wait_exec(proc, text: str, timeout: float = 30) -> None:
+    """Until the spawned process runs the program (its command line contains ``text``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, f"{text}: exited with {proc.returncode}"
+        try:
+            if text in Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode(errors="replace"):
+                return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"{text} not running after {timeout}s"
+        time.sleep(0.05)
+
+
 @pytest.mark.parametrize("mode", ["ebpf", "proc-connector"])
 def test_programs_running_before_the_start_are_reported_at_their_exit(backend, tmp_path, container, mode):
     student = "202400061" if mode == "ebpf" else "202400062"
@@ -66,7 +81,8 @@ def test_programs_running_before_the_start_are_reported_at_their_exit(backend, t
     other = c.spawn("exec ./server 300", elsewhere)
     pm = Procmon(tmp_path, ws, backend.url, backend.tokens["ingest"], "--mode", mode)
     try:
-        time.sleep(0.5)                                      # the programs have exec'd
+        for proc, text in ((server, "./server"), (waiter, "wait.py"), (other, "./server")):
+            wait_exec(proc, text)
         before_start = datetime.now(timezone.utc)
         pm.start()
         wait_healthy(pm)
@@ -108,4 +124,33 @@ def test_programs_running_before_the_start_are_reported_at_their_exit(backend, t
             if p.poll() is None:
                 p.kill()
                 p.wait(10)
+        pm.stop()
+
+
+def test_a_program_running_in_a_student_pod_before_the_start_is_adopted(backend, tmp_path, container):
+    """The Kubernetes case: the pod's hostname says whose it is, paths are inside the pod."""
+    files = tmp_path / "pod-files"
+    (files / "hw3").mkdir(parents=True)
+    shutil.copy("/bin/sleep", files / "hw3" / "server")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    server = container("adopt-pod").pod_spawn("exec ./server 300", "jcode-os-1-202400064-7d9f8b6c5d-x2x7z",
+                                              files, "hw3")
+    pm = Procmon(tmp_path, ws, backend.url, backend.tokens["ingest"], "--mode", "ebpf")
+    try:
+        wait_exec(server, "./server")
+        before_start = datetime.now(timezone.utc)
+        pm.start()
+        wait_healthy(pm)
+        assert server.pid in adopted_pids(pm), pm.log()[-3000:]
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(30) == -signal.SIGTERM
+        (run,) = wait_events(backend, "os", "1", "202400064", "hw3", 1)
+        assert (run["type"], run["kind"], run["target"], run["cwd"]) == ("process.run", "binary", "server", ".")
+        assert (run["signal"], run["exit_code"]) == (15, None)
+        assert datetime.fromisoformat(run["started_at"].replace("Z", "+00:00")) < before_start
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(10)
         pm.stop()
