@@ -162,6 +162,20 @@ class Procmon:
         return self.proc.returncode
 
 
+def wait_healthy(pm: Procmon, timeout: float = 90) -> None:
+    """Wait for /healthz 200 (not the log: after a restart it still holds the first run's "procmon ready")."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert pm.proc.poll() is None, pm.log()[-3000:]
+        try:
+            if httpx.get(f"http://127.0.0.1:{pm.port}/healthz", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"procmon not healthy in {timeout}s:\n{pm.log()[-3000:]}")
+
+
 def wait_events(backend, course: str, section: str, student: str, assignment: str, n: int,
                 timeout: float = 45, **match) -> list[dict]:
     """Poll the student's timeline until at least ``n`` process events (matching ``match``) are stored."""

@@ -9,11 +9,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import httpx
 import pytest
 
 from support.backend import run_backend
-from system.procmon.pm_helpers import PYTHON, Procmon, wait_events, write
+from system.procmon.pm_helpers import PYTHON, Procmon, wait_events, wait_healthy, write
 
 # Waits for a flag file, then exits with 3 (a program waiting for its input).
 WAITER = """import os, sys, time
@@ -28,19 +27,6 @@ def backend(tmp_path, ebpf_ready):
     b = run_backend(tmp_path)
     yield b
     b.stop()
-
-
-def wait_healthy(pm: Procmon, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert pm.proc.poll() is None, pm.log()[-3000:]
-        try:
-            if httpx.get(f"http://127.0.0.1:{pm.port}/healthz", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"procmon not healthy in {timeout}s:\n{pm.log()[-3000:]}")
 
 
 def adopted_pids(pm: Procmon) -> list[int]:

@@ -6,21 +6,7 @@ import time
 
 import httpx
 
-from system.procmon.pm_helpers import Procmon
-
-
-def wait_healthy(pm: Procmon, timeout: float = 60) -> None:
-    """(the log still holds the first run's "procmon ready": wait for /healthz instead)"""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert pm.proc.poll() is None, pm.log()[-2000:]
-        try:
-            if httpx.get(f"http://127.0.0.1:{pm.port}/healthz", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"procmon not healthy in {timeout}s:\n{pm.log()[-2000:]}")
+from system.procmon.pm_helpers import Procmon, wait_healthy
 
 
 def test_healthz_is_503_until_the_tracer_is_attached(tmp_path, ebpf_ready):
