@@ -269,8 +269,10 @@ def build_backend_deployment(t: Target) -> dict:
                 _token_env(t, "WATCHER_READ_TOKEN", "read"),
                 _token_env(t, "WATCHER_ADMIN_TOKEN", "admin")],
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        # Liveness: the process answers (a database outage must not restart it). Readiness: the database
+        # answers too, so a pod that cannot reach it leaves the Service and the WatcherDeployment is not Ready.
         "livenessProbe": _http_probe("/health", "http", period=10, failures=6, delay=10),
-        "readinessProbe": _http_probe("/health", "http", period=5, failures=3),
+        "readinessProbe": _http_probe("/ready", "http", period=5, failures=3),
         "resources": _resources(b["resources"]),
         "securityContext": _restricted_container_security(run_as_root=False),
         "volumeMounts": [{"name": "data", "mountPath": BACKEND_DATA_MOUNT},

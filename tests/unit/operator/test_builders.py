@@ -141,7 +141,7 @@ def test_backend_is_non_root_read_only_with_health_probes():
     assert c["securityContext"]["allowPrivilegeEscalation"] is False
     assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert c["livenessProbe"]["httpGet"]["path"] == "/health"
-    assert c["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/ready"
     assert c["ports"] == [{"name": "http", "containerPort": 3000, "protocol": "TCP"}]
     assert c["resources"]["requests"] == {"cpu": "100m", "memory": "256Mi"}
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
@@ -156,6 +156,33 @@ def test_backend_is_non_root_read_only_with_health_probes():
                                                                         "key": "ingest-token"}
     # RWO database volume: the old pod must stop before the new one mounts it
     assert dep["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_backend_probes_against_the_backend_itself_with_its_database_unreachable(tmp_path):
+    """The rendered probes, asked of the real backend app whose database cannot be opened: liveness
+    passes (no restart for a database outage), readiness fails (the pod leaves the Service, not Ready)."""
+    import asyncio
+
+    import httpx
+    from sqlalchemy import create_engine
+    from watcher_backend.app import create_app
+    from watcher_backend.settings import Settings
+
+    c = by_key(children("minimal"))["Deployment", "watcher-backend"]["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"] for p in c["ports"]}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"]["port"] in ports and c[probe]["httpGet"]["scheme"] == "HTTP"
+    # a file in a directory that does not exist: every connection fails, like a database that is down
+    app = create_app(Settings(run_migrations=False), create_engine(f"sqlite:///{tmp_path / 'gone' / 'watcher.db'}"))
+
+    async def probe(path: str) -> httpx.Response:
+        # ASGI transport: no lifespan, so nothing tries to migrate the missing database
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://pod") as client:
+            return await client.get(path)
+
+    assert asyncio.run(probe(c["livenessProbe"]["httpGet"]["path"])).status_code == 200
+    ready = asyncio.run(probe(c["readinessProbe"]["httpGet"]["path"]))
+    assert ready.status_code == 503 and ready.json()["status"] == "unavailable"
 
 
 def test_filemon_mounts_workspace_read_only_and_names_its_node():
