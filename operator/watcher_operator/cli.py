@@ -2,18 +2,20 @@
 
 Settings come from flags, else environment variables, else defaults. Every value is checked here, before
 kopf starts: a bad one is one line naming the setting (`watcher operator: bad setting NAME: why`) and exit 2.
-The parser itself reads no environment, so `--help` works whatever the environment holds.
+The parser itself reads no environment, so `--help` works whatever the environment holds. Then one API
+call: without the kopf peering CRD the operator runs standalone and says so (peering_fallback).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import os
 import random
 import sys
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_PEERING = "watcher-operator"
@@ -21,6 +23,11 @@ DEFAULT_RESYNC_SECONDS = 60.0
 DEFAULT_RETRY_SECONDS = 30.0
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
+# The peering CRD kopf needs, by scope: --all-namespaces elects through the cluster-scoped kind.
+PEERING_CRDS = {True: "clusterkopfpeerings.kopf.dev", False: "kopfpeerings.kopf.dev"}
+PEERING_CHECK_TIMEOUT = 10.0  # seconds per request of that start-up check: an API that hangs delays kopf little
+
+log = logging.getLogger("watcher_operator")
 
 
 class SettingsError(ValueError):
@@ -104,6 +111,56 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> OperatorSetting
     )
 
 
+def peering_crd(settings: OperatorSettings) -> str:
+    return PEERING_CRDS[settings.all_namespaces]
+
+
+def peering_fallback(settings: OperatorSettings, crd_present: bool | None,
+                     error: str = "") -> tuple[OperatorSettings, str | None]:
+    """The settings to run with, and the one warning to log (None: nothing to say).
+
+    Given a peering name, kopf waits for its peering CRD before it handles anything, without a word and
+    for ever. So a missing CRD means standalone, said once with the fix. ``crd_present`` None: the check
+    itself failed (API unreachable, no permission); then peering stays, since two replicas that both ran
+    standalone next to an existing CRD would both be active, but the warning still names the way out.
+    """
+    if settings.standalone or crd_present:
+        return settings, None
+    crd = peering_crd(settings)
+    fix = "install the chart's CRDs (charts/watcher-operator/crds) or run with --standalone / " \
+          "WATCHER_OPERATOR_STANDALONE=1"
+    if crd_present is None:
+        return settings, (f"cannot check for the peering CRD {crd} ({error}): keeping peering {settings.peering!r}; "
+                          f"if the CRD is missing the operator waits for it and does nothing: {fix}")
+    return dataclasses.replace(settings, standalone=True), f"peering CRD {crd} not found: {fix}; running standalone"
+
+
+def check_peering(settings: OperatorSettings, crd_exists: Callable[[str], bool]) -> OperatorSettings:
+    """Ask the API whether the peering CRD exists (``crd_exists``: name -> bool, raising on failure) and
+    apply peering_fallback; logs its warning, if any, as one line."""
+    if settings.standalone:
+        return settings
+    try:
+        present: bool | None = crd_exists(peering_crd(settings))
+        error = ""
+    except Exception as exc:  # noqa: BLE001 - any failure of the check: unknown, said in one line
+        present, error = None, " ".join(str(exc).split()) or type(exc).__name__
+    settings, warning = peering_fallback(settings, present, error)
+    if warning:
+        log.warning("%s", warning)
+    return settings
+
+
+def _crd_exists(name: str, kubeconfig: str | None) -> bool:
+    from watcher_operator.kubeapi import Kube, load_config  # late, like kopf: the client is slow to import
+
+    api = load_config(kubeconfig)  # the credentials the reconciler uses (handlers.reconciler)
+    try:
+        return Kube(api, timeout=PEERING_CHECK_TIMEOUT).crd_exists(name)
+    finally:
+        api.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="watcher operator",
@@ -123,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="kopf peering object used for leader election between replicas "
                         f"(default: {DEFAULT_PEERING}; env WATCHER_OPERATOR_PEERING)")
     p.add_argument("--standalone", action="store_true",
-                   help="no peering: run as the only replica (env WATCHER_OPERATOR_STANDALONE=1 or true)")
+                   help="no peering: run as the only replica (env WATCHER_OPERATOR_STANDALONE=1 or true); "
+                        "also chosen, with a warning, when the peering CRD is not installed")
     p.add_argument("--priority", type=int, default=None, metavar="N",
                    help="peering priority of this replica; the highest live one is active (env "
                         "WATCHER_OPERATOR_PRIORITY, a whole number; default: random, so replicas of one "
@@ -161,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["WATCHER_OPERATOR_KUBECONFIG"] = args.kubeconfig
 
     priority = settings.priority if settings.priority is not None else random.randint(1, 2**31 - 1)
+
+    settings = check_peering(settings, lambda crd: _crd_exists(crd, args.kubeconfig))
 
     import kopf  # imported late: `watcher operator --help` stays fast
 

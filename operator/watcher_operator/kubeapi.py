@@ -73,9 +73,10 @@ def path_for(api_version: str, kind: str, namespace: str | None = None, name: st
 
 
 class Kube:
-    def __init__(self, api_client: k8s.ApiClient, field_manager: str = FIELD_MANAGER):
+    def __init__(self, api_client: k8s.ApiClient, field_manager: str = FIELD_MANAGER, timeout: float = 30):
         self.api = api_client
         self.field_manager = field_manager
+        self.timeout = timeout
 
     def request(self, method: str, path: str, *, query: list[tuple[str, str]] | None = None,
                 body: Any = None, content_type: str | None = None) -> Any:
@@ -85,7 +86,7 @@ class Kube:
         params = self.api.param_serialize(method=method, resource_path=path, query_params=query or [],
                                           header_params=headers, body=body, auth_settings=["BearerToken"])
         try:
-            resp = self.api.call_api(*params, _request_timeout=30)
+            resp = self.api.call_api(*params, _request_timeout=self.timeout)
         except ApiException as exc:
             raise _api_error(exc.status or 0, exc.reason or "", exc.body) from None
         data = resp.read()

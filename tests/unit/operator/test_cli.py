@@ -1,8 +1,11 @@
 """`watcher operator`: a bad setting is one line naming it and exit 2, before kopf starts; `--help`
-works whatever the environment holds; log levels are accepted in any case."""
+works whatever the environment holds; log levels are accepted in any case; without the kopf peering CRD
+it runs standalone with one warning instead of waiting silently."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
 
 import pytest
 
@@ -114,3 +117,63 @@ def test_parser_reads_no_environment(monkeypatch):
     monkeypatch.setenv("WATCHER_LOG_LEVEL", "oops")
     args = cli.build_parser().parse_args([])
     assert isinstance(args, argparse.Namespace) and args.priority is None and args.log_level is None
+
+
+# --- the peering CRD: without it kopf waits for ever, so the operator runs standalone and says why -----
+
+def test_missing_peering_crd_means_standalone_with_one_warning_naming_the_fix():
+    settings = _resolve(["-n", "jcode"], {})
+    assert not settings.standalone and settings.peering == "watcher-operator"
+    out, warning = cli.peering_fallback(settings, crd_present=False)
+    assert out.standalone is True
+    assert out == dataclasses.replace(settings, standalone=True)  # nothing else changes
+    assert warning == ("peering CRD kopfpeerings.kopf.dev not found: install the chart's CRDs "
+                       "(charts/watcher-operator/crds) or run with --standalone / WATCHER_OPERATOR_STANDALONE=1; "
+                       "running standalone")
+
+
+def test_all_namespaces_needs_the_cluster_peering_crd():
+    out, warning = cli.peering_fallback(_resolve(["-A"], {}), crd_present=False)
+    assert out.standalone and warning.startswith("peering CRD clusterkopfpeerings.kopf.dev not found: ")
+
+
+def test_present_crd_or_explicit_standalone_changes_nothing():
+    peered = _resolve(["-n", "jcode"], {})
+    assert cli.peering_fallback(peered, crd_present=True) == (peered, None)
+    alone = _resolve(["-n", "jcode"], {"WATCHER_OPERATOR_STANDALONE": "1"})
+    assert cli.peering_fallback(alone, crd_present=False) == (alone, None)
+
+
+def test_a_failed_check_keeps_peering_but_says_how_to_get_out():
+    settings = _resolve(["-n", "jcode", "--peering", "p"], {})
+    out, warning = cli.peering_fallback(settings, crd_present=None, error="403 Forbidden: no")
+    assert out == settings  # two replicas must not both turn standalone because one API call failed
+    assert "kopfpeerings.kopf.dev" in warning and "403 Forbidden: no" in warning and "--standalone" in warning
+
+
+def test_check_peering_asks_for_the_scopes_crd_and_logs_one_line(caplog):
+    caplog.set_level(logging.DEBUG, logger="watcher_operator")
+    asked = []
+    out = cli.check_peering(_resolve(["-A"], {}), lambda name: asked.append(name) or False)
+    assert asked == ["clusterkopfpeerings.kopf.dev"] and out.standalone
+    records = [r for r in caplog.records if r.name == "watcher_operator"]
+    assert [r.levelno for r in records] == [logging.WARNING] and "\n" not in records[0].getMessage()
+
+    caplog.clear()
+
+    def unreachable(name):
+        raise ConnectionError("Max retries exceeded\n  [Errno 111] Connection refused")
+
+    out = cli.check_peering(_resolve(["-n", "jcode"], {}), unreachable)
+    assert not out.standalone
+    records = [r for r in caplog.records if r.name == "watcher_operator"]
+    assert len(records) == 1 and "Connection refused" in records[0].getMessage()
+    assert "\n" not in records[0].getMessage()
+
+
+def test_check_peering_asks_nothing_when_standalone_was_chosen():
+    def must_not_be_called(name):
+        raise AssertionError("asked the API")
+
+    settings = _resolve(["-n", "jcode", "--standalone"], {})
+    assert cli.check_peering(settings, must_not_be_called) == settings
