@@ -432,16 +432,27 @@ def build_procmon_daemonset(t: Target) -> dict:
     return _daemonset(t, "procmon", pod_spec)
 
 
+def network_peer(peer: dict) -> dict:
+    """A spec peer ({namespaceSelector?, podSelector?} label maps) as a NetworkPolicyPeer. Without a
+    namespaceSelector the peer is this namespace's pods; with neither, every pod of this namespace."""
+    out: dict = {}
+    if "namespaceSelector" in peer:
+        out["namespaceSelector"] = {"matchLabels": dict(peer["namespaceSelector"] or {})}
+    if "podSelector" in peer or not out:
+        out["podSelector"] = {"matchLabels": dict(peer.get("podSelector") or {})}
+    return out
+
+
 def build_network_policy(t: Target) -> dict:
     peers: list[dict] = [{"podSelector": {"matchLabels": selector(t, "filemon")}},
                          {"podSelector": {"matchLabels": selector(t, "procmon")}}]
-    for peer in t.spec["networkPolicy"]["allowFrom"]:
-        out: dict = {}
-        if "namespaceSelector" in peer:
-            out["namespaceSelector"] = {"matchLabels": dict(peer["namespaceSelector"] or {})}
-        if "podSelector" in peer or not out:
-            out["podSelector"] = {"matchLabels": dict(peer.get("podSelector") or {})}
-        peers.append(out)
+    # The backend ServiceMonitor (on by default) is scraped by Prometheus on the backend's port: without its
+    # peer the policy would drop every scrape. filemon and procmon have no NetworkPolicy to pass.
+    # Decided by the spec alone, not by whether the ServiceMonitor CRD exists yet, so the policy is stable.
+    wanted = [t.spec["monitoring"]["prometheusPeer"]] if t.spec["monitoring"]["serviceMonitors"] else []
+    for peer in map(network_peer, wanted + list(t.spec["networkPolicy"]["allowFrom"])):
+        if peer not in peers:  # the same peer listed in allowFrom too: once is enough
+            peers.append(peer)
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": metadata(t, names(t.name)["network_policy"], "backend"),
             "spec": {"podSelector": {"matchLabels": selector(t, "backend")},

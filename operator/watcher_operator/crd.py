@@ -26,6 +26,10 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 DEFAULT_REGISTRY = "harbor.jbnu.ac.kr/jdevops"
 DEFAULT_STORAGE_CLASS = "longhorn"
+# kube-prometheus-stack's convention: Prometheus runs in `monitoring`, its pods carry this label (set by the
+# Prometheus Operator). kubernetes.io/metadata.name is set on every namespace from Kubernetes 1.21 on.
+DEFAULT_PROMETHEUS_PEER = {"namespaceSelector": {"kubernetes.io/metadata.name": "monitoring"},
+                           "podSelector": {"app.kubernetes.io/name": "prometheus"}}
 
 # Kubernetes resource.Quantity, restricted to the forms people write for sizes, CPU and memory.
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
@@ -105,6 +109,15 @@ def _image_override(component: str) -> dict:
         "name": _str(f"Repository name (default watcher-{component}).", pattern=r"^[a-z0-9][a-z0-9._/-]*$"),
         "tag": _str("Image tag.", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"),
     }, default={})
+
+
+def _peer_properties() -> dict:
+    """A NetworkPolicy peer by labels, as builders.network_peer reads it (allowFrom and prometheusPeer)."""
+    return {
+        "namespaceSelector": _string_map("matchLabels for namespaces (empty = all namespaces; unset = this "
+                                         "namespace only)."),
+        "podSelector": _string_map("matchLabels for pods (empty or unset = all pods of the selected namespaces)."),
+    }
 
 
 def _port(description: str, default: int) -> dict:
@@ -221,17 +234,19 @@ def spec_schema() -> dict:
             "interval": _str("Scrape interval.", pattern=r"^[0-9]+(ms|s|m|h)$", default="30s"),
             "labels": _string_map("Labels on the ServiceMonitors (what your Prometheus selects on).",
                                   default={"release": "prometheus"}),
+            "prometheusPeer": _obj(
+                "The Prometheus that scrapes the ServiceMonitors: while serviceMonitors is true the NetworkPolicy "
+                "admits it to the backend's port. Default: kube-prometheus-stack's Prometheus pods in the "
+                "namespace `monitoring`.", _peer_properties(),
+                default={k: dict(v) for k, v in DEFAULT_PROMETHEUS_PEER.items()}),
         }, default={}),
-        "networkPolicy": _obj("NetworkPolicy <name>-backend: only the agents, the listed peers and (with "
-                              "monitoring) Prometheus may reach the backend.", {
+        "networkPolicy": _obj("NetworkPolicy <name>-backend: only the agents, monitoring.prometheusPeer (while "
+                              "monitoring.serviceMonitors is true) and the listed peers may reach the backend.", {
             "enabled": _bool("Create the NetworkPolicy.", True),
             "allowFrom": {"type": "array", "description": "Extra peers allowed to reach the backend, e.g. the "
                           "JCode platform's namespace. Each peer selects namespaces and/or pods by labels.",
                           "default": [],
-                          "items": {"type": "object", "properties": {
-                              "namespaceSelector": _string_map("matchLabels for namespaces (empty = all)."),
-                              "podSelector": _string_map("matchLabels for pods (empty = all)."),
-                          }}},
+                          "items": {"type": "object", "properties": _peer_properties()}},
         }, default={}),
     }, required=["image"])
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from kubernetes_validate.utils import all_versions
 
-from watcher_operator import builders
+from watcher_operator import builders, crd
 from watcher_operator.builders import Inputs, build_children, target_from_resource
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -316,6 +316,72 @@ def test_network_policy_admits_agents_and_listed_peers_only():
     assert {"podSelector": {"matchLabels": {"app": "watcher-procmon"}}} in peers
     assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "jcode"}}} in peers
     assert np_["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 3000}]
+
+
+def admits(policy: dict, namespace: str, namespace_labels: dict, pod_labels: dict, port: int) -> bool:
+    """Whether `policy` lets a pod in (NetworkPolicy ingress semantics, for the matchLabels peers the builders
+    write): a peer without namespaceSelector means the policy's own namespace; both selectors must match."""
+    def matches(selector: dict | None, labels: dict) -> bool:
+        return selector is None or all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+    for rule in policy["spec"]["ingress"]:
+        if not any(p["port"] == port for p in rule["ports"]):
+            continue
+        for peer in rule["from"]:
+            if "namespaceSelector" in peer:
+                ns_ok = matches(peer["namespaceSelector"], {**namespace_labels, "kubernetes.io/metadata.name": namespace})
+            else:
+                ns_ok = namespace == policy["metadata"]["namespace"]
+            if ns_ok and matches(peer.get("podSelector"), pod_labels):
+                return True
+    return False
+
+
+# kube-prometheus-stack's Prometheus pod and a neighbour of it, with the labels that chart gives them
+PROMETHEUS = ("monitoring", {}, {"app.kubernetes.io/name": "prometheus", "prometheus": "kube-prometheus-stack-prometheus",
+                                 "app.kubernetes.io/instance": "kube-prometheus-stack-prometheus"})
+GRAFANA = ("monitoring", {}, {"app.kubernetes.io/name": "grafana", "app.kubernetes.io/instance": "kube-prometheus-stack"})
+
+
+def _policy(resource: dict) -> dict:
+    return by_key(build_children(resource, INPUTS))["NetworkPolicy", "watcher-backend"]
+
+
+def test_default_policy_lets_the_prometheus_of_the_default_service_monitor_scrape_the_backend():
+    r = load_example("minimal")
+    objs = by_key(build_children(r, INPUTS))
+    assert ("ServiceMonitor", "watcher-backend-monitor") in objs  # on by default...
+    policy = objs["NetworkPolicy", "watcher-backend"]
+    assert admits(policy, *PROMETHEUS, 3000)  # ...so its scraper gets through
+    assert not admits(policy, *PROMETHEUS, 9999)
+    assert not admits(policy, *GRAFANA, 3000)
+    assert not admits(policy, "students", {}, PROMETHEUS[2], 3000)  # a look-alike elsewhere does not
+    assert admits(policy, "watcher", {}, {"app": "watcher-filemon"}, 3000)
+    assert not admits(policy, "jcode", {}, {"app": "jcode-backend"}, 3000)  # the platform only when listed
+
+
+def test_prometheus_peer_follows_monitoring_spec():
+    r = load_example("minimal")
+    r["spec"]["monitoring"] = {"serviceMonitors": False}
+    assert not admits(_policy(r), *PROMETHEUS, 3000)  # no ServiceMonitor, no scraper to let in
+    r["spec"]["monitoring"] = {"prometheusPeer": {"namespaceSelector": {"team": "observability"},
+                                                  "podSelector": {"app": "prometheus"}}}
+    policy = _policy(r)
+    assert admits(policy, "obs", {"team": "observability"}, {"app": "prometheus"}, 3000)
+    assert not admits(policy, *PROMETHEUS, 3000)
+    r["spec"]["monitoring"] = {"prometheusPeer": {"podSelector": {"app": "prometheus"}}}  # no namespaceSelector
+    policy = _policy(r)
+    assert admits(policy, "watcher", {}, {"app": "prometheus"}, 3000)  # this namespace only
+    assert not admits(policy, "monitoring", {}, {"app": "prometheus"}, 3000)
+
+
+def test_a_peer_listed_twice_is_written_once():
+    r = load_example("minimal")
+    r["spec"]["networkPolicy"] = {"allowFrom": [dict(crd.DEFAULT_PROMETHEUS_PEER),
+                                                {"namespaceSelector": {"kubernetes.io/metadata.name": "jcode"}}]}
+    peers = _policy(r)["spec"]["ingress"][0]["from"]
+    assert len(peers) == 4 and len({json.dumps(p, sort_keys=True) for p in peers}) == 4
+    assert admits(_policy(r), "jcode", {}, {"app": "jcode-backend"}, 3000)
 
 
 def _literal_env(container: dict) -> dict[str, str]:

@@ -118,6 +118,9 @@ def test_defaults_are_the_deployment_guide():
     assert s["filemon"]["metricsPort"] == 9090 and s["procmon"]["metricsPort"] == 9090
     assert s["filemon"]["enabled"] and s["procmon"]["enabled"]
     assert s["deleteClaimsOnDelete"] is False
+    # kube-prometheus-stack's Prometheus may scrape the backend through the default NetworkPolicy
+    assert s["monitoring"]["prometheusPeer"] == {"namespaceSelector": {"kubernetes.io/metadata.name": "monitoring"},
+                                                 "podSelector": {"app.kubernetes.io/name": "prometheus"}}
     # privacy: nothing is purged unless asked; erased contents are collected every 10 min after a day's grace
     assert "retentionDays" not in s["backend"]
     assert (s["filemon"]["snapshotGcIntervalSeconds"], s["filemon"]["snapshotGcGraceSeconds"]) == (600, 86400)
