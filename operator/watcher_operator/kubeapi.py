@@ -103,6 +103,11 @@ class Kube:
                 return None
             raise
 
+    def list_objects(self, api_version: str, kind: str, namespace: str | None, *,
+                     field_selector: str | None = None) -> list[dict]:
+        query = [("fieldSelector", field_selector)] if field_selector else []
+        return (self.request("GET", path_for(api_version, kind, namespace), query=query) or {}).get("items") or []
+
     def apply(self, obj: dict, *, force: bool = True) -> dict:
         """Server-side apply: we own exactly the fields we send; others' fields are left alone."""
         meta = obj["metadata"]

@@ -19,7 +19,7 @@ from watcher_operator.builders import Inputs, Target, build_children, names, tar
 from watcher_operator.conditions import now_rfc3339
 from watcher_operator.crd import API_VERSION, KIND
 from watcher_operator.kubeapi import ApiError, Kube
-from watcher_operator.status import Problem, compute_status
+from watcher_operator.status import Problem, compute_status, latest_event, pods_missing
 
 log = logging.getLogger("watcher_operator")
 
@@ -293,6 +293,18 @@ class Reconciler:
             except ApiError as err:
                 out.problems.append(Problem("PruneFailed", f"{kind} {name}: {err}"))
 
+    def _latest_failed_create(self, ds: dict) -> dict | None:
+        meta = ds["metadata"]
+        if not meta.get("uid"):
+            return None
+        try:  # by uid: not the events of a deleted DaemonSet of the same name
+            events = self.kube.list_objects("v1", "Event", meta["namespace"],
+                                            field_selector=f"involvedObject.uid={meta['uid']},reason=FailedCreate")
+        except ApiError as err:  # e.g. the RBAC of an older chart cannot list events: the status says less
+            log.debug("cannot read the FailedCreate events of DaemonSet %s: %s", meta["name"], err)
+            return None
+        return latest_event(events)
+
     def _write_status(self, t: Target, resource: dict, problems: list[Problem]) -> dict:
         n = names(t.name)
         workloads = {
@@ -300,8 +312,11 @@ class Reconciler:
             "filemon": self.kube.get("apps/v1", "DaemonSet", t.namespace, n["filemon"]),
             "procmon": self.kube.get("apps/v1", "DaemonSet", t.namespace, n["procmon"]),
         }
+        # why a DaemonSet has no pods is only in its FailedCreate Events: read them only then
+        failed_creates = {comp: self._latest_failed_create(workloads[comp]) for comp in ("filemon", "procmon")
+                          if t.spec[comp]["enabled"] and pods_missing(workloads[comp])}
         previous = resource.get("status") or {}
-        status = compute_status(t, workloads, problems, previous, self.now())
+        status = compute_status(t, workloads, problems, previous, self.now(), failed_creates)
         current = {k: previous.get(k) for k in status}
         if current != status:
             self.kube.merge_patch(API_VERSION, KIND, t.namespace, t.name, {"status": status}, subresource="status")
