@@ -6,7 +6,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export VENV
 
-.PHONY: demo test test-quick test-integration test-system deps venv bench help
+.PHONY: demo test test-quick test-integration test-system deps venv bench help images push lock
+
+# The images: <REGISTRY>/watcher-{backend,filemon,procmon,operator}:<VERSION>, one version for all four
+REGISTRY ?= harbor.jbnu.ac.kr/jdevops
+VERSION ?= $(shell sed -nE 's/^version = "(.*)"/\1/p' pyproject.toml)
+IMAGES := backend filemon procmon operator
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -37,3 +42,14 @@ test-system: deps  ## PostgreSQL, eBPF, kube-apiserver
 bench: deps  ## run every benchmark (about 15 min) and write bench/RESULTS.md with a plot
 	$(VENV)/bin/pip install -q -e '.[bench]'
 	$(PY) bench/run_all.py
+
+images:  ## build the four images with buildah: make images REGISTRY=<prefix> VERSION=<tag>
+	@bash scripts/deps/images.sh --tools-only
+	REGISTRY=$(REGISTRY) VERSION=$(VERSION) bash scripts/images/build.sh $(IMAGES)
+
+push:  ## push the four images (log in first: podman login <registry>)
+	@source scripts/images/env.sh && for c in $(IMAGES); do \
+	  echo "pushing $(REGISTRY)/watcher-$$c:$(VERSION)"; podman push "$(REGISTRY)/watcher-$$c:$(VERSION)" || exit 1; done
+
+lock: venv  ## regenerate docker/locks/*.txt after changing dependencies in pyproject.toml
+	bash scripts/images/lock.sh

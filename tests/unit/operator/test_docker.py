@@ -40,3 +40,38 @@ def test_backend_and_operator_images_do_not_run_as_root():
         name = stage.split("\n", 1)[0]
         if name.endswith(" AS backend") or name.endswith(" AS operator"):
             assert "USER 10001:10001" in stage, name
+
+
+LOCKS = ROOT / "docker" / "locks"
+# which extras each lock pins (scripts/images/lock.sh)
+LOCKED_EXTRAS = {"backend.txt": ("backend", "postgres"), "agents.txt": ("agents",), "operator.txt": ("operator",)}
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _pins(lock: Path) -> dict[str, str]:
+    return {m.group(1).lower(): m.group(2) for m in re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+)", lock.read_text(), re.M)}
+
+
+def test_every_image_lock_pins_its_components_dependencies_with_hashes():
+    import tomllib
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for lock, extras in LOCKED_EXTRAS.items():
+        pins = _pins(LOCKS / lock)
+        wanted = {_name(r) for r in project["dependencies"]}
+        for extra in extras:
+            wanted |= {_name(r) for r in project["optional-dependencies"][extra]}
+        missing = wanted - set(pins)
+        assert not missing, f"{lock} lacks {missing}: run `make lock`"
+        # every pin carries its hashes, so pip --require-hashes accepts the lock
+        blocks = re.split(r"\n(?=[A-Za-z0-9])", (LOCKS / lock).read_text().split("\n", 1)[1])
+        assert all("--hash=sha256:" in b for b in blocks if "==" in b), lock
+
+
+def test_node_agents_and_operator_images_carry_no_web_framework():
+    agents, operator = _pins(LOCKS / "agents.txt"), _pins(LOCKS / "operator.txt")
+    for web in ("fastapi", "uvicorn", "sqlalchemy", "starlette"):
+        assert web not in agents and web not in operator
+    assert "kopf" not in agents and "kopf" not in _pins(LOCKS / "backend.txt")
