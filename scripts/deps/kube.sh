@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Provide a real Kubernetes control plane for tests/system/operator: etcd (Debian's etcd-server) plus
-# kube-apiserver and kube-controller-manager built from Debian's `kubernetes` source package.
+# Provide real Kubernetes for the tests: etcd (Debian's etcd-server) plus kube-apiserver and
+# kube-controller-manager (tests/system/operator) and kubelet, kube-scheduler and kube-proxy (the one-node
+# cluster of tests/cluster), all built from Debian's `kubernetes` source package.
 #
 # Why build: no reachable registry ships a kube-apiserver binary, but Debian bookworm's source package
 # carries the whole upstream tree with vendor/, so it builds offline with Debian's Go toolchain.
@@ -17,7 +18,7 @@ CACHE_ROOT="${JCODE_WATCHER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/jcode-watcher
 # The source version we know builds (and patch below); override only if Debian moved on.
 KUBE_SRC_VERSION="${KUBE_SRC_VERSION:-1.20.5+really1.20.2}"
 OUT="$CACHE_ROOT/$KUBE_SRC_VERSION"
-BINARIES=(kube-apiserver kube-controller-manager)
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
@@ -119,7 +120,7 @@ start=$(date +%s)
 ( while sleep 60; do log "... still building ($(( $(date +%s) - start ))s)"; done ) &
 ticker=$!
 trap 'kill $ticker 2>/dev/null || true' EXIT
-make WHAT="cmd/kube-apiserver cmd/kube-controller-manager"
+make WHAT="$(printf 'cmd/%s ' "${BINARIES[@]}")"
 kill $ticker 2>/dev/null || true
 
 mkdir -p "$OUT/bin"
