@@ -70,7 +70,11 @@ class Container:
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def _pod_command(self, script: str, hostname: str, files: str | Path, workdir: str) -> str:
-        setup = (f"hostname {shlex.quote(hostname)} && mount -t tmpfs none /home && mkdir -p /home/coder/project && "
+        # as the kubelet does: the pod name is the UTS hostname and is bind-mounted at /etc/hostname (what a
+        # procmon without CAP_SYS_ADMIN, which cannot setns into the pod's UTS namespace, reads)
+        setup = (f"hostname {shlex.quote(hostname)} && mount -t tmpfs none /home && "
+                 f"echo {shlex.quote(hostname)} > /home/.hostname && mount --bind /home/.hostname /etc/hostname && "
+                 "mkdir -p /home/coder/project && "
                  f"mount --bind {shlex.quote(str(files))} /home/coder/project && "
                  f"cd /home/coder/project/{workdir} && {script}")
         return self._enter() + f"exec unshare --uts --mount sh -c {shlex.quote(setup)}"
