@@ -30,7 +30,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS_DIR = BENCH / "results"
-PREFIXES = ("backend_", "filemon_", "procmon_", "e2e_")
+PREFIXES = ("backend_", "filemon_", "procmon_", "e2e_", "images_")
 
 # Smaller presets for --quick (documented by each script's --help).
 QUICK = {
