@@ -16,9 +16,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 import uuid
 from pathlib import Path
+
+from support.waiting import wait_for as wait_until  # noqa: F401 - the image tests import it from here
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "scripts" / "images"
@@ -158,18 +159,3 @@ class Podman:
     def leftovers(self) -> list[str]:
         out = podman("ps", "-a", "--filter", f"label={LABEL}={self.run_id}", "--format", "{{.Names}}").stdout
         return out.split()
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except Exception as exc:  # noqa: BLE001 - not up yet
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")

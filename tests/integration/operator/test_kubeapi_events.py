@@ -2,13 +2,13 @@
 with a field selector the API server understands (one query parameter, encoded), and the items come back."""
 from __future__ import annotations
 
-import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from kubernetes import client as k8s
 
+from support.json_http import JsonHandler
 from watcher_operator.kubeapi import Kube
 
 
@@ -17,18 +17,10 @@ def test_list_objects_sends_the_field_selector_and_returns_the_items():
     event = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "watcher-procmon.17c9e0a1b2c3d4e5"},
              "reason": "FailedCreate", "message": 'Error creating: pods "watcher-procmon-x7k2q" is forbidden'}
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def do_GET(self):  # noqa: N802
             seen.append(self.path)
-            data = json.dumps({"apiVersion": "v1", "kind": "EventList", "metadata": {}, "items": [event]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args):
-            pass
+            self.send_json(200, {"apiVersion": "v1", "kind": "EventList", "metadata": {}, "items": [event]})
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import kopf
 import pytest
 
+from support.json_http import JsonHandler
 from watcher_operator import cli
 
 CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
@@ -25,30 +26,20 @@ class FakeApi:
         self.crds, self.forbidden, self.requests = crds, forbidden, []
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_GET(self):  # noqa: N802 - http.server's naming
                 api.requests.append((self.path, self.headers.get("Authorization")))
                 name = self.path[len(CRD_PATH):] if self.path.startswith(CRD_PATH) else None
                 if api.forbidden:
-                    self._send(403, {"kind": "Status", "status": "Failure", "reason": "Forbidden", "code": 403,
+                    self.send_json(403, {"kind": "Status", "status": "Failure", "reason": "Forbidden", "code": 403,
                                      "message": f'customresourcedefinitions "{name}" is forbidden'})
                 elif name in api.crds:
-                    self._send(200, {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                    self.send_json(200, {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
                                      "metadata": {"name": name}})
                 else:
-                    self._send(404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404,
+                    self.send_json(404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404,
                                      "message": f'customresourcedefinitions.apiextensions.k8s.io "{name}" not found'})
 
-            def _send(self, code: int, body: dict):
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -5,13 +5,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 from support.kube import ControlPlane, missing_binaries
+from support.waiting import wait_for  # noqa: F401 - the operator tests import it from here
 
 ROOT = Path(__file__).resolve().parents[3]
 CRD_FILE = ROOT / "crds" / "watcherdeployments.watcher.jcode.io.yaml"
@@ -45,21 +45,6 @@ def namespace(cluster):
         cluster.kubectl("-n", name, "patch", obj, "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
                         check=False)
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition", interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except Exception as exc:  # noqa: BLE001 - the object may not exist yet
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 class OperatorProcess:
