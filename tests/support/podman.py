@@ -136,9 +136,9 @@ class Podman:
         self.remove_all()
 
     def run(self, image: str, *args: str, name: str, volumes: dict[str | Path, str] | None = None,
-            env: dict[str, str] | None = None, options: tuple[str, ...] = ()) -> Container:
+            env: dict[str, str] | None = None, options: tuple[str, ...] = (), network: str = "host") -> Container:
         full = f"watcher-test-{name}-{self.run_id}"
-        cmd = ["run", "-d", "--name", full, "--label", f"{LABEL}={self.run_id}", "--network", "host",
+        cmd = ["run", "-d", "--name", full, "--label", f"{LABEL}={self.run_id}", "--network", network,
                # no systemd here to drive the timer; the checks run it with `podman healthcheck run`
                "--health-interval", "disable"]
         for src, dst in (volumes or {}).items():
@@ -159,3 +159,12 @@ class Podman:
     def leftovers(self) -> list[str]:
         out = podman("ps", "-a", "--filter", f"label={LABEL}={self.run_id}", "--format", "{{.Names}}").stdout
         return out.split()
+
+
+def build_pause_image() -> str:
+    """The pod sandbox image the test cluster's containerd uses (scripts/images/pause.sh); its name."""
+    proc = subprocess.run(["bash", str(SCRIPTS / "pause.sh")], env=container_env(), capture_output=True, text=True,
+                          timeout=300)
+    if proc.returncode != 0:
+        raise RuntimeError(f"scripts/images/pause.sh failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc.stdout.strip().splitlines()[-1]

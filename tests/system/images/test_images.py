@@ -21,7 +21,7 @@ import yaml
 
 from support.backend import wire_event
 from support.kube import ControlPlane, missing_binaries
-from support.podman import Podman, build_images, ensure_tracefs, image_config, image_size, wait_until, why_no_podman
+from support.podman import Podman, build_images, build_pause_image, ensure_tracefs, image_config, image_size, wait_until, why_no_podman
 from support.ports import free_port
 from system.procmon.pm_helpers import Container as StudentContainer, why_no_ebpf
 
@@ -316,3 +316,17 @@ def test_operator_answers_its_liveness_probe_and_reconciles_a_watcherdeployment(
         assert image == f"harbor.jbnu.ac.kr/jdevops/watcher-procmon:{doc['spec']['image']['tag']}"
         assert op.healthcheck().returncode == 0
         assert "Traceback" not in op.logs()
+
+
+# --- the pod sandbox image of the test cluster ------------------------------------------------------
+
+def test_the_pause_image_holds_a_sandbox_and_leaves_on_sigterm(images, pods):
+    tag = build_pause_image()
+    config = image_config(tag)
+    assert config["Config"]["Entrypoint"] == ["/pause"] and config["Config"]["User"] == "65535:65535"
+    sandbox = pods.run(tag, name="pause", network="none")
+    wait_until(sandbox.running, 10, "the pause container running")
+    assert sandbox.inspect("{{.Config.User}}") == "65535:65535"
+    sandbox.stop()
+    # it exits on SIGTERM by itself (0), not by the runtime's SIGKILL after the grace period (137)
+    assert sandbox.inspect("{{.State.ExitCode}}") == "0"
