@@ -22,6 +22,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("watcher_local.status", "show what a running backend has stored and which agents report"),
     "export": ("watcher_backend.export.cli", "export research datasets (ProgSnap2)"),
 }
+# The pyproject extra that brings each command's dependencies (each image installs only its own).
+EXTRAS: dict[str, str] = {"backend": "backend", "filemon": "agents", "procmon": "agents", "operator": "operator",
+                          "local": "all", "demo": "all", "status": "all", "export": "backend"}
 
 
 def _usage() -> str:
@@ -53,12 +56,18 @@ def main(argv: list[str] | None = None) -> int:
     module_name = COMMANDS[name][0]
     try:
         module = importlib.import_module(module_name)
+        # commands import their heavy dependencies when they run (so `--help` works everywhere)
+        return int(module.main(rest) or 0)
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
             sys.stderr.write(f"watcher: the '{name}' command is not available in this installation ({exc})\n")
-            return 2
-        raise
-    return int(module.main(rest) or 0)
+        elif exc.name and not exc.name.startswith("watcher_"):  # a dependency of the command's extra
+            extra = "postgres" if exc.name.split(".")[0].startswith("psycopg") else EXTRAS[name]
+            sys.stderr.write(f"watcher: '{name}' needs packages this installation lacks ({exc}): "
+                             f"pip install 'jcode-watcher[{extra}]'\n")
+        else:
+            raise
+        return 2
 
 
 if __name__ == "__main__":

@@ -136,6 +136,12 @@ def test_every_image_has_its_labels_entrypoint_and_user_and_no_build_tools(image
             assert found["inotify_simple"] == (component in ("filemon", "procmon")), (component, found)
             assert found["bcc"] == (component == "procmon"), (component, found)
             assert not any(found[tool] for tool in ("gcc", "cc", "pip", "pip3")), (component, found)
+            if component == "filemon":  # a command of another image says which extra it lacks
+                other = pm.run(tag, "backend", "--insecure-no-auth", "--port", str(free_port()),
+                               name="filemon-runs-backend")
+                wait_until(lambda: not other.running(), 30, "watcher backend in the filemon image")
+                assert "pip install 'jcode-watcher[backend]'" in other.logs(), other.logs()
+                assert "Traceback" not in other.logs()
             version_out = pm.run(tag, "--version", name=f"version-{component}")
             wait_until(lambda: not version_out.running(), 30, f"{component} --version")
             assert version in version_out.logs()

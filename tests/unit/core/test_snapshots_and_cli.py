@@ -33,3 +33,34 @@ def test_cli_unknown_command_is_a_clear_error(capsys):
 def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "watcher_core", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("watcher ")
+
+
+def test_every_command_names_the_extra_that_brings_its_dependencies():
+    import tomllib
+    from pathlib import Path
+
+    from watcher_core import cli
+
+    extras = tomllib.loads((Path(__file__).resolve().parents[3] / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert set(cli.EXTRAS) == set(cli.COMMANDS)
+    assert all(extra in extras for extra in cli.EXTRAS.values())
+
+
+def test_a_command_whose_dependencies_are_missing_says_which_extra_to_install(monkeypatch, capsys):
+    import importlib
+
+    from watcher_core import cli
+
+    real = importlib.import_module
+
+    def without_fastapi(name, *args):
+        if name == "watcher_backend.cli":
+            raise ModuleNotFoundError("No module named 'fastapi'", name="fastapi")
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", without_fastapi)
+    assert cli.main(["backend", "--help"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'jcode-watcher[backend]'" in err and "fastapi" in err
+    assert "Traceback" not in err
