@@ -13,6 +13,7 @@ Containers use the host network (`--network host`): everything the tests reach i
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -90,7 +91,6 @@ def image_size(tag: str) -> int:
 
 
 def image_config(tag: str) -> dict:
-    import json
     return json.loads(podman("image", "inspect", tag).stdout)[0]
 
 

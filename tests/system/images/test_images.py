@@ -23,13 +23,14 @@ from support.backend import wire_event
 from support.kube import ControlPlane, missing_binaries
 from support.podman import Podman, build_images, build_pause_image, ensure_tracefs, image_config, image_size, wait_until, why_no_podman
 from support.ports import free_port
+from system.operator.conftest import STORAGE_CLASS
+from system.operator.test_operator_real_api import prepare
 from system.procmon.pm_helpers import Container as StudentContainer, why_no_ebpf
 
 ROOT = Path(__file__).resolve().parents[3]
 STUDENT = ("os", "1", "202012345", "hw1")
 TIMELINE = "/api/v1/courses/os/sections/1/assignments/hw1/students/202012345/timeline"
 BACKEND_UID = 10001
-SIZES: dict[str, int] = {}
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +39,7 @@ def images() -> dict[str, str]:
     if reason:
         pytest.skip(reason)
     tags = build_images()
-    for component, tag in tags.items():
-        SIZES[component] = image_size(tag)
-    print("\nimage sizes: " + ", ".join(f"{tag} {SIZES[c] / 1e6:.0f} MB" for c, tag in tags.items()))
+    print("\nimage sizes: " + ", ".join(f"{tag} {image_size(tag) / 1e6:.0f} MB" for tag in tags.values()))
     return tags
 
 
@@ -294,17 +293,9 @@ def test_operator_answers_its_liveness_probe_and_reconciles_a_watcherdeployment(
         cp.kubectl("apply", "-f", str(ROOT / "crds" / "watcherdeployments.watcher.jcode.io.yaml"))
         cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/watcherdeployments.watcher.jcode.io")
         cp.kubectl("create", "namespace", "watcher")
-        # what the guide's step 1 and 3 leave behind: the storage class, credentials, the workspace claim
-        cp.kubectl("-n", "watcher", "create", "secret", "generic", "harbor-credentials",
-                   "--from-literal=username=robot", "--from-literal=password=pw")
-        cp.kubectl("apply", "-f", "-", input=json.dumps(
-            {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "longhorn"},
-             "provisioner": "driver.longhorn.io"}))
-        cp.kubectl("apply", "-f", "-", input=json.dumps(
-            {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-             "metadata": {"name": "jcode-vol-pvc", "namespace": "watcher"},
-             "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "longhorn",
-                      "resources": {"requests": {"storage": "10Gi"}}}}))
+        # what the guide's step 1 and 3 leave behind, as the operator's own system tests set it up
+        cp.kubectl("apply", "-f", "-", input=json.dumps(STORAGE_CLASS))
+        prepare(cp, "watcher")
         port = free_port()
         op = pods.run(images["operator"], "operator", "--namespace", "watcher", "--standalone", name="operator",
                       volumes={kube_dir: f"{kube_dir}:ro"},
