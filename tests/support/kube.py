@@ -47,6 +47,12 @@ class ControlPlaneError(RuntimeError):
 
 
 class ControlPlane:
+    # what support.cluster.Cluster changes to run pods: where the API server listens, the service range,
+    # the controllers of the controller manager
+    address = "127.0.0.1"
+    service_cidr = "10.96.0.0/16"
+    controllers = "garbagecollector,namespace,pvc-protection"
+
     def __init__(self, workdir: str | Path | None = None, *, controller_manager: bool = True):
         self._own_dir = workdir is None
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="watcher-kube-"))
@@ -83,15 +89,15 @@ class ControlPlane:
                              "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
                              "--initial-cluster", f"test=http://127.0.0.1:{peer_port}",
                              "--log-level", "warn"])
-        self.port = free_port()
-        self.url = f"https://127.0.0.1:{self.port}"
+        self.port = self.port or free_port()
+        self.url = f"https://{self.address}:{self.port}"
         self._spawn("kube-apiserver", [
             str(BIN_DIR / "kube-apiserver"),
             f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--bind-address={self.address}", f"--advertise-address={self.address}",
             f"--secure-port={self.port}", "--insecure-port=0",
             f"--cert-dir={self.dir / 'pki'}",
-            "--service-cluster-ip-range=10.96.0.0/16",
+            f"--service-cluster-ip-range={self.service_cidr}",
             f"--service-account-key-file={self.dir / 'sa.pub'}",
             f"--service-account-signing-key-file={self.dir / 'sa.key'}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
@@ -99,7 +105,7 @@ class ControlPlane:
             "--authorization-mode=RBAC",
             "--allow-privileged=true",
             "--profiling=false",
-            "--v=1",
+            "--v=1", *self._apiserver_flags(),
         ])
         self._wait_ready(timeout)
         # the API server wrote its self-signed serving certificate into --cert-dir: trust exactly that
@@ -109,9 +115,9 @@ class ControlPlane:
             self._spawn("kube-controller-manager", [
                 str(BIN_DIR / "kube-controller-manager"),
                 f"--kubeconfig={self.kubeconfig}",
-                "--controllers=garbagecollector,namespace,pvc-protection",
+                f"--controllers={self.controllers}",
                 "--leader-elect=false", "--port=0", "--secure-port=0",
-                "--concurrent-gc-syncs=5", "--v=1",
+                "--concurrent-gc-syncs=5", "--v=1", *self._controller_manager_flags(),
             ])
 
     def stop(self) -> None:
@@ -127,6 +133,12 @@ class ControlPlane:
         self.procs.clear()
         if self._own_dir and not os.environ.get("WATCHER_KEEP_KUBE_DIR"):
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _apiserver_flags(self) -> list[str]:
+        return []
+
+    def _controller_manager_flags(self) -> list[str]:
+        return []
 
     # --- helpers ------------------------------------------------------------------------------------
     def kubectl(self, *args: str, check: bool = True, input: str | None = None,

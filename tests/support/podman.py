@@ -161,10 +161,11 @@ class Podman:
         return out.split()
 
 
-def build_pause_image() -> str:
-    """The pod sandbox image the test cluster's containerd uses (scripts/images/pause.sh); its name."""
-    proc = subprocess.run(["bash", str(SCRIPTS / "pause.sh")], env=container_env(), capture_output=True, text=True,
-                          timeout=300)
+def build_local_image(name: str) -> str:
+    """An image the tests make themselves (scripts/images/<name>.sh: `pause`, the cluster's pod sandbox;
+    `student`, the simulated student's gcc and python3); its name."""
+    proc = subprocess.run(["bash", str(SCRIPTS / f"{name}.sh")], env=container_env(), capture_output=True,
+                          text=True, timeout=600)
     if proc.returncode != 0:
-        raise RuntimeError(f"scripts/images/pause.sh failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"scripts/images/{name}.sh failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc.stdout.strip().splitlines()[-1]

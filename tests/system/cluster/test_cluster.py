@@ -1,0 +1,231 @@
+"""The deployment guide's step 4 on a real one-node cluster: the operator installed from the Helm chart,
+`examples/watcherdeployment-minimal.yaml` applied with only the image tag and pull policy changed, and a
+simulated JCode student pod whose saves, compiles and runs reach the backend through its Service.
+
+The tests run in file order and share one installation: each step is the state a user reaches next.
+The last test tears the cluster down and checks that nothing is left on the machine.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from support.cluster import STUDENT_IMAGE, WATCHER_NS as NS, Cluster, install_watcher
+from support.podman import project_version
+from support.waiting import wait_for
+
+# as JCode names a student's code-server pod: jcode-<course>-<section>-<student id>-<hash>-<id>
+STUDENT_POD = "jcode-os-1-202012345-7c9d8f6b5-x2k4q"
+STUDENT_DIR = "os-1-202012345"
+TIMELINE = "/api/v1/courses/os/sections/1/assignments/hw1/students/202012345/timeline"
+
+BAD_C = "#include <stdio.h>\nint main(void) { puts(\"hi\") return 0; }\n"  # missing ';'
+MAIN_C = "#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n"
+CRASH_C = "int main(void) { volatile int *p = 0; return *p; }\n"
+HELLO_PY = "print('hello from python')\n"
+
+
+def get(cluster: Cluster, *args: str) -> dict:
+    return json.loads(cluster.kubectl(*args, "-o", "json").stdout)
+
+
+def pods(cluster: Cluster, app: str) -> list[dict]:
+    return get(cluster, "-n", NS, "get", "pods", "-l", f"app={app}")["items"]
+
+
+def ready(pod: dict) -> bool:
+    return pod["status"].get("phase") == "Running" and all(
+        c.get("ready") for c in pod["status"].get("containerStatuses") or [{}])
+
+
+def run_pod(cluster: Cluster, name: str, script: str, timeout: float = 90) -> str:
+    """Run a Python script in a throw-away pod of the student image; its output."""
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS},
+           "spec": {"restartPolicy": "Never", "containers": [{
+               "name": "probe", "image": STUDENT_IMAGE, "imagePullPolicy": "Never",
+               "command": ["python3", "-c", script]}]}}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(pod))
+    phase = wait_for(lambda: get(cluster, "-n", NS, "get", "pod", name)["status"].get("phase")
+                     in ("Succeeded", "Failed") and get(cluster, "-n", NS, "get", "pod", name)["status"]["phase"],
+                     timeout, f"pod {name} to finish")
+    out = cluster.kubectl("-n", NS, "logs", name).stdout
+    cluster.kubectl("-n", NS, "delete", "pod", name, "--grace-period=0", "--force", check=False)
+    assert phase == "Succeeded", out
+    return out
+
+
+def token(cluster: Cluster, which: str) -> str:
+    secret = get(cluster, "-n", NS, "get", "secret", "watcher-tokens")
+    return base64.b64decode(secret["data"][f"{which}-token"]).decode()
+
+
+def backend(cluster: Cluster, path: str) -> tuple[int, bytes]:
+    """GET through the backend's Service (its ClusterIP, as kube-proxy routes it on the node)."""
+    ip = get(cluster, "-n", NS, "get", "service", "watcher-backend-service")["spec"]["clusterIP"]
+    req = urllib.request.Request(f"http://{ip}:3000{path}", headers={"Authorization": f"Bearer {token(cluster, 'read')}"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@pytest.fixture(scope="module")
+def installed(cluster: Cluster) -> dict:
+    return install_watcher(cluster, project_version(), NS)
+
+
+def test_the_guides_objects_run_and_are_ready(cluster, installed):
+    wait = cluster.kubectl("-n", NS, "wait", "--for=condition=Ready", "--timeout=300s",
+                           "watcherdeployment/watcher", check=False, timeout=320)
+    assert wait.returncode == 0, wait.stderr
+    listing = cluster.kubectl("-n", NS, "get", "all").stdout
+    for name in ("deployment.apps/watcher-backend", "service/watcher-backend-service",
+                 "daemonset.apps/watcher-filemon", "daemonset.apps/watcher-procmon",
+                 "service/watcher-filemon", "service/watcher-procmon", "deployment.apps/watcher-operator"):
+        assert name in listing, listing
+    services = {s["metadata"]["name"]: [p["port"] for p in s["spec"]["ports"]]
+                for s in get(cluster, "-n", NS, "get", "services")["items"]}
+    assert services["watcher-backend-service"] == [3000]
+    assert services["watcher-filemon"] == [9090] and services["watcher-procmon"] == [9090]
+    for app in ("watcher-backend", "watcher-filemon", "watcher-procmon", "watcher-operator"):
+        found = pods(cluster, app) if app != "watcher-operator" else get(
+            cluster, "-n", NS, "get", "pods", "-l", "app.kubernetes.io/name=watcher-operator")["items"]
+        assert found and all(ready(p) for p in found), (app, [p["status"] for p in found])
+    claims = {c["metadata"]["name"]: c["status"]["phase"] for c in get(cluster, "-n", NS, "get", "pvc")["items"]}
+    assert claims["watcher-backend-pvc"] == "Bound" and claims["watcher-filemon-storage-pvc"] == "Bound", claims
+
+    log = cluster.kubectl("-n", NS, "logs", "deployment/watcher-backend").stdout
+    for line in ("Server starting on port 3000", "Database initialized", "API endpoints ready"):
+        assert line in log, log[-2000:]
+
+    columns = cluster.kubectl("-n", NS, "get", "wd").stdout.splitlines()
+    assert columns[0].split() == ["NAME", "READY", "BACKEND", "FILEMON", "PROCMON", "AGE"], columns
+    assert columns[1].split()[:5] == ["watcher", "True", "1/1", "1/1", "1/1"], columns
+
+
+def test_health_through_the_service_from_a_pod_and_filemon_metrics(cluster, installed):
+    out = run_pod(cluster, "probe-health", (
+        "import json, urllib.request\n"
+        "h = urllib.request.urlopen('http://watcher-backend-service.watcher.svc.cluster.local:3000/health').read()\n"
+        "m = urllib.request.urlopen('http://watcher-filemon.watcher.svc.cluster.local:9090/metrics').read()\n"
+        "print(json.dumps({'health': json.loads(h), 'metrics': m.decode()}))\n"))
+    answer = json.loads(out.strip().splitlines()[-1])
+    assert answer["health"]["status"] == "healthy", answer["health"]
+    assert "file_events_total" in answer["metrics"]
+
+
+def student_pod(cluster: Cluster) -> None:
+    """A code-server pod as JCode makes it: its folder of the workspace claim at /home/coder/project."""
+    # the platform creates the student's folder when it makes the pod
+    pv = get(cluster, "-n", NS, "get", "pvc", "jcode-vol-pvc")["spec"]["volumeName"]
+    root = Path(get(cluster, "get", "pv", pv)["spec"]["hostPath"]["path"])
+    (root / STUDENT_DIR / "hw1").mkdir(parents=True, exist_ok=True)
+    for path in (root / STUDENT_DIR, root / STUDENT_DIR / "hw1"):
+        path.chmod(0o777)
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": STUDENT_POD, "namespace": NS, "labels": {"app": "jcode-student"}},
+           "spec": {"terminationGracePeriodSeconds": 1,
+                    "securityContext": {"runAsUser": 1000, "runAsGroup": 1000},
+                    "containers": [{"name": "code-server", "image": STUDENT_IMAGE, "imagePullPolicy": "Never",
+                                    "command": ["sleep", "infinity"], "workingDir": "/home/coder/project",
+                                    "volumeMounts": [{"name": "jcode-vol", "mountPath": "/home/coder/project",
+                                                      "subPath": STUDENT_DIR}]}],
+                    "volumes": [{"name": "jcode-vol", "persistentVolumeClaim": {"claimName": "jcode-vol-pvc"}}]}}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(pod))
+    cluster.kubectl("-n", NS, "wait", "--for=condition=Ready", "--timeout=90s", f"pod/{STUDENT_POD}", timeout=100)
+
+
+def in_student_pod(cluster: Cluster, script: str) -> None:
+    cluster.kubectl("-n", NS, "exec", STUDENT_POD, "--", "sh", "-c", f"cd /home/coder/project/hw1 && {script}",
+                    check=False)
+
+
+def save(cluster: Cluster, name: str, content: str) -> None:
+    cluster.kubectl("-n", NS, "exec", "-i", STUDENT_POD, "--", "sh", "-c",
+                    f"cat > /home/coder/project/hw1/{name}", input=content)
+    time.sleep(1.5)  # past filemon's debounce: one save, one snapshot
+
+
+def test_a_students_saves_compiles_and_runs_reach_the_backend(cluster, installed):
+    student_pod(cluster)
+    save(cluster, "bad.c", BAD_C)
+    in_student_pod(cluster, "gcc bad.c -o bad")             # fails: exit 1
+    save(cluster, "main.c", MAIN_C)
+    in_student_pod(cluster, "gcc main.c -o main && ./main")
+    save(cluster, "crash.c", CRASH_C)
+    in_student_pod(cluster, "gcc crash.c -o crash && ./crash")  # SIGSEGV
+    save(cluster, "hello.py", HELLO_PY)
+    in_student_pod(cluster, "python3 hello.py")
+
+    expected = sorted([
+        ("file.save", "bad.c", None, None), ("file.save", "main.c", None, None),
+        ("file.save", "crash.c", None, None), ("file.save", "hello.py", None, None),
+        ("process.compile", "bad.c", 1, None), ("process.compile", "main.c", 0, None),
+        ("process.compile", "crash.c", 0, None),
+        ("process.run", "main", 0, None), ("process.run", "crash", None, 11), ("process.run", "hello.py", 0, None),
+    ], key=repr)
+
+    def recorded():
+        status, body = backend(cluster, TIMELINE)
+        if status != 200:
+            return None
+        events = json.loads(body)
+        events = events.get("events", events) if isinstance(events, dict) else events
+        return events if len(events) >= len(expected) else None
+
+    events = wait_for(recorded, 90, "the student's ten events in the backend")
+    got = sorted(((e["type"], e["path"], e.get("exit_code") if e["type"] != "file.save" else None,
+                   e.get("signal") if e["type"] != "file.save" else None) for e in events), key=repr)
+    assert got == expected, json.dumps(events, indent=1)[-4000:]
+    runs = {e["path"]: e for e in events if e["type"] == "process.run"}
+    assert runs["hello.py"]["kind"] == "python" and runs["main"]["kind"] == "binary"
+    contents = {"bad.c": BAD_C, "main.c": MAIN_C, "crash.c": CRASH_C, "hello.py": HELLO_PY}
+    for e in events:
+        if e["type"] == "file.save":
+            status, body = backend(cluster, f"/api/v1/snapshots/{e['sha256']}")
+            assert status == 200 and body.decode() == contents[e["path"]], e
+
+
+def test_editing_the_resource_reaches_the_running_pods(cluster, installed):
+    cluster.kubectl("-n", NS, "patch", "wd", "watcher", "--type=merge",
+                    "-p", json.dumps({"spec": {"procmon": {"enabled": False}, "filemon": {"debounceMs": 700}}}))
+
+    def rolled():
+        fm = pods(cluster, "watcher-filemon")
+        envs = [{e["name"]: e.get("value") for e in p["spec"]["containers"][0]["env"]} for p in fm]
+        return (not pods(cluster, "watcher-procmon") and len(fm) == 1 and ready(fm[0])
+                and envs[0].get("WATCHER_DEBOUNCE_SECONDS") == "0.7" and fm[0])
+
+    pod = wait_for(rolled, 180, "procmon gone and filemon restarted with the new debounce")
+    env = cluster.kubectl("-n", NS, "exec", pod["metadata"]["name"], "--", "printenv",
+                          "WATCHER_DEBOUNCE_SECONDS").stdout.strip()
+    assert env == "0.7"
+    assert cluster.kubectl("-n", NS, "get", "daemonset", "watcher-procmon", check=False).returncode != 0
+    cluster.kubectl("-n", NS, "wait", "--for=condition=Ready", "--timeout=120s", "watcherdeployment/watcher",
+                    timeout=130)
+
+
+def test_deleting_the_resource_removes_its_children_but_not_the_data(cluster, installed):
+    cluster.kubectl("-n", NS, "delete", "pod", STUDENT_POD, "--wait=false", check=False)
+    cluster.kubectl("-n", NS, "delete", "wd", "watcher", "--timeout=120s", timeout=130)
+    for kind, name in (("deployment", "watcher-backend"), ("daemonset", "watcher-filemon"),
+                       ("service", "watcher-backend-service"), ("service", "watcher-filemon"),
+                       ("secret", "watcher-harbor-registry-secret"), ("networkpolicy", "watcher-backend")):
+        wait_for(lambda: cluster.kubectl("-n", NS, "get", kind, name, check=False).returncode != 0, 60,
+                 f"{kind}/{name} removed with its WatcherDeployment")
+    wait_for(lambda: not pods(cluster, "watcher-backend") and not pods(cluster, "watcher-filemon"), 90,
+             "the children's pods gone")
+    claims = {c["metadata"]["name"]: c["status"]["phase"] for c in get(cluster, "-n", NS, "get", "pvc")["items"]}
+    assert claims.get("watcher-backend-pvc") == "Bound" and claims.get("watcher-filemon-storage-pvc") == "Bound"
+
+
+def test_the_cluster_goes_down_leaving_nothing_behind(cluster):
+    cluster.down()
+    assert not cluster.running()
+    assert cluster.leftovers() == []
