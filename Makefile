@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export VENV
 
-.PHONY: demo test test-quick test-integration test-system deps venv bench help images push lock
+.PHONY: demo test test-quick test-integration test-system deps venv bench help images push lock cluster cluster-down
 
 # The images: <REGISTRY>/watcher-{backend,filemon,procmon,operator}:<VERSION>, one version for all four
 REGISTRY ?= harbor.jbnu.ac.kr/jdevops
@@ -53,3 +53,10 @@ push:  ## push the four images (log in first: podman login <registry>)
 
 lock: venv  ## regenerate docker/locks/*.txt after changing dependencies in pyproject.toml
 	bash scripts/images/lock.sh
+
+cluster: venv  ## a one-node Kubernetes cluster on this machine (root) with the operator and the minimal example; prints KUBECONFIG
+	@bash scripts/deps/kube.sh && bash scripts/deps/images.sh && bash scripts/deps/node.sh
+	$(PY) tests/support/cluster.py up --watcher
+
+cluster-down:  ## stop the cluster of make cluster and remove everything it left (processes, mounts, network)
+	$(PY) tests/support/cluster.py down

@@ -534,6 +534,9 @@ def install_watcher(cluster: Cluster, version: str, namespace: str = WATCHER_NS)
 
     cluster.kubectl("apply", "-f", "-", input=json.dumps(STORAGE_CLASS))
     cluster.kubectl("create", "namespace", namespace)
+    # filemon and procmon need the privileged Pod Security level (docs/operator.md; 1.20 has no admission
+    # for it yet, the label is what a newer cluster needs)
+    cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=privileged")
     cluster.kubectl("-n", namespace, "create", "secret", "generic", "harbor-credentials",
                     "--from-literal=username=robot$watcher", "--from-literal=password=not-used-images-are-local")
     cluster.kubectl("apply", "-f", "-", input=json.dumps({

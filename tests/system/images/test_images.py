@@ -21,7 +21,7 @@ import yaml
 
 from support.backend import wire_event
 from support.kube import ControlPlane, missing_binaries
-from support.podman import Podman, build_images, build_pause_image, ensure_tracefs, image_config, image_size, wait_until, why_no_podman
+from support.podman import Podman, build_images, build_local_image, ensure_tracefs, image_config, image_size, wait_until, why_no_podman
 from support.ports import free_port
 from system.operator.conftest import STORAGE_CLASS
 from system.operator.test_operator_real_api import prepare
@@ -318,7 +318,7 @@ def test_operator_answers_its_liveness_probe_and_reconciles_a_watcherdeployment(
 # --- the pod sandbox image of the test cluster ------------------------------------------------------
 
 def test_the_pause_image_holds_a_sandbox_and_leaves_on_sigterm(images, pods):
-    tag = build_pause_image()
+    tag = build_local_image("pause")
     config = image_config(tag)
     assert config["Config"]["Entrypoint"] == ["/pause"] and config["Config"]["User"] == "65535:65535"
     sandbox = pods.run(tag, name="pause", network="none")
