@@ -6,6 +6,10 @@ settings (``WATCHER_INGEST_TOKEN`` / ``WATCHER_READ_TOKEN`` / ``WATCHER_ADMIN_TO
 A scope whose token is not configured cannot be used at all. With ``auth_enabled=False``
 (``--insecure-no-auth``, local development only) every request has every scope.
 
+The old platform API's reads (``require_legacy_read``) also admit requests without a token from the
+sources in ``WATCHER_LEGACY_READS_FROM``: the JCode platform backend cannot send one. Such a request gets
+nothing but those GETs.
+
 Answers: no token or an unknown token -> 401 with ``WWW-Authenticate: Bearer``; a valid token without the
 scope -> 403. Tokens are compared with ``hmac.compare_digest``.
 
@@ -26,6 +30,7 @@ Use in a router (the legacy router does the same)::
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from typing import Iterator
 
 from fastapi import Depends, HTTPException, Request, status
@@ -76,6 +81,20 @@ def _unauthorized(message: str) -> HTTPException:
     )
 
 
+def _check(scope: str, settings: Settings, credentials: HTTPAuthorizationCredentials | None,
+           missing: str = "missing bearer token (Authorization: Bearer <token>)") -> set[str]:
+    if not settings.auth_enabled:
+        return set(SCOPES)
+    if credentials is None:
+        raise _unauthorized(missing)
+    granted = scopes_of(credentials.credentials, settings)
+    if granted is None:
+        raise _unauthorized("invalid bearer token")
+    if scope not in granted:
+        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=f"this token lacks the '{scope}' scope")
+    return granted
+
+
 def require_scope(scope: str):
     """A dependency that lets the request through only with a token granting ``scope``."""
     if scope not in SCOPES:
@@ -84,17 +103,40 @@ def require_scope(scope: str):
     def check(
         request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
     ) -> set[str]:
-        settings: Settings = request.app.state.settings
-        if not settings.auth_enabled:
-            return set(SCOPES)
-        if credentials is None:
-            raise _unauthorized("missing bearer token (Authorization: Bearer <token>)")
-        granted = scopes_of(credentials.credentials, settings)
-        if granted is None:
-            raise _unauthorized("invalid bearer token")
-        if scope not in granted:
-            raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=f"this token lacks the '{scope}' scope")
-        return granted
+        return _check(scope, request.app.state.settings, credentials)
 
     check.__name__ = f"require_{scope}_scope"
     return check
+
+
+LEGACY_READ = "legacy-read"  # what a token-less platform request gets: the old API's GETs, nothing else
+
+
+def is_legacy_reader(host: str | None, settings: Settings) -> bool:
+    if not host or not settings.legacy_reads_from:
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:  # a unix socket or a test client's name
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return any(address in network for network in settings.legacy_reads_from)
+
+
+def require_legacy_read(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+) -> set[str]:
+    """The old API's GETs: a ``read`` token, or no token at all from a ``WATCHER_LEGACY_READS_FROM`` source."""
+    settings: Settings = request.app.state.settings
+    host = request.client.host if request.client else None
+    if credentials is None and settings.auth_enabled and is_legacy_reader(host, settings):
+        request.app.state.metrics.legacy_tokenless_reads.inc()
+        return {LEGACY_READ}
+    if settings.legacy_reads_from:
+        why = f"{host} is not in WATCHER_LEGACY_READS_FROM"
+    else:
+        why = "WATCHER_LEGACY_READS_FROM is not set"
+    return _check("read", settings, credentials,
+                  missing=f"missing bearer token (Authorization: Bearer <token>); the old API is read without "
+                          f"one only from the platform's addresses, and {why}")

@@ -47,6 +47,11 @@ class Metrics:
         self.db_errors = Counter(
             "watcher_database_errors_total", "Requests answered 503 because the database failed", registry=self.registry
         )
+        self.legacy_tokenless_reads = Counter(
+            "watcher_legacy_tokenless_reads_total",
+            "Old-API reads accepted without a token from WATCHER_LEGACY_READS_FROM (the platform)",
+            registry=self.registry,
+        )
         self.ready = Gauge("watcher_backend_ready", "1 when the last readiness check reached the database", registry=self.registry)
 
     def render(self) -> tuple[bytes, str]:

@@ -6,6 +6,7 @@ A bad value raises ``SettingsError`` naming the setting; the CLI prints that one
 """
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from dataclasses import dataclass, field, replace
@@ -48,6 +49,10 @@ class Settings:
     # How long `watcher backend` waits for the database to answer at start (it may be starting too).
     database_wait_seconds: float = 30.0
     log_level: str = "INFO"
+    # Sources whose requests *without* a token may read the old platform API (its GETs only; never a write,
+    # /api/v1 or admin): the JCode platform backend sends no token and has no setting for one. Empty (the
+    # default): tokens everywhere. The operator sets it from spec.platform (docs/security.md: trust model).
+    legacy_reads_from: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
     def with_overrides(self, **changes) -> "Settings":
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -140,6 +145,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError("WATCHER_AUTH", f"must be 'on' or 'off', got {auth!r}")
     origins = tuple(o.strip() for o in env.get("WATCHER_CORS_ORIGINS", "").split(",") if o.strip())
     _check_legacy_zones(env)
+    legacy_reads_from = parse_networks(env.get("WATCHER_LEGACY_READS_FROM", ""), "WATCHER_LEGACY_READS_FROM")
     return Settings(
         host=env.get("WATCHER_HOST", defaults.host),
         port=_int(env, "WATCHER_PORT", defaults.port),
@@ -154,7 +160,21 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         idle_gap_seconds=_int(env, "WATCHER_IDLE_GAP_SECONDS", defaults.idle_gap_seconds),
         log_level=(env.get("WATCHER_LOG_LEVEL", "").strip() or defaults.log_level).upper(),
         database_wait_seconds=_float(env, "WATCHER_DATABASE_WAIT_SECONDS", defaults.database_wait_seconds),
+        legacy_reads_from=legacy_reads_from,
     )
+
+
+def parse_networks(raw: str, setting: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated addresses or CIDRs (``10.42.0.0/16,10.0.0.7``)."""
+    out = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            out.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise SettingsError(setting, f"{item!r} is not an address or CIDR (e.g. 10.42.0.0/16)") from None
+    return tuple(out)
 
 
 def _check_legacy_zones(env: Mapping[str, str]) -> None:
