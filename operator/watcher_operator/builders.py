@@ -255,6 +255,8 @@ def build_backend_deployment(t: Target) -> dict:
                     "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref.get("key", "url")}}})
     else:
         args += ["--database-url", SQLITE_URL]
+    if platform_reads_from(t):
+        env.append({"name": "WATCHER_LEGACY_READS_FROM", "value": platform_reads_from(t)})
     # Only when set: the backend's own default (no variable) is "keep everything".
     if b.get("retentionDays") is not None:
         env.append({"name": "WATCHER_RETENTION_DAYS", "value": str(int(b["retentionDays"]))})
@@ -443,6 +445,25 @@ def network_peer(peer: dict) -> dict:
     return out
 
 
+def platform_peer(t: Target) -> dict | None:
+    """spec.platform as a NetworkPolicy peer, or None when it selects nothing (not configured)."""
+    p = t.spec.get("platform") or {}
+    if "namespaceSelector" not in p and "podSelector" not in p:
+        return None
+    return network_peer({k: p[k] for k in ("namespaceSelector", "podSelector") if k in p})
+
+
+def platform_reads_from(t: Target) -> str:
+    """WATCHER_LEGACY_READS_FROM for the backend: the platform's token-less reads of the old API.
+    Open to every address only behind the NetworkPolicy that admits exactly the platform's pods."""
+    p = t.spec.get("platform") or {}
+    if p.get("sourceCIDRs"):
+        return ",".join(p["sourceCIDRs"])
+    if platform_peer(t) is not None and t.spec["networkPolicy"]["enabled"]:
+        return "0.0.0.0/0,::/0"
+    return ""
+
+
 def build_network_policy(t: Target) -> dict:
     peers: list[dict] = [{"podSelector": {"matchLabels": selector(t, "filemon")}},
                          {"podSelector": {"matchLabels": selector(t, "procmon")}}]
@@ -450,7 +471,9 @@ def build_network_policy(t: Target) -> dict:
     # peer the policy would drop every scrape. filemon and procmon have no NetworkPolicy to pass.
     # Decided by the spec alone, not by whether the ServiceMonitor CRD exists yet, so the policy is stable.
     wanted = [t.spec["monitoring"]["prometheusPeer"]] if t.spec["monitoring"]["serviceMonitors"] else []
-    for peer in map(network_peer, wanted + list(t.spec["networkPolicy"]["allowFrom"])):
+    platform = platform_peer(t)
+    for peer in [*map(network_peer, wanted), *([platform] if platform else []),
+                 *map(network_peer, t.spec["networkPolicy"]["allowFrom"])]:
         if peer not in peers:  # the same peer listed in allowFrom too: once is enough
             peers.append(peer)
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",

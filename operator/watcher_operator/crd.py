@@ -240,8 +240,19 @@ def spec_schema() -> dict:
                 "namespace `monitoring`.", _peer_properties(),
                 default={k: dict(v) for k, v in DEFAULT_PROMETHEUS_PEER.items()}),
         }, default={}),
+        "platform": _obj(
+            "The JCode platform backend, which reads the old API (/api/...) without a token: it sends none and has "
+            "no setting for one. When a selector is set, the NetworkPolicy admits these pods to the backend and the "
+            "backend accepts token-less GETs of the old API (never writes, /api/v1 or admin) from sourceCIDRs, or "
+            "from every address when none are listed (the NetworkPolicy is then the gate; without it the "
+            "operator keeps tokens required and says so in the conditions). See docs/legacy-api.md.", {
+                **_peer_properties(),
+                "sourceCIDRs": {"type": "array", "default": [], "description":
+                                "Source addresses or CIDRs the backend also checks, e.g. the platform pods' IP pool.",
+                                "items": {"type": "string", "pattern": r"^[0-9a-fA-F.:]+(/[0-9]{1,3})?$"}},
+            }, default={}),
         "networkPolicy": _obj("NetworkPolicy <name>-backend: only the agents, monitoring.prometheusPeer (while "
-                              "monitoring.serviceMonitors is true) and the listed peers may reach the backend.", {
+                              "monitoring.serviceMonitors is true), spec.platform and the listed peers may reach the backend.", {
             "enabled": _bool("Create the NetworkPolicy.", True),
             "allowFrom": {"type": "array", "description": "Extra peers allowed to reach the backend, e.g. the "
                           "JCode platform's namespace. Each peer selects namespaces and/or pods by labels.",

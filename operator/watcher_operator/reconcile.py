@@ -161,6 +161,13 @@ class Reconciler:
             out.problems.append(Problem("SingleWriterDatabase",
                                         f"backend.replicas is {spec['backend']['replicas']} but SQLite allows a single "
                                         f"writer: running 1 replica; set backend.database (PostgreSQL) to scale"))
+        platform = spec.get("platform") or {}
+        if (("namespaceSelector" in platform or "podSelector" in platform) and not platform.get("sourceCIDRs")
+                and not spec["networkPolicy"]["enabled"]):
+            out.problems.append(Problem("PlatformReadsNeedNetworkPolicy",
+                                        "spec.platform is set but spec.networkPolicy.enabled is false: token-less "
+                                        "reads of the old API stay off, as they would be open to every pod; enable "
+                                        "the NetworkPolicy or list spec.platform.sourceCIDRs"))
         tokens = self._tokens(t, out)
         self._check_storage_classes(t, out)
         if not spec["workspace"]["create"]:

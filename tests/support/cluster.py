@@ -52,6 +52,9 @@ SYSCTLS = ("net/ipv4/ip_forward", "net/ipv4/conf/all/route_localnet", "vm/overco
            "kernel/keys/root_maxbytes")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 POD_LOGS = (Path("/var/log/pods"), Path("/var/log/containers"))  # fixed paths in kubelet 1.20
+# hostPath directories the workloads make on the node (filemon's and procmon's state): removed by down()
+# when the cluster made them, or the next cluster's filemon reports this one's files as deleted
+NODE_PATHS = (Path("/var/lib/watcher"),)
 # the namespaces a cluster has of itself; everything else is a workload to remove before the kubelet stops
 SYSTEM_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease"}
 
@@ -128,6 +131,7 @@ class Cluster(ControlPlane):
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "pids").mkdir(exist_ok=True)
         self._save_sysctls()
+        (self.dir / "node-paths.json").write_text(json.dumps([str(p) for p in NODE_PATHS if not p.exists()]))
         self._make_bridge()
         self._start_containerd()
         log("containerd ready; starting etcd, kube-apiserver, controller manager")
@@ -159,6 +163,9 @@ class Cluster(ControlPlane):
         _run("ip", "link", "del", BRIDGE, check=False)
         self._remove_cgroups()
         self._restore_sysctls()
+        made = self.dir / "node-paths.json"
+        for path in json.loads(made.read_text()) if made.exists() else []:
+            _run("rm", "-rf", path, check=False)
         for logs in POD_LOGS:  # the kubelet removes a pod's logs some time after the pod: not at its stop
             if logs.is_dir():
                 for entry in logs.iterdir():

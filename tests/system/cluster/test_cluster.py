@@ -43,18 +43,22 @@ def ready(pod: dict) -> bool:
         c.get("ready") for c in pod["status"].get("containerStatuses") or [{}])
 
 
-def run_pod(cluster: Cluster, name: str, script: str, timeout: float = 90) -> str:
+def run_pod(cluster: Cluster, name: str, script: str, timeout: float = 90, namespace: str = NS,
+            labels: dict | None = None) -> str:
     """Run a Python script in a throw-away pod of the student image; its output."""
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS},
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace,
+                                                          "labels": labels or {}},
            "spec": {"restartPolicy": "Never", "containers": [{
                "name": "probe", "image": STUDENT_IMAGE, "imagePullPolicy": "Never",
                "command": ["python3", "-c", script]}]}}
     cluster.kubectl("apply", "-f", "-", input=json.dumps(pod))
-    phase = wait_for(lambda: get(cluster, "-n", NS, "get", "pod", name)["status"].get("phase")
-                     in ("Succeeded", "Failed") and get(cluster, "-n", NS, "get", "pod", name)["status"]["phase"],
-                     timeout, f"pod {name} to finish")
-    out = cluster.kubectl("-n", NS, "logs", name).stdout
-    cluster.kubectl("-n", NS, "delete", "pod", name, "--grace-period=0", "--force", check=False)
+    def finished():
+        phase = get(cluster, "-n", namespace, "get", "pod", name)["status"].get("phase")
+        return phase in ("Succeeded", "Failed") and phase
+
+    phase = wait_for(finished, timeout, f"pod {name} to finish")
+    out = cluster.kubectl("-n", namespace, "logs", name).stdout
+    cluster.kubectl("-n", namespace, "delete", "pod", name, "--grace-period=0", "--force", check=False)
     assert phase == "Succeeded", out
     return out
 
@@ -179,10 +183,12 @@ def test_a_students_saves_compiles_and_runs_reach_the_backend(cluster, installed
         events = events.get("events", events) if isinstance(events, dict) else events
         return events if len(events) >= len(expected) else None
 
-    events = wait_for(recorded, 90, "the student's ten events in the backend")
+    wait_for(recorded, 90, "the student's ten events in the backend")
+    time.sleep(3)  # anything more (a duplicate, a stray process) would arrive by now
+    events = recorded()
     got = sorted(((e["type"], e["path"], e.get("exit_code") if e["type"] != "file.save" else None,
                    e.get("signal") if e["type"] != "file.save" else None) for e in events), key=repr)
-    assert got == expected, json.dumps(events, indent=1)[-4000:]
+    assert got == expected, f"recorded {got}\nexpected {expected}"
     runs = {e["path"]: e for e in events if e["type"] == "process.run"}
     assert runs["hello.py"]["kind"] == "python" and runs["main"]["kind"] == "binary"
     contents = {"bad.c": BAD_C, "main.c": MAIN_C, "crash.c": CRASH_C, "hello.py": HELLO_PY}
@@ -190,6 +196,68 @@ def test_a_students_saves_compiles_and_runs_reach_the_backend(cluster, installed
         if e["type"] == "file.save":
             status, body = backend(cluster, f"/api/v1/snapshots/{e['sha256']}")
             assert status == 200 and body.decode() == contents[e["path"]], e
+
+
+# the platform backend's 11 reads of the old API, as it sends them: no token, the integer student number,
+# LocalDateTime.toString() times (../shared/reference/jcode-platform-clients.md)
+PLATFORM_READS = ("/api/os-1/hw1/202012345", "/api/os-1/hw1/202012345/main.c",
+                  "/api/snapshot_avg/os-1/hw1/202012345/main.c", "/api/assignments/snapshot_avg/os-1/hw1/202012345",
+                  "/api/graph_data/os-1/hw1/202012345/5", "/api/os-1/hw1/202012345/logs/build",
+                  "/api/os-1/hw1/202012345/logs/run", "/api/assignment/os-1/hw1",
+                  "/api/total_graph_data/os-1/hw1/2020-01-01T00:00/2099-12-31T23:59:59",
+                  "/api/build_avg/os-1/hw1", "/api/run_avg/os-1/hw1")
+
+
+def test_the_platform_reads_the_old_api_without_a_token(cluster, installed):
+    """spec.platform names the platform's pods: they read the old API without a token, and nothing else.
+    (A student pod is kept out by the NetworkPolicy, which this test cluster's CNI does not enforce.)"""
+    cluster.kubectl("create", "namespace", "jcode")
+    # set by Kubernetes itself from 1.21 on; this cluster is 1.20
+    cluster.kubectl("label", "namespace", "jcode", "kubernetes.io/metadata.name=jcode")
+    script = ("import json, urllib.request, urllib.error\n"
+              "out = {}\n"
+              f"for path in {PLATFORM_READS!r}:\n"
+              "    try:\n"
+              "        with urllib.request.urlopen('http://watcher-backend-service.watcher.svc.cluster.local:3000'"
+              " + path) as r:\n"
+              "            out[path] = [r.status, json.loads(r.read())]\n"
+              "    except urllib.error.HTTPError as e:\n"
+              "        out[path] = [e.code, json.loads(e.read())]\n"
+              "print(json.dumps(out))\n")
+    platform = {"app": "jcode-backend"}
+
+    def platform_reads() -> dict:
+        out = run_pod(cluster, "jcode-backend-probe", script, namespace="jcode", labels=platform)
+        return json.loads(out.strip().splitlines()[-1])
+
+    refused = platform_reads()
+    assert all(status == 401 for status, _ in refused.values()), refused
+    assert "WATCHER_LEGACY_READS_FROM is not set" in refused[PLATFORM_READS[0]][1]["detail"]
+
+    cluster.kubectl("-n", NS, "patch", "wd", "watcher", "--type=merge", "-p", json.dumps({"spec": {"platform": {
+        "namespaceSelector": {"kubernetes.io/metadata.name": "jcode"}, "podSelector": platform}}}))
+    policy = wait_for(lambda: next((p for p in get(cluster, "-n", NS, "get", "networkpolicy", "watcher-backend")
+                                    ["spec"]["ingress"][0]["from"] if p.get("podSelector", {}).get("matchLabels")
+                                    == platform), None), 60, "the platform admitted by the NetworkPolicy")
+    assert policy["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "jcode"}}
+    cluster.kubectl("-n", NS, "rollout", "status", "deployment/watcher-backend", "--timeout=120s", timeout=130)
+    answers = platform_reads()
+    assert {path: status for path, (status, _) in answers.items()} == {path: 200 for path in PLATFORM_READS}, answers
+    assert answers["/api/os-1/hw1/202012345"][1] == sorted(["bad.c", "main.c", "crash.c", "hello.py"])
+    builds = answers["/api/os-1/hw1/202012345/logs/build"][1]
+    assert sorted(b["exit_code"] for b in builds) == [0, 0, 1]
+    # the exception is the old API's reads: a write or /api/v1 from the platform still needs a token
+    write = run_pod(cluster, "jcode-backend-write", (
+        "import urllib.request, urllib.error\n"
+        "base = 'http://watcher-backend-service.watcher.svc.cluster.local:3000'\n"
+        "for req in (urllib.request.Request(base + '/api/os-1/hw1/202012345/a.c/20261203_100000', "
+        "data=b'{\"bytes\": 1}', headers={'Content-Type': 'application/json'}), "
+        "urllib.request.Request(base + '/api/v1/courses')):\n"
+        "    try:\n"
+        "        print(urllib.request.urlopen(req).status)\n"
+        "    except urllib.error.HTTPError as e:\n"
+        "        print(e.code)\n"), namespace="jcode", labels=platform)
+    assert write.split() == ["401", "401"], write
 
 
 def test_editing_the_resource_reaches_the_running_pods(cluster, installed):

@@ -426,3 +426,30 @@ def test_unset_retention_keeps_everything_and_the_collector_runs_with_filemon_de
     fm = _filemon_settings(filemon, tmp_path)
     # the CRD's defaults are filemon's own: installing through the operator changes nothing
     assert (fm.snapshot_gc_interval, fm.snapshot_gc_grace) == (gc.DEFAULT_INTERVAL, gc.DEFAULT_GRACE)
+
+
+def _backend_env(resource: dict) -> dict:
+    deploy = by_key(build_children(resource, INPUTS))["Deployment", "watcher-backend"]
+    return {e["name"]: e.get("value") for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+PLATFORM = ("jcode", {}, {"app": "jcode-backend"})
+
+
+def test_the_platform_is_admitted_and_reads_without_a_token_only_behind_the_policy():
+    r = load_example("minimal")
+    assert "WATCHER_LEGACY_READS_FROM" not in _backend_env(r)  # tokens everywhere by default
+    r["spec"]["platform"] = {"namespaceSelector": {"kubernetes.io/metadata.name": "jcode"},
+                             "podSelector": {"app": "jcode-backend"}}
+    policy = _policy(r)
+    assert admits(policy, *PLATFORM, 3000)
+    assert not admits(policy, "jcode", {}, {"app": "jcode-os-1-202012345"}, 3000)  # a student pod there
+    assert not admits(policy, "students", {}, {"app": "jcode-backend"}, 3000)
+    assert _backend_env(r)["WATCHER_LEGACY_READS_FROM"] == "0.0.0.0/0,::/0"  # the policy is the gate
+    r["spec"]["platform"]["sourceCIDRs"] = ["10.42.7.0/24", "10.42.9.3"]
+    assert _backend_env(r)["WATCHER_LEGACY_READS_FROM"] == "10.42.7.0/24,10.42.9.3"
+    # no NetworkPolicy: open only to the listed sources, never to every address
+    r["spec"]["networkPolicy"] = {"enabled": False}
+    assert _backend_env(r)["WATCHER_LEGACY_READS_FROM"] == "10.42.7.0/24,10.42.9.3"
+    del r["spec"]["platform"]["sourceCIDRs"]
+    assert "WATCHER_LEGACY_READS_FROM" not in _backend_env(r)
