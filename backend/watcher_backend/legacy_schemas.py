@@ -2,7 +2,7 @@
 
 Requests are checked more strictly than before: unknown fields, negative sizes and exit codes out of range
 are 422s naming the field. Responses keep every old field and type, except that ``student_num`` is a
-string (student ids keep their leading zeros) and ``exit_code`` may be null when it is unknown.
+string (student ids keep their leading zeros). An unknown ``exit_code`` reads as 256 (legacy_store).
 """
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ class Message(BaseModel):
 class BuildLogResponse(BaseModel):
     binary_path: str
     cmdline: str
-    exit_code: int | None
+    exit_code: int = Field(description="0-255 exit status, -N killed by signal N, 256 not known (the exit was not seen)")
     cwd: str
     target_path: str
     timestamp: datetime  # naive KST
@@ -89,7 +89,7 @@ class BuildLogResponse(BaseModel):
 
 class RunLogResponse(BaseModel):
     cmdline: str
-    exit_code: int | None
+    exit_code: int = Field(description="0-255 exit status, -N killed by signal N, 256 not known (the exit was not seen)")
     cwd: str
     target_path: str
     process_type: str

@@ -31,6 +31,11 @@ NODE = "legacy-api"
 FILE_TYPES = (wire.FILE_SAVE, wire.FILE_DELETE, wire.FILE_TOO_LARGE)
 RULES = identity.LayoutRules()
 
+# The old API's integer ``exit_code`` for a process whose end was not seen (procmon lost its exit, or it was
+# still running when procmon stopped). The platform's field is a non-null Int and its frontend reads 0 as
+# success, so "unknown" must be an integer that is neither 0-255 (an exit status) nor -1..-64 (a signal).
+UNKNOWN_EXIT_CODE = 256
+
 
 @dataclass(frozen=True)
 class Scope:
@@ -215,10 +220,11 @@ class LogRow:
     path: str
 
     @property
-    def legacy_exit_code(self) -> int | None:
+    def legacy_exit_code(self) -> int:
+        """0-255 an exit status, -N killed by signal N, UNKNOWN_EXIT_CODE (256) when neither is known."""
         if self.exit_code is not None:
             return self.exit_code
-        return -self.signal if self.signal is not None else None
+        return -self.signal if self.signal is not None else UNKNOWN_EXIT_CODE
 
     @property
     def file_path(self) -> str | None:

@@ -118,6 +118,18 @@ def test_v1_events_show_in_the_legacy_api(backend, reader):
                    "file_size": 100}
 
 
+def test_a_lost_exit_reads_as_256_never_null_or_success(backend, reader):
+    # procmon saw the start but not the end: the platform's non-null Int must not read it as success (0)
+    t = datetime(2025, 7, 30, 2, 0, tzinfo=timezone.utc)
+    common = dict(node="n1", course="os", section="6", student_id="0042", assignment="hw3", timestamp=t,
+                  source="procmon", path="a", argv=["./a"], cwd=".", started_at=t)
+    events = [wire.ProcessRun(event_id="ev-v1-lost-exit-01", kind="binary", target="a", **common),
+              wire.ProcessRun(event_id="ev-v1-segv-0001", kind="binary", target="a", signal=11,
+                              **(common | {"timestamp": t.replace(minute=1)}))]
+    assert backend.post_events(events).json()["accepted"] == 2
+    assert [r["exit_code"] for r in reader.get("/api/os-6/hw3/0042/logs/run").json()] == [-11, 256]
+
+
 def test_bad_input_is_422_naming_the_field(reader, writer):
     base = "/api/os-3/hw1/2020"
     cases = [
