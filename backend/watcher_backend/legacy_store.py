@@ -182,6 +182,43 @@ def _where(scope: Scope):
     return and_(*conds)
 
 
+class AmbiguousStudent(LookupError):
+    """A numeric id the platform sent matches several stored ids (``0123`` and ``00123``)."""
+
+    def __init__(self, asked: str, stored: list[str]):
+        super().__init__(f"{asked} matches several stored ids ({', '.join(stored)}); ask for one of them")
+        self.stored = stored
+
+
+def numeric_matches(student_id: str) -> list[str]:
+    """Every id that equals ``student_id`` as a number: the platform sends ``studentNum: Int``, so a folder
+    ``000123`` is asked for as ``123``. Ids are at most 32 characters, so this is at most 32 index lookups."""
+    if not student_id.isdigit():
+        return [student_id]
+    core = student_id.lstrip("0") or "0"
+    return ["0" * zeros + core for zeros in range(0, identity.MAX_STUDENT_ID_LENGTH - len(core) + 1)]
+
+
+def match_student(session: Session, scope: Scope) -> Scope:
+    """The scope of the student a read names: the exact stored id when there is one, else the one stored id
+    that is equal as a number (``123`` finds ``000123``). Several such ids raise AmbiguousStudent; none
+    leaves the scope as asked (an empty answer)."""
+    if scope.student_id is None or not scope.student_id.isdigit():
+        return scope
+    q = (
+        select(EVENT.c.student_id)
+        .where(EVENT.c.course == scope.course, EVENT.c.section == scope.section,
+               EVENT.c.assignment == scope.assignment, EVENT.c.student_id.in_(numeric_matches(scope.student_id)))
+        .distinct()
+    )
+    stored = sorted(session.execute(q).scalars())
+    if scope.student_id in stored or not stored:
+        return scope
+    if len(stored) > 1:
+        raise AmbiguousStudent(scope.student_id, stored)
+    return Scope(scope.course, scope.section, scope.assignment, stored[0])
+
+
 def snaps(session: Session, scope: Scope, path: str | None = None) -> list[Snap]:
     """The old API's "snapshots": saves (their size), too-large saves (their size) and deletions (size 0),
     oldest first."""

@@ -27,7 +27,8 @@ from pathlib import PurePosixPath
 # student ids are alphanumeric without hyphens (that is what makes parsing from the right unambiguous).
 COURSE_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62}[A-Za-z0-9])?")
 SECTION_RE = re.compile(r"[A-Za-z0-9]{1,16}")
-STUDENT_ID_RE = re.compile(r"[A-Za-z0-9]{1,32}")
+MAX_STUDENT_ID_LENGTH = 32
+STUDENT_ID_RE = re.compile(rf"[A-Za-z0-9]{{1,{MAX_STUDENT_ID_LENGTH}}}")
 
 DEFAULT_ASSIGNMENT_PATTERN = r"hw\d+"
 DEFAULT_EXTENSIONS = (".c", ".h", ".cc", ".cpp", ".hpp", ".py", ".ipynb")

@@ -95,6 +95,19 @@ def scope_of(class_div: str, hw_name: str, student_id: str | None = None) -> Sco
     return Scope(course, section, hw_name, student_id)
 
 
+def student_scope(session: Session, class_div: str, hw_name: str, student_id: str) -> Scope:
+    """The scope of a read about one student; ``123`` also finds the one stored ``000123`` (the platform
+    sends ids as integers). Several stored ids equal to it as numbers: a 409 naming them."""
+    scope = scope_of(class_div, hw_name, student_id)
+    try:
+        return legacy_store.match_student(session, scope)
+    except legacy_store.AmbiguousStudent as exc:
+        raise HTTPException(
+            status_code=409,
+            detail=[{"type": "ambiguous", "loc": ["path", "student_id"], "msg": str(exc), "input": student_id}],
+        ) from None
+
+
 def path_of(filename: str) -> str:
     try:
         return identity.path_from_legacy_filename(filename)
@@ -138,7 +151,7 @@ def _body_time(value: datetime) -> datetime:
     summary="Number of snapshots and mean size of one file",
 )
 def snapshot_avg(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, filename: FileName, session: Session = Depends(get_session)):
-    scope = scope_of(class_div, hw_name, student_id)
+    scope = student_scope(session, class_div, hw_name, student_id)
     sizes = [s.size for s in legacy_store.snaps(session, scope, path_of(filename))]
     count, avg = legacy_stats.snapshot_avg(sizes)
     return SnapshotAvgResponse(snapshot_avg=count, snapshot_size_avg=avg)
@@ -151,7 +164,7 @@ def snapshot_avg(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, fi
     summary="A student's snapshot count, mean size, first/last time and gaps in one assignment",
 )
 def monitoring(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, session: Session = Depends(get_session)):
-    scope = scope_of(class_div, hw_name, student_id)
+    scope = student_scope(session, class_div, hw_name, student_id)
     m = legacy_stats.monitoring(legacy_store.snaps(session, scope))
     return MonitoringResponse(
         snapshot_avg=m.snapshot_avg,
@@ -171,7 +184,7 @@ def monitoring(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, sess
     responses={400: {"description": "Interval must be a positive integer."}},
 )
 def graph_data(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, interval: int, session: Session = Depends(get_session)):
-    scope = scope_of(class_div, hw_name, student_id)
+    scope = student_scope(session, class_div, hw_name, student_id)
     if interval <= 0:
         raise HTTPException(status_code=400, detail="Interval must be a positive integer.")
     if interval > MAX_INTERVAL_MINUTES:
@@ -291,7 +304,7 @@ def _log_time(row: legacy_store.LogRow) -> datetime:
     summary="A student's compiles in an assignment, newest first",
 )
 def get_build_logs(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, session: Session = Depends(get_session)):
-    scope = scope_of(class_div, hw_name, student_id)
+    scope = student_scope(session, class_div, hw_name, student_id)
     rows = legacy_store.logs(session, scope, wire.PROCESS_COMPILE)
     sizes = legacy_stats.SizeHistory(legacy_store.snaps(session, scope)) if rows else None
     out = []
@@ -318,7 +331,7 @@ def get_build_logs(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, 
     summary="A student's program runs in an assignment, newest first",
 )
 def get_run_logs(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, session: Session = Depends(get_session)):
-    scope = scope_of(class_div, hw_name, student_id)
+    scope = student_scope(session, class_div, hw_name, student_id)
     rows = legacy_store.logs(session, scope, wire.PROCESS_RUN)
     sizes = legacy_stats.SizeHistory(legacy_store.snaps(session, scope)) if rows else None
     return [
@@ -362,7 +375,7 @@ def post_snapshot(
     summary="A student's files in an assignment ('@' joins folders), sorted",
 )
 def list_files(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, session: Session = Depends(get_session)):
-    return legacy_store.filenames(session, scope_of(class_div, hw_name, student_id))
+    return legacy_store.filenames(session, student_scope(session, class_div, hw_name, student_id))
 
 
 @router.get(
@@ -372,5 +385,5 @@ def list_files(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, sess
     summary="Snapshot timestamps of one file (YYYYMMDD_HHMMSS, KST), oldest first",
 )
 def list_snapshots(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, filename: FileName, session: Session = Depends(get_session)):
-    scope = scope_of(class_div, hw_name, student_id)
+    scope = student_scope(session, class_div, hw_name, student_id)
     return legacy_store.snapshot_times(legacy_store.snaps(session, scope, path_of(filename)))

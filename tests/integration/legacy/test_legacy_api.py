@@ -89,6 +89,30 @@ def test_student_ids_keep_leading_zeros(reader, writer):
     assert sorted(t["student_num"] for t in top) == ["000777", "777"]
 
 
+def test_the_platforms_integer_id_finds_the_zero_padded_folder(reader, writer):
+    # the platform's studentNum is an Int: for the folder 000321 it asks for 321
+    base = "/api/os-13/hw1/000321"
+    snap(writer, base, "a.c", "20250730_000000", 5)
+    build(writer, base, "2025-07-30T00:00:01", target="/home/coder/project/hw1/a.c")
+    run(writer, base, "2025-07-30T00:00:02")
+    for tail in ("", "/a.c", "/logs/build", "/logs/run"):
+        assert reader.get(f"/api/os-13/hw1/321{tail}").json() == reader.get(f"{base}{tail}").json() != []
+    assert reader.get("/api/snapshot_avg/os-13/hw1/321/a.c").json()["snapshot_avg"] == 1
+    assert reader.get("/api/assignments/snapshot_avg/os-13/hw1/321").json()["total"] is not None
+    assert reader.get("/api/graph_data/os-13/hw1/321/5").json()["trends"] != []
+    assert reader.get("/api/os-13/hw1/4321").json() == []  # only numeric equality, not a suffix
+
+
+def test_two_zero_padded_ids_for_one_number_are_a_409_naming_both(reader, writer):
+    snap(writer, "/api/os-14/hw1/0777", "a.c", "20250730_000000", 1)
+    snap(writer, "/api/os-14/hw1/00777", "b.c", "20250730_000000", 2)
+    r = reader.get("/api/os-14/hw1/777")
+    assert r.status_code == 409, r.text
+    [err] = r.json()["detail"]
+    assert err["loc"] == ["path", "student_id"] and "0777" in err["msg"] and "00777" in err["msg"]
+    assert reader.get("/api/os-14/hw1/0777").json() == ["a.c"]  # an exact id is never ambiguous
+
+
 def test_hyphenated_course_lands_in_v1_under_the_right_course_and_section(backend, reader, writer):
     base = "/api/data-structure-3/hw2/2020123"
     snap(writer, base, "src@main.c", "20250730_090000", 42)  # 09:00 KST = 00:00 UTC
