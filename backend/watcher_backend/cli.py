@@ -21,7 +21,7 @@ Settings come from flags, else environment variables, else defaults:
   WATCHER_AUTH=off (same as --insecure-no-auth), WATCHER_LOG_LEVEL,
   WATCHER_DATABASE_WAIT_SECONDS (30: how long to wait for the database at start),
   WATCHER_RETENTION_INTERVAL_SECONDS (3600: how often the retention purge runs),
-  WATCHER_LEGACY_SNAPSHOT_TZ, WATCHER_LEGACY_NAIVE_TZ (KST or UTC: how the old API's naive times are read)
+  WATCHER_LEGACY_SNAPSHOT_TZ, WATCHER_LEGACY_NAIVE_TZ (UTC or KST: the old writers' clock zone, UTC)
 A bad value stops the start with one line naming the setting (exit 2).
 See docs/configuration.md for the full table."""
 

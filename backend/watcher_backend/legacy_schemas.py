@@ -38,7 +38,7 @@ class _LegacyBody(BaseModel):
     )
     cwd: str = Field(max_length=MAX_PATH, description="Working directory, absolute in the student pod")
     target_path: str = Field(max_length=MAX_PATH, description="Source file, script or binary")
-    timestamp: datetime = Field(description="ISO 8601; without an offset it is read as KST (see docs/legacy-api.md)")
+    timestamp: datetime = Field(description="ISO 8601; without an offset it is read as UTC, the old agents' clock (WATCHER_LEGACY_NAIVE_TZ, docs/legacy-api.md)")
 
     @field_validator("*", mode="after")
     @classmethod

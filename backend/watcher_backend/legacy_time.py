@@ -2,17 +2,19 @@
 
 The old API spoke Korea time (KST, UTC+9, no daylight saving) without offsets; the new store keeps
 aware UTC. Everything that crosses between the two goes through this module, so each rule is written
-once:
+once.
 
-* Snapshot timestamps in a write URL (``POST .../{filename}/{timestamp}``) are ``YYYYMMDD_HHMMSS`` in
-  KST, as the platform sends them (the spec), so a snapshot posted at ``20250101_120000`` is listed back
-  as ``20250101_120000``: the same form and zone as every legacy read. ``WATCHER_LEGACY_SNAPSHOT_TZ=UTC``
-  reads them as UTC instead, for an old filemon that still posts its UTC container clock during a
-  migration (the old server added nine hours to those). A trailing ``.ext`` (``20250730_151753.c``) is
-  ignored, as before.
-* Naive datetimes in a log body (``"timestamp": "2025-07-30T15:17:53"``) were read in the old server's
-  local zone; we define them as KST, the platform's zone (``WATCHER_LEGACY_NAIVE_TZ=KST``). Aware values
-  are converted exactly.
+The old API's writers are the old agents, never the platform (it only reads): the old filemon, the old
+procmon and the notebook hook all send **naive times from their UTC container clocks**, and the old
+server read them as UTC (its container had no TZ) before storing KST. So by default:
+
+* Snapshot timestamps in a write URL (``POST .../{filename}/{timestamp}``, ``YYYYMMDD_HHMMSS``) are UTC
+  (``WATCHER_LEGACY_SNAPSHOT_TZ=UTC``): a save the old filemon posts at ``20250101_030000`` (its clock)
+  is listed back as ``20250101_120000`` KST, as the old API listed it. A trailing ``.ext``
+  (``20250730_151753.c``) is ignored, as before.
+* Naive datetimes in a log body (``"timestamp": "2025-07-30T06:17:53"``) are UTC too
+  (``WATCHER_LEGACY_NAIVE_TZ=UTC``); aware values are converted exactly.
+* ``KST`` (or ``Asia/Seoul``) for either setting is for a writer whose clock is set to Korea time.
 * Years outside 1970-9998 are refused (422).
 * Range bounds in read URLs (``/api/total_graph_data/.../{start}/{end}``) are KST when they carry no
   offset, in either ``YYYYMMDD_HHMMSS`` or ISO 8601 form.
@@ -38,7 +40,7 @@ _SNAPSHOT_RE = re.compile(r"\d{8}_\d{6}")
 
 # The two zones a legacy setting may name. Only fixed offsets: KST has had no DST since 1988, and this
 # avoids depending on the system tz database.
-_ZONES = {"UTC": UTC, "KST": KST, "ASIA/SEOUL": KST}
+_ZONES = {"UTC": UTC, "KST": KST, "ASIA/SEOUL": KST}  # keys: ZONE_NAMES upper-cased
 
 # Times outside these years are refused: they are typos or fuzz, and near the ends of the calendar the
 # nine-hour shift to KST would overflow ``datetime``.
@@ -62,13 +64,17 @@ def zone_setting(env: Mapping[str, str] | None, name: str, default: str) -> time
         raise LegacyTimeError(f"{name}: must be UTC or KST (Asia/Seoul), got {raw!r}") from None
 
 
+# The defaults are the old writers' clocks (UTC), not the platform's zone: the platform never writes.
+DEFAULT_WRITER_ZONE = "UTC"
+ZONE_NAMES = ("UTC", "KST", "Asia/Seoul")  # what the two settings accept (any case); the CRD's enum
+
+
 def snapshot_path_zone(env: Mapping[str, str] | None = None) -> timezone:
-    # KST, the platform's zone, so a POSTed timestamp reads back unchanged; UTC only for old filemons.
-    return zone_setting(env, SNAPSHOT_TZ_ENV, "KST")
+    return zone_setting(env, SNAPSHOT_TZ_ENV, DEFAULT_WRITER_ZONE)
 
 
 def naive_body_zone(env: Mapping[str, str] | None = None) -> timezone:
-    return zone_setting(env, NAIVE_TZ_ENV, "KST")
+    return zone_setting(env, NAIVE_TZ_ENV, DEFAULT_WRITER_ZONE)
 
 
 def parse_snapshot_timestamp(text: str, zone: timezone = KST) -> datetime:

@@ -260,6 +260,10 @@ def build_backend_deployment(t: Target) -> dict:
     # Only when set: the backend's own default (no variable) is "keep everything".
     if b.get("retentionDays") is not None:
         env.append({"name": "WATCHER_RETENTION_DAYS", "value": str(int(b["retentionDays"]))})
+    for field_name, variable in (("legacySnapshotTimeZone", "WATCHER_LEGACY_SNAPSHOT_TZ"),
+                                 ("legacyNaiveTimeZone", "WATCHER_LEGACY_NAIVE_TZ")):
+        if b.get(field_name):
+            env.append({"name": variable, "value": b[field_name]})
     container = {
         "name": "backend",
         "image": image(t, "backend"),

@@ -31,6 +31,10 @@ DEFAULT_STORAGE_CLASS = "longhorn"
 DEFAULT_PROMETHEUS_PEER = {"namespaceSelector": {"kubernetes.io/metadata.name": "monitoring"},
                            "podSelector": {"app.kubernetes.io/name": "prometheus"}}
 
+# What the backend's two legacy time-zone settings accept (watcher_backend.legacy_time.ZONE_NAMES; the operator
+# image does not carry the backend, a unit test keeps the two equal).
+LEGACY_TIME_ZONES = ("UTC", "KST", "Asia/Seoul")
+
 # Kubernetes resource.Quantity, restricted to the forms people write for sizes, CPU and memory.
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
 DNS_1035_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
@@ -182,6 +186,14 @@ def spec_schema() -> dict:
             "retentionDays": _int("Purge events (and queue their snapshot contents for filemon to remove) once "
                                   "they are older than this many days (the backend's WATCHER_RETENTION_DAYS); "
                                   "unset = keep everything.", minimum=1, maximum=36500),
+            "legacySnapshotTimeZone": _str(
+                "Zone of the YYYYMMDD_HHMMSS times old filemons put in the old API's snapshot URLs (the "
+                "backend's WATCHER_LEGACY_SNAPSHOT_TZ). Unset = UTC, the old agents' container clock.",
+                enum=list(LEGACY_TIME_ZONES)),
+            "legacyNaiveTimeZone": _str(
+                "Zone of old-API log times without an offset, from the old procmon and the notebook hook "
+                "(WATCHER_LEGACY_NAIVE_TZ). Unset = UTC, the old agents' container clock.",
+                enum=list(LEGACY_TIME_ZONES)),
             "resources": _resources("Container resources.", {"cpu": "100m", "memory": "256Mi"},
                                     {"memory": "1Gi"}),
             "nodeSelector": _string_map("Node labels the backend pod must match."),

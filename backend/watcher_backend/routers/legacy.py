@@ -69,7 +69,7 @@ StudentId = Annotated[str, Path(
 FileName = Annotated[str, Path(description="Path in the assignment folder, folders joined with '@' (src@util.c)")]
 SnapshotTs = Annotated[str, Path(
     pattern=r"^\d{8}_\d{6}(\..*)?$",
-    description="YYYYMMDD_HHMMSS (KST by default, see docs/legacy-api.md); a trailing .ext is ignored",
+    description="YYYYMMDD_HHMMSS, the writer's UTC clock by default (WATCHER_LEGACY_SNAPSHOT_TZ, docs/legacy-api.md); a trailing .ext is ignored",
 )]
 
 

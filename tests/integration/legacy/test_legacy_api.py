@@ -6,7 +6,7 @@ tests on PostgreSQL); each test uses its own class_div so tests do not see each 
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -26,15 +26,33 @@ def writer(backend):
         yield c
 
 
+# The tests write Korea wall times (what every read shows); the old agents' clocks are UTC, which is what the
+# backend reads a naive time as by default (WATCHER_LEGACY_*_TZ), so the helpers post the UTC clock reading.
+KST = timezone(timedelta(hours=9))
+
+
+def utc_clock(kst: str) -> str:
+    """A KST wall time as the old agents' UTC clock shows it: ``20250730_090000`` -> ``20250730_000000``,
+    ``2025-07-30T09:30:00`` -> ``2025-07-30T00:30:00``; times with an offset are sent as they are."""
+    if "_" in kst:
+        stem, dot, ext = kst.partition(".")
+        t = datetime.strptime(stem, "%Y%m%d_%H%M%S").replace(tzinfo=KST).astimezone(timezone.utc)
+        return t.strftime("%Y%m%d_%H%M%S") + dot + ext
+    t = datetime.fromisoformat(kst.replace("Z", "+00:00"))
+    if t.tzinfo is not None:
+        return kst
+    return t.replace(tzinfo=KST).astimezone(timezone.utc).replace(tzinfo=None).isoformat()
+
+
 def snap(writer, base, filename, ts, size):
-    r = writer.post(f"{base}/{filename}/{ts}", json={"bytes": size})
+    r = writer.post(f"{base}/{filename}/{utc_clock(ts)}", json={"bytes": size})
     assert r.status_code == 200, r.text
     assert r.json() == {"message": "Snapshot registered successfully"}
 
 
 def build(writer, base, ts, exit_code=0, target="/home/coder/project/hw1/a.c", cwd="/home/coder/project/hw1", **extra):
     body = {"binary_path": "/usr/bin/gcc", "cmdline": f"gcc -o a {target}", "exit_code": exit_code,
-            "cwd": cwd, "target_path": target, "timestamp": ts} | extra
+            "cwd": cwd, "target_path": target, "timestamp": utc_clock(ts)} | extra
     r = writer.post(f"{base}/logs/build", json=body)
     assert r.status_code == 200, r.text
     assert r.json() == {"message": "Build log registered successfully"}
@@ -43,7 +61,7 @@ def build(writer, base, ts, exit_code=0, target="/home/coder/project/hw1/a.c", c
 
 def run(writer, base, ts, exit_code=0, target="/home/coder/project/hw1/main.py", process_type="python"):
     body = {"cmdline": f"python3 {target}", "exit_code": exit_code, "cwd": "/home/coder/project/hw1",
-            "target_path": target, "process_type": process_type, "timestamp": ts}
+            "target_path": target, "process_type": process_type, "timestamp": utc_clock(ts)}
     r = writer.post(f"{base}/logs/run", json=body)
     assert r.status_code == 200, r.text
     assert r.json() == {"message": "Run log registered successfully"}
@@ -66,18 +84,25 @@ def test_snapshot_write_is_read_at_once_sorted_with_kst_times(reader, writer):
     assert reader.get(f"{base}/nothing.c").json() == []
 
 
-def test_snapshot_timestamp_round_trips_in_kst(backend, reader, writer):
-    # The spec: path timestamps are Korea time as the platform sends them, so what is POSTed is listed back.
+def test_the_old_writers_utc_clocks_read_back_in_korea_time(backend, reader, writer):
+    # The old filemon posts its UTC container clock, the old procmon and the hook naive UTC isoformat();
+    # the old backend read both as UTC and answered KST. So do we, by default.
     base = "/api/os-12/hw1/4242"
-    snap(writer, base, "t.c", "20250101_120000", 5)
+    assert writer.post(f"{base}/t.c/20250101_030000", json={"bytes": 5}).status_code == 200
     assert reader.get(f"{base}/t.c").json() == ["20250101_120000"]
-    assert reader.get(f"/api/assignment/os-12/hw1").json()["top_7"] == [
+    assert reader.get("/api/assignment/os-12/hw1").json()["top_7"] == [
         {"student_num": "4242", "timestamp": "20250101_120000", "code_size": 5}]
-    # and it is stored as the right instant: 12:00 KST = 03:00 UTC
+    body = {"cmdline": "<unknown>", "exit_code": 0, "cwd": "/home/coder/project/hw1", "target_path": "ipykernel",
+            "process_type": "python", "timestamp": "2025-01-01T03:00:05.123456"}  # the notebook hook's row
+    assert writer.post(f"{base}/logs/run", json=body).status_code == 200
+    assert reader.get(f"{base}/logs/run").json()[0]["timestamp"] == "2025-01-01T12:00:05.123456"
+    # stored as the right instants: 03:00 UTC
     r = reader.get("/api/v1/courses/os/sections/12/assignments/hw1/students/4242/timeline")
     assert r.status_code == 200, r.text
-    [ev] = r.json()["events"]
-    assert datetime.fromisoformat(ev["timestamp"].replace("Z", "+00:00")) == datetime(2025, 1, 1, 3, 0, tzinfo=timezone.utc)
+    save, cell = r.json()["events"]
+    assert datetime.fromisoformat(save["timestamp"].replace("Z", "+00:00")) == datetime(2025, 1, 1, 3, 0, tzinfo=timezone.utc)
+    assert datetime.fromisoformat(cell["timestamp"].replace("Z", "+00:00")) == datetime(
+        2025, 1, 1, 3, 0, 5, 123456, tzinfo=timezone.utc)
 
 
 def test_student_ids_keep_leading_zeros(reader, writer):

@@ -7,24 +7,29 @@ from watcher_backend import legacy_time as lt
 UTC = timezone.utc
 
 
-def test_snapshot_path_timestamp_is_kst_by_default_and_reads_back_unchanged():
-    # The spec: timestamps in paths are Korea time, as the platform sends them.
+def test_snapshot_path_timestamp_is_the_old_filemons_utc_clock_by_default():
+    # The old filemon posts its UTC container clock; the old server read it as UTC and listed KST (+9 h).
     zone = lt.snapshot_path_zone({})
-    t = lt.parse_snapshot_timestamp("20250730_151753", zone)
-    assert t == datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)
-    assert lt.snapshot_string(t) == "20250730_151753"
-    assert lt.parse_snapshot_timestamp("20250730_151753") == t  # the function's own default is KST too
-    assert lt.snapshot_string(lt.parse_snapshot_timestamp("20250101_120000", zone)) == "20250101_120000"
-
-
-def test_snapshot_path_timestamp_in_utc_when_set_for_an_old_filemon():
-    # WATCHER_LEGACY_SNAPSHOT_TZ=UTC: the old filemon sent its (UTC) container clock and the old server
-    # added nine hours; that reading must stay available during a migration.
-    zone = lt.snapshot_path_zone({"WATCHER_LEGACY_SNAPSHOT_TZ": "UTC"})
     assert zone is lt.UTC
     t = lt.parse_snapshot_timestamp("20250730_061753", zone)
     assert t == datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)
     assert lt.snapshot_string(t) == "20250730_151753"
+
+
+def test_snapshot_path_timestamp_in_kst_when_set_for_a_writer_on_korea_time():
+    zone = lt.snapshot_path_zone({"WATCHER_LEGACY_SNAPSHOT_TZ": "KST"})
+    assert zone is lt.KST
+    t = lt.parse_snapshot_timestamp("20250730_151753", zone)
+    assert t == datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)
+    assert lt.snapshot_string(t) == "20250730_151753"  # reads back unchanged
+    assert lt.parse_snapshot_timestamp("20250730_151753") == t  # the function's own default (range bounds) is KST
+
+
+def test_naive_log_times_are_utc_by_default_aware_ones_exact():
+    zone = lt.naive_body_zone({})
+    assert lt.body_datetime_to_utc(datetime(2025, 7, 30, 6, 17, 53), zone) == datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)
+    aware = datetime(2025, 7, 30, 15, 17, 53, tzinfo=lt.KST)
+    assert lt.body_datetime_to_utc(aware, zone) == datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)
 
 
 def test_snapshot_timestamp_with_extension_suffix_is_accepted():
@@ -74,12 +79,13 @@ def test_bad_range_bound():
 
 
 def test_zone_settings():
-    assert lt.snapshot_path_zone({}) is lt.KST
-    assert lt.snapshot_path_zone({"WATCHER_LEGACY_SNAPSHOT_TZ": ""}) is lt.KST
-    assert lt.naive_body_zone({}) is lt.KST
+    assert lt.snapshot_path_zone({}) is lt.UTC
+    assert lt.snapshot_path_zone({"WATCHER_LEGACY_SNAPSHOT_TZ": ""}) is lt.UTC
+    assert lt.naive_body_zone({}) is lt.UTC
     assert lt.snapshot_path_zone({"WATCHER_LEGACY_SNAPSHOT_TZ": "Asia/Seoul"}) is lt.KST
     assert lt.snapshot_path_zone({"WATCHER_LEGACY_SNAPSHOT_TZ": "utc"}) is lt.UTC
-    assert lt.naive_body_zone({"WATCHER_LEGACY_NAIVE_TZ": "utc"}) is lt.UTC
+    assert lt.naive_body_zone({"WATCHER_LEGACY_NAIVE_TZ": "kst"}) is lt.KST
+    assert {name.upper() for name in lt.ZONE_NAMES} == set(lt._ZONES)
     with pytest.raises(lt.LegacyTimeError) as err:
         lt.naive_body_zone({"WATCHER_LEGACY_NAIVE_TZ": "PST"})
     assert "WATCHER_LEGACY_NAIVE_TZ" in str(err.value)
