@@ -105,6 +105,12 @@ def test_assignment_stats():
         ("003", at(20), 30), ("001", at(10), 300), ("002", at(5), 50)]
 
 
+def test_top_7_code_size_is_the_file_saved_last_not_the_students_code():
+    # the old definition (reference 1.3 #11): the single latest snapshot; v1's summary sums the files instead
+    snaps = [Snap(at(0), "a.c", 300, "001"), Snap(at(1), "b.c", 20, "001")]
+    assert [t.code_size for t in ls.assignment_stats(snaps).top_7] == [20]
+
+
 def test_assignment_stats_top_7_limit_and_empty():
     snaps = [Snap(at(i), "a.c", i, f"{i:03d}") for i in range(10)]
     st = ls.assignment_stats(snaps)
