@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable
@@ -30,6 +31,8 @@ EVENT = Event.__table__
 NODE = "legacy-api"
 FILE_TYPES = (wire.FILE_SAVE, wire.FILE_DELETE, wire.FILE_TOO_LARGE)
 RULES = identity.LayoutRules()
+# An old API hw_name (the assignment folder): what its URLs and the old database hold.
+ASSIGNMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 # The old API's integer ``exit_code`` for a process whose end was not seen (procmon lost its exit, or it was
 # still running when procmon stopped). The platform's field is a non-null Int and its frontend reads 0 as

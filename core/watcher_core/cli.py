@@ -21,10 +21,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("watcher_local.demo", "simulate two students and print what Watcher recorded"),
     "status": ("watcher_local.status", "show what a running backend has stored and which agents report"),
     "export": ("watcher_backend.export.cli", "export research datasets (ProgSnap2)"),
+    "import": ("watcher_backend.legacy_import", "bring the old Watcher's data over (its database and snapshot folder)"),
 }
 # The pyproject extra that brings each command's dependencies (each image installs only its own).
 EXTRAS: dict[str, str] = {"backend": "backend", "filemon": "agents", "procmon": "agents", "operator": "operator",
-                          "local": "all", "demo": "all", "status": "all", "export": "backend"}
+                          "local": "all", "demo": "all", "status": "all", "export": "backend",
+                          "import": "backend"}
 
 
 def _usage() -> str:

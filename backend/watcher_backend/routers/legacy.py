@@ -15,7 +15,6 @@ This router is included after the v1 routers, so ``/api/v1/...`` always wins.
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime
 from typing import Annotated, Any, Callable
 
@@ -53,7 +52,6 @@ router = APIRouter(tags=["legacy"])
 READ = [Depends(require_legacy_read)]
 INGEST = [Depends(require_scope("ingest"))]
 
-_ASSIGNMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MAX_INTERVAL_MINUTES = 10 * 366 * 24 * 60  # ten years; larger values overflow date arithmetic
 
 # Path parameters carry their formats in the OpenAPI schema (clients and fuzzers see them); a value that
@@ -62,7 +60,7 @@ ClassDiv = Annotated[str, Path(
     pattern=rf"^{identity.COURSE_RE.pattern}-{identity.SECTION_RE.pattern}$",
     description="{course}-{section}, e.g. os-1 or data-structure-2 (split at the last '-')",
 )]
-HwName = Annotated[str, Path(pattern=rf"^{_ASSIGNMENT_RE.pattern}$", description="Assignment folder, e.g. hw1")]
+HwName = Annotated[str, Path(pattern=rf"^{legacy_store.ASSIGNMENT_RE.pattern}$", description="Assignment folder, e.g. hw1")]
 StudentId = Annotated[str, Path(
     pattern=rf"^{identity.STUDENT_ID_RE.pattern}$", description="Student id, a string (leading zeros kept)"
 )]
@@ -88,7 +86,7 @@ def scope_of(class_div: str, hw_name: str, student_id: str | None = None) -> Sco
         course, section = identity.parse_class_div(class_div)
     except identity.IdentityError as exc:
         raise invalid("class_div", str(exc), class_div) from None
-    if not _ASSIGNMENT_RE.fullmatch(hw_name):
+    if not legacy_store.ASSIGNMENT_RE.fullmatch(hw_name):
         raise invalid("hw_name", "must be 1-64 letters, digits, '_', '.' or '-' (e.g. hw1)", hw_name)
     if student_id is not None and not identity.STUDENT_ID_RE.fullmatch(student_id):
         raise invalid("student_id", "must be 1-32 letters or digits (leading zeros are kept)", student_id)
