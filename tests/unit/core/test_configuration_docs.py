@@ -31,6 +31,7 @@ COMMAND_SECTIONS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("demo",): ("`watcher demo`",),
     ("status",): ("`watcher status`",),
     ("export", "progsnap2"): ("`watcher export progsnap2`",),
+    ("import", "legacy"): ("`watcher import legacy`",),
 }
 
 _ENV_LITERAL = re.compile(r"""["'](WATCHER_[A-Z0-9_]+)["']""")
