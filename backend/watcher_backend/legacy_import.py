@@ -380,7 +380,7 @@ def summary(report: Report) -> list[str]:
     lines = ["read " + ", ".join(f"{report.rows[t]} {t}" for t in TABLES if t in report.rows) + " rows"
              + (f" (no {', '.join(report.missing_tables)} table)" if report.missing_tables else "")]
     stored = sum(report.accepted.values())
-    kinds = ", ".join(f"{n} {t}" for t, n in sorted(report.accepted.items()) if n)
+    kinds = ", ".join(f"{report.accepted[t]} {t}" for t in wire.EVENT_TYPES if report.accepted.get(t))
     lines.append(f"stored {stored} new events ({kinds or 'none'}); {report.duplicates} were already stored")
     lines.append(f"saves with their content: {report.with_content}; without: {report.without_content}"
                  + (f"; {report.disk_only} saves only in the folder (the old backend never got them) were added"

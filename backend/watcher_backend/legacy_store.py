@@ -30,6 +30,11 @@ from .models import Event
 EVENT = Event.__table__
 NODE = "legacy-api"
 FILE_TYPES = (wire.FILE_SAVE, wire.FILE_DELETE, wire.FILE_TOO_LARGE)
+# The old runlog held program runs and the IPython hook's cell runs (target_path "ipykernel"); its buildlog compiles.
+BUILD_TYPES = (wire.PROCESS_COMPILE,)
+RUN_TYPES = (wire.PROCESS_RUN, wire.NOTEBOOK_CELL)
+NOTEBOOK_TARGET = "ipykernel"
+NOTEBOOK_CMDLINE = "<unknown>"  # what the old hook sent: a cell has no command line
 RULES = identity.LayoutRules()
 # An old API hw_name (the assignment folder): what its URLs and the old database hold.
 ASSIGNMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -136,7 +141,12 @@ def build_event(scope: Scope, body: BuildLogCreate, when: datetime) -> wire.Proc
     target = relative_in_assignment(body.target_path, student, scope.assignment)
     argv, truncated = _argv(body.cmdline)
     exit_code, signal = _exit(body.exit_code)
-    compiler = posixpath.basename(body.binary_path.strip()) or (posixpath.basename(argv[0]) if argv else "") or "unknown"
+    # The old procmon sent the compiler's full path (/usr/bin/x86_64-linux-gnu-gcc-12): kept as sent, so the
+    # old API reads it back; only a path longer than the column keeps just its name.
+    binary = body.binary_path.strip()
+    if len(binary) > 255 or "\x00" in binary:
+        binary = posixpath.basename(binary.replace("\x00", ""))[:255]
+    compiler = binary or (posixpath.basename(argv[0]) if argv else "") or "unknown"
     facts = body.model_dump(mode="json") | {"timestamp": when.isoformat()}
     return wire.ProcessCompile(
         **_common(scope, "build", when, facts),
@@ -152,16 +162,21 @@ def build_event(scope: Scope, body: BuildLogCreate, when: datetime) -> wire.Proc
     )
 
 
-def run_event(scope: Scope, body: RunLogCreate, when: datetime) -> wire.ProcessRun:
+def run_event(scope: Scope, body: RunLogCreate, when: datetime) -> wire.ProcessRun | wire.NotebookCell:
+    """``POST .../logs/run`` -> process.run; the old IPython hook's rows (target_path "ipykernel") -> notebook.cell."""
     student = identity.Student(scope.course, scope.section, scope.student_id or "")
     cwd = relative_in_assignment(body.cwd, student, scope.assignment) or "."
+    facts = body.model_dump(mode="json") | {"timestamp": when.isoformat()}
+    if body.target_path.strip() == NOTEBOOK_TARGET:
+        # The hook sent exit_code 0 or 1 and no notebook, cell or exception: 1 reads as "raised something".
+        return wire.NotebookCell(**_common(scope, "run", when, facts), path=".", cwd=cwd, started_at=when,
+                                 ended_at=when, error=None if body.exit_code == 0 else "Exception")
     target = relative_in_assignment(body.target_path, student, scope.assignment)
     if target == ".":
         target = None
     argv, truncated = _argv(body.cmdline)
     exit_code, signal = _exit(body.exit_code)
     kind = body.process_type if body.process_type in ("python", "binary") else "other"
-    facts = body.model_dump(mode="json") | {"timestamp": when.isoformat()}
     return wire.ProcessRun(
         **_common(scope, "run", when, facts),
         path=target or cwd,
@@ -248,6 +263,7 @@ def legacy_name(path: str) -> str:
 
 @dataclass(frozen=True)
 class LogRow:
+    type: str
     timestamp: datetime
     argv: list[str]
     cwd: str
@@ -258,10 +274,18 @@ class LogRow:
     kind: str | None
     target: str | None
     path: str
+    error: str | None = None
+
+    @property
+    def is_cell(self) -> bool:
+        return self.type == wire.NOTEBOOK_CELL
 
     @property
     def legacy_exit_code(self) -> int:
-        """0-255 an exit status, -N killed by signal N, UNKNOWN_EXIT_CODE (256) when neither is known."""
+        """0-255 an exit status, -N killed by signal N, UNKNOWN_EXIT_CODE (256) when neither is known;
+        a notebook cell 0 or 1 (it raised), as the old hook sent."""
+        if self.is_cell:
+            return 0 if self.error is None else 1
         if self.exit_code is not None:
             return self.exit_code
         return -self.signal if self.signal is not None else UNKNOWN_EXIT_CODE
@@ -276,11 +300,11 @@ class LogRow:
         return self.path if self.path != "." else None
 
 
-def logs(session: Session, scope: Scope, event_type: str) -> list[LogRow]:
-    """Compiles or runs of one student, newest first (as the old API listed them)."""
+def logs(session: Session, scope: Scope, event_types: tuple[str, ...]) -> list[LogRow]:
+    """Compiles (BUILD_TYPES) or runs (RUN_TYPES) of one student, newest first (as the old API listed them)."""
     q = (
         select(EVENT)
-        .where(_where(scope), EVENT.c.type == event_type)
+        .where(_where(scope), EVENT.c.type.in_(event_types))
         .order_by(EVENT.c.timestamp.desc(), EVENT.c.id.desc())
     )
     out = []
@@ -288,6 +312,7 @@ def logs(session: Session, scope: Scope, event_type: str) -> list[LogRow]:
         m = r._mapping
         out.append(
             LogRow(
+                type=m["type"],
                 timestamp=m["timestamp"],
                 argv=json.loads(m["argv"]) if m["argv"] else [],
                 cwd=m["cwd"] or ".",
@@ -298,15 +323,16 @@ def logs(session: Session, scope: Scope, event_type: str) -> list[LogRow]:
                 kind=m["kind"],
                 target=m["target"],
                 path=m["path"],
+                error=m["error"],
             )
         )
     return out
 
 
-def log_counts(session: Session, scope: Scope, event_type: str) -> tuple[int, int]:
+def log_counts(session: Session, scope: Scope, event_types: tuple[str, ...]) -> tuple[int, int]:
     """(number of events, number of distinct students with one) in an assignment."""
     q = select(func.count(), func.count(func.distinct(EVENT.c.student_id))).where(
-        _where(scope), EVENT.c.type == event_type
+        _where(scope), EVENT.c.type.in_(event_types)
     )
     n, students = session.execute(q).one()
     return int(n or 0), int(students or 0)

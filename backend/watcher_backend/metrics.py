@@ -11,6 +11,8 @@ import time
 from prometheus_client import CollectorRegistry, disable_created_metrics, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from watcher_core import wire
+
 UNMATCHED = "<unmatched>"
 disable_created_metrics()  # the *_created series double the output and say nothing useful here
 
@@ -58,7 +60,7 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-KNOWN_TYPES = {"file.save", "file.delete", "file.too_large", "process.compile", "process.run"}
+KNOWN_TYPES = frozenset(wire.EVENT_TYPES)
 
 
 def type_label(value: object) -> str:

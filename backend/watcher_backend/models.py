@@ -86,6 +86,11 @@ class Event(SQLModel, table=True):
     output: str | None = Field(default=None, sa_column=Column(String(1024), nullable=True))
     kind: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
     target: str | None = Field(default=None, sa_column=Column(String(1024), nullable=True))
+    # notebook.cell (also started_at / ended_at / duration_ms); revision 0006
+    error: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
+    cell_id: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
+    cell_index: int | None = Field(default=None, nullable=True)
+    execution_count: int | None = Field(default=None, nullable=True)
 
 
 class Agent(SQLModel, table=True):

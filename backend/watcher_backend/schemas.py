@@ -54,6 +54,10 @@ class EventOut(BaseModel):
     output: str | None = None
     kind: str | None = None
     target: str | None = None
+    error: str | None = Field(None, description="notebook.cell: the exception's class; null on success")
+    cell_id: str | None = None
+    cell_index: int | None = None
+    execution_count: int | None = None
 
 
 class Timeline(BaseModel):
@@ -117,6 +121,8 @@ class StudentSummary(BaseModel):
     compile_success_rate: float | None
     runs: int
     run_successes: int
+    cells: int = Field(description="Notebook cell runs (notebook.cell)")
+    cell_successes: int = Field(description="Cell runs that raised no exception")
     code_size: int = Field(description="Sum of each file's latest size (0 once deleted)")
     files: int
     first_activity: datetime | None
@@ -138,6 +144,8 @@ class AssignmentSummary(BaseModel):
     compile_success_rate: float | None
     runs: int
     run_successes: int
+    cells: int
+    cell_successes: int
     code_size: int
     first_activity: datetime | None
     last_activity: datetime | None

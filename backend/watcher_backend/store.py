@@ -66,7 +66,15 @@ def event_row(ev: wire.Event, received_at: datetime) -> dict[str, Any]:
         "output": None,
         "kind": None,
         "target": None,
+        "error": None,
+        "cell_id": None,
+        "cell_index": None,
+        "execution_count": None,
     }
+    if isinstance(ev, wire.NotebookCell):
+        row.update(cwd=ev.cwd, started_at=ev.started_at, ended_at=ev.ended_at,
+                   duration_ms=(ev.ended_at - ev.started_at).total_seconds() * 1000.0, error=ev.error,
+                   cell_id=ev.cell_id, cell_index=ev.cell_index, execution_count=ev.execution_count)
     if isinstance(ev, (wire.ProcessCompile, wire.ProcessRun)):
         row.update(
             argv=json.dumps(ev.argv, ensure_ascii=False),
@@ -222,9 +230,11 @@ assert _COLUMNS == [
     "event_id", "type", "timestamp", "received_at", "node", "source", "course", "section", "student_id",
     "assignment", "path", "sha256", "size", "limit", "argv", "argv_truncated", "cwd", "exit_code", "signal",
     "started_at", "ended_at", "duration_ms", "pid", "compiler", "sources", "output", "kind", "target",
+    "error", "cell_id", "cell_index", "execution_count",
 ], _COLUMNS
 _DATETIME_COLUMNS = {"timestamp", "received_at", "started_at", "ended_at"}
-_NO_PROCESS = (None,) * 14
+_NO_CELL = (None,) * 4
+_NO_PROCESS = (None,) * 14 + _NO_CELL
 _NO_LIMIT_NO_PROCESS = (None,) + _NO_PROCESS
 _NO_FILE_NO_PROCESS = (None, None, None) + _NO_PROCESS
 _SQLITE_INSERT = (
@@ -256,6 +266,11 @@ def _sqlite_bulk_insert(session: Session, events: Sequence[wire.Event], now: dat
             rest = _NO_FILE_NO_PROCESS
         elif t == wire.FILE_TOO_LARGE:
             rest = (None, ev.size, ev.limit) + _NO_PROCESS
+        elif t == wire.NOTEBOOK_CELL:
+            started, ended = ev.started_at, ev.ended_at
+            rest = ((None,) * 5 + (ev.cwd, None, None) + (_sqlite_time(started), _sqlite_time(ended),
+                                   (ended - started).total_seconds() * 1000.0) + (None,) * 6
+                    + (ev.error, ev.cell_id, ev.cell_index, ev.execution_count))
         else:
             started, ended = ev.started_at, ev.ended_at
             duration = (ended - started).total_seconds() * 1000.0 if ended is not None else None
@@ -265,7 +280,7 @@ def _sqlite_bulk_insert(session: Session, events: Sequence[wire.Event], now: dat
                 tail = (ev.compiler, dumps(ev.sources, ensure_ascii=False), ev.output, None, None)
             else:
                 tail = (None, None, None, ev.kind, ev.target)
-            rest = (None, None, None) + process + tail
+            rest = (None, None, None) + process + tail + _NO_CELL
         rows.append(common + rest)
     cursor = session.connection().connection.driver_connection.cursor()
     try:
@@ -447,6 +462,10 @@ def event_dict(row) -> dict[str, Any]:
             out.update(compiler=m["compiler"], sources=json.loads(m["sources"]) if m["sources"] else [], output=m["output"])
         else:
             out.update(kind=m["kind"], target=m["target"])
+    elif t == wire.NOTEBOOK_CELL:
+        out.update(cwd=m["cwd"], started_at=m["started_at"], ended_at=m["ended_at"], duration_ms=m["duration_ms"],
+                   error=m["error"], succeeded=m["error"] is None, cell_id=m["cell_id"], cell_index=m["cell_index"],
+                   execution_count=m["execution_count"])
     return out
 
 
@@ -611,6 +630,9 @@ def summary(
         func.sum(case((and_(EVENT.c.type == wire.PROCESS_COMPILE, succeeded), 1), else_=0)).label("compile_successes"),
         is_type(wire.PROCESS_RUN).label("runs"),
         func.sum(case((and_(EVENT.c.type == wire.PROCESS_RUN, succeeded), 1), else_=0)).label("run_successes"),
+        is_type(wire.NOTEBOOK_CELL).label("cells"),
+        func.sum(case((and_(EVENT.c.type == wire.NOTEBOOK_CELL, EVENT.c.error.is_(None)), 1), else_=0))
+        .label("cell_successes"),
         func.min(EVENT.c.timestamp).label("first_activity"),
         func.max(EVENT.c.timestamp).label("last_activity"),
     ).where(scope)
@@ -667,6 +689,8 @@ def summary(
                 "compile_success_rate": success_rate(ok, compiles),
                 "runs": int(r.runs or 0),
                 "run_successes": int(r.run_successes or 0),
+                "cells": int(r.cells or 0),
+                "cell_successes": int(r.cell_successes or 0),
                 "code_size": code_size,
                 "files": files,
                 "first_activity": _aware(r.first_activity),
@@ -697,6 +721,8 @@ def summarise_students(course, section, assignment, students: list[dict[str, Any
         "compile_success_rate": success_rate(ok, compiles),
         "runs": total("runs"),
         "run_successes": total("run_successes"),
+        "cells": total("cells"),
+        "cell_successes": total("cell_successes"),
         "code_size": total("code_size"),
         "first_activity": min(firsts) if firsts else None,
         "last_activity": max(lasts) if lasts else None,

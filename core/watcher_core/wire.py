@@ -43,9 +43,14 @@ FILE_DELETE = "file.delete"
 FILE_TOO_LARGE = "file.too_large"
 PROCESS_COMPILE = "process.compile"
 PROCESS_RUN = "process.run"
-EVENT_TYPES = (FILE_SAVE, FILE_DELETE, FILE_TOO_LARGE, PROCESS_COMPILE, PROCESS_RUN)
+NOTEBOOK_CELL = "notebook.cell"
+# Every event type, in the order the API and docs list them. Everything that names event types (query
+# filters, metric labels, the docs) derives from this tuple and the models below.
+EVENT_TYPES = (FILE_SAVE, FILE_DELETE, FILE_TOO_LARGE, PROCESS_COMPILE, PROCESS_RUN, NOTEBOOK_CELL)
+PROCESS_TYPES = (PROCESS_COMPILE, PROCESS_RUN)
 
 SOURCES = ("filemon", "procmon", "legacy", "ipynb", "import")
+SourceName = Literal["filemon", "procmon", "legacy", "ipynb", "import"]
 
 
 def _utc(value: datetime) -> datetime:
@@ -97,7 +102,7 @@ class _Event(BaseModel):
     event_id: EventId
     timestamp: UtcTime = Field(description="When it happened (RFC 3339 with offset; stored as UTC)")
     node: NodeName = Field(description="Kubernetes node (or host) that observed the event")
-    source: Literal["filemon", "procmon", "legacy", "ipynb", "import"]
+    source: SourceName
     course: Course
     section: Section
     student_id: StudentId
@@ -184,8 +189,42 @@ class ProcessRun(_Process):
     target: RelPath | None = Field(None, description="Script, module or binary run, if inside the assignment")
 
 
+MAX_CELL_ID_LENGTH = 255
+# An exception's class name, qualified or not: ZeroDivisionError, numpy.linalg.LinAlgError.
+ExceptionName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")]
+
+
+class NotebookCell(_Event):
+    """A Jupyter notebook cell ran in a student's kernel (sent by the IPython hook, core/watcher_core/notebook_hook.py).
+
+    Never the cell's code or output: what ran where, when, for how long, and whether it raised. ``path`` is
+    the notebook relative to the assignment folder (``.`` when the front end did not say which one).
+    """
+
+    type: Literal["notebook.cell"] = NOTEBOOK_CELL
+    source: Literal["ipynb", "legacy", "import"] = "ipynb"
+    cwd: RelPath = Field(".", description="The kernel's working directory relative to the assignment folder")
+    started_at: UtcTime
+    ended_at: UtcTime
+    error: ExceptionName | None = Field(None, description="Class of the exception the cell raised; None = success")
+    cell_id: str | None = Field(None, max_length=MAX_CELL_ID_LENGTH, pattern=r"^[^\x00]*$",
+                                description="The front end's id of the cell (stable across re-runs of it)")
+    cell_index: int | None = Field(None, ge=0, le=100_000, description="Position of the cell in the saved notebook")
+    execution_count: int | None = Field(None, ge=0, description="The kernel's In[n] counter")
+
+    @model_validator(mode="after")
+    def _times_in_order(self):
+        if self.ended_at < self.started_at:
+            raise ValueError("ended_at is before started_at")
+        return self
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error is None
+
+
 Event = Annotated[
-    Union[FileSave, FileDelete, FileTooLarge, ProcessCompile, ProcessRun],
+    Union[FileSave, FileDelete, FileTooLarge, ProcessCompile, ProcessRun, NotebookCell],
     Field(discriminator="type"),
 ]
 _EVENT_ADAPTER: TypeAdapter = TypeAdapter(Event)

@@ -194,7 +194,8 @@ def wire_event(type: str = "file.save", **fields: Any) -> dict[str, Any]:
     """A valid wire event as a JSON-ready dict; override any field. Every call gets a fresh event_id.
 
     Defaults: course ``os``, section ``1``, student ``202400001``, assignment ``hw1``, path ``main.c``,
-    node ``node-1``, timestamp now (UTC). Process events get argv/cwd/started_at/ended_at/exit_code 0.
+    node ``node-1``, timestamp now (UTC). Process events get argv/cwd/started_at/ended_at/exit_code 0; a
+    notebook.cell is a successful run of cell ``c1`` of ``lab.ipynb`` (source ``ipynb``).
     """
     from datetime import datetime, timedelta, timezone
 
@@ -231,6 +232,11 @@ def wire_event(type: str = "file.save", **fields: Any) -> dict[str, Any]:
             event.update(compiler="gcc", sources=["main.c"], output="main")
         else:
             event.update(kind="binary", target="main")
+    elif type == "notebook.cell":
+        start = datetime.fromisoformat(ts)
+        event.update(source="ipynb", path="lab.ipynb", node="jcode-os-1-202400001-abcde",
+                     started_at=start.isoformat(), ended_at=(start + timedelta(milliseconds=40)).isoformat(),
+                     cell_id="c1", execution_count=1)
     event.update(fields)
     return event
 

@@ -10,6 +10,7 @@ Mapping, one stored event at a time (events of one student in time order):
 | process.compile      | Compile (CompileResult Success/Error); when it failed also a Compile.Error row,     |
 |                      | ParentEventID = the Compile, IsFabricatedEvent=true (only the exit status is known) |
 | process.run          | Run.Program (ExecutionResult Success, or Error on non-zero exit or a signal)        |
+| notebook.cell        | Run.Program of the notebook (ExecutionResult Success, or Error: X-Exception names it) |
 
 A CodeState is the whole assignment folder of one student (Directory representation): every file whose
 content is known, at its latest saved version. Its id is a hash of the (path, sha256) list, so identical
@@ -62,6 +63,8 @@ COLUMNS = [
     "X-Signal",
     "X-DurationMs",
     "X-Argv",
+    "X-Exception",
+    "X-CellID",
 ]
 
 METADATA = [
@@ -221,8 +224,18 @@ class Mapper:
             self._error(row, "content-not-kept")
             return Mapped([row])
 
-        if etype in (wire.PROCESS_COMPILE, wire.PROCESS_RUN):
+        if etype in wire.PROCESS_TYPES:
             return self._process(ev, folder)
+
+        if etype == wire.NOTEBOOK_CELL:
+            cid, new = self._state(folder)
+            row = self._base(ev, "Run.Program", ev["event_id"])
+            row.update(CodeStateID=cid, CodeStateSection=path if path != "." else "", ExecutionID=ev["event_id"],
+                       ExecutionResult="Success" if ev.get("error") is None else "Error",
+                       ToolInstances=f"{TOOL};ipykernel", **{"X-Exception": _str(ev.get("error")),
+                                                              "X-CellID": _str(ev.get("cell_id"))})
+            row["X-DurationMs"] = "" if ev.get("duration_ms") is None else f"{float(ev['duration_ms']):.3f}"
+            return Mapped([row], new)
 
         raise ValueError(f"unknown event type {etype!r}")
 
@@ -413,6 +426,8 @@ written in the ProgSnap2 format (https://cssplice.github.io/progsnap2/).
   or signal. Its EventID is the Compile's EventID plus `:error`.
 * a program run (student binary or `python x.py`) -> `Run.Program` with `ExecutionResult` Success
   (exit 0) or Error (non-zero exit or killed by a signal); `ExecutionID` = its EventID.
+* a notebook cell run -> `Run.Program` with `CodeStateSection` = the notebook, `ToolInstances` ending in
+  `ipykernel`, `ExecutionResult` Success or Error (the cell raised; `X-Exception` names the class).
 
 ## Custom columns
 | column | meaning |
@@ -423,6 +438,8 @@ written in the ProgSnap2 format (https://cssplice.github.io/progsnap2/).
 | X-Signal | signal number that ended the process (e.g. 11 = SIGSEGV) |
 | X-DurationMs | process run time in milliseconds, when known |
 | X-Argv | the command line as a JSON list (only with `--with-argv`; it may contain secrets) |
+| X-Exception | the exception class a notebook cell raised (e.g. ZeroDivisionError), blank on success |
+| X-CellID | the front end's id of a notebook cell (the same cell keeps it across re-runs) |
 
 ## Logging errors
 See `LinkTables/LoggingErrors.csv`.

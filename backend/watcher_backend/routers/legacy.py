@@ -232,21 +232,21 @@ def total_graph_data(class_div: ClassDiv, hw_name: HwName, start: str, end: str,
     )
 
 
-def _avg(class_div: str, hw_name: str, session: Session, event_type: str) -> AvgCountResponse:
-    n, students = legacy_store.log_counts(session, scope_of(class_div, hw_name), event_type)
+def _avg(class_div: str, hw_name: str, session: Session, event_types: tuple[str, ...]) -> AvgCountResponse:
+    n, students = legacy_store.log_counts(session, scope_of(class_div, hw_name), event_types)
     return AvgCountResponse(avg_count=legacy_stats.avg_count(n, students))
 
 
 @router.get("/api/build_avg/{class_div}/{hw_name}", response_model=AvgCountResponse, dependencies=READ,
             summary="Compiles per student (students with at least one)")
 def build_avg(class_div: ClassDiv, hw_name: HwName, session: Session = Depends(get_session)):
-    return _avg(class_div, hw_name, session, wire.PROCESS_COMPILE)
+    return _avg(class_div, hw_name, session, legacy_store.BUILD_TYPES)
 
 
 @router.get("/api/run_avg/{class_div}/{hw_name}", response_model=AvgCountResponse, dependencies=READ,
             summary="Runs per student (students with at least one)")
 def run_avg(class_div: ClassDiv, hw_name: HwName, session: Session = Depends(get_session)):
-    return _avg(class_div, hw_name, session, wire.PROCESS_RUN)
+    return _avg(class_div, hw_name, session, legacy_store.RUN_TYPES)
 
 
 # ------------------------------------------------------------------------------------------ logs
@@ -303,14 +303,16 @@ def _log_time(row: legacy_store.LogRow) -> datetime:
 )
 def get_build_logs(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, session: Session = Depends(get_session)):
     scope = student_scope(session, class_div, hw_name, student_id)
-    rows = legacy_store.logs(session, scope, wire.PROCESS_COMPILE)
+    rows = legacy_store.logs(session, scope, legacy_store.BUILD_TYPES)
     sizes = legacy_stats.SizeHistory(legacy_store.snaps(session, scope)) if rows else None
     out = []
     for r in rows:
         first = r.argv[0] if r.argv else ""
+        compiler = r.compiler or ""
         out.append(
             BuildLogResponse(
-                binary_path=first if "/" in first else (r.compiler or first),
+                # the full path where one is known: the old procmon's (kept in compiler), else argv[0]'s
+                binary_path=compiler if "/" in compiler else first if "/" in first else (compiler or first),
                 cmdline=" ".join(r.argv),
                 exit_code=r.legacy_exit_code,
                 cwd=legacy_store.pod_path(scope.assignment, r.cwd),
@@ -330,20 +332,23 @@ def get_build_logs(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, 
 )
 def get_run_logs(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, session: Session = Depends(get_session)):
     scope = student_scope(session, class_div, hw_name, student_id)
-    rows = legacy_store.logs(session, scope, wire.PROCESS_RUN)
+    rows = legacy_store.logs(session, scope, legacy_store.RUN_TYPES)
     sizes = legacy_stats.SizeHistory(legacy_store.snaps(session, scope)) if rows else None
-    return [
-        RunLogResponse(
-            cmdline=" ".join(r.argv),
+    out = []
+    for r in rows:
+        # a notebook cell reads as the old IPython hook's row did
+        file_path = None if r.is_cell else r.file_path
+        out.append(RunLogResponse(
+            cmdline=legacy_store.NOTEBOOK_CMDLINE if r.is_cell else " ".join(r.argv),
             exit_code=r.legacy_exit_code,
             cwd=legacy_store.pod_path(scope.assignment, r.cwd),
-            target_path=legacy_store.pod_path(scope.assignment, r.file_path) if r.file_path else "",
-            process_type=r.kind or "other",
+            target_path=legacy_store.NOTEBOOK_TARGET if r.is_cell else (
+                legacy_store.pod_path(scope.assignment, file_path) if file_path else ""),
+            process_type="python" if r.is_cell else (r.kind or "other"),
             timestamp=_log_time(r),
-            file_size=(sizes.size_at(r.file_path, r.timestamp) or 0) if sizes else 0,
-        )
-        for r in rows
-    ]
+            file_size=(sizes.size_at(file_path, r.timestamp) or 0) if sizes and file_path else 0,
+        ))
+    return out
 
 
 # ------------------------------------------------------------------------------------------ snapshots

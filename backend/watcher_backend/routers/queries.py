@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from sqlmodel import Session
 
+from watcher_core import wire
+
 from .. import store
 from ..auth import get_session, require_scope
 from ..params import AssignmentPath, CoursePath, Cursor, Limit, SectionPath, Since, StudentPath, Until
@@ -14,7 +16,7 @@ from ..schemas import AssignmentSummary, Courses, Status, Timeline
 router = APIRouter(prefix="/api/v1", tags=["queries"], dependencies=[Depends(require_scope("read"))])
 
 ASSIGNMENT = "/courses/{course}/sections/{section}/assignments/{assignment}"
-EventType = Literal["file.save", "file.delete", "file.too_large", "process.compile", "process.run"]
+EventType = Literal[wire.EVENT_TYPES]  # type: ignore[valid-type]  # the one list of event types
 
 
 @router.get("/courses", response_model=Courses, summary="Courses, their sections and assignments, with counts")

@@ -95,7 +95,8 @@ def test_the_summary_says_what_was_imported_and_what_was_skipped_and_why(importe
     assert "read 8 snapshot, 1 buildlog, 2 runlog rows" in out
     # 6 good snapshot rows + 3 saves found only on disk (000123's last a.c; 0777's and 00777's m.c, as the
     # database's 777 could not be given to either) + 1 compile + 2 runs
-    assert "stored 12 new events (9 file.save, 1 process.compile, 2 process.run); 0 were already stored" in out
+    assert ("stored 12 new events (9 file.save, 1 process.compile, 1 process.run, 1 notebook.cell); "
+            "0 were already stored") in out
     assert "saves with their content: 6; without: 3; 3 saves only in the folder" in out
     assert "1 integer student ids took their folder's leading zeros (123->000123)" in out
     assert "student id 777 of os-1 matches several folders (00777, 0777): kept as 777" in out

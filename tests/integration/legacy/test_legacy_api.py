@@ -105,6 +105,23 @@ def test_the_old_writers_utc_clocks_read_back_in_korea_time(backend, reader, wri
         2025, 1, 1, 3, 0, 5, 123456, tzinfo=timezone.utc)
 
 
+def test_the_old_hooks_rows_are_notebook_cells_and_read_back_as_it_sent_them(reader, writer):
+    base = "/api/os-15/hw1/5150"
+    for code, when in ((0, "2025-01-01T03:00:05"), (1, "2025-01-01T03:00:09")):
+        body = {"cmdline": "<unknown>", "exit_code": code, "cwd": "/home/coder/project/hw1/lab",
+                "target_path": "ipykernel", "process_type": "python", "timestamp": when}
+        assert writer.post(f"{base}/logs/run", json=body).status_code == 200
+    assert reader.get(f"{base}/logs/run").json() == [
+        {"cmdline": "<unknown>", "exit_code": code, "cwd": "/home/coder/project/hw1/lab", "target_path": "ipykernel",
+         "process_type": "python", "timestamp": when, "file_size": 0}
+        for code, when in ((1, "2025-01-01T12:00:09"), (0, "2025-01-01T12:00:05"))]
+    events = reader.get("/api/v1/courses/os/sections/15/assignments/hw1/students/5150/timeline").json()["events"]
+    assert [(e["type"], e["cwd"], e["succeeded"], e["error"]) for e in events] == [
+        ("notebook.cell", "lab", True, None), ("notebook.cell", "lab", False, "Exception")]
+    # the old runlog counted the hook's rows: so does run_avg
+    assert reader.get("/api/run_avg/os-15/hw1").json() == {"avg_count": 2}
+
+
 def test_student_ids_keep_leading_zeros(reader, writer):
     snap(writer, "/api/os-2/hw1/000777", "a.c", "20250730_000000", 1)
     snap(writer, "/api/os-2/hw1/777", "b.c", "20250730_000000", 2)
@@ -296,7 +313,8 @@ def test_logs_newest_first_with_kst_times_and_real_file_sizes(reader, writer):
     builds = reader.get(f"{base}/logs/build").json()
     assert [(b["timestamp"], b["exit_code"], b["file_size"]) for b in builds] == [
         ("2025-07-30T10:30:00", 0, 250), ("2025-07-30T09:30:00", 1, 100), ("2025-07-30T08:00:00", 0, 0)]
-    assert builds[0] == {"binary_path": "gcc", "cmdline": "gcc -o a /home/coder/project/hw1/a.c", "exit_code": 0,
+    # the old procmon's full compiler path is kept, as the old API kept it
+    assert builds[0] == {"binary_path": "/usr/bin/gcc", "cmdline": "gcc -o a /home/coder/project/hw1/a.c", "exit_code": 0,
                          "cwd": "/home/coder/project/hw1", "target_path": "/home/coder/project/hw1/a.c",
                          "timestamp": "2025-07-30T10:30:00", "file_size": 250}
     runs = reader.get(f"{base}/logs/run").json()

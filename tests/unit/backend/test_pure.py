@@ -29,7 +29,7 @@ class TestActiveTime:
 
 def student(sid, **kw):
     row = dict(student_id=sid, events=0, saves=0, deletes=0, too_large=0, compiles=0, compile_successes=0,
-               compile_success_rate=None, runs=0, run_successes=0, code_size=0, files=0,
+               compile_success_rate=None, runs=0, run_successes=0, cells=0, cell_successes=0, code_size=0, files=0,
                first_activity=None, last_activity=None, active_seconds=0.0)
     row.update(kw)
     return row

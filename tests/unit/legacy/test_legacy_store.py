@@ -47,7 +47,7 @@ def build_body(**kw):
 def test_build_event_fields():
     ev = st.build_event(SCOPE, build_body(), WHEN)
     assert (ev.type, ev.source, ev.node, ev.path, ev.cwd, ev.compiler, ev.sources) == (
-        "process.compile", "legacy", "legacy-api", "a.c", ".", "gcc", ["a.c"])
+        "process.compile", "legacy", "legacy-api", "a.c", ".", "/usr/bin/gcc", ["a.c"])  # the full path, as sent
     assert ev.argv == ["gcc", "-Wall", "-o", "a", "a.c"] and ev.exit_code == 0 and ev.signal is None
     assert ev.student_id == "000123" and ev.started_at == WHEN
 
@@ -73,10 +73,24 @@ def test_run_event_kinds():
                         target_path="/home/coder/project/hw1/sub/main.py", process_type="python", timestamp="2025-07-30T15:00:00")
     ev = st.run_event(SCOPE, body, WHEN)
     assert (ev.kind, ev.target, ev.path, ev.cwd) == ("python", "sub/main.py", "sub/main.py", "sub")
-    hook = RunLogCreate(cmdline="<unknown>", exit_code=1, cwd="/home/coder/project/hw1", target_path="ipykernel",
-                        process_type="notebook", timestamp="2025-07-30T15:00:00")
-    ev = st.run_event(SCOPE, hook, WHEN)
+    other = RunLogCreate(cmdline="x", exit_code=1, cwd="/home/coder/project/hw1", target_path="",
+                         process_type="notebook", timestamp="2025-07-30T15:00:00")
+    ev = st.run_event(SCOPE, other, WHEN)
     assert (ev.kind, ev.target, ev.path, ev.exit_code) == ("other", None, ".", 1)
+
+
+def test_the_old_hooks_runs_are_notebook_cells():
+    hook = RunLogCreate(cmdline="<unknown>", exit_code=1, cwd="/home/coder/project/hw1/lab", target_path="ipykernel",
+                        process_type="python", timestamp="2025-07-30T15:00:00")
+    ev = st.run_event(SCOPE, hook, WHEN)
+    assert (ev.type, ev.source, ev.path, ev.cwd, ev.error, ev.started_at) == (
+        "notebook.cell", "legacy", ".", "lab", "Exception", WHEN)
+    assert st.run_event(SCOPE, hook.model_copy(update={"exit_code": 0}), WHEN).error is None
+
+
+def test_a_compiler_path_longer_than_the_column_keeps_its_name():
+    ev = st.build_event(SCOPE, build_body(binary_path="/" + "d/" * 200 + "gcc-12"), WHEN)
+    assert ev.compiler == "gcc-12"
 
 
 def test_long_command_lines_are_truncated_not_rejected():
