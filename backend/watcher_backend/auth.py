@@ -10,6 +10,10 @@ The old platform API's reads (``require_legacy_read``) also admit requests witho
 sources in ``WATCHER_LEGACY_READS_FROM``: the JCode platform backend cannot send one. Such a request gets
 nothing but those GETs.
 
+A notebook token (``nb1.…``, ``watcher_core.cell_tokens``, verified against ``WATCHER_NOTEBOOK_KEY``) is a
+credential that lives in a student's pod: it may post ``notebook.cell`` events of the student it names and
+nothing else (``require_ingest_or_notebook``; every other route answers 403 saying so).
+
 Answers: no token or an unknown token -> 401 with ``WWW-Authenticate: Bearer``; a valid token without the
 scope -> 403. Tokens are compared with ``hmac.compare_digest``.
 
@@ -36,6 +40,8 @@ from typing import Iterator
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
+
+from watcher_core import cell_tokens, identity
 
 from .settings import SCOPES, Settings
 
@@ -81,6 +87,16 @@ def _unauthorized(message: str) -> HTTPException:
     )
 
 
+NOTEBOOK_ONLY = "a notebook token may only post notebook.cell events of its own student (POST /api/v1/events)"
+
+
+def notebook_student(token: str, settings: Settings) -> identity.Student | None:
+    """The student a genuine notebook token names; None for any other token."""
+    if not cell_tokens.looks_like(token):
+        return None
+    return cell_tokens.verify(settings.notebook_key, token)
+
+
 def _check(scope: str, settings: Settings, credentials: HTTPAuthorizationCredentials | None,
            missing: str = "missing bearer token (Authorization: Bearer <token>)") -> set[str]:
     if not settings.auth_enabled:
@@ -89,6 +105,11 @@ def _check(scope: str, settings: Settings, credentials: HTTPAuthorizationCredent
         raise _unauthorized(missing)
     granted = scopes_of(credentials.credentials, settings)
     if granted is None:
+        if notebook_student(credentials.credentials, settings) is not None:
+            raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=NOTEBOOK_ONLY)
+        if cell_tokens.looks_like(credentials.credentials):
+            raise _unauthorized("invalid notebook token" if settings.notebook_key else
+                                "notebook tokens are not accepted: WATCHER_NOTEBOOK_KEY is not set")
         raise _unauthorized("invalid bearer token")
     if scope not in granted:
         raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=f"this token lacks the '{scope}' scope")
@@ -107,6 +128,18 @@ def require_scope(scope: str):
 
     check.__name__ = f"require_{scope}_scope"
     return check
+
+
+def require_ingest_or_notebook(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+) -> set[str] | identity.Student:
+    """``POST /api/v1/events``: the ingest scope, or a notebook token (then only that student's cells)."""
+    settings: Settings = request.app.state.settings
+    if settings.auth_enabled and credentials is not None:
+        student = notebook_student(credentials.credentials, settings)
+        if student is not None:
+            return student
+    return _check("ingest", settings, credentials)
 
 
 LEGACY_READ = "legacy-read"  # what a token-less platform request gets: the old API's GETs, nothing else

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
-from watcher_core import wire
+from watcher_core import cell_tokens, wire
 
 SCOPES = ("ingest", "read", "admin")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -53,6 +53,9 @@ class Settings:
     # /api/v1 or admin): the JCode platform backend sends no token and has no setting for one. Empty (the
     # default): tokens everywhere. The operator sets it from spec.platform (docs/security.md: trust model).
     legacy_reads_from: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # The secret the notebook hook's per-student tokens are derived from (watcher_core.cell_tokens). Unset: no
+    # notebook token is accepted.
+    notebook_key: str | None = None
 
     def with_overrides(self, **changes) -> "Settings":
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -87,6 +90,9 @@ class Settings:
                 raise SettingsError("tokens", f"unknown scope {scope!r}")
             if len(token) < 16:
                 raise SettingsError(f"WATCHER_{scope.upper()}_TOKEN", "must be at least 16 characters")
+        if self.notebook_key is not None and len(self.notebook_key) < cell_tokens.MIN_KEY_LENGTH:
+            raise SettingsError("WATCHER_NOTEBOOK_KEY", f"must be at least {cell_tokens.MIN_KEY_LENGTH} characters "
+                                                        "(e.g. openssl rand -hex 32)")
         if self.auth_enabled and not self.tokens:
             raise SettingsError(
                 "WATCHER_INGEST_TOKEN",
@@ -121,7 +127,11 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
 
 def read_token(env: Mapping[str, str], scope: str) -> str | None:
     """The token of one scope from ``WATCHER_<SCOPE>_TOKEN`` or the file named by ``..._TOKEN_FILE``."""
-    name = f"WATCHER_{scope.upper()}_TOKEN"
+    return read_secret(env, f"WATCHER_{scope.upper()}_TOKEN")
+
+
+def read_secret(env: Mapping[str, str], name: str) -> str | None:
+    """A secret from ``name`` or from the file named by ``name_FILE`` (a mounted Kubernetes Secret)."""
     value = env.get(name)
     file_name = env.get(name + "_FILE")
     if value and file_name:
@@ -161,6 +171,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         log_level=(env.get("WATCHER_LOG_LEVEL", "").strip() or defaults.log_level).upper(),
         database_wait_seconds=_float(env, "WATCHER_DATABASE_WAIT_SECONDS", defaults.database_wait_seconds),
         legacy_reads_from=legacy_reads_from,
+        notebook_key=read_secret(env, "WATCHER_NOTEBOOK_KEY"),
     )
 
 

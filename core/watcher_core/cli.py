@@ -22,11 +22,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("watcher_local.status", "show what a running backend has stored and which agents report"),
     "export": ("watcher_backend.export.cli", "export research datasets (ProgSnap2)"),
     "import": ("watcher_backend.legacy_import", "bring the old Watcher's data over (its database and snapshot folder)"),
+    "notebook": ("watcher_core.notebook_cli", "the IPython hook for notebook cell runs, and students' tokens for it"),
 }
-# The pyproject extra that brings each command's dependencies (each image installs only its own).
-EXTRAS: dict[str, str] = {"backend": "backend", "filemon": "agents", "procmon": "agents", "operator": "operator",
+# The pyproject extra that brings each command's dependencies (each image installs only its own); None: the
+# standard library is enough (every image has the command).
+EXTRAS: dict[str, str | None] = {"backend": "backend", "filemon": "agents", "procmon": "agents", "operator": "operator",
                           "local": "all", "demo": "all", "status": "all", "export": "backend",
-                          "import": "backend"}
+                          "import": "backend", "notebook": None}
 
 
 def _usage() -> str:
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         if exc.name and module_name.startswith(exc.name):
             sys.stderr.write(f"watcher: the '{name}' command is not available in this installation ({exc})\n")
         elif exc.name and not exc.name.startswith("watcher_"):  # a dependency of the command's extra
-            extra = "postgres" if exc.name.split(".")[0].startswith("psycopg") else EXTRAS[name]
+            extra = "postgres" if exc.name.split(".")[0].startswith("psycopg") else (EXTRAS[name] or "all")
             sys.stderr.write(f"watcher: '{name}' needs packages this installation lacks ({exc}): "
                              f"pip install 'jcode-watcher[{extra}]'\n")
         else:

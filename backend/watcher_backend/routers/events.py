@@ -17,10 +17,10 @@ from pydantic import TypeAdapter, ValidationError
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from watcher_core import wire
+from watcher_core import identity, wire
 
 from .. import store
-from ..auth import require_scope
+from ..auth import require_ingest_or_notebook
 from ..metrics import type_label
 
 log = logging.getLogger("watcher_backend.events")
@@ -48,7 +48,7 @@ _BODY_SCHEMA = {
 )
 async def post_events(
     request: Request,
-    _scopes: set[str] = Depends(require_scope("ingest")),
+    writer: set[str] | identity.Student = Depends(require_ingest_or_notebook),
     x_watcher_backlog: Annotated[
         int | None, Header(ge=0, description="Events the agent still has queued (shown by watcher status)")
     ] = None,
@@ -60,8 +60,9 @@ async def post_events(
     ] = None,
 ):
     raw = await request.body()
+    cells_of = writer if isinstance(writer, identity.Student) else None
     return await run_in_threadpool(
-        store_batch, request.app, raw, x_watcher_backlog, x_watcher_node, x_watcher_source
+        store_batch, request.app, raw, x_watcher_backlog, x_watcher_node, x_watcher_source, cells_of
     )
 
 
@@ -107,19 +108,43 @@ def _check_count(n: int) -> None:
         )
 
 
-def store_batch(app, raw: bytes, backlog: int | None, node: str | None, source: str | None) -> JSONResponse:
+def only_cells_of(student: identity.Student, size: int, valid: list[wire.Event],
+                  rejected: list[wire.Rejection]) -> tuple[list[wire.Event], list[wire.Rejection]]:
+    """What a notebook token may store of a parsed batch: its own student's notebook.cell events from the hook."""
+    bad = {r.index for r in rejected}
+    allowed: list[wire.Event] = []
+    refused = list(rejected)
+    for index, ev in zip((i for i in range(size) if i not in bad), valid):
+        if ev.type != wire.NOTEBOOK_CELL or ev.source != "ipynb":
+            why = f"a notebook token may only send notebook.cell events (source ipynb), not {ev.type}"
+        elif ev.student != student:
+            why = (f"a notebook token of {student.course}/{student.section}/{student.student_id} may not send "
+                   f"events of {ev.course}/{ev.section}/{ev.student_id}")
+        else:
+            allowed.append(ev)
+            continue
+        refused.append(wire.Rejection(index=index, event_id=ev.event_id, error=why))
+    return allowed, sorted(refused, key=lambda r: r.index)
+
+
+def store_batch(app, raw: bytes, backlog: int | None, node: str | None, source: str | None,
+                cells_of: identity.Student | None = None) -> JSONResponse:
     if app.state.engine.dialect.name == "sqlite":
         # Parse and insert one batch at a time. Overlapping them only looks parallel: sqlite3 releases the
         # GIL on every row it steps, and a parsing thread then holds it for a switch interval each time
         # (the GIL convoy), which made two concurrent clients slower than one.
         with store.sqlite_write_lock():
-            return _store_batch(app, raw, backlog, node, source)
-    return _store_batch(app, raw, backlog, node, source)
+            return _store_batch(app, raw, backlog, node, source, cells_of)
+    return _store_batch(app, raw, backlog, node, source, cells_of)
 
 
-def _store_batch(app, raw: bytes, backlog: int | None, node: str | None, source: str | None) -> JSONResponse:
+def _store_batch(app, raw: bytes, backlog: int | None, node: str | None, source: str | None,
+                 cells_of: identity.Student | None) -> JSONResponse:
     metrics = app.state.metrics
     size, valid, rejected = parse_batch(raw)
+    if cells_of is not None:
+        valid, rejected = only_cells_of(cells_of, size, valid, rejected)
+        node = source = None  # a student's kernel is no agent: no heartbeat
     if rejected:
         items = None
         for r in rejected:

@@ -32,6 +32,7 @@ COMMAND_SECTIONS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("status",): ("`watcher status`",),
     ("export", "progsnap2"): ("`watcher export progsnap2`",),
     ("import", "legacy"): ("`watcher import legacy`",),
+    ("notebook", "token"): ("`watcher notebook`", "The notebook hook"),
 }
 
 _ENV_LITERAL = re.compile(r"""["'](WATCHER_[A-Z0-9_]+)["']""")
