@@ -30,6 +30,9 @@ PROCMON_STATE_DIR = "/var/lib/watcher/procmon"
 BACKEND_UID = 10001
 
 TOKEN_KEYS = {"ingest": "ingest-token", "read": "read-token", "admin": "admin-token"}
+NOTEBOOK_KEY_KEY = "notebook-key"
+# The startup file's name in the hook ConfigMap: IPython runs startup files in name order.
+HOOK_FILE_NAME = "00-jcode-watcher.py"
 
 # procmon's capabilities (see docs/procmon.md). BPF + PERFMON load and attach the tracepoint programs
 # (kernel >= 5.8), SYS_RESOURCE lifts the memlock limit for BPF maps on kernels < 5.11, SYS_PTRACE reads
@@ -62,6 +65,7 @@ class Inputs:
     registry_username: str | None = None
     registry_password: str | None = None
     tokens: dict[str, str] | None = None  # generate-once tokens {"ingest":..., "read":..., "admin":...}
+    notebook_key: str | None = None  # generate-once key of the notebook tokens (spec.notebook)
     service_monitors_available: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -84,6 +88,8 @@ def names(name: str) -> dict[str, str]:
         "procmon": f"{name}-procmon",
         "registry_secret": f"{name}-harbor-registry-secret",
         "tokens_secret": f"{name}-tokens",
+        "notebook_key_secret": f"{name}-notebook-key",
+        "hook_config": f"{name}-hook-config",
         "network_policy": f"{name}-backend",
         "backend_monitor": f"{name}-backend-monitor",
         "filemon_monitor": f"{name}-filemon-monitor",
@@ -97,6 +103,10 @@ def backend_url(t: Target) -> str:
 
 def tokens_secret_name(t: Target) -> str:
     return t.spec["backend"].get("tokensSecretName") or names(t.name)["tokens_secret"]
+
+
+def notebook_key_secret_name(t: Target) -> str:
+    return t.spec["notebook"].get("keySecretName") or names(t.name)["notebook_key_secret"]
 
 
 # --- metadata helpers ---------------------------------------------------------------------------------
@@ -206,6 +216,21 @@ def build_tokens_secret(t: Target, tokens: dict[str, str]) -> dict:
             "data": {TOKEN_KEYS[k]: _b64(tokens[k]) for k in ("ingest", "read", "admin")}}
 
 
+def build_notebook_key_secret(t: Target, key: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": metadata(t, names(t.name)["notebook_key_secret"], "notebook"),
+            "data": {NOTEBOOK_KEY_KEY: _b64(key)}}
+
+
+def build_hook_config(t: Target) -> dict:
+    """The IPython startup file, for JCode's pod generator to mount into the student pods (as the old one)."""
+    from watcher_core.notebook_cli import hook_source
+
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": metadata(t, names(t.name)["hook_config"], "notebook"),
+            "data": {HOOK_FILE_NAME: hook_source()}}
+
+
 def build_pvc(t: Target, name: str, component: str, *, size: str, access_mode: str,
               storage_class: str | None) -> dict:
     # Data claims are not owned unless asked: deleting the WatcherDeployment must not delete student data.
@@ -260,6 +285,9 @@ def build_backend_deployment(t: Target) -> dict:
     # Only when set: the backend's own default (no variable) is "keep everything".
     if b.get("retentionDays") is not None:
         env.append({"name": "WATCHER_RETENTION_DAYS", "value": str(int(b["retentionDays"]))})
+    if t.spec["notebook"]["enabled"]:
+        env.append({"name": "WATCHER_NOTEBOOK_KEY", "valueFrom": {"secretKeyRef": {
+            "name": notebook_key_secret_name(t), "key": NOTEBOOK_KEY_KEY}}})
     for field_name, variable in (("legacySnapshotTimeZone", "WATCHER_LEGACY_SNAPSHOT_TZ"),
                                  ("legacyNaiveTimeZone", "WATCHER_LEGACY_NAIVE_TZ")):
         if b.get(field_name):
@@ -457,6 +485,15 @@ def platform_peer(t: Target) -> dict | None:
     return network_peer({k: p[k] for k in ("namespaceSelector", "podSelector") if k in p})
 
 
+def student_pods_peer(t: Target) -> dict | None:
+    """spec.notebook.studentPods as a NetworkPolicy peer while notebooks are on; None otherwise."""
+    nb = t.spec["notebook"]
+    pods = nb.get("studentPods") or {}
+    if not nb["enabled"] or ("namespaceSelector" not in pods and "podSelector" not in pods):
+        return None
+    return network_peer(pods)
+
+
 def platform_reads_from(t: Target) -> str:
     """WATCHER_LEGACY_READS_FROM for the backend: the platform's token-less reads of the old API.
     Open to every address only behind the NetworkPolicy that admits exactly the platform's pods."""
@@ -475,8 +512,8 @@ def build_network_policy(t: Target) -> dict:
     # peer the policy would drop every scrape. filemon and procmon have no NetworkPolicy to pass.
     # Decided by the spec alone, not by whether the ServiceMonitor CRD exists yet, so the policy is stable.
     wanted = [t.spec["monitoring"]["prometheusPeer"]] if t.spec["monitoring"]["serviceMonitors"] else []
-    platform = platform_peer(t)
-    for peer in [*map(network_peer, wanted), *([platform] if platform else []),
+    platform, students = platform_peer(t), student_pods_peer(t)
+    for peer in [*map(network_peer, wanted), *([platform] if platform else []), *([students] if students else []),
                  *map(network_peer, t.spec["networkPolicy"]["allowFrom"])]:
         if peer not in peers:  # the same peer listed in allowFrom too: once is enough
             peers.append(peer)
@@ -508,6 +545,10 @@ def build_children(resource: dict, inputs: Inputs | None = None) -> list[dict]:
         out.append(build_registry_secret(t, inputs.registry_username, inputs.registry_password or ""))
     if not s["backend"].get("tokensSecretName") and inputs.tokens:
         out.append(build_tokens_secret(t, inputs.tokens))
+    if s["notebook"]["enabled"]:
+        if not s["notebook"].get("keySecretName") and inputs.notebook_key:
+            out.append(build_notebook_key_secret(t, inputs.notebook_key))
+        out.append(build_hook_config(t))
     if s["workspace"]["create"]:
         out.append(build_workspace_pvc(t))
     out += [build_backend_pvc(t), build_filemon_pvc(t), build_backend_service(t), build_backend_deployment(t)]
@@ -530,6 +571,7 @@ def managed_kinds() -> list[tuple[str, str, str]]:
     """(apiVersion, kind, name key) of every child the operator may create, for pruning."""
     return [
         ("v1", "Secret", "registry_secret"),
+        ("v1", "ConfigMap", "hook_config"),
         ("v1", "Service", "filemon"), ("v1", "Service", "procmon"), ("v1", "Service", "backend_service"),
         ("apps/v1", "Deployment", "backend"),
         ("apps/v1", "DaemonSet", "filemon"), ("apps/v1", "DaemonSet", "procmon"),

@@ -263,8 +263,21 @@ def spec_schema() -> dict:
                                 "Source addresses or CIDRs the backend also checks, e.g. the platform pods' IP pool.",
                                 "items": {"type": "string", "pattern": r"^[0-9a-fA-F.:]+(/[0-9]{1,3})?$"}},
             }, default={}),
+        "notebook": _obj(
+            "Notebook cell runs (notebook.cell events) from the IPython hook in the students' pods (docs/notebook.md). "
+            "When enabled the operator renders ConfigMap <name>-hook-config with the hook, for JCode's pod "
+            "generator to mount at /home/coder/.ipython/profile_default/startup/ as before, and gives the backend "
+            "the key the students' tokens are derived from.", {
+                "enabled": _bool("Record notebook cell runs.", False),
+                "keySecretName": _name("Existing Secret with key `notebook-key` (at least 32 characters) that the "
+                                       "per-student tokens are derived from; the pod generator needs it too. Unset: "
+                                       "the operator generates <name>-notebook-key once and keeps it."),
+                "studentPods": _obj("The student pods whose kernels post their cells: the NetworkPolicy admits "
+                                    "them to the backend's port (their tokens admit nothing but their own cells).",
+                                    _peer_properties()),
+            }, default={}),
         "networkPolicy": _obj("NetworkPolicy <name>-backend: only the agents, monitoring.prometheusPeer (while "
-                              "monitoring.serviceMonitors is true), spec.platform and the listed peers may reach the backend.", {
+                              "monitoring.serviceMonitors is true), spec.platform, spec.notebook.studentPods and the listed peers may reach the backend.", {
             "enabled": _bool("Create the NetworkPolicy.", True),
             "allowFrom": {"type": "array", "description": "Extra peers allowed to reach the backend, e.g. the "
                           "JCode platform's namespace. Each peer selects namespaces and/or pods by labels.",

@@ -125,6 +125,7 @@ def workload_event(event: dict, body, logger: logging.Logger, **_) -> None:
 
 @kopf.on.event("v1", "services", labels=MANAGED)
 @kopf.on.event("v1", "secrets", labels=MANAGED)
+@kopf.on.event("v1", "configmaps", labels=MANAGED)
 @kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=MANAGED)
 def child_event(event: dict, body, logger: logging.Logger, **_) -> None:
     if event.get("type") == "DELETED":

@@ -23,6 +23,7 @@ FIELD_MANAGER = "watcher-operator"
 RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("v1", "Secret"): ("secrets", True),
     ("v1", "Service"): ("services", True),
+    ("v1", "ConfigMap"): ("configmaps", True),
     ("v1", "PersistentVolumeClaim"): ("persistentvolumeclaims", True),
     ("v1", "Namespace"): ("namespaces", False),
     ("v1", "Event"): ("events", True),

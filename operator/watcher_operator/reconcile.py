@@ -14,6 +14,7 @@ from typing import Callable
 
 from kubernetes.utils import parse_quantity
 
+from watcher_core import cell_tokens
 from watcher_operator import builders
 from watcher_operator.builders import Inputs, Target, build_children, names, target_from_resource
 from watcher_operator.conditions import now_rfc3339
@@ -169,6 +170,7 @@ class Reconciler:
                                         "reads of the old API stay off, as they would be open to every pod; enable "
                                         "the NetworkPolicy or list spec.platform.sourceCIDRs"))
         tokens = self._tokens(t, out)
+        notebook_key = self._notebook_key(t, out)
         self._check_storage_classes(t, out)
         if not spec["workspace"]["create"]:
             claim = spec["workspace"]["claimName"]
@@ -183,7 +185,28 @@ class Reconciler:
             except ApiError as err:  # no permission to read CRDs: behave as if absent, but say so
                 out.problems.append(Problem("ServiceMonitorCheckFailed", f"cannot check for {SERVICE_MONITOR_CRD}: {err}"))
         return Inputs(registry_username=username, registry_password=password, tokens=tokens,
-                      service_monitors_available=monitors)
+                      notebook_key=notebook_key, service_monitors_available=monitors)
+
+    def _notebook_key(self, t: Target, out: Outcome) -> str | None:
+        nb, ns = t.spec["notebook"], t.namespace
+        if not nb["enabled"]:
+            return None
+        if nb.get("studentPods") is None and t.spec["networkPolicy"]["enabled"]:
+            out.problems.append(Problem("NotebookStudentPodsUnset",
+                                        "spec.notebook is enabled but spec.notebook.studentPods is unset: the "
+                                        "NetworkPolicy drops the student kernels' cell posts; select the student pods"))
+        if nb.get("keySecretName"):
+            name = nb["keySecretName"]
+            key = _decode(self.kube.get("v1", "Secret", ns, name) or {}, builders.NOTEBOOK_KEY_KEY) or ""
+            if len(key.strip()) < cell_tokens.MIN_KEY_LENGTH:
+                out.problems.append(Problem("NotebookKeySecretInvalid",
+                                            f"notebook key Secret {ns}/{name} must exist with key "
+                                            f"`{builders.NOTEBOOK_KEY_KEY}` of at least {cell_tokens.MIN_KEY_LENGTH} "
+                                            f"characters (e.g. openssl rand -hex 32)", True))
+            return None
+        # generated once, then read back: a new key would invalidate every token the pods were given
+        live = self.kube.get("v1", "Secret", ns, names(t.name)["notebook_key_secret"])
+        return (_decode(live, builders.NOTEBOOK_KEY_KEY) if live else None) or secrets.token_hex(32)
 
     def _tokens(self, t: Target, out: Outcome) -> dict[str, str] | None:
         ns = t.namespace

@@ -401,3 +401,36 @@ def test_privacy_fields_reach_the_workloads_and_unset_retention_is_removed(clust
     wait_for(lambda: "WATCHER_RETENTION_DAYS" not in _container_env(kube, namespace, "Deployment", "watcher-backend"),
              30, "retention env removed")
     assert "Traceback" not in op.output()
+
+
+def test_notebooks_get_the_hook_config_a_key_kept_across_reconciles_and_a_warning_without_student_pods(
+        cluster, namespace, kube, run_operator):
+    prepare(cluster, namespace)
+    op = run_operator(namespace, "--standalone")
+    apply(cluster, minimal(namespace, notebook={"enabled": True}))
+    hook = wait_for(lambda: kube.get("v1", "ConfigMap", namespace, "watcher-hook-config"), 60, "hook ConfigMap")
+    compile(hook["data"]["00-jcode-watcher.py"], "00-jcode-watcher.py", "exec")
+    secret = wait_for(lambda: kube.get("v1", "Secret", namespace, "watcher-notebook-key"), 30, "key Secret")
+    key = base64.b64decode(secret["data"]["notebook-key"]).decode()
+    assert len(key) >= 32
+    deploy = kube.get("apps/v1", "Deployment", namespace, "watcher-backend")
+    env = {e["name"]: e for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["WATCHER_NOTEBOOK_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "watcher-notebook-key"
+    # the NetworkPolicy would drop the kernels' posts: said in the conditions, not silently
+    wait_for(lambda: "NotebookStudentPodsUnset" in json.dumps((kube.get(*WD, namespace, "watcher") or {})
+                                                              .get("status", {})), 30, "NotebookStudentPodsUnset")
+    students = {"namespaceSelector": {"kubernetes.io/metadata.name": "jcode"}}
+    apply(cluster, minimal(namespace, notebook={"enabled": True, "studentPods": students}))
+    wait_for(lambda: students["namespaceSelector"] in [
+        p.get("namespaceSelector", {}).get("matchLabels") for p in
+        kube.get("networking.k8s.io/v1", "NetworkPolicy", namespace, "watcher-backend")["spec"]["ingress"][0]["from"]],
+        30, "student pods admitted")
+    # turned off: the ConfigMap goes, the key stays (tokens handed out stay valid if it is turned on again)
+    apply(cluster, minimal(namespace))
+    wait_for(lambda: kube.get("v1", "ConfigMap", namespace, "watcher-hook-config") is None, 30, "hook ConfigMap pruned")
+    assert "WATCHER_NOTEBOOK_KEY" not in _container_env(kube, namespace, "Deployment", "watcher-backend")
+    apply(cluster, minimal(namespace, notebook={"enabled": True, "studentPods": students}))
+    wait_for(lambda: kube.get("v1", "ConfigMap", namespace, "watcher-hook-config"), 30, "hook ConfigMap again")
+    again = kube.get("v1", "Secret", namespace, "watcher-notebook-key")
+    assert base64.b64decode(again["data"]["notebook-key"]).decode() == key
+    assert "Traceback" not in op.output()

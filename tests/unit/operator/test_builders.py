@@ -468,3 +468,34 @@ def test_the_platform_is_admitted_and_reads_without_a_token_only_behind_the_poli
     assert _backend_env(r)["WATCHER_LEGACY_READS_FROM"] == "10.42.7.0/24,10.42.9.3"
     del r["spec"]["platform"]["sourceCIDRs"]
     assert "WATCHER_LEGACY_READS_FROM" not in _backend_env(r)
+
+
+STUDENT = ("jcode", {}, {"app": "jcode-os-1-202012345"})
+
+
+def test_notebooks_bring_the_hook_config_the_key_and_the_student_pods_peer_only_when_enabled():
+    r = load_example("minimal")
+    objs = by_key(build_children(r, INPUTS))
+    assert not any(kind == "ConfigMap" or name.endswith("notebook-key") for kind, name in objs)
+    assert "WATCHER_NOTEBOOK_KEY" not in _backend_env(r)
+    assert not admits(_policy(r), *STUDENT, 3000)
+    r["spec"]["notebook"] = {"enabled": True, "studentPods": {"namespaceSelector": {"kubernetes.io/metadata.name": "jcode"}}}
+    key = "k" * 64
+    objs = by_key(build_children(r, Inputs(**{**INPUTS.__dict__, "notebook_key": key})))
+    hook = objs["ConfigMap", "watcher-hook-config"]
+    source = hook["data"]["00-jcode-watcher.py"]
+    compile(source, "00-jcode-watcher.py", "exec")  # the startup file IPython will run, whole
+    assert "notebook.cell" in source and hook["metadata"]["ownerReferences"]
+    secret = objs["Secret", "watcher-notebook-key"]
+    assert base64.b64decode(secret["data"]["notebook-key"]).decode() == key
+    deploy = objs["Deployment", "watcher-backend"]
+    env = {e["name"]: e for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["WATCHER_NOTEBOOK_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "watcher-notebook-key", "key": "notebook-key"}
+    policy = objs["NetworkPolicy", "watcher-backend"]
+    assert admits(policy, *STUDENT, 3000) and not admits(policy, "elsewhere", {}, STUDENT[2], 3000)
+    # an existing key Secret: referenced, never rendered
+    r["spec"]["notebook"]["keySecretName"] = "jcode-notebook-key"
+    objs = by_key(build_children(r, Inputs(**{**INPUTS.__dict__, "notebook_key": key})))
+    assert ("Secret", "watcher-notebook-key") not in objs
+    env = {e["name"]: e for e in objs["Deployment", "watcher-backend"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["WATCHER_NOTEBOOK_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "jcode-notebook-key"

@@ -106,7 +106,7 @@ def test_rbac_is_least_privilege():
     resources = {res for r in rules for res in r["resources"]}
     assert "*" not in resources and not any("*" in r["verbs"] for r in rules)
     assert resources == {"watcherdeployments", "watcherdeployments/status", "watcherdeployments/finalizers",
-                         "secrets", "services", "persistentvolumeclaims", "deployments", "daemonsets",
+                         "secrets", "services", "configmaps", "persistentvolumeclaims", "deployments", "daemonsets",
                          "networkpolicies", "servicemonitors", "events", "kopfpeerings",
                          "customresourcedefinitions", "storageclasses", "namespaces"}
     pvc_rule = next(r for r in rules if r["resources"] == ["persistentvolumeclaims"])
