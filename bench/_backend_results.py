@@ -2,5 +2,6 @@
 from results_file import ResultsFile
 
 RESULTS = ResultsFile("backend", "Backend benchmarks",
-                      ["ingest", "ingest_prefilled", "ingest_postgres", "queries", "queries_postgres"])
+                      ["ingest", "ingest_prefilled", "ingest_postgres", "queries", "queries_postgres",
+                       "import", "import_contents"])
 write_section = RESULTS.write_section
