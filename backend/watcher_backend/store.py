@@ -30,68 +30,34 @@ EVENT = Event.__table__
 AGENT = Agent.__table__
 ERASED = ErasedContent.__table__
 FILE_TYPES = (wire.FILE_SAVE, wire.FILE_DELETE, wire.FILE_TOO_LARGE)
-MAX_PAGE = 1000
 
 
 # --------------------------------------------------------------------------------------------- ingest
 
-def event_row(ev: wire.Event, received_at: datetime) -> dict[str, Any]:
-    """The ``event`` table row of one wire event (every column present, so executemany sees one shape)."""
-    row: dict[str, Any] = {
-        "event_id": ev.event_id,
-        "type": ev.type,
-        "timestamp": ev.timestamp,
-        "received_at": received_at,
-        "node": ev.node,
-        "source": ev.source,
-        "course": ev.course,
-        "section": ev.section,
-        "student_id": ev.student_id,
-        "assignment": ev.assignment,
-        "path": ev.path,
-        "sha256": ev.sha256 if ev.type == wire.FILE_SAVE else None,
-        "size": ev.size if ev.type in (wire.FILE_SAVE, wire.FILE_TOO_LARGE) else None,
-        "limit": ev.limit if ev.type == wire.FILE_TOO_LARGE else None,
-        "argv": None,
-        "argv_truncated": None,
-        "cwd": None,
-        "exit_code": None,
-        "signal": None,
-        "started_at": None,
-        "ended_at": None,
-        "duration_ms": None,
-        "pid": None,
-        "compiler": None,
-        "sources": None,
-        "output": None,
-        "kind": None,
-        "target": None,
-        "error": None,
-        "cell_id": None,
-        "cell_index": None,
-        "execution_count": None,
-    }
-    if isinstance(ev, wire.NotebookCell):
-        row.update(cwd=ev.cwd, started_at=ev.started_at, ended_at=ev.ended_at,
-                   duration_ms=(ev.ended_at - ev.started_at).total_seconds() * 1000.0, error=ev.error,
-                   cell_id=ev.cell_id, cell_index=ev.cell_index, execution_count=ev.execution_count)
-    if isinstance(ev, (wire.ProcessCompile, wire.ProcessRun)):
-        row.update(
-            argv=json.dumps(ev.argv, ensure_ascii=False),
-            argv_truncated=ev.argv_truncated,
-            cwd=ev.cwd,
-            exit_code=ev.exit_code,
-            signal=ev.signal,
-            started_at=ev.started_at,
-            ended_at=ev.ended_at,
-            duration_ms=ev.duration_ms,
-            pid=ev.pid,
-        )
-        if isinstance(ev, wire.ProcessCompile):
-            row.update(compiler=ev.compiler, sources=json.dumps(ev.sources, ensure_ascii=False), output=ev.output)
-        else:
-            row.update(kind=ev.kind, target=ev.target)
-    return row
+# Every column but the row id, in table order; each event type fills its common fields, its own fields
+# (wire.type_fields) and duration_ms when it has one; the rest stay NULL.
+_COLUMNS = [c.name for c in EVENT.columns if c.name != "id"]
+_TYPE_COLUMNS = {t: wire.type_fields(t) + (("duration_ms",) if wire.has_duration(t) else ())
+                 for t in wire.EVENT_TYPES}
+_known = set(wire.COMMON_FIELDS) | {"type", "received_at"} | {c for cols in _TYPE_COLUMNS.values() for c in cols}
+# One table per fact: a field added to a wire model needs its column in models.Event (and a migration).
+assert _known == set(_COLUMNS), f"models.Event columns differ from the wire fields: {_known ^ set(_COLUMNS)}"
+_DATETIME_COLUMNS = {"timestamp", "received_at", "started_at", "ended_at"}
+_JSON_DUMPS = {f: (lambda v: json.dumps(v, ensure_ascii=False)) for f in wire.JSON_FIELDS}
+
+
+def _values(ev: wire.Event, received_at: Any, to_time) -> dict[str, Any]:
+    """Column -> value for one event: its fields as they are, lists as JSON, times through ``to_time``."""
+    values = dict(ev.__dict__)  # a pydantic model's field values
+    for name in _DATETIME_COLUMNS.intersection(values):
+        values[name] = to_time(values[name])
+    for name in wire.JSON_FIELDS.intersection(values):
+        values[name] = _JSON_DUMPS[name](values[name])
+    values["received_at"] = received_at
+    if "ended_at" in values and "started_at" in values:
+        ended = ev.ended_at  # type: ignore[union-attr]  # the types with both fields
+        values["duration_ms"] = (ended - ev.started_at).total_seconds() * 1000.0 if ended is not None else None  # type: ignore[union-attr]
+    return values
 
 
 def _insert(session: Session, table):
@@ -224,19 +190,6 @@ def _ingest(
     )
 
 
-_COLUMNS = [c.name for c in EVENT.columns if c.name != "id"]
-# The tuples built in _sqlite_bulk_insert follow exactly this order; a model change must update both.
-assert _COLUMNS == [
-    "event_id", "type", "timestamp", "received_at", "node", "source", "course", "section", "student_id",
-    "assignment", "path", "sha256", "size", "limit", "argv", "argv_truncated", "cwd", "exit_code", "signal",
-    "started_at", "ended_at", "duration_ms", "pid", "compiler", "sources", "output", "kind", "target",
-    "error", "cell_id", "cell_index", "execution_count",
-], _COLUMNS
-_DATETIME_COLUMNS = {"timestamp", "received_at", "started_at", "ended_at"}
-_NO_CELL = (None,) * 4
-_NO_PROCESS = (None,) * 14 + _NO_CELL
-_NO_LIMIT_NO_PROCESS = (None,) + _NO_PROCESS
-_NO_FILE_NO_PROCESS = (None, None, None) + _NO_PROCESS
 _SQLITE_INSERT = (
     "INSERT INTO event (" + ", ".join(f'"{c}"' for c in _COLUMNS) + ") VALUES ("
     + ", ".join("?" for _ in _COLUMNS) + ") ON CONFLICT (event_id) DO NOTHING"
@@ -254,34 +207,7 @@ def _sqlite_bulk_insert(session: Session, events: Sequence[wire.Event], now: dat
     """The hot path of ingest on SQLite: one DB-API executemany of plain tuples, inside the session's
     transaction. SQLAlchemy's per-value bind processing costs more than the insert itself at 1000 rows."""
     received = _sqlite_time(now)
-    dumps = json.dumps
-    rows = []
-    for ev in events:
-        common = (ev.event_id, ev.type, _sqlite_time(ev.timestamp), received, ev.node, ev.source, ev.course,
-                  ev.section, ev.student_id, ev.assignment, ev.path)
-        t = ev.type
-        if t == wire.FILE_SAVE:
-            rest = (ev.sha256, ev.size) + _NO_LIMIT_NO_PROCESS
-        elif t == wire.FILE_DELETE:
-            rest = _NO_FILE_NO_PROCESS
-        elif t == wire.FILE_TOO_LARGE:
-            rest = (None, ev.size, ev.limit) + _NO_PROCESS
-        elif t == wire.NOTEBOOK_CELL:
-            started, ended = ev.started_at, ev.ended_at
-            rest = ((None,) * 5 + (ev.cwd, None, None) + (_sqlite_time(started), _sqlite_time(ended),
-                                   (ended - started).total_seconds() * 1000.0) + (None,) * 6
-                    + (ev.error, ev.cell_id, ev.cell_index, ev.execution_count))
-        else:
-            started, ended = ev.started_at, ev.ended_at
-            duration = (ended - started).total_seconds() * 1000.0 if ended is not None else None
-            process = (dumps(ev.argv, ensure_ascii=False), ev.argv_truncated, ev.cwd, ev.exit_code, ev.signal,
-                       _sqlite_time(started), _sqlite_time(ended), duration, ev.pid)
-            if t == wire.PROCESS_COMPILE:
-                tail = (ev.compiler, dumps(ev.sources, ensure_ascii=False), ev.output, None, None)
-            else:
-                tail = (None, None, None, ev.kind, ev.target)
-            rest = (None, None, None) + process + tail + _NO_CELL
-        rows.append(common + rest)
+    rows = [tuple(map(_values(ev, received, _sqlite_time).get, _COLUMNS)) for ev in events]
     cursor = session.connection().connection.driver_connection.cursor()
     try:
         cursor.executemany(_SQLITE_INSERT, rows)
@@ -291,8 +217,7 @@ def _sqlite_bulk_insert(session: Session, events: Sequence[wire.Event], now: dat
 
 
 def _postgres_row(ev: wire.Event, received: datetime) -> tuple:
-    row = event_row(ev, received)
-    return tuple(_naive_utc(row[c]) if c in _DATETIME_COLUMNS else row[c] for c in _COLUMNS)
+    return tuple(map(_values(ev, _naive_utc(received), _naive_utc).get, _COLUMNS))
 
 
 def _naive_utc(value: datetime | None) -> datetime | None:
@@ -441,31 +366,16 @@ def event_dict(row) -> dict[str, Any]:
         "path": m["path"],
     }
     t = m["type"]
-    if t == wire.FILE_SAVE:
-        out.update(sha256=m["sha256"], size=m["size"])
-    elif t == wire.FILE_TOO_LARGE:
-        out.update(size=m["size"], limit=m["limit"])
-    elif t in (wire.PROCESS_COMPILE, wire.PROCESS_RUN):
-        out.update(
-            argv=json.loads(m["argv"]) if m["argv"] else [],
-            argv_truncated=bool(m["argv_truncated"]),
-            cwd=m["cwd"],
-            exit_code=m["exit_code"],
-            signal=m["signal"],
-            started_at=m["started_at"],
-            ended_at=m["ended_at"],
-            duration_ms=m["duration_ms"],
-            pid=m["pid"],
-            succeeded=(m["signal"] is None and m["exit_code"] == 0),
-        )
-        if t == wire.PROCESS_COMPILE:
-            out.update(compiler=m["compiler"], sources=json.loads(m["sources"]) if m["sources"] else [], output=m["output"])
-        else:
-            out.update(kind=m["kind"], target=m["target"])
-    elif t == wire.NOTEBOOK_CELL:
-        out.update(cwd=m["cwd"], started_at=m["started_at"], ended_at=m["ended_at"], duration_ms=m["duration_ms"],
-                   error=m["error"], succeeded=m["error"] is None, cell_id=m["cell_id"], cell_index=m["cell_index"],
-                   execution_count=m["execution_count"])
+    for name in _TYPE_COLUMNS[t]:
+        value = m[name]
+        if name in wire.JSON_FIELDS:
+            value = json.loads(value) if value else []
+        elif name == "argv_truncated":
+            value = bool(value)  # rows stored before it existed read as False
+        out[name] = value
+    judged = wire.succeeded_from(t, out)
+    if judged is not None:
+        out["succeeded"] = judged
     return out
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Mapping, Union
 
 from pydantic import (
     AfterValidator,
@@ -32,7 +32,6 @@ from pydantic import (
 
 from watcher_core import identity
 
-SCHEMA_VERSION = 1
 MAX_BATCH_EVENTS = 1000          # events in one POST
 MAX_BATCH_BYTES = 4 * 1024 * 1024  # body size of one POST; larger -> 413
 MAX_ARGV_ITEMS = 256
@@ -49,7 +48,6 @@ NOTEBOOK_CELL = "notebook.cell"
 EVENT_TYPES = (FILE_SAVE, FILE_DELETE, FILE_TOO_LARGE, PROCESS_COMPILE, PROCESS_RUN, NOTEBOOK_CELL)
 PROCESS_TYPES = (PROCESS_COMPILE, PROCESS_RUN)
 
-SOURCES = ("filemon", "procmon", "legacy", "ipynb", "import")
 SourceName = Literal["filemon", "procmon", "legacy", "ipynb", "import"]
 
 
@@ -172,7 +170,12 @@ class _Process(_Event):
 
     @property
     def succeeded(self) -> bool:
-        return self.signal is None and self.exit_code == 0
+        return self.succeeded_from(self.__dict__)
+
+    @staticmethod
+    def succeeded_from(values: Mapping[str, Any]) -> bool:
+        """Exit status 0 and no signal (also for stored rows: ``values`` maps field names to values)."""
+        return values["signal"] is None and values["exit_code"] == 0
 
 
 class ProcessCompile(_Process):
@@ -220,7 +223,12 @@ class NotebookCell(_Event):
 
     @property
     def succeeded(self) -> bool:
-        return self.error is None
+        return self.succeeded_from(self.__dict__)
+
+    @staticmethod
+    def succeeded_from(values: Mapping[str, Any]) -> bool:
+        """The cell raised nothing."""
+        return values["error"] is None
 
 
 Event = Annotated[
@@ -228,6 +236,37 @@ Event = Annotated[
     Field(discriminator="type"),
 ]
 _EVENT_ADAPTER: TypeAdapter = TypeAdapter(Event)
+
+
+# ----------------------------------------------------------------------- the registry of event types
+# Everything that stores, reads or lists events derives from the models above: the backend's columns are
+# checked against these fields at import, its insert and read paths are generic over them.
+
+MODELS: dict[str, type[_Event]] = {
+    model.model_fields["type"].default: model
+    for model in (FileSave, FileDelete, FileTooLarge, ProcessCompile, ProcessRun, NotebookCell)
+}
+assert tuple(MODELS) == EVENT_TYPES, "EVENT_TYPES and the Event union list the same types in the same order"
+COMMON_FIELDS = tuple(f for f in _Event.model_fields)
+# List fields, stored as JSON text.
+JSON_FIELDS = frozenset({"argv", "sources"})
+
+
+def type_fields(event_type: str) -> tuple[str, ...]:
+    """The fields ``event_type`` adds to the common ones, in declaration order."""
+    return tuple(f for f in MODELS[event_type].model_fields if f not in COMMON_FIELDS and f != "type")
+
+
+def has_duration(event_type: str) -> bool:
+    """Types that know when they started and ended: their readers get ``duration_ms`` too."""
+    fields = MODELS[event_type].model_fields
+    return "started_at" in fields and "ended_at" in fields
+
+
+def succeeded_from(event_type: str, values: Mapping[str, Any]) -> bool | None:
+    """Whether a stored event of ``event_type`` succeeded; None for types without an outcome (saves)."""
+    judge = getattr(MODELS[event_type], "succeeded_from", None)
+    return None if judge is None else judge(values)
 
 
 def parse_event(data: Any) -> Event:
@@ -272,7 +311,6 @@ class BatchResult(BaseModel):
 # sha256. filemon, which owns the snapshot store, asks which of them no event refers to any more, removes
 # those files, and reports back. See docs/filemon.md ("Erased contents").
 
-Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 MAX_GC_BATCH = 5000
 
 
