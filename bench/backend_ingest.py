@@ -16,7 +16,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -25,11 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from support.backend import run_backend  # noqa: E402
-from watcher_core import wire  # noqa: E402
 from _backend_results import write_section  # noqa: E402
 
-T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
+from support.backend import run_backend  # noqa: E402
+from watcher_core import wire  # noqa: E402
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
 
 def make_events(n: int, tag: str) -> list[dict]:

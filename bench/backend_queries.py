@@ -17,7 +17,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -26,12 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from support.backend import run_backend  # noqa: E402
 from _backend_results import write_section  # noqa: E402
+
+from support.backend import run_backend  # noqa: E402
 from watcher_backend import db, migrate  # noqa: E402
 from watcher_backend.store import _COLUMNS  # noqa: E402
 
-T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
 COURSES, ASSIGNMENTS, STUDENTS = 40, 5, 50
 
 

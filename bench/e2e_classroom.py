@@ -28,14 +28,13 @@ import os
 import platform
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -226,7 +225,7 @@ def main(argv=None) -> int:
         pids = stack.pids()
         cpu0 = {name: proc_cpu_seconds(pid) for name, pid in pids.items()}
         children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        since = datetime.now(timezone.utc).isoformat()
+        since = datetime.now(UTC).isoformat()
         prober = Prober(stack.url, stack.tokens["read"], room.ids[: args.probes], since)
         prober.start()
         t_start = time.monotonic()
@@ -272,7 +271,7 @@ def main(argv=None) -> int:
     saves_stored: dict[str, int] = {}
     compiles_stored = 0
     duplicates = 0
-    for sid, events in timelines.items():
+    for events in timelines.values():
         ids = [e["event_id"] for e in events]
         duplicates += len(ids) - len(set(ids))
         comp_events = sorted((e for e in events if e["type"] == "process.compile"), key=lambda e: e["started_at"])

@@ -14,8 +14,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # support.backend: a real backend on loopback
 
-from support.ports import free_port  # noqa: E402
 from results_file import ResultsFile, machine  # noqa: E402,F401  (machine: re-exported for the scripts)
+
+from support.ports import free_port  # noqa: E402
 
 ORDER = ["storm", "idle"]
 RESULTS = ResultsFile("filemon", "filemon benchmarks", ORDER)
@@ -48,7 +49,7 @@ class Filemon:
         self.log = log
         self.proc = None
 
-    def start(self, timeout: float = 120) -> "Filemon":
+    def start(self, timeout: float = 120) -> Filemon:
         with open(self.log, "ab") as fh:
             self.proc = subprocess.Popen(self.argv, env=self.env, stdout=fh, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

@@ -9,17 +9,14 @@ seconds per 1,000 events (from /proc); and checks every saved version is recorde
 from __future__ import annotations
 
 import argparse
-import shutil
 import hashlib
+import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from datetime import datetime
 from pathlib import Path
-
-import httpx
 
 from filemon_common import Filemon, cpu_seconds, machine, write_section
 

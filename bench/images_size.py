@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from support.podman import COMPONENTS, build_images, container_env, image_size  # noqa: E402
-
 from results_file import ResultsFile, machine  # noqa: E402
+
+from support.podman import COMPONENTS, build_images, container_env, image_size  # noqa: E402
 
 BASE = "docker.io/library/debian:bookworm-slim"
 

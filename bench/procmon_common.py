@@ -18,9 +18,10 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from results_file import ResultsFile, machine  # noqa: E402,F401  (machine: re-exported for the scripts)
+
 from support.cgroups import cgroup2_root  # noqa: E402
 from support.ports import free_port  # noqa: E402
-from results_file import ResultsFile, machine  # noqa: E402,F401  (machine: re-exported for the scripts)
 
 ORDER = ["execs", "overhead", "gcc"]
 RESULTS = ResultsFile("procmon", "procmon benchmarks", ORDER)
@@ -109,7 +110,7 @@ class Procmon:
         self.log = log
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Procmon":
+    def start(self) -> Procmon:
         with open(self.log, "ab") as fh:
             self.proc = subprocess.Popen(self.argv, env=self.env, stdout=fh, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60

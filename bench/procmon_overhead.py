@@ -23,8 +23,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from procmon_common import (SPAWN_C, TINY_C, Cgroup, Procmon, build, execsnoop_path, machine, median,
-                            require_root, write_section)
+from procmon_common import (
+    SPAWN_C,
+    TINY_C,
+    Cgroup,
+    Procmon,
+    build,
+    execsnoop_path,
+    machine,
+    median,
+    require_root,
+    write_section,
+)
 
 
 def cpu_seconds(pid: int) -> float:

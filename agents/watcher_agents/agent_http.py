@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -81,7 +81,7 @@ class AgentHTTPServer:
                     ok, results = server.health.evaluate()
                     doc = {
                         "status": "healthy" if ok else "unhealthy",
-                        "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                         "agent": server.agent,
                         **server.health.details(),
                         "checks": results,
@@ -107,7 +107,7 @@ class AgentHTTPServer:
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="metrics-http", daemon=True)
 
-    def start(self) -> "AgentHTTPServer":
+    def start(self) -> AgentHTTPServer:
         self._thread.start()
         log.info("metrics and health on port %d (/metrics, /healthz)", self.port)
         return self

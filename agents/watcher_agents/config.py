@@ -30,9 +30,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from watcher_core import identity
-
 from watcher_agents import outbox as outbox_mod
+from watcher_core import identity
 
 T = TypeVar("T")
 

@@ -309,7 +309,7 @@ class Outbox:
         if self._closed:
             raise RuntimeError(f"outbox {self.path} is closed")
 
-    def __enter__(self) -> "Outbox":
+    def __enter__(self) -> Outbox:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -52,7 +52,7 @@ class AgentRuntime:
                                     host=metrics_host, agent=settings.agent)
         self.stopping = threading.Event()
 
-    def start(self) -> "AgentRuntime":
+    def start(self) -> AgentRuntime:
         self.sender.start()
         self.http.start()
         return self

@@ -29,9 +29,8 @@ import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
 
-from watcher_core import wire
-
 from watcher_agents.outbox import Outbox
+from watcher_core import wire
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +132,7 @@ class Sender:
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
-    def start(self) -> "Sender":
+    def start(self) -> Sender:
         self._thread.start()
         return self
 

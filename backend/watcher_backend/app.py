@@ -78,9 +78,11 @@ class BodyLimitMiddleware:
 async def _retention_loop(app: FastAPI) -> None:
     settings: Settings = app.state.settings
     metrics: Metrics = app.state.metrics
+    days = settings.retention_days
+    assert days is not None, "the retention loop runs only when WATCHER_RETENTION_DAYS is set"
     while True:
         try:
-            purged = await asyncio.to_thread(_purge_once, app.state.engine, settings.retention_days)
+            purged = await asyncio.to_thread(_purge_once, app.state.engine, days)
             metrics.retention_purged.inc(purged)
             metrics.retention_runs.labels("ok").inc()
             if purged:
@@ -180,5 +182,5 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         app.openapi_schema = schema
         return schema
 
-    app.openapi = openapi
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the schema
     return app

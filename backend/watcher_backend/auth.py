@@ -28,14 +28,13 @@ Use in a router (the legacy router does the same)::
     @router.get("/thing", dependencies=[Depends(require_scope("read"))])
     def thing(session: Session = Depends(get_session)): ...
 
-``get_session`` yields one SQLModel ``Session`` per request on the app's engine (``app.state.engine``);
-``get_settings`` returns the app's ``Settings``.
+``get_session`` yields one SQLModel ``Session`` per request on the app's engine (``app.state.engine``).
 """
 from __future__ import annotations
 
 import hmac
 import ipaddress
-from typing import Iterator
+from collections.abc import Iterator
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -50,10 +49,6 @@ bearer = HTTPBearer(auto_error=False, description="A token of scope ingest, read
 
 # A token grants these scopes.
 GRANTS = {"ingest": {"ingest"}, "read": {"read"}, "admin": {"admin", "read"}}
-
-
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
 
 
 def get_session(request: Request) -> Iterator[Session]:

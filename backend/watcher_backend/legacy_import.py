@@ -25,10 +25,10 @@ import sqlite3
 import sys
 import textwrap
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable, Iterator
 
 from pydantic import ValidationError
 
@@ -202,6 +202,13 @@ def _valid(make: Callable[[], wire.Event]) -> wire.Event:
         raise BadRow(wire.describe_error(exc).split(";")[0].split(":")[0] + " is invalid") from None
 
 
+def _valid_save(make: Callable[[], wire.FileSave]) -> wire.FileSave:
+    try:
+        return make()
+    except ValidationError as exc:
+        raise BadRow(wire.describe_error(exc).split(";")[0].split(":")[0] + " is invalid") from None
+
+
 def _imported(event: wire.Event) -> wire.Event:
     # the event_id stays the live API's (so nothing doubles); where it came from is said by node and source
     return event.model_copy(update={"node": NODE, "source": SOURCE})
@@ -222,7 +229,7 @@ def snapshot_events(row: dict, folder: Folder, report: Report) -> wire.Event:
     size = row["file_size"]
     if not isinstance(size, int) or size < 0:
         raise BadRow("file_size is not a size")
-    event = _valid(lambda: legacy_store.snapshot_event(scope, path, when, size))
+    event = _valid_save(lambda: legacy_store.snapshot_event(scope, path, when, size))
     data = folder.take((class_div, hw, sid, str(row["filename"])), when, size)
     return _with_content(event, data, folder, report)
 
@@ -243,12 +250,15 @@ def log_event(table: str, row: dict, folder: Folder, report: Report) -> wire.Eve
     fields = {k: row[k] for k in TABLES[table] if k not in ("class_div", "hw_name", "student_id")}
     fields["timestamp"] = when
     try:
-        body = (BuildLogCreate if table == "buildlog" else RunLogCreate).model_validate(fields)
+        if table == "buildlog":
+            build = BuildLogCreate.model_validate(fields)
+        else:
+            run = RunLogCreate.model_validate(fields)
     except ValidationError as exc:
         raise BadRow(wire.describe_error(exc).split(":")[0] + " is invalid") from None
     if table == "buildlog":
-        return _imported(_valid(lambda: legacy_store.build_event(scope, body, when)))
-    return _imported(_valid(lambda: legacy_store.run_event(scope, body, when)))
+        return _imported(_valid(lambda: legacy_store.build_event(scope, build, when)))
+    return _imported(_valid(lambda: legacy_store.run_event(scope, run, when)))
 
 
 def disk_only_event(key: tuple[str, str, str, str], f: FolderFile, folder: Folder, report: Report) -> wire.Event:
@@ -260,7 +270,7 @@ def disk_only_event(key: tuple[str, str, str, str], f: FolderFile, folder: Folde
         raise BadRow("folder name is not a path in the assignment") from None
     data = f.path.read_bytes()
     report.disk_only += 1
-    event = _valid(lambda: legacy_store.snapshot_event(scope, path, f.time, len(data)))
+    event = _valid_save(lambda: legacy_store.snapshot_event(scope, path, f.time, len(data)))
     return _with_content(event, data, folder, report)
 
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import posixpath
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any, Literal
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
@@ -25,9 +26,9 @@ from watcher_core import identity, wire
 from . import legacy_time
 from .legacy_schemas import BuildLogCreate, RunLogCreate
 from .legacy_stats import Snap
-from .models import Event
+from .models import EVENT_TABLE
 
-EVENT = Event.__table__
+EVENT = EVENT_TABLE
 NODE = "legacy-api"
 FILE_TYPES = (wire.FILE_SAVE, wire.FILE_DELETE, wire.FILE_TOO_LARGE)
 # The old runlog held program runs and the IPython hook's cell runs (target_path "ipykernel"); its buildlog compiles.
@@ -176,7 +177,8 @@ def run_event(scope: Scope, body: RunLogCreate, when: datetime) -> wire.ProcessR
         target = None
     argv, truncated = _argv(body.cmdline)
     exit_code, signal = _exit(body.exit_code)
-    kind = body.process_type if body.process_type in ("python", "binary") else "other"
+    kind: Literal["python", "binary", "other"] = (
+        "python" if body.process_type == "python" else "binary" if body.process_type == "binary" else "other")
     return wire.ProcessRun(
         **_common(scope, "run", when, facts),
         path=target or cwd,

@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime, timedelta, timezone
-from typing import Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta, timezone
 
 KST = timezone(timedelta(hours=9), "KST")
-UTC = timezone.utc
+UTC = UTC
 
 SNAPSHOT_FORMAT = "%Y%m%d_%H%M%S"
 GRAPH_FORMAT = "%Y%m%d_%H%M"

@@ -9,9 +9,9 @@ compare and sort them the same way. ``argv`` and ``sources`` are JSON text.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, String, Table, Text, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -30,12 +30,12 @@ class UtcDateTime(TypeDecorator):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime; the backend stores UTC only")
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.astimezone(UTC).replace(tzinfo=None)
 
     def process_result_value(self, value, dialect):
         if value is None:
             return None
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
 
 
 class Event(SQLModel, table=True):
@@ -122,5 +122,11 @@ class ErasedContent(SQLModel, table=True):
     queued_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
+# The SQLAlchemy tables behind the models, typed (SQLModel does not declare __table__ to type checkers).
+EVENT_TABLE: Table = Event.__table__  # type: ignore[attr-defined]
+AGENT_TABLE: Table = Agent.__table__  # type: ignore[attr-defined]
+ERASED_TABLE: Table = ErasedContent.__table__  # type: ignore[attr-defined]
+
+
 def utc(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping
+from typing import overload
 
 from watcher_core import cell_tokens, wire
 
@@ -57,14 +58,14 @@ class Settings:
     # notebook token is accepted.
     notebook_key: str | None = None
 
-    def with_overrides(self, **changes) -> "Settings":
+    def with_overrides(self, **changes) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
-    def validate(self) -> "Settings":
+    def validate(self) -> Settings:
         if not (0 < self.port < 65536):
             raise SettingsError("WATCHER_PORT", f"port must be 1-65535, got {self.port}")
         if self.log_level not in LOG_LEVELS:
@@ -102,6 +103,10 @@ class Settings:
         return self
 
 
+@overload
+def _int(env: Mapping[str, str], name: str, default: int) -> int: ...
+@overload
+def _int(env: Mapping[str, str], name: str, default: None) -> int | None: ...
 def _int(env: Mapping[str, str], name: str, default: int | None) -> int | None:
     raw = env.get(name)
     if raw is None or raw.strip() == "":

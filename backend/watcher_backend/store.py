@@ -13,9 +13,10 @@ import json
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, case, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -24,11 +25,10 @@ from sqlalchemy.orm import Session
 
 from watcher_core import wire
 
-from .models import Agent, ErasedContent, Event
+from .models import AGENT_TABLE as AGENT
+from .models import ERASED_TABLE as ERASED
+from .models import EVENT_TABLE as EVENT
 
-EVENT = Event.__table__
-AGENT = Agent.__table__
-ERASED = ErasedContent.__table__
 FILE_TYPES = (wire.FILE_SAVE, wire.FILE_DELETE, wire.FILE_TOO_LARGE)
 
 
@@ -58,6 +58,11 @@ def _values(ev: wire.Event, received_at: Any, to_time) -> dict[str, Any]:
         ended = ev.ended_at  # type: ignore[union-attr]  # the types with both fields
         values["duration_ms"] = (ended - ev.started_at).total_seconds() * 1000.0 if ended is not None else None  # type: ignore[union-attr]
     return values
+
+
+def _rowcount(result) -> int:
+    """Rows a DELETE or UPDATE touched (a CursorResult's rowcount; -1 or None when the driver cannot say)."""
+    return max(int(getattr(result, "rowcount", 0) or 0), 0)
 
 
 def _insert(session: Session, table):
@@ -132,7 +137,7 @@ def ingest(
     raise AssertionError("unreachable")
 
 
-_LAST_NOW = [datetime.min.replace(tzinfo=timezone.utc)]
+_LAST_NOW = [datetime.min.replace(tzinfo=UTC)]
 _NOW_LOCK = threading.Lock()
 
 
@@ -140,7 +145,7 @@ def _unique_now() -> datetime:
     """The current UTC time, strictly later than the previous call in this process (by 1 us if need be),
     so ``received_at`` tells this call's rows from those of a concurrent call."""
     with _NOW_LOCK:
-        now = max(datetime.now(timezone.utc), _LAST_NOW[0] + timedelta(microseconds=1))
+        now = max(datetime.now(UTC), _LAST_NOW[0] + timedelta(microseconds=1))
         _LAST_NOW[0] = now
         return now
 
@@ -200,7 +205,7 @@ def _sqlite_time(value: datetime | None) -> str | None:
     """The text SQLAlchemy's SQLite DateTime stores (naive UTC, microseconds), so both paths agree."""
     if value is None:
         return None
-    return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _sqlite_bulk_insert(session: Session, events: Sequence[wire.Event], now: datetime) -> int:
@@ -208,12 +213,19 @@ def _sqlite_bulk_insert(session: Session, events: Sequence[wire.Event], now: dat
     transaction. SQLAlchemy's per-value bind processing costs more than the insert itself at 1000 rows."""
     received = _sqlite_time(now)
     rows = [tuple(map(_values(ev, received, _sqlite_time).get, _COLUMNS)) for ev in events]
-    cursor = session.connection().connection.driver_connection.cursor()
+    cursor = _driver_cursor(session)
     try:
         cursor.executemany(_SQLITE_INSERT, rows)
         return cursor.rowcount
     finally:
         cursor.close()
+
+
+def _driver_cursor(session: Session):
+    """A cursor of the DB-API connection under the session's transaction."""
+    driver = session.connection().connection.driver_connection
+    assert driver is not None, "the session's connection is closed"
+    return driver.cursor()
 
 
 def _postgres_row(ev: wire.Event, received: datetime) -> tuple:
@@ -223,7 +235,7 @@ def _postgres_row(ev: wire.Event, received: datetime) -> tuple:
 def _naive_utc(value: datetime | None) -> datetime | None:
     # The columns are "timestamp without time zone" holding UTC; an aware value would be shifted by the
     # session's TimeZone, so send naive UTC exactly as UtcDateTime does.
-    return None if value is None else value.astimezone(timezone.utc).replace(tzinfo=None)
+    return None if value is None else value.astimezone(UTC).replace(tzinfo=None)
 
 
 _POSTGRES_INSERT = (
@@ -234,7 +246,7 @@ _POSTGRES_INSERT = (
 
 def _postgres_bulk_insert(session: Session, events: Sequence[wire.Event], now: datetime) -> set[str]:
     """One psycopg executemany (pipelined) with RETURNING: the event_ids this call actually inserted."""
-    cursor = session.connection().connection.driver_connection.cursor()
+    cursor = _driver_cursor(session)
     try:
         cursor.executemany(_POSTGRES_INSERT, [_postgres_row(ev, now) for ev in events], returning=True)
         stored: set[str] = set()
@@ -283,7 +295,7 @@ def _touch_agents(session: Session, events: Iterable[wire.Event], now: datetime,
 
 def touch_agent(session: Session, node: str, source: str, backlog: int | None, now: datetime | None = None) -> None:
     """Record a report from an agent that sent no events (an empty batch still says "I am alive")."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     with write_lock(session):
         _upsert_agent(session, node, source, backlog, now)
 
@@ -307,7 +319,7 @@ class BadCursor(ValueError):
 
 
 def encode_cursor(ts: datetime, row_id: int) -> str:
-    raw = f"{ts.astimezone(timezone.utc).isoformat()}|{row_id}".encode()
+    raw = f"{ts.astimezone(UTC).isoformat()}|{row_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -327,7 +339,7 @@ def _after_cursor(cursor: str | None):
     if not cursor:
         return None
     ts, row_id = decode_cursor(cursor)
-    ts = ts.astimezone(timezone.utc)
+    ts = ts.astimezone(UTC)
     return or_(EVENT.c.timestamp > ts, and_(EVENT.c.timestamp == ts, EVENT.c.id > row_id))
 
 
@@ -647,7 +659,7 @@ def _aware(value):
         return None
     if isinstance(value, str):  # SQLite returns aggregate datetimes as text
         value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def course_listing(
@@ -743,7 +755,7 @@ def delete_student(session: Session, student_id: str, *, course: str | None = No
         where = and_(where, EVENT.c.section == section)
     with write_lock(session):
         queued = _queue_erased_contents(session, where)
-        n = session.execute(delete(EVENT).where(where)).rowcount or 0
+        n = _rowcount(session.execute(delete(EVENT).where(where)))
         session.commit()
     return {"event": int(n)}, queued
 
@@ -769,7 +781,7 @@ def _queue_erased_contents(session: Session, where) -> int:
     refers to a content is decided later, when filemon asks (``unreferenced_contents``)."""
     shas = list(session.scalars(select(EVENT.c.sha256).where(where, EVENT.c.sha256.is_not(None)).distinct()))
     if shas:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         session.execute(_insert(session, ERASED).on_conflict_do_nothing(index_elements=["sha256"]),
                         [{"sha256": sha, "queued_at": now} for sha in shas])
     return len(shas)
@@ -801,13 +813,13 @@ def forget_erased_contents(session: Session, removed: Sequence[str], kept: Seque
     with write_lock(session):
         n = 0
         if removed:
-            n = session.execute(delete(ERASED).where(ERASED.c.sha256.in_(list(removed)))).rowcount or 0
+            n = _rowcount(session.execute(delete(ERASED).where(ERASED.c.sha256.in_(list(removed)))))
         if kept:
             session.execute(ERASED.update().where(ERASED.c.sha256.in_(list(kept)))
-                            .values(queued_at=datetime.now(timezone.utc)))
+                            .values(queued_at=datetime.now(UTC)))
         session.commit()
     return int(n)
 
 
 def retention_cutoff(days: int, now: datetime | None = None) -> datetime:
-    return (now or datetime.now(timezone.utc)) - timedelta(days=days)
+    return (now or datetime.now(UTC)) - timedelta(days=days)

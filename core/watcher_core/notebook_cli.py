@@ -27,9 +27,11 @@ def _key(env) -> str | None:
     value, file_name = env.get("WATCHER_NOTEBOOK_KEY"), env.get("WATCHER_NOTEBOOK_KEY_FILE")
     if file_name and not value:
         try:
-            value = open(file_name, encoding="utf-8").read()
+            with open(file_name, encoding="utf-8") as f:
+                value = f.read()
         except OSError as exc:
-            raise SystemExit(f"watcher notebook token: cannot read WATCHER_NOTEBOOK_KEY_FILE {file_name}: {exc.strerror}")
+            raise SystemExit(f"watcher notebook token: cannot read WATCHER_NOTEBOOK_KEY_FILE {file_name}: "
+                             f"{exc.strerror}") from None
     return value.strip() if value else None
 
 

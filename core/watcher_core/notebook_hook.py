@@ -39,7 +39,7 @@ from datetime import datetime, timezone
 try:
     import fcntl  # serialises spool access between kernels of the same pod (Linux)
 except ImportError:  # pragma: no cover - not Linux
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 MODULE_NAME = "_jcode_watcher_notebook_hook"
 DEFAULT_URL = "http://watcher-backend-service.watcher.svc.cluster.local:3000"

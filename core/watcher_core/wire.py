@@ -16,8 +16,9 @@ Rules every event follows:
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, Mapping, Union
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -37,12 +38,12 @@ MAX_BATCH_BYTES = 4 * 1024 * 1024  # body size of one POST; larger -> 413
 MAX_ARGV_ITEMS = 256
 MAX_ARG_LENGTH = 8192
 
-FILE_SAVE = "file.save"
-FILE_DELETE = "file.delete"
-FILE_TOO_LARGE = "file.too_large"
-PROCESS_COMPILE = "process.compile"
-PROCESS_RUN = "process.run"
-NOTEBOOK_CELL = "notebook.cell"
+FILE_SAVE: Final = "file.save"
+FILE_DELETE: Final = "file.delete"
+FILE_TOO_LARGE: Final = "file.too_large"
+PROCESS_COMPILE: Final = "process.compile"
+PROCESS_RUN: Final = "process.run"
+NOTEBOOK_CELL: Final = "notebook.cell"
 # Every event type, in the order the API and docs list them. Everything that names event types (query
 # filters, metric labels, the docs) derives from this tuple and the models below.
 EVENT_TYPES = (FILE_SAVE, FILE_DELETE, FILE_TOO_LARGE, PROCESS_COMPILE, PROCESS_RUN, NOTEBOOK_CELL)
@@ -52,7 +53,7 @@ SourceName = Literal["filemon", "procmon", "legacy", "ipynb", "import"]
 
 
 def _utc(value: datetime) -> datetime:
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def _rel_path(value: str) -> str:
@@ -232,7 +233,7 @@ class NotebookCell(_Event):
 
 
 Event = Annotated[
-    Union[FileSave, FileDelete, FileTooLarge, ProcessCompile, ProcessRun, NotebookCell],
+    FileSave | FileDelete | FileTooLarge | ProcessCompile | ProcessRun | NotebookCell,
     Field(discriminator="type"),
 ]
 _EVENT_ADAPTER: TypeAdapter = TypeAdapter(Event)
@@ -345,4 +346,4 @@ def make_event_id(*parts: object) -> str:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

@@ -342,7 +342,7 @@ class LocalStack:
         if backend:
             backend.stop(BACKEND_STOP_SECONDS)
 
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> LocalStack:
         self.start()
         return self
 

@@ -1,8 +1,8 @@
 """Plain-text tables for the terminal (no dependency): used by ``watcher demo`` and ``watcher status``."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Iterable, Sequence
 
 
 def render(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:

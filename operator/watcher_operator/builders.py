@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from watcher_operator.crd import API_VERSION, KIND
 from watcher_operator.defaults import spec_with_defaults
@@ -67,7 +67,6 @@ class Inputs:
     tokens: dict[str, str] | None = None  # generate-once tokens {"ingest":..., "read":..., "admin":...}
     notebook_key: str | None = None  # generate-once key of the notebook tokens (spec.notebook)
     service_monitors_available: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 def target_from_resource(resource: dict) -> Target:

@@ -12,7 +12,7 @@ CONDITION_TYPES = ("Ready", "BackendReady", "FilemonReady", "ProcmonReady", "Deg
 
 
 def now_rfc3339() -> str:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def get_condition(conditions: list[dict] | None, type_: str) -> dict | None:

@@ -1,7 +1,7 @@
 """Apply the CRD's schema defaults in Python, exactly as the API server does.
 
 The API server defaults every stored WatcherDeployment, but the pure builders are also fed hand-written
-examples (golden tests, `watcher operator --render`), and an object created before a new default existed
+examples (the golden tests), and an object created before a new default existed
 lacks it. Walking the same schema that `crd.build_crd()` publishes keeps one source of truth.
 """
 from __future__ import annotations

@@ -9,8 +9,8 @@ import base64
 import logging
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from kubernetes.utils import parse_quantity
 

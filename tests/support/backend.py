@@ -36,8 +36,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Mapping
+from datetime import UTC
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import httpx
 import pytest
@@ -78,7 +80,7 @@ class BackendHandle:
         self.process: subprocess.Popen | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
-    def start(self) -> "BackendHandle":
+    def start(self) -> BackendHandle:
         env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}
         for scope, token in self.tokens.items():
             env[f"WATCHER_{scope.upper()}_TOKEN"] = token
@@ -130,12 +132,12 @@ class BackendHandle:
         _RUNNING.discard(proc)
         return proc.returncode
 
-    def restart(self) -> "BackendHandle":
+    def restart(self) -> BackendHandle:
         """Stop and start again on the same port, database and snapshot store."""
         self.stop()
         return self.start()
 
-    def __enter__(self) -> "BackendHandle":
+    def __enter__(self) -> BackendHandle:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -197,9 +199,9 @@ def wire_event(type: str = "file.save", **fields: Any) -> dict[str, Any]:
     node ``node-1``, timestamp now (UTC). Process events get argv/cwd/started_at/ended_at/exit_code 0; a
     notebook.cell is a successful run of cell ``c1`` of ``lab.ipynb`` (source ``ipynb``).
     """
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     ts = fields.pop("timestamp", now)
     if isinstance(ts, datetime):
         ts = ts.isoformat()

@@ -105,7 +105,7 @@ class Cluster(ControlPlane):
         self.kubelet_dir = self.dir / "kubelet"
 
     # --- lifecycle ----------------------------------------------------------------------------------
-    def __enter__(self) -> "Cluster":
+    def __enter__(self) -> Cluster:
         try:
             self.up()
         except BaseException:
@@ -586,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             cluster.up()
             if args.watcher:
-                from support.podman import image_tag, project_version, COMPONENTS
+                from support.podman import COMPONENTS, image_tag, project_version
                 cluster.load_images([image_tag(c) for c in COMPONENTS] + [STUDENT_IMAGE])
                 install_watcher(cluster, project_version())
                 log("installed; watch it with: kubectl -n watcher get wd,pods  (KUBECONFIG below)")

@@ -65,7 +65,7 @@ class ControlPlane:
         self.restricted_kubeconfig = str(self.dir / "restricted.kubeconfig")
 
     # --- lifecycle ----------------------------------------------------------------------------------
-    def __enter__(self) -> "ControlPlane":
+    def __enter__(self) -> ControlPlane:
         try:
             self.start()
         except BaseException:

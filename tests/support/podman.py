@@ -129,7 +129,7 @@ class Podman:
         self.run_id = uuid.uuid4().hex[:8]
         self.containers: list[Container] = []
 
-    def __enter__(self) -> "Podman":
+    def __enter__(self) -> Podman:
         return self
 
     def __exit__(self, *exc) -> None:

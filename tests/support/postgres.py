@@ -68,7 +68,7 @@ class PostgresServer:
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", self.user, "--auth=trust",
                   "--encoding=UTF8", "--locale=C.UTF-8", "-N")
 
-    def start(self) -> "PostgresServer":
+    def start(self) -> PostgresServer:
         opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.socket_dir} -c fsync=off "
                 f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=100")
         r = self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w",
@@ -120,7 +120,7 @@ class PostgresServer:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def __enter__(self) -> "PostgresServer":
+    def __enter__(self) -> PostgresServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

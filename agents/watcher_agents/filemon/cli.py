@@ -14,8 +14,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from watcher_core import identity
-
 from watcher_agents import config
 from watcher_agents.filemon import gc
 from watcher_agents.filemon.metrics import FilemonMetrics
@@ -23,6 +21,7 @@ from watcher_agents.filemon.pipeline import Pipeline
 from watcher_agents.filemon.state import StateStore
 from watcher_agents.filemon.watcher import Watcher
 from watcher_agents.runtime import AgentRuntime
+from watcher_core import identity
 
 log = logging.getLogger("watcher_agents.filemon")
 
@@ -138,7 +137,7 @@ class Filemon:
             return "off"
         return "running" if self.collector.alive() else "stopped"
 
-    def start(self) -> "Filemon":
+    def start(self) -> Filemon:
         self.pipeline.start()
         self.watcher.start()
         self.runtime.start()

@@ -126,7 +126,7 @@ class SnapshotCollector:
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
-    def start(self) -> "SnapshotCollector":
+    def start(self) -> SnapshotCollector:
         self._thread.start()
         return self
 

@@ -30,14 +30,13 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-
-from watcher_core import identity, snapshots, wire
 
 from watcher_agents.filemon.metrics import FilemonMetrics
 from watcher_agents.filemon.state import KIND_SAVE, KIND_TOO_LARGE, FileState, StateStore
 from watcher_agents.outbox import Outbox, OutboxDiskFull, OutboxUnavailable
+from watcher_core import identity, snapshots, wire
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +118,7 @@ class Pipeline:
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
-    def start(self) -> "Pipeline":
+    def start(self) -> Pipeline:
         for t in self._threads:
             t.start()
         return self
@@ -344,4 +343,4 @@ def _event_time(mtime_ns: int, noticed_at: float | None) -> datetime:
     mtime = mtime_ns / 1e9
     if noticed_at is not None and mtime < noticed_at - STALE_MTIME_SECONDS:
         mtime = noticed_at
-    return datetime.fromtimestamp(mtime, timezone.utc)
+    return datetime.fromtimestamp(mtime, UTC)

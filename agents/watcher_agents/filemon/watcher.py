@@ -29,14 +29,14 @@ import time
 from collections import deque
 from pathlib import Path
 
-from inotify_simple import INotify, flags as F
-
-from watcher_core import identity
+from inotify_simple import INotify
+from inotify_simple import flags as F
 
 from watcher_agents.filemon.debouncer import Debouncer
 from watcher_agents.filemon.metrics import FilemonMetrics
 from watcher_agents.filemon.pipeline import Pipeline, classify
 from watcher_agents.filemon.state import StateStore
+from watcher_core import identity
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class Watcher:
 
     # --- lifecycle and cross-thread requests --------------------------------------------------------
 
-    def start(self) -> "Watcher":
+    def start(self) -> Watcher:
         self._thread.start()
         return self
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
-from watcher_core import identity
 from watcher_agents.procmon.classify import Classes, parse_compile, parse_python
 from watcher_agents.procmon.events import ExecEvent
+from watcher_core import identity
 
 # Skip reasons (label values of procmon_events_filtered_total; bounded set)
 NOT_STUDENT = "not_student"            # neither a student pod nor a workspace path

@@ -7,7 +7,6 @@ import threading
 import time
 from dataclasses import dataclass
 
-from watcher_core import identity
 from watcher_agents import config
 from watcher_agents.procmon.attribution import Attributor
 from watcher_agents.procmon.classify import DEFAULT_COMPILERS, DEFAULT_INTERPRETERS, Classes
@@ -15,6 +14,7 @@ from watcher_agents.procmon.heartbeat import Heartbeat
 from watcher_agents.procmon.heartbeat import gap as heartbeat_gap
 from watcher_agents.procmon.metrics import ProcmonMetrics
 from watcher_agents.procmon.pipeline import Pipeline
+from watcher_core import identity
 
 log = logging.getLogger("watcher_agents.procmon")
 

@@ -267,7 +267,7 @@ class EbpfTracer:
         except Exception:  # a bad event must never stop the poll loop
             log.exception("cannot handle a kernel event")
 
-    def start(self) -> "EbpfTracer":
+    def start(self) -> EbpfTracer:
         self._thread = threading.Thread(target=self._run, name="procmon-ebpf-poll", daemon=True)
         self._thread.start()
         return self

@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class Gap:
         """The log line, or None when there was no earlier run."""
         if self.last_seen is None:
             return None
-        when = datetime.fromtimestamp(self.last_seen, tz=timezone.utc).isoformat(timespec="seconds")
+        when = datetime.fromtimestamp(self.last_seen, tz=UTC).isoformat(timespec="seconds")
         return (f"procmon was down for {self.downtime:.1f} s (last heartbeat {when}): "
                 "processes that ran in that window were not seen")
 
@@ -99,7 +99,7 @@ class Heartbeat:
         self._failing = False
         return True
 
-    def start(self) -> "Heartbeat":
+    def start(self) -> Heartbeat:
         self.beat()
         self._thread = threading.Thread(target=self._run, name="procmon-heartbeat", daemon=True)
         self._thread.start()

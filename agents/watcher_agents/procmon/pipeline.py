@@ -24,17 +24,17 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from watcher_core import identity, wire
 from watcher_agents.outbox import Outbox, OutboxUnavailable
 from watcher_agents.procmon import procfs
-from watcher_agents.procmon.attribution import Attributed, Attributor, Skip, NOT_STUDENT
+from watcher_agents.procmon.attribution import NOT_STUDENT, Attributed, Attributor, Skip
 from watcher_agents.procmon.events import ExecEvent, ExitEvent
 from watcher_agents.procmon.metrics import ProcmonMetrics
+from watcher_core import identity, wire
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def boot_id() -> str:
 
 def ktime_to_wall(ktime_ns: int) -> datetime:
     offset = time.time_ns() - time.monotonic_ns()
-    return datetime.fromtimestamp((ktime_ns + offset) / 1e9, tz=timezone.utc)
+    return datetime.fromtimestamp((ktime_ns + offset) / 1e9, tz=UTC)
 
 
 @dataclass
@@ -344,7 +344,7 @@ class Pipeline:
         ev.hostname = self.hostnames.resolve(pid)
         uid = procfs.read_uid(pid)
         ev.uid = -1 if uid is None else uid
-        started_at = datetime.fromtimestamp(wall_ns / 1e9, tz=timezone.utc)
+        started_at = datetime.fromtimestamp(wall_ns / 1e9, tz=UTC)
         return Running(ev, stat.start_ticks, started_at)
 
     def adopt(self, found: list[Running]) -> int:
@@ -391,7 +391,7 @@ class Pipeline:
 
     # --- housekeeping thread ---------------------------------------------------------------------
 
-    def start(self) -> "Pipeline":
+    def start(self) -> Pipeline:
         self._thread = threading.Thread(target=self.run, name="procmon-housekeeping", daemon=True)
         self._thread.start()
         return self

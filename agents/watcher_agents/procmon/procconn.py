@@ -118,7 +118,7 @@ class ProcConnectorTracer:
         self.sock = sock
         log.info("listening to the netlink process connector (no in-kernel filter)")
 
-    def start(self) -> "ProcConnectorTracer":
+    def start(self) -> ProcConnectorTracer:
         self._thread = threading.Thread(target=self._run, name="procmon-proc-connector", daemon=True)
         self._thread.start()
         return self
@@ -131,7 +131,7 @@ class ProcConnectorTracer:
                 self.after_poll()
             try:
                 data = self.sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:  # the socket buffer overflowed: events were dropped
@@ -225,7 +225,7 @@ def _wait_for_ack(sock: socket.socket, timeout: float = 1.0) -> int:
     while time.monotonic() < deadline:
         try:
             data = sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             continue
         for what, _ts, body in parse_messages(data):
             if what == 0 and len(body) >= 4:

@@ -13,9 +13,10 @@ import os
 import shutil
 import sys
 import textwrap
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from watcher_core import identity
 
@@ -97,8 +98,8 @@ def parse_time(option: str, text: str) -> datetime:
     except ValueError:
         raise UsageError(f"{option}: {text!r} is not a time; use ISO 8601 (2025-03-01T09:00:00+09:00) or a date (2025-03-01)") from None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def check_options(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:

@@ -6,10 +6,10 @@ Run programmatically (``watcher_backend.migrate``) at startup, or with the alemb
 from __future__ import annotations
 
 from alembic import context
+from sqlmodel import SQLModel
 
 from watcher_backend import models  # noqa: F401  (registers the tables)
 from watcher_backend.db import make_engine
-from sqlmodel import SQLModel
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -31,6 +31,8 @@ if connection is not None:
     _run(connection)
 else:
     url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise SystemExit("alembic: give the database as -x url=<database URL> (or sqlalchemy.url in alembic.ini)")
     engine = make_engine(url)
     with engine.connect() as conn:
         _run(conn)

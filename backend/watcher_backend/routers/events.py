@@ -158,7 +158,7 @@ def _store_batch(app, raw: bytes, backlog: int | None, node: str | None, source:
             if valid:
                 result = store.ingest(session, valid, backlog=backlog)
                 accepted, duplicates = result.accepted, result.duplicates
-            else:
+            elif node and source:  # an empty batch: the agent's heartbeat
                 store.touch_agent(session, node, source, backlog)
         if valid:
             for t, n in result.accepted_by_type.items():

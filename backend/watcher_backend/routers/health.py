@@ -1,7 +1,7 @@
 """Open endpoints: liveness (``/health``), readiness (``/ready``, ``/readyz``) and Prometheus ``/metrics``."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -13,7 +13,7 @@ router = APIRouter(tags=["operations"])
 
 
 def rfc3339_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @router.get("/health", response_model=Health, summary="Liveness: the process answers")

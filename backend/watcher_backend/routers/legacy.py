@@ -15,8 +15,9 @@ This router is included after the v1 routers, so ``/api/v1/...`` always wins.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from pydantic import ValidationError

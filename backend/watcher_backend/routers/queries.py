@@ -28,7 +28,7 @@ def list_courses(
     session: Session = Depends(get_session),
 ):
     listing, next_offset = store.course_listing(session, course=course, since=since, until=until, limit=limit, offset=offset)
-    return Courses(courses=listing, next_offset=next_offset)
+    return {"courses": listing, "next_offset": next_offset}
 
 
 @router.get(ASSIGNMENT + "/summary", response_model=AssignmentSummary, summary="An assignment at a glance")
@@ -58,8 +58,8 @@ def student_timeline(
         )
     except store.BadCursor as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None
-    return Timeline(course=course, section=section, assignment=assignment, student_id=student_id,
-                    events=events, next_cursor=next_cursor)
+    return {"course": course, "section": section, "assignment": assignment, "student_id": student_id,
+            "events": events, "next_cursor": next_cursor}
 
 
 @router.get("/status", response_model=Status, summary="Events stored by type and the agents that report")

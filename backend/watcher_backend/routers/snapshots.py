@@ -62,7 +62,7 @@ def list_files(
     since: Since = None, until: Until = None, session: Session = Depends(get_session),
 ):
     files = store.file_list(session, course, section, assignment, student_id, since=since, until=until)
-    return FileList(course=course, section=section, assignment=assignment, student_id=student_id, files=files)
+    return {"course": course, "section": section, "assignment": assignment, "student_id": student_id, "files": files}
 
 
 @router.get(STUDENT + "/snapshots", response_model=SnapshotList, summary="The saved versions of one file, oldest first")
@@ -82,4 +82,4 @@ def list_snapshots(
         )
     except store.BadCursor as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None
-    return SnapshotList(path=path, snapshots=items, next_cursor=next_cursor)
+    return {"path": path, "snapshots": items, "next_cursor": next_cursor}

@@ -4,8 +4,10 @@ tests/system/backend reuses the same test modules with a ``backend`` fixture on 
 """
 import pytest
 
-from support.backend import run_backend
-from support.backend import ident  # noqa: F401  (fixture: a fresh course/section/student per test)
+from support.backend import (
+    ident,  # noqa: F401  (fixture: a fresh course/section/student per test)
+    run_backend,
+)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ Every test uses a fresh identity (``ident``), so the module can share one server
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -13,7 +13,7 @@ import pytest
 from support.backend import wire_event
 from watcher_core import snapshots, wire
 
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 def at(seconds: float) -> str:

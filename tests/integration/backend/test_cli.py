@@ -76,7 +76,7 @@ def test_defaults_create_sqlite_under_data_in_the_working_directory(tmp_path):
     finally:
         proc.terminate()
         proc.wait(15)
-    assert "Server starting on port %d" % port in proc.stderr.read().decode()
+    assert f"Server starting on port {port}" in proc.stderr.read().decode()
 
 
 def test_tokens_from_files(tmp_path):

@@ -1,5 +1,5 @@
 """Schema migrations: the migrated schema equals the models, and an upgrade keeps existing data."""
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -47,7 +47,7 @@ def test_upgrade_from_the_first_revision_keeps_the_data(database_url):
     with Session(engine) as session:
         events, _ = store.timeline(session, "os", "1", "hw1", "000123")
         assert [(e["event_id"], e["size"], e["student_id"]) for e in events] == [("ev-old-00000001", 42, "000123")]
-        assert events[0]["timestamp"] == datetime(2026, 1, 1, tzinfo=timezone.utc)
+        assert events[0]["timestamp"] == datetime(2026, 1, 1, tzinfo=UTC)
         # the new table works alongside the old data
         new = wire.parse_event({
             "event_id": "ev-new-00000001", "type": "file.delete", "timestamp": "2026-01-02T00:00:00Z",

@@ -1,7 +1,7 @@
 """Retention: events older than WATCHER_RETENTION_DAYS are purged at startup and periodically; counted in metrics."""
 import re
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -22,7 +22,7 @@ def purged_metric(backend) -> float:
 
 
 def test_old_events_are_purged_at_startup_and_periodically(tmp_path, database_url):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     old = wire_event("file.save", **IDENT, timestamp=now - timedelta(days=60))
     recent = wire_event("file.save", **IDENT, timestamp=now - timedelta(days=1))
     db_url = database_url  # SQLite here, PostgreSQL in tests/system/backend

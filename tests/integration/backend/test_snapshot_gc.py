@@ -2,7 +2,7 @@
 tells filemon (ingest scope) which of them no event refers to, and forgets those filemon reports removed.
 A content another student saved too (starter code) is never offered for removal."""
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -101,7 +101,7 @@ def test_scopes_and_bad_input(backend):
 
 
 def test_the_retention_purge_queues_the_purged_contents(tmp_path, database_url):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     old_only, still_saved = sha(), sha()
     events = [
         wire_event("file.save", sha256=old_only, size=1, path="old.c", timestamp=now - timedelta(days=60)),

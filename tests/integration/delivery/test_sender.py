@@ -1,17 +1,17 @@
 """The sender against a real HTTP server on loopback: batching, acks, dead letters, backoff, auth, 413."""
-import threading
 import logging
+import threading
 
 import httpx
 import pytest
+from integration.delivery.recording_server import RecordingServer
 from prometheus_client import CollectorRegistry
 
-from integration.delivery.recording_server import RecordingServer
 from support.ports import free_port
-from watcher_core import wire
 from watcher_agents.agent_http import AgentHTTPServer, HealthChecks
 from watcher_agents.outbox import Outbox
 from watcher_agents.sender import Sender
+from watcher_core import wire
 
 
 def _save(i: int) -> wire.FileSave:

@@ -3,9 +3,9 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from support.backend import run_backend
-from watcher_core import wire
 from watcher_agents.outbox import Outbox
 from watcher_agents.sender import Sender
+from watcher_core import wire
 
 
 def _save(i: int, **kw) -> dict:

@@ -7,15 +7,15 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from watcher_core import snapshots, wire
 from watcher_backend.export import progsnap2
+from watcher_core import snapshots, wire
 
-T0 = datetime(2025, 3, 2, 1, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 3, 2, 1, 0, tzinfo=UTC)
 A1 = b"int main(void) { return 0; }\n"
 A2 = b"int main(void) { return 1 }\n"
 H1 = b"#define N 3\n"

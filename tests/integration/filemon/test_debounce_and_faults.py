@@ -7,9 +7,17 @@ from datetime import datetime
 
 import pytest
 from inotify_simple import Event, flags
+from integration.filemon.harness import (
+    by_path,
+    metric,
+    new_student,
+    running_filemon,
+    sha,
+    student_dir,
+    timeline,
+    wait_until,
+)
 
-from integration.filemon.harness import (by_path, metric, new_student, running_filemon, sha, student_dir,
-                                          timeline, wait_until)
 from support.backend import run_backend
 from watcher_agents.filemon import watcher as watcher_mod
 
@@ -50,7 +58,7 @@ def test_a_single_save_waits_for_the_quiet_period(backend, tmp_path):
     st = new_student()
     d = student_dir(ws, st) / "hw1"
     d.mkdir(parents=True)
-    with running_filemon(ws, tmp_path / "state", backend, extra=["--debounce", "1.0"]) as agent:
+    with running_filemon(ws, tmp_path / "state", backend, extra=["--debounce", "1.0"]):
         t0 = time.time()
         (d / "q.c").write_bytes(b"q\n")
         (ev,) = wait_until(lambda: saves(backend, st, "q.c"), 20, message="save")

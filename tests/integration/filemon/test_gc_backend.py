@@ -8,9 +8,8 @@ import os
 import time
 
 import httpx
+from integration.filemon.harness import by_path, new_student, running_filemon, sha, student_dir, timeline, wait_until
 
-from integration.filemon.harness import (by_path, new_student, running_filemon, sha, student_dir, timeline,
-                                          wait_until)
 from support.backend import run_backend
 from watcher_agents.filemon import gc
 from watcher_core import snapshots

@@ -8,9 +8,8 @@ import threading
 import time
 
 import pytest
+from integration.filemon.harness import FilemonProcess, by_path, new_student, sha, student_dir, timeline, wait_until
 
-from integration.filemon.harness import (FilemonProcess, by_path, new_student, sha, student_dir, timeline,
-                                          wait_until)
 from support.backend import run_backend
 
 

@@ -4,9 +4,17 @@ import shutil
 import subprocess
 
 import pytest
+from integration.filemon.harness import (
+    by_path,
+    metric,
+    new_student,
+    running_filemon,
+    sha,
+    student_dir,
+    timeline,
+    wait_until,
+)
 
-from integration.filemon.harness import (by_path, new_student, running_filemon, sha, student_dir, timeline,
-                                          wait_until, metric)
 from support.backend import run_backend
 from watcher_core import snapshots
 

@@ -6,7 +6,7 @@ tests on PostgreSQL); each test uses its own class_div so tests do not see each 
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -36,12 +36,12 @@ def utc_clock(kst: str) -> str:
     ``2025-07-30T09:30:00`` -> ``2025-07-30T00:30:00``; times with an offset are sent as they are."""
     if "_" in kst:
         stem, dot, ext = kst.partition(".")
-        t = datetime.strptime(stem, "%Y%m%d_%H%M%S").replace(tzinfo=KST).astimezone(timezone.utc)
+        t = datetime.strptime(stem, "%Y%m%d_%H%M%S").replace(tzinfo=KST).astimezone(UTC)
         return t.strftime("%Y%m%d_%H%M%S") + dot + ext
     t = datetime.fromisoformat(kst.replace("Z", "+00:00"))
     if t.tzinfo is not None:
         return kst
-    return t.replace(tzinfo=KST).astimezone(timezone.utc).replace(tzinfo=None).isoformat()
+    return t.replace(tzinfo=KST).astimezone(UTC).replace(tzinfo=None).isoformat()
 
 
 def snap(writer, base, filename, ts, size):
@@ -100,9 +100,9 @@ def test_the_old_writers_utc_clocks_read_back_in_korea_time(backend, reader, wri
     r = reader.get("/api/v1/courses/os/sections/12/assignments/hw1/students/4242/timeline")
     assert r.status_code == 200, r.text
     save, cell = r.json()["events"]
-    assert datetime.fromisoformat(save["timestamp"].replace("Z", "+00:00")) == datetime(2025, 1, 1, 3, 0, tzinfo=timezone.utc)
+    assert datetime.fromisoformat(save["timestamp"].replace("Z", "+00:00")) == datetime(2025, 1, 1, 3, 0, tzinfo=UTC)
     assert datetime.fromisoformat(cell["timestamp"].replace("Z", "+00:00")) == datetime(
-        2025, 1, 1, 3, 0, 5, 123456, tzinfo=timezone.utc)
+        2025, 1, 1, 3, 0, 5, 123456, tzinfo=UTC)
 
 
 def test_the_old_hooks_rows_are_notebook_cells_and_read_back_as_it_sent_them(reader, writer):
@@ -166,7 +166,7 @@ def test_hyphenated_course_lands_in_v1_under_the_right_course_and_section(backen
 
 
 def test_v1_events_show_in_the_legacy_api(backend, reader):
-    t = datetime(2025, 7, 30, 1, 0, tzinfo=timezone.utc)
+    t = datetime(2025, 7, 30, 1, 0, tzinfo=UTC)
     common = dict(node="n1", course="os", section="5", student_id="0042", assignment="hw3", timestamp=t)
     events = [
         wire.FileSave(event_id="ev-v1-save-0001", source="filemon", path="lib/x.c",
@@ -186,7 +186,7 @@ def test_v1_events_show_in_the_legacy_api(backend, reader):
 
 def test_a_lost_exit_reads_as_256_never_null_or_success(backend, reader):
     # procmon saw the start but not the end: the platform's non-null Int must not read it as success (0)
-    t = datetime(2025, 7, 30, 2, 0, tzinfo=timezone.utc)
+    t = datetime(2025, 7, 30, 2, 0, tzinfo=UTC)
     common = dict(node="n1", course="os", section="6", student_id="0042", assignment="hw3", timestamp=t,
                   source="procmon", path="a", argv=["./a"], cwd=".", started_at=t)
     events = [wire.ProcessRun(event_id="ev-v1-lost-exit-01", kind="binary", target="a", **common),
@@ -247,12 +247,12 @@ def test_exact_duplicate_posts_are_stored_once(backend, reader, writer):
         build(writer, base, "2025-07-30T09:10:00")
         run(writer, base, "2025-07-30T09:11:00")
     assert reader.get(f"{base}/a.c").json() == ["20250730_090000"]
-    assert reader.get(f"/api/snapshot_avg/os-4/hw1/31/a.c").json() == {"snapshot_avg": 1, "snapshot_size_avg": 10.0}
+    assert reader.get("/api/snapshot_avg/os-4/hw1/31/a.c").json() == {"snapshot_avg": 1, "snapshot_size_avg": 10.0}
     assert len(reader.get(f"{base}/logs/build").json()) == 1
     assert len(reader.get(f"{base}/logs/run").json()) == 1
     # a different fact is a different event
     snap(writer, base, "a.c", "20250730_090000", 11)
-    assert reader.get(f"/api/snapshot_avg/os-4/hw1/31/a.c").json() == {"snapshot_avg": 2, "snapshot_size_avg": 10.5}
+    assert reader.get("/api/snapshot_avg/os-4/hw1/31/a.c").json() == {"snapshot_avg": 2, "snapshot_size_avg": 10.5}
 
 
 def test_auth_401_without_token_and_403_with_the_wrong_scope(backend):
@@ -352,14 +352,14 @@ def test_graph_data_buckets_hand_computed(reader, writer):
     # minutes after 09:00 KST (= 00:00 UTC): a=100 @0, b=50 @4, a=120 @9 | (10-20 empty) | b=0 @25 | c=10 @31, a=200 @39
     for name, minute, size in [("a.c", 0, 100), ("b.c", 4, 50), ("a.c", 9, 120), ("b.c", 25, 0), ("c.c", 31, 10), ("a.c", 39, 200)]:
         snap(writer, base, name, f"20250730_09{minute:02d}00", size)
-    assert reader.get(f"/api/graph_data/os-10/hw1/1/10").json() == {"trends": [
+    assert reader.get("/api/graph_data/os-10/hw1/1/10").json() == {"trends": [
         {"timestamp": "20250730_0900", "total_size": 170, "size_change": 170},
         {"timestamp": "20250730_0920", "total_size": 120, "size_change": -50},
         {"timestamp": "20250730_0930", "total_size": 210, "size_change": 90},
     ]}
-    assert reader.get(f"/api/graph_data/os-10/hw1/1/60").json() == {"trends": [
+    assert reader.get("/api/graph_data/os-10/hw1/1/60").json() == {"trends": [
         {"timestamp": "20250730_0900", "total_size": 210, "size_change": 210}]}
-    assert reader.get(f"/api/graph_data/os-10/hw1/2/10").json() == {"trends": []}
+    assert reader.get("/api/graph_data/os-10/hw1/2/10").json() == {"trends": []}
 
 
 def test_assignment_stats_total_graph_and_averages(reader, writer):

@@ -44,7 +44,7 @@ class FakeApi:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "FakeApi":
+    def __enter__(self) -> FakeApi:
         self.thread.start()
         return self
 

@@ -2,8 +2,8 @@
 import secrets
 
 import pytest
-
 from integration.backend.test_schemathesis import test_no_operation_answers_a_server_error  # noqa: F401
+
 from support.backend import run_backend
 
 

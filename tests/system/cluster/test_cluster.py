@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from support.cluster import STUDENT_IMAGE, WATCHER_NS as NS, Cluster, install_watcher
+from support.cluster import STUDENT_IMAGE, Cluster, install_watcher
+from support.cluster import WATCHER_NS as NS
 from support.podman import project_version
 from support.waiting import wait_for
 

@@ -13,10 +13,24 @@ import sys
 import threading
 
 import pytest
+from system.e2e.session import (
+    ASSIGNMENT,
+    BASE,
+    COURSE,
+    PY,
+    SECTION,
+    count_types,
+    reader,
+    require_ebpf,
+    run,
+    settle,
+    start_stack,
+    student_hw,
+    timeline,
+    wait_until,
+)
 
 from support.postgres import PostgresServer, find_pg_bin
-from system.e2e.session import (ASSIGNMENT, BASE, COURSE, PY, SECTION, count_types, reader, require_ebpf, run, settle,
-                                start_stack, student_hw, timeline, wait_until)
 from watcher_local import demo
 
 STUDENTS = ("202011111", "202022222")
@@ -95,7 +109,7 @@ def test_every_event_is_attributed_to_its_student_assignment_and_node(played):
 
 def test_compiles_and_runs_carry_what_happened(played):
     stack, timelines = played
-    for sid, events in timelines.items():
+    for events in timelines.values():
         compiles = [ev for ev in events if ev["type"] == "process.compile"]
         assert [(c["compiler"], c["sources"], c["output"], c["exit_code"], c["succeeded"]) for c in compiles] == [
             ("gcc", ["hello.c"], "hello", 1, False), ("gcc", ["hello.c"], "hello", 0, True)]

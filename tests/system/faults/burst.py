@@ -45,12 +45,12 @@ class Burst:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"burst-{self.student_id}", daemon=True)
 
-    def start(self) -> "Burst":
+    def start(self) -> Burst:
         self.hw.mkdir(parents=True, exist_ok=True)
         self._thread.start()
         return self
 
-    def stop(self) -> "Burst":
+    def stop(self) -> Burst:
         self._stop.set()
         self._thread.join(120)
         assert not self.errors, self.errors

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-
 from system.e2e.session import require_ebpf, start_stack
 
 

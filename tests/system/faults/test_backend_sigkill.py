@@ -11,10 +11,10 @@ import threading
 import time
 
 import httpx
-
-from support.backend import wire_event
 from system.e2e.session import metrics, reader, settle, student_hw, wait_until
 from system.faults.burst import Burst, wait_and_check
+
+from support.backend import wire_event
 
 
 class Poster(threading.Thread):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from system.e2e.session import count_types, reader, start_stack, student_hw, timeline, wait_until
 
 from support.backend import wire_event
-from system.e2e.session import count_types, reader, start_stack, student_hw, timeline, wait_until
 from watcher_core import wire
 
 SID = "202500001"

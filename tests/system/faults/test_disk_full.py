@@ -11,7 +11,6 @@ import subprocess
 import time
 
 import pytest
-
 from system.e2e.session import metrics, reader, require_ebpf, start_stack, student_hw, wait_until
 from system.faults.burst import Burst, wait_and_check
 

@@ -12,20 +12,29 @@ import os
 import secrets
 import shutil
 import stat
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
+from system.operator.conftest import STORAGE_CLASS
+from system.operator.test_operator_real_api import prepare
+from system.procmon.pm_helpers import Container as StudentContainer
+from system.procmon.pm_helpers import why_no_ebpf
 
 from support.backend import wire_event
 from support.kube import ControlPlane, missing_binaries
-from support.podman import Podman, build_images, build_local_image, ensure_tracefs, image_config, image_size, wait_until, why_no_podman
+from support.podman import (
+    Podman,
+    build_images,
+    build_local_image,
+    ensure_tracefs,
+    image_config,
+    image_size,
+    wait_until,
+    why_no_podman,
+)
 from support.ports import free_port
-from system.operator.conftest import STORAGE_CLASS
-from system.operator.test_operator_real_api import prepare
-from system.procmon.pm_helpers import Container as StudentContainer, why_no_ebpf
 
 ROOT = Path(__file__).resolve().parents[3]
 STUDENT = ("os", "1", "202012345", "hw1")

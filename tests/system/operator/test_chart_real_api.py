@@ -9,12 +9,11 @@ import warnings
 
 import helm_python as helm
 import pytest
-import yaml
 
 from watcher_operator.kubeapi import Kube, load_config
 
 from .conftest import ROOT, wait_for
-from .test_operator_real_api import WD, apply, children_ready, condition, mark_ready, minimal, prepare
+from .test_operator_real_api import apply, children_ready, mark_ready, minimal, prepare
 
 warnings.filterwarnings("ignore", message="Unverified HTTPS request")
 
@@ -57,8 +56,8 @@ def test_chart_installs_and_its_service_account_can_run_the_operator(cluster, ku
         operators += [first, second]
         # both replicas register in the chart's KopfPeering; the lower priority one stays paused (kopf logs
         # "Pausing" only when it was active first, so the proof is below: it creates nothing)
-        wait_for(lambda: len((kube.request("GET", f"/apis/kopf.dev/v1/namespaces/{ns}/kopfpeerings/watcher-operator")
-                              .get("status") or {})) >= 2, 60, "two peers registered")
+        wait_for(lambda: len(kube.request("GET", f"/apis/kopf.dev/v1/namespaces/{ns}/kopfpeerings/watcher-operator")
+                              .get("status") or {}) >= 2, 60, "two peers registered")
         prepare(cluster, ns)
         apply(cluster, minimal(ns))
         wait_for(lambda: children_ready(kube, ns), 90, "children created by the chart's service account")

@@ -10,7 +10,6 @@ import copy
 import json
 import time
 import warnings
-from pathlib import Path
 
 import pytest
 import yaml

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import pytest
+from system.procmon.pm_helpers import Container, Procmon, why_no_ebpf
 
 from support.backend import run_backend
-from system.procmon.pm_helpers import Container, Procmon, why_no_ebpf
 
 
 @pytest.fixture(scope="module")

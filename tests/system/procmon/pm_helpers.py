@@ -108,7 +108,7 @@ class Procmon:
         self.env.update(env or {})
         self.proc: subprocess.Popen | None = None
 
-    def start(self, ready: bool = True, timeout: float = 60) -> "Procmon":
+    def start(self, ready: bool = True, timeout: float = 60) -> Procmon:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         if ready:

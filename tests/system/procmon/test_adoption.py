@@ -6,13 +6,13 @@ from __future__ import annotations
 import shutil
 import signal
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from system.procmon.pm_helpers import PYTHON, Procmon, wait_events, wait_healthy, write
 
 from support.backend import run_backend
-from system.procmon.pm_helpers import PYTHON, Procmon, wait_events, wait_healthy, write
 
 # Waits for a flag file, then exits with 3 (a program waiting for its input).
 WAITER = """import os, sys, time
@@ -69,7 +69,7 @@ def test_programs_running_before_the_start_are_reported_at_their_exit(backend, t
     try:
         for proc, text in ((server, "./server"), (waiter, "wait.py"), (other, "./server")):
             wait_exec(proc, text)
-        before_start = datetime.now(timezone.utc)
+        before_start = datetime.now(UTC)
         pm.start()
         wait_healthy(pm)
         adopted = adopted_pids(pm)
@@ -125,7 +125,7 @@ def test_a_program_running_in_a_student_pod_before_the_start_is_adopted(backend,
     pm = Procmon(tmp_path, ws, backend.url, backend.tokens["ingest"], "--mode", "ebpf")
     try:
         wait_exec(server, "./server")
-        before_start = datetime.now(timezone.utc)
+        before_start = datetime.now(UTC)
         pm.start()
         wait_healthy(pm)
         assert server.pid in adopted_pids(pm), pm.log()[-3000:]

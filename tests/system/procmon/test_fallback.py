@@ -6,9 +6,9 @@ import shutil
 import subprocess
 
 import pytest
+from system.procmon.pm_helpers import GCC, Procmon, wait_events, write
 
 from support.backend import run_backend
-from system.procmon.pm_helpers import GCC, Procmon, wait_events, write
 
 # The connector carries pids only: argv and cwd come from /proc, so the program must still be
 # there when the event is read (documented limit of the fallback); it lives 200 ms, then crashes.

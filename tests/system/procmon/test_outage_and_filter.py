@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import pytest
+from system.procmon.pm_helpers import GCC, Procmon, wait_events, write
 
 from support.backend import run_backend
-from system.procmon.pm_helpers import GCC, Procmon, wait_events, write
 
 
 def test_backend_outage_loses_nothing(tmp_path, container, ebpf_ready):

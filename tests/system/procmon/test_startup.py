@@ -5,7 +5,6 @@ import signal
 import time
 
 import httpx
-
 from system.procmon.pm_helpers import Procmon, wait_healthy
 
 

@@ -1,5 +1,5 @@
 """Pure backend logic: time on task, summary totals, diffs, cursors, settings, token scopes, metric labels."""
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -7,7 +7,7 @@ import pytest
 from watcher_backend import auth, diffing, metrics, store
 from watcher_backend.settings import Settings, SettingsError, from_env
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def ts(*seconds):

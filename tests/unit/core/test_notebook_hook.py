@@ -8,14 +8,15 @@ import json
 import os
 import re
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from pydantic import TypeAdapter
 
-from watcher_core import cell_tokens, identity, notebook_hook as hook, wire
+from watcher_core import cell_tokens, identity, wire
+from watcher_core import notebook_hook as hook
 
 KEY = "k" * 40
 WS = "/home/coder/project"
@@ -165,7 +166,7 @@ def test_error_names(result, expected):
 
 
 def _event(**overrides):
-    start = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
+    start = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
     args = dict(node="jcode-os-1-2020-7d9f8b6c5d-x2x7z", where=("hw1", "lab.ipynb"), started=start,
                 ended=start + timedelta(seconds=2), error=None, cell_id="cell-a", execution_count=3)
     args.update(overrides)
@@ -185,7 +186,7 @@ def test_the_event_is_a_valid_notebook_cell_once_the_sender_adds_the_student():
 def test_event_ids_are_unique_and_fields_are_kept_inside_the_wire_limits():
     ids = {_event()["event_id"] for _ in range(200)}
     assert len(ids) == 200 and all(TypeAdapter(wire.EventId).validate_python(i) for i in ids)
-    start = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
+    start = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
     # the wall clock stepped back during the cell, a huge cell id with a NUL, a nonsense counter
     event = _event(ended=start - timedelta(seconds=5), cell_id="\x00" + "c" * 400, execution_count=-1)
     parsed = wire.parse_event(dict(event, course="os", section="1", student_id="2020"))

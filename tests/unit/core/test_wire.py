@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
@@ -44,7 +44,7 @@ def test_every_type_round_trips():
 
 def test_timestamps_are_normalised_to_utc_and_naive_is_rejected():
     ev = wire.parse_event(base(type="file.delete", timestamp="2026-11-26T17:00:00+09:00"))
-    assert ev.timestamp == datetime(2026, 11, 26, 8, 0, tzinfo=timezone.utc)
+    assert ev.timestamp == datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
     assert ev.timestamp.utcoffset() == timedelta(0)
     with pytest.raises(ValidationError) as exc:
         wire.parse_event(base(type="file.delete", timestamp="2026-11-26T17:00:00"))

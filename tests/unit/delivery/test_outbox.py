@@ -1,11 +1,10 @@
 """The durable outbox: bounded, all-or-nothing puts, acks, dead letters, and events surviving a reopen."""
-import sqlite3
 import time
 
 import pytest
 
-from watcher_core import wire
 from watcher_agents.outbox import Outbox, OutboxDiskFull, OutboxFull
+from watcher_core import wire
 
 
 def _save(i: int) -> wire.FileSave:

@@ -2,7 +2,7 @@
 import csv
 import io
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -10,7 +10,7 @@ import pytest
 from watcher_backend.export import progsnap2 as ps
 
 GOLDEN = Path(__file__).parent / "golden" / "main_table.csv"
-T0 = datetime(2025, 3, 2, 1, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 3, 2, 1, 0, 0, tzinfo=UTC)
 SHA_A1 = "a1" * 32
 SHA_A2 = "a2" * 32
 SHA_B1 = "b1" * 32

@@ -14,10 +14,9 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from watcher_core import snapshots, wire
-
 from watcher_agents.filemon import gc
 from watcher_agents.filemon.metrics import FilemonMetrics
+from watcher_core import snapshots, wire
 
 DAY = 86400.0
 URL = "http://backend.test:3000"

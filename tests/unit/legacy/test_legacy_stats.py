@@ -1,11 +1,11 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from watcher_backend import legacy_stats as ls
 from watcher_backend.legacy_stats import Snap
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2025, 3, 2, 1, 0, 0, tzinfo=UTC)
 
 

@@ -1,5 +1,5 @@
 """Legacy requests -> wire events (pure parts of legacy_store)."""
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
@@ -10,7 +10,7 @@ from watcher_core import identity
 
 STUDENT = identity.Student("os", "1", "000123")
 SCOPE = st.Scope("os", "1", "hw1", "000123")
-WHEN = datetime(2025, 7, 30, 6, 0, tzinfo=timezone.utc)
+WHEN = datetime(2025, 7, 30, 6, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("raw,expected", [

@@ -1,10 +1,10 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from watcher_backend import legacy_time as lt
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def test_snapshot_path_timestamp_is_the_old_filemons_utc_clock_by_default():

@@ -1,4 +1,3 @@
-import argparse
 import json
 
 from watcher_local.stack import LocalStack

@@ -165,6 +165,7 @@ def test_backend_probes_against_the_backend_itself_with_its_database_unreachable
 
     import httpx
     from sqlalchemy import create_engine
+
     from watcher_backend.app import create_app
     from watcher_backend.settings import Settings
 

@@ -6,14 +6,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from watcher_operator.builders import target_from_resource
 from watcher_operator.conditions import get_condition, set_condition
 from watcher_operator.reconcile import is_subset
-from watcher_operator.status import (Problem, compute_status, daemonset_readiness, deployment_readiness, event_time,
-                                     latest_event, pods_missing)
+from watcher_operator.status import (
+    Problem,
+    compute_status,
+    daemonset_readiness,
+    deployment_readiness,
+    event_time,
+    latest_event,
+    pods_missing,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -6,17 +6,17 @@ is a recorder)."""
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from watcher_core import wire
 from watcher_agents.procmon import procfs
 from watcher_agents.procmon.attribution import Attributor
 from watcher_agents.procmon.events import ExecEvent, ExitEvent
 from watcher_agents.procmon.metrics import ProcmonMetrics
 from watcher_agents.procmon.pipeline import Pending, Pipeline, Running, event_id, exit_matches
+from watcher_core import wire
 
 ROOT = "/watcher/codes"
 HW = f"{ROOT}/os-1-202012345/hw1"
@@ -86,7 +86,7 @@ def test_cgroup_path():
 
 def pending(start_ns=5 * SEC, ticks=500, last_ns=None):
     ev = ExecEvent(pid=4242, ktime_ns=start_ns, filename=f"{HW}/server", argv=["./server"], cwd=HW)
-    rec = Pending(ev, None, datetime(2026, 1, 1, tzinfo=timezone.utc), adopted_ticks=ticks)
+    rec = Pending(ev, None, datetime(2026, 1, 1, tzinfo=UTC), adopted_ticks=ticks)
     if last_ns is not None:
         rec.last_ktime_ns = last_ns
     return rec
@@ -160,7 +160,7 @@ def running(pid, filename, argv, ppid, cwd=HW, tick_shift=0, cgroup_id=77):
     st = procfs.read_proc_stat(pid)
     mono = 10**12 + pid
     ev = ExecEvent(pid=pid, ktime_ns=mono, filename=filename, argv=argv, ppid=ppid, cwd=cwd, cgroup_id=cgroup_id)
-    return Running(ev, st.start_ticks + tick_shift, datetime(2026, 1, 1, 12, tzinfo=timezone.utc))
+    return Running(ev, st.start_ticks + tick_shift, datetime(2026, 1, 1, 12, tzinfo=UTC))
 
 
 def test_adopts_a_student_run_reports_it_at_its_exit_and_teaches_its_cgroup(pipe):

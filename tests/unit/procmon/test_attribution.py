@@ -1,9 +1,16 @@
 """Attribution: pod view (hostname + /home/coder/project) and node view (<root>/{student}/hwN)."""
-from watcher_core.identity import Student
 from watcher_agents.procmon.attribution import (
-    COMPILER_CHILD, NO_ASSIGNMENT, NOT_CLASSIFIED, NOT_STUDENT, Attributed, Attributor, Skip, resolve,
+    COMPILER_CHILD,
+    NO_ASSIGNMENT,
+    NOT_CLASSIFIED,
+    NOT_STUDENT,
+    Attributed,
+    Attributor,
+    Skip,
+    resolve,
 )
 from watcher_agents.procmon.events import ExecEvent
+from watcher_core.identity import Student
 
 ROOT = "/watcher/codes"
 A = Attributor(ROOT)

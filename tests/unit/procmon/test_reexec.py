@@ -11,11 +11,11 @@ from datetime import timedelta
 import pytest
 from prometheus_client import CollectorRegistry
 
-from watcher_core import wire
 from watcher_agents.procmon.attribution import Attributor
 from watcher_agents.procmon.events import ExecEvent, ExitEvent
 from watcher_agents.procmon.metrics import ProcmonMetrics
 from watcher_agents.procmon.pipeline import Pipeline, ktime_to_wall
+from watcher_core import wire
 
 ROOT = "/watcher/codes"
 POD = "jcode-os-1-202012345-7d9f8b6c5d-x2x7z"
