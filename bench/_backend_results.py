@@ -1,7 +1,10 @@
 """Writes one section of bench/results/backend.md, keeping the other benchmark's section."""
+
 from results_file import ResultsFile
 
-RESULTS = ResultsFile("backend", "Backend benchmarks",
-                      ["ingest", "ingest_prefilled", "ingest_postgres", "queries", "queries_postgres",
-                       "import", "import_contents"])
+RESULTS = ResultsFile(
+    "backend",
+    "Backend benchmarks",
+    ["ingest", "ingest_prefilled", "ingest_postgres", "queries", "queries_postgres", "import", "import_contents"],
+)
 write_section = RESULTS.write_section

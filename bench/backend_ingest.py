@@ -5,6 +5,7 @@ pre-serialised batches of wire events with one keep-alive HTTP client: batched t
 batches of 1000), the same with two concurrent clients, and single-event requests/s.
 Writes bench/results/backend.md (section "ingest").
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,18 +41,52 @@ def make_events(n: int, tag: str) -> list[dict]:
         course, student = f"c{i % 40}", str(202400000 + (i // 40) % 50)
         ts = (T0 + timedelta(milliseconds=i * 37)).isoformat()
         # ids like the agents' (wire.make_event_id: hashes), so the unique index sees random keys, not sorted ones
-        base = {"event_id": wire.make_event_id("bench", tag, i), "timestamp": ts, "node": f"node-{i % 3}", "course": course,
-                "section": "1", "student_id": student, "assignment": f"hw{i % 5 + 1}", "path": f"src/file{i % 7}.c"}
+        base = {
+            "event_id": wire.make_event_id("bench", tag, i),
+            "timestamp": ts,
+            "node": f"node-{i % 3}",
+            "course": course,
+            "section": "1",
+            "student_id": student,
+            "assignment": f"hw{i % 5 + 1}",
+            "path": f"src/file{i % 7}.c",
+        }
         kind = i % 20
         if kind < 12:
-            out.append({**base, "type": "file.save", "source": "filemon", "sha256": f"{i:064x}", "size": 100 + i % 5000})
+            out.append(
+                {**base, "type": "file.save", "source": "filemon", "sha256": f"{i:064x}", "size": 100 + i % 5000}
+            )
         elif kind < 16:
-            out.append({**base, "type": "process.compile", "source": "procmon", "argv": ["gcc", "-Wall", "src/file1.c", "-o", "a.out"],
-                        "cwd": ".", "exit_code": i % 2, "started_at": ts, "ended_at": ts, "compiler": "gcc",
-                        "sources": ["src/file1.c"], "output": "a.out"})
+            out.append(
+                {
+                    **base,
+                    "type": "process.compile",
+                    "source": "procmon",
+                    "argv": ["gcc", "-Wall", "src/file1.c", "-o", "a.out"],
+                    "cwd": ".",
+                    "exit_code": i % 2,
+                    "started_at": ts,
+                    "ended_at": ts,
+                    "compiler": "gcc",
+                    "sources": ["src/file1.c"],
+                    "output": "a.out",
+                }
+            )
         elif kind < 19:
-            out.append({**base, "type": "process.run", "source": "procmon", "argv": ["./a.out"], "cwd": ".", "exit_code": 0,
-                        "started_at": ts, "ended_at": ts, "kind": "binary", "target": "a.out"})
+            out.append(
+                {
+                    **base,
+                    "type": "process.run",
+                    "source": "procmon",
+                    "argv": ["./a.out"],
+                    "cwd": ".",
+                    "exit_code": 0,
+                    "started_at": ts,
+                    "ended_at": ts,
+                    "kind": "binary",
+                    "target": "a.out",
+                }
+            )
         else:
             out.append({**base, "type": "file.delete", "source": "filemon"})
     return out
@@ -75,14 +110,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--events", type=int, default=100_000, help="events for the batched runs (default 100000)")
     p.add_argument("--batch", type=int, default=1000, help="events per request (default 1000)")
     p.add_argument("--singles", type=int, default=2000, help="single-event requests (default 2000)")
-    p.add_argument("--repeat", type=int, default=3,
-                   help="independent runs, each on a fresh server and database; medians reported (default 3)")
-    p.add_argument("--prefill", type=int, default=0,
-                   help="SQLite only: start from a database already holding this many events "
-                        "(generated like bench/backend_queries.py), to measure ingest at steady state")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="independent runs, each on a fresh server and database; medians reported (default 3)",
+    )
+    p.add_argument(
+        "--prefill",
+        type=int,
+        default=0,
+        help="SQLite only: start from a database already holding this many events "
+        "(generated like bench/backend_queries.py), to measure ingest at steady state",
+    )
     p.add_argument("--database-url", help="default: SQLite in a temp dir")
-    p.add_argument("--postgres", action="store_true",
-                   help="start a private PostgreSQL (tests/support/postgres.py) and measure against it")
+    p.add_argument(
+        "--postgres",
+        action="store_true",
+        help="start a private PostgreSQL (tests/support/postgres.py) and measure against it",
+    )
     p.add_argument("--no-write", action="store_true", help="do not write bench/results/backend.md")
     args = p.parse_args(argv)
 
@@ -122,11 +168,11 @@ def run_once(args, database_url: str | None, prefill: int = 0) -> dict[str, floa
             post_batches(backend.url, headers, [json.dumps(make_events(200, "warm")).encode()])
 
             events = make_events(args.events, "seq")
-            bodies = [json.dumps(events[i:i + args.batch]).encode() for i in range(0, len(events), args.batch)]
+            bodies = [json.dumps(events[i : i + args.batch]).encode() for i in range(0, len(events), args.batch)]
             seq_s, seq_lat = post_batches(backend.url, headers, bodies)
 
             events2 = make_events(args.events, "par")
-            bodies2 = [json.dumps(events2[i:i + args.batch]).encode() for i in range(0, len(events2), args.batch)]
+            bodies2 = [json.dumps(events2[i : i + args.batch]).encode() for i in range(0, len(events2), args.batch)]
             halves = [bodies2[0::2], bodies2[1::2]]
             start = time.perf_counter()
             with concurrent.futures.ThreadPoolExecutor(2) as pool:
@@ -184,7 +230,9 @@ def report(args, runs: list[dict[str, float]], load: float) -> None:
     ]
     print("\n".join(lines))
     if not args.no_write:
-        key, title = ("ingest_postgres", "Ingest throughput, PostgreSQL") if args.postgres else ("ingest", "Ingest throughput")
+        key, title = (
+            ("ingest_postgres", "Ingest throughput, PostgreSQL") if args.postgres else ("ingest", "Ingest throughput")
+        )
         if args.prefill:
             key, title = key + "_prefilled", title + f", into {args.prefill:,} stored events"
         write_section(key, f"{title} (bench/backend_ingest.py)", "\n".join(lines))

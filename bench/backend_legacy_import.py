@@ -9,6 +9,7 @@ holds a file for every save (its UTC name one second after the database's KST ti
 new SQLite database and snapshot store, through the real command (a subprocess); a second run measures the
 idempotent re-run (everything a duplicate).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,24 +60,56 @@ def make_old(root: Path, students: int, contents: bool) -> tuple[Path, Path]:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(rng.randbytes(size // 2 + 1).hex().encode()[:size])  # exactly size bytes
             if i % 6 == 0 and len(builds) < BUILDS:
-                builds.append(("os-1", "hw1", sid, pod, "/usr/bin/x86_64-linux-gnu-gcc-12", f"gcc -o a {pod}/{name}",
-                               rng.choice((0, 0, 1)), f"{pod}/{name}", str(t + timedelta(seconds=2))))
+                builds.append(
+                    (
+                        "os-1",
+                        "hw1",
+                        sid,
+                        pod,
+                        "/usr/bin/x86_64-linux-gnu-gcc-12",
+                        f"gcc -o a {pod}/{name}",
+                        rng.choice((0, 0, 1)),
+                        f"{pod}/{name}",
+                        str(t + timedelta(seconds=2)),
+                    )
+                )
             if i % 10 == 0 and len(runs) < RUNS:
                 runs.append(("os-1", "hw1", sid, "./a", 0, pod, f"{pod}/a", "binary", str(t + timedelta(seconds=3))))
-        db.executemany("INSERT INTO snapshot (class_div, hw_name, student_id, filename, timestamp, file_size) "
-                       "VALUES (?, ?, ?, ?, ?, ?)", snaps)
-        db.executemany("INSERT INTO buildlog (class_div, hw_name, student_id, cwd, binary_path, cmdline, exit_code, "
-                       "target_path, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", builds)
-        db.executemany("INSERT INTO runlog (class_div, hw_name, student_id, cmdline, exit_code, cwd, target_path, "
-                       "process_type, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", runs)
+        db.executemany(
+            "INSERT INTO snapshot (class_div, hw_name, student_id, filename, timestamp, file_size) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            snaps,
+        )
+        db.executemany(
+            "INSERT INTO buildlog (class_div, hw_name, student_id, cwd, binary_path, cmdline, exit_code, "
+            "target_path, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            builds,
+        )
+        db.executemany(
+            "INSERT INTO runlog (class_div, hw_name, student_id, cmdline, exit_code, cwd, target_path, "
+            "process_type, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            runs,
+        )
         db.commit()
     db.close()
     return db_path, folder
 
 
 def run_import(old: Path, folder: Path | None, new: Path) -> tuple[float, str]:
-    args = [sys.executable, "-m", "watcher_core", "import", "legacy", "--database", str(old), "--quiet",
-            "--database-url", f"sqlite:///{new / 'watcher.db'}", "--snapshot-dir", str(new / "snapshots")]
+    args = [
+        sys.executable,
+        "-m",
+        "watcher_core",
+        "import",
+        "legacy",
+        "--database",
+        str(old),
+        "--quiet",
+        "--database-url",
+        f"sqlite:///{new / 'watcher.db'}",
+        "--snapshot-dir",
+        str(new / "snapshots"),
+    ]
     if folder is not None:
         args += ["--snapshots", str(folder)]
     start = time.monotonic()
@@ -100,22 +133,29 @@ def main(argv: list[str] | None = None) -> int:
         again, summary2 = run_import(old, folder if args.contents else None, root / "new")
         print(summary2, file=sys.stderr)
     cmd = f"`.venv/bin/python bench/backend_legacy_import.py --students {args.students}{' --contents' if args.contents else ''}`"
-    body = (f"One assignment of the old system: {args.students} students x {SAVES + BUILDS + RUNS} rows "
-            f"({SAVES} saves, {BUILDS} compiles, {RUNS} runs each) = **{rows:,} rows**"
-            f"{', with a content file for every save' if args.contents else ', database only'}; into a new "
-            f"SQLite database, through the real command. Machine: {machine()}. Command: {cmd}\n\n"
-            f"| run | time | rows/s |\n|---|---|---|\n"
-            f"| first import | **{first:.0f} s** | {rows / first:,.0f} |\n"
-            f"| the same import again (all duplicates) | {again:.0f} s | {rows / again:,.0f} |\n")
+    body = (
+        f"One assignment of the old system: {args.students} students x {SAVES + BUILDS + RUNS} rows "
+        f"({SAVES} saves, {BUILDS} compiles, {RUNS} runs each) = **{rows:,} rows**"
+        f"{', with a content file for every save' if args.contents else ', database only'}; into a new "
+        f"SQLite database, through the real command. Machine: {machine()}. Command: {cmd}\n\n"
+        f"| run | time | rows/s |\n|---|---|---|\n"
+        f"| first import | **{first:.0f} s** | {rows / first:,.0f} |\n"
+        f"| the same import again (all duplicates) | {again:.0f} s | {rows / again:,.0f} |\n"
+    )
     if args.contents:
-        contents = next((line.split(": ", 1)[1] for line in summary.splitlines() if "saves with their content" in line), "?")
+        contents = next(
+            (line.split(": ", 1)[1] for line in summary.splitlines() if "saves with their content" in line), "?"
+        )
         body += f"\nThe import's own count: {contents} (every save of the made data has its file).\n"
         if f"saves with their content: {args.students * SAVES}; without: 0" not in summary:
             print("the import did not match every save to its file:\n" + summary, file=sys.stderr)
             return 1
     key = "import_contents" if args.contents else "import"
     write_section(
-        key, f"Importing the old Watcher's data (bench/backend_legacy_import.py{' --contents' if args.contents else ''})", body)
+        key,
+        f"Importing the old Watcher's data (bench/backend_legacy_import.py{' --contents' if args.contents else ''})",
+        body,
+    )
     print(body)
     return 0
 

@@ -5,6 +5,7 @@ Generates the events straight into a migrated SQLite database (40 courses x 5 as
 p50/p95 of GET .../summary, GET .../timeline (first page of 100 and a page deep inside via cursor), the
 file list and the course listing over loopback HTTP. Writes bench/results/backend.md (section "queries").
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,19 @@ def rows(total: int, seed: int = 7):
                 for i in range(per_student):
                     t += timedelta(seconds=rng.choice((5, 20, 45, 90, 240, 900, 4000)))
                     ts = fmt(t)
-                    base = (f"gen-{n:010d}", None, ts, received, f"node-{s % 3}", None, f"course{c:02d}", "1",
-                            f"2024{s:05d}", f"hw{a + 1}", f"src/file{i % 4}.c")
+                    base = (
+                        f"gen-{n:010d}",
+                        None,
+                        ts,
+                        received,
+                        f"node-{s % 3}",
+                        None,
+                        f"course{c:02d}",
+                        "1",
+                        f"2024{s:05d}",
+                        f"hw{a + 1}",
+                        f"src/file{i % 4}.c",
+                    )
                     k = rng.random()
                     if k < 0.6:
                         rest = (f"{n:064x}", 200 + (i * 37) % 4000, None) + (None,) * 14
@@ -63,9 +75,25 @@ def rows(total: int, seed: int = 7):
                         row = base[:1] + ("file.delete",) + base[2:5] + ("filemon",) + base[6:] + (None,) * 17
                     else:
                         compile_ = k < 0.85
-                        proc = (None, None, None, argv if compile_ else '["./main"]', False, ".",
-                                rng.choice((0, 0, 0, 1)), None, ts, ts, 120.0, 1000 + i)
-                        tail = ("gcc", '["main.c"]', "main", None, None) if compile_ else (None, None, None, "binary", "main")
+                        proc = (
+                            None,
+                            None,
+                            None,
+                            argv if compile_ else '["./main"]',
+                            False,
+                            ".",
+                            rng.choice((0, 0, 0, 1)),
+                            None,
+                            ts,
+                            ts,
+                            120.0,
+                            1000 + i,
+                        )
+                        tail = (
+                            ("gcc", '["main.c"]', "main", None, None)
+                            if compile_
+                            else (None, None, None, "binary", "main")
+                        )
                         typ = "process.compile" if compile_ else "process.run"
                         row = base[:1] + (typ,) + base[2:5] + ("procmon",) + base[6:] + proc + tail
                     n += 1
@@ -124,8 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--events", type=int, default=1_000_000, help="stored events (default 1000000)")
     p.add_argument("--requests", type=int, default=200, help="requests per query type (default 200)")
-    p.add_argument("--postgres", action="store_true",
-                   help="store the events in a private PostgreSQL (tests/support/postgres.py) instead of SQLite")
+    p.add_argument(
+        "--postgres",
+        action="store_true",
+        help="store the events in a private PostgreSQL (tests/support/postgres.py) instead of SQLite",
+    )
     p.add_argument("--no-write", action="store_true", help="do not write bench/results/backend.md")
     args = p.parse_args(argv)
     pg = None
@@ -160,6 +191,7 @@ def run(args, pg) -> int:
         print(f"generated {stored:,} events in {gen_s:.1f} s")
         backend = run_backend(Path(tmp), database_url=url)
         try:
+
             def assignment():
                 return f"/api/v1/courses/course{rng.randrange(COURSES):02d}/sections/1/assignments/hw{rng.randrange(ASSIGNMENTS) + 1}"
 
@@ -170,32 +202,53 @@ def run(args, pg) -> int:
                 for _ in range(10):  # warm-up
                     http.get(assignment() + "/summary")
                 results = {}
-                results["assignment summary"] = measure(http, [(assignment() + "/summary", {}) for _ in range(args.requests)])
+                results["assignment summary"] = measure(
+                    http, [(assignment() + "/summary", {}) for _ in range(args.requests)]
+                )
                 results["summary, one-week window"] = measure(
-                    http, [(assignment() + "/summary", {"since": "2026-03-02T00:00:00Z", "until": "2026-03-09T00:00:00Z"})
-                           for _ in range(args.requests)])
+                    http,
+                    [
+                        (assignment() + "/summary", {"since": "2026-03-02T00:00:00Z", "until": "2026-03-09T00:00:00Z"})
+                        for _ in range(args.requests)
+                    ],
+                )
                 results["student timeline, first page (100)"] = measure(
-                    http, [(student() + "/timeline", {"limit": 100}) for _ in range(args.requests)])
+                    http, [(student() + "/timeline", {"limit": 100}) for _ in range(args.requests)]
+                )
                 deep = []
                 for _ in range(args.requests):
                     path = student() + "/timeline"
                     first = http.get(path, params={"limit": 50}).json()
-                    deep.append((path, {"limit": 50, **({"cursor": first["next_cursor"]} if first["next_cursor"] else {})}))
+                    deep.append(
+                        (path, {"limit": 50, **({"cursor": first["next_cursor"]} if first["next_cursor"] else {})})
+                    )
                 results["student timeline, second page (cursor)"] = measure(http, deep)
                 results["student file list"] = measure(http, [(student() + "/files", {}) for _ in range(args.requests)])
+
                 def legacy(fmt: str) -> str:
-                    return fmt.format(c=f"course{rng.randrange(COURSES):02d}-1", a=f"hw{rng.randrange(ASSIGNMENTS) + 1}",
-                                      s=f"2024{rng.randrange(STUDENTS):05d}")
+                    return fmt.format(
+                        c=f"course{rng.randrange(COURSES):02d}-1",
+                        a=f"hw{rng.randrange(ASSIGNMENTS) + 1}",
+                        s=f"2024{rng.randrange(STUDENTS):05d}",
+                    )
 
                 if backend_has_legacy(http):
                     results["old API: build average of an assignment"] = measure(
-                        http, [(legacy("/api/build_avg/{c}/{a}"), {}) for _ in range(args.requests // 4)])
+                        http, [(legacy("/api/build_avg/{c}/{a}"), {}) for _ in range(args.requests // 4)]
+                    )
                     results["old API: assignment statistics"] = measure(
-                        http, [(legacy("/api/assignment/{c}/{a}"), {}) for _ in range(args.requests // 4)])
+                        http, [(legacy("/api/assignment/{c}/{a}"), {}) for _ in range(args.requests // 4)]
+                    )
                     results["old API: a student's build logs"] = measure(
-                        http, [(legacy("/api/{c}/{a}/{s}/logs/build"), {}) for _ in range(args.requests // 4)])
+                        http, [(legacy("/api/{c}/{a}/{s}/logs/build"), {}) for _ in range(args.requests // 4)]
+                    )
                 results["course listing (one course)"] = measure(
-                    http, [("/api/v1/courses", {"course": f"course{rng.randrange(COURSES):02d}"}) for _ in range(args.requests // 4)])
+                    http,
+                    [
+                        ("/api/v1/courses", {"course": f"course{rng.randrange(COURSES):02d}"})
+                        for _ in range(args.requests // 4)
+                    ],
+                )
         finally:
             backend.stop()
 

@@ -18,6 +18,7 @@ real inotify, procmon with eBPF when root). Measured:
 Writes bench/results/e2e_classroom.md and the raw latencies to bench/results/e2e_classroom.json
 (bench/run_all.py plots them).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,15 +53,24 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--students", type=int, default=100, help="simulated students (default 100)")
     p.add_argument("--duration", type=float, default=120.0, help="seconds of load (default 120)")
     p.add_argument("--save-every", type=float, default=5.0, help="seconds between a student's saves (default 5)")
-    p.add_argument("--compile-every", type=float, default=30.0, help="seconds between a student's compiles (default 30)")
-    p.add_argument("--probes", type=int, default=5, help="students whose timeline is polled through the API (default 5)")
-    p.add_argument("--procmon", choices=["auto", "ebpf", "proc-connector", "off"], default="auto",
-                   help="procmon mode (default auto: eBPF when root and bcc are there)")
+    p.add_argument(
+        "--compile-every", type=float, default=30.0, help="seconds between a student's compiles (default 30)"
+    )
+    p.add_argument(
+        "--probes", type=int, default=5, help="students whose timeline is polled through the API (default 5)"
+    )
+    p.add_argument(
+        "--procmon",
+        choices=["auto", "ebpf", "proc-connector", "off"],
+        default="auto",
+        help="procmon mode (default auto: eBPF when root and bcc are there)",
+    )
     p.add_argument("--keep", type=Path, default=None, help="keep the workspace and data here (default: a temp dir)")
     p.add_argument("--no-write", action="store_true", help="print only; do not write bench/results")
     return p.parse_args(argv)
@@ -100,7 +110,7 @@ class Classroom:
         for d in self.dirs.values():
             d.mkdir(parents=True, exist_ok=True)
         self.save_every, self.compile_every = save_every, compile_every
-        self.saves: dict[str, tuple[str, float]] = {}          # sha256 -> (student, when close() returned)
+        self.saves: dict[str, tuple[str, float]] = {}  # sha256 -> (student, when close() returned)
         self.compiles: dict[str, list[tuple[float, float, int]]] = {sid: [] for sid in self.ids}
         self.version = {sid: 0 for sid in self.ids}
         self.lock = threading.Lock()
@@ -111,8 +121,10 @@ class Classroom:
     def save(self, sid: str) -> None:
         self.version[sid] += 1
         v = self.version[sid]
-        text = (f"/* student {sid}, version {v} */\n#include <stdio.h>\n\n"
-                f"int main(void) {{\n    printf(\"%d\\n\", {v});\n    return 0;\n}}\n")
+        text = (
+            f"/* student {sid}, version {v} */\n#include <stdio.h>\n\n"
+            f'int main(void) {{\n    printf("%d\\n", {v});\n    return 0;\n}}\n'
+        )
         (self.dirs[sid] / "main.c").write_text(text)
         done = time.time()
         with self.lock:
@@ -203,18 +215,29 @@ def main(argv=None) -> int:
     if shutil.which("gcc") is None:
         print("e2e_classroom: gcc is not installed (apt-get install gcc)", file=sys.stderr)
         return 2
-    command = "python bench/e2e_classroom.py" + ("" if argv is None and len(sys.argv) == 1 else " " + " ".join(
-        sys.argv[1:] if argv is None else argv))
+    command = "python bench/e2e_classroom.py" + (
+        "" if argv is None and len(sys.argv) == 1 else " " + " ".join(sys.argv[1:] if argv is None else argv)
+    )
     tmp = None
     base = args.keep
     if base is None:
         tmp = tempfile.TemporaryDirectory(prefix="watcher-bench-")
         base = Path(tmp.name)
     (base / "workspace").mkdir(parents=True, exist_ok=True)
-    stack = LocalStack(base / "workspace", base / "data", port=free_port(), filemon_metrics_port=free_port(),
-                       procmon_metrics_port=free_port(), procmon_mode=args.procmon, node_name="bench-node")
-    print(f"e2e_classroom: {args.students} students, save every {args.save_every:g} s, compile every "
-          f"{args.compile_every:g} s, for {args.duration:g} s", flush=True)
+    stack = LocalStack(
+        base / "workspace",
+        base / "data",
+        port=free_port(),
+        filemon_metrics_port=free_port(),
+        procmon_metrics_port=free_port(),
+        procmon_mode=args.procmon,
+        node_name="bench-node",
+    )
+    print(
+        f"e2e_classroom: {args.students} students, save every {args.save_every:g} s, compile every "
+        f"{args.compile_every:g} s, for {args.duration:g} s",
+        flush=True,
+    )
     stack.prepare()
     stack.start(timeout=90, say=lambda m: print(f"  {m}", flush=True))
     with_procmon = "procmon" in stack.components
@@ -233,8 +256,12 @@ def main(argv=None) -> int:
 
         def progress():
             while not progress_stop.wait(10):
-                print(f"  {time.monotonic() - t_start:5.0f} s: {len(room.saves)} saves, "
-                      f"{sum(map(len, room.compiles.values()))} compiles", flush=True)
+                print(
+                    f"  {time.monotonic() - t_start:5.0f} s: {len(room.saves)} saves, "
+                    f"{sum(map(len, room.compiles.values()))} compiles",
+                    flush=True,
+                )
+
         threading.Thread(target=progress, daemon=True).start()
         room.run(args.duration)
         progress_stop.set()
@@ -242,8 +269,10 @@ def main(argv=None) -> int:
         n_saves = len(room.saves)
         n_compiles = sum(len(v) for v in room.compiles.values())
         expected = n_saves + (n_compiles if with_procmon else 0)
-        print(f"  load done: {n_saves} saves, {n_compiles} compiles in {load_seconds:.0f} s; waiting for delivery",
-              flush=True)
+        print(
+            f"  load done: {n_saves} saves, {n_compiles} compiles in {load_seconds:.0f} s; waiting for delivery",
+            flush=True,
+        )
         deadline = time.monotonic() + 120
         rh = {"Authorization": f"Bearer {stack.tokens['read']}"}
         stored = 0
@@ -297,11 +326,15 @@ def main(argv=None) -> int:
     def fmt(values):
         if not values:
             return "-"
-        return (f"p50 **{percentile(values, .5) * 1000:.0f} ms**, p99 **{percentile(values, .99) * 1000:.0f} ms**, "
-                f"max {max(values) * 1000:.0f} ms (n={len(values)})")
+        return (
+            f"p50 **{percentile(values, 0.5) * 1000:.0f} ms**, p99 **{percentile(values, 0.99) * 1000:.0f} ms**, "
+            f"max {max(values) * 1000:.0f} ms (n={len(values)})"
+        )
 
-    machine = (f"nproc={os.cpu_count()}, kernel {platform.release()}, Python {platform.python_version()}, "
-               f"load average {os.getloadavg()[0]:.1f} at the end")
+    machine = (
+        f"nproc={os.cpu_count()}, kernel {platform.release()}, Python {platform.python_version()}, "
+        f"load average {os.getloadavg()[0]:.1f} at the end"
+    )
     lines = [
         "# End to end: a classroom on one node (bench/e2e_classroom.py)",
         "",
@@ -331,8 +364,10 @@ def main(argv=None) -> int:
     for name in cpu:
         lines.append(f"| {name} | {cpu[name]:.1f} s | {cpu[name] / load_seconds * 100:.1f} % | {rss[name]:.0f} MiB |")
     lines.append(f"| load generator's gcc processes | {gen_cpu:.1f} s | {gen_cpu / load_seconds * 100:.1f} % | - |")
-    lines.append(f"\nThe backend's CPU includes answering the probe's polling ({prober.requests / load_seconds:.0f} "
-                 "timeline requests/s) and the agents' idle heartbeats.")
+    lines.append(
+        f"\nThe backend's CPU includes answering the probe's polling ({prober.requests / load_seconds:.0f} "
+        "timeline requests/s) and the agents' idle heartbeats."
+    )
     if room.late:
         lines.append(f"\nThe load generator ran {room.late} actions more than 1 s late (machine saturated).")
     text = "\n".join(lines) + "\n"
@@ -341,12 +376,25 @@ def main(argv=None) -> int:
     if not args.no_write:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "e2e_classroom.md").write_text(text)
-        (RESULTS / "e2e_classroom.json").write_text(json.dumps({
-            "command": command, "save_latency_s": save_lat, "compile_latency_s": compile_lat,
-            "api_save_latency_s": api_save_lat, "api_compile_latency_s": api_compile_lat,
-            "cpu_seconds": cpu, "peak_rss_mb": rss, "load_seconds": load_seconds,
-            "saves": n_saves, "compiles": n_compiles, "missing_saves": missing_saves,
-            "missing_compiles": missing_compiles}, indent=1))
+        (RESULTS / "e2e_classroom.json").write_text(
+            json.dumps(
+                {
+                    "command": command,
+                    "save_latency_s": save_lat,
+                    "compile_latency_s": compile_lat,
+                    "api_save_latency_s": api_save_lat,
+                    "api_compile_latency_s": api_compile_lat,
+                    "cpu_seconds": cpu,
+                    "peak_rss_mb": rss,
+                    "load_seconds": load_seconds,
+                    "saves": n_saves,
+                    "compiles": n_compiles,
+                    "missing_saves": missing_saves,
+                    "missing_compiles": missing_compiles,
+                },
+                indent=1,
+            )
+        )
         print(f"wrote {RESULTS / 'e2e_classroom.md'}")
     ok = missing_saves == 0 and twice == 0 and duplicates == 0 and not missing_compiles
     return 0 if ok else 1

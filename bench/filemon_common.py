@@ -1,5 +1,6 @@
 """Shared bits of the filemon benchmarks: run `watcher filemon` as a process, read its CPU and memory
 from /proc, and write one section of bench/results/filemon.md (keeping the other one)."""
+
 from __future__ import annotations
 
 import os
@@ -41,10 +42,25 @@ class Filemon:
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}
         env["WATCHER_INGEST_TOKEN"] = backend.tokens["ingest"]
-        self.argv = [sys.executable, "-m", "watcher_core", "filemon", "--workspace-root", str(ws),
-                     "--state-dir", str(state), "--snapshot-dir", str(backend.snapshot_dir),
-                     "--backend-url", backend.url, "--metrics-port", str(self.port), "--node-name", "bench-node",
-                     *extra]
+        self.argv = [
+            sys.executable,
+            "-m",
+            "watcher_core",
+            "filemon",
+            "--workspace-root",
+            str(ws),
+            "--state-dir",
+            str(state),
+            "--snapshot-dir",
+            str(backend.snapshot_dir),
+            "--backend-url",
+            backend.url,
+            "--metrics-port",
+            str(self.port),
+            "--node-name",
+            "bench-node",
+            *extra,
+        ]
         self.env = env
         self.log = log
         self.proc = None

@@ -6,6 +6,7 @@ delivery to finish, then samples RSS and CPU over an idle window.
 
     .venv/bin/python bench/filemon_idle.py [--dirs 5000 --idle-seconds 30]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,9 @@ PREFIX = "filemon-idle-"
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="bench/filemon_idle.py", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="bench/filemon_idle.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--dirs", type=int, default=5000, help="directories to watch (multiple of 5)")
     ap.add_argument("--idle-seconds", type=float, default=30.0)
     ap.add_argument("--no-write", action="store_true", help="do not update bench/results/filemon.md")
@@ -46,8 +48,11 @@ def main(argv=None) -> int:
         fm = Filemon(ws, tmp / "state", backend, tmp / "filemon.log").start(timeout=300)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            if (fm.metric("watcher_outbox_events") == 0 and fm.metric("filemon_pipeline_queue") == 0
-                    and fm.metric('file_events_total{event_type="create"}') >= files):
+            if (
+                fm.metric("watcher_outbox_events") == 0
+                and fm.metric("filemon_pipeline_queue") == 0
+                and fm.metric('file_events_total{event_type="create"}') >= files
+            ):
                 break
             time.sleep(0.2)
         startup = time.monotonic() - t0
@@ -63,19 +68,21 @@ def main(argv=None) -> int:
             rss = rss_mb(fm.proc.pid)
         finally:
             fm.stop()
-    body = "\n".join([
-        f"Workspace: {students * 5:,} directories ({students} students x 5), {files:,} source files; filemon as "
-        "`watcher filemon` with the real backend; after the startup scan and delivery settled.",
-        f"Machine: {machine()}.",
-        f"Command: `.venv/bin/python bench/filemon_idle.py --dirs {args.dirs} --idle-seconds {args.idle_seconds:g}`",
-        "",
-        "| figure | value | target |",
-        "|---|---|---|",
-        f"| inotify watches in use | {watches:,.0f} | one per directory |",
-        f"| resident memory (RSS), idle | **{rss:.1f} MB** (peak {peak:.1f} MB) | <= 150 MB |",
-        f"| CPU while idle | **{cpu / span * 100:.2f} %** of one core ({cpu:.2f} s in {span:.0f} s) | near zero |",
-        f"| startup: scan + snapshot + deliver {files:,} files | {startup:.1f} s | |",
-    ])
+    body = "\n".join(
+        [
+            f"Workspace: {students * 5:,} directories ({students} students x 5), {files:,} source files; filemon as "
+            "`watcher filemon` with the real backend; after the startup scan and delivery settled.",
+            f"Machine: {machine()}.",
+            f"Command: `.venv/bin/python bench/filemon_idle.py --dirs {args.dirs} --idle-seconds {args.idle_seconds:g}`",
+            "",
+            "| figure | value | target |",
+            "|---|---|---|",
+            f"| inotify watches in use | {watches:,.0f} | one per directory |",
+            f"| resident memory (RSS), idle | **{rss:.1f} MB** (peak {peak:.1f} MB) | <= 150 MB |",
+            f"| CPU while idle | **{cpu / span * 100:.2f} %** of one core ({cpu:.2f} s in {span:.0f} s) | near zero |",
+            f"| startup: scan + snapshot + deliver {files:,} files | {startup:.1f} s | |",
+        ]
+    )
     print(body)
     if not args.no_write:
         write_section("idle", "Idle: watching many directories (bench/filemon_idle.py)", body)

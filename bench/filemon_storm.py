@@ -6,6 +6,7 @@ seconds per 1,000 events (from /proc); and checks every saved version is recorde
 
     .venv/bin/python bench/filemon_storm.py [--saves 10000 --students 500 --seconds 10]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="bench/filemon_storm.py", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="bench/filemon_storm.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--saves", type=int, default=10_000)
     ap.add_argument("--students", type=int, default=500)
     ap.add_argument("--files", type=int, default=4, help="files per student (each saved saves/(students*files) times)")
@@ -50,8 +52,10 @@ def main(argv=None) -> int:
     slots = [(st, n) for st in students for n in names]
     per_file = max(1, args.saves // len(slots))
     total = per_file * len(slots)
-    print(f"storm: {total} saves = {len(slots)} files x {per_file}, over {args.seconds:.0f} s "
-          f"({total / args.seconds:.0f} saves/s); machine {machine()}")
+    print(
+        f"storm: {total} saves = {len(slots)} files x {per_file}, over {args.seconds:.0f} s "
+        f"({total / args.seconds:.0f} saves/s); machine {machine()}"
+    )
 
     with run_backend(tmp) as backend:
         fm = Filemon(ws, tmp / "state", backend, tmp / "filemon.log", extra=["--debounce", str(args.debounce)]).start()

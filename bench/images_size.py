@@ -6,6 +6,7 @@
 Sizes are what `podman image inspect` reports (uncompressed, layers shared with other images counted
 in each); the shared part is the base (debian:bookworm-slim) plus Debian's python3.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.cold:
         subprocess.run(["buildah", "rm", "--all"], env=container_env(), check=False, capture_output=True)
-        subprocess.run(["podman", "image", "prune", "--all", "--force", "--filter", "dangling=false"],
-                       env=container_env(), check=False, capture_output=True)
+        subprocess.run(
+            ["podman", "image", "prune", "--all", "--force", "--filter", "dangling=false"],
+            env=container_env(),
+            check=False,
+            capture_output=True,
+        )
     times = {}
     tags = {}
     for component in COMPONENTS:
@@ -39,15 +44,19 @@ def main(argv: list[str] | None = None) -> int:
     sizes = {c: image_size(tag) for c, tag in tags.items()}
     base = image_size(BASE)
     rows = "\n".join(f"| `{tags[c]}` | **{sizes[c] / 1e6:.0f} MB** | {times[c]:.0f} s |" for c in COMPONENTS)
-    body = (f"The four images from `docker/Dockerfile` (buildah, `--layers`), each Debian bookworm's python3 "
-            f"with one virtual environment of its component's locked dependencies. Base "
-            f"`debian:bookworm-slim` (made locally by scripts/images/base.sh): {base / 1e6:.0f} MB.\n"
-            f"Build times are {'cold (no layer cache)' if args.cold else 'with the layer cache of earlier builds'}, "
-            f"in this order; the first image pays for the shared build stage.\n"
-            f"Machine: {machine()}.\n"
-            f"Command: `.venv/bin/python bench/images_size.py{' --cold' if args.cold else ''}`\n\n"
-            f"| image | size (uncompressed) | build |\n|---|---|---|\n{rows}\n")
-    ResultsFile("images", "Container images", ["sizes"]).write_section("sizes", "Image sizes (bench/images_size.py)", body)
+    body = (
+        f"The four images from `docker/Dockerfile` (buildah, `--layers`), each Debian bookworm's python3 "
+        f"with one virtual environment of its component's locked dependencies. Base "
+        f"`debian:bookworm-slim` (made locally by scripts/images/base.sh): {base / 1e6:.0f} MB.\n"
+        f"Build times are {'cold (no layer cache)' if args.cold else 'with the layer cache of earlier builds'}, "
+        f"in this order; the first image pays for the shared build stage.\n"
+        f"Machine: {machine()}.\n"
+        f"Command: `.venv/bin/python bench/images_size.py{' --cold' if args.cold else ''}`\n\n"
+        f"| image | size (uncompressed) | build |\n|---|---|---|\n{rows}\n"
+    )
+    ResultsFile("images", "Container images", ["sizes"]).write_section(
+        "sizes", "Image sizes (bench/images_size.py)", body
+    )
     print(body)
     return 0
 

@@ -1,6 +1,7 @@
 """Shared bits of the procmon benchmarks: build the tiny C programs, run `watcher procmon` as a process,
 put workloads into their own cgroup (a simulated container), and write one section of
 bench/results/procmon.md (keeping the others)."""
+
 from __future__ import annotations
 
 import os
@@ -103,9 +104,27 @@ class Procmon:
         self.port = free_port()
         self.state = state
         env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}
-        self.argv = [sys.executable, "-m", "watcher_core", "procmon", "--workspace-root", str(ws),
-                     "--state-dir", str(state), "--backend-url", backend_url, "--metrics-port", str(self.port),
-                     "--node-name", "bench", "--flush-timeout", "0", "--log-level", "WARNING", *extra]
+        self.argv = [
+            sys.executable,
+            "-m",
+            "watcher_core",
+            "procmon",
+            "--workspace-root",
+            str(ws),
+            "--state-dir",
+            str(state),
+            "--backend-url",
+            backend_url,
+            "--metrics-port",
+            str(self.port),
+            "--node-name",
+            "bench",
+            "--flush-timeout",
+            "0",
+            "--log-level",
+            "WARNING",
+            *extra,
+        ]
         self.env = env
         self.log = log
         self.proc: subprocess.Popen | None = None
@@ -118,8 +137,10 @@ class Procmon:
             if self.proc.poll() is not None:
                 sys.exit(f"procmon exited: {self.log.read_text()[-2000:]}")
             try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200 \
-                        and self.metric('procmon_mode{mode="ebpf"}') == 1.0:
+                if (
+                    httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200
+                    and self.metric('procmon_mode{mode="ebpf"}') == 1.0
+                ):
                     return self
             except httpx.HTTPError:
                 pass

@@ -8,6 +8,7 @@ procmon's count is the strict one: process.run events in its outbox, each attrib
 and assignment (the program lives ~1 ms, so this also measures the /proc reads at exec time). Results
 go to bench/results/procmon.md (section "execs"). Needs root.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,13 +54,13 @@ def main(argv=None) -> int:
     deadline = time.monotonic() + 120
     captured = 0
     while time.monotonic() < deadline:
-        captured = pm.outbox_rows("body LIKE '%\"target\":\"tinyprog\"%'")
+        captured = pm.outbox_rows('body LIKE \'%"target":"tinyprog"%\'')
         if captured >= args.execs:
             break
         time.sleep(0.5)
-        if captured == pm.outbox_rows("body LIKE '%\"target\":\"tinyprog\"%'"):
+        if captured == pm.outbox_rows('body LIKE \'%"target":"tinyprog"%\''):
             time.sleep(2)
-            if captured == pm.outbox_rows("body LIKE '%\"target\":\"tinyprog\"%'"):
+            if captured == pm.outbox_rows('body LIKE \'%"target":"tinyprog"%\''):
                 break
     lost = pm.metric("procmon_events_lost_total")
     kexec = pm.metric('procmon_kernel_events_total{type="exec"}') - kexec0
@@ -72,16 +73,20 @@ def main(argv=None) -> int:
         snoop.wait(10)
         snoop_out.close()
         # execsnoop prints argv; argv[0] is this run's own path (other tinyprogs on the machine do not count)
-        snooped = sum(1 for line in (tmp / "execsnoop.txt").read_text(errors="replace").splitlines()
-                      if str(tiny) in line)
+        snooped = sum(
+            1 for line in (tmp / "execsnoop.txt").read_text(errors="replace").splitlines() if str(tiny) in line
+        )
     pct = 100.0 * captured / args.execs
-    snoop_cell = (f"{snooped:,} / {args.execs:,} ({100.0 * snooped / args.execs:.2f} %)" if snooped is not None
-                  else "execsnoop not installed")
+    snoop_cell = (
+        f"{snooped:,} / {args.execs:,} ({100.0 * snooped / args.execs:.2f} %)"
+        if snooped is not None
+        else "execsnoop not installed"
+    )
     verdict = "met" if pct >= 99.9 else "MISSED"
     body = f"""Workload: {args.execs:,} fork+exec+wait of a static tiny program inside a student's assignment folder
 (`<root>/bench-1-000001/hw1/tinyprog`), {args.workers} parallel loops in their own cgroup, as fast as possible
 ({rate:,.0f} execs/s, {wall:.1f} s). procmon (eBPF, ring buffer, kernel filter on) and libbpf-tools' execsnoop
-(`{snoop_bin or '-'} -n tinyprog`) attached at the same time.
+(`{snoop_bin or "-"} -n tinyprog`) attached at the same time.
 Machine: {machine()}.
 Command: `.venv/bin/python bench/procmon_execs.py --execs {args.execs} --workers {args.workers}`
 

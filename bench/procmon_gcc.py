@@ -6,6 +6,7 @@ failing; every one must be captured with the right exit code, sources and output
 
 Results go to bench/results/procmon.md (section "gcc"). Needs root.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,12 +67,14 @@ Command: `.venv/bin/python bench/procmon_gcc.py --compiles {args.compiles}`
 
 | figure | value | target |
 |---|---|---|
-| compiles captured with the right exit code, both sources and the output | **{right} / {args.compiles}** | all ({'met' if ok else 'MISSED'}) |
+| compiles captured with the right exit code, both sources and the output | **{right} / {args.compiles}** | all ({"met" if ok else "MISSED"}) |
 | compile events reported twice or for gcc's children (cc1, as, collect2, ld) | {extra + max(0, len(got) - args.compiles)} | 0 |
 | lost events counter | {lost:.0f} | 0 |
 """
     if wrong:
-        body += "\nWrong or missing (first 5): " + "; ".join(f"{k}: got {g}, expected {v}" for k, g, v in wrong[:5]) + "\n"
+        body += (
+            "\nWrong or missing (first 5): " + "; ".join(f"{k}: got {g}, expected {v}" for k, g, v in wrong[:5]) + "\n"
+        )
     write_section("gcc", "Compiles: 50 parallel gcc, half failing (bench/procmon_gcc.py)", body)
     print(body)
     return 0 if ok else 1

@@ -12,6 +12,7 @@ libbpf-tools' execsnoop is measured in the same rounds for comparison.
 
 Results go to bench/results/procmon.md (section "overhead"). Needs root.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,9 @@ def run_scenario(name: str, tmp: Path, ws: Path, spawn: Path, prog: Path, cwd: P
                 if arm == "off":
                     off.append(loop(cg, spawn, args.execs, args.workers, prog, cwd, off_cpu))
                 elif arm == "procmon":
-                    pm = Procmon(ws, tmp / f"state-{name}-{r}", tmp / "procmon.log",
-                                 "--cgroup-learn-seconds", "0.5").start()
+                    pm = Procmon(
+                        ws, tmp / f"state-{name}-{r}", tmp / "procmon.log", "--cgroup-learn-seconds", "0.5"
+                    ).start()
                     if name == "other":
                         # let procmon learn that this cgroup is not a student's (then the kernel drops it)
                         deadline = time.monotonic() + 30
@@ -74,7 +76,7 @@ def run_scenario(name: str, tmp: Path, ws: Path, spawn: Path, prog: Path, cwd: P
                     cpu0 = cpu_seconds(pm.proc.pid)
                     on.append(loop(cg, spawn, args.execs, args.workers, prog, cwd, on_cpu))
                     if name == "student":
-                        pm.wait_stable('procmon_pending_processes', quiet=0.5)
+                        pm.wait_stable("procmon_pending_processes", quiet=0.5)
                     cpu.append(cpu_seconds(pm.proc.pid) - cpu0)
                     stats = {
                         "filtered_in_kernel": pm.metric('procmon_events_filtered_total{reason="cgroup_not_student"}')
@@ -98,18 +100,26 @@ def run_scenario(name: str, tmp: Path, ws: Path, spawn: Path, prog: Path, cwd: P
     sratios = [b / a - 1 for a, b in zip(off, snoop)] if snoop else []
     cpu_ratio = median([b / a - 1 for a, b in zip(off_cpu, on_cpu)])
     snoop_cpu_ratio = median([b / a - 1 for a, b in zip(off_cpu, snoop_cpu)]) if snoop_cpu else None
-    return {"off": median(off), "on": median(on), "snoop": median(snoop) if snoop else None,
-            "overhead": median(ratios), "snoop_overhead": median(sratios) if sratios else None,
-            "last": stats, "cpu_per_1000": median(cpu) / args.execs * 1000,
-            "cpu_overhead": cpu_ratio, "snoop_cpu_overhead": snoop_cpu_ratio}
+    return {
+        "off": median(off),
+        "on": median(on),
+        "snoop": median(snoop) if snoop else None,
+        "overhead": median(ratios),
+        "snoop_overhead": median(sratios) if sratios else None,
+        "last": stats,
+        "cpu_per_1000": median(cpu) / args.execs * 1000,
+        "cpu_overhead": cpu_ratio,
+        "snoop_cpu_overhead": snoop_cpu_ratio,
+    }
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=5, help="alternating rounds per workload (default 5)")
     p.add_argument("--execs", type=int, default=2000, help="execs per measured loop (default 2000)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="parallel fork+exec loops (default 1: one exec loop, like a shell loop)")
+    p.add_argument(
+        "--workers", type=int, default=1, help="parallel fork+exec loops (default 1: one exec loop, like a shell loop)"
+    )
     args = p.parse_args(argv)
     require_root()
     tmp = Path(tempfile.mkdtemp(prefix="procmon-overhead-"))
@@ -144,19 +154,19 @@ Command: `.venv/bin/python bench/procmon_overhead.py --rounds {args.rounds} --ex
 
 | workload | without | with procmon | procmon overhead | with execsnoop | execsnoop overhead | target (procmon) |
 |---|---|---|---|---|---|---|
-| student (all captured) | {student['off']:.3f} s | {student['on']:.3f} s | **{pct(student['overhead'])}** | {student['snoop'] or 0:.3f} s | {pct(student['snoop_overhead'])} | <= 5 % ({verdict(student['overhead'], 0.05)}) |
-| other (filtered in kernel) | {other['off']:.3f} s | {other['on']:.3f} s | **{pct(other['overhead'])}** | {other['snoop'] or 0:.3f} s | {pct(other['snoop_overhead'])} | <= 2 % ({verdict(other['overhead'], 0.02)}) |
+| student (all captured) | {student["off"]:.3f} s | {student["on"]:.3f} s | **{pct(student["overhead"])}** | {student["snoop"] or 0:.3f} s | {pct(student["snoop_overhead"])} | <= 5 % ({verdict(student["overhead"], 0.05)}) |
+| other (filtered in kernel) | {other["off"]:.3f} s | {other["on"]:.3f} s | **{pct(other["overhead"])}** | {other["snoop"] or 0:.3f} s | {pct(other["snoop_overhead"])} | <= 2 % ({verdict(other["overhead"], 0.02)}) |
 
 CPU time of the loop's own processes (fork, exec, the BPF programs running in their context, exit), the less
-noisy measure of the in-kernel cost: procmon {pct(student['cpu_overhead'])} (student), {pct(other['cpu_overhead'])} (other);
-execsnoop {pct(student['snoop_cpu_overhead'])} (student loop), {pct(other['snoop_cpu_overhead'])} (other loop).
+noisy measure of the in-kernel cost: procmon {pct(student["cpu_overhead"])} (student), {pct(other["cpu_overhead"])} (other);
+execsnoop {pct(student["snoop_cpu_overhead"])} (student loop), {pct(other["snoop_cpu_overhead"])} (other loop).
 
-procmon's own CPU (user space, Python) per 1,000 execs: {student['cpu_per_1000']:.3f} s when all are captured,
-{other['cpu_per_1000']:.3f} s when the kernel filters them. With one exec loop on this 2-core machine that CPU comes
+procmon's own CPU (user space, Python) per 1,000 execs: {student["cpu_per_1000"]:.3f} s when all are captured,
+{other["cpu_per_1000"]:.3f} s when the kernel filters them. With one exec loop on this 2-core machine that CPU comes
 from the idle core; when every core is busy it adds to the workload's time directly (run with `--workers 2`).
 
-During the last "other" loop ({args.execs:,} execs) procmon's kernel side dropped {other['last']['filtered_in_kernel']:,.0f} execs (all cgroups
-it had learnt, so other work on the machine counts too); lost events: {student['last']['lost']:.0f} (student), {other['last']['lost']:.0f} (other).
+During the last "other" loop ({args.execs:,} execs) procmon's kernel side dropped {other["last"]["filtered_in_kernel"]:,.0f} execs (all cgroups
+it had learnt, so other work on the machine counts too); lost events: {student["last"]["lost"]:.0f} (student), {other["last"]["lost"]:.0f} (other).
 For reference (issue text, same machine type): bpftrace execsnoop.bt about +8 %, libbpf-tools execsnoop
 about +11 %, a bcc Python tracepoint execsnoop about +28 %.
 """

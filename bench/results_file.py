@@ -4,6 +4,7 @@ Each benchmark script rewrites only its own section and keeps the others, in a f
 benchmarks of one component can run separately and still leave one readable file. bench/run_all.py
 assembles bench/RESULTS.md from these files.
 """
+
 from __future__ import annotations
 
 import os

@@ -14,6 +14,7 @@ is recorded as failed (with its last output lines), never hidden; its old result
     .venv/bin/python bench/run_all.py --only procmon_   # rerun some; their rows replace the last full run's
     .venv/bin/python bench/run_all.py --no-run          # reassemble RESULTS.md and the plot only
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,11 +46,19 @@ QUICK = {
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     p.add_argument("--quick", action="store_true", help="smaller presets for every benchmark that has one")
-    p.add_argument("--only", action="append", default=[], metavar="PREFIX",
-                   help="run only scripts whose name starts with PREFIX (repeatable)")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="run only scripts whose name starts with PREFIX (repeatable)",
+    )
     p.add_argument("--timeout", type=float, default=1200, help="seconds allowed per benchmark run (default 1200)")
     p.add_argument("--no-run", action="store_true", help="only reassemble RESULTS.md and the plot from bench/results")
     return p.parse_args(argv)
@@ -92,8 +101,14 @@ def machine() -> dict[str, str]:
                 break
     except OSError:
         pass
-    return {"nproc": str(os.cpu_count()), "RAM": mem, "CPU": cpu, "kernel": platform.release(),
-            "python": platform.python_version(), "root": "yes" if os.geteuid() == 0 else "no"}
+    return {
+        "nproc": str(os.cpu_count()),
+        "RAM": mem,
+        "CPU": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "root": "yes" if os.geteuid() == 0 else "no",
+    }
 
 
 def run_one(script: Path, args: list[str], index: int, total: int, timeout: float) -> dict:
@@ -129,15 +144,19 @@ def plot(path: Path) -> str:
         return "no plot: bench/results/e2e_classroom.json is missing (e2e_classroom did not run)"
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return "no plot: matplotlib is not installed (pip install -e '.[bench]')"
     data = json.loads(data_file.read_text())
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [2, 1]})
-    for key, label in (("save_latency_s", "save → queryable"), ("compile_latency_s", "compile → queryable"),
-                       ("api_save_latency_s", "save → seen by read API (probes)"),
-                       ("api_compile_latency_s", "compile → seen by read API (probes)")):
+    for key, label in (
+        ("save_latency_s", "save → queryable"),
+        ("compile_latency_s", "compile → queryable"),
+        ("api_save_latency_s", "save → seen by read API (probes)"),
+        ("api_compile_latency_s", "compile → seen by read API (probes)"),
+    ):
         values = sorted(max(v * 1000, 0.01) for v in data.get(key) or [])  # log axis: clamp at 10 µs
         if values:
             ax1.plot(values, [(i + 1) / len(values) for i in range(len(values))], label=f"{label} (n={len(values)})")
@@ -151,8 +170,13 @@ def plot(path: Path) -> str:
     cpu_pct = [data["cpu_seconds"][n] / data["load_seconds"] * 100 for n in names]
     bars = ax2.bar(names, cpu_pct, color="tab:orange")
     for bar, n in zip(bars, names):
-        ax2.annotate(f"{data['peak_rss_mb'][n]:.0f} MiB", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                     ha="center", va="bottom", fontsize=9)
+        ax2.annotate(
+            f"{data['peak_rss_mb'][n]:.0f} MiB",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=9,
+        )
     ax2.set_ylabel("CPU, % of one core (label: peak RSS)")
     ax2.set_title("Components under the classroom load")
     fig.tight_layout()
@@ -171,17 +195,27 @@ def headline() -> list[str]:
     def pct(key, q):
         values = sorted(d.get(key) or [])
         return values[min(len(values) - 1, int(q * (len(values) - 1) + 0.5))] * 1000 if values else float("nan")
-    comps = ", ".join(f"{n} {d['cpu_seconds'][n] / d['load_seconds'] * 100:.0f} % CPU / {d['peak_rss_mb'][n]:.0f} MiB"
-                      for n in d["cpu_seconds"])
-    return ["## Headline: end to end under a classroom load", "",
-            f"{d['saves']} saves and {d['compiles']} compiles in {d['load_seconds']:.0f} s "
-            f"(`.venv/bin/{d['command']}`; details in the e2e section below):", "",
-            "| figure | p50 | p99 | target |", "|---|---|---|---|",
-            f"| save → queryable | {pct('save_latency_s', .5):.0f} ms | {pct('save_latency_s', .99):.0f} ms | p99 ≤ 2 s |",
-            f"| compile → queryable | {pct('compile_latency_s', .5):.0f} ms | {pct('compile_latency_s', .99):.0f} ms "
-            f"| p99 ≤ 2 s |",
-            f"| events missing | saves {d['missing_saves']}, compiles {d['missing_compiles']} | | 0 |", "",
-            f"Components (CPU as % of one core over the load, peak RSS): {comps}.", ""]
+
+    comps = ", ".join(
+        f"{n} {d['cpu_seconds'][n] / d['load_seconds'] * 100:.0f} % CPU / {d['peak_rss_mb'][n]:.0f} MiB"
+        for n in d["cpu_seconds"]
+    )
+    return [
+        "## Headline: end to end under a classroom load",
+        "",
+        f"{d['saves']} saves and {d['compiles']} compiles in {d['load_seconds']:.0f} s "
+        f"(`.venv/bin/{d['command']}`; details in the e2e section below):",
+        "",
+        "| figure | p50 | p99 | target |",
+        "|---|---|---|---|",
+        f"| save → queryable | {pct('save_latency_s', 0.5):.0f} ms | {pct('save_latency_s', 0.99):.0f} ms | p99 ≤ 2 s |",
+        f"| compile → queryable | {pct('compile_latency_s', 0.5):.0f} ms | {pct('compile_latency_s', 0.99):.0f} ms "
+        f"| p99 ≤ 2 s |",
+        f"| events missing | saves {d['missing_saves']}, compiles {d['missing_compiles']} | | 0 |",
+        "",
+        f"Components (CPU as % of one core over the load, peak RSS): {comps}.",
+        "",
+    ]
 
 
 def demote(markdown: str) -> str:
@@ -192,12 +226,16 @@ def demote(markdown: str) -> str:
 def assemble(runs: list[dict], started: float, plot_note: str, quick: bool) -> str:
     m = machine()
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    out = ["# Benchmark results", "",
-           f"Generated by `.venv/bin/python bench/run_all.py{' --quick' if quick else ''}` on {now}"
-           + (f" (the benchmarks ran from {datetime.fromtimestamp(started, UTC):%H:%M} UTC)." if started else "."),
-           "Machine: " + ", ".join(f"{k} {v}" for k, v in m.items()) + ".",
-           "Each benchmark ran alone, one after the other; each section below names its figure, its target and the "
-           "exact command that produced it.", ""]
+    out = [
+        "# Benchmark results",
+        "",
+        f"Generated by `.venv/bin/python bench/run_all.py{' --quick' if quick else ''}` on {now}"
+        + (f" (the benchmarks ran from {datetime.fromtimestamp(started, UTC):%H:%M} UTC)." if started else "."),
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in m.items()) + ".",
+        "Each benchmark ran alone, one after the other; each section below names its figure, its target and the "
+        "exact command that produced it.",
+        "",
+    ]
     if runs:
         out += ["| benchmark | status | time | command |", "|---|---|---|---|"]
         for r in runs:
@@ -205,18 +243,29 @@ def assemble(runs: list[dict], started: float, plot_note: str, quick: bool) -> s
         out.append("")
         failed = [r for r in runs if r["rc"] != 0]
         for r in failed:
-            out += [f"**{r['script']} failed** (`{r['command']}`, exit {r['rc']}); its last output lines:", "", "```",
-                    *r["tail"], "```", ""]
+            out += [
+                f"**{r['script']} failed** (`{r['command']}`, exit {r['rc']}); its last output lines:",
+                "",
+                "```",
+                *r["tail"],
+                "```",
+                "",
+            ]
     out += headline()
     png = BENCH / "results.png"
-    out += (["![end-to-end latency and component CPU](results.png)", ""] if not plot_note and png.exists()
-            else [f"({plot_note})", ""])
+    out += (
+        ["![end-to-end latency and component CPU](results.png)", ""]
+        if not plot_note and png.exists()
+        else [f"({plot_note})", ""]
+    )
     for md in sorted(RESULTS_DIR.glob("*.md")):
         stale = started and md.stat().st_mtime < started
         out.append(f"<!-- from bench/results/{md.name} -->")
         if stale:
-            out.append(f"> **Stale**: bench/results/{md.name} was not rewritten by this run (its benchmark failed or "
-                       f"did not run); the figures below are from an earlier run.")
+            out.append(
+                f"> **Stale**: bench/results/{md.name} was not rewritten by this run (its benchmark failed or "
+                f"did not run); the figures below are from an earlier run."
+            )
             out.append("")
         out.append(demote(md.read_text().strip()))
         out.append("")

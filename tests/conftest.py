@@ -4,6 +4,7 @@ tests/unit        -> quick        (seconds, no services, no root)
 tests/integration -> integration  (real loopback HTTP, inotify, subprocesses)
 tests/system      -> system       (PostgreSQL, eBPF, kube-apiserver; needs root and the installed system packages)
 """
+
 import logging
 import os
 from pathlib import Path

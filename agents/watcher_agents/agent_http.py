@@ -5,6 +5,7 @@ several agents in one process. Health is a set of named checks ("watch loop aliv
 each a callable returning True when fine; ``/healthz`` answers 200 ``{"status": "healthy", ...}`` or 503
 naming the checks that failed. Kubernetes' liveness probe points at it.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,15 @@ class HealthChecks:
 class AgentHTTPServer:
     """Serves /metrics and /healthz from a daemon thread. ``port=0`` picks a free port (tests)."""
 
-    def __init__(self, registry: CollectorRegistry, health: HealthChecks, *, port: int = 9090,
-                 host: str = "0.0.0.0", agent: str = "agent") -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        health: HealthChecks,
+        *,
+        port: int = 9090,
+        host: str = "0.0.0.0",
+        agent: str = "agent",
+    ) -> None:
         self.registry = registry
         self.health = health
         self.agent = agent

@@ -16,6 +16,7 @@ Usage in an agent's ``cli.py``::
     except config.ConfigError as exc:
         return config.fail(exc, "filemon")
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,6 +72,7 @@ class AgentSettings:
 
 # --- value parsers (raise ValueError with a short reason) --------------------------------------------
 
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -111,8 +113,14 @@ def byte_size(text: str) -> int:
     return int(match.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match.group(2).lower()]
 
 
-def setting(args: argparse.Namespace, attr: str, env_name: str, default: T, parse: Callable[[str], T],
-            env: Mapping[str, str] | None = None) -> T:
+def setting(
+    args: argparse.Namespace,
+    attr: str,
+    env_name: str,
+    default: T,
+    parse: Callable[[str], T],
+    env: Mapping[str, str] | None = None,
+) -> T:
     """Flag ``--attr`` if given, else ``env_name`` if set, else ``default``; parsed and validated."""
     env = os.environ if env is None else env
     flag = "--" + attr.replace("_", "-")
@@ -131,37 +139,61 @@ def setting(args: argparse.Namespace, attr: str, env_name: str, default: T, pars
 
 # --- the shared settings --------------------------------------------------------------------------
 
+
 def add_agent_arguments(parser: argparse.ArgumentParser, *, agent: str) -> None:
     """The flags both agents have. Defaults are None here so ``resolve`` can fall back to the env."""
     g = parser.add_argument_group("common agent settings (each also an environment variable)")
-    g.add_argument("--workspace-root", metavar="DIR",
-                   help=f"student workspaces, {{course}}-{{section}}-{{id}}/... [WATCHER_WORKSPACE_ROOT, "
-                        f"default {DEFAULT_WORKSPACE_ROOT}]")
-    g.add_argument("--state-dir", metavar="DIR",
-                   help="local state: the outbox database and the agent's own state "
-                        f"[WATCHER_STATE_DIR, default {DEFAULT_STATE_DIR.format(agent=agent)}]")
-    g.add_argument("--backend-url", metavar="URL",
-                   help=f"backend base URL [WATCHER_BACKEND_URL, default {DEFAULT_BACKEND_URL}]")
-    g.add_argument("--token-file", metavar="FILE",
-                   help="file holding the ingest token [WATCHER_INGEST_TOKEN_FILE; or the token itself in "
-                        "WATCHER_INGEST_TOKEN]")
-    g.add_argument("--metrics-port", metavar="PORT",
-                   help=f"port for /metrics and /healthz [WATCHER_METRICS_PORT, default {DEFAULT_METRICS_PORT}]")
-    g.add_argument("--node-name", metavar="NAME",
-                   help="this node's name in every event [WATCHER_NODE_NAME, default: the hostname]")
-    g.add_argument("--outbox-max-events", metavar="N",
-                   help=f"bound of the local outbox in events [WATCHER_OUTBOX_MAX_EVENTS, default "
-                        f"{outbox_mod.DEFAULT_MAX_EVENTS}]")
-    g.add_argument("--outbox-max-bytes", metavar="SIZE",
-                   help="bound of the local outbox in bytes of JSON, e.g. 512M [WATCHER_OUTBOX_MAX_BYTES, "
-                        "default 512M]")
-    g.add_argument("--outbox-sync", choices=outbox_mod.SYNC_MODES,
-                   help="SQLite synchronous mode: normal survives a crash of the agent, full also a power "
-                        "loss [WATCHER_OUTBOX_SYNC, default normal]")
-    g.add_argument("--batch-size", metavar="N",
-                   help=f"events per POST [WATCHER_BATCH_SIZE, default {DEFAULT_BATCH_SIZE}]")
-    g.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS,
-                   help="log level [WATCHER_LOG_LEVEL, default INFO]")
+    g.add_argument(
+        "--workspace-root",
+        metavar="DIR",
+        help=f"student workspaces, {{course}}-{{section}}-{{id}}/... [WATCHER_WORKSPACE_ROOT, "
+        f"default {DEFAULT_WORKSPACE_ROOT}]",
+    )
+    g.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="local state: the outbox database and the agent's own state "
+        f"[WATCHER_STATE_DIR, default {DEFAULT_STATE_DIR.format(agent=agent)}]",
+    )
+    g.add_argument(
+        "--backend-url", metavar="URL", help=f"backend base URL [WATCHER_BACKEND_URL, default {DEFAULT_BACKEND_URL}]"
+    )
+    g.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="file holding the ingest token [WATCHER_INGEST_TOKEN_FILE; or the token itself in WATCHER_INGEST_TOKEN]",
+    )
+    g.add_argument(
+        "--metrics-port",
+        metavar="PORT",
+        help=f"port for /metrics and /healthz [WATCHER_METRICS_PORT, default {DEFAULT_METRICS_PORT}]",
+    )
+    g.add_argument(
+        "--node-name", metavar="NAME", help="this node's name in every event [WATCHER_NODE_NAME, default: the hostname]"
+    )
+    g.add_argument(
+        "--outbox-max-events",
+        metavar="N",
+        help=f"bound of the local outbox in events [WATCHER_OUTBOX_MAX_EVENTS, default "
+        f"{outbox_mod.DEFAULT_MAX_EVENTS}]",
+    )
+    g.add_argument(
+        "--outbox-max-bytes",
+        metavar="SIZE",
+        help="bound of the local outbox in bytes of JSON, e.g. 512M [WATCHER_OUTBOX_MAX_BYTES, default 512M]",
+    )
+    g.add_argument(
+        "--outbox-sync",
+        choices=outbox_mod.SYNC_MODES,
+        help="SQLite synchronous mode: normal survives a crash of the agent, full also a power "
+        "loss [WATCHER_OUTBOX_SYNC, default normal]",
+    )
+    g.add_argument(
+        "--batch-size", metavar="N", help=f"events per POST [WATCHER_BATCH_SIZE, default {DEFAULT_BATCH_SIZE}]"
+    )
+    g.add_argument(
+        "--log-level", type=str.upper, choices=LOG_LEVELS, help="log level [WATCHER_LOG_LEVEL, default INFO]"
+    )
 
 
 def backend_url(text: str) -> str:
@@ -183,11 +215,14 @@ def _read_token(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str |
         try:
             token = Path(path).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigError(f"cannot read the ingest token file {path} ({exc.strerror or exc}) "
-                              "(flag --token-file, variable WATCHER_INGEST_TOKEN_FILE)") from None
+            raise ConfigError(
+                f"cannot read the ingest token file {path} ({exc.strerror or exc}) "
+                "(flag --token-file, variable WATCHER_INGEST_TOKEN_FILE)"
+            ) from None
         if not token:
-            raise ConfigError(f"the ingest token file {path} is empty (flag --token-file, "
-                              "variable WATCHER_INGEST_TOKEN_FILE)")
+            raise ConfigError(
+                f"the ingest token file {path} is empty (flag --token-file, variable WATCHER_INGEST_TOKEN_FILE)"
+            )
         return token, f"file {path}"
     token = env.get("WATCHER_INGEST_TOKEN", "").strip()
     if token:
@@ -195,8 +230,9 @@ def _read_token(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str |
     return None, "none"
 
 
-def resolve(args: argparse.Namespace, *, agent: str, env: Mapping[str, str] | None = None,
-            require_workspace: bool = True) -> AgentSettings:
+def resolve(
+    args: argparse.Namespace, *, agent: str, env: Mapping[str, str] | None = None, require_workspace: bool = True
+) -> AgentSettings:
     env = os.environ if env is None else env
     root = Path(setting(args, "workspace_root", "WATCHER_WORKSPACE_ROOT", DEFAULT_WORKSPACE_ROOT, str, env))
     if require_workspace and not root.is_dir():
@@ -209,8 +245,10 @@ def resolve(args: argparse.Namespace, *, agent: str, env: Mapping[str, str] | No
     port = setting(args, "metrics_port", "WATCHER_METRICS_PORT", DEFAULT_METRICS_PORT, port_number, env)
     node = setting(args, "node_name", "WATCHER_NODE_NAME", "", str, env) or socket.gethostname()
     if not _NODE_RE.match(node):
-        raise ConfigError(f"node name {node!r} must be 1-253 letters, digits, '.', '_' or '-' "
-                          "(flag --node-name, variable WATCHER_NODE_NAME)")
+        raise ConfigError(
+            f"node name {node!r} must be 1-253 letters, digits, '.', '_' or '-' "
+            "(flag --node-name, variable WATCHER_NODE_NAME)"
+        )
     return AgentSettings(
         agent=agent,
         workspace_root=root,
@@ -220,10 +258,12 @@ def resolve(args: argparse.Namespace, *, agent: str, env: Mapping[str, str] | No
         token_source=token_source,
         metrics_port=port,
         node_name=node,
-        outbox_max_events=setting(args, "outbox_max_events", "WATCHER_OUTBOX_MAX_EVENTS",
-                                  outbox_mod.DEFAULT_MAX_EVENTS, positive_int, env),
-        outbox_max_bytes=setting(args, "outbox_max_bytes", "WATCHER_OUTBOX_MAX_BYTES",
-                                 outbox_mod.DEFAULT_MAX_BYTES, byte_size, env),
+        outbox_max_events=setting(
+            args, "outbox_max_events", "WATCHER_OUTBOX_MAX_EVENTS", outbox_mod.DEFAULT_MAX_EVENTS, positive_int, env
+        ),
+        outbox_max_bytes=setting(
+            args, "outbox_max_bytes", "WATCHER_OUTBOX_MAX_BYTES", outbox_mod.DEFAULT_MAX_BYTES, byte_size, env
+        ),
         outbox_sync=setting(args, "outbox_sync", "WATCHER_OUTBOX_SYNC", "normal", _sync_mode, env),
         batch_size=setting(args, "batch_size", "WATCHER_BATCH_SIZE", DEFAULT_BATCH_SIZE, _batch_size, env),
         log_level=setting(args, "log_level", "WATCHER_LOG_LEVEL", "INFO", _log_level, env),
@@ -234,8 +274,9 @@ def ensure_writable_dir(path: Path, what: str, flag: str, env_name: str) -> None
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"cannot create the {what} {path} ({exc.strerror or exc}) "
-                          f"(flag {flag}, variable {env_name})") from None
+        raise ConfigError(
+            f"cannot create the {what} {path} ({exc.strerror or exc}) (flag {flag}, variable {env_name})"
+        ) from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(f"the {what} {path} is not writable (flag {flag}, variable {env_name})")
 
@@ -269,20 +310,32 @@ DEFAULT_FLUSH_TIMEOUT = 10.0
 def add_layout_arguments(group: argparse._ArgumentGroup, *, with_files: bool) -> None:
     """The workspace layout flags; ``with_files`` adds the per-file ones (filemon: size limit, extensions)."""
     if with_files:
-        group.add_argument("--max-file-size", metavar="SIZE",
-                           help="larger files are recorded as file.too_large without content, e.g. 1M "
-                                f"[WATCHER_MAX_FILE_SIZE, default {identity.DEFAULT_MAX_FILE_SIZE}]")
-        group.add_argument("--extensions", metavar="LIST",
-                           help="tracked file extensions, comma-separated [WATCHER_EXTENSIONS, default "
-                                f"{','.join(identity.DEFAULT_EXTENSIONS)}]")
+        group.add_argument(
+            "--max-file-size",
+            metavar="SIZE",
+            help="larger files are recorded as file.too_large without content, e.g. 1M "
+            f"[WATCHER_MAX_FILE_SIZE, default {identity.DEFAULT_MAX_FILE_SIZE}]",
+        )
+        group.add_argument(
+            "--extensions",
+            metavar="LIST",
+            help="tracked file extensions, comma-separated [WATCHER_EXTENSIONS, default "
+            f"{','.join(identity.DEFAULT_EXTENSIONS)}]",
+        )
     # filemon does not watch these directories; procmon does not attribute processes run in them.
     meaning = "never watched (fnmatch), comma-separated" if with_files else "that are never student work (fnmatch)"
-    group.add_argument("--ignore-dirs", metavar="LIST",
-                       help=f"directory name patterns {meaning} [WATCHER_IGNORE_DIRS, "
-                            f"default {','.join(identity.DEFAULT_IGNORE_DIRS)}]")
-    group.add_argument("--assignment-pattern", metavar="REGEX",
-                       help="assignment directory names (whole-name match) [WATCHER_ASSIGNMENT_PATTERN, default "
-                            f"{identity.DEFAULT_ASSIGNMENT_PATTERN}]")
+    group.add_argument(
+        "--ignore-dirs",
+        metavar="LIST",
+        help=f"directory name patterns {meaning} [WATCHER_IGNORE_DIRS, "
+        f"default {','.join(identity.DEFAULT_IGNORE_DIRS)}]",
+    )
+    group.add_argument(
+        "--assignment-pattern",
+        metavar="REGEX",
+        help="assignment directory names (whole-name match) [WATCHER_ASSIGNMENT_PATTERN, default "
+        f"{identity.DEFAULT_ASSIGNMENT_PATTERN}]",
+    )
 
 
 def _regex(text: str) -> str:
@@ -308,8 +361,9 @@ def _positive_byte_size(text: str) -> int:
     return value
 
 
-def resolve_layout(args: argparse.Namespace, *, with_files: bool,
-                   env: Mapping[str, str] | None = None) -> identity.LayoutRules:
+def resolve_layout(
+    args: argparse.Namespace, *, with_files: bool, env: Mapping[str, str] | None = None
+) -> identity.LayoutRules:
     """The layout rules from the flags ``add_layout_arguments`` added (same ``with_files``).
 
     Each value is checked on its own, so a bad one is named by its flag and variable. Without
@@ -318,12 +372,15 @@ def resolve_layout(args: argparse.Namespace, *, with_files: bool,
     s = setting
     files = {}
     if with_files:
-        files = {"extensions": s(args, "extensions", "WATCHER_EXTENSIONS", identity.DEFAULT_EXTENSIONS,
-                                 _extensions, env),
-                 "max_file_size": s(args, "max_file_size", "WATCHER_MAX_FILE_SIZE", identity.DEFAULT_MAX_FILE_SIZE,
-                                    _positive_byte_size, env)}
-    pattern = s(args, "assignment_pattern", "WATCHER_ASSIGNMENT_PATTERN", identity.DEFAULT_ASSIGNMENT_PATTERN,
-                _regex, env)
+        files = {
+            "extensions": s(args, "extensions", "WATCHER_EXTENSIONS", identity.DEFAULT_EXTENSIONS, _extensions, env),
+            "max_file_size": s(
+                args, "max_file_size", "WATCHER_MAX_FILE_SIZE", identity.DEFAULT_MAX_FILE_SIZE, _positive_byte_size, env
+            ),
+        }
+    pattern = s(
+        args, "assignment_pattern", "WATCHER_ASSIGNMENT_PATTERN", identity.DEFAULT_ASSIGNMENT_PATTERN, _regex, env
+    )
     ignores = s(args, "ignore_dirs", "WATCHER_IGNORE_DIRS", identity.DEFAULT_IGNORE_DIRS, csv_list, env)
     try:
         return identity.LayoutRules(assignment_pattern=pattern, ignore_dirs=ignores, **files)
@@ -333,17 +390,22 @@ def resolve_layout(args: argparse.Namespace, *, with_files: bool,
 
 
 def add_flush_timeout_argument(group: argparse._ArgumentGroup) -> None:
-    group.add_argument("--flush-timeout", metavar="SECONDS",
-                       help="on shutdown, wait at most this long for the outbox to drain "
-                            f"[WATCHER_FLUSH_TIMEOUT_SECONDS, default {DEFAULT_FLUSH_TIMEOUT:g}]")
+    group.add_argument(
+        "--flush-timeout",
+        metavar="SECONDS",
+        help="on shutdown, wait at most this long for the outbox to drain "
+        f"[WATCHER_FLUSH_TIMEOUT_SECONDS, default {DEFAULT_FLUSH_TIMEOUT:g}]",
+    )
 
 
 def resolve_flush_timeout(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> float:
-    return setting(args, "flush_timeout", "WATCHER_FLUSH_TIMEOUT_SECONDS", DEFAULT_FLUSH_TIMEOUT,
-                   non_negative_float, env)
+    return setting(
+        args, "flush_timeout", "WATCHER_FLUSH_TIMEOUT_SECONDS", DEFAULT_FLUSH_TIMEOUT, non_negative_float, env
+    )
 
 
 # --- process helpers ------------------------------------------------------------------------------
+
 
 def fail(exc: Exception, agent: str) -> int:
     """Print the one-line error and return the exit code for ``main``."""
@@ -354,8 +416,9 @@ def fail(exc: Exception, agent: str) -> int:
 def setup_logging(level: str, agent: str) -> None:
     """One line per record on stderr (kubectl logs); no files to rotate on a shared volume."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s {agent} %(name)s: %(message)s",
-                                           "%Y-%m-%dT%H:%M:%S%z"))
+    handler.setFormatter(
+        logging.Formatter(f"%(asctime)s %(levelname)s {agent} %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S%z")
+    )
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -22,6 +22,7 @@ for the whole batch (all or nothing) rather than growing without limit. A full d
 Events the backend rejected *permanently* (HTTP 422 with a rejection naming the event) move to a
 dead-letter table, kept for inspection, counted, and never retried.
 """
+
 from __future__ import annotations
 
 import json

@@ -12,6 +12,7 @@ An agent builds one ``AgentRuntime`` from its ``AgentSettings``, registers its o
     ...
     rt.shutdown(flush_timeout=10)
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,8 +30,14 @@ log = logging.getLogger(__name__)
 
 
 class AgentRuntime:
-    def __init__(self, settings: AgentSettings, *, registry: CollectorRegistry | None = None,
-                 metrics_host: str = "0.0.0.0", sender_options: dict | None = None) -> None:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        *,
+        registry: CollectorRegistry | None = None,
+        metrics_host: str = "0.0.0.0",
+        sender_options: dict | None = None,
+    ) -> None:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.health = HealthChecks()
@@ -40,16 +47,25 @@ class AgentRuntime:
             max_bytes=settings.outbox_max_bytes,
             synchronous=settings.outbox_sync,
         )
-        self.sender = Sender(self.outbox, settings.backend_url, settings.token, self.registry,
-                             batch_size=settings.batch_size, name=f"{settings.agent}-sender",
-                             node=settings.node_name, source=settings.agent,
-                             **(sender_options or {}))
+        self.sender = Sender(
+            self.outbox,
+            settings.backend_url,
+            settings.token,
+            self.registry,
+            batch_size=settings.batch_size,
+            name=f"{settings.agent}-sender",
+            node=settings.node_name,
+            source=settings.agent,
+            **(sender_options or {}),
+        )
         self.health.register("sender alive", self.sender.alive)
-        up = Gauge("watcher_agent_info", "Agent identity (value is always 1)", ["agent", "node"],
-                   registry=self.registry)
+        up = Gauge(
+            "watcher_agent_info", "Agent identity (value is always 1)", ["agent", "node"], registry=self.registry
+        )
         up.labels(settings.agent, settings.node_name).set(1)
-        self.http = AgentHTTPServer(self.registry, self.health, port=settings.metrics_port,
-                                    host=metrics_host, agent=settings.agent)
+        self.http = AgentHTTPServer(
+            self.registry, self.health, port=settings.metrics_port, host=metrics_host, agent=settings.agent
+        )
         self.stopping = threading.Event()
 
     def start(self) -> AgentRuntime:
@@ -59,9 +75,11 @@ class AgentRuntime:
 
     def install_signal_handlers(self) -> None:
         """SIGTERM / SIGINT set ``stopping``; the agent's main loop waits on it and then shuts down."""
+
         def _handler(signum, _frame):
             log.info("received %s, shutting down", signal.Signals(signum).name)
             self.stopping.set()
+
         signal.signal(signal.SIGTERM, _handler)
         signal.signal(signal.SIGINT, _handler)
 
@@ -69,8 +87,10 @@ class AgentRuntime:
         """Flush the outbox for at most ``flush_timeout`` s, then stop everything. True if all was sent."""
         flushed = self.sender.flush(flush_timeout)
         if not flushed:
-            log.warning("shutdown: %d events still in the outbox; they are kept on disk and sent on the next start",
-                        self.outbox.depth())
+            log.warning(
+                "shutdown: %d events still in the outbox; they are kept on disk and sent on the next start",
+                self.outbox.depth(),
+            )
         self.sender.stop()
         self.http.stop()
         self.outbox.close()

@@ -16,6 +16,7 @@ outbox; the backend answers with a ``wire.BatchResult``:
 Backoff is exponential with full jitter (sleep uniformly in [0, min(cap, base * 2^attempt)]), so
 hundreds of agents coming back after an outage do not hammer the backend in lockstep.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,17 +46,22 @@ class SenderMetrics:
     """The delivery metrics every agent exposes (same names in filemon and procmon)."""
 
     def __init__(self, registry: CollectorRegistry, outbox: Outbox) -> None:
-        self.sent = Counter("watcher_events_sent_total", "Events the backend acknowledged (stored or duplicate)",
-                            registry=registry)
-        self.duplicates = Counter("watcher_events_duplicate_total",
-                                  "Acknowledged events the backend already had (resends)", registry=registry)
-        self.failures = Counter("watcher_send_failures_total", "Failed POSTs to the backend, by reason",
-                                ["reason"], registry=registry)
+        self.sent = Counter(
+            "watcher_events_sent_total", "Events the backend acknowledged (stored or duplicate)", registry=registry
+        )
+        self.duplicates = Counter(
+            "watcher_events_duplicate_total", "Acknowledged events the backend already had (resends)", registry=registry
+        )
+        self.failures = Counter(
+            "watcher_send_failures_total", "Failed POSTs to the backend, by reason", ["reason"], registry=registry
+        )
         self.batches = Counter("watcher_send_batches_total", "Batches the backend answered", registry=registry)
         self.retries = Counter("watcher_send_retries_total", "Batches sent again after a failure", registry=registry)
-        self.dead_letters = Counter("watcher_dead_letters_total",
-                                    "Events the backend rejected permanently (kept in the dead-letter table)",
-                                    registry=registry)
+        self.dead_letters = Counter(
+            "watcher_dead_letters_total",
+            "Events the backend rejected permanently (kept in the dead-letter table)",
+            registry=registry,
+        )
         depth = Gauge("watcher_outbox_events", "Events waiting in the outbox", registry=registry)
         depth.set_function(outbox.depth)
         size = Gauge("watcher_outbox_bytes", "Bytes of event JSON waiting in the outbox", registry=registry)
@@ -172,8 +178,10 @@ class Sender:
                 self._check_outbox_fill()
                 batch = self.outbox.peek_batch(self._current_batch, self.max_batch_bytes)
                 if not batch:
-                    if self.heartbeat_interval is not None and \
-                            time.monotonic() - self._last_post >= self.heartbeat_interval:
+                    if (
+                        self.heartbeat_interval is not None
+                        and time.monotonic() - self._last_post >= self.heartbeat_interval
+                    ):
                         outcome = self._send([])
                     else:
                         self.outbox.wait_for_events(self.idle_wait)
@@ -196,10 +204,13 @@ class Sender:
             self.metrics.failures.labels(outcome.reason).inc()
             if outcome.reason != self._last_problem:
                 if not outcome.reason.startswith("auth"):
-                    log.warning("sender: delivery failed (%s); %d events waiting, retrying with backoff",
-                                outcome.reason, self.outbox.depth())
+                    log.warning(
+                        "sender: delivery failed (%s); %d events waiting, retrying with backoff",
+                        outcome.reason,
+                        self.outbox.depth(),
+                    )
                 self._last_problem = outcome.reason
-            delay = random.uniform(0, min(self.backoff_cap, self.backoff_base * (2 ** self._attempt)))
+            delay = random.uniform(0, min(self.backoff_cap, self.backoff_base * (2**self._attempt)))
             if outcome.retry_after is not None:
                 delay = max(delay, min(outcome.retry_after, self.backoff_cap))
             self._attempt = min(self._attempt + 1, 30)
@@ -212,8 +223,12 @@ class Sender:
     def _check_outbox_fill(self) -> None:
         ratio = self.outbox.fill_ratio()
         if ratio >= OUTBOX_WARN_RATIO and not self._outbox_warned:
-            log.warning("outbox is %.0f%% full (%d events, %d bytes): the backend is not keeping up or unreachable",
-                        ratio * 100, self.outbox.depth(), self.outbox.bytes())
+            log.warning(
+                "outbox is %.0f%% full (%d events, %d bytes): the backend is not keeping up or unreachable",
+                ratio * 100,
+                self.outbox.depth(),
+                self.outbox.bytes(),
+            )
             self._outbox_warned = True
         elif ratio < OUTBOX_WARN_RATIO / 2:
             self._outbox_warned = False
@@ -222,8 +237,9 @@ class Sender:
         body = "[" + ",".join(json.dumps(ev, separators=(",", ":"), ensure_ascii=False) for _, ev in batch) + "]"
         self._last_post = time.monotonic()
         try:
-            resp = self._client.post(self.url, content=body.encode("utf-8"),
-                                     headers={"X-Watcher-Backlog": str(self.outbox.depth())})
+            resp = self._client.post(
+                self.url, content=body.encode("utf-8"), headers={"X-Watcher-Backlog": str(self.outbox.depth())}
+            )
         except httpx.TimeoutException:
             return _Outcome(False, "timeout")
         except httpx.TransportError:
@@ -242,8 +258,9 @@ class Sender:
             return self._split_or_dead_letter(batch, "413 batch too large")
         if status in (401, 403):
             if not self._auth_logged:
-                log.error("ingest token rejected: check WATCHER_INGEST_TOKEN (backend answered %d at %s)",
-                          status, self.url)
+                log.error(
+                    "ingest token rejected: check WATCHER_INGEST_TOKEN (backend answered %d at %s)", status, self.url
+                )
                 self._auth_logged = True
             return _Outcome(False, f"auth_{status}")
         retry_after = _retry_after(resp)
@@ -280,8 +297,9 @@ class Sender:
             self._grow_batch()
             return _Outcome(True)
         self._current_batch = max(1, len(batch) // 2)
-        log.info("sender: backend refused a batch of %d (%s); retrying with %d", len(batch), error[:80],
-                 self._current_batch)
+        log.info(
+            "sender: backend refused a batch of %d (%s); retrying with %d", len(batch), error[:80], self._current_batch
+        )
         self.metrics.failures.labels("split").inc()
         return _Outcome(True)  # not a backend outage: go again at once with the smaller batch
 

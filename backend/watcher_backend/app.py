@@ -6,6 +6,7 @@ Startup (lifespan): log ``Server starting on port N``; run the migrations; log `
 start the retention task; log ``API endpoints ready``. Reads go straight to the database (no cache), so a
 read always sees the writes before it.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -30,6 +30,7 @@ Use in a router (the legacy router does the same)::
 
 ``get_session`` yields one SQLModel ``Session`` per request on the app's engine (``app.state.engine``).
 """
+
 from __future__ import annotations
 
 import hmac
@@ -92,8 +93,12 @@ def notebook_student(token: str, settings: Settings) -> identity.Student | None:
     return cell_tokens.verify(settings.notebook_key, token)
 
 
-def _check(scope: str, settings: Settings, credentials: HTTPAuthorizationCredentials | None,
-           missing: str = "missing bearer token (Authorization: Bearer <token>)") -> set[str]:
+def _check(
+    scope: str,
+    settings: Settings,
+    credentials: HTTPAuthorizationCredentials | None,
+    missing: str = "missing bearer token (Authorization: Bearer <token>)",
+) -> set[str]:
     if not settings.auth_enabled:
         return set(SCOPES)
     if credentials is None:
@@ -103,8 +108,11 @@ def _check(scope: str, settings: Settings, credentials: HTTPAuthorizationCredent
         if notebook_student(credentials.credentials, settings) is not None:
             raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=NOTEBOOK_ONLY)
         if cell_tokens.looks_like(credentials.credentials):
-            raise _unauthorized("invalid notebook token" if settings.notebook_key else
-                                "notebook tokens are not accepted: WATCHER_NOTEBOOK_KEY is not set")
+            raise _unauthorized(
+                "invalid notebook token"
+                if settings.notebook_key
+                else "notebook tokens are not accepted: WATCHER_NOTEBOOK_KEY is not set"
+            )
         raise _unauthorized("invalid bearer token")
     if scope not in granted:
         raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=f"this token lacks the '{scope}' scope")
@@ -116,9 +124,7 @@ def require_scope(scope: str):
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}")
 
-    def check(
-        request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
-    ) -> set[str]:
+    def check(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> set[str]:
         return _check(scope, request.app.state.settings, credentials)
 
     check.__name__ = f"require_{scope}_scope"
@@ -165,6 +171,10 @@ def require_legacy_read(
         why = f"{host} is not in WATCHER_LEGACY_READS_FROM"
     else:
         why = "WATCHER_LEGACY_READS_FROM is not set"
-    return _check("read", settings, credentials,
-                  missing=f"missing bearer token (Authorization: Bearer <token>); the old API is read without "
-                          f"one only from the platform's addresses, and {why}")
+    return _check(
+        "read",
+        settings,
+        credentials,
+        missing=f"missing bearer token (Authorization: Bearer <token>); the old API is read without "
+        f"one only from the platform's addresses, and {why}",
+    )

@@ -1,4 +1,5 @@
 """``watcher backend``: run the central API server (uvicorn, one process)."""
+
 from __future__ import annotations
 
 import argparse
@@ -27,18 +28,25 @@ See docs/configuration.md for the full table."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="watcher backend", description=DESCRIPTION,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="watcher backend", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--host", help="address to listen on (default 0.0.0.0)")
     p.add_argument("--port", type=int, help="TCP port (default 3000)")
     p.add_argument("--database-url", help="sqlite:///path.db or postgresql://user:pass@host:port/db")
     p.add_argument("--snapshot-dir", type=Path, help="root of the content-addressed snapshot store")
     p.add_argument("--retention-days", type=int, help="purge events older than this many days (default: keep)")
-    p.add_argument("--insecure-no-auth", action="store_true",
-                   help="accept every request without a token (local development only)")
+    p.add_argument(
+        "--insecure-no-auth", action="store_true", help="accept every request without a token (local development only)"
+    )
     p.add_argument("--no-migrate", action="store_true", help="do not run schema migrations at startup")
-    p.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL",
-                   help=f"one of {', '.join(LOG_LEVELS)}, any case (default INFO; env WATCHER_LOG_LEVEL)")
+    p.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        metavar="LEVEL",
+        help=f"one of {', '.join(LOG_LEVELS)}, any case (default INFO; env WATCHER_LOG_LEVEL)",
+    )
     return p
 
 
@@ -71,8 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = from_env()
         settings = settings.with_overrides(
-            host=args.host, port=args.port, database_url=args.database_url, snapshot_dir=args.snapshot_dir,
-            retention_days=args.retention_days, log_level=args.log_level,
+            host=args.host,
+            port=args.port,
+            database_url=args.database_url,
+            snapshot_dir=args.snapshot_dir,
+            retention_days=args.retention_days,
+            log_level=args.log_level,
         )
         if args.insecure_no_auth:
             settings = settings.with_overrides(auth_enabled=False)
@@ -105,8 +117,15 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"watcher backend: cannot reach the database (WATCHER_DATABASE_URL): {problem}", file=sys.stderr)
         return 1
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                            access_log=False, proxy_headers=True, lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        proxy_headers=True,
+        lifespan="on",
+    )
     server = uvicorn.Server(config)
     server.run()
     return 0 if server.started else 1

@@ -4,6 +4,7 @@ SQLite (the default) is tuned for one writer and many readers: WAL journal, a bu
 "database is locked" errors, foreign keys on, synchronous=NORMAL (safe with WAL). PostgreSQL is used when
 the URL says ``postgresql://``; the psycopg 3 driver is selected automatically.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,9 +18,9 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 def normalise_url(url: str) -> str:
     """``postgres://`` and ``postgresql://`` -> psycopg 3; SQLite URLs unchanged."""
     if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://"):]
+        url = "postgresql://" + url[len("postgres://") :]
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
 
 

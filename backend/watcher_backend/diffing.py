@@ -1,4 +1,5 @@
 """Unified diffs between two snapshot contents (pure; binary-safe)."""
+
 from __future__ import annotations
 
 import difflib
@@ -12,7 +13,9 @@ def decode_text(data: bytes) -> tuple[str, bool]:
         return data.decode("utf-8", errors="replace"), True
 
 
-def unified_diff(old: bytes, new: bytes, old_name: str = "a", new_name: str = "b", context: int = 3) -> tuple[str, bool]:
+def unified_diff(
+    old: bytes, new: bytes, old_name: str = "a", new_name: str = "b", context: int = 3
+) -> tuple[str, bool]:
     """(diff text, binary): a unified diff of two contents; empty when they are equal."""
     old_text, old_bin = decode_text(old)
     new_text, new_bin = decode_text(new)

@@ -17,6 +17,7 @@ store, so every old save keeps its content.
   stored (a failed POST was never retried): they are imported too, at their file's time.
 * Bad rows (an unreadable class, path or time) are counted with the reason and skipped, never fatal.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,10 +49,28 @@ BATCH = 1000
 MATCH_WINDOW = timedelta(seconds=2)
 TABLES = {  # old table -> the columns read (reference: original-watcher.md 1.2)
     "snapshot": ("class_div", "hw_name", "student_id", "filename", "timestamp", "file_size"),
-    "buildlog": ("class_div", "hw_name", "student_id", "cwd", "binary_path", "cmdline", "exit_code",
-                 "target_path", "timestamp"),
-    "runlog": ("class_div", "hw_name", "student_id", "cmdline", "exit_code", "cwd", "target_path",
-               "process_type", "timestamp"),
+    "buildlog": (
+        "class_div",
+        "hw_name",
+        "student_id",
+        "cwd",
+        "binary_path",
+        "cmdline",
+        "exit_code",
+        "target_path",
+        "timestamp",
+    ),
+    "runlog": (
+        "class_div",
+        "hw_name",
+        "student_id",
+        "cmdline",
+        "exit_code",
+        "cwd",
+        "target_path",
+        "process_type",
+        "timestamp",
+    ),
 }
 
 
@@ -63,16 +82,16 @@ class BadRow(ValueError):
 class Report:
     """What the import did, for the summary."""
 
-    rows: Counter = field(default_factory=Counter)        # table -> rows read
-    accepted: Counter = field(default_factory=Counter)    # event type -> newly stored
-    duplicates: int = 0                                   # already stored (an earlier import, or posted live)
+    rows: Counter = field(default_factory=Counter)  # table -> rows read
+    accepted: Counter = field(default_factory=Counter)  # event type -> newly stored
+    duplicates: int = 0  # already stored (an earlier import, or posted live)
     with_content: int = 0
     without_content: int = 0
-    disk_only: int = 0                                    # folder files no database row had
-    skipped: Counter = field(default_factory=Counter)     # (where, reason) -> count
-    examples: dict = field(default_factory=dict)          # (where, reason) -> first example
-    ids_padded: dict = field(default_factory=dict)        # (class_div, db id) -> folder id
-    ids_ambiguous: dict = field(default_factory=dict)     # (class_div, db id) -> folder ids
+    disk_only: int = 0  # folder files no database row had
+    skipped: Counter = field(default_factory=Counter)  # (where, reason) -> count
+    examples: dict = field(default_factory=dict)  # (where, reason) -> first example
+    ids_padded: dict = field(default_factory=dict)  # (class_div, db id) -> folder id
+    ids_ambiguous: dict = field(default_factory=dict)  # (class_div, db id) -> folder ids
     missing_tables: list = field(default_factory=list)
 
     def skip(self, where: str, reason: str, example: str) -> None:
@@ -81,6 +100,7 @@ class Report:
 
 
 # ------------------------------------------------------------------------------------------ the old folder
+
 
 @dataclass
 class FolderFile:
@@ -127,8 +147,10 @@ class Folder:
     def _student_id(self, class_div: str, hw: str, db_id: str, report: Report) -> str:
         if not db_id.isdigit():
             return db_id
-        for ids in (self.ids.get((class_div, hw), set()),
-                    {i for (c, _), found in self.ids.items() if c == class_div for i in found}):
+        for ids in (
+            self.ids.get((class_div, hw), set()),
+            {i for (c, _), found in self.ids.items() if c == class_div for i in found},
+        ):
             if db_id in ids:
                 return db_id
             same = sorted(i for i in ids if i.isdigit() and int(i) == int(db_id))
@@ -170,6 +192,7 @@ def _dirs(root: Path, depth: int) -> Iterator[tuple[Path, ...]]:
 
 
 # ------------------------------------------------------------------------------------------ rows -> events
+
 
 def _scope(class_div: str, hw: str, student_id: str) -> Scope:
     try:
@@ -276,6 +299,7 @@ def disk_only_event(key: tuple[str, str, str, str], f: FolderFile, folder: Folde
 
 # ------------------------------------------------------------------------------------------ driver
 
+
 def old_rows(db: sqlite3.Connection, table: str) -> Iterator[dict]:
     columns = ", ".join(f'"{c}"' for c in TABLES[table])
     for row in db.execute(f'SELECT {columns} FROM "{table}" ORDER BY id'):  # table and column names come from TABLES
@@ -294,15 +318,24 @@ def open_old(path: Path, report: Report) -> tuple[sqlite3.Connection, dict[str, 
         have = {r[1] for r in db.execute(f'PRAGMA table_info("{table}")')}
         lacking = [c for c in columns if c not in have]
         if lacking:
-            raise BadRow(f"table {table} lacks the old columns {', '.join(lacking)}: is this the old Watcher's database?")
+            raise BadRow(
+                f"table {table} lacks the old columns {', '.join(lacking)}: is this the old Watcher's database?"
+            )
         counts[table] = db.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
     if not counts:
-        raise BadRow("none of the old tables (snapshot, buildlog, runlog) is in it: is this the old Watcher's database?")
+        raise BadRow(
+            "none of the old tables (snapshot, buildlog, runlog) is in it: is this the old Watcher's database?"
+        )
     return db, counts
 
 
-def run_import(old_db: Path, folder_root: Path | None, session, store_dir: Path,
-               progress: Callable[[int, int], None] = lambda done, total: None) -> Report:
+def run_import(
+    old_db: Path,
+    folder_root: Path | None,
+    session,
+    store_dir: Path,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> Report:
     """Import everything; ``session`` is this backend's (migrated) database, ``store_dir`` its snapshot store."""
     from . import store
 
@@ -351,50 +384,77 @@ def run_import(old_db: Path, folder_root: Path | None, session, store_dir: Path,
 
 # ------------------------------------------------------------------------------------------ command line
 
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line naming the option, exit 2
         self.exit(EXIT_USAGE, f"{self.prog}: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="watcher import", description="Bring data from another system into Watcher.",
-                     epilog="Run 'watcher import legacy --help' for the old Watcher's data.")
+    parser = _Parser(
+        prog="watcher import",
+        description="Bring data from another system into Watcher.",
+        epilog="Run 'watcher import legacy --help' for the old Watcher's data.",
+    )
     sub = parser.add_subparsers(dest="source", metavar="SOURCE", parser_class=_Parser)
     p = sub.add_parser(
-        "legacy", help="the old Watcher: its backend's SQLite database and its filemon's snapshot folder",
+        "legacy",
+        help="the old Watcher: its backend's SQLite database and its filemon's snapshot folder",
         description=textwrap.fill(
             "Import the old Watcher's snapshot, buildlog and runlog tables and, with --snapshots, the contents "
             "its filemon saved, into this backend's database and snapshot store. Safe to run again: nothing "
             "is stored twice. Student ids the old database kept as integers get their folder's leading zeros "
-            "back. Bad rows are counted and skipped. See docs/migration.md.", width=78),
+            "back. Bad rows are counted and skipped. See docs/migration.md.",
+            width=78,
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=("Exit status: 0 done (skipped rows are reported, not failures); 1 the import failed "
-                "(unreadable database, disk full);\n2 bad option.\n"
-                "Example: watcher import legacy --database old/watcher.db --snapshots old/snapshots "
-                "--database-url sqlite:///data/watcher.db --snapshot-dir data/snapshots"),
+        epilog=(
+            "Exit status: 0 done (skipped rows are reported, not failures); 1 the import failed "
+            "(unreadable database, disk full);\n2 bad option.\n"
+            "Example: watcher import legacy --database old/watcher.db --snapshots old/snapshots "
+            "--database-url sqlite:///data/watcher.db --snapshot-dir data/snapshots"
+        ),
     )
     p.add_argument("--database", metavar="FILE", required=True, help="the old backend's SQLite database (read only)")
-    p.add_argument("--snapshots", metavar="DIR",
-                   help="the old filemon's snapshot folder ({class_div}/{hw}/{id}/{filename}/{time}{ext}); "
-                        "without it saves are imported without their contents")
-    p.add_argument("--database-url", metavar="URL",
-                   help=f"this backend's database (env WATCHER_DATABASE_URL; default {DEFAULT_DATABASE_URL})")
-    p.add_argument("--snapshot-dir", metavar="DIR",
-                   help=f"this backend's snapshot store, filemon's volume (env WATCHER_SNAPSHOT_DIR; "
-                        f"default {DEFAULT_SNAPSHOT_DIR})")
+    p.add_argument(
+        "--snapshots",
+        metavar="DIR",
+        help="the old filemon's snapshot folder ({class_div}/{hw}/{id}/{filename}/{time}{ext}); "
+        "without it saves are imported without their contents",
+    )
+    p.add_argument(
+        "--database-url",
+        metavar="URL",
+        help=f"this backend's database (env WATCHER_DATABASE_URL; default {DEFAULT_DATABASE_URL})",
+    )
+    p.add_argument(
+        "--snapshot-dir",
+        metavar="DIR",
+        help=f"this backend's snapshot store, filemon's volume (env WATCHER_SNAPSHOT_DIR; "
+        f"default {DEFAULT_SNAPSHOT_DIR})",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return parser
 
 
 def summary(report: Report) -> list[str]:
-    lines = ["read " + ", ".join(f"{report.rows[t]} {t}" for t in TABLES if t in report.rows) + " rows"
-             + (f" (no {', '.join(report.missing_tables)} table)" if report.missing_tables else "")]
+    lines = [
+        "read "
+        + ", ".join(f"{report.rows[t]} {t}" for t in TABLES if t in report.rows)
+        + " rows"
+        + (f" (no {', '.join(report.missing_tables)} table)" if report.missing_tables else "")
+    ]
     stored = sum(report.accepted.values())
     kinds = ", ".join(f"{report.accepted[t]} {t}" for t in wire.EVENT_TYPES if report.accepted.get(t))
     lines.append(f"stored {stored} new events ({kinds or 'none'}); {report.duplicates} were already stored")
-    lines.append(f"saves with their content: {report.with_content}; without: {report.without_content}"
-                 + (f"; {report.disk_only} saves only in the folder (the old backend never got them) were added"
-                    if report.disk_only else ""))
+    lines.append(
+        f"saves with their content: {report.with_content}; without: {report.without_content}"
+        + (
+            f"; {report.disk_only} saves only in the folder (the old backend never got them) were added"
+            if report.disk_only
+            else ""
+        )
+    )
     if report.ids_padded:
         shown = ", ".join(f"{db}->{fid}" for (_, db), fid in sorted(report.ids_padded.items())[:5])
         lines.append(f"{len(report.ids_padded)} integer student ids took their folder's leading zeros ({shown})")

@@ -4,6 +4,7 @@ Requests are checked more strictly than before: unknown fields, negative sizes a
 are 422s naming the field. Responses keep every old field and type, except that ``student_num`` is a
 string (student ids keep their leading zeros). An unknown ``exit_code`` reads as 256 (legacy_store).
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -38,7 +39,9 @@ class _LegacyBody(BaseModel):
     )
     cwd: str = Field(max_length=MAX_PATH, description="Working directory, absolute in the student pod")
     target_path: str = Field(max_length=MAX_PATH, description="Source file, script or binary")
-    timestamp: datetime = Field(description="ISO 8601; without an offset it is read as UTC, the old agents' clock (WATCHER_LEGACY_NAIVE_TZ, docs/legacy-api.md)")
+    timestamp: datetime = Field(
+        description="ISO 8601; without an offset it is read as UTC, the old agents' clock (WATCHER_LEGACY_NAIVE_TZ, docs/legacy-api.md)"
+    )
 
     @field_validator("*", mode="after")
     @classmethod
@@ -70,7 +73,9 @@ class RunLogCreate(_LegacyBody):
 class SnapshotCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    bytes: int = Field(ge=0, le=2**53, description="File size in bytes; 0 is a save of an empty file (the old API's deletion)")
+    bytes: int = Field(
+        ge=0, le=2**53, description="File size in bytes; 0 is a save of an empty file (the old API's deletion)"
+    )
 
 
 class Message(BaseModel):
@@ -80,7 +85,9 @@ class Message(BaseModel):
 class BuildLogResponse(BaseModel):
     binary_path: str
     cmdline: str
-    exit_code: int = Field(description="0-255 exit status, -N killed by signal N, 256 not known (the exit was not seen)")
+    exit_code: int = Field(
+        description="0-255 exit status, -N killed by signal N, 256 not known (the exit was not seen)"
+    )
     cwd: str
     target_path: str
     timestamp: datetime  # naive KST
@@ -89,7 +96,9 @@ class BuildLogResponse(BaseModel):
 
 class RunLogResponse(BaseModel):
     cmdline: str
-    exit_code: int = Field(description="0-255 exit status, -N killed by signal N, 256 not known (the exit was not seen)")
+    exit_code: int = Field(
+        description="0-255 exit status, -N killed by signal N, 256 not known (the exit was not seen)"
+    )
     cwd: str
     target_path: str
     process_type: str

@@ -8,6 +8,7 @@ Every function here matches the definition of the old endpoint (reference §1.3)
 old code failed (empty input, numpy on an empty list) we return an empty answer instead of an error.
 No numpy: ``percentile`` reproduces numpy's default (linear) interpolation.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -20,7 +21,7 @@ from datetime import datetime, timedelta
 @dataclass(frozen=True, order=True)
 class Snap:
     time: datetime  # aware
-    path: str       # relative to the assignment folder
+    path: str  # relative to the assignment folder
     size: int
     student: str = ""
 
@@ -57,6 +58,7 @@ def mean(values: Sequence[float]) -> float:
 
 # --- per file, per student -------------------------------------------------------------------------
 
+
 def snapshot_avg(sizes: Sequence[int]) -> tuple[int | None, float | None]:
     """``/api/snapshot_avg/...``: (count, mean size rounded to 2 dp); both None for no snapshots."""
     if not sizes:
@@ -70,8 +72,8 @@ class Monitoring:
     snapshot_size_avg: float | None
     first: datetime | None
     last: datetime | None
-    total: float | None      # seconds from first to last snapshot
-    interval: float | None   # seconds between the last two snapshots (0 with one snapshot)
+    total: float | None  # seconds from first to last snapshot
+    interval: float | None  # seconds between the last two snapshots (0 with one snapshot)
 
 
 def monitoring(snaps: Sequence[Snap]) -> Monitoring:
@@ -93,7 +95,7 @@ def monitoring(snaps: Sequence[Snap]) -> Monitoring:
 
 @dataclass(frozen=True)
 class Trend:
-    start: datetime        # the bucket's start (aware)
+    start: datetime  # the bucket's start (aware)
     total_size: int
     size_change: int
 
@@ -135,6 +137,7 @@ def graph_trends(snaps: Iterable[Snap], interval_minutes: int) -> list[Trend]:
 
 
 # --- per assignment ----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class TopStudent:
@@ -209,6 +212,7 @@ def avg_count(n_events: int, n_students: int) -> float:
 
 
 # --- logs ----------------------------------------------------------------------------------------
+
 
 class SizeHistory:
     """Sizes of each file over time, to answer "how big was this file when it was compiled/run"."""

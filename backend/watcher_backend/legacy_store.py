@@ -8,6 +8,7 @@ Paths: the old agents sent absolute paths as seen in the student pod (``/home/co
 They are stored relative to the assignment folder (``a.c``); a path outside the assignment folder
 becomes ``.`` (cwd) or is dropped (target), and legacy reads rebuild pod paths from the stored ones.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,6 +63,7 @@ class Scope:
 
 # ------------------------------------------------------------------------------------------ paths
 
+
 def relative_in_assignment(raw: str, student: identity.Student, assignment: str) -> str | None:
     """A legacy path -> a path relative to the assignment folder, or None if it is not inside it.
 
@@ -84,7 +86,7 @@ def relative_in_assignment(raw: str, student: identity.Student, assignment: str)
     parts = [p for p in text.split("/") if p not in ("", ".")]
     if ".." in parts or assignment not in parts:
         return None
-    inner = parts[parts.index(assignment) + 1:]
+    inner = parts[parts.index(assignment) + 1 :]
     try:
         return identity.check_relative_path("/".join(inner) or ".")
     except identity.IdentityError:
@@ -112,7 +114,9 @@ def _exit(code: int) -> tuple[int | None, int | None]:
 
 def _event_id(kind: str, scope: Scope, facts: dict[str, Any]) -> str:
     canonical = json.dumps(facts, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
-    return wire.make_event_id("legacy", kind, scope.course, scope.section, scope.student_id, scope.assignment, canonical)
+    return wire.make_event_id(
+        "legacy", kind, scope.course, scope.section, scope.student_id, scope.assignment, canonical
+    )
 
 
 def _common(scope: Scope, kind: str, when: datetime, facts: dict[str, Any]) -> dict[str, Any]:
@@ -129,6 +133,7 @@ def _common(scope: Scope, kind: str, when: datetime, facts: dict[str, Any]) -> d
 
 
 # ------------------------------------------------------------------------------------------ writes
+
 
 def snapshot_event(scope: Scope, path: str, when: datetime, size: int) -> wire.FileSave:
     """``POST .../{filename}/{timestamp}`` -> file.save without content (the old API never sent it)."""
@@ -170,15 +175,22 @@ def run_event(scope: Scope, body: RunLogCreate, when: datetime) -> wire.ProcessR
     facts = body.model_dump(mode="json") | {"timestamp": when.isoformat()}
     if body.target_path.strip() == NOTEBOOK_TARGET:
         # The hook sent exit_code 0 or 1 and no notebook, cell or exception: 1 reads as "raised something".
-        return wire.NotebookCell(**_common(scope, "run", when, facts), path=".", cwd=cwd, started_at=when,
-                                 ended_at=when, error=None if body.exit_code == 0 else "Exception")
+        return wire.NotebookCell(
+            **_common(scope, "run", when, facts),
+            path=".",
+            cwd=cwd,
+            started_at=when,
+            ended_at=when,
+            error=None if body.exit_code == 0 else "Exception",
+        )
     target = relative_in_assignment(body.target_path, student, scope.assignment)
     if target == ".":
         target = None
     argv, truncated = _argv(body.cmdline)
     exit_code, signal = _exit(body.exit_code)
     kind: Literal["python", "binary", "other"] = (
-        "python" if body.process_type == "python" else "binary" if body.process_type == "binary" else "other")
+        "python" if body.process_type == "python" else "binary" if body.process_type == "binary" else "other"
+    )
     return wire.ProcessRun(
         **_common(scope, "run", when, facts),
         path=target or cwd,
@@ -194,6 +206,7 @@ def run_event(scope: Scope, body: RunLogCreate, when: datetime) -> wire.ProcessR
 
 
 # ------------------------------------------------------------------------------------------ reads
+
 
 def _where(scope: Scope):
     conds = [EVENT.c.course == scope.course, EVENT.c.section == scope.section, EVENT.c.assignment == scope.assignment]
@@ -227,8 +240,12 @@ def match_student(session: Session, scope: Scope) -> Scope:
         return scope
     q = (
         select(EVENT.c.student_id)
-        .where(EVENT.c.course == scope.course, EVENT.c.section == scope.section,
-               EVENT.c.assignment == scope.assignment, EVENT.c.student_id.in_(numeric_matches(scope.student_id)))
+        .where(
+            EVENT.c.course == scope.course,
+            EVENT.c.section == scope.section,
+            EVENT.c.assignment == scope.assignment,
+            EVENT.c.student_id.in_(numeric_matches(scope.student_id)),
+        )
         .distinct()
     )
     stored = sorted(session.execute(q).scalars())

@@ -23,6 +23,7 @@ server read them as UTC (its container had no TZ) before storing KST. So by defa
 
 Bad input raises ``LegacyTimeError`` (a ValueError) whose message the router returns as a 422.
 """
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@
 that match no route share the label ``<unmatched>``. Each app gets its own registry, so several apps in
 one process (tests) do not collide.
 """
+
 from __future__ import annotations
 
 import time
@@ -21,17 +22,22 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "http_requests_total", "HTTP requests by method, route template and status",
-            ["method", "endpoint", "http_status"], registry=self.registry,
+            "http_requests_total",
+            "HTTP requests by method, route template and status",
+            ["method", "endpoint", "http_status"],
+            registry=self.registry,
         )
         self.duration = Histogram(
-            "http_request_duration_seconds", "HTTP request duration by method and route template",
-            ["method", "endpoint"], registry=self.registry,
+            "http_request_duration_seconds",
+            "HTTP request duration by method and route template",
+            ["method", "endpoint"],
+            registry=self.registry,
         )
         self.events = Counter(
             "watcher_events_ingested_total",
             "Events posted to /api/v1/events by type and result (accepted, duplicate, rejected)",
-            ["type", "result"], registry=self.registry,
+            ["type", "result"],
+            registry=self.registry,
         )
         self.retention_purged = Counter(
             "watcher_retention_purged_total", "Events deleted by the retention policy", registry=self.registry
@@ -44,7 +50,8 @@ class Metrics:
         )
         self.erased_contents_removed = Counter(
             "watcher_erased_contents_removed_total",
-            "Erased snapshot contents filemon reported removed from the store", registry=self.registry
+            "Erased snapshot contents filemon reported removed from the store",
+            registry=self.registry,
         )
         self.db_errors = Counter(
             "watcher_database_errors_total", "Requests answered 503 because the database failed", registry=self.registry
@@ -54,7 +61,9 @@ class Metrics:
             "Old-API reads accepted without a token from WATCHER_LEGACY_READS_FROM (the platform)",
             registry=self.registry,
         )
-        self.ready = Gauge("watcher_backend_ready", "1 when the last readiness check reached the database", registry=self.registry)
+        self.ready = Gauge(
+            "watcher_backend_ready", "1 when the last readiness check reached the database", registry=self.registry
+        )
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,4 +1,5 @@
 """Schema migrations (Alembic), run programmatically at startup so an upgrade keeps the data."""
+
 from __future__ import annotations
 
 from pathlib import Path

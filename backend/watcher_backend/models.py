@@ -7,6 +7,7 @@ One table keeps the timeline a single indexed range scan and the ingest a single
 Times are stored as naive UTC (``UtcDateTime`` converts on the way in and out), so SQLite and PostgreSQL
 compare and sort them the same way. ``argv`` and ``sources`` are JSON text.
 """
+
 from __future__ import annotations
 
 from datetime import UTC, datetime

@@ -1,4 +1,5 @@
 """Shared path and query parameters, validated with the identity rules (bad value -> 422 naming it)."""
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -16,11 +17,7 @@ AssignmentPath = Annotated[
 ]
 Sha256Path = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="sha256 of the content (lowercase hex)")]
 
-Since = Annotated[
-    AwareDatetime | None, Query(description="Only events at or after this time (RFC 3339 with offset)")
-]
+Since = Annotated[AwareDatetime | None, Query(description="Only events at or after this time (RFC 3339 with offset)")]
 Until = Annotated[AwareDatetime | None, Query(description="Only events before this time (RFC 3339 with offset)")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size")]
-Cursor = Annotated[
-    str | None, Query(max_length=200, description="next_cursor from the previous page")
-]
+Cursor = Annotated[str | None, Query(max_length=200, description="next_cursor from the previous page")]

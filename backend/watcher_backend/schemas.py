@@ -2,6 +2,7 @@
 
 The ingest body and answer are the wire format's own models (``watcher_core.wire``).
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -196,7 +197,8 @@ class Status(BaseModel):
     agents: list[AgentStatus]
     erased_contents_pending: int = Field(
         description="Snapshot contents of erased events that filemon has not yet removed from the store or "
-                    "found still in use (0: every erasure has left the disk)")
+        "found still in use (0: every erasure has left the disk)"
+    )
 
 
 class Deleted(BaseModel):

@@ -4,6 +4,7 @@ Every setting has one environment variable (``WATCHER_...``). Tokens may also co
 (``WATCHER_INGEST_TOKEN_FILE`` etc.), which is how Kubernetes Secrets are usually mounted.
 A bad value raises ``SettingsError`` naming the setting; the CLI prints that one line and exits 2.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -70,12 +71,12 @@ class Settings:
             raise SettingsError("WATCHER_PORT", f"port must be 1-65535, got {self.port}")
         if self.log_level not in LOG_LEVELS:
             raise SettingsError(
-                "WATCHER_LOG_LEVEL", f"must be one of {', '.join(LOG_LEVELS)} (any case), got {self.log_level!r}")
+                "WATCHER_LOG_LEVEL", f"must be one of {', '.join(LOG_LEVELS)} (any case), got {self.log_level!r}"
+            )
         if not (self.database_url.startswith("sqlite") or self.database_url.startswith("postgres")):
             raise SettingsError(
                 "WATCHER_DATABASE_URL",
-                "must start with sqlite:/// or postgresql:// (got "
-                f"{self.database_url.split(':', 1)[0]!r})",
+                f"must start with sqlite:/// or postgresql:// (got {self.database_url.split(':', 1)[0]!r})",
             )
         if self.retention_days is not None and self.retention_days < 1:
             raise SettingsError("WATCHER_RETENTION_DAYS", "must be a whole number of days >= 1")
@@ -92,8 +93,10 @@ class Settings:
             if len(token) < 16:
                 raise SettingsError(f"WATCHER_{scope.upper()}_TOKEN", "must be at least 16 characters")
         if self.notebook_key is not None and len(self.notebook_key) < cell_tokens.MIN_KEY_LENGTH:
-            raise SettingsError("WATCHER_NOTEBOOK_KEY", f"must be at least {cell_tokens.MIN_KEY_LENGTH} characters "
-                                                        "(e.g. openssl rand -hex 32)")
+            raise SettingsError(
+                "WATCHER_NOTEBOOK_KEY",
+                f"must be at least {cell_tokens.MIN_KEY_LENGTH} characters (e.g. openssl rand -hex 32)",
+            )
         if self.auth_enabled and not self.tokens:
             raise SettingsError(
                 "WATCHER_INGEST_TOKEN",
@@ -169,7 +172,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         tokens=tokens,
         auth_enabled=(auth == "on"),
         retention_days=_int(env, "WATCHER_RETENTION_DAYS", None),
-        retention_interval_seconds=_float(env, "WATCHER_RETENTION_INTERVAL_SECONDS", defaults.retention_interval_seconds),
+        retention_interval_seconds=_float(
+            env, "WATCHER_RETENTION_INTERVAL_SECONDS", defaults.retention_interval_seconds
+        ),
         max_body_bytes=_int(env, "WATCHER_MAX_BODY_BYTES", defaults.max_body_bytes),
         cors_origins=origins,
         idle_gap_seconds=_int(env, "WATCHER_IDLE_GAP_SECONDS", defaults.idle_gap_seconds),
@@ -197,8 +202,10 @@ def _check_legacy_zones(env: Mapping[str, str]) -> None:
     """The old API's zone settings are read per request; a typo must stop the start, not answer 500 later."""
     from . import legacy_time
 
-    for read_zone, name in ((legacy_time.snapshot_path_zone, legacy_time.SNAPSHOT_TZ_ENV),
-                            (legacy_time.naive_body_zone, legacy_time.NAIVE_TZ_ENV)):
+    for read_zone, name in (
+        (legacy_time.snapshot_path_zone, legacy_time.SNAPSHOT_TZ_ENV),
+        (legacy_time.naive_body_zone, legacy_time.NAIVE_TZ_ENV),
+    ):
         try:
             read_zone(env)
         except legacy_time.LegacyTimeError as exc:

@@ -4,6 +4,7 @@ Pure functions over a SQLAlchemy/SQLModel ``Session``; the routers are thin wrap
 legacy router calls them too. Everything works on SQLite and PostgreSQL: inserts use
 ``INSERT ... ON CONFLICT (event_id) DO NOTHING``, aggregates and window functions run in SQL.
 """
+
 from __future__ import annotations
 
 import base64
@@ -37,8 +38,7 @@ FILE_TYPES = (wire.FILE_SAVE, wire.FILE_DELETE, wire.FILE_TOO_LARGE)
 # Every column but the row id, in table order; each event type fills its common fields, its own fields
 # (wire.type_fields) and duration_ms when it has one; the rest stay NULL.
 _COLUMNS = [c.name for c in EVENT.columns if c.name != "id"]
-_TYPE_COLUMNS = {t: wire.type_fields(t) + (("duration_ms",) if wire.has_duration(t) else ())
-                 for t in wire.EVENT_TYPES}
+_TYPE_COLUMNS = {t: wire.type_fields(t) + (("duration_ms",) if wire.has_duration(t) else ()) for t in wire.EVENT_TYPES}
 _known = set(wire.COMMON_FIELDS) | {"type", "received_at"} | {c for cols in _TYPE_COLUMNS.values() for c in cols}
 # One table per fact: a field added to a wire model needs its column in models.Event (and a migration).
 assert _known == set(_COLUMNS), f"models.Event columns differ from the wire fields: {_known ^ set(_COLUMNS)}"
@@ -196,8 +196,11 @@ def _ingest(
 
 
 _SQLITE_INSERT = (
-    "INSERT INTO event (" + ", ".join(f'"{c}"' for c in _COLUMNS) + ") VALUES ("
-    + ", ".join("?" for _ in _COLUMNS) + ") ON CONFLICT (event_id) DO NOTHING"
+    "INSERT INTO event ("
+    + ", ".join(f'"{c}"' for c in _COLUMNS)
+    + ") VALUES ("
+    + ", ".join("?" for _ in _COLUMNS)
+    + ") ON CONFLICT (event_id) DO NOTHING"
 )
 
 
@@ -239,8 +242,11 @@ def _naive_utc(value: datetime | None) -> datetime | None:
 
 
 _POSTGRES_INSERT = (
-    "INSERT INTO event (" + ", ".join(f'"{c}"' for c in _COLUMNS) + ") VALUES ("
-    + ", ".join("%s" for _ in _COLUMNS) + ") ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+    "INSERT INTO event ("
+    + ", ".join(f'"{c}"' for c in _COLUMNS)
+    + ") VALUES ("
+    + ", ".join("%s" for _ in _COLUMNS)
+    + ") ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
 )
 
 
@@ -263,7 +269,7 @@ def _postgres_bulk_insert(session: Session, events: Sequence[wire.Event], now: d
 def _existing_ids(session: Session, ids: list[str], received_at: datetime | None = None) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
+        chunk = ids[start : start + 500]
         q = select(EVENT.c.event_id).where(EVENT.c.event_id.in_(chunk))
         if received_at is not None:
             q = q.where(EVENT.c.received_at == received_at)
@@ -287,7 +293,9 @@ def _touch_agents(session: Session, events: Iterable[wire.Event], now: datetime,
         set_={
             "last_seen": stmt.excluded.last_seen,
             "events_received": AGENT.c.events_received + stmt.excluded.events_received,
-            "backlog": func.coalesce(stmt.excluded.backlog, AGENT.c.backlog) if backlog is None else stmt.excluded.backlog,
+            "backlog": func.coalesce(stmt.excluded.backlog, AGENT.c.backlog)
+            if backlog is None
+            else stmt.excluded.backlog,
         },
     )
     session.execute(stmt, rows)
@@ -313,6 +321,7 @@ def _upsert_agent(session: Session, node: str, source: str, backlog: int | None,
 
 
 # --------------------------------------------------------------------------------------------- paging
+
 
 class BadCursor(ValueError):
     pass
@@ -359,6 +368,7 @@ def _scope(course: str, section: str, assignment: str, student_id: str | None = 
 
 
 # --------------------------------------------------------------------------------------------- reads
+
 
 def event_dict(row) -> dict[str, Any]:
     """An ``event`` row as the API shows it (JSON lists decoded; only the fields of its type)."""
@@ -473,7 +483,9 @@ def file_list(
         EVENT.c.sha256,
         EVENT.c.size,
         EVENT.c.timestamp,
-        func.row_number().over(partition_by=EVENT.c.path, order_by=(EVENT.c.timestamp.desc(), EVENT.c.id.desc())).label("rn"),
+        func.row_number()
+        .over(partition_by=EVENT.c.path, order_by=(EVENT.c.timestamp.desc(), EVENT.c.id.desc()))
+        .label("rn"),
         func.sum(case((EVENT.c.type == wire.FILE_SAVE, 1), else_=0)).over(partition_by=EVENT.c.path).label("saves"),
         func.min(EVENT.c.timestamp).over(partition_by=EVENT.c.path).label("first_seen"),
     ).where(
@@ -553,8 +565,9 @@ def summary(
         is_type(wire.PROCESS_RUN).label("runs"),
         func.sum(case((and_(EVENT.c.type == wire.PROCESS_RUN, succeeded), 1), else_=0)).label("run_successes"),
         is_type(wire.NOTEBOOK_CELL).label("cells"),
-        func.sum(case((and_(EVENT.c.type == wire.NOTEBOOK_CELL, EVENT.c.error.is_(None)), 1), else_=0))
-        .label("cell_successes"),
+        func.sum(case((and_(EVENT.c.type == wire.NOTEBOOK_CELL, EVENT.c.error.is_(None)), 1), else_=0)).label(
+            "cell_successes"
+        ),
         func.min(EVENT.c.timestamp).label("first_activity"),
         func.max(EVENT.c.timestamp).label("last_activity"),
     ).where(scope)
@@ -573,7 +586,9 @@ def summary(
     size_q = (
         select(
             latest.c.student_id,
-            func.sum(case((latest.c.type == wire.FILE_DELETE, 0), else_=func.coalesce(latest.c.size, 0))).label("code_size"),
+            func.sum(case((latest.c.type == wire.FILE_DELETE, 0), else_=func.coalesce(latest.c.size, 0))).label(
+                "code_size"
+            ),
             func.sum(case((latest.c.type == wire.FILE_DELETE, 0), else_=1)).label("files"),
         )
         .where(latest.c.rn == 1)
@@ -585,13 +600,10 @@ def summary(
     gaps = select(EVENT.c.student_id, EVENT.c.timestamp.label("ts"), prev.label("prev_ts")).where(scope)
     gaps = _time_range(gaps, since, until).subquery()
     gap = _gap_seconds(session, gaps.c.ts, gaps.c.prev_ts)
-    active_q = (
-        select(
-            gaps.c.student_id,
-            func.sum(case((and_(gaps.c.prev_ts.is_not(None), gap <= idle_gap_seconds), gap), else_=0.0)).label("active"),
-        )
-        .group_by(gaps.c.student_id)
-    )
+    active_q = select(
+        gaps.c.student_id,
+        func.sum(case((and_(gaps.c.prev_ts.is_not(None), gap <= idle_gap_seconds), gap), else_=0.0)).label("active"),
+    ).group_by(gaps.c.student_id)
 
     sizes = {r.student_id: (int(r.code_size or 0), int(r.files or 0)) for r in session.execute(size_q)}
     active = {r.student_id: float(r.active or 0.0) for r in session.execute(active_q)}
@@ -623,7 +635,9 @@ def summary(
     return summarise_students(course, section, assignment, students, idle_gap_seconds)
 
 
-def summarise_students(course, section, assignment, students: list[dict[str, Any]], idle_gap_seconds: float) -> dict[str, Any]:
+def summarise_students(
+    course, section, assignment, students: list[dict[str, Any]], idle_gap_seconds: float
+) -> dict[str, Any]:
     """The assignment totals from the per-student rows (pure; unit-tested)."""
     total = lambda key: sum(s[key] for s in students)  # noqa: E731
     compiles, ok = total("compiles"), total("compile_successes")
@@ -744,8 +758,10 @@ def status(session: Session) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------------- deletes
 
-def delete_student(session: Session, student_id: str, *, course: str | None = None,
-                   section: str | None = None) -> tuple[dict[str, int], int]:
+
+def delete_student(
+    session: Session, student_id: str, *, course: str | None = None, section: str | None = None
+) -> tuple[dict[str, int], int]:
     """Erase every stored record of one student (optionally only one course/section). Returns the rows
     deleted per table and how many snapshot contents were queued for removal from the store."""
     where = EVENT.c.student_id == student_id
@@ -782,8 +798,10 @@ def _queue_erased_contents(session: Session, where) -> int:
     shas = list(session.scalars(select(EVENT.c.sha256).where(where, EVENT.c.sha256.is_not(None)).distinct()))
     if shas:
         now = datetime.now(UTC)
-        session.execute(_insert(session, ERASED).on_conflict_do_nothing(index_elements=["sha256"]),
-                        [{"sha256": sha, "queued_at": now} for sha in shas])
+        session.execute(
+            _insert(session, ERASED).on_conflict_do_nothing(index_elements=["sha256"]),
+            [{"sha256": sha, "queued_at": now} for sha in shas],
+        )
     return len(shas)
 
 
@@ -815,8 +833,7 @@ def forget_erased_contents(session: Session, removed: Sequence[str], kept: Seque
         if removed:
             n = _rowcount(session.execute(delete(ERASED).where(ERASED.c.sha256.in_(list(removed)))))
         if kept:
-            session.execute(ERASED.update().where(ERASED.c.sha256.in_(list(kept)))
-                            .values(queued_at=datetime.now(UTC)))
+            session.execute(ERASED.update().where(ERASED.c.sha256.in_(list(kept))).values(queued_at=datetime.now(UTC)))
         session.commit()
     return int(n)
 

@@ -16,6 +16,7 @@ Generate one with ``watcher notebook-token --course os --section 1 --student 202
 from ``WATCHER_NOTEBOOK_KEY`` or ``WATCHER_NOTEBOOK_KEY_FILE``), or compute it in the pod generator (the
 JCode platform is Kotlin: ``javax.crypto.Mac`` "HmacSHA256", ``Base64.getUrlEncoder().withoutPadding()``).
 """
+
 from __future__ import annotations
 
 import base64
@@ -54,8 +55,11 @@ def verify(key: str | None, token: str) -> identity.Student | None:
     if len(parts) != 5 or parts[0] != PREFIX:
         return None
     _, course, section, student_id, mac = parts
-    if not (identity.COURSE_RE.fullmatch(course) and identity.SECTION_RE.fullmatch(section)
-            and identity.STUDENT_ID_RE.fullmatch(student_id)):
+    if not (
+        identity.COURSE_RE.fullmatch(course)
+        and identity.SECTION_RE.fullmatch(section)
+        and identity.STUDENT_ID_RE.fullmatch(student_id)
+    ):
         return None
     student = identity.Student(course, section, student_id)
     return student if hmac.compare_digest(mac.encode(), _mac(key, student).encode()) else None

@@ -4,6 +4,7 @@ Each subcommand lives in its own package and is imported only when used, so ``wa
 node never imports FastAPI or kopf. A component's entry point is ``main(argv: list[str]) -> int`` and
 owns its own argparse parser (so ``watcher <component> --help`` is the component's help).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -26,9 +27,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 # The pyproject extra that brings each command's dependencies (each image installs only its own); None: the
 # standard library is enough (every image has the command).
-EXTRAS: dict[str, str | None] = {"backend": "backend", "filemon": "agents", "procmon": "agents", "operator": "operator",
-                          "local": "all", "demo": "all", "status": "all", "export": "backend",
-                          "import": "backend", "notebook": None}
+EXTRAS: dict[str, str | None] = {
+    "backend": "backend",
+    "filemon": "agents",
+    "procmon": "agents",
+    "operator": "operator",
+    "local": "all",
+    "demo": "all",
+    "status": "all",
+    "export": "backend",
+    "import": "backend",
+    "notebook": None,
+}
 
 
 def _usage() -> str:
@@ -67,8 +77,10 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"watcher: the '{name}' command is not available in this installation ({exc})\n")
         elif exc.name and not exc.name.startswith("watcher_"):  # a dependency of the command's extra
             extra = "postgres" if exc.name.split(".")[0].startswith("psycopg") else (EXTRAS[name] or "all")
-            sys.stderr.write(f"watcher: '{name}' needs packages this installation lacks ({exc}): "
-                             f"pip install 'jcode-watcher[{extra}]'\n")
+            sys.stderr.write(
+                f"watcher: '{name}' needs packages this installation lacks ({exc}): "
+                f"pip install 'jcode-watcher[{extra}]'\n"
+            )
         else:
             raise
         return 2

@@ -16,6 +16,7 @@ Layout on the workspace volume::
 * Inside a student pod the student directory is mounted at ``/home/coder/project``; both views resolve.
 * Student pods are named ``jcode-{course}-{section}-{student_id}`` plus Kubernetes' generated suffixes.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -124,7 +125,9 @@ class LayoutRules:
         """
         parts = _clean_parts(rel)
         if len(parts) < 3:
-            raise IdentityError(f"{'/'.join(parts)!r}: expected {{course}}-{{section}}-{{student_id}}/<assignment>/<file>")
+            raise IdentityError(
+                f"{'/'.join(parts)!r}: expected {{course}}-{{section}}-{{student_id}}/<assignment>/<file>"
+            )
         student = parse_student_dir(parts[0])
         return self._locate_below(student, parts[1:])
 
@@ -179,6 +182,7 @@ class LayoutRules:
 
 # --- student names -------------------------------------------------------------------------------
 
+
 def parse_student_dir(name: str) -> Student:
     """``data-structure-2-202012345`` -> Student('data-structure', '2', '202012345'), parsed from the right."""
     pieces = name.rsplit("-", 2)
@@ -227,6 +231,7 @@ def parse_pod_name(name: str) -> Student:
 
 
 # --- path helpers --------------------------------------------------------------------------------
+
 
 def check_relative_path(path: str) -> str:
     """Validate a path that must stay inside its folder: relative, no '..', no NUL, bounded length.

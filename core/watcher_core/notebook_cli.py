@@ -6,6 +6,7 @@
 The token lets that student's kernel post its own notebook.cell events and nothing else
 (``watcher_core.cell_tokens``); docs/notebook.md says how the pods get the hook and their token.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,14 +31,16 @@ def _key(env) -> str | None:
             with open(file_name, encoding="utf-8") as f:
                 value = f.read()
         except OSError as exc:
-            raise SystemExit(f"watcher notebook token: cannot read WATCHER_NOTEBOOK_KEY_FILE {file_name}: "
-                             f"{exc.strerror}") from None
+            raise SystemExit(
+                f"watcher notebook token: cannot read WATCHER_NOTEBOOK_KEY_FILE {file_name}: {exc.strerror}"
+            ) from None
     return value.strip() if value else None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="watcher notebook", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="watcher notebook", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="what", required=True, metavar="{hook,token}")
     sub.add_parser("hook", help="print the IPython startup file")
     t = sub.add_parser("token", help="print a student's notebook token (key from WATCHER_NOTEBOOK_KEY[_FILE])")
@@ -57,13 +60,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     key = _key(os.environ)
     if not key:
-        sys.stderr.write("watcher notebook token: set WATCHER_NOTEBOOK_KEY or WATCHER_NOTEBOOK_KEY_FILE to the "
-                         "backend's notebook key\n")
+        sys.stderr.write(
+            "watcher notebook token: set WATCHER_NOTEBOOK_KEY or WATCHER_NOTEBOOK_KEY_FILE to the "
+            "backend's notebook key\n"
+        )
         return 2
     student = identity.Student(args.course, args.section, args.student)
-    for name, value, rule in (("--course", student.course, identity.COURSE_RE),
-                              ("--section", student.section, identity.SECTION_RE),
-                              ("--student", student.student_id, identity.STUDENT_ID_RE)):
+    for name, value, rule in (
+        ("--course", student.course, identity.COURSE_RE),
+        ("--section", student.section, identity.SECTION_RE),
+        ("--student", student.student_id, identity.STUDENT_ID_RE),
+    ):
         if not rule.fullmatch(value):
             sys.stderr.write(f"watcher notebook token: {name} {value!r} is not a valid {name[2:]} name\n")
             return 2

@@ -48,17 +48,27 @@ DEFAULT_PATTERN = r"hw\d+"
 DEFAULT_SPOOL = "~/.local/state/jcode-watcher/notebook"
 # Directories that are never student work; the same list as watcher_core.identity.DEFAULT_IGNORE_DIRS.
 IGNORED_DIRS = re.compile(r"\..*|__pycache__|site-packages|dist-packages|venv|node_modules")
-SPOOL_CAP = 10_000          # events kept while the backend is unreachable; the oldest go first
-BATCH = 500                 # events per POST (the backend takes up to 1000)
-TIMEOUT = 2.0               # seconds per HTTP request
+SPOOL_CAP = 10_000  # events kept while the backend is unreachable; the oldest go first
+BATCH = 500  # events per POST (the backend takes up to 1000)
+TIMEOUT = 2.0  # seconds per HTTP request
 BACKOFF_MIN, BACKOFF_MAX = 1.0, 60.0
-ATEXIT_SECONDS = 1.0        # how long kernel shutdown may wait for a last send
+ATEXIT_SECONDS = 1.0  # how long kernel shutdown may wait for a last send
 MAX_NOTEBOOK_BYTES = 32 * 1024 * 1024  # larger .ipynb files are not read for cell_index
-COUNTERS = ("recorded", "sent", "rejected", "dropped_spool_full", "outside_assignment", "hook_errors",
-            "send_failures", "no_token")
+COUNTERS = (
+    "recorded",
+    "sent",
+    "rejected",
+    "dropped_spool_full",
+    "outside_assignment",
+    "hook_errors",
+    "send_failures",
+    "no_token",
+)
 # Same rules as watcher_core.identity / watcher_core.wire (this file cannot import them).
-_TOKEN_RE = re.compile(r"nb1\.([A-Za-z0-9](?:[A-Za-z0-9_-]{0,62}[A-Za-z0-9])?)\.([A-Za-z0-9]{1,16})"
-                       r"\.([A-Za-z0-9]{1,32})\.[A-Za-z0-9_-]+")
+_TOKEN_RE = re.compile(
+    r"nb1\.([A-Za-z0-9](?:[A-Za-z0-9_-]{0,62}[A-Za-z0-9])?)\.([A-Za-z0-9]{1,16})"
+    r"\.([A-Za-z0-9]{1,32})\.[A-Za-z0-9_-]+"
+)
 _EXCEPTION_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,127}")
 _NODE_RE = re.compile(r"[A-Za-z0-9._-]{1,253}")
 _SPOOL_ID_RE = re.compile(r'\{"id":"([^"]*)"')  # every spool line starts with its event id
@@ -67,8 +77,18 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class Config:
-    def __init__(self, url=DEFAULT_URL, token=None, token_file=None, workspace=DEFAULT_WORKSPACE,
-                 pattern=DEFAULT_PATTERN, spool_dir=DEFAULT_SPOOL, node=None, timeout=TIMEOUT, cap=SPOOL_CAP):
+    def __init__(
+        self,
+        url=DEFAULT_URL,
+        token=None,
+        token_file=None,
+        workspace=DEFAULT_WORKSPACE,
+        pattern=DEFAULT_PATTERN,
+        spool_dir=DEFAULT_SPOOL,
+        node=None,
+        timeout=TIMEOUT,
+        cap=SPOOL_CAP,
+    ):
         self.url = url.rstrip("/")
         self.token, self.token_file = token, token_file
         self.workspace, self.problem = workspace, None
@@ -101,14 +121,19 @@ def config_from_env(env=None):
         timeout = float(env.get("WATCHER_NOTEBOOK_TIMEOUT") or TIMEOUT)
     except ValueError:
         timeout = TIMEOUT
-    return Config(url=env.get("WATCHER_BACKEND_URL") or DEFAULT_URL, token=env.get("WATCHER_NOTEBOOK_TOKEN"),
-                  token_file=env.get("WATCHER_NOTEBOOK_TOKEN_FILE"),
-                  workspace=env.get("WATCHER_NOTEBOOK_WORKSPACE") or DEFAULT_WORKSPACE,
-                  pattern=env.get("WATCHER_ASSIGNMENT_PATTERN") or DEFAULT_PATTERN,
-                  spool_dir=env.get("WATCHER_NOTEBOOK_SPOOL") or DEFAULT_SPOOL, timeout=timeout)
+    return Config(
+        url=env.get("WATCHER_BACKEND_URL") or DEFAULT_URL,
+        token=env.get("WATCHER_NOTEBOOK_TOKEN"),
+        token_file=env.get("WATCHER_NOTEBOOK_TOKEN_FILE"),
+        workspace=env.get("WATCHER_NOTEBOOK_WORKSPACE") or DEFAULT_WORKSPACE,
+        pattern=env.get("WATCHER_ASSIGNMENT_PATTERN") or DEFAULT_PATTERN,
+        spool_dir=env.get("WATCHER_NOTEBOOK_SPOOL") or DEFAULT_SPOOL,
+        timeout=timeout,
+    )
 
 
 # ------------------------------------------------------------------ pure functions (unit-tested)
+
 
 def identity_from_token(token):
     """``nb1.<course>.<section>.<student_id>.<mac>`` -> {course, section, student_id}, or None."""
@@ -120,9 +145,9 @@ def identity_from_token(token):
 
 def notebook_path(user_ns, env, cell_id, cwd):
     """Absolute path of the notebook this kernel runs, or None when the front end does not say."""
-    path = user_ns.get("__vsc_ipynb_file__")      # VS Code / code-server Jupyter
+    path = user_ns.get("__vsc_ipynb_file__")  # VS Code / code-server Jupyter
     if not (isinstance(path, str) and path):
-        path = env.get("JPY_SESSION_NAME")         # Jupyter Server
+        path = env.get("JPY_SESSION_NAME")  # Jupyter Server
     if not path and isinstance(cell_id, str) and cell_id.startswith("vscode-notebook-cell:"):
         path = urllib.parse.unquote(urllib.parse.urlsplit(cell_id).path)
     if not (isinstance(path, str) and path):
@@ -144,15 +169,15 @@ def assignment_of(path, workspace, pattern, is_dir):
     for root in dict.fromkeys((os.path.normpath(workspace), os.path.realpath(workspace))):
         if path != root and not path.startswith(root.rstrip("/") + "/"):
             continue
-        parts = [p for p in path[len(root):].split("/") if p]
+        parts = [p for p in path[len(root) :].split("/") if p]
         dirs = parts if is_dir else parts[:-1]
         for i, part in enumerate(dirs):
             if IGNORED_DIRS.fullmatch(part):
                 return None
             if pattern.fullmatch(part):
-                if any(IGNORED_DIRS.fullmatch(p) for p in dirs[i + 1:]):
+                if any(IGNORED_DIRS.fullmatch(p) for p in dirs[i + 1 :]):
                     return None
-                return part, "/".join(parts[i + 1:]) or "."
+                return part, "/".join(parts[i + 1 :]) or "."
         return None
     return None
 
@@ -202,11 +227,18 @@ def build_event(node, where, started, ended, error, cell_id, execution_count):
     if not isinstance(cell_id, str):
         cell_id = None
     return {
-        "event_id": "ipynb:" + uuid.uuid4().hex, "type": "notebook.cell",
-        "timestamp": started.isoformat(), "node": node, "source": "ipynb",
-        "assignment": where[0], "path": where[1],
-        "started_at": started.isoformat(), "ended_at": max(started, ended).isoformat(),
-        "error": error, "cell_id": cell_id.replace("\x00", "")[:255] if cell_id else None, "cell_index": None,
+        "event_id": "ipynb:" + uuid.uuid4().hex,
+        "type": "notebook.cell",
+        "timestamp": started.isoformat(),
+        "node": node,
+        "source": "ipynb",
+        "assignment": where[0],
+        "path": where[1],
+        "started_at": started.isoformat(),
+        "ended_at": max(started, ended).isoformat(),
+        "error": error,
+        "cell_id": cell_id.replace("\x00", "")[:255] if cell_id else None,
+        "cell_index": None,
         "execution_count": execution_count if isinstance(execution_count, int) and execution_count >= 0 else None,
     }
 
@@ -223,6 +255,7 @@ def _read_quietly(response):
 
 
 # ------------------------------------------------------------------ the spool (shared by the pod's kernels)
+
 
 class Spool:
     """``pending.jsonl``: one ``{"id", "event", "notebook"}`` per line, oldest first; ``status.json`` beside it."""
@@ -314,6 +347,7 @@ class Spool:
 
 # ------------------------------------------------------------------ the hook and its sender thread
 
+
 class Hook:
     JCODE_WATCHER_HOOK = True  # how install() recognises an installed hook, whichever copy of this file
 
@@ -321,8 +355,8 @@ class Hook:
         self.ip, self.config = ip, config
         self.spool = Spool(config.spool_dir, config.cap)
         self._started, self._cell_id = None, None
-        self._lock = threading.Lock()                 # guards the counters and errors below
-        self._counts = dict.fromkeys(COUNTERS, 0)     # not yet added to status.json
+        self._lock = threading.Lock()  # guards the counters and errors below
+        self._counts = dict.fromkeys(COUNTERS, 0)  # not yet added to status.json
         self._extra = {"config_error": config.problem}  # last_error, last_rejection, last_sent_at, ...
         self._wake = threading.Event()
         self._stopping = False
@@ -345,8 +379,15 @@ class Hook:
             if where is None:
                 self._note("outside_assignment")
             else:
-                event = build_event(self.config.node, where, started or ended, ended, error_name(result),
-                                    cell_id, getattr(result, "execution_count", None))
+                event = build_event(
+                    self.config.node,
+                    where,
+                    started or ended,
+                    ended,
+                    error_name(result),
+                    cell_id,
+                    getattr(result, "execution_count", None),
+                )
                 self.spool.append(event, notebook if notebook and notebook.endswith(".ipynb") else None)
                 self._note("recorded")
         except (Exception, KeyboardInterrupt) as exc:
@@ -358,8 +399,12 @@ class Hook:
         with self._lock:
             self._counts[counter] += 1
             if error is not None:
-                self._extra["last_error"] = {"time": _now().isoformat(), "counter": counter,
-                                             "status": status, "message": str(error)[:500]}
+                self._extra["last_error"] = {
+                    "time": _now().isoformat(),
+                    "counter": counter,
+                    "status": status,
+                    "message": str(error)[:500],
+                }
 
     # -- the sender thread
     def _sender(self):
@@ -404,8 +449,11 @@ class Hook:
         token = self.config.read_token()
         student = identity_from_token(token) if token else None
         if student is None:
-            why = "not a notebook token (nb1.<course>.<section>.<student_id>.<mac>)" if token else \
-                "no token configured (WATCHER_NOTEBOOK_TOKEN or WATCHER_NOTEBOOK_TOKEN_FILE)"
+            why = (
+                "not a notebook token (nb1.<course>.<section>.<student_id>.<mac>)"
+                if token
+                else "no token configured (WATCHER_NOTEBOOK_TOKEN or WATCHER_NOTEBOOK_TOKEN_FILE)"
+            )
             self._note("no_token", why + "; events are kept in the spool")
             return False
         cache, events = {}, []
@@ -415,9 +463,15 @@ class Hook:
                 event["cell_index"] = cell_index(record.get("notebook"), event.get("cell_id"), cache)
             events.append(event)
         request = urllib.request.Request(
-            self.config.url + "/api/v1/events", data=json.dumps(events).encode(), method="POST",
-            headers={"Content-Type": "application/json", "Authorization": "Bearer " + token,
-                     "X-Watcher-Source": "ipynb"})
+            self.config.url + "/api/v1/events",
+            data=json.dumps(events).encode(),
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": "Bearer " + token,
+                "X-Watcher-Source": "ipynb",
+            },
+        )
         try:
             with _OPENER.open(request, timeout=self.config.timeout) as response:
                 status, body = response.status, response.read()
@@ -434,13 +488,17 @@ class Hook:
         if 200 <= status < 300 or (status == 422 and "rejected" in answer):
             rejected = answer.get("rejected") if isinstance(answer.get("rejected"), list) else []
             with self._lock:
-                self._counts["sent"] += int(answer.get("accepted", len(events) - len(rejected)) or 0) + \
-                    int(answer.get("duplicates") or 0)
+                self._counts["sent"] += int(answer.get("accepted", len(events) - len(rejected)) or 0) + int(
+                    answer.get("duplicates") or 0
+                )
                 self._counts["rejected"] += len(rejected)
                 if rejected:
                     last = rejected[-1] if isinstance(rejected[-1], dict) else {}
-                    self._extra["last_rejection"] = {"time": _now().isoformat(), "event_id": last.get("event_id"),
-                                                     "error": str(last.get("error"))[:500]}
+                    self._extra["last_rejection"] = {
+                        "time": _now().isoformat(),
+                        "event_id": last.get("event_id"),
+                        "error": str(last.get("error"))[:500],
+                    }
                 self._extra["last_sent_at"] = _now().isoformat()
             return True
         detail = answer.get("detail") if answer else body[:300].decode("utf-8", "replace")
@@ -477,6 +535,7 @@ def _startup(ns, saved):
     try:
         import importlib.util
         import sys
+
         module = sys.modules.get(MODULE_NAME)
         if module is None and ns.get("__file__"):  # IPython sets __file__ for startup files
             spec = importlib.util.spec_from_file_location(MODULE_NAME, ns["__file__"])

@@ -9,6 +9,7 @@ set to the time of the last save instead.
 Contents nobody refers to any more (their events were erased) are removed by ``remove_unreferenced``,
 which never removes a content saved within the grace period, even one saved during the removal.
 """
+
 from __future__ import annotations
 
 import hashlib

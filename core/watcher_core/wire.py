@@ -13,6 +13,7 @@ Rules every event follows:
   (the old system guessed time zones and was off by nine hours).
 * Every path field is relative to the assignment folder, without ``..`` (see identity.check_relative_path).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,7 +34,7 @@ from pydantic import (
 
 from watcher_core import identity
 
-MAX_BATCH_EVENTS = 1000          # events in one POST
+MAX_BATCH_EVENTS = 1000  # events in one POST
 MAX_BATCH_BYTES = 4 * 1024 * 1024  # body size of one POST; larger -> 413
 MAX_ARGV_ITEMS = 256
 MAX_ARG_LENGTH = 8192
@@ -211,8 +212,12 @@ class NotebookCell(_Event):
     started_at: UtcTime
     ended_at: UtcTime
     error: ExceptionName | None = Field(None, description="Class of the exception the cell raised; None = success")
-    cell_id: str | None = Field(None, max_length=MAX_CELL_ID_LENGTH, pattern=r"^[^\x00]*$",
-                                description="The front end's id of the cell (stable across re-runs of it)")
+    cell_id: str | None = Field(
+        None,
+        max_length=MAX_CELL_ID_LENGTH,
+        pattern=r"^[^\x00]*$",
+        description="The front end's id of the cell (stable across re-runs of it)",
+    )
     cell_index: int | None = Field(None, ge=0, le=100_000, description="Position of the cell in the saved notebook")
     execution_count: int | None = Field(None, ge=0, description="The kernel's In[n] counter")
 
@@ -325,11 +330,14 @@ class UnreferencedSnapshots(BaseModel):
 class RemovedSnapshots(BaseModel):
     """``POST /api/v1/snapshots/unreferenced/removed``: what the collector did with a page."""
 
-    sha256: list[Sha256] = Field(max_length=MAX_GC_BATCH,
-                                 description="Contents gone from the store (removed, or never there)")
-    kept: list[Sha256] = Field(default_factory=list, max_length=MAX_GC_BATCH,
-                               description="Contents saved within the grace period: asked about again later, "
-                                           "after the rest of the queue")
+    sha256: list[Sha256] = Field(
+        max_length=MAX_GC_BATCH, description="Contents gone from the store (removed, or never there)"
+    )
+    kept: list[Sha256] = Field(
+        default_factory=list,
+        max_length=MAX_GC_BATCH,
+        description="Contents saved within the grace period: asked about again later, after the rest of the queue",
+    )
 
 
 class ForgottenSnapshots(BaseModel):

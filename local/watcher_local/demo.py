@@ -12,6 +12,7 @@ Then it asks the backend's API for each student's timeline and the assignment su
 as tables. Compiles and runs are traced by procmon, which needs root (eBPF or the kernel's process
 connector); without it the demo shows the file events and says why the rest is missing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -86,8 +87,10 @@ def fetch_timeline(http: httpx.Client, student_id: str) -> list[dict]:
     events, cursor = [], None
     while True:
         params = {"limit": 500} | ({"cursor": cursor} if cursor else {})
-        r = http.get(f"/api/v1/courses/{COURSE}/sections/{SECTION}/assignments/{ASSIGNMENT}"
-                     f"/students/{student_id}/timeline", params=params)
+        r = http.get(
+            f"/api/v1/courses/{COURSE}/sections/{SECTION}/assignments/{ASSIGNMENT}/students/{student_id}/timeline",
+            params=params,
+        )
         r.raise_for_status()
         body = r.json()
         events += body["events"]
@@ -108,8 +111,10 @@ def wait_for_events(http: httpx.Client, want: dict[str, int], timeout: float, sa
     deadline = time.monotonic() + timeout
     while True:
         timelines = {sid: fetch_timeline(http, sid) for sid in STUDENTS}
-        missing = {sid: {t: n - count_types(evs).get(t, 0) for t, n in want.items() if count_types(evs).get(t, 0) < n}
-                   for sid, evs in timelines.items()}
+        missing = {
+            sid: {t: n - count_types(evs).get(t, 0) for t, n in want.items() if count_types(evs).get(t, 0) < n}
+            for sid, evs in timelines.items()
+        }
         missing = {sid: m for sid, m in missing.items() if m}
         if not missing or time.monotonic() > deadline:
             if missing:
@@ -138,10 +143,23 @@ def print_report(http: httpx.Client, timelines: dict[str, list[dict]], url: str,
         rows = [(local_time(ev["timestamp"]), ev["type"], ev["source"], describe(ev)) for ev in events]
         print(render(["time", "event", "by", "what"], rows))
     summary = http.get(f"/api/v1/courses/{COURSE}/sections/{SECTION}/assignments/{ASSIGNMENT}/summary").json()
-    print(f"\nSummary of {COURSE}-{SECTION} {ASSIGNMENT}: {summary['students']} students, {summary['saves']} saves, "
-          f"{summary['compiles']} compiles ({_pct(summary['compile_success_rate'])} succeeded), {summary['runs']} runs")
-    rows = [(s["student_id"], s["saves"], s["compiles"], _pct(s["compile_success_rate"]), s["runs"], s["files"],
-             s["code_size"], f"{s['active_seconds']:.0f} s") for s in summary["per_student"]]
+    print(
+        f"\nSummary of {COURSE}-{SECTION} {ASSIGNMENT}: {summary['students']} students, {summary['saves']} saves, "
+        f"{summary['compiles']} compiles ({_pct(summary['compile_success_rate'])} succeeded), {summary['runs']} runs"
+    )
+    rows = [
+        (
+            s["student_id"],
+            s["saves"],
+            s["compiles"],
+            _pct(s["compile_success_rate"]),
+            s["runs"],
+            s["files"],
+            s["code_size"],
+            f"{s['active_seconds']:.0f} s",
+        )
+        for s in summary["per_student"]
+    ]
     print(render(["student", "saves", "compiles", "compile ok", "runs", "files", "code bytes", "active"], rows))
     if procmon_note:
         print(f"\nNote: {procmon_note}")
@@ -158,13 +176,24 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start the whole system on this machine, simulate two students working on hw1 "
         "(a failing and a fixed compile, runs, a deleted file), and print what Watcher recorded.",
     )
-    p.add_argument("--data-dir", type=Path, default=None,
-                   help="keep the workspace, database and logs here (default: a temporary directory)")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="keep the workspace, database and logs here (default: a temporary directory)",
+    )
     p.add_argument("--port", type=int, default=3000, help="backend port; a free one is chosen if it is taken")
-    p.add_argument("--procmon", choices=["auto", "ebpf", "proc-connector", "off"], default="auto",
-                   help="procmon tracing mode (default: auto; needs root)")
-    p.add_argument("--keep-running", action="store_true",
-                   help="leave the stack running after the report until Ctrl-C, to explore the API docs")
+    p.add_argument(
+        "--procmon",
+        choices=["auto", "ebpf", "proc-connector", "off"],
+        default="auto",
+        help="procmon tracing mode (default: auto; needs root)",
+    )
+    p.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="leave the stack running after the report until Ctrl-C, to explore the API docs",
+    )
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the events (default: 60)")
     return p
 
@@ -184,8 +213,15 @@ def _main(argv: list[str]) -> int:
     port = args.port
     if not port_is_free(port):
         port = free_port()
-    stack = LocalStack(workspace, data_dir / "data", port=port, filemon_metrics_port=free_port(),
-                       procmon_metrics_port=free_port(), procmon_mode=args.procmon, node_name="demo-node")
+    stack = LocalStack(
+        workspace,
+        data_dir / "data",
+        port=port,
+        filemon_metrics_port=free_port(),
+        procmon_metrics_port=free_port(),
+        procmon_mode=args.procmon,
+        node_name="demo-node",
+    )
     say(f"starting backend, filemon and procmon (data in {data_dir})")
     try:
         stack.start(say=lambda m: say(m))
@@ -196,13 +232,19 @@ def _main(argv: list[str]) -> int:
         return 1
     try:
         with_processes = "procmon" in stack.components
-        procmon_note = "" if with_processes else (
-            "procmon is not running (it needs root for eBPF or the process connector), so compiles and runs "
-            "are not shown; run the demo as root to see them")
+        procmon_note = (
+            ""
+            if with_processes
+            else (
+                "procmon is not running (it needs root for eBPF or the process connector), so compiles and runs "
+                "are not shown; run the demo as root to see them"
+            )
+        )
         say(f"two students start working in {workspace}")
         logs: dict[str, list[str]] = {sid: [] for sid in STUDENTS}
-        threads = [threading.Thread(target=play_student, args=(student_dir(workspace, sid), logs[sid]))
-                   for sid in STUDENTS]
+        threads = [
+            threading.Thread(target=play_student, args=(student_dir(workspace, sid), logs[sid])) for sid in STUDENTS
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -210,10 +252,12 @@ def _main(argv: list[str]) -> int:
         for sid in STUDENTS:
             say(f"student {sid}: " + "; ".join(logs[sid]))
         say("waiting for every event to be queryable")
-        with httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {stack.tokens['read']}"},
-                          timeout=10) as http:
-            timelines = wait_for_events(http, expected_counts(with_processes, shutil.which("gcc") is not None),
-                                        args.timeout, say)
+        with httpx.Client(
+            base_url=stack.url, headers={"Authorization": f"Bearer {stack.tokens['read']}"}, timeout=10
+        ) as http:
+            timelines = wait_for_events(
+                http, expected_counts(with_processes, shutil.which("gcc") is not None), args.timeout, say
+            )
             print_report(http, timelines, stack.url, procmon_note)
         if args.keep_running:
             say("the stack keeps running; press Ctrl-C to stop")

@@ -13,6 +13,7 @@ Each component runs as its own ``watcher <component>`` process, exactly as in a 
 here works there. Ctrl-C stops the agents first (they flush their outboxes to the still-running
 backend), then the backend.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,11 +79,13 @@ def _die_with_parent() -> None:
 
 def say_safely(prefix: str):
     """A progress printer that never raises (stdout may be a closed pipe, e.g. ``watcher demo | head``)."""
+
     def say(msg: str) -> None:
         try:
             print(f"{prefix}{msg}", flush=True)
         except (BrokenPipeError, OSError, ValueError):
             pass
+
     return say
 
 
@@ -176,7 +179,7 @@ class LocalStack:
     def sqlite_path(self) -> Path | None:
         """The SQLite database file, or None when the backend uses another database."""
         url = self.resolved_database_url
-        return Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+        return Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else None
 
     @property
     def resolved_database_url(self) -> str:
@@ -209,27 +212,61 @@ class LocalStack:
         }
         self.components["backend"] = Component(
             "backend",
-            watcher + ["backend", "--host", self.host, "--port", str(self.port),
-                       "--database-url", self.resolved_database_url,
-                       "--snapshot-dir", str(self.snapshot_dir), *self.agent_args.get("backend", [])],
-            backend_env, logs / "backend.log", f"{self.url}/health",
+            watcher
+            + [
+                "backend",
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+                "--database-url",
+                self.resolved_database_url,
+                "--snapshot-dir",
+                str(self.snapshot_dir),
+                *self.agent_args.get("backend", []),
+            ],
+            backend_env,
+            logs / "backend.log",
+            f"{self.url}/health",
         )
         agent_env = self._base_env() | {"WATCHER_INGEST_TOKEN": self.tokens["ingest"]}
         common = ["--workspace-root", str(self.workspace), "--backend-url", self.url, "--node-name", self.node_name]
         self.components["filemon"] = Component(
             "filemon",
-            watcher + ["filemon", *common, "--snapshot-dir", str(self.snapshot_dir),
-                       "--state-dir", str(self.data_dir / "filemon"),
-                       "--metrics-port", str(self.filemon_metrics_port), *self.agent_args.get("filemon", [])],
-            agent_env, logs / "filemon.log", f"http://127.0.0.1:{self.filemon_metrics_port}/healthz",
+            watcher
+            + [
+                "filemon",
+                *common,
+                "--snapshot-dir",
+                str(self.snapshot_dir),
+                "--state-dir",
+                str(self.data_dir / "filemon"),
+                "--metrics-port",
+                str(self.filemon_metrics_port),
+                *self.agent_args.get("filemon", []),
+            ],
+            agent_env,
+            logs / "filemon.log",
+            f"http://127.0.0.1:{self.filemon_metrics_port}/healthz",
         )
         if self.procmon_mode != "off":
             self.components["procmon"] = Component(
                 "procmon",
-                watcher + ["procmon", *common, "--state-dir", str(self.data_dir / "procmon"),
-                           "--metrics-port", str(self.procmon_metrics_port), "--mode", self.procmon_mode,
-                           *self.agent_args.get("procmon", [])],
-                agent_env, logs / "procmon.log", f"http://127.0.0.1:{self.procmon_metrics_port}/healthz",
+                watcher
+                + [
+                    "procmon",
+                    *common,
+                    "--state-dir",
+                    str(self.data_dir / "procmon"),
+                    "--metrics-port",
+                    str(self.procmon_metrics_port),
+                    "--mode",
+                    self.procmon_mode,
+                    *self.agent_args.get("procmon", []),
+                ],
+                agent_env,
+                logs / "procmon.log",
+                f"http://127.0.0.1:{self.procmon_metrics_port}/healthz",
                 required=False,  # needs root; the stack is still useful without it
             )
         return self.tokens
@@ -357,29 +394,53 @@ def build_parser() -> argparse.ArgumentParser:
         "{course}-{section}-{student_id}/hwN/... . Ctrl-C stops everything cleanly and flushes the agents' outboxes.",
     )
     p.add_argument("--workspace", required=True, type=Path, help="the workspace root to watch (created if missing)")
-    p.add_argument("--data-dir", type=Path, default=Path("./watcher-data"),
-                   help="database, snapshots, outboxes, tokens and logs (default: ./watcher-data)")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("./watcher-data"),
+        help="database, snapshots, outboxes, tokens and logs (default: ./watcher-data)",
+    )
     p.add_argument("--port", type=int, default=3000, help="backend port (default: 3000)")
-    p.add_argument("--database-url", default=None,
-                   help="backend database (default: SQLite at <data-dir>/watcher.db; e.g. postgresql://user@host/db)")
-    p.add_argument("--filemon-metrics-port", type=int, default=9090, help="filemon /metrics and /healthz (default: 9090)")
-    p.add_argument("--procmon-metrics-port", type=int, default=9091, help="procmon /metrics and /healthz (default: 9091)")
-    p.add_argument("--procmon", choices=["auto", "ebpf", "proc-connector", "off"], default="auto",
-                   help="procmon tracing mode; eBPF needs root and bcc, 'off' runs without procmon (default: auto)")
+    p.add_argument(
+        "--database-url",
+        default=None,
+        help="backend database (default: SQLite at <data-dir>/watcher.db; e.g. postgresql://user@host/db)",
+    )
+    p.add_argument(
+        "--filemon-metrics-port", type=int, default=9090, help="filemon /metrics and /healthz (default: 9090)"
+    )
+    p.add_argument(
+        "--procmon-metrics-port", type=int, default=9091, help="procmon /metrics and /healthz (default: 9091)"
+    )
+    p.add_argument(
+        "--procmon",
+        choices=["auto", "ebpf", "proc-connector", "off"],
+        default="auto",
+        help="procmon tracing mode; eBPF needs root and bcc, 'off' runs without procmon (default: auto)",
+    )
     return p
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    for label, port in (("--port", args.port), ("--filemon-metrics-port", args.filemon_metrics_port),
-                        ("--procmon-metrics-port", args.procmon_metrics_port)):
+    for label, port in (
+        ("--port", args.port),
+        ("--filemon-metrics-port", args.filemon_metrics_port),
+        ("--procmon-metrics-port", args.procmon_metrics_port),
+    ):
         if not port_is_free(port):
             print(f"watcher local: {label} {port} is already in use; pick another with {label}", file=sys.stderr)
             return 2
     args.workspace.mkdir(parents=True, exist_ok=True)
-    stack = LocalStack(args.workspace, args.data_dir, port=args.port,
-                       filemon_metrics_port=args.filemon_metrics_port,
-                       procmon_metrics_port=args.procmon_metrics_port, procmon_mode=args.procmon, database_url=args.database_url)
+    stack = LocalStack(
+        args.workspace,
+        args.data_dir,
+        port=args.port,
+        filemon_metrics_port=args.filemon_metrics_port,
+        procmon_metrics_port=args.procmon_metrics_port,
+        procmon_mode=args.procmon,
+        database_url=args.database_url,
+    )
     stack.prepare()
     say = say_safely("watcher local: ")
     try:
@@ -401,8 +462,10 @@ def main(argv: list[str]) -> int:
         while not stopping:
             for comp in list(stack.components.values()):
                 if not comp.alive():
-                    say(f"{comp.name} exited with code {comp.process.returncode}; stopping. Last log lines:\n"
-                        f"{comp.log_tail()}")
+                    say(
+                        f"{comp.name} exited with code {comp.process.returncode}; stopping. Last log lines:\n"
+                        f"{comp.log_tail()}"
+                    )
                     stopping = True
             time.sleep(0.5)
     finally:

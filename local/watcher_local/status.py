@@ -1,4 +1,5 @@
 """``watcher status``: what a running backend has stored, which agents report, and their backlogs."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,12 +19,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Show events stored by type, the agents seen per node with their last report, and their "
         "outbox backlogs, for a running local or remote backend.",
     )
-    p.add_argument("--backend-url", default=os.environ.get("WATCHER_BACKEND_URL", "http://127.0.0.1:3000"),
-                   help="backend to ask (env WATCHER_BACKEND_URL; default http://127.0.0.1:3000)")
-    p.add_argument("--data-dir", type=Path, default=None,
-                   help="a 'watcher local' data directory: its tokens.json supplies the read token")
-    p.add_argument("--token-file", type=Path, default=None,
-                   help="file holding a read token (env WATCHER_READ_TOKEN or WATCHER_READ_TOKEN_FILE)")
+    p.add_argument(
+        "--backend-url",
+        default=os.environ.get("WATCHER_BACKEND_URL", "http://127.0.0.1:3000"),
+        help="backend to ask (env WATCHER_BACKEND_URL; default http://127.0.0.1:3000)",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="a 'watcher local' data directory: its tokens.json supplies the read token",
+    )
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        default=None,
+        help="file holding a read token (env WATCHER_READ_TOKEN or WATCHER_READ_TOKEN_FILE)",
+    )
     p.add_argument("--json", action="store_true", help="print the raw JSON answer")
     return p
 
@@ -44,15 +56,26 @@ def read_token(args) -> str | None:
 
 
 def format_status(status: dict) -> str:
-    lines = [f"events stored: {status['events_total']}"
-             f" (last received {local_time(status.get('last_received_at'), with_date=True)})", ""]
+    lines = [
+        f"events stored: {status['events_total']}"
+        f" (last received {local_time(status.get('last_received_at'), with_date=True)})",
+        "",
+    ]
     by_type = status.get("events_by_type") or {}
     lines.append(render(["type", "events"], sorted(by_type.items())) if by_type else "no events yet")
     lines.append("")
     agents = status.get("agents") or []
     if agents:
-        rows = [(a["node"], a["source"], ago(a["last_seen"]), a["events_received"],
-                 "-" if a.get("backlog") is None else a["backlog"]) for a in agents]
+        rows = [
+            (
+                a["node"],
+                a["source"],
+                ago(a["last_seen"]),
+                a["events_received"],
+                "-" if a.get("backlog") is None else a["backlog"],
+            )
+            for a in agents
+        ]
         lines.append(render(["node", "agent", "last report", "events", "outbox backlog"], rows))
     else:
         lines.append("no agent has reported yet")
@@ -76,8 +99,11 @@ def main(argv: list[str]) -> int:
         print(f"watcher status: cannot reach {args.backend_url}: {exc}. Is the backend running?", file=sys.stderr)
         return 1
     if r.status_code in (401, 403):
-        print(f"watcher status: the backend refused the token ({r.status_code}); pass --data-dir, --token-file "
-              "or WATCHER_READ_TOKEN with a read token", file=sys.stderr)
+        print(
+            f"watcher status: the backend refused the token ({r.status_code}); pass --data-dir, --token-file "
+            "or WATCHER_READ_TOKEN with a read token",
+            file=sys.stderr,
+        )
         return 1
     if r.status_code != 200:
         print(f"watcher status: {args.backend_url} answered {r.status_code}: {r.text[:200]}", file=sys.stderr)

@@ -1,4 +1,5 @@
 """Plain-text tables for the terminal (no dependency): used by ``watcher demo`` and ``watcher status``."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence

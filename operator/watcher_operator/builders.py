@@ -6,6 +6,7 @@ Every child is named after the resource, so a resource named `watcher` yields th
 deployment guide: watcher-backend, watcher-backend-service, watcher-backend-pvc, watcher-filemon,
 watcher-filemon-storage-pvc, watcher-procmon, watcher-harbor-registry-secret.
 """
+
 from __future__ import annotations
 
 import base64
@@ -54,8 +55,14 @@ class Target:
 
     @property
     def owner_reference(self) -> dict:
-        return {"apiVersion": API_VERSION, "kind": KIND, "name": self.name, "uid": self.uid,
-                "controller": True, "blockOwnerDeletion": True}
+        return {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
 
 
 @dataclass(frozen=True)
@@ -71,11 +78,17 @@ class Inputs:
 
 def target_from_resource(resource: dict) -> Target:
     meta = resource.get("metadata") or {}
-    return Target(name=meta["name"], namespace=meta.get("namespace") or "default", uid=meta.get("uid", ""),
-                  spec=spec_with_defaults(resource.get("spec")), generation=int(meta.get("generation") or 0))
+    return Target(
+        name=meta["name"],
+        namespace=meta.get("namespace") or "default",
+        uid=meta.get("uid", ""),
+        spec=spec_with_defaults(resource.get("spec")),
+        generation=int(meta.get("generation") or 0),
+    )
 
 
 # --- names --------------------------------------------------------------------------------------------
+
 
 def names(name: str) -> dict[str, str]:
     return {
@@ -109,6 +122,7 @@ def notebook_key_secret_name(t: Target) -> str:
 
 
 # --- metadata helpers ---------------------------------------------------------------------------------
+
 
 def labels(t: Target, component: str) -> dict[str, str]:
     return {
@@ -174,23 +188,26 @@ def _scheduling(pod_spec: dict, component_spec: dict) -> None:
 
 
 def _token_env(t: Target, env_name: str, which: str) -> dict:
-    return {"name": env_name, "valueFrom": {"secretKeyRef": {"name": tokens_secret_name(t),
-                                                             "key": TOKEN_KEYS[which]}}}
+    return {"name": env_name, "valueFrom": {"secretKeyRef": {"name": tokens_secret_name(t), "key": TOKEN_KEYS[which]}}}
 
 
 def _node_name_env() -> dict:
-    return {"name": "WATCHER_NODE_NAME",
-            "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}}}
+    return {"name": "WATCHER_NODE_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}}}
 
 
 def _http_probe(path: str, port: str, *, period: int, failures: int, delay: int = 5) -> dict:
-    return {"httpGet": {"path": path, "port": port, "scheme": "HTTP"}, "initialDelaySeconds": delay,
-            "periodSeconds": period, "timeoutSeconds": 3, "failureThreshold": failures, "successThreshold": 1}
+    return {
+        "httpGet": {"path": path, "port": port, "scheme": "HTTP"},
+        "initialDelaySeconds": delay,
+        "periodSeconds": period,
+        "timeoutSeconds": 3,
+        "failureThreshold": failures,
+        "successThreshold": 1,
+    }
 
 
 def _restricted_container_security(*, run_as_root: bool, add: list[str] | None = None) -> dict:
-    sc: dict = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                "capabilities": {"drop": ["ALL"]}}
+    sc: dict = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
     if add:
         sc["capabilities"]["add"] = list(add)
     if not run_as_root:
@@ -200,61 +217,100 @@ def _restricted_container_security(*, run_as_root: bool, add: list[str] | None =
 
 # --- children -----------------------------------------------------------------------------------------
 
+
 def build_registry_secret(t: Target, username: str, password: str) -> dict:
     auth = _b64(f"{username}:{password}")
-    config = {"auths": {host: {"username": username, "password": password, "auth": auth}
-                        for host in registry_hosts(t)}}
-    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
-            "metadata": metadata(t, names(t.name)["registry_secret"], "registry"),
-            "data": {".dockerconfigjson": _b64(json.dumps(config, sort_keys=True, separators=(",", ":")))}}
+    config = {"auths": {host: {"username": username, "password": password, "auth": auth} for host in registry_hosts(t)}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/dockerconfigjson",
+        "metadata": metadata(t, names(t.name)["registry_secret"], "registry"),
+        "data": {".dockerconfigjson": _b64(json.dumps(config, sort_keys=True, separators=(",", ":")))},
+    }
 
 
 def build_tokens_secret(t: Target, tokens: dict[str, str]) -> dict:
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": metadata(t, names(t.name)["tokens_secret"], "backend"),
-            "data": {TOKEN_KEYS[k]: _b64(tokens[k]) for k in ("ingest", "read", "admin")}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": metadata(t, names(t.name)["tokens_secret"], "backend"),
+        "data": {TOKEN_KEYS[k]: _b64(tokens[k]) for k in ("ingest", "read", "admin")},
+    }
 
 
 def build_notebook_key_secret(t: Target, key: str) -> dict:
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": metadata(t, names(t.name)["notebook_key_secret"], "notebook"),
-            "data": {NOTEBOOK_KEY_KEY: _b64(key)}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": metadata(t, names(t.name)["notebook_key_secret"], "notebook"),
+        "data": {NOTEBOOK_KEY_KEY: _b64(key)},
+    }
 
 
 def build_hook_config(t: Target) -> dict:
     """The IPython startup file, for JCode's pod generator to mount into the student pods (as the old one)."""
     from watcher_core.notebook_cli import hook_source
 
-    return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": metadata(t, names(t.name)["hook_config"], "notebook"),
-            "data": {HOOK_FILE_NAME: hook_source()}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(t, names(t.name)["hook_config"], "notebook"),
+        "data": {HOOK_FILE_NAME: hook_source()},
+    }
 
 
-def build_pvc(t: Target, name: str, component: str, *, size: str, access_mode: str,
-              storage_class: str | None) -> dict:
+def build_pvc(t: Target, name: str, component: str, *, size: str, access_mode: str, storage_class: str | None) -> dict:
     # Data claims are not owned unless asked: deleting the WatcherDeployment must not delete student data.
-    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": metadata(t, name, component, owned=bool(t.spec["deleteClaimsOnDelete"])),
-            "spec": {"accessModes": [access_mode], "storageClassName": storage_class or t.spec["storageClassName"],
-                     "volumeMode": "Filesystem", "resources": {"requests": {"storage": size}}}}
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": metadata(t, name, component, owned=bool(t.spec["deleteClaimsOnDelete"])),
+        "spec": {
+            "accessModes": [access_mode],
+            "storageClassName": storage_class or t.spec["storageClassName"],
+            "volumeMode": "Filesystem",
+            "resources": {"requests": {"storage": size}},
+        },
+    }
 
 
 def build_backend_pvc(t: Target) -> dict:
     st = t.spec["backend"]["storage"]
-    return build_pvc(t, names(t.name)["backend_pvc"], "backend", size=st["size"], access_mode=st["accessMode"],
-                     storage_class=st.get("storageClassName"))
+    return build_pvc(
+        t,
+        names(t.name)["backend_pvc"],
+        "backend",
+        size=st["size"],
+        access_mode=st["accessMode"],
+        storage_class=st.get("storageClassName"),
+    )
 
 
 def build_filemon_pvc(t: Target) -> dict:
     st = t.spec["filemon"]["storage"]
-    return build_pvc(t, names(t.name)["filemon_pvc"], "filemon", size=st["size"], access_mode=st["accessMode"],
-                     storage_class=st.get("storageClassName"))
+    return build_pvc(
+        t,
+        names(t.name)["filemon_pvc"],
+        "filemon",
+        size=st["size"],
+        access_mode=st["accessMode"],
+        storage_class=st.get("storageClassName"),
+    )
 
 
 def build_workspace_pvc(t: Target) -> dict:
     ws = t.spec["workspace"]
-    return build_pvc(t, ws["claimName"], "workspace", size=ws["size"], access_mode="ReadWriteMany",
-                     storage_class=ws.get("storageClassName"))
+    return build_pvc(
+        t,
+        ws["claimName"],
+        "workspace",
+        size=ws["size"],
+        access_mode="ReadWriteMany",
+        storage_class=ws.get("storageClassName"),
+    )
 
 
 def backend_replicas(t: Target) -> int:
@@ -275,8 +331,12 @@ def build_backend_deployment(t: Target) -> dict:
     # and `valueFrom`: server-side apply merges env entries by name and would keep an empty valueFrom.
     if b.get("database"):
         ref = b["database"]["secretRef"]
-        env.append({"name": "WATCHER_DATABASE_URL",
-                    "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref.get("key", "url")}}})
+        env.append(
+            {
+                "name": "WATCHER_DATABASE_URL",
+                "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref.get("key", "url")}},
+            }
+        )
     else:
         args += ["--database-url", SQLITE_URL]
     if platform_reads_from(t):
@@ -285,10 +345,16 @@ def build_backend_deployment(t: Target) -> dict:
     if b.get("retentionDays") is not None:
         env.append({"name": "WATCHER_RETENTION_DAYS", "value": str(int(b["retentionDays"]))})
     if t.spec["notebook"]["enabled"]:
-        env.append({"name": "WATCHER_NOTEBOOK_KEY", "valueFrom": {"secretKeyRef": {
-            "name": notebook_key_secret_name(t), "key": NOTEBOOK_KEY_KEY}}})
-    for field_name, variable in (("legacySnapshotTimeZone", "WATCHER_LEGACY_SNAPSHOT_TZ"),
-                                 ("legacyNaiveTimeZone", "WATCHER_LEGACY_NAIVE_TZ")):
+        env.append(
+            {
+                "name": "WATCHER_NOTEBOOK_KEY",
+                "valueFrom": {"secretKeyRef": {"name": notebook_key_secret_name(t), "key": NOTEBOOK_KEY_KEY}},
+            }
+        )
+    for field_name, variable in (
+        ("legacySnapshotTimeZone", "WATCHER_LEGACY_SNAPSHOT_TZ"),
+        ("legacyNaiveTimeZone", "WATCHER_LEGACY_NAIVE_TZ"),
+    ):
         if b.get(field_name):
             env.append({"name": variable, "value": b[field_name]})
     container = {
@@ -296,11 +362,13 @@ def build_backend_deployment(t: Target) -> dict:
         "image": image(t, "backend"),
         "imagePullPolicy": t.spec["image"]["pullPolicy"],
         "args": args,
-        "env": [*env,
-                {"name": "WATCHER_SNAPSHOT_DIR", "value": SNAPSHOT_MOUNT},
-                _token_env(t, "WATCHER_INGEST_TOKEN", "ingest"),
-                _token_env(t, "WATCHER_READ_TOKEN", "read"),
-                _token_env(t, "WATCHER_ADMIN_TOKEN", "admin")],
+        "env": [
+            *env,
+            {"name": "WATCHER_SNAPSHOT_DIR", "value": SNAPSHOT_MOUNT},
+            _token_env(t, "WATCHER_INGEST_TOKEN", "ingest"),
+            _token_env(t, "WATCHER_READ_TOKEN", "read"),
+            _token_env(t, "WATCHER_ADMIN_TOKEN", "admin"),
+        ],
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         # Liveness: the process answers (a database outage must not restart it). Readiness: the database
         # answers too, so a pod that cannot reach it leaves the Service and the WatcherDeployment is not Ready.
@@ -308,41 +376,64 @@ def build_backend_deployment(t: Target) -> dict:
         "readinessProbe": _http_probe("/ready", "http", period=5, failures=3),
         "resources": _resources(b["resources"]),
         "securityContext": _restricted_container_security(run_as_root=False),
-        "volumeMounts": [{"name": "data", "mountPath": BACKEND_DATA_MOUNT},
-                         {"name": "snapshots", "mountPath": SNAPSHOT_MOUNT, "readOnly": True},
-                         {"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [
+            {"name": "data", "mountPath": BACKEND_DATA_MOUNT},
+            {"name": "snapshots", "mountPath": SNAPSHOT_MOUNT, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
     }
     pod_spec: dict = {
         "automountServiceAccountToken": False,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": BACKEND_UID, "runAsGroup": BACKEND_UID,
-                            "fsGroup": BACKEND_UID, "fsGroupChangePolicy": "OnRootMismatch",
-                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": BACKEND_UID,
+            "runAsGroup": BACKEND_UID,
+            "fsGroup": BACKEND_UID,
+            "fsGroupChangePolicy": "OnRootMismatch",
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "containers": [container],
-        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": n["backend_pvc"]}},
-                    {"name": "snapshots", "persistentVolumeClaim": {"claimName": n["filemon_pvc"],
-                                                                    "readOnly": True}},
-                    {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+        "volumes": [
+            {"name": "data", "persistentVolumeClaim": {"claimName": n["backend_pvc"]}},
+            {"name": "snapshots", "persistentVolumeClaim": {"claimName": n["filemon_pvc"], "readOnly": True}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+        ],
         "terminationGracePeriodSeconds": 30,
     }
     if _pull_secrets(t):
         pod_spec["imagePullSecrets"] = _pull_secrets(t)
     _scheduling(pod_spec, b)
     # A ReadWriteOnce database volume cannot be attached to the old and the new pod at once.
-    strategy = ({"type": "Recreate"} if b["storage"]["accessMode"] == "ReadWriteOnce" and not b.get("database")
-                else {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}})
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": metadata(t, n["backend"], "backend"),
-            "spec": {"replicas": backend_replicas(t), "revisionHistoryLimit": 5,
-                     "selector": {"matchLabels": selector(t, "backend")},
-                     "strategy": strategy,
-                     "template": {"metadata": {"labels": labels(t, "backend")}, "spec": pod_spec}}}
+    strategy = (
+        {"type": "Recreate"}
+        if b["storage"]["accessMode"] == "ReadWriteOnce" and not b.get("database")
+        else {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(t, n["backend"], "backend"),
+        "spec": {
+            "replicas": backend_replicas(t),
+            "revisionHistoryLimit": 5,
+            "selector": {"matchLabels": selector(t, "backend")},
+            "strategy": strategy,
+            "template": {"metadata": {"labels": labels(t, "backend")}, "spec": pod_spec},
+        },
+    }
 
 
 def build_service(t: Target, name: str, component: str, port: int, port_name: str) -> dict:
-    return {"apiVersion": "v1", "kind": "Service",
-            "metadata": metadata(t, name, component),
-            "spec": {"type": "ClusterIP", "selector": selector(t, component),
-                     "ports": [{"name": port_name, "port": port, "targetPort": port_name, "protocol": "TCP"}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(t, name, component),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(t, component),
+            "ports": [{"name": port_name, "port": port, "targetPort": port_name, "protocol": "TCP"}],
+        },
+    }
 
 
 def build_backend_service(t: Target) -> dict:
@@ -358,24 +449,31 @@ def build_procmon_service(t: Target) -> dict:
 
 
 def _daemonset(t: Target, component: str, pod_spec: dict) -> dict:
-    return {"apiVersion": "apps/v1", "kind": "DaemonSet",
-            "metadata": metadata(t, names(t.name)[component], component),
-            "spec": {"selector": {"matchLabels": selector(t, component)},
-                     "revisionHistoryLimit": 5,
-                     "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
-                     "template": {"metadata": {"labels": labels(t, component)}, "spec": pod_spec}}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": metadata(t, names(t.name)[component], component),
+        "spec": {
+            "selector": {"matchLabels": selector(t, component)},
+            "revisionHistoryLimit": 5,
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+            "template": {"metadata": {"labels": labels(t, component)}, "spec": pod_spec},
+        },
+    }
 
 
 def build_filemon_daemonset(t: Target) -> dict:
     f = t.spec["filemon"]
     n = names(t.name)
     port = int(f["metricsPort"])
-    env = [_node_name_env(),
-           _token_env(t, "WATCHER_INGEST_TOKEN", "ingest"),
-           {"name": "WATCHER_DEBOUNCE_SECONDS", "value": f"{int(f['debounceMs']) / 1000:g}"},
-           {"name": "WATCHER_MAX_FILE_SIZE", "value": str(f["maxFileSize"])},
-           {"name": "WATCHER_SNAPSHOT_GC_INTERVAL_SECONDS", "value": str(int(f["snapshotGcIntervalSeconds"]))},
-           {"name": "WATCHER_SNAPSHOT_GC_GRACE_SECONDS", "value": str(int(f["snapshotGcGraceSeconds"]))}]
+    env = [
+        _node_name_env(),
+        _token_env(t, "WATCHER_INGEST_TOKEN", "ingest"),
+        {"name": "WATCHER_DEBOUNCE_SECONDS", "value": f"{int(f['debounceMs']) / 1000:g}"},
+        {"name": "WATCHER_MAX_FILE_SIZE", "value": str(f["maxFileSize"])},
+        {"name": "WATCHER_SNAPSHOT_GC_INTERVAL_SECONDS", "value": str(int(f["snapshotGcIntervalSeconds"]))},
+        {"name": "WATCHER_SNAPSHOT_GC_GRACE_SECONDS", "value": str(int(f["snapshotGcGraceSeconds"]))},
+    ]
     if f.get("extensions"):
         env.append({"name": "WATCHER_EXTENSIONS", "value": ",".join(f["extensions"])})
     workspace_mount = {"name": "workspace", "mountPath": WORKSPACE_MOUNT, "readOnly": True}
@@ -385,9 +483,21 @@ def build_filemon_daemonset(t: Target) -> dict:
         "name": "filemon",
         "image": image(t, "filemon"),
         "imagePullPolicy": t.spec["image"]["pullPolicy"],
-        "args": ["filemon", "--workspace-root", WORKSPACE_MOUNT, "--snapshot-dir", SNAPSHOT_MOUNT,
-                 "--state-dir", FILEMON_STATE_DIR, "--backend-url", backend_url(t),
-                 "--metrics-port", str(port), "--node-name", "$(WATCHER_NODE_NAME)"],
+        "args": [
+            "filemon",
+            "--workspace-root",
+            WORKSPACE_MOUNT,
+            "--snapshot-dir",
+            SNAPSHOT_MOUNT,
+            "--state-dir",
+            FILEMON_STATE_DIR,
+            "--backend-url",
+            backend_url(t),
+            "--metrics-port",
+            str(port),
+            "--node-name",
+            "$(WATCHER_NODE_NAME)",
+        ],
         "env": env,
         "ports": [{"name": "metrics", "containerPort": port, "protocol": "TCP"}],
         "livenessProbe": _http_probe("/healthz", "metrics", period=10, failures=6, delay=10),
@@ -397,21 +507,27 @@ def build_filemon_daemonset(t: Target) -> dict:
         # DAC_READ_SEARCH reads student files whatever their mode; it can still not write the workspace
         # (mounted read-only) nor anything it does not own.
         "securityContext": _restricted_container_security(run_as_root=True, add=["DAC_READ_SEARCH"]),
-        "volumeMounts": [workspace_mount,
-                         {"name": "snapshots", "mountPath": SNAPSHOT_MOUNT},
-                         {"name": "state", "mountPath": FILEMON_STATE_DIR},
-                         {"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [
+            workspace_mount,
+            {"name": "snapshots", "mountPath": SNAPSHOT_MOUNT},
+            {"name": "state", "mountPath": FILEMON_STATE_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
     }
     pod_spec: dict = {
         "automountServiceAccountToken": False,
         "securityContext": {"runAsUser": 0, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container],
-        "volumes": [{"name": "workspace", "persistentVolumeClaim": {"claimName": t.spec["workspace"]["claimName"],
-                                                                    "readOnly": True}},
-                    {"name": "snapshots", "persistentVolumeClaim": {"claimName": n["filemon_pvc"]}},
-                    # per-node outbox and state store: a hostPath survives pod restarts and upgrades on the node
-                    {"name": "state", "hostPath": {"path": FILEMON_STATE_DIR, "type": "DirectoryOrCreate"}},
-                    {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+        "volumes": [
+            {
+                "name": "workspace",
+                "persistentVolumeClaim": {"claimName": t.spec["workspace"]["claimName"], "readOnly": True},
+            },
+            {"name": "snapshots", "persistentVolumeClaim": {"claimName": n["filemon_pvc"]}},
+            # per-node outbox and state store: a hostPath survives pod restarts and upgrades on the node
+            {"name": "state", "hostPath": {"path": FILEMON_STATE_DIR, "type": "DirectoryOrCreate"}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+        ],
         "terminationGracePeriodSeconds": 30,
     }
     if _pull_secrets(t):
@@ -428,21 +544,35 @@ def build_procmon_daemonset(t: Target) -> dict:
         "name": "procmon",
         "image": image(t, "procmon"),
         "imagePullPolicy": t.spec["image"]["pullPolicy"],
-        "args": ["procmon", "--workspace-root", WORKSPACE_MOUNT, "--state-dir", PROCMON_STATE_DIR,
-                 "--backend-url", backend_url(t), "--metrics-port", str(port),
-                 "--node-name", "$(WATCHER_NODE_NAME)", "--mode", p["mode"]],
+        "args": [
+            "procmon",
+            "--workspace-root",
+            WORKSPACE_MOUNT,
+            "--state-dir",
+            PROCMON_STATE_DIR,
+            "--backend-url",
+            backend_url(t),
+            "--metrics-port",
+            str(port),
+            "--node-name",
+            "$(WATCHER_NODE_NAME)",
+            "--mode",
+            p["mode"],
+        ],
         "env": [_node_name_env(), _token_env(t, "WATCHER_INGEST_TOKEN", "ingest")],
         "ports": [{"name": "metrics", "containerPort": port, "protocol": "TCP"}],
         "livenessProbe": _http_probe("/healthz", "metrics", period=10, failures=6, delay=10),
         "readinessProbe": _http_probe("/healthz", "metrics", period=10, failures=3),
         "resources": _resources(p["resources"]),
         "securityContext": _restricted_container_security(run_as_root=True, add=caps),
-        "volumeMounts": [{"name": "modules", "mountPath": "/lib/modules", "readOnly": True},
-                         {"name": "usr-src", "mountPath": "/usr/src", "readOnly": True},
-                         {"name": "tracefs", "mountPath": "/sys/kernel/tracing", "readOnly": True},
-                         {"name": "debugfs", "mountPath": "/sys/kernel/debug", "readOnly": True},
-                         {"name": "state", "mountPath": PROCMON_STATE_DIR},
-                         {"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [
+            {"name": "modules", "mountPath": "/lib/modules", "readOnly": True},
+            {"name": "usr-src", "mountPath": "/usr/src", "readOnly": True},
+            {"name": "tracefs", "mountPath": "/sys/kernel/tracing", "readOnly": True},
+            {"name": "debugfs", "mountPath": "/sys/kernel/debug", "readOnly": True},
+            {"name": "state", "mountPath": PROCMON_STATE_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
     }
     pod_spec: dict = {
         "automountServiceAccountToken": False,
@@ -451,12 +581,14 @@ def build_procmon_daemonset(t: Target) -> dict:
         # the container runtime's default seccomp profile refuses bpf()/perf_event_open() on many runtimes
         "securityContext": {"runAsUser": 0, "seccompProfile": {"type": "Unconfined"}},
         "containers": [container],
-        "volumes": [{"name": "modules", "hostPath": {"path": "/lib/modules", "type": "Directory"}},
-                    {"name": "usr-src", "hostPath": {"path": "/usr/src"}},
-                    {"name": "tracefs", "hostPath": {"path": "/sys/kernel/tracing"}},
-                    {"name": "debugfs", "hostPath": {"path": "/sys/kernel/debug"}},
-                    {"name": "state", "hostPath": {"path": PROCMON_STATE_DIR, "type": "DirectoryOrCreate"}},
-                    {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+        "volumes": [
+            {"name": "modules", "hostPath": {"path": "/lib/modules", "type": "Directory"}},
+            {"name": "usr-src", "hostPath": {"path": "/usr/src"}},
+            {"name": "tracefs", "hostPath": {"path": "/sys/kernel/tracing"}},
+            {"name": "debugfs", "hostPath": {"path": "/sys/kernel/debug"}},
+            {"name": "state", "hostPath": {"path": PROCMON_STATE_DIR, "type": "DirectoryOrCreate"}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+        ],
         "terminationGracePeriodSeconds": 30,
     }
     if _pull_secrets(t):
@@ -505,33 +637,49 @@ def platform_reads_from(t: Target) -> str:
 
 
 def build_network_policy(t: Target) -> dict:
-    peers: list[dict] = [{"podSelector": {"matchLabels": selector(t, "filemon")}},
-                         {"podSelector": {"matchLabels": selector(t, "procmon")}}]
+    peers: list[dict] = [
+        {"podSelector": {"matchLabels": selector(t, "filemon")}},
+        {"podSelector": {"matchLabels": selector(t, "procmon")}},
+    ]
     # The backend ServiceMonitor (on by default) is scraped by Prometheus on the backend's port: without its
     # peer the policy would drop every scrape. filemon and procmon have no NetworkPolicy to pass.
     # Decided by the spec alone, not by whether the ServiceMonitor CRD exists yet, so the policy is stable.
     wanted = [t.spec["monitoring"]["prometheusPeer"]] if t.spec["monitoring"]["serviceMonitors"] else []
     platform, students = platform_peer(t), student_pods_peer(t)
-    for peer in [*map(network_peer, wanted), *([platform] if platform else []), *([students] if students else []),
-                 *map(network_peer, t.spec["networkPolicy"]["allowFrom"])]:
+    for peer in [
+        *map(network_peer, wanted),
+        *([platform] if platform else []),
+        *([students] if students else []),
+        *map(network_peer, t.spec["networkPolicy"]["allowFrom"]),
+    ]:
         if peer not in peers:  # the same peer listed in allowFrom too: once is enough
             peers.append(peer)
-    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": metadata(t, names(t.name)["network_policy"], "backend"),
-            "spec": {"podSelector": {"matchLabels": selector(t, "backend")},
-                     "policyTypes": ["Ingress"],
-                     "ingress": [{"from": peers,
-                                  "ports": [{"protocol": "TCP", "port": int(t.spec["backend"]["port"])}]}]}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(t, names(t.name)["network_policy"], "backend"),
+        "spec": {
+            "podSelector": {"matchLabels": selector(t, "backend")},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": int(t.spec["backend"]["port"])}]}],
+        },
+    }
 
 
 def build_service_monitor(t: Target, component: str, port_name: str) -> dict:
     mon = t.spec["monitoring"]
     meta = metadata(t, names(t.name)[f"{component}_monitor"], component)
     meta["labels"].update(mon.get("labels") or {})
-    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": meta,
-            "spec": {"selector": {"matchLabels": selector(t, component)},
-                     "namespaceSelector": {"matchNames": [t.namespace]},
-                     "endpoints": [{"port": port_name, "path": "/metrics", "interval": mon["interval"]}]}}
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": meta,
+        "spec": {
+            "selector": {"matchLabels": selector(t, component)},
+            "namespaceSelector": {"matchNames": [t.namespace]},
+            "endpoints": [{"port": port_name, "path": "/metrics", "interval": mon["interval"]}],
+        },
+    }
 
 
 def build_children(resource: dict, inputs: Inputs | None = None) -> list[dict]:
@@ -571,9 +719,12 @@ def managed_kinds() -> list[tuple[str, str, str]]:
     return [
         ("v1", "Secret", "registry_secret"),
         ("v1", "ConfigMap", "hook_config"),
-        ("v1", "Service", "filemon"), ("v1", "Service", "procmon"), ("v1", "Service", "backend_service"),
+        ("v1", "Service", "filemon"),
+        ("v1", "Service", "procmon"),
+        ("v1", "Service", "backend_service"),
         ("apps/v1", "Deployment", "backend"),
-        ("apps/v1", "DaemonSet", "filemon"), ("apps/v1", "DaemonSet", "procmon"),
+        ("apps/v1", "DaemonSet", "filemon"),
+        ("apps/v1", "DaemonSet", "procmon"),
         ("networking.k8s.io/v1", "NetworkPolicy", "network_policy"),
         ("monitoring.coreos.com/v1", "ServiceMonitor", "backend_monitor"),
         ("monitoring.coreos.com/v1", "ServiceMonitor", "filemon_monitor"),

@@ -5,6 +5,7 @@ kopf starts: a bad one is one line naming the setting (`watcher operator: bad se
 The parser itself reads no environment, so `--help` works whatever the environment holds. Then one API
 call: without the kopf peering CRD the operator runs standalone and says so (peering_fallback).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -102,12 +103,15 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> OperatorSetting
     if not namespaces and not args.all_namespaces:
         namespaces = tuple(n.strip() for n in env.get("WATCHER_OPERATOR_NAMESPACE", "").split(",") if n.strip())
     return OperatorSettings(
-        namespaces=namespaces, all_namespaces=bool(args.all_namespaces),
+        namespaces=namespaces,
+        all_namespaces=bool(args.all_namespaces),
         peering=args.peering or env.get("WATCHER_OPERATOR_PEERING", "").strip() or DEFAULT_PEERING,
         standalone=args.standalone or standalone_raw in _TRUE,
         priority=priority,
         liveness=args.liveness if args.liveness is not None else env.get("WATCHER_OPERATOR_LIVENESS", "").strip(),
-        resync_seconds=resync, retry_seconds=retry, log_level=level,
+        resync_seconds=resync,
+        retry_seconds=retry,
+        log_level=level,
     )
 
 
@@ -115,8 +119,9 @@ def peering_crd(settings: OperatorSettings) -> str:
     return PEERING_CRDS[settings.all_namespaces]
 
 
-def peering_fallback(settings: OperatorSettings, crd_present: bool | None,
-                     error: str = "") -> tuple[OperatorSettings, str | None]:
+def peering_fallback(
+    settings: OperatorSettings, crd_present: bool | None, error: str = ""
+) -> tuple[OperatorSettings, str | None]:
     """The settings to run with, and the one warning to log (None: nothing to say).
 
     Given a peering name, kopf waits for its peering CRD before it handles anything, without a word and
@@ -127,11 +132,15 @@ def peering_fallback(settings: OperatorSettings, crd_present: bool | None,
     if settings.standalone or crd_present:
         return settings, None
     crd = peering_crd(settings)
-    fix = "install the chart's CRDs (charts/watcher-operator/crds) or run with --standalone / " \
-          "WATCHER_OPERATOR_STANDALONE=1"
+    fix = (
+        "install the chart's CRDs (charts/watcher-operator/crds) or run with --standalone / "
+        "WATCHER_OPERATOR_STANDALONE=1"
+    )
     if crd_present is None:
-        return settings, (f"cannot check for the peering CRD {crd} ({error}): keeping peering {settings.peering!r}; "
-                          f"if the CRD is missing the operator waits for it and does nothing: {fix}")
+        return settings, (
+            f"cannot check for the peering CRD {crd} ({error}): keeping peering {settings.peering!r}; "
+            f"if the CRD is missing the operator waits for it and does nothing: {fix}"
+        )
     return dataclasses.replace(settings, standalone=True), f"peering CRD {crd} not found: {fix}; running standalone"
 
 
@@ -165,36 +174,75 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="watcher operator",
         description="Run the Kubernetes operator that turns WatcherDeployment resources "
-                    "(watcher.jcode.io/v1alpha1) into the backend, filemon and procmon workloads. "
-                    "Credentials: in-cluster service account, else KUBECONFIG / ~/.kube/config.",
+        "(watcher.jcode.io/v1alpha1) into the backend, filemon and procmon workloads. "
+        "Credentials: in-cluster service account, else KUBECONFIG / ~/.kube/config.",
         epilog="A flag wins over its environment variable. WATCHER_OPERATOR_RETRY_SECONDS (default 30) is the "
-               "retry delay after an unsatisfiable spec or a Kubernetes API error. A bad value stops the start "
-               "with one line naming the setting (exit 2). See docs/configuration.md for the full table.")
+        "retry delay after an unsatisfiable spec or a Kubernetes API error. A bad value stops the start "
+        "with one line naming the setting (exit 2). See docs/configuration.md for the full table.",
+    )
     scope = p.add_mutually_exclusive_group()
-    scope.add_argument("-n", "--namespace", action="append", default=None, metavar="NS",
-                       help="watch only this namespace (repeatable; env WATCHER_OPERATOR_NAMESPACE, "
-                            "comma-separated)")
-    scope.add_argument("-A", "--all-namespaces", action="store_true",
-                       help="watch every namespace (needs the cluster-wide RBAC of the chart)")
-    p.add_argument("--peering", default=None, metavar="NAME",
-                   help="kopf peering object used for leader election between replicas "
-                        f"(default: {DEFAULT_PEERING}; env WATCHER_OPERATOR_PEERING)")
-    p.add_argument("--standalone", action="store_true",
-                   help="no peering: run as the only replica (env WATCHER_OPERATOR_STANDALONE=1 or true); "
-                        "also chosen, with a warning, when the peering CRD is not installed")
-    p.add_argument("--priority", type=int, default=None, metavar="N",
-                   help="peering priority of this replica; the highest live one is active (env "
-                        "WATCHER_OPERATOR_PRIORITY, a whole number; default: random, so replicas of one "
-                        "Deployment never tie: kopf pauses every replica on a tie)")
-    p.add_argument("--liveness", default=None, metavar="URL",
-                   help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz "
-                        "(env WATCHER_OPERATOR_LIVENESS; default: off)")
-    p.add_argument("--resync-seconds", type=float, default=None, metavar="S",
-                   help="full reconcile of every resource this often (env WATCHER_OPERATOR_RESYNC_SECONDS, "
-                        "default 60); failed reconciles retry after WATCHER_OPERATOR_RETRY_SECONDS (default 30)")
-    p.add_argument("--kubeconfig", default=None, metavar="FILE", help="kubeconfig file (default: in-cluster, then KUBECONFIG)")
-    p.add_argument("--log-level", type=str.upper, default=None, choices=LOG_LEVELS, metavar="LEVEL",
-                   help=f"one of {', '.join(LOG_LEVELS)}, any case (env WATCHER_LOG_LEVEL; default: INFO)")
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=None,
+        metavar="NS",
+        help="watch only this namespace (repeatable; env WATCHER_OPERATOR_NAMESPACE, comma-separated)",
+    )
+    scope.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="watch every namespace (needs the cluster-wide RBAC of the chart)",
+    )
+    p.add_argument(
+        "--peering",
+        default=None,
+        metavar="NAME",
+        help="kopf peering object used for leader election between replicas "
+        f"(default: {DEFAULT_PEERING}; env WATCHER_OPERATOR_PEERING)",
+    )
+    p.add_argument(
+        "--standalone",
+        action="store_true",
+        help="no peering: run as the only replica (env WATCHER_OPERATOR_STANDALONE=1 or true); "
+        "also chosen, with a warning, when the peering CRD is not installed",
+    )
+    p.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        metavar="N",
+        help="peering priority of this replica; the highest live one is active (env "
+        "WATCHER_OPERATOR_PRIORITY, a whole number; default: random, so replicas of one "
+        "Deployment never tie: kopf pauses every replica on a tie)",
+    )
+    p.add_argument(
+        "--liveness",
+        default=None,
+        metavar="URL",
+        help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz "
+        "(env WATCHER_OPERATOR_LIVENESS; default: off)",
+    )
+    p.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="full reconcile of every resource this often (env WATCHER_OPERATOR_RESYNC_SECONDS, "
+        "default 60); failed reconciles retry after WATCHER_OPERATOR_RETRY_SECONDS (default 30)",
+    )
+    p.add_argument(
+        "--kubeconfig", default=None, metavar="FILE", help="kubeconfig file (default: in-cluster, then KUBECONFIG)"
+    )
+    p.add_argument(
+        "--log-level",
+        type=str.upper,
+        default=None,
+        choices=LOG_LEVELS,
+        metavar="LEVEL",
+        help=f"one of {', '.join(LOG_LEVELS)}, any case (env WATCHER_LOG_LEVEL; default: INFO)",
+    )
     return p
 
 
@@ -206,8 +254,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"watcher operator: bad setting {exc}\n")
         return 2
     if not settings.namespaces and not settings.all_namespaces:
-        sys.stderr.write("watcher operator: choose --namespace NS or --all-namespaces "
-                         "(or set WATCHER_OPERATOR_NAMESPACE)\n")
+        sys.stderr.write(
+            "watcher operator: choose --namespace NS or --all-namespaces (or set WATCHER_OPERATOR_NAMESPACE)\n"
+        )
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # handlers.py reads these when it is imported (the timer interval is fixed at registration):
@@ -227,9 +276,14 @@ def main(argv: list[str] | None = None) -> int:
     from watcher_operator import handlers  # noqa: F401  (registers the handlers)
 
     try:
-        kopf.run(clusterwide=settings.all_namespaces, namespaces=settings.namespaces,
-                 standalone=settings.standalone, peering_name=None if settings.standalone else settings.peering,
-                 priority=priority, liveness_endpoint=settings.liveness or None)
+        kopf.run(
+            clusterwide=settings.all_namespaces,
+            namespaces=settings.namespaces,
+            standalone=settings.standalone,
+            peering_name=None if settings.standalone else settings.peering,
+            priority=priority,
+            liveness_endpoint=settings.liveness or None,
+        )
     except KeyboardInterrupt:
         pass
     return 0

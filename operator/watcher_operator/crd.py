@@ -8,6 +8,7 @@ Constraints: apiextensions.k8s.io/v1, structural schema, no CEL (`x-kubernetes-v
 Kubernetes 1.20 and later accept it. Defaults sit on every sub-object (`default: {}`) so the API server
 fills the nested defaults even when the user omits the whole block.
 """
+
 from __future__ import annotations
 
 import sys
@@ -28,8 +29,10 @@ DEFAULT_REGISTRY = "harbor.jbnu.ac.kr/jdevops"
 DEFAULT_STORAGE_CLASS = "longhorn"
 # kube-prometheus-stack's convention: Prometheus runs in `monitoring`, its pods carry this label (set by the
 # Prometheus Operator). kubernetes.io/metadata.name is set on every namespace from Kubernetes 1.21 on.
-DEFAULT_PROMETHEUS_PEER = {"namespaceSelector": {"kubernetes.io/metadata.name": "monitoring"},
-                           "podSelector": {"app.kubernetes.io/name": "prometheus"}}
+DEFAULT_PROMETHEUS_PEER = {
+    "namespaceSelector": {"kubernetes.io/metadata.name": "monitoring"},
+    "podSelector": {"app.kubernetes.io/name": "prometheus"},
+}
 
 # What the backend's two legacy time-zone settings accept (watcher_backend.legacy_time.ZONE_NAMES; the operator
 # image does not carry the backend, a unit test keeps the two equal).
@@ -75,51 +78,67 @@ def _name(description: str, **extra: Any) -> dict:
 
 
 def _string_map(description: str, default: dict | None = None) -> dict:
-    out: dict[str, Any] = {"type": "object", "description": description,
-                           "additionalProperties": {"type": "string"}}
+    out: dict[str, Any] = {"type": "object", "description": description, "additionalProperties": {"type": "string"}}
     if default is not None:
         out["default"] = default
     return out
 
 
 def _resources(description: str, requests: dict, limits: dict) -> dict:
-    quantity_map = {"type": "object", "additionalProperties": {
-        "x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}],
-        "pattern": QUANTITY_PATTERN}}
-    return _obj(description, {
-        "requests": {**quantity_map, "description": "Minimum CPU/memory the scheduler reserves."},
-        "limits": {**quantity_map, "description": "Maximum CPU/memory the container may use."},
-    }, default={"requests": requests, "limits": limits})
+    quantity_map = {
+        "type": "object",
+        "additionalProperties": {
+            "x-kubernetes-int-or-string": True,
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": QUANTITY_PATTERN,
+        },
+    }
+    return _obj(
+        description,
+        {
+            "requests": {**quantity_map, "description": "Minimum CPU/memory the scheduler reserves."},
+            "limits": {**quantity_map, "description": "Maximum CPU/memory the container may use."},
+        },
+        default={"requests": requests, "limits": limits},
+    )
 
 
 def _tolerations() -> dict:
     return {
         "type": "array",
         "description": "Pod tolerations (core/v1 Toleration), e.g. to run on tainted worker nodes.",
-        "items": {"type": "object", "properties": {
-            "key": {"type": "string"},
-            "operator": {"type": "string", "enum": ["Exists", "Equal"]},
-            "value": {"type": "string"},
-            "effect": {"type": "string", "enum": ["NoSchedule", "PreferNoSchedule", "NoExecute"]},
-            "tolerationSeconds": {"type": "integer", "format": "int64"},
-        }},
+        "items": {
+            "type": "object",
+            "properties": {
+                "key": {"type": "string"},
+                "operator": {"type": "string", "enum": ["Exists", "Equal"]},
+                "value": {"type": "string"},
+                "effect": {"type": "string", "enum": ["NoSchedule", "PreferNoSchedule", "NoExecute"]},
+                "tolerationSeconds": {"type": "integer", "format": "int64"},
+            },
+        },
     }
 
 
 def _image_override(component: str) -> dict:
-    return _obj(f"Per-component image override; unset fields fall back to spec.image. "
-                f"The image is <registry>/<name>:<tag>, name defaults to watcher-{component}.", {
-        "registry": _str("Registry and project, e.g. harbor.jbnu.ac.kr/jdevops.", minLength=1),
-        "name": _str(f"Repository name (default watcher-{component}).", pattern=r"^[a-z0-9][a-z0-9._/-]*$"),
-        "tag": _str("Image tag.", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"),
-    }, default={})
+    return _obj(
+        f"Per-component image override; unset fields fall back to spec.image. "
+        f"The image is <registry>/<name>:<tag>, name defaults to watcher-{component}.",
+        {
+            "registry": _str("Registry and project, e.g. harbor.jbnu.ac.kr/jdevops.", minLength=1),
+            "name": _str(f"Repository name (default watcher-{component}).", pattern=r"^[a-z0-9][a-z0-9._/-]*$"),
+            "tag": _str("Image tag.", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"),
+        },
+        default={},
+    )
 
 
 def _peer_properties() -> dict:
     """A NetworkPolicy peer by labels, as builders.network_peer reads it (allowFrom and prometheusPeer)."""
     return {
-        "namespaceSelector": _string_map("matchLabels for namespaces (empty = all namespaces; unset = this "
-                                         "namespace only)."),
+        "namespaceSelector": _string_map(
+            "matchLabels for namespaces (empty = all namespaces; unset = this namespace only)."
+        ),
         "podSelector": _string_map("matchLabels for pods (empty or unset = all pods of the selected namespaces)."),
     }
 
@@ -129,195 +148,346 @@ def _port(description: str, default: int) -> dict:
 
 
 def _storage(description: str, size: str, access_mode: str) -> dict:
-    return _obj(description, {
-        "size": _quantity("Requested size. Growing it expands the claim when the storage class allows "
-                          "volume expansion; shrinking is refused and reported as a condition.", size),
-        "accessMode": _str("Access mode. Immutable after creation: a change is reported, not applied.",
-                           enum=["ReadWriteOnce", "ReadWriteMany"], default=access_mode),
-        "storageClassName": _name("Storage class; defaults to spec.storageClassName."),
-    }, default={})
+    return _obj(
+        description,
+        {
+            "size": _quantity(
+                "Requested size. Growing it expands the claim when the storage class allows "
+                "volume expansion; shrinking is refused and reported as a condition.",
+                size,
+            ),
+            "accessMode": _str(
+                "Access mode. Immutable after creation: a change is reported, not applied.",
+                enum=["ReadWriteOnce", "ReadWriteMany"],
+                default=access_mode,
+            ),
+            "storageClassName": _name("Storage class; defaults to spec.storageClassName."),
+        },
+        default={},
+    )
 
 
 def spec_schema() -> dict:
-    return _obj("Desired state of a JCode Watcher installation in this namespace.", {
-        "image": _obj("Where the images come from.", {
-            "registry": _str("Registry and project for all images.", default=DEFAULT_REGISTRY, minLength=1),
-            "tag": _str("Image tag for all components (pin a version; there is no 'latest' default).",
-                        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"),
-            "pullPolicy": _str("Image pull policy.", enum=["Always", "IfNotPresent", "Never"],
-                               default="IfNotPresent"),
-            "credentialsSecretRef": _obj(
-                "A Secret in this namespace with keys `username` and `password` for the registry. The operator "
-                "renders <name>-harbor-registry-secret (kubernetes.io/dockerconfigjson) from it and uses it "
-                "as imagePullSecret. Omit for a public registry.",
-                {"name": _name("Secret name.")}, required=["name"]),
-        }, required=["tag"]),
-        "storageClassName": _name("Default storage class of every claim the operator creates.",
-                                  default=DEFAULT_STORAGE_CLASS),
-        "deleteClaimsOnDelete": _bool(
-            "Delete the data claims (backend database, snapshots, a created workspace) together with this "
-            "resource. Default false: deleting a WatcherDeployment never deletes student data.", False),
-        "workspace": _obj("The students' shared workspace volume (the code-server homes), mounted read-only "
-                          "by filemon at /watcher/codes.", {
-            "claimName": _name("PersistentVolumeClaim holding the workspaces.", default="jcode-vol-pvc"),
-            "subPath": _str("Sub-directory of the claim that holds the student directories "
-                            "(e.g. `workspace`); unset = the claim root.",
-                            pattern=r"^([^/.][^/]*(/[^/]+)*)?$"),
-            "create": _bool("Create the claim (ReadWriteMany) instead of using an existing one.", False),
-            "size": _quantity("Size when created.", "10Gi"),
-            "storageClassName": _name("Storage class when created; defaults to spec.storageClassName."),
-        }, default={}),
-        "backend": _obj("The central API server (Deployment <name>-backend, Service <name>-backend-service).", {
-            "replicas": _int("Replicas. With the default SQLite database only 1 is safe: more are reported "
-                             "and run as 1; use `database` (PostgreSQL) to scale.",
-                             minimum=0, maximum=10, default=1),
-            "port": _port("HTTP port of the API, health and metrics.", 3000),
-            "image": _image_override("backend"),
-            "storage": _storage("Claim <name>-backend-pvc for the SQLite database, mounted at /app/data.",
-                                "10Gi", "ReadWriteOnce"),
-            "database": _obj("Use an external database (PostgreSQL) instead of SQLite.", {
-                "secretRef": _obj("Secret holding the database URL.", {
-                    "name": _name("Secret name."),
-                    "key": _str("Key holding the URL (postgresql+psycopg://...).", default="url", minLength=1),
-                }, required=["name"]),
-            }),
-            "tokensSecretName": _name("Existing Secret with keys `ingest-token`, `read-token` and `admin-token`. "
-                                      "Unset: the operator generates <name>-tokens once and keeps it."),
-            "retentionDays": _int("Purge events (and queue their snapshot contents for filemon to remove) once "
-                                  "they are older than this many days (the backend's WATCHER_RETENTION_DAYS); "
-                                  "unset = keep everything.", minimum=1, maximum=36500),
-            "legacySnapshotTimeZone": _str(
-                "Zone of the YYYYMMDD_HHMMSS times old filemons put in the old API's snapshot URLs (the "
-                "backend's WATCHER_LEGACY_SNAPSHOT_TZ). Unset = UTC, the old agents' container clock.",
-                enum=list(LEGACY_TIME_ZONES)),
-            "legacyNaiveTimeZone": _str(
-                "Zone of old-API log times without an offset, from the old procmon and the notebook hook "
-                "(WATCHER_LEGACY_NAIVE_TZ). Unset = UTC, the old agents' container clock.",
-                enum=list(LEGACY_TIME_ZONES)),
-            "resources": _resources("Container resources.", {"cpu": "100m", "memory": "256Mi"},
-                                    {"memory": "1Gi"}),
-            "nodeSelector": _string_map("Node labels the backend pod must match."),
-            "tolerations": _tolerations(),
-        }, default={}),
-        "filemon": _obj("The per-node file monitor (DaemonSet <name>-filemon).", {
-            "enabled": _bool("Run filemon.", True),
-            "metricsPort": _port("Port of /metrics and /healthz.", 9090),
-            "image": _image_override("filemon"),
-            "storage": _storage("Claim <name>-filemon-storage-pvc for snapshot contents, mounted by filemon at "
-                                "/watcher/snapshots and read-only by the backend.", "30Gi", "ReadWriteMany"),
-            "debounceMs": _int("Quiet time after the last write before a file is snapshotted, in milliseconds "
-                               "(filemon's WATCHER_DEBOUNCE_SECONDS).", minimum=1, maximum=60000, default=300),
-            "maxFileSize": _int("Files larger than this many bytes are not snapshotted.",
-                                minimum=1, maximum=104857600, default=1048576),
-            "extensions": {"type": "array", "description": "Tracked file extensions (with the dot). "
-                           "Unset: the built-in list (.c .h .cc .cpp .hpp .py .ipynb).",
-                           "items": {"type": "string", "pattern": r"^\.[A-Za-z0-9_+-]{1,16}$"},
-                           "maxItems": 64},
-            "snapshotGcIntervalSeconds": _int(
-                "How often filemon removes from the snapshot store the erased contents (of erased students or "
-                "purged events) that no event refers to any more, in seconds; 0 = never "
-                "(filemon's WATCHER_SNAPSHOT_GC_INTERVAL_SECONDS).", minimum=0, maximum=604800, default=600),
-            "snapshotGcGraceSeconds": _int(
-                "An erased content saved within this many seconds is kept for a later run, since an event "
-                "referring to it may still be on its way (filemon's WATCHER_SNAPSHOT_GC_GRACE_SECONDS).",
-                minimum=0, maximum=31536000, default=86400),
-            "resources": _resources("Container resources.", {"cpu": "50m", "memory": "128Mi"},
-                                    {"memory": "512Mi"}),
-            "nodeSelector": _string_map("Node labels selecting the worker nodes that run student pods."),
-            "tolerations": _tolerations(),
-        }, default={}),
-        "procmon": _obj("The per-node process monitor (DaemonSet <name>-procmon, eBPF).", {
-            "enabled": _bool("Run procmon.", True),
-            "metricsPort": _port("Port of /metrics and /healthz.", 9090),
-            "image": _image_override("procmon"),
-            "mode": _str("Tracing back end: `auto` tries eBPF and falls back to the netlink process "
-                         "connector; `ebpf` or `proc-connector` force one.", enum=["auto", "ebpf", "proc-connector"],
-                         default="auto"),
-            "legacyKernel": _bool("Nodes run a kernel older than 5.8 (no CAP_BPF/CAP_PERFMON): grant "
-                                  "CAP_SYS_ADMIN instead. Leave false on current kernels.", False),
-            "resources": _resources("Container resources.", {"cpu": "50m", "memory": "128Mi"},
-                                    {"memory": "512Mi"}),
-            "nodeSelector": _string_map("Node labels selecting the worker nodes that run student pods."),
-            "tolerations": _tolerations(),
-        }, default={}),
-        "monitoring": _obj("Prometheus Operator integration.", {
-            "serviceMonitors": _bool("Create a ServiceMonitor per component when the cluster has the "
-                                     "monitoring.coreos.com ServiceMonitor CRD.", True),
-            "interval": _str("Scrape interval.", pattern=r"^[0-9]+(ms|s|m|h)$", default="30s"),
-            "labels": _string_map("Labels on the ServiceMonitors (what your Prometheus selects on).",
-                                  default={"release": "prometheus"}),
-            "prometheusPeer": _obj(
-                "The Prometheus that scrapes the ServiceMonitors: while serviceMonitors is true the NetworkPolicy "
-                "admits it to the backend's port. Default: kube-prometheus-stack's Prometheus pods in the "
-                "namespace `monitoring`.", _peer_properties(),
-                default={k: dict(v) for k, v in DEFAULT_PROMETHEUS_PEER.items()}),
-        }, default={}),
-        "platform": _obj(
-            "The JCode platform backend, which reads the old API (/api/...) without a token: it sends none and has "
-            "no setting for one. When a selector is set, the NetworkPolicy admits these pods to the backend and the "
-            "backend accepts token-less GETs of the old API (never writes, /api/v1 or admin) from sourceCIDRs, or "
-            "from every address when none are listed (the NetworkPolicy is then the gate; without it the "
-            "operator keeps tokens required and says so in the conditions). See docs/legacy-api.md.", {
-                **_peer_properties(),
-                "sourceCIDRs": {"type": "array", "default": [], "description":
-                                "Source addresses or CIDRs the backend also checks, e.g. the platform pods' IP pool.",
-                                "items": {"type": "string", "pattern": r"^[0-9a-fA-F.:]+(/[0-9]{1,3})?$"}},
-            }, default={}),
-        "notebook": _obj(
-            "Notebook cell runs (notebook.cell events) from the IPython hook in the students' pods (docs/notebook.md). "
-            "When enabled the operator renders ConfigMap <name>-hook-config with the hook, for JCode's pod "
-            "generator to mount at /home/coder/.ipython/profile_default/startup/ as before, and gives the backend "
-            "the key the students' tokens are derived from.", {
-                "enabled": _bool("Record notebook cell runs.", False),
-                "keySecretName": _name("Existing Secret with key `notebook-key` (at least 32 characters) that the "
-                                       "per-student tokens are derived from; the pod generator needs it too. Unset: "
-                                       "the operator generates <name>-notebook-key once and keeps it."),
-                "studentPods": _obj("The student pods whose kernels post their cells: the NetworkPolicy admits "
-                                    "them to the backend's port (their tokens admit nothing but their own cells).",
-                                    _peer_properties()),
-            }, default={}),
-        "networkPolicy": _obj("NetworkPolicy <name>-backend: only the agents, monitoring.prometheusPeer (while "
-                              "monitoring.serviceMonitors is true), spec.platform, spec.notebook.studentPods and the listed peers may reach the backend.", {
-            "enabled": _bool("Create the NetworkPolicy.", True),
-            "allowFrom": {"type": "array", "description": "Extra peers allowed to reach the backend, e.g. the "
-                          "JCode platform's namespace. Each peer selects namespaces and/or pods by labels.",
-                          "default": [],
-                          "items": {"type": "object", "properties": _peer_properties()}},
-        }, default={}),
-    }, required=["image"])
+    return _obj(
+        "Desired state of a JCode Watcher installation in this namespace.",
+        {
+            "image": _obj(
+                "Where the images come from.",
+                {
+                    "registry": _str("Registry and project for all images.", default=DEFAULT_REGISTRY, minLength=1),
+                    "tag": _str(
+                        "Image tag for all components (pin a version; there is no 'latest' default).",
+                        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$",
+                    ),
+                    "pullPolicy": _str(
+                        "Image pull policy.", enum=["Always", "IfNotPresent", "Never"], default="IfNotPresent"
+                    ),
+                    "credentialsSecretRef": _obj(
+                        "A Secret in this namespace with keys `username` and `password` for the registry. The operator "
+                        "renders <name>-harbor-registry-secret (kubernetes.io/dockerconfigjson) from it and uses it "
+                        "as imagePullSecret. Omit for a public registry.",
+                        {"name": _name("Secret name.")},
+                        required=["name"],
+                    ),
+                },
+                required=["tag"],
+            ),
+            "storageClassName": _name(
+                "Default storage class of every claim the operator creates.", default=DEFAULT_STORAGE_CLASS
+            ),
+            "deleteClaimsOnDelete": _bool(
+                "Delete the data claims (backend database, snapshots, a created workspace) together with this "
+                "resource. Default false: deleting a WatcherDeployment never deletes student data.",
+                False,
+            ),
+            "workspace": _obj(
+                "The students' shared workspace volume (the code-server homes), mounted read-only "
+                "by filemon at /watcher/codes.",
+                {
+                    "claimName": _name("PersistentVolumeClaim holding the workspaces.", default="jcode-vol-pvc"),
+                    "subPath": _str(
+                        "Sub-directory of the claim that holds the student directories "
+                        "(e.g. `workspace`); unset = the claim root.",
+                        pattern=r"^([^/.][^/]*(/[^/]+)*)?$",
+                    ),
+                    "create": _bool("Create the claim (ReadWriteMany) instead of using an existing one.", False),
+                    "size": _quantity("Size when created.", "10Gi"),
+                    "storageClassName": _name("Storage class when created; defaults to spec.storageClassName."),
+                },
+                default={},
+            ),
+            "backend": _obj(
+                "The central API server (Deployment <name>-backend, Service <name>-backend-service).",
+                {
+                    "replicas": _int(
+                        "Replicas. With the default SQLite database only 1 is safe: more are reported "
+                        "and run as 1; use `database` (PostgreSQL) to scale.",
+                        minimum=0,
+                        maximum=10,
+                        default=1,
+                    ),
+                    "port": _port("HTTP port of the API, health and metrics.", 3000),
+                    "image": _image_override("backend"),
+                    "storage": _storage(
+                        "Claim <name>-backend-pvc for the SQLite database, mounted at /app/data.",
+                        "10Gi",
+                        "ReadWriteOnce",
+                    ),
+                    "database": _obj(
+                        "Use an external database (PostgreSQL) instead of SQLite.",
+                        {
+                            "secretRef": _obj(
+                                "Secret holding the database URL.",
+                                {
+                                    "name": _name("Secret name."),
+                                    "key": _str(
+                                        "Key holding the URL (postgresql+psycopg://...).", default="url", minLength=1
+                                    ),
+                                },
+                                required=["name"],
+                            ),
+                        },
+                    ),
+                    "tokensSecretName": _name(
+                        "Existing Secret with keys `ingest-token`, `read-token` and `admin-token`. "
+                        "Unset: the operator generates <name>-tokens once and keeps it."
+                    ),
+                    "retentionDays": _int(
+                        "Purge events (and queue their snapshot contents for filemon to remove) once "
+                        "they are older than this many days (the backend's WATCHER_RETENTION_DAYS); "
+                        "unset = keep everything.",
+                        minimum=1,
+                        maximum=36500,
+                    ),
+                    "legacySnapshotTimeZone": _str(
+                        "Zone of the YYYYMMDD_HHMMSS times old filemons put in the old API's snapshot URLs (the "
+                        "backend's WATCHER_LEGACY_SNAPSHOT_TZ). Unset = UTC, the old agents' container clock.",
+                        enum=list(LEGACY_TIME_ZONES),
+                    ),
+                    "legacyNaiveTimeZone": _str(
+                        "Zone of old-API log times without an offset, from the old procmon and the notebook hook "
+                        "(WATCHER_LEGACY_NAIVE_TZ). Unset = UTC, the old agents' container clock.",
+                        enum=list(LEGACY_TIME_ZONES),
+                    ),
+                    "resources": _resources(
+                        "Container resources.", {"cpu": "100m", "memory": "256Mi"}, {"memory": "1Gi"}
+                    ),
+                    "nodeSelector": _string_map("Node labels the backend pod must match."),
+                    "tolerations": _tolerations(),
+                },
+                default={},
+            ),
+            "filemon": _obj(
+                "The per-node file monitor (DaemonSet <name>-filemon).",
+                {
+                    "enabled": _bool("Run filemon.", True),
+                    "metricsPort": _port("Port of /metrics and /healthz.", 9090),
+                    "image": _image_override("filemon"),
+                    "storage": _storage(
+                        "Claim <name>-filemon-storage-pvc for snapshot contents, mounted by filemon at "
+                        "/watcher/snapshots and read-only by the backend.",
+                        "30Gi",
+                        "ReadWriteMany",
+                    ),
+                    "debounceMs": _int(
+                        "Quiet time after the last write before a file is snapshotted, in milliseconds "
+                        "(filemon's WATCHER_DEBOUNCE_SECONDS).",
+                        minimum=1,
+                        maximum=60000,
+                        default=300,
+                    ),
+                    "maxFileSize": _int(
+                        "Files larger than this many bytes are not snapshotted.",
+                        minimum=1,
+                        maximum=104857600,
+                        default=1048576,
+                    ),
+                    "extensions": {
+                        "type": "array",
+                        "description": "Tracked file extensions (with the dot). "
+                        "Unset: the built-in list (.c .h .cc .cpp .hpp .py .ipynb).",
+                        "items": {"type": "string", "pattern": r"^\.[A-Za-z0-9_+-]{1,16}$"},
+                        "maxItems": 64,
+                    },
+                    "snapshotGcIntervalSeconds": _int(
+                        "How often filemon removes from the snapshot store the erased contents (of erased students or "
+                        "purged events) that no event refers to any more, in seconds; 0 = never "
+                        "(filemon's WATCHER_SNAPSHOT_GC_INTERVAL_SECONDS).",
+                        minimum=0,
+                        maximum=604800,
+                        default=600,
+                    ),
+                    "snapshotGcGraceSeconds": _int(
+                        "An erased content saved within this many seconds is kept for a later run, since an event "
+                        "referring to it may still be on its way (filemon's WATCHER_SNAPSHOT_GC_GRACE_SECONDS).",
+                        minimum=0,
+                        maximum=31536000,
+                        default=86400,
+                    ),
+                    "resources": _resources(
+                        "Container resources.", {"cpu": "50m", "memory": "128Mi"}, {"memory": "512Mi"}
+                    ),
+                    "nodeSelector": _string_map("Node labels selecting the worker nodes that run student pods."),
+                    "tolerations": _tolerations(),
+                },
+                default={},
+            ),
+            "procmon": _obj(
+                "The per-node process monitor (DaemonSet <name>-procmon, eBPF).",
+                {
+                    "enabled": _bool("Run procmon.", True),
+                    "metricsPort": _port("Port of /metrics and /healthz.", 9090),
+                    "image": _image_override("procmon"),
+                    "mode": _str(
+                        "Tracing back end: `auto` tries eBPF and falls back to the netlink process "
+                        "connector; `ebpf` or `proc-connector` force one.",
+                        enum=["auto", "ebpf", "proc-connector"],
+                        default="auto",
+                    ),
+                    "legacyKernel": _bool(
+                        "Nodes run a kernel older than 5.8 (no CAP_BPF/CAP_PERFMON): grant "
+                        "CAP_SYS_ADMIN instead. Leave false on current kernels.",
+                        False,
+                    ),
+                    "resources": _resources(
+                        "Container resources.", {"cpu": "50m", "memory": "128Mi"}, {"memory": "512Mi"}
+                    ),
+                    "nodeSelector": _string_map("Node labels selecting the worker nodes that run student pods."),
+                    "tolerations": _tolerations(),
+                },
+                default={},
+            ),
+            "monitoring": _obj(
+                "Prometheus Operator integration.",
+                {
+                    "serviceMonitors": _bool(
+                        "Create a ServiceMonitor per component when the cluster has the "
+                        "monitoring.coreos.com ServiceMonitor CRD.",
+                        True,
+                    ),
+                    "interval": _str("Scrape interval.", pattern=r"^[0-9]+(ms|s|m|h)$", default="30s"),
+                    "labels": _string_map(
+                        "Labels on the ServiceMonitors (what your Prometheus selects on).",
+                        default={"release": "prometheus"},
+                    ),
+                    "prometheusPeer": _obj(
+                        "The Prometheus that scrapes the ServiceMonitors: while serviceMonitors is true the NetworkPolicy "
+                        "admits it to the backend's port. Default: kube-prometheus-stack's Prometheus pods in the "
+                        "namespace `monitoring`.",
+                        _peer_properties(),
+                        default={k: dict(v) for k, v in DEFAULT_PROMETHEUS_PEER.items()},
+                    ),
+                },
+                default={},
+            ),
+            "platform": _obj(
+                "The JCode platform backend, which reads the old API (/api/...) without a token: it sends none and has "
+                "no setting for one. When a selector is set, the NetworkPolicy admits these pods to the backend and the "
+                "backend accepts token-less GETs of the old API (never writes, /api/v1 or admin) from sourceCIDRs, or "
+                "from every address when none are listed (the NetworkPolicy is then the gate; without it the "
+                "operator keeps tokens required and says so in the conditions). See docs/legacy-api.md.",
+                {
+                    **_peer_properties(),
+                    "sourceCIDRs": {
+                        "type": "array",
+                        "default": [],
+                        "description": "Source addresses or CIDRs the backend also checks, e.g. the platform pods' IP pool.",
+                        "items": {"type": "string", "pattern": r"^[0-9a-fA-F.:]+(/[0-9]{1,3})?$"},
+                    },
+                },
+                default={},
+            ),
+            "notebook": _obj(
+                "Notebook cell runs (notebook.cell events) from the IPython hook in the students' pods (docs/notebook.md). "
+                "When enabled the operator renders ConfigMap <name>-hook-config with the hook, for JCode's pod "
+                "generator to mount at /home/coder/.ipython/profile_default/startup/ as before, and gives the backend "
+                "the key the students' tokens are derived from.",
+                {
+                    "enabled": _bool("Record notebook cell runs.", False),
+                    "keySecretName": _name(
+                        "Existing Secret with key `notebook-key` (at least 32 characters) that the "
+                        "per-student tokens are derived from; the pod generator needs it too. Unset: "
+                        "the operator generates <name>-notebook-key once and keeps it."
+                    ),
+                    "studentPods": _obj(
+                        "The student pods whose kernels post their cells: the NetworkPolicy admits "
+                        "them to the backend's port (their tokens admit nothing but their own cells).",
+                        _peer_properties(),
+                    ),
+                },
+                default={},
+            ),
+            "networkPolicy": _obj(
+                "NetworkPolicy <name>-backend: only the agents, monitoring.prometheusPeer (while "
+                "monitoring.serviceMonitors is true), spec.platform, spec.notebook.studentPods and the listed peers may reach the backend.",
+                {
+                    "enabled": _bool("Create the NetworkPolicy.", True),
+                    "allowFrom": {
+                        "type": "array",
+                        "description": "Extra peers allowed to reach the backend, e.g. the "
+                        "JCode platform's namespace. Each peer selects namespaces and/or pods by labels.",
+                        "default": [],
+                        "items": {"type": "object", "properties": _peer_properties()},
+                    },
+                },
+                default={},
+            ),
+        },
+        required=["image"],
+    )
 
 
 def _condition_schema() -> dict:
-    return {"type": "object", "required": ["type", "status"], "properties": {
-        "type": {"type": "string"},
-        "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
-        "observedGeneration": {"type": "integer", "format": "int64"},
-        "lastTransitionTime": {"type": "string", "format": "date-time"},
-        "reason": {"type": "string"},
-        "message": {"type": "string"},
-    }}
+    return {
+        "type": "object",
+        "required": ["type", "status"],
+        "properties": {
+            "type": {"type": "string"},
+            "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+            "observedGeneration": {"type": "integer", "format": "int64"},
+            "lastTransitionTime": {"type": "string", "format": "date-time"},
+            "reason": {"type": "string"},
+            "message": {"type": "string"},
+        },
+    }
 
 
 def _component_status() -> dict:
-    return {"type": "object", "properties": {
-        "ready": {"type": "integer"}, "desired": {"type": "integer"}, "enabled": {"type": "boolean"}}}
+    return {
+        "type": "object",
+        "properties": {"ready": {"type": "integer"}, "desired": {"type": "integer"}, "enabled": {"type": "boolean"}},
+    }
 
 
 def status_schema() -> dict:
-    return {"type": "object", "description": "Observed state, written by the operator.", "properties": {
-        "observedGeneration": {"type": "integer", "format": "int64"},
-        "conditions": {"type": "array", "items": _condition_schema(),
-                       "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-        "backend": {"type": "string", "description": "ready/desired backend pods"},
-        "filemon": {"type": "string", "description": "ready/desired filemon pods"},
-        "procmon": {"type": "string", "description": "ready/desired procmon pods"},
-        "components": {"type": "object", "properties": {
-            "backend": _component_status(), "filemon": _component_status(), "procmon": _component_status()}},
-        "backendURL": {"type": "string"},
-        "tokensSecretName": {"type": "string"},
-        # kopf keeps its handler progress here; without this the API server would prune it.
-        "kopf": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-    }}
+    return {
+        "type": "object",
+        "description": "Observed state, written by the operator.",
+        "properties": {
+            "observedGeneration": {"type": "integer", "format": "int64"},
+            "conditions": {
+                "type": "array",
+                "items": _condition_schema(),
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+            },
+            "backend": {"type": "string", "description": "ready/desired backend pods"},
+            "filemon": {"type": "string", "description": "ready/desired filemon pods"},
+            "procmon": {"type": "string", "description": "ready/desired procmon pods"},
+            "components": {
+                "type": "object",
+                "properties": {
+                    "backend": _component_status(),
+                    "filemon": _component_status(),
+                    "procmon": _component_status(),
+                },
+            },
+            "backendURL": {"type": "string"},
+            "tokensSecretName": {"type": "string"},
+            # kopf keeps its handler progress here; without this the API server would prune it.
+            "kopf": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        },
+    }
 
 
 def printer_columns() -> list[dict]:
@@ -338,37 +508,57 @@ def build_crd() -> dict:
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
-            "names": {"kind": KIND, "plural": PLURAL, "singular": SINGULAR, "shortNames": SHORT_NAMES,
-                      "listKind": f"{KIND}List", "categories": ["watcher"]},
-            "versions": [{
-                "name": VERSION,
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": printer_columns(),
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "description": "A JCode Watcher installation: backend, filemon and procmon in one namespace.",
-                    "required": ["spec"],
-                    "properties": {
-                        "apiVersion": {"type": "string"},
-                        "kind": {"type": "string"},
-                        # The longest child name is <name>-backend-service, a Service name (DNS-1035 label, at
-                        # most 63 characters): so at most 47 here. Checked by the API server, not the operator.
-                        "metadata": {"type": "object", "properties": {"name": {
-                            "type": "string", "maxLength": MAX_NAME_LENGTH, "pattern": DNS_1035_PATTERN}}},
-                        "spec": spec_schema(),
-                        "status": status_schema(),
+            "names": {
+                "kind": KIND,
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": SHORT_NAMES,
+                "listKind": f"{KIND}List",
+                "categories": ["watcher"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": printer_columns(),
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "A JCode Watcher installation: backend, filemon and procmon in one namespace.",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                # The longest child name is <name>-backend-service, a Service name (DNS-1035 label, at
+                                # most 63 characters): so at most 47 here. Checked by the API server, not the operator.
+                                "metadata": {
+                                    "type": "object",
+                                    "properties": {
+                                        "name": {
+                                            "type": "string",
+                                            "maxLength": MAX_NAME_LENGTH,
+                                            "pattern": DNS_1035_PATTERN,
+                                        }
+                                    },
+                                },
+                                "spec": spec_schema(),
+                                "status": status_schema(),
+                            },
+                        }
                     },
-                }},
-            }],
+                }
+            ],
         },
     }
 
 
 def crd_yaml() -> str:
-    header = ("# Generated from operator/watcher_operator/crd.py (python -m watcher_operator.crd); do not edit.\n"
-              "# Accepted by Kubernetes 1.20 and later (apiextensions.k8s.io/v1, structural, no CEL).\n")
+    header = (
+        "# Generated from operator/watcher_operator/crd.py (python -m watcher_operator.crd); do not edit.\n"
+        "# Accepted by Kubernetes 1.20 and later (apiextensions.k8s.io/v1, structural, no CEL).\n"
+    )
     return header + yaml.safe_dump(build_crd(), sort_keys=False, width=120)
 
 

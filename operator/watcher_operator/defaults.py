@@ -4,6 +4,7 @@ The API server defaults every stored WatcherDeployment, but the pure builders ar
 examples (the golden tests), and an object created before a new default existed
 lacks it. Walking the same schema that `crd.build_crd()` publishes keeps one source of truth.
 """
+
 from __future__ import annotations
 
 import copy

@@ -4,6 +4,7 @@ Importing this module registers the handlers with kopf's default registry (`watc
 Level-based: create, update, resume and a periodic timer all run the same full reconcile; events on the
 children (a workload's status changed, a child was deleted by hand) refresh status or repair at once.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -45,7 +46,8 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     # keep kopf's own bookkeeping out of the way of `kubectl get` and GitOps diffs
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="watcher.jcode.io", key="last-handled-configuration")
+        prefix="watcher.jcode.io", key="last-handled-configuration"
+    )
     reconciler()
 
 

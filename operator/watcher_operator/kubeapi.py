@@ -4,6 +4,7 @@ The operator handles a dozen kinds (built-in and CRD-based) with the same five v
 server-side-apply content type, so it talks to the REST paths directly instead of through a typed API
 class per kind. Auth, TLS and in-cluster/kubeconfig loading stay with the official client.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,9 @@ def load_config(kubeconfig: str | None = None) -> k8s.ApiClient:
     return k8s.ApiClient(configuration)
 
 
-def path_for(api_version: str, kind: str, namespace: str | None = None, name: str | None = None,
-             subresource: str | None = None) -> str:
+def path_for(
+    api_version: str, kind: str, namespace: str | None = None, name: str | None = None, subresource: str | None = None
+) -> str:
     plural, namespaced = RESOURCES[(api_version, kind)]
     base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
     if namespaced:
@@ -79,13 +81,26 @@ class Kube:
         self.field_manager = field_manager
         self.timeout = timeout
 
-    def request(self, method: str, path: str, *, query: list[tuple[str, str]] | None = None,
-                body: Any = None, content_type: str | None = None) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+    ) -> Any:
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
-        params = self.api.param_serialize(method=method, resource_path=path, query_params=query or [],
-                                          header_params=headers, body=body, auth_settings=["BearerToken"])
+        params = self.api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
         try:
             resp = self.api.call_api(*params, _request_timeout=self.timeout)
         except ApiException as exc:
@@ -104,8 +119,9 @@ class Kube:
                 return None
             raise
 
-    def list_objects(self, api_version: str, kind: str, namespace: str | None, *,
-                     field_selector: str | None = None) -> list[dict]:
+    def list_objects(
+        self, api_version: str, kind: str, namespace: str | None, *, field_selector: str | None = None
+    ) -> list[dict]:
         query = [("fieldSelector", field_selector)] if field_selector else []
         return (self.request("GET", path_for(api_version, kind, namespace), query=query) or {}).get("items") or []
 
@@ -118,15 +134,23 @@ class Kube:
             query.append(("force", "true"))
         return self.request("PATCH", path, query=query, body=obj, content_type="application/apply-patch+yaml")
 
-    def merge_patch(self, api_version: str, kind: str, namespace: str | None, name: str, patch: dict,
-                    subresource: str | None = None) -> dict:
-        return self.request("PATCH", path_for(api_version, kind, namespace, name, subresource), body=patch,
-                            content_type="application/merge-patch+json")
+    def merge_patch(
+        self, api_version: str, kind: str, namespace: str | None, name: str, patch: dict, subresource: str | None = None
+    ) -> dict:
+        return self.request(
+            "PATCH",
+            path_for(api_version, kind, namespace, name, subresource),
+            body=patch,
+            content_type="application/merge-patch+json",
+        )
 
     def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
         try:
-            self.request("DELETE", path_for(api_version, kind, namespace, name),
-                         body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"})
+            self.request(
+                "DELETE",
+                path_for(api_version, kind, namespace, name),
+                body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
+            )
             return True
         except ApiError as err:
             if err.status == 404:

@@ -10,6 +10,7 @@ So the guard recognises exactly this failure (an AssertionError raised in kopf's
 `request_cancel_callback`), logs one WARNING that says so, and hands every other exception to the
 loop's previous handler unchanged.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -35,8 +36,10 @@ def install(loop: asyncio.AbstractEventLoop) -> None:
 
     def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if is_kopf_pause_cancel_defect(context):
-            log.warning("paused while a watch request was starting: kopf could not cancel it from outside "
-                        "a task (a known kopf defect); the watch is closed when its headers arrive")
+            log.warning(
+                "paused while a watch request was starting: kopf could not cancel it from outside "
+                "a task (a known kopf defect); the watch is closed when its headers arrive"
+            )
             return
         if previous is not None:
             previous(loop, context)

@@ -3,6 +3,7 @@
 Called from the kopf handlers (create/update/resume/timer and child events). Idempotent: running it
 twice in a row changes nothing the second time (children that already match are not written at all).
 """
+
 from __future__ import annotations
 
 import base64
@@ -50,8 +51,9 @@ def is_subset(desired, live) -> bool:
     if isinstance(desired, dict):
         return isinstance(live, dict) and all(k in live and is_subset(v, live[k]) for k, v in desired.items())
     if isinstance(desired, list):
-        return isinstance(live, list) and len(desired) == len(live) and all(
-            is_subset(d, x) for d, x in zip(desired, live))
+        return (
+            isinstance(live, list) and len(desired) == len(live) and all(is_subset(d, x) for d, x in zip(desired, live))
+        )
     if desired == live:
         return True
     # the API server may normalise quantities ("0.5" -> "500m"); compare their values
@@ -78,8 +80,13 @@ def _decode(secret: dict, key: str) -> str | None:
 
 
 class Reconciler:
-    def __init__(self, kube: Kube, *, now: Callable[[], str] = now_rfc3339,
-                 token_factory: Callable[[], str] = lambda: secrets.token_urlsafe(32)):
+    def __init__(
+        self,
+        kube: Kube,
+        *,
+        now: Callable[[], str] = now_rfc3339,
+        token_factory: Callable[[], str] = lambda: secrets.token_urlsafe(32),
+    ):
         self.kube = kube
         self.now = now
         self.token_factory = token_factory
@@ -122,11 +129,13 @@ class Reconciler:
             if resource is None:
                 return Outcome(gone=True)
             t = target_from_resource(resource)
-            degraded = next((c for c in (resource.get("status") or {}).get("conditions") or []
-                             if c.get("type") == "Degraded"), None)
+            degraded = next(
+                (c for c in (resource.get("status") or {}).get("conditions") or [] if c.get("type") == "Degraded"), None
+            )
             problems = []
-            ready = next((c for c in (resource.get("status") or {}).get("conditions") or []
-                          if c.get("type") == "Ready"), None)
+            ready = next(
+                (c for c in (resource.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), None
+            )
             if degraded and degraded.get("status") == "True":
                 blocking = bool(ready and ready.get("reason") == degraded.get("reason"))
                 problems.append(Problem(degraded.get("reason", "Degraded"), degraded.get("message", ""), blocking))
@@ -139,70 +148,116 @@ class Reconciler:
         ref = spec["image"].get("credentialsSecretRef")
         if ref:
             secret = self.kube.get("v1", "Secret", ns, ref["name"])
-            hint = (f"create it: kubectl -n {ns} create secret generic {ref['name']} "
-                    f"--from-literal=username=<user> --from-literal=password=<password>")
+            hint = (
+                f"create it: kubectl -n {ns} create secret generic {ref['name']} "
+                f"--from-literal=username=<user> --from-literal=password=<password>"
+            )
             if secret is None:
-                out.problems.append(Problem("CredentialsSecretMissing",
-                                            f"registry credentials Secret {ns}/{ref['name']} not found; {hint}", True))
+                out.problems.append(
+                    Problem(
+                        "CredentialsSecretMissing",
+                        f"registry credentials Secret {ns}/{ref['name']} not found; {hint}",
+                        True,
+                    )
+                )
             else:
                 username, password = _decode(secret, "username"), _decode(secret, "password")
                 if not username or password is None:
-                    out.problems.append(Problem("CredentialsSecretInvalid",
-                                                f"Secret {ns}/{ref['name']} needs the keys `username` and "
-                                                f"`password`; {hint}", True))
+                    out.problems.append(
+                        Problem(
+                            "CredentialsSecretInvalid",
+                            f"Secret {ns}/{ref['name']} needs the keys `username` and `password`; {hint}",
+                            True,
+                        )
+                    )
         db = spec["backend"].get("database")
         if db:
             secret = self.kube.get("v1", "Secret", ns, db["secretRef"]["name"])
             key = db["secretRef"].get("key", "url")
             if secret is None or key not in (secret.get("data") or {}):
-                out.problems.append(Problem("DatabaseSecretMissing",
-                                            f"database Secret {ns}/{db['secretRef']['name']} with key `{key}` "
-                                            f"not found", True))
+                out.problems.append(
+                    Problem(
+                        "DatabaseSecretMissing",
+                        f"database Secret {ns}/{db['secretRef']['name']} with key `{key}` not found",
+                        True,
+                    )
+                )
         if int(spec["backend"]["replicas"]) > 1 and not db:
-            out.problems.append(Problem("SingleWriterDatabase",
-                                        f"backend.replicas is {spec['backend']['replicas']} but SQLite allows a single "
-                                        f"writer: running 1 replica; set backend.database (PostgreSQL) to scale"))
+            out.problems.append(
+                Problem(
+                    "SingleWriterDatabase",
+                    f"backend.replicas is {spec['backend']['replicas']} but SQLite allows a single "
+                    f"writer: running 1 replica; set backend.database (PostgreSQL) to scale",
+                )
+            )
         platform = spec.get("platform") or {}
-        if (("namespaceSelector" in platform or "podSelector" in platform) and not platform.get("sourceCIDRs")
-                and not spec["networkPolicy"]["enabled"]):
-            out.problems.append(Problem("PlatformReadsNeedNetworkPolicy",
-                                        "spec.platform is set but spec.networkPolicy.enabled is false: token-less "
-                                        "reads of the old API stay off, as they would be open to every pod; enable "
-                                        "the NetworkPolicy or list spec.platform.sourceCIDRs"))
+        if (
+            ("namespaceSelector" in platform or "podSelector" in platform)
+            and not platform.get("sourceCIDRs")
+            and not spec["networkPolicy"]["enabled"]
+        ):
+            out.problems.append(
+                Problem(
+                    "PlatformReadsNeedNetworkPolicy",
+                    "spec.platform is set but spec.networkPolicy.enabled is false: token-less "
+                    "reads of the old API stay off, as they would be open to every pod; enable "
+                    "the NetworkPolicy or list spec.platform.sourceCIDRs",
+                )
+            )
         tokens = self._tokens(t, out)
         notebook_key = self._notebook_key(t, out)
         self._check_storage_classes(t, out)
         if not spec["workspace"]["create"]:
             claim = spec["workspace"]["claimName"]
             if self.kube.get("v1", "PersistentVolumeClaim", ns, claim) is None and spec["filemon"]["enabled"]:
-                out.problems.append(Problem("WorkspaceClaimMissing",
-                                            f"workspace claim {ns}/{claim} not found: filemon pods cannot start "
-                                            f"(create it, or set spec.workspace.create: true)"))
+                out.problems.append(
+                    Problem(
+                        "WorkspaceClaimMissing",
+                        f"workspace claim {ns}/{claim} not found: filemon pods cannot start "
+                        f"(create it, or set spec.workspace.create: true)",
+                    )
+                )
         monitors = False
         if spec["monitoring"]["serviceMonitors"]:
             try:
                 monitors = self.kube.crd_exists(SERVICE_MONITOR_CRD)
             except ApiError as err:  # no permission to read CRDs: behave as if absent, but say so
-                out.problems.append(Problem("ServiceMonitorCheckFailed", f"cannot check for {SERVICE_MONITOR_CRD}: {err}"))
-        return Inputs(registry_username=username, registry_password=password, tokens=tokens,
-                      notebook_key=notebook_key, service_monitors_available=monitors)
+                out.problems.append(
+                    Problem("ServiceMonitorCheckFailed", f"cannot check for {SERVICE_MONITOR_CRD}: {err}")
+                )
+        return Inputs(
+            registry_username=username,
+            registry_password=password,
+            tokens=tokens,
+            notebook_key=notebook_key,
+            service_monitors_available=monitors,
+        )
 
     def _notebook_key(self, t: Target, out: Outcome) -> str | None:
         nb, ns = t.spec["notebook"], t.namespace
         if not nb["enabled"]:
             return None
         if nb.get("studentPods") is None and t.spec["networkPolicy"]["enabled"]:
-            out.problems.append(Problem("NotebookStudentPodsUnset",
-                                        "spec.notebook is enabled but spec.notebook.studentPods is unset: the "
-                                        "NetworkPolicy drops the student kernels' cell posts; select the student pods"))
+            out.problems.append(
+                Problem(
+                    "NotebookStudentPodsUnset",
+                    "spec.notebook is enabled but spec.notebook.studentPods is unset: the "
+                    "NetworkPolicy drops the student kernels' cell posts; select the student pods",
+                )
+            )
         if nb.get("keySecretName"):
             name = nb["keySecretName"]
             key = _decode(self.kube.get("v1", "Secret", ns, name) or {}, builders.NOTEBOOK_KEY_KEY) or ""
             if len(key.strip()) < cell_tokens.MIN_KEY_LENGTH:
-                out.problems.append(Problem("NotebookKeySecretInvalid",
-                                            f"notebook key Secret {ns}/{name} must exist with key "
-                                            f"`{builders.NOTEBOOK_KEY_KEY}` of at least {cell_tokens.MIN_KEY_LENGTH} "
-                                            f"characters (e.g. openssl rand -hex 32)", True))
+                out.problems.append(
+                    Problem(
+                        "NotebookKeySecretInvalid",
+                        f"notebook key Secret {ns}/{name} must exist with key "
+                        f"`{builders.NOTEBOOK_KEY_KEY}` of at least {cell_tokens.MIN_KEY_LENGTH} "
+                        f"characters (e.g. openssl rand -hex 32)",
+                        True,
+                    )
+                )
             return None
         # generated once, then read back: a new key would invalidate every token the pods were given
         live = self.kube.get("v1", "Secret", ns, names(t.name)["notebook_key_secret"])
@@ -215,8 +270,13 @@ class Reconciler:
             secret = self.kube.get("v1", "Secret", ns, name)
             missing = [k for k in builders.TOKEN_KEYS.values() if k not in ((secret or {}).get("data") or {})]
             if secret is None or missing:
-                out.problems.append(Problem("TokensSecretInvalid", f"tokens Secret {ns}/{name} must exist with keys "
-                                            f"{', '.join(builders.TOKEN_KEYS.values())}", True))
+                out.problems.append(
+                    Problem(
+                        "TokensSecretInvalid",
+                        f"tokens Secret {ns}/{name} must exist with keys {', '.join(builders.TOKEN_KEYS.values())}",
+                        True,
+                    )
+                )
             return None
         # generated once, then read back: a reconcile never rotates tokens the agents already use
         live = self.kube.get("v1", "Secret", ns, names(t.name)["tokens_secret"])
@@ -228,11 +288,14 @@ class Reconciler:
 
     def _check_storage_classes(self, t: Target, out: Outcome) -> None:
         spec, n = t.spec, names(t.name)
-        wanted = [(n["backend_pvc"], spec["backend"]["storage"].get("storageClassName") or spec["storageClassName"]),
-                  (n["filemon_pvc"], spec["filemon"]["storage"].get("storageClassName") or spec["storageClassName"])]
+        wanted = [
+            (n["backend_pvc"], spec["backend"]["storage"].get("storageClassName") or spec["storageClassName"]),
+            (n["filemon_pvc"], spec["filemon"]["storage"].get("storageClassName") or spec["storageClassName"]),
+        ]
         if spec["workspace"]["create"]:
-            wanted.append((spec["workspace"]["claimName"],
-                           spec["workspace"].get("storageClassName") or spec["storageClassName"]))
+            wanted.append(
+                (spec["workspace"]["claimName"], spec["workspace"].get("storageClassName") or spec["storageClassName"])
+            )
         seen: dict[str, bool] = {}
         for claim, sc in wanted:
             if self.kube.get("v1", "PersistentVolumeClaim", t.namespace, claim) is not None:
@@ -244,9 +307,14 @@ class Reconciler:
                     log.warning("cannot read StorageClass %s (%s); assuming it exists", sc, err)
                     seen[sc] = True
             if not seen[sc]:
-                out.problems.append(Problem("StorageClassNotFound",
-                                            f"StorageClass {sc!r} (for claim {claim}) does not exist; install it "
-                                            f"(e.g. Longhorn) or set spec.storageClassName", True))
+                out.problems.append(
+                    Problem(
+                        "StorageClassNotFound",
+                        f"StorageClass {sc!r} (for claim {claim}) does not exist; install it "
+                        f"(e.g. Longhorn) or set spec.storageClassName",
+                        True,
+                    )
+                )
 
     def _apply_all(self, t: Target, desired: list[dict], out: Outcome) -> None:
         for obj in desired:
@@ -273,30 +341,47 @@ class Reconciler:
             return
         want_modes, have_modes = obj["spec"]["accessModes"], live["spec"].get("accessModes")
         if want_modes != have_modes:
-            out.problems.append(Problem("AccessModeImmutable",
-                                        f"claim {name} is {','.join(have_modes or [])} but the spec asks "
-                                        f"{','.join(want_modes)}; access modes cannot change on a claim: copy the "
-                                        f"data to a new claim, or revert the spec"))
+            out.problems.append(
+                Problem(
+                    "AccessModeImmutable",
+                    f"claim {name} is {','.join(have_modes or [])} but the spec asks "
+                    f"{','.join(want_modes)}; access modes cannot change on a claim: copy the "
+                    f"data to a new claim, or revert the spec",
+                )
+            )
         want = obj["spec"]["resources"]["requests"]["storage"]
         have = live["spec"].get("resources", {}).get("requests", {}).get("storage", "0")
         if parse_quantity(want) < parse_quantity(have):
             out.problems.append(Problem("ShrinkRefused", f"claim {name} is {have}; it cannot shrink to {want}"))
         elif parse_quantity(want) > parse_quantity(have):
             try:
-                self.kube.merge_patch("v1", "PersistentVolumeClaim", t.namespace, name,
-                                      {"spec": {"resources": {"requests": {"storage": want}}}})
+                self.kube.merge_patch(
+                    "v1",
+                    "PersistentVolumeClaim",
+                    t.namespace,
+                    name,
+                    {"spec": {"resources": {"requests": {"storage": want}}}},
+                )
                 out.actions.append(f"expanding PersistentVolumeClaim {name} from {have} to {want}")
             except ApiError as err:
-                out.problems.append(Problem("ExpansionFailed", f"claim {name} cannot grow from {have} to {want}: "
-                                            f"{(err.message or str(err)).splitlines()[0]}"))
+                out.problems.append(
+                    Problem(
+                        "ExpansionFailed",
+                        f"claim {name} cannot grow from {have} to {want}: {(err.message or str(err)).splitlines()[0]}",
+                    )
+                )
         # ownership follows spec.deleteClaimsOnDelete; labels are ours to keep
         refs = [r for r in live["metadata"].get("ownerReferences") or [] if r.get("uid") != t.uid]
         wanted_refs = refs + obj["metadata"].get("ownerReferences", [])
         labels_ok = is_subset(obj["metadata"]["labels"], live["metadata"].get("labels") or {})
         if wanted_refs != (live["metadata"].get("ownerReferences") or []) or not labels_ok:
-            self.kube.merge_patch("v1", "PersistentVolumeClaim", t.namespace, name,
-                                  {"metadata": {"labels": obj["metadata"]["labels"],
-                                                "ownerReferences": wanted_refs or None}})
+            self.kube.merge_patch(
+                "v1",
+                "PersistentVolumeClaim",
+                t.namespace,
+                name,
+                {"metadata": {"labels": obj["metadata"]["labels"], "ownerReferences": wanted_refs or None}},
+            )
             out.actions.append(f"updated PersistentVolumeClaim {name} metadata")
 
     def _prune(self, t: Target, desired: list[dict], out: Outcome) -> None:
@@ -328,8 +413,9 @@ class Reconciler:
         if not meta.get("uid"):
             return None
         try:  # by uid: not the events of a deleted DaemonSet of the same name
-            events = self.kube.list_objects("v1", "Event", meta["namespace"],
-                                            field_selector=f"involvedObject.uid={meta['uid']},reason=FailedCreate")
+            events = self.kube.list_objects(
+                "v1", "Event", meta["namespace"], field_selector=f"involvedObject.uid={meta['uid']},reason=FailedCreate"
+            )
         except ApiError as err:  # e.g. the RBAC of an older chart cannot list events: the status says less
             log.debug("cannot read the FailedCreate events of DaemonSet %s: %s", meta["name"], err)
             return None
@@ -343,8 +429,11 @@ class Reconciler:
             "procmon": self.kube.get("apps/v1", "DaemonSet", t.namespace, n["procmon"]),
         }
         # why a DaemonSet has no pods is only in its FailedCreate Events: read them only then
-        failed_creates = {comp: self._latest_failed_create(workloads[comp]) for comp in ("filemon", "procmon")
-                          if t.spec[comp]["enabled"] and pods_missing(workloads[comp])}
+        failed_creates = {
+            comp: self._latest_failed_create(workloads[comp])
+            for comp in ("filemon", "procmon")
+            if t.spec[comp]["enabled"] and pods_missing(workloads[comp])
+        }
         previous = resource.get("status") or {}
         status = compute_status(t, workloads, problems, previous, self.now(), failed_creates)
         current = {k: previous.get(k) for k in status}

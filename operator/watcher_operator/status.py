@@ -1,4 +1,5 @@
 """Compute a WatcherDeployment's status from its live workloads and the reconcile's problems (pure)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -73,8 +74,12 @@ def _seconds_since(then: object, now: object) -> float | None:
 def event_time(event: dict) -> str:
     """When an Event last happened: core/v1 events fill lastTimestamp, events.k8s.io-style ones eventTime
     and series.lastObservedTime; creationTimestamp is always there."""
-    candidates = [event.get("lastTimestamp"), (event.get("series") or {}).get("lastObservedTime"),
-                  event.get("eventTime"), (event.get("metadata") or {}).get("creationTimestamp")]
+    candidates = [
+        event.get("lastTimestamp"),
+        (event.get("series") or {}).get("lastObservedTime"),
+        event.get("eventTime"),
+        (event.get("metadata") or {}).get("creationTimestamp"),
+    ]
     dated = [(t, c) for c in candidates if (t := _time(c)) is not None]
     return max(dated)[1] if dated else ""
 
@@ -117,23 +122,44 @@ def deployment_readiness(dep: dict | None, desired: int, what: str, namespace: s
     ready = int(st.get("readyReplicas") or 0)
     updated = int(st.get("updatedReplicas") or 0)
     # the deployment controller copies its ReplicaSet's ReplicaFailure (reason FailedCreate) up here
-    failure = next((c for c in st.get("conditions") or []
-                    if c.get("type") == "ReplicaFailure" and c.get("status") == "True"), None)
+    failure = next(
+        (c for c in st.get("conditions") or [] if c.get("type") == "ReplicaFailure" and c.get("status") == "True"), None
+    )
     if failure and ready < desired:
         message = " ".join((failure.get("message") or failure.get("reason") or "").split())
-        return Readiness(True, ready, desired, False, "FailedCreate", f"Deployment {what} cannot create its pods: "
-                         f"{message}{pod_security_hint(namespace, message)}")
+        return Readiness(
+            True,
+            ready,
+            desired,
+            False,
+            "FailedCreate",
+            f"Deployment {what} cannot create its pods: {message}{pod_security_hint(namespace, message)}",
+        )
     if _rollout_pending(dep):
-        return Readiness(True, ready, desired, False, "RolloutPending",
-                         f"Deployment {what}: the controller has not observed the latest spec yet")
+        return Readiness(
+            True,
+            ready,
+            desired,
+            False,
+            "RolloutPending",
+            f"Deployment {what}: the controller has not observed the latest spec yet",
+        )
     if ready >= desired and updated >= desired:
         return Readiness(True, ready, desired, True, "Available", f"{ready}/{desired} replicas ready")
-    return Readiness(True, ready, desired, False, "Progressing", f"{ready}/{desired} replicas ready, "
-                     f"{updated} up to date")
+    return Readiness(
+        True, ready, desired, False, "Progressing", f"{ready}/{desired} replicas ready, {updated} up to date"
+    )
 
 
-def daemonset_readiness(ds: dict | None, what: str, failed_create: dict | None = None, *, namespace: str = "",
-                        not_ready_for: float | None = None, now: str = "") -> Readiness:
+def daemonset_readiness(
+    ds: dict | None,
+    what: str,
+    failed_create: dict | None = None,
+    *,
+    namespace: str = "",
+    not_ready_for: float | None = None,
+    now: str = "",
+) -> Readiness:
     """`failed_create`: the DaemonSet's latest FailedCreate Event, if any; `not_ready_for`: seconds this
     component has been not ready (from the previous condition), None if unknown."""
     if ds is None:
@@ -146,24 +172,52 @@ def daemonset_readiness(ds: dict | None, what: str, failed_create: dict | None =
     # before RolloutPending and NoNodes: an old controller that fails to create pods shows exactly those
     failure = _failed_create(failed_create, now) if pods_missing(ds) else None
     if failure:
-        return Readiness(True, ready, desired, False, "FailedCreate", f"DaemonSet {what} cannot create its pods: "
-                         f"{failure}{pod_security_hint(namespace, failure)}")
-    if desired > 0 and current == 0 and not_ready_for is not None and not_ready_for >= NO_PODS_SECONDS \
-            and not _rollout_pending(ds):
-        return Readiness(True, ready, desired, False, "FailedCreate",
-                         f"DaemonSet {what} has no pod on any of its {desired} nodes after "
-                         f"{int(not_ready_for // 60)} min: kubectl -n {namespace} describe daemonset {what} says "
-                         f"why; if Pod Security refuses them: {privileged_label_command(namespace)}")
+        return Readiness(
+            True,
+            ready,
+            desired,
+            False,
+            "FailedCreate",
+            f"DaemonSet {what} cannot create its pods: {failure}{pod_security_hint(namespace, failure)}",
+        )
+    if (
+        desired > 0
+        and current == 0
+        and not_ready_for is not None
+        and not_ready_for >= NO_PODS_SECONDS
+        and not _rollout_pending(ds)
+    ):
+        return Readiness(
+            True,
+            ready,
+            desired,
+            False,
+            "FailedCreate",
+            f"DaemonSet {what} has no pod on any of its {desired} nodes after "
+            f"{int(not_ready_for // 60)} min: kubectl -n {namespace} describe daemonset {what} says "
+            f"why; if Pod Security refuses them: {privileged_label_command(namespace)}",
+        )
     if _rollout_pending(ds):
-        return Readiness(True, ready, desired, False, "RolloutPending",
-                         f"DaemonSet {what}: the controller has not observed the latest spec yet")
+        return Readiness(
+            True,
+            ready,
+            desired,
+            False,
+            "RolloutPending",
+            f"DaemonSet {what}: the controller has not observed the latest spec yet",
+        )
     if desired == 0:
-        return Readiness(True, 0, 0, False, "NoNodes",
-                         f"DaemonSet {what} is scheduled on no node: check nodeSelector and tolerations")
+        return Readiness(
+            True,
+            0,
+            0,
+            False,
+            "NoNodes",
+            f"DaemonSet {what} is scheduled on no node: check nodeSelector and tolerations",
+        )
     if ready >= desired and updated >= desired:
         return Readiness(True, ready, desired, True, "Available", f"{ready}/{desired} nodes ready")
-    return Readiness(True, ready, desired, False, "Progressing", f"{ready}/{desired} nodes ready, "
-                     f"{updated} up to date")
+    return Readiness(True, ready, desired, False, "Progressing", f"{ready}/{desired} nodes ready, {updated} up to date")
 
 
 def disabled() -> Readiness:
@@ -175,8 +229,14 @@ def _not_ready_for(conditions: list[dict], type_: str, now: str) -> float | None
     return _seconds_since(c.get("lastTransitionTime"), now) if c and c.get("status") == "False" else None
 
 
-def compute_status(t: Target, workloads: dict[str, dict | None], problems: list[Problem],
-                   previous: dict | None, now: str, failed_creates: dict[str, dict | None] | None = None) -> dict:
+def compute_status(
+    t: Target,
+    workloads: dict[str, dict | None],
+    problems: list[Problem],
+    previous: dict | None,
+    now: str,
+    failed_creates: dict[str, dict | None] | None = None,
+) -> dict:
     """`workloads`: live 'backend' Deployment, 'filemon'/'procmon' DaemonSets (None = absent);
     `failed_creates`: the latest FailedCreate Event of the 'filemon'/'procmon' DaemonSet, if read."""
     previous = previous or {}
@@ -187,8 +247,14 @@ def compute_status(t: Target, workloads: dict[str, dict | None], problems: list[
     def agent(comp: str, type_: str) -> Readiness:
         if not t.spec[comp]["enabled"]:
             return disabled()
-        return daemonset_readiness(workloads.get(comp), names[comp], failed_creates.get(comp),
-                                   namespace=t.namespace, not_ready_for=_not_ready_for(conds, type_, now), now=now)
+        return daemonset_readiness(
+            workloads.get(comp),
+            names[comp],
+            failed_creates.get(comp),
+            namespace=t.namespace,
+            not_ready_for=_not_ready_for(conds, type_, now),
+            now=now,
+        )
 
     parts = {
         "backend": deployment_readiness(workloads.get("backend"), backend_replicas(t), names["backend"], t.namespace),
@@ -208,11 +274,13 @@ def compute_status(t: Target, workloads: dict[str, dict | None], problems: list[
         msg = "; ".join(f"{c}: {parts[c].message}" for c in not_ready)
         conds = set_condition(conds, "Ready", False, reason, msg, g, now)
     else:
-        conds = set_condition(conds, "Ready", True, "AllComponentsReady",
-                              "backend, filemon and procmon are ready", g, now)
+        conds = set_condition(
+            conds, "Ready", True, "AllComponentsReady", "backend, filemon and procmon are ready", g, now
+        )
     if problems:
-        conds = set_condition(conds, "Degraded", True, problems[0].reason,
-                              "; ".join(p.message for p in problems), g, now)
+        conds = set_condition(
+            conds, "Degraded", True, problems[0].reason, "; ".join(p.message for p in problems), g, now
+        )
     else:
         conds = set_condition(conds, "Degraded", False, "AsExpected", "every child matches the spec", g, now)
     return {

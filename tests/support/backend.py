@@ -27,6 +27,7 @@ The handle has ``.url``, ``.port``, ``.tokens`` (scope -> token), ``.snapshot_di
 The server's stdout/stderr go to ``.log_path``; if it fails to
 start, the error includes its log. Every started server is stopped at interpreter exit as a safety net.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -64,8 +65,16 @@ def make_tokens() -> dict[str, str]:
 
 
 class BackendHandle:
-    def __init__(self, workdir: Path, database_url: str, snapshot_dir: Path, tokens: Mapping[str, str] | None,
-                 env: Mapping[str, str] | None, args: Iterable[str], timeout: float):
+    def __init__(
+        self,
+        workdir: Path,
+        database_url: str,
+        snapshot_dir: Path,
+        tokens: Mapping[str, str] | None,
+        env: Mapping[str, str] | None,
+        args: Iterable[str],
+        timeout: float,
+    ):
         self.workdir = workdir
         self.database_url = database_url
         self.snapshot_dir = snapshot_dir
@@ -86,15 +95,25 @@ class BackendHandle:
             env[f"WATCHER_{scope.upper()}_TOKEN"] = token
         env.update(self.extra_env)
         cmd = [
-            sys.executable, "-m", "watcher_core", "backend",
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--database-url", self.database_url, "--snapshot-dir", str(self.snapshot_dir),
+            sys.executable,
+            "-m",
+            "watcher_core",
+            "backend",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--database-url",
+            self.database_url,
+            "--snapshot-dir",
+            str(self.snapshot_dir),
             *(["--insecure-no-auth"] if self.insecure else []),
             *self.extra_args,
         ]
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(cmd, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            cmd, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         log.close()
         _RUNNING.add(self.process)
         self._wait_healthy()
@@ -105,7 +124,9 @@ class BackendHandle:
         last_error = "no answer"
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"backend exited with {self.process.returncode} before answering /health:\n{self.logs()}")
+                raise RuntimeError(
+                    f"backend exited with {self.process.returncode} before answering /health:\n{self.logs()}"
+                )
             try:
                 r = httpx.get(self.url + "/health", timeout=2)
                 if r.status_code == 200:  # uvicorn serves only after the startup (migrations) finished
@@ -236,9 +257,15 @@ def wire_event(type: str = "file.save", **fields: Any) -> dict[str, Any]:
             event.update(kind="binary", target="main")
     elif type == "notebook.cell":
         start = datetime.fromisoformat(ts)
-        event.update(source="ipynb", path="lab.ipynb", node="jcode-os-1-202400001-abcde",
-                     started_at=start.isoformat(), ended_at=(start + timedelta(milliseconds=40)).isoformat(),
-                     cell_id="c1", execution_count=1)
+        event.update(
+            source="ipynb",
+            path="lab.ipynb",
+            node="jcode-os-1-202400001-abcde",
+            started_at=start.isoformat(),
+            ended_at=(start + timedelta(milliseconds=40)).isoformat(),
+            cell_id="c1",
+            execution_count=1,
+        )
     event.update(fields)
     return event
 

@@ -21,6 +21,7 @@ the machine needs: workloads deleted and their containers gone first, then the k
 namespaces leak), then the rest; the API server is killed if it hangs on SIGTERM. Afterwards nothing is
 left: `leftovers()` lists any process, mount, network namespace, veth, iptables chain or cgroup.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,9 +48,16 @@ PAUSE_IMAGE = "localhost/jcode-watcher/pause:1.20.2"
 CNI_BIN = "/usr/lib/cni"
 NODE = socket.gethostname()
 # kubelet and kube-proxy tune these on start; down() puts the machine's values back
-SYSCTLS = ("net/ipv4/ip_forward", "net/ipv4/conf/all/route_localnet", "vm/overcommit_memory",
-           "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops", "kernel/keys/root_maxkeys",
-           "kernel/keys/root_maxbytes")
+SYSCTLS = (
+    "net/ipv4/ip_forward",
+    "net/ipv4/conf/all/route_localnet",
+    "vm/overcommit_memory",
+    "vm/panic_on_oom",
+    "kernel/panic",
+    "kernel/panic_on_oops",
+    "kernel/keys/root_maxkeys",
+    "kernel/keys/root_maxbytes",
+)
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 POD_LOGS = (Path("/var/log/pods"), Path("/var/log/containers"))  # fixed paths in kubelet 1.20
 # hostPath directories the workloads make on the node (filemon's and procmon's state): removed by down()
@@ -63,8 +71,9 @@ def why_no_cluster() -> str | None:
     """Why this machine cannot run the cluster, or None."""
     if os.geteuid() != 0:
         return "needs root (kubelet, containerd, bridges)"
-    missing = missing_binaries() + [str(BIN_DIR / b) for b in ("kubelet", "kube-scheduler", "kube-proxy")
-                                    if not (BIN_DIR / b).exists()]
+    missing = missing_binaries() + [
+        str(BIN_DIR / b) for b in ("kubelet", "kube-scheduler", "kube-proxy") if not (BIN_DIR / b).exists()
+    ]
     for tool in ("containerd", "ctr", "runc", "iptables", "kubectl", "ip"):
         if not _which(tool):
             missing.append(tool)
@@ -76,8 +85,9 @@ def why_no_cluster() -> str | None:
 
 
 def _which(tool: str) -> bool:
-    return any(Path(d, tool).exists() for d in os.environ.get("PATH", "/usr/sbin:/usr/bin").split(":")
-               + ["/usr/sbin", "/sbin"])
+    return any(
+        Path(d, tool).exists() for d in os.environ.get("PATH", "/usr/sbin:/usr/bin").split(":") + ["/usr/sbin", "/sbin"]
+    )
 
 
 def _run(*cmd: str, check: bool = True, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
@@ -124,8 +134,10 @@ class Cluster(ControlPlane):
         if why:
             raise ControlPlaneError(why)
         if self.running():
-            raise ControlPlaneError(f"a cluster is already running from {self.dir} "
-                                    "(make cluster-down, or python tests/support/cluster.py down)")
+            raise ControlPlaneError(
+                f"a cluster is already running from {self.dir} "
+                "(make cluster-down, or python tests/support/cluster.py down)"
+            )
         self.down(quiet=True)  # what a killed earlier run left
         start = time.monotonic()
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -136,11 +148,30 @@ class Cluster(ControlPlane):
         self._start_containerd()
         log("containerd ready; starting etcd, kube-apiserver, controller manager")
         self.start(timeout=120)  # support.kube: etcd, kube-apiserver, kube-controller-manager
-        self._spawn("kube-scheduler", [str(BIN_DIR / "kube-scheduler"), f"--kubeconfig={self.kubeconfig}",
-                                       "--leader-elect=false", "--port=0", "--secure-port=0", "--v=1"])
-        self._spawn("cluster-addons", [sys.executable, str(Path(__file__).with_name("cluster_addons.py")),
-                                       "--kubeconfig", self.kubeconfig, "--dns", f"{GATEWAY}:53",
-                                       "--volumes", str(self.dir / "volumes")])
+        self._spawn(
+            "kube-scheduler",
+            [
+                str(BIN_DIR / "kube-scheduler"),
+                f"--kubeconfig={self.kubeconfig}",
+                "--leader-elect=false",
+                "--port=0",
+                "--secure-port=0",
+                "--v=1",
+            ],
+        )
+        self._spawn(
+            "cluster-addons",
+            [
+                sys.executable,
+                str(Path(__file__).with_name("cluster_addons.py")),
+                "--kubeconfig",
+                self.kubeconfig,
+                "--dns",
+                f"{GATEWAY}:53",
+                "--volumes",
+                str(self.dir / "volumes"),
+            ],
+        )
         self._start_kube_proxy()
         self._start_kubelet()
         self.wait_node_ready(timeout=max(30.0, timeout - (time.monotonic() - start)))
@@ -250,19 +281,25 @@ class Cluster(ControlPlane):
         """Pods' states, recent events and the last log lines of every component: printed on failure."""
         out = []
         scope = ["-n", namespace] if namespace else ["-A"]
-        for args in (["get", "nodes", "-o", "wide"], ["get", "all,pvc,pv", *scope, "-o", "wide"],
-                     ["get", "events", *scope, "--sort-by=.lastTimestamp"]):
+        for args in (
+            ["get", "nodes", "-o", "wide"],
+            ["get", "all,pvc,pv", *scope, "-o", "wide"],
+            ["get", "events", *scope, "--sort-by=.lastTimestamp"],
+        ):
             proc = self.kubectl(*args, check=False, timeout=20) if self._alive("kube-apiserver") else None
             out.append(f"$ kubectl {' '.join(args)}\n{(proc.stdout + proc.stderr) if proc else '(no API server)'}")
         if namespace and self._alive("kube-apiserver"):
             pods = self.kubectl("-n", namespace, "get", "pods", "-o", "name", check=False, timeout=20).stdout.split()
             for pod in pods:
-                proc = self.kubectl("-n", namespace, "logs", pod, "--all-containers", f"--tail={lines}",
-                                    check=False, timeout=20)
+                proc = self.kubectl(
+                    "-n", namespace, "logs", pod, "--all-containers", f"--tail={lines}", check=False, timeout=20
+                )
                 out.append(f"$ kubectl logs {pod}\n{proc.stdout}{proc.stderr}")
         for name in self._pid_names():
-            out.append(f"--- {name} ({'running' if self._alive(name) else 'exited'}), last lines:\n"
-                       f"{self.log_tail(name, lines)}")
+            out.append(
+                f"--- {name} ({'running' if self._alive(name) else 'exited'}), last lines:\n"
+                f"{self.log_tail(name, lines)}"
+            )
         return "\n".join(out)
 
     # --- the parts --------------------------------------------------------------------------------------
@@ -279,18 +316,35 @@ class Cluster(ControlPlane):
         (self.dir / "cni").mkdir(parents=True, exist_ok=True)
         cdir.mkdir(parents=True, exist_ok=True)
         IMAGE_STORE.mkdir(parents=True, exist_ok=True)
-        (self.dir / "cni" / "10-jcode-watcher.conflist").write_text(json.dumps({
-            "cniVersion": "0.4.0", "name": "jcode-watcher",
-            "plugins": [
-                {"type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False, "hairpinMode": True,
-                 "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_CIDR, "gateway": GATEWAY}]],
-                          # only the cluster's own ranges: a pod has no route off this machine
-                          "routes": [{"dst": SERVICE_CIDR}], "dataDir": str(self.dir / "cni" / "ipam")}},
-                {"type": "portmap", "capabilities": {"portMappings": True}},
-            ]}, indent=1))
+        (self.dir / "cni" / "10-jcode-watcher.conflist").write_text(
+            json.dumps(
+                {
+                    "cniVersion": "0.4.0",
+                    "name": "jcode-watcher",
+                    "plugins": [
+                        {
+                            "type": "bridge",
+                            "bridge": BRIDGE,
+                            "isGateway": True,
+                            "ipMasq": False,
+                            "hairpinMode": True,
+                            "ipam": {
+                                "type": "host-local",
+                                "ranges": [[{"subnet": POD_CIDR, "gateway": GATEWAY}]],
+                                # only the cluster's own ranges: a pod has no route off this machine
+                                "routes": [{"dst": SERVICE_CIDR}],
+                                "dataDir": str(self.dir / "cni" / "ipam"),
+                            },
+                        },
+                        {"type": "portmap", "capabilities": {"portMappings": True}},
+                    ],
+                },
+                indent=1,
+            )
+        )
         config = f"""version = 2
 root = "{IMAGE_STORE}"
-state = "{cdir / 'state'}"
+state = "{cdir / "state"}"
 disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
                     "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
 [grpc]
@@ -312,12 +366,12 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
-        Root = "{cdir / 'runc'}"
+        Root = "{cdir / "runc"}"
         # runc that drops capabilities this machine cannot grant (support/cluster_runc.py says why)
-        BinaryName = "{Path(__file__).with_name('cluster_runc.py')}"
+        BinaryName = "{Path(__file__).with_name("cluster_runc.py")}"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{CNI_BIN}"
-    conf_dir = "{self.dir / 'cni'}"
+    conf_dir = "{self.dir / "cni"}"
 """
         (cdir / "config.toml").write_text(config)
         self._spawn("containerd", ["containerd", "--config", str(cdir / "config.toml")])
@@ -335,19 +389,27 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         return ["--kubelet-preferred-address-types=InternalIP"]
 
     def _controller_manager_flags(self) -> list[str]:
-        return [f"--service-account-private-key-file={self.dir / 'sa.key'}",
-                f"--root-ca-file={self.dir / 'pki' / 'apiserver.crt'}",
-                "--node-monitor-grace-period=20s", "--pod-eviction-timeout=30s"]
+        return [
+            f"--service-account-private-key-file={self.dir / 'sa.key'}",
+            f"--root-ca-file={self.dir / 'pki' / 'apiserver.crt'}",
+            "--node-monitor-grace-period=20s",
+            "--pod-eviction-timeout=30s",
+        ]
 
     def _start_kube_proxy(self) -> None:
         config = {
-            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
-            "clientConnection": {"kubeconfig": self.kubeconfig}, "hostnameOverride": NODE,
-            "mode": "iptables", "clusterCIDR": POD_CIDR,
+            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+            "kind": "KubeProxyConfiguration",
+            "clientConnection": {"kubeconfig": self.kubeconfig},
+            "hostnameOverride": NODE,
+            "mode": "iptables",
+            "clusterCIDR": POD_CIDR,
             # replies of pod -> service -> pod come back through the host without br_netfilter
             "iptables": {"masqueradeAll": True, "syncPeriod": "10s", "minSyncPeriod": "0s"},
             "conntrack": {"maxPerCore": 0, "min": 0},  # leave the machine's conntrack table alone
-            "bindAddress": GATEWAY, "healthzBindAddress": "127.0.0.1:10256", "metricsBindAddress": "127.0.0.1:10249",
+            "bindAddress": GATEWAY,
+            "healthzBindAddress": "127.0.0.1:10256",
+            "metricsBindAddress": "127.0.0.1:10249",
         }
         path = self.dir / "kube-proxy.yaml"
         path.write_text(json.dumps(config))
@@ -357,27 +419,46 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         self.kubelet_dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "resolv.conf").write_text("")  # pods' DNS is the cluster's only
         config = {
-            "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
-            "address": GATEWAY, "port": 10250, "readOnlyPort": 0, "healthzPort": 0,
+            "apiVersion": "kubelet.config.k8s.io/v1beta1",
+            "kind": "KubeletConfiguration",
+            "address": GATEWAY,
+            "port": 10250,
+            "readOnlyPort": 0,
+            "healthzPort": 0,
             # the API server reaches logs and exec here; only the bridge and this host can connect
             "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False}},
             "authorization": {"mode": "AlwaysAllow"},
-            "cgroupDriver": "cgroupfs", "failSwapOn": False,
-            "clusterDNS": [GATEWAY], "clusterDomain": "cluster.local", "resolvConf": str(self.dir / "resolv.conf"),
+            "cgroupDriver": "cgroupfs",
+            "failSwapOn": False,
+            "clusterDNS": [GATEWAY],
+            "clusterDomain": "cluster.local",
+            "resolvConf": str(self.dir / "resolv.conf"),
             # the images were copied in, not pulled: never collect them; never evict for a full disk
-            "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
+            "imageGCHighThresholdPercent": 100,
+            "imageGCLowThresholdPercent": 99,
             "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
-            "syncFrequency": "10s", "fileCheckFrequency": "10s", "nodeStatusUpdateFrequency": "5s",
-            "volumePluginDir": str(self.kubelet_dir / "volume-plugins"), "serializeImagePulls": False,
+            "syncFrequency": "10s",
+            "fileCheckFrequency": "10s",
+            "nodeStatusUpdateFrequency": "5s",
+            "volumePluginDir": str(self.kubelet_dir / "volume-plugins"),
+            "serializeImagePulls": False,
         }
         path = self.dir / "kubelet.yaml"
         path.write_text(json.dumps(config))
-        self._spawn("kubelet", [
-            str(BIN_DIR / "kubelet"), f"--config={path}", f"--kubeconfig={self.kubeconfig}",
-            f"--root-dir={self.kubelet_dir}", f"--cert-dir={self.kubelet_dir / 'pki'}",
-            "--container-runtime=remote", f"--container-runtime-endpoint=unix://{self.sock}",
-            f"--node-ip={GATEWAY}", "--v=1",
-        ])
+        self._spawn(
+            "kubelet",
+            [
+                str(BIN_DIR / "kubelet"),
+                f"--config={path}",
+                f"--kubeconfig={self.kubeconfig}",
+                f"--root-dir={self.kubelet_dir}",
+                f"--cert-dir={self.kubelet_dir / 'pki'}",
+                "--container-runtime=remote",
+                f"--container-runtime-endpoint=unix://{self.sock}",
+                f"--node-ip={GATEWAY}",
+                "--v=1",
+            ],
+        )
 
     # --- teardown ---------------------------------------------------------------------------------------
     def _delete_workloads(self, timeout: float = 120) -> None:
@@ -391,8 +472,18 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             if ns not in SYSTEM_NAMESPACES:
                 self.kubectl("delete", "ns", ns, "--wait=false", check=False, timeout=30)
         for ns in SYSTEM_NAMESPACES:
-            self.kubectl("-n", ns, "delete", "deploy,ds,rs,sts,job,pod", "--all", "--cascade=foreground",
-                         "--grace-period=5", "--wait=false", check=False, timeout=30)
+            self.kubectl(
+                "-n",
+                ns,
+                "delete",
+                "deploy,ds,rs,sts,job,pod",
+                "--all",
+                "--cascade=foreground",
+                "--grace-period=5",
+                "--wait=false",
+                check=False,
+                timeout=30,
+            )
         deadline = time.monotonic() + timeout
         finalizers_dropped = False
         while time.monotonic() < deadline:
@@ -408,13 +499,27 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         log(f"workloads still running after {timeout:.0f} s: {pods} / tasks {left}")
 
     def _drop_finalizers(self) -> None:
-        listed = self.kubectl("get", "watcherdeployments.watcher.jcode.io", "-A", "-o",
-                              "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {end}",
-                              check=False).stdout.split()
+        listed = self.kubectl(
+            "get",
+            "watcherdeployments.watcher.jcode.io",
+            "-A",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {end}",
+            check=False,
+        ).stdout.split()
         for item in listed:
             ns, name = item.split("/")
-            self.kubectl("-n", ns, "patch", "watcherdeployment", name, "--type=merge",
-                         "-p", '{"metadata":{"finalizers":null}}', check=False)
+            self.kubectl(
+                "-n",
+                ns,
+                "patch",
+                "watcherdeployment",
+                name,
+                "--type=merge",
+                "-p",
+                '{"metadata":{"finalizers":null}}',
+                check=False,
+            )
 
     def _remove_containers(self) -> None:
         for task in self._ctr("tasks", "ls", "-q", check=False).stdout.split():
@@ -444,8 +549,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         for controller in CGROUP_ROOT.iterdir():
             top = controller / "kubepods"
             if top.is_dir():
-                for path in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts),
-                                   reverse=True) + [top]:
+                for path in sorted(
+                    (p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
+                ) + [top]:
                     try:
                         path.rmdir()
                     except OSError:
@@ -469,8 +575,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         logpath = self.dir / f"{name}.log"
         self.logs[name] = logpath
         with open(logpath, "ab") as fh:
-            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    cwd=self.dir, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.dir, start_new_session=True
+            )
         self.procs[name] = proc
         order = len(list((self.dir / "pids").glob("*")))
         (self.dir / "pids" / f"{order:02d}-{name}").write_text(str(proc.pid))
@@ -492,8 +599,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         if proc is not None:
             return proc.poll() is None
         try:
-            return str(self.dir) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace") \
+            return (
+                str(self.dir) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
                 or name in Path(f"/proc/{pid}/comm").read_text()
+            )
         except OSError:
             return False
 
@@ -527,8 +636,13 @@ ROOT = Path(__file__).resolve().parents[2]
 WATCHER_NS = "watcher"
 STUDENT_IMAGE = "localhost/jcode-watcher/student:test"
 # the guide's Longhorn class; support.cluster_addons provisions its claims as hostPath volumes
-STORAGE_CLASS = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "longhorn"},
-                 "provisioner": "driver.longhorn.io", "allowVolumeExpansion": True}
+STORAGE_CLASS = {
+    "apiVersion": "storage.k8s.io/v1",
+    "kind": "StorageClass",
+    "metadata": {"name": "longhorn"},
+    "provisioner": "driver.longhorn.io",
+    "allowVolumeExpansion": True,
+}
 
 
 def install_watcher(cluster: Cluster, version: str, namespace: str = WATCHER_NS) -> dict:
@@ -544,16 +658,42 @@ def install_watcher(cluster: Cluster, version: str, namespace: str = WATCHER_NS)
     # filemon and procmon need the privileged Pod Security level (docs/operator.md; 1.20 has no admission
     # for it yet, the label is what a newer cluster needs)
     cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=privileged")
-    cluster.kubectl("-n", namespace, "create", "secret", "generic", "harbor-credentials",
-                    "--from-literal=username=robot$watcher", "--from-literal=password=not-used-images-are-local")
-    cluster.kubectl("apply", "-f", "-", input=json.dumps({
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "jcode-vol-pvc", "namespace": namespace},
-        "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "longhorn",
-                 "resources": {"requests": {"storage": "10Gi"}}}}))
+    cluster.kubectl(
+        "-n",
+        namespace,
+        "create",
+        "secret",
+        "generic",
+        "harbor-credentials",
+        "--from-literal=username=robot$watcher",
+        "--from-literal=password=not-used-images-are-local",
+    )
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "jcode-vol-pvc", "namespace": namespace},
+                "spec": {
+                    "accessModes": ["ReadWriteMany"],
+                    "storageClassName": "longhorn",
+                    "resources": {"requests": {"storage": "10Gi"}},
+                },
+            }
+        ),
+    )
     config = helm.Config(kubeconfig_path=cluster.kubeconfig, namespace=namespace)
     try:
-        config.install(str(ROOT / "charts" / "watcher-operator"), "watcher-operator",
-                       {"image": {"tag": version, "pullPolicy": "Never"}}, namespace=namespace, timeout=180)
+        config.install(
+            str(ROOT / "charts" / "watcher-operator"),
+            "watcher-operator",
+            {"image": {"tag": version, "pullPolicy": "Never"}},
+            namespace=namespace,
+            timeout=180,
+        )
     finally:
         config.close()
     example = yaml.safe_load((ROOT / "examples" / "watcherdeployment-minimal.yaml").read_text())
@@ -567,19 +707,27 @@ def install_watcher(cluster: Cluster, version: str, namespace: str = WATCHER_NS)
 
 def _podman_env() -> dict[str, str]:
     from support.podman import container_env
+
     return container_env()
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
-    parser = argparse.ArgumentParser(description="A one-node Kubernetes cluster on this machine "
-                                     "(the one the cluster tests use). Needs root.")
-    parser.add_argument("command", choices=["up", "down", "status"],
-                        help="up: start it and print KUBECONFIG; down: stop it and remove everything; "
-                             "status: say whether it runs")
-    parser.add_argument("--watcher", action="store_true",
-                        help="with up: load the four images (make images) and the student image, install the "
-                             "operator chart and apply examples/watcherdeployment-minimal.yaml in namespace watcher")
+
+    parser = argparse.ArgumentParser(
+        description="A one-node Kubernetes cluster on this machine (the one the cluster tests use). Needs root."
+    )
+    parser.add_argument(
+        "command",
+        choices=["up", "down", "status"],
+        help="up: start it and print KUBECONFIG; down: stop it and remove everything; status: say whether it runs",
+    )
+    parser.add_argument(
+        "--watcher",
+        action="store_true",
+        help="with up: load the four images (make images) and the student image, install the "
+        "operator chart and apply examples/watcherdeployment-minimal.yaml in namespace watcher",
+    )
     args = parser.parse_args(argv)
     cluster = Cluster()
     if args.command == "up":
@@ -587,6 +735,7 @@ def main(argv: list[str] | None = None) -> int:
             cluster.up()
             if args.watcher:
                 from support.podman import COMPONENTS, image_tag, project_version
+
                 cluster.load_images([image_tag(c) for c in COMPONENTS] + [STUDENT_IMAGE])
                 install_watcher(cluster, project_version())
                 log("installed; watch it with: kubectl -n watcher get wd,pods  (KUBECONFIG below)")

@@ -9,6 +9,7 @@
 Both follow the API by polling once a second (a throw-away cluster has a few dozen objects).
     python tests/support/cluster_addons.py --kubeconfig K --dns 10.203.0.1:53 --volumes DIR
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,10 +39,12 @@ class Api:
         self.ctx.check_hostname = False  # the self-signed serving certificate names the bridge address
 
     def call(self, method: str, path: str, body: dict | None = None) -> dict:
-        req = urllib.request.Request(self.server + path, method=method,
-                                     data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Authorization": f"Bearer {self.token}",
-                                              "Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.server + path,
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, context=self.ctx, timeout=10) as resp:
             return json.loads(resp.read() or b"{}")
 
@@ -53,9 +56,9 @@ def parse_question(packet: bytes) -> tuple[int, str, int, int, int]:
     labels, i = [], 12
     while packet[i]:
         n = packet[i]
-        labels.append(packet[i + 1:i + 1 + n].decode("ascii", "replace"))
+        labels.append(packet[i + 1 : i + 1 + n].decode("ascii", "replace"))
         i += 1 + n
-    qtype, qclass = struct.unpack("!HH", packet[i + 1:i + 5])
+    qtype, qclass = struct.unpack("!HH", packet[i + 1 : i + 5])
     return qid, ".".join(labels).lower(), qtype, qclass, i + 5
 
 
@@ -97,9 +100,11 @@ def service_records(api: Api) -> dict[str, str]:
 
 # --- volumes --------------------------------------------------------------------------------------------
 def provision(api: Api, volumes: Path) -> None:
-    classes = {sc["metadata"]["name"]: sc for sc in
-               api.call("GET", "/apis/storage.k8s.io/v1/storageclasses")["items"]
-               if sc.get("provisioner") in PROVISIONERS}
+    classes = {
+        sc["metadata"]["name"]: sc
+        for sc in api.call("GET", "/apis/storage.k8s.io/v1/storageclasses")["items"]
+        if sc.get("provisioner") in PROVISIONERS
+    }
     for pvc in api.call("GET", "/api/v1/persistentvolumeclaims")["items"]:
         spec, meta = pvc["spec"], pvc["metadata"]
         sc = classes.get(spec.get("storageClassName") or "")
@@ -108,16 +113,29 @@ def provision(api: Api, volumes: Path) -> None:
         path = volumes / f"{meta['namespace']}-{meta['name']}-{meta['uid'][:8]}"
         path.mkdir(parents=True, exist_ok=True)
         path.chmod(0o777)  # Longhorn's volumes take the pod's fsGroup; a hostPath cannot, so anyone may write
-        pv = {"apiVersion": "v1", "kind": "PersistentVolume",
-              "metadata": {"name": f"pvc-{meta['uid']}",
-                           "annotations": {"pv.kubernetes.io/provisioned-by": sc["provisioner"]}},
-              "spec": {"capacity": {"storage": spec["resources"]["requests"]["storage"]},
-                       "accessModes": spec["accessModes"], "storageClassName": sc["metadata"]["name"],
-                       "persistentVolumeReclaimPolicy": sc.get("reclaimPolicy", "Delete"),
-                       "volumeMode": spec.get("volumeMode", "Filesystem"),
-                       "hostPath": {"path": str(path), "type": "Directory"},
-                       "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                                    "namespace": meta["namespace"], "name": meta["name"], "uid": meta["uid"]}}}
+        pv = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {
+                "name": f"pvc-{meta['uid']}",
+                "annotations": {"pv.kubernetes.io/provisioned-by": sc["provisioner"]},
+            },
+            "spec": {
+                "capacity": {"storage": spec["resources"]["requests"]["storage"]},
+                "accessModes": spec["accessModes"],
+                "storageClassName": sc["metadata"]["name"],
+                "persistentVolumeReclaimPolicy": sc.get("reclaimPolicy", "Delete"),
+                "volumeMode": spec.get("volumeMode", "Filesystem"),
+                "hostPath": {"path": str(path), "type": "Directory"},
+                "claimRef": {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "namespace": meta["namespace"],
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                },
+            },
+        }
         try:
             api.call("POST", "/api/v1/persistentvolumes", pv)
             print(f"provisioned {pv['metadata']['name']} for {meta['namespace']}/{meta['name']}", flush=True)
@@ -126,9 +144,11 @@ def provision(api: Api, volumes: Path) -> None:
                 raise
     for pv in api.call("GET", "/api/v1/persistentvolumes")["items"]:
         meta, spec = pv["metadata"], pv["spec"]
-        if (meta.get("annotations", {}).get("pv.kubernetes.io/provisioned-by") in PROVISIONERS
-                and pv.get("status", {}).get("phase") == "Released"
-                and spec.get("persistentVolumeReclaimPolicy") == "Delete"):
+        if (
+            meta.get("annotations", {}).get("pv.kubernetes.io/provisioned-by") in PROVISIONERS
+            and pv.get("status", {}).get("phase") == "Released"
+            and spec.get("persistentVolumeReclaimPolicy") == "Delete"
+        ):
             api.call("DELETE", f"/api/v1/persistentvolumes/{meta['name']}")
             shutil.rmtree(spec["hostPath"]["path"], ignore_errors=True)
             print(f"deleted {meta['name']}", flush=True)

@@ -1,5 +1,6 @@
 """A loopback JSON server's handler base for tests that stand in for an API (a refusing backend, an API
 server without a CRD): subclass ``JsonHandler`` and answer with ``self.send_json(status, doc)``."""
+
 from __future__ import annotations
 
 import json

@@ -11,6 +11,7 @@ simulate readiness). The binaries come from `scripts/deps/kube.sh` (cached under
 Only the garbage collector, the namespace and the pvc-protection controllers run in the controller manager: the deployment or
 daemonset controllers would overwrite the status the tests set by hand.
 """
+
 from __future__ import annotations
 
 import json
@@ -82,43 +83,71 @@ class ControlPlane:
             raise ControlPlaneError(f"missing {missing}: run scripts/deps/kube.sh")
         self._write_credentials()
         etcd_port, peer_port = free_port(), free_port()
-        self._spawn("etcd", ["etcd", "--name", "test", "--data-dir", str(self.dir / "etcd"),
-                             "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
-                             "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}",
-                             "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
-                             "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
-                             "--initial-cluster", f"test=http://127.0.0.1:{peer_port}",
-                             "--log-level", "warn"])
+        self._spawn(
+            "etcd",
+            [
+                "etcd",
+                "--name",
+                "test",
+                "--data-dir",
+                str(self.dir / "etcd"),
+                "--listen-client-urls",
+                f"http://127.0.0.1:{etcd_port}",
+                "--advertise-client-urls",
+                f"http://127.0.0.1:{etcd_port}",
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{peer_port}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{peer_port}",
+                "--initial-cluster",
+                f"test=http://127.0.0.1:{peer_port}",
+                "--log-level",
+                "warn",
+            ],
+        )
         self.port = self.port or free_port()
         self.url = f"https://{self.address}:{self.port}"
-        self._spawn("kube-apiserver", [
-            str(BIN_DIR / "kube-apiserver"),
-            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-            f"--bind-address={self.address}", f"--advertise-address={self.address}",
-            f"--secure-port={self.port}", "--insecure-port=0",
-            f"--cert-dir={self.dir / 'pki'}",
-            f"--service-cluster-ip-range={self.service_cidr}",
-            f"--service-account-key-file={self.dir / 'sa.pub'}",
-            f"--service-account-signing-key-file={self.dir / 'sa.key'}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--token-auth-file={self.dir / 'tokens.csv'}",
-            "--authorization-mode=RBAC",
-            "--allow-privileged=true",
-            "--profiling=false",
-            "--v=1", *self._apiserver_flags(),
-        ])
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(BIN_DIR / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+                f"--bind-address={self.address}",
+                f"--advertise-address={self.address}",
+                f"--secure-port={self.port}",
+                "--insecure-port=0",
+                f"--cert-dir={self.dir / 'pki'}",
+                f"--service-cluster-ip-range={self.service_cidr}",
+                f"--service-account-key-file={self.dir / 'sa.pub'}",
+                f"--service-account-signing-key-file={self.dir / 'sa.key'}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--token-auth-file={self.dir / 'tokens.csv'}",
+                "--authorization-mode=RBAC",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--v=1",
+                *self._apiserver_flags(),
+            ],
+        )
         self._wait_ready(timeout)
         # the API server wrote its self-signed serving certificate into --cert-dir: trust exactly that
         self._write_kubeconfig(self.kubeconfig, "admin", ADMIN_TOKEN)
         self._write_kubeconfig(self.restricted_kubeconfig, RESTRICTED_USER, RESTRICTED_TOKEN)
         if self.with_controller_manager:
-            self._spawn("kube-controller-manager", [
-                str(BIN_DIR / "kube-controller-manager"),
-                f"--kubeconfig={self.kubeconfig}",
-                f"--controllers={self.controllers}",
-                "--leader-elect=false", "--port=0", "--secure-port=0",
-                "--concurrent-gc-syncs=5", "--v=1", *self._controller_manager_flags(),
-            ])
+            self._spawn(
+                "kube-controller-manager",
+                [
+                    str(BIN_DIR / "kube-controller-manager"),
+                    f"--kubeconfig={self.kubeconfig}",
+                    f"--controllers={self.controllers}",
+                    "--leader-elect=false",
+                    "--port=0",
+                    "--secure-port=0",
+                    "--concurrent-gc-syncs=5",
+                    "--v=1",
+                    *self._controller_manager_flags(),
+                ],
+            )
 
     def stop(self) -> None:
         for name in reversed(list(self.procs)):
@@ -141,8 +170,14 @@ class ControlPlane:
         return []
 
     # --- helpers ------------------------------------------------------------------------------------
-    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
-                kubeconfig: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    def kubectl(
+        self,
+        *args: str,
+        check: bool = True,
+        input: str | None = None,
+        kubeconfig: str | None = None,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess:
         cmd = ["kubectl", f"--kubeconfig={kubeconfig or self.kubeconfig}", *args]
         proc = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
         if check and proc.returncode != 0:
@@ -159,26 +194,35 @@ class ControlPlane:
         log = self.dir / f"{name}.log"
         self.logs[name] = log
         fh = open(log, "wb")
-        self.procs[name] = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            cwd=self.dir)
+        self.procs[name] = subprocess.Popen(
+            cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.dir
+        )
         fh.close()
 
     def _write_credentials(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "pki").mkdir(exist_ok=True)
-        subprocess.run(["openssl", "genrsa", "-out", str(self.dir / "sa.key"), "2048"], check=True,
-                       capture_output=True)
-        subprocess.run(["openssl", "rsa", "-in", str(self.dir / "sa.key"), "-pubout", "-out",
-                        str(self.dir / "sa.pub")], check=True, capture_output=True)
+        subprocess.run(["openssl", "genrsa", "-out", str(self.dir / "sa.key"), "2048"], check=True, capture_output=True)
+        subprocess.run(
+            ["openssl", "rsa", "-in", str(self.dir / "sa.key"), "-pubout", "-out", str(self.dir / "sa.pub")],
+            check=True,
+            capture_output=True,
+        )
         (self.dir / "tokens.csv").write_text(
-            f'{ADMIN_TOKEN},admin,admin-uid,"system:masters"\n'
-            f"{RESTRICTED_TOKEN},{RESTRICTED_USER},restricted-uid\n")
+            f'{ADMIN_TOKEN},admin,admin-uid,"system:masters"\n{RESTRICTED_TOKEN},{RESTRICTED_USER},restricted-uid\n'
+        )
 
     def _write_kubeconfig(self, path: str, user: str, token: str) -> None:
         config = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "test",
-            "clusters": [{"name": "test", "cluster": {"server": self.url,
-                                                    "certificate-authority": str(self.dir / "pki" / "apiserver.crt")}}],
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "test",
+            "clusters": [
+                {
+                    "name": "test",
+                    "cluster": {"server": self.url, "certificate-authority": str(self.dir / "pki" / "apiserver.crt")},
+                }
+            ],
             "users": [{"name": user, "user": {"token": token}}],
             "contexts": [{"name": "test", "context": {"cluster": "test", "user": user, "namespace": "default"}}],
         }
@@ -195,13 +239,13 @@ class ControlPlane:
                 if proc.poll() is not None:
                     raise ControlPlaneError(f"{name} exited ({proc.returncode}):\n{self.log_tail(name)}")
             try:
-                req = urllib.request.Request(f"{self.url}/readyz",
-                                             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+                req = urllib.request.Request(f"{self.url}/readyz", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
                 with urllib.request.urlopen(req, context=ctx, timeout=5) as resp:
                     if resp.status == 200:
                         return
             except Exception as exc:  # not listening yet / still starting post-start hooks
                 last = str(exc)
             time.sleep(0.5)
-        raise ControlPlaneError(f"kube-apiserver not ready after {timeout}s ({last}):\n"
-                                f"{self.log_tail('kube-apiserver')}")
+        raise ControlPlaneError(
+            f"kube-apiserver not ready after {timeout}s ({last}):\n{self.log_tail('kube-apiserver')}"
+        )

@@ -11,6 +11,7 @@ Storage and configuration are the project's (scripts/images/env.sh, under ~/.cac
 the images built by `make images` are the ones the tests run, and a second run only checks the cache.
 Containers use the host network (`--network host`): everything the tests reach is on loopback.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,9 @@ def project_version() -> str:
 
 def container_env() -> dict[str, str]:
     """The environment scripts/images/env.sh exports (its configuration files written)."""
-    out = subprocess.run(["bash", "-c", f"source {SCRIPTS / 'env.sh'} >/dev/null && env -0"],
-                         capture_output=True, check=True)
+    out = subprocess.run(
+        ["bash", "-c", f"source {SCRIPTS / 'env.sh'} >/dev/null && env -0"], capture_output=True, check=True
+    )
     env = dict(item.split("=", 1) for item in out.stdout.decode().split("\0") if "=" in item)
     keep = ("CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "CONTAINERS_REGISTRIES_CONF", "BUILDAH_ISOLATION")
     return dict(os.environ) | {k: env[k] for k in keep}
@@ -69,18 +71,22 @@ def image_tag(component: str, version: str | None = None) -> str:
 def build_images(components: tuple[str, ...] = COMPONENTS) -> dict[str, str]:
     """Build (or confirm the cache of) the images; their tags by component."""
     env = container_env() | {"REGISTRY": REGISTRY, "VERSION": project_version()}
-    proc = subprocess.run(["bash", str(SCRIPTS / "build.sh"), *components], env=env, capture_output=True,
-                          text=True, timeout=1800)
+    proc = subprocess.run(
+        ["bash", str(SCRIPTS / "build.sh"), *components], env=env, capture_output=True, text=True, timeout=1800
+    )
     if proc.returncode != 0:
-        raise RuntimeError(f"scripts/images/build.sh failed ({proc.returncode}):\n{proc.stdout[-4000:]}"
-                           f"\n{proc.stderr[-4000:]}")
+        raise RuntimeError(
+            f"scripts/images/build.sh failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
     return {c: image_tag(c) for c in components}
 
 
-def podman(*args: str, check: bool = True, timeout: float = 120, input: str | None = None
-           ) -> subprocess.CompletedProcess:
-    proc = subprocess.run(["podman", *args], env=container_env(), capture_output=True, text=True,
-                          timeout=timeout, input=input)
+def podman(
+    *args: str, check: bool = True, timeout: float = 120, input: str | None = None
+) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        ["podman", *args], env=container_env(), capture_output=True, text=True, timeout=timeout, input=input
+    )
     if check and proc.returncode != 0:
         raise RuntimeError(f"podman {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
     return proc
@@ -135,12 +141,30 @@ class Podman:
     def __exit__(self, *exc) -> None:
         self.remove_all()
 
-    def run(self, image: str, *args: str, name: str, volumes: dict[str | Path, str] | None = None,
-            env: dict[str, str] | None = None, options: tuple[str, ...] = (), network: str = "host") -> Container:
+    def run(
+        self,
+        image: str,
+        *args: str,
+        name: str,
+        volumes: dict[str | Path, str] | None = None,
+        env: dict[str, str] | None = None,
+        options: tuple[str, ...] = (),
+        network: str = "host",
+    ) -> Container:
         full = f"watcher-test-{name}-{self.run_id}"
-        cmd = ["run", "-d", "--name", full, "--label", f"{LABEL}={self.run_id}", "--network", network,
-               # no systemd here to drive the timer; the checks run it with `podman healthcheck run`
-               "--health-interval", "disable"]
+        cmd = [
+            "run",
+            "-d",
+            "--name",
+            full,
+            "--label",
+            f"{LABEL}={self.run_id}",
+            "--network",
+            network,
+            # no systemd here to drive the timer; the checks run it with `podman healthcheck run`
+            "--health-interval",
+            "disable",
+        ]
         for src, dst in (volumes or {}).items():
             cmd += ["-v", f"{src}:{dst}"]
         for key, value in (env or {}).items():
@@ -164,8 +188,9 @@ class Podman:
 def build_local_image(name: str) -> str:
     """An image the tests make themselves (scripts/images/<name>.sh: `pause`, the cluster's pod sandbox;
     `student`, the simulated student's gcc and python3); its name."""
-    proc = subprocess.run(["bash", str(SCRIPTS / f"{name}.sh")], env=container_env(), capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        ["bash", str(SCRIPTS / f"{name}.sh")], env=container_env(), capture_output=True, text=True, timeout=600
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"scripts/images/{name}.sh failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc.stdout.strip().splitlines()[-1]

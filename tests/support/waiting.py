@@ -1,5 +1,6 @@
 """Polling for a condition in tests: ``wait_for(predicate, timeout, what)`` returns the first truthy value
 ``predicate()`` gives and fails naming ``what`` and the last value (or exception) when time runs out."""
+
 from __future__ import annotations
 
 import time

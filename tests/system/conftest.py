@@ -1,4 +1,5 @@
 """Shared by the system tests: one private PostgreSQL server for the whole session (Debian's postgresql)."""
+
 import pytest
 
 from support.postgres import PostgresServer, find_pg_bin

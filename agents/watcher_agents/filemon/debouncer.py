@@ -14,6 +14,7 @@ debouncer's bug, which degraded to one flush per write after its first forced fl
 Not thread-safe by itself: the watch thread owns it. Time is passed in (monotonic seconds), so the
 logic is tested without sleeping.
 """
+
 from __future__ import annotations
 
 import heapq

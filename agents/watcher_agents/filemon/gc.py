@@ -23,6 +23,7 @@ A failed exchange with the backend (down, 4xx, 5xx, an answer that is not the co
 ``filemon_snapshot_gc_total{result="error"}`` and logged once per streak of failures, with what to do;
 the collector tries again at the next interval. It never stops on an error.
 """
+
 from __future__ import annotations
 
 import logging
@@ -103,10 +104,19 @@ class SnapshotCollector:
     started together do not all ask at once.
     """
 
-    def __init__(self, snapshot_dir: str | os.PathLike, client: httpx.Client, backend_url: str, metrics, *,
-                 interval: float = DEFAULT_INTERVAL, grace: float = DEFAULT_GRACE,
-                 page_size: int = DEFAULT_PAGE_SIZE, initial_delay: float | None = None,
-                 name: str = "snapshot-gc") -> None:
+    def __init__(
+        self,
+        snapshot_dir: str | os.PathLike,
+        client: httpx.Client,
+        backend_url: str,
+        metrics,
+        *,
+        interval: float = DEFAULT_INTERVAL,
+        grace: float = DEFAULT_GRACE,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        initial_delay: float | None = None,
+        name: str = "snapshot-gc",
+    ) -> None:
         if interval <= 0:
             raise ValueError("interval must be > 0 (an interval of 0 means: do not create a collector)")
         self.snapshot_dir = Path(snapshot_dir)
@@ -140,8 +150,13 @@ class SnapshotCollector:
             self._thread.join(timeout)
 
     def _loop(self) -> None:
-        log.info("snapshot collector started: every %g s (first in %.0f s), grace period %g s, store %s",
-                 self.interval, self.initial_delay, self.grace, self.snapshot_dir)
+        log.info(
+            "snapshot collector started: every %g s (first in %.0f s), grace period %g s, store %s",
+            self.interval,
+            self.initial_delay,
+            self.grace,
+            self.snapshot_dir,
+        )
         delay = self.initial_delay
         while not self._stop.wait(delay):
             delay = self.interval
@@ -198,8 +213,9 @@ class SnapshotCollector:
             if gone or kept:
                 self._report(gone, kept)
             report.reported += gone
-            if self._stop.is_set() or not next_page_wanted(len(page.sha256), self.page_size, len(new),
-                                                           len(gone) + len(kept)):
+            if self._stop.is_set() or not next_page_wanted(
+                len(page.sha256), self.page_size, len(new), len(gone) + len(kept)
+            ):
                 return
 
     def _remove(self, sha: str, report: RunReport) -> str:
@@ -210,9 +226,13 @@ class SnapshotCollector:
             report.errors += 1
             self.metrics.snapshot_gc.labels("error").inc()
             if not self._file_errors_logged:
-                log.warning("snapshot collector: cannot remove %s from %s (%s); it is kept and asked for again "
-                            "next time. Is --snapshot-dir (WATCHER_SNAPSHOT_DIR) writable by filemon?",
-                            sha, self.snapshot_dir, exc)
+                log.warning(
+                    "snapshot collector: cannot remove %s from %s (%s); it is kept and asked for again "
+                    "next time. Is --snapshot-dir (WATCHER_SNAPSHOT_DIR) writable by filemon?",
+                    sha,
+                    self.snapshot_dir,
+                    exc,
+                )
                 self._file_errors_logged = True
             return "error"
         self.metrics.snapshot_gc.labels(result).inc()
@@ -226,10 +246,16 @@ class SnapshotCollector:
         if report.ok and not report.errors:
             self._file_errors_logged = False
         if report.removed or report.missing or report.errors:
-            log.info("snapshot collector: %d erased contents removed (%d bytes), %d already gone, %d kept as "
-                     "saved within the grace period, %d could not be removed; %s more queued at the backend",
-                     report.removed, report.bytes_removed, report.missing, report.recent, report.errors,
-                     "?" if report.pending is None else report.pending)
+            log.info(
+                "snapshot collector: %d erased contents removed (%d bytes), %d already gone, %d kept as "
+                "saved within the grace period, %d could not be removed; %s more queued at the backend",
+                report.removed,
+                report.bytes_removed,
+                report.missing,
+                report.recent,
+                report.errors,
+                "?" if report.pending is None else report.pending,
+            )
 
     # --- the exchange with the backend --------------------------------------------------------------
 
@@ -248,34 +274,52 @@ class SnapshotCollector:
         try:
             resp = self.client.request(method, url, **kwargs)
         except httpx.TimeoutException:
-            raise ExchangeFailed("timeout", f"the backend at {self.backend_url} did not answer {method} {path} in "
-                                 f"time; {again}. Is it overloaded?") from None
+            raise ExchangeFailed(
+                "timeout",
+                f"the backend at {self.backend_url} did not answer {method} {path} in time; {again}. Is it overloaded?",
+            ) from None
         except httpx.TransportError as exc:
-            raise ExchangeFailed("connection", f"cannot reach the backend at {self.backend_url} ({exc}); {again}. "
-                                 "Check --backend-url (WATCHER_BACKEND_URL) and that the backend runs") from None
+            raise ExchangeFailed(
+                "connection",
+                f"cannot reach the backend at {self.backend_url} ({exc}); {again}. "
+                "Check --backend-url (WATCHER_BACKEND_URL) and that the backend runs",
+            ) from None
         status = resp.status_code
         if status == 200:
             return resp
         if status == 404:
-            raise ExchangeFailed("unsupported", f"the backend at {self.backend_url} does not support removing "
-                                 f"erased snapshot contents ({method} {path} answered 404: it is older than this "
-                                 f"filemon); erased contents stay on disk until it is upgraded. "
-                                 "--snapshot-gc-interval 0 turns the collector off")
+            raise ExchangeFailed(
+                "unsupported",
+                f"the backend at {self.backend_url} does not support removing "
+                f"erased snapshot contents ({method} {path} answered 404: it is older than this "
+                f"filemon); erased contents stay on disk until it is upgraded. "
+                "--snapshot-gc-interval 0 turns the collector off",
+            )
         if status in (401, 403):
-            raise ExchangeFailed("auth", f"the backend refused the ingest token ({method} {path} answered "
-                                 f"{status}); {again}. Check WATCHER_INGEST_TOKEN or --token-file "
-                                 "(WATCHER_INGEST_TOKEN_FILE)")
+            raise ExchangeFailed(
+                "auth",
+                f"the backend refused the ingest token ({method} {path} answered "
+                f"{status}); {again}. Check WATCHER_INGEST_TOKEN or --token-file "
+                "(WATCHER_INGEST_TOKEN_FILE)",
+            )
         if status >= 500:
-            raise ExchangeFailed("http_5xx", f"the backend failed on {method} {path} (HTTP {status}); {again}. "
-                                 "See the backend's log")
-        raise ExchangeFailed(f"http_{status}", f"the backend refused {method} {path} (HTTP {status}: "
-                             f"{resp.text[:200]!r}); {again}. Are filemon and the backend the same version?")
+            raise ExchangeFailed(
+                "http_5xx", f"the backend failed on {method} {path} (HTTP {status}); {again}. See the backend's log"
+            )
+        raise ExchangeFailed(
+            f"http_{status}",
+            f"the backend refused {method} {path} (HTTP {status}: "
+            f"{resp.text[:200]!r}); {again}. Are filemon and the backend the same version?",
+        )
 
     def _parse(self, resp: httpx.Response, model):
         try:
             return model.model_validate(resp.json())
         except (ValueError, ValidationError):
-            raise ExchangeFailed("bad_response", f"the backend at {self.backend_url} answered {resp.request.method} "
-                                 f"{resp.request.url.path} with something that is not a {model.__name__} "
-                                 f"({resp.text[:120]!r}); is --backend-url (WATCHER_BACKEND_URL) a JCode Watcher "
-                                 "backend?") from None
+            raise ExchangeFailed(
+                "bad_response",
+                f"the backend at {self.backend_url} answered {resp.request.method} "
+                f"{resp.request.url.path} with something that is not a {model.__name__} "
+                f"({resp.text[:120]!r}); is --backend-url (WATCHER_BACKEND_URL) a JCode Watcher "
+                "backend?",
+            ) from None

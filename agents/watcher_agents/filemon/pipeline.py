@@ -18,6 +18,7 @@ volume after a restart scan) also produce the same id.
 Jobs run on N worker threads (snapshot writes fsync; in parallel they share journal commits). A path
 always goes to the same worker (hash sharding), so the events of one file keep their order.
 """
+
 from __future__ import annotations
 
 import errno
@@ -209,8 +210,13 @@ class Pipeline:
         limit = self.rules.max_file_size
         if st.st_size > limit:
             return self._emit_too_large(rel, ident, prev, st.st_size, st.st_mtime_ns, noticed_at)
-        if scan and prev is not None and prev.kind == KIND_SAVE and prev.size == st.st_size \
-                and prev.mtime_ns == st.st_mtime_ns:
+        if (
+            scan
+            and prev is not None
+            and prev.kind == KIND_SAVE
+            and prev.size == st.st_size
+            and prev.mtime_ns == st.st_mtime_ns
+        ):
             return "unchanged"
         try:
             data, size, mtime_ns = self._read_stable(path, limit)
@@ -239,8 +245,13 @@ class Pipeline:
         except OSError as exc:
             self.metrics.errors.labels("snapshot").inc()
             if not self._snapshot_error_logged:  # one line per outage, not one per file
-                log.error("cannot write snapshots to %s (%s: %s); retrying every %.0f s",
-                          self.snapshot_dir, rel, exc.strerror or exc, OUTBOX_RETRY_SECONDS)
+                log.error(
+                    "cannot write snapshots to %s (%s: %s); retrying every %.0f s",
+                    self.snapshot_dir,
+                    rel,
+                    exc.strerror or exc,
+                    OUTBOX_RETRY_SECONDS,
+                )
                 self._snapshot_error_logged = True
             self.on_retry(rel, OUTBOX_RETRY_SECONDS)
             return "retry:snapshot"
@@ -255,9 +266,15 @@ class Pipeline:
         event = wire.FileSave(
             event_id=save_event_id(rel, digest, mtime_ns),
             timestamp=_event_time(mtime_ns, noticed_at),
-            node=self.node, source="filemon",
-            course=ident.student.course, section=ident.student.section, student_id=ident.student.student_id,
-            assignment=ident.assignment, path=ident.path, sha256=digest, size=size,
+            node=self.node,
+            source="filemon",
+            course=ident.student.course,
+            section=ident.student.section,
+            student_id=ident.student.student_id,
+            assignment=ident.assignment,
+            path=ident.path,
+            sha256=digest,
+            size=size,
         )
         if not self._put([event], StateStore.upsert(FileState(rel, KIND_SAVE, size, mtime_ns, digest)), rel):
             return "retry:outbox"
@@ -267,9 +284,15 @@ class Pipeline:
 
     def _emit_delete(self, rel: str, ident: identity.FileIdentity, prev: FileState) -> str:
         event = wire.FileDelete(
-            event_id=delete_event_id(rel, prev), timestamp=wire.utcnow(), node=self.node, source="filemon",
-            course=ident.student.course, section=ident.student.section, student_id=ident.student.student_id,
-            assignment=ident.assignment, path=ident.path,
+            event_id=delete_event_id(rel, prev),
+            timestamp=wire.utcnow(),
+            node=self.node,
+            source="filemon",
+            course=ident.student.course,
+            section=ident.student.section,
+            student_id=ident.student.student_id,
+            assignment=ident.assignment,
+            path=ident.path,
         )
         if not self._put([event], StateStore.delete(rel), rel):
             return "retry:outbox"
@@ -281,16 +304,27 @@ class Pipeline:
         if prev is not None and prev.kind == KIND_TOO_LARGE and prev.size == size and prev.mtime_ns == mtime_ns:
             return "unchanged"
         event = wire.FileTooLarge(
-            event_id=too_large_event_id(rel, size, mtime_ns), timestamp=_event_time(mtime_ns, noticed_at),
-            node=self.node, source="filemon",
-            course=ident.student.course, section=ident.student.section, student_id=ident.student.student_id,
-            assignment=ident.assignment, path=ident.path, size=size, limit=self.rules.max_file_size,
+            event_id=too_large_event_id(rel, size, mtime_ns),
+            timestamp=_event_time(mtime_ns, noticed_at),
+            node=self.node,
+            source="filemon",
+            course=ident.student.course,
+            section=ident.student.section,
+            student_id=ident.student.student_id,
+            assignment=ident.assignment,
+            path=ident.path,
+            size=size,
+            limit=self.rules.max_file_size,
         )
         if not self._put([event], StateStore.upsert(FileState(rel, KIND_TOO_LARGE, size, mtime_ns, None)), rel):
             return "retry:outbox"
         self.metrics.too_large.inc()
-        log.info("%s is %d bytes, over the %d byte limit: recorded as file.too_large, content not kept",
-                 rel, size, self.rules.max_file_size)
+        log.info(
+            "%s is %d bytes, over the %d byte limit: recorded as file.too_large, content not kept",
+            rel,
+            size,
+            self.rules.max_file_size,
+        )
         return "too_large"
 
     def _put(self, events: list, also, rel: str) -> bool:
@@ -300,8 +334,11 @@ class Pipeline:
             reason = "disk_full" if isinstance(exc, OutboxDiskFull) else "full"
             self.metrics.outbox_unavailable.labels(reason).inc()
             if not self._outbox_full_logged:
-                log.error("cannot queue events: %s; filemon keeps watching and retries every %.0f s",
-                          exc, OUTBOX_RETRY_SECONDS)
+                log.error(
+                    "cannot queue events: %s; filemon keeps watching and retries every %.0f s",
+                    exc,
+                    OUTBOX_RETRY_SECONDS,
+                )
                 self._outbox_full_logged = True
             self.on_retry(rel, OUTBOX_RETRY_SECONDS)
             return False

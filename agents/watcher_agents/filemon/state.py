@@ -9,6 +9,7 @@ deduplicated by the backend.
 
 Keys are paths relative to the workspace root (``os-1-2020/hw1/main.c``).
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -87,10 +88,12 @@ class StateStore:
                 "mtime_ns=excluded.mtime_ns, sha256=excluded.sha256",
                 (state.rel, state.kind, state.size, state.mtime_ns, state.sha256),
             )
+
         return write
 
     @staticmethod
     def delete(rel: str):
         def write(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM file_state WHERE rel = ?", (rel,))
+
         return write

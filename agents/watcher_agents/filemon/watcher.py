@@ -18,6 +18,7 @@ When inotify runs out of watches (ENOSPC, ``fs.inotify.max_user_watches``) or in
 directories that could not be watched are polled every ``poll_interval`` seconds (and watched as soon
 as the limit allows), and ``filemon_watches_missing`` shows the shortfall.
 """
+
 from __future__ import annotations
 
 import errno
@@ -45,8 +46,15 @@ log = logging.getLogger(__name__)
 # (one to / would make a root agent watch the node). No IN_MODIFY: a save ends with IN_CLOSE_WRITE, and
 # per-write events would only wake us up more.
 DIR_MASK = (
-    F.CLOSE_WRITE | F.MOVED_TO | F.MOVED_FROM | F.CREATE | F.DELETE | F.DELETE_SELF | F.MOVE_SELF
-    | F.ONLYDIR | F.DONT_FOLLOW
+    F.CLOSE_WRITE
+    | F.MOVED_TO
+    | F.MOVED_FROM
+    | F.CREATE
+    | F.DELETE
+    | F.DELETE_SELF
+    | F.MOVE_SELF
+    | F.ONLYDIR
+    | F.DONT_FOLLOW
 )
 MAX_USER_WATCHES = "/proc/sys/fs/inotify/max_user_watches"
 MAX_USER_INSTANCES = "/proc/sys/fs/inotify/max_user_instances"
@@ -84,12 +92,12 @@ class Watcher:
         self.debouncer = Debouncer(quiet, max_wait)
         self.poll_interval = poll_interval
         self.inotify: INotify | None = None
-        self.watches: dict[int, str] = {}   # wd -> directory relative to the root ('' = the root)
-        self.dirs: dict[str, int] = {}      # directory -> wd
-        self.missing: set[str] = set()      # directories we could not watch
+        self.watches: dict[int, str] = {}  # wd -> directory relative to the root ('' = the root)
+        self.dirs: dict[str, int] = {}  # directory -> wd
+        self.missing: set[str] = set()  # directories we could not watch
         self._limit_logged = False
         self._instances_logged = False
-        self._commands: deque = deque()     # from other threads: ("retry", rel, delay) / ("event", ev)
+        self._commands: deque = deque()  # from other threads: ("retry", rel, delay) / ("event", ev)
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._pipe_lock = threading.Lock()
         self._pipe_closed = False
@@ -298,7 +306,11 @@ class Watcher:
                     "cannot create an inotify instance (%s): fs.inotify.max_user_instances=%s is used up by this "
                     "user; filemon needs 1 more (e.g. sysctl -w fs.inotify.max_user_instances=%s). Polling the "
                     "workspace every %.0f s until then.",
-                    os.strerror(exc.errno), limit, (limit or 128) * 2, self.poll_interval)
+                    os.strerror(exc.errno),
+                    limit,
+                    (limit or 128) * 2,
+                    self.poll_interval,
+                )
                 self._instances_logged = True
 
     def add_watch(self, path: str) -> int:
@@ -383,9 +395,16 @@ class Watcher:
             if rel not in seen:
                 gone += 1
                 self.pipeline.submit(rel, scan=True)
-        log.info("%s scan: %d tracked files, %d known files no longer present, %d directories watched, %d not "
-                 "watched (%.2f s)", reason, len(seen), gone, len(self.watches), len(self.missing),
-                 time.monotonic() - started)
+        log.info(
+            "%s scan: %d tracked files, %d known files no longer present, %d directories watched, %d not "
+            "watched (%.2f s)",
+            reason,
+            len(seen),
+            gone,
+            len(self.watches),
+            len(self.missing),
+            time.monotonic() - started,
+        )
 
     def _update_missing(self) -> None:
         self.metrics.watches_missing.set(len(self.missing))
@@ -399,8 +418,12 @@ class Watcher:
                     "inotify watch limit reached: %d directories are not watched (fs.inotify.max_user_watches=%s, "
                     "shared by every process of this user; filemon needs %d watches). Raise it, e.g. "
                     "sysctl -w fs.inotify.max_user_watches=%d. Unwatched directories are polled every %.0f s.",
-                    len(self.missing), limit, needed, max((limit or 0) + len(self.missing) * 2, needed * 2),
-                    self.poll_interval)
+                    len(self.missing),
+                    limit,
+                    needed,
+                    max((limit or 0) + len(self.missing) * 2, needed * 2),
+                    self.poll_interval,
+                )
                 self._limit_logged = True
         else:
             self._next_poll = float("inf")
@@ -442,5 +465,5 @@ class Watcher:
         # files that disappeared from an unwatched directory
         prefix = rel + "/"
         for known in self.state.under(rel):
-            if "/" not in known[len(prefix):] and not (self.root / known).exists():
+            if "/" not in known[len(prefix) :] and not (self.root / known).exists():
                 self.pipeline.submit(known, scan=True)

@@ -10,6 +10,7 @@ Two views of the same files (the identity rules come from ``watcher_core.identit
 ``attribute`` is pure: it gets the exec (with cwd and hostname already read from /proc) and returns a
 ``Attributed`` (what to report once the process exits) or a ``Skip`` with the reason (a metric label).
 """
+
 from __future__ import annotations
 
 import posixpath
@@ -20,10 +21,10 @@ from watcher_agents.procmon.events import ExecEvent
 from watcher_core import identity
 
 # Skip reasons (label values of procmon_events_filtered_total; bounded set)
-NOT_STUDENT = "not_student"            # neither a student pod nor a workspace path
-NOT_CLASSIFIED = "not_classified"      # a student's process, but no compiler/interpreter/workspace binary
-NO_ASSIGNMENT = "no_assignment"        # a compile/run outside any assignment folder
-COMPILER_CHILD = "compiler_child"      # clang -cc1 or a compiler started by a compiler (lto, driver)
+NOT_STUDENT = "not_student"  # neither a student pod nor a workspace path
+NOT_CLASSIFIED = "not_classified"  # a student's process, but no compiler/interpreter/workspace binary
+NO_ASSIGNMENT = "no_assignment"  # a compile/run outside any assignment folder
+COMPILER_CHILD = "compiler_child"  # clang -cc1 or a compiler started by a compiler (lto, driver)
 SKIP_REASONS = (NOT_STUDENT, NOT_CLASSIFIED, NO_ASSIGNMENT, COMPILER_CHILD)
 
 
@@ -35,14 +36,14 @@ class Skip:
 @dataclass(frozen=True)
 class StudentContext:
     student: identity.Student
-    view: str        # "pod" or "node"
-    base: str        # the directory the student directory is seen as: /home/coder/project or <root>/<dir>
+    view: str  # "pod" or "node"
+    base: str  # the directory the student directory is seen as: /home/coder/project or <root>/<dir>
 
 
 @dataclass(frozen=True)
 class Attributed:
-    type: str                     # "process.compile" or "process.run"
-    label: str                    # metrics label: gcc, g++, cc, c++, clang, clang++, python3, python, binary
+    type: str  # "process.compile" or "process.run"
+    label: str  # metrics label: gcc, g++, cc, c++, clang, clang++, python3, python, binary
     student: identity.Student
     assignment: str
     path: str
@@ -50,14 +51,15 @@ class Attributed:
     compiler: str | None = None
     sources: tuple[str, ...] = ()
     output: str | None = None
-    kind: str | None = None       # python | binary (runs)
+    kind: str | None = None  # python | binary (runs)
     target: str | None = None
     view: str = "pod"
 
 
 class Attributor:
-    def __init__(self, workspace_root: str, rules: identity.LayoutRules | None = None,
-                 classes: Classes | None = None) -> None:
+    def __init__(
+        self, workspace_root: str, rules: identity.LayoutRules | None = None, classes: Classes | None = None
+    ) -> None:
         self.root = posixpath.normpath(str(workspace_root))
         self.rules = rules or identity.LayoutRules()
         self.classes = classes or Classes()
@@ -133,16 +135,28 @@ class Attributor:
                 return Skip(COMPILER_CHILD)
             located = [self.locate_file(ctx, p) for p in (resolve(s, cwd) for s in parsed.sources) if p]
             out = self.locate_file(ctx, resolve(parsed.output, cwd)) if parsed.output else None
-            assignment = next((i.assignment for i in located if i), None) or (out.assignment if out else None) \
+            assignment = (
+                next((i.assignment for i in located if i), None)
+                or (out.assignment if out else None)
                 or (cwd_loc[0] if cwd_loc else None)
+            )
             if assignment is None:
                 return Skip(NO_ASSIGNMENT)
             sources = tuple(i.path for i in located if i and i.assignment == assignment)
             output = out.path if out and out.assignment == assignment else None
             cwd_rel = _cwd_in(cwd_loc, assignment)
-            return Attributed("process.compile", family, ctx.student, assignment,
-                              path=sources[0] if sources else cwd_rel, cwd=cwd_rel,
-                              compiler=_basename(ev.filename), sources=sources, output=output, view=ctx.view)
+            return Attributed(
+                "process.compile",
+                family,
+                ctx.student,
+                assignment,
+                path=sources[0] if sources else cwd_rel,
+                cwd=cwd_rel,
+                compiler=_basename(ev.filename),
+                sources=sources,
+                output=output,
+                view=ctx.view,
+            )
 
         interp = self.classes.interpreter_family(ev.filename)
         exe_ident = self.locate_file(ctx, exe) if exe else None
@@ -157,13 +171,31 @@ class Attributor:
                 return Skip(NO_ASSIGNMENT)
             cwd_rel = _cwd_in(cwd_loc, assignment)
             target = script_ident.path if script_ident else None
-            return Attributed("process.run", interp or "python3", ctx.student, assignment,
-                              path=target or cwd_rel, cwd=cwd_rel, kind="python", target=target, view=ctx.view)
+            return Attributed(
+                "process.run",
+                interp or "python3",
+                ctx.student,
+                assignment,
+                path=target or cwd_rel,
+                cwd=cwd_rel,
+                kind="python",
+                target=target,
+                view=ctx.view,
+            )
 
         if exe_ident is not None:
             cwd_rel = _cwd_in(cwd_loc, exe_ident.assignment)
-            return Attributed("process.run", "binary", ctx.student, exe_ident.assignment, path=exe_ident.path,
-                              cwd=cwd_rel, kind="binary", target=exe_ident.path, view=ctx.view)
+            return Attributed(
+                "process.run",
+                "binary",
+                ctx.student,
+                exe_ident.assignment,
+                path=exe_ident.path,
+                cwd=cwd_rel,
+                kind="binary",
+                target=exe_ident.path,
+                view=ctx.view,
+            )
         return Skip(NOT_CLASSIFIED)
 
 

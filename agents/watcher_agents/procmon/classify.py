@@ -9,6 +9,7 @@
 For a compile, every source file in argv and the ``-o`` output; for a python run, the script,
 ``-m module`` or ``-c``.
 """
+
 from __future__ import annotations
 
 import posixpath
@@ -20,20 +21,85 @@ DEFAULT_INTERPRETERS = ("python", "python3")
 
 # Inputs a compiler driver compiles (not objects or libraries, which it only links).
 SOURCE_EXTENSIONS = (
-    ".c", ".i", ".h",
-    ".cc", ".cp", ".cxx", ".cpp", ".CPP", ".c++", ".C", ".ii", ".hh", ".hpp", ".hxx", ".H", ".tcc",
-    ".s", ".S", ".sx",
+    ".c",
+    ".i",
+    ".h",
+    ".cc",
+    ".cp",
+    ".cxx",
+    ".cpp",
+    ".CPP",
+    ".c++",
+    ".C",
+    ".ii",
+    ".hh",
+    ".hpp",
+    ".hxx",
+    ".H",
+    ".tcc",
+    ".s",
+    ".S",
+    ".sx",
 )
 # Options whose value is the NEXT argument (gcc and clang). Joined forms (-Idir, -DX=1, -ofile) need
 # no entry. Everything after these is never mistaken for a source file.
-_OPTIONS_WITH_VALUE = frozenset({
-    "-o", "-I", "-iquote", "-isystem", "-idirafter", "-iprefix", "-iwithprefix", "-iwithprefixbefore",
-    "-isysroot", "-imultilib", "-include", "-imacros", "-D", "-U", "-MF", "-MT", "-MQ", "-MJ", "-L", "-l",
-    "-x", "-T", "-u", "-e", "-z", "-A", "-B", "-G", "-Xlinker", "-Xassembler", "-Xpreprocessor", "-Xclang",
-    "-Xarch_host", "-Xarch_device", "-mllvm", "-aux-info", "--param", "-wrapper", "-dumpbase", "-dumpdir",
-    "-dumpbase-ext", "-target", "--target", "-arch", "--sysroot", "-specs", "--include-directory",
-    "--output", "-working-directory", "-ivfsoverlay", "-F", "-isystem-after", "-cxx-isystem",
-})
+_OPTIONS_WITH_VALUE = frozenset(
+    {
+        "-o",
+        "-I",
+        "-iquote",
+        "-isystem",
+        "-idirafter",
+        "-iprefix",
+        "-iwithprefix",
+        "-iwithprefixbefore",
+        "-isysroot",
+        "-imultilib",
+        "-include",
+        "-imacros",
+        "-D",
+        "-U",
+        "-MF",
+        "-MT",
+        "-MQ",
+        "-MJ",
+        "-L",
+        "-l",
+        "-x",
+        "-T",
+        "-u",
+        "-e",
+        "-z",
+        "-A",
+        "-B",
+        "-G",
+        "-Xlinker",
+        "-Xassembler",
+        "-Xpreprocessor",
+        "-Xclang",
+        "-Xarch_host",
+        "-Xarch_device",
+        "-mllvm",
+        "-aux-info",
+        "--param",
+        "-wrapper",
+        "-dumpbase",
+        "-dumpdir",
+        "-dumpbase-ext",
+        "-target",
+        "--target",
+        "-arch",
+        "--sysroot",
+        "-specs",
+        "--include-directory",
+        "--output",
+        "-working-directory",
+        "-ivfsoverlay",
+        "-F",
+        "-isystem-after",
+        "-cxx-isystem",
+    }
+)
 # `-x none` restores detection by extension; any other language makes the following files sources.
 _NO_LANGUAGE = "none"
 
@@ -49,8 +115,9 @@ class Classes:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_compiler_re", _name_re(self.compilers, version=r"-\d+(?:\.\d+)*"))
-        object.__setattr__(self, "_interp_re", _name_re(self.interpreters, version=r"(?:\d+(?:\.\d+)*)?[dmu]?",
-                                                        prefix=False))
+        object.__setattr__(
+            self, "_interp_re", _name_re(self.interpreters, version=r"(?:\d+(?:\.\d+)*)?[dmu]?", prefix=False)
+        )
 
     def compiler_family(self, path: str) -> str | None:
         """``/usr/bin/x86_64-linux-gnu-gcc-12`` -> ``gcc``; None if not a configured compiler."""
@@ -81,10 +148,10 @@ def basename(path: str) -> str:
 
 @dataclass(frozen=True)
 class CompileArgs:
-    sources: tuple[str, ...]      # as written in argv (relative to the cwd or absolute)
-    output: str | None            # -o value, or the driver's default (a.out) when it links
-    compiles_only: bool           # -c / -S / -E: no link step
-    internal: bool = False        # clang -cc1 / -cc1as: the driver's own child, not a user compile
+    sources: tuple[str, ...]  # as written in argv (relative to the cwd or absolute)
+    output: str | None  # -o value, or the driver's default (a.out) when it links
+    compiles_only: bool  # -c / -S / -E: no link step
+    internal: bool = False  # clang -cc1 / -cc1as: the driver's own child, not a user compile
 
 
 def parse_compile(argv: list[str]) -> CompileArgs:
@@ -132,10 +199,10 @@ def parse_compile(argv: list[str]) -> CompileArgs:
 
 @dataclass(frozen=True)
 class PythonArgs:
-    script: str | None = None     # path of the script as written in argv
-    module: str | None = None     # -m module
-    command: bool = False         # -c code
-    stdin: bool = False           # no script (interactive or `-`)
+    script: str | None = None  # path of the script as written in argv
+    module: str | None = None  # -m module
+    command: bool = False  # -c code
+    stdin: bool = False  # no script (interactive or `-`)
 
 
 # Interpreter options whose value is the next argument (python3 --help).

@@ -8,6 +8,7 @@ tracepoints only (no kprobes), and turns raw events into ``ExecEvent`` / ``ExitE
 * The exit status comes from tracepoints (see bpf_exit.c and ``exit_status``), never from
   ``task_struct``, whose offsets cannot be trusted when the headers do not match the kernel.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -37,7 +38,7 @@ COUNTER_NAMES = ("lost", "filtered_exec", "exec", "exit", "argv_missing")
 
 VERDICT_STUDENT, VERDICT_IGNORE = 1, 2
 SIGKILL = 9
-BPF_NOEXIST = 1           # bpf_update_elem flag: create only
+BPF_NOEXIST = 1  # bpf_update_elem flag: create only
 
 # struct exec_event up to argv (see bpf_common.c); struct exit_event.
 _EXEC_HEAD = struct.Struct("<BBHIIIIIQQ16s256s")
@@ -52,8 +53,9 @@ class TracerUnavailable(Exception):
     """eBPF cannot be used here; the message says why in one line."""
 
 
-def exit_status(how: int, exit_code: int, thread_code: int, sig_delivered: int,
-                sig_generated: int) -> tuple[int | None, int | None]:
+def exit_status(
+    how: int, exit_code: int, thread_code: int, sig_delivered: int, sig_generated: int
+) -> tuple[int | None, int | None]:
     """(exit_code, signal) of a process from what the tracepoints saw (exactly one is set, or neither).
 
     * It called exit_group(code): exited with ``code & 0xff`` (``exit(256)`` is 0, as the kernel does).
@@ -83,7 +85,7 @@ def decode_exec(raw: bytes) -> ExecEvent:
         pid=pid,
         ktime_ns=ktime,
         filename=_cstr(filename),
-        argv=[a.decode("utf-8", "surrogateescape") for a in args[:argc or None]],
+        argv=[a.decode("utf-8", "surrogateescape") for a in args[: argc or None]],
         argv_truncated=bool(flags & F_ARGV_TRUNCATED),
         argv_missing=bool(flags & F_ARGV_MISSING),
         ppid=ppid if flags & F_PPID_KNOWN else 0,
@@ -101,7 +103,7 @@ def decode_exit(raw: bytes) -> ExitEvent:
 
 def decode_chdir(raw: bytes) -> tuple[int, str | None]:
     """(pid, the path chdir was given or None: fchdir, or a path that could not be read)."""
-    if len(raw) < _CHDIR.size:   # the old layout: the pid only
+    if len(raw) < _CHDIR.size:  # the old layout: the pid only
         return struct.unpack_from("<I", raw, 4)[0], None
     _t, has_path, pid, path = _CHDIR.unpack_from(raw)
     return pid, (_cstr(path) or None) if has_path else None
@@ -116,14 +118,16 @@ def import_bcc():
     /usr/lib/python3/dist-packages without putting all of Debian's dist-packages on sys.path."""
     try:
         import bcc  # noqa: F401
+
         return sys.modules["bcc"]
     except ImportError:
         pass
     for base in ("/usr/lib/python3/dist-packages", "/usr/local/lib/python3/dist-packages"):
         pkg = Path(base) / "bcc"
         if (pkg / "__init__.py").is_file():
-            spec = importlib.util.spec_from_file_location("bcc", pkg / "__init__.py",
-                                                          submodule_search_locations=[str(pkg)])
+            spec = importlib.util.spec_from_file_location(
+                "bcc", pkg / "__init__.py", submodule_search_locations=[str(pkg)]
+            )
             module = importlib.util.module_from_spec(spec)
             sys.modules["bcc"] = module
             try:
@@ -145,8 +149,10 @@ def tracing_dir() -> str:
         log.info("mounted tracefs at /sys/kernel/tracing")
         return "/sys/kernel/tracing"
     err = ctypes.get_errno()
-    raise TracerUnavailable(f"no tracefs: /sys/kernel/tracing/events is missing and mounting tracefs "
-                            f"failed ({os.strerror(err)}); mount /sys/kernel/tracing from the host")
+    raise TracerUnavailable(
+        f"no tracefs: /sys/kernel/tracing/events is missing and mounting tracefs "
+        f"failed ({os.strerror(err)}); mount /sys/kernel/tracing from the host"
+    )
 
 
 def kernel_version() -> tuple[int, int]:
@@ -162,10 +168,19 @@ class EbpfTracer:
 
     mode = "ebpf"
 
-    def __init__(self, on_exec: Callable[[ExecEvent], None], on_exit: Callable[[ExitEvent], None], *,
-                 argv_size: int = 4096, max_args: int = 64, arg_chunk: int = 1024,
-                 ring_pages: int = 2048, buffer: str = "auto", kernel_filter: bool = True,
-                 wake_on_exec: bool = True) -> None:
+    def __init__(
+        self,
+        on_exec: Callable[[ExecEvent], None],
+        on_exit: Callable[[ExitEvent], None],
+        *,
+        argv_size: int = 4096,
+        max_args: int = 64,
+        arg_chunk: int = 1024,
+        ring_pages: int = 2048,
+        buffer: str = "auto",
+        kernel_filter: bool = True,
+        wake_on_exec: bool = True,
+    ) -> None:
         if argv_size < 256 or argv_size & (argv_size - 1) or argv_size > 32768:
             raise ValueError("argv size must be a power of two between 256 and 32768")
         self.on_exec, self.on_exit = on_exec, on_exit
@@ -180,7 +195,7 @@ class EbpfTracer:
         self._stop = threading.Event()
         self.error: str | None = None
         self._ct = None
-        self.after_poll: Callable[[], None] = lambda: None   # the pipeline hands its batch over here
+        self.after_poll: Callable[[], None] = lambda: None  # the pipeline hands its batch over here
         self._polled = 0
 
     # --- loading ---------------------------------------------------------------------------------
@@ -188,8 +203,9 @@ class EbpfTracer:
     def load(self) -> None:
         """Compile, load and attach. Raises TracerUnavailable with a one-line reason."""
         if not _has_bpf_caps():
-            raise TracerUnavailable("missing capabilities: needs CAP_BPF and CAP_PERFMON (kernel 5.8+) or "
-                                    "CAP_SYS_ADMIN")
+            raise TracerUnavailable(
+                "missing capabilities: needs CAP_BPF and CAP_PERFMON (kernel 5.8+) or CAP_SYS_ADMIN"
+            )
         tdir = tracing_dir()
         bcc = import_bcc()
         self._ct = bcc
@@ -200,14 +216,25 @@ class EbpfTracer:
             group_dead = "group_dead" in fmt.read_text()
         except OSError:
             raise TracerUnavailable(f"tracepoint sched:sched_process_exit not found under {tdir}") from None
-        for tp in ("sched/sched_process_exec", "sched/sched_process_fork", "syscalls/sys_enter_execve",
-                   "syscalls/sys_enter_execveat", "syscalls/sys_enter_chdir", "syscalls/sys_exit_chdir", "syscalls/sys_exit_fchdir",
-                   "syscalls/sys_enter_exit",
-                   "syscalls/sys_enter_exit_group", "signal/signal_deliver", "signal/signal_generate"):
+        for tp in (
+            "sched/sched_process_exec",
+            "sched/sched_process_fork",
+            "syscalls/sys_enter_execve",
+            "syscalls/sys_enter_execveat",
+            "syscalls/sys_enter_chdir",
+            "syscalls/sys_exit_chdir",
+            "syscalls/sys_exit_fchdir",
+            "syscalls/sys_enter_exit",
+            "syscalls/sys_enter_exit_group",
+            "signal/signal_deliver",
+            "signal/signal_generate",
+        ):
             if not Path(tdir, "events", tp).is_dir():
                 raise TracerUnavailable(f"tracepoint {tp.replace('/', ':')} not found under {tdir}/events")
         cflags = [
-            f"-DARGV_SIZE={self.argv_size}", f"-DARG_CHUNK={self.arg_chunk}", f"-DMAX_ARGS={self.max_args}",
+            f"-DARGV_SIZE={self.argv_size}",
+            f"-DARG_CHUNK={self.arg_chunk}",
+            f"-DMAX_ARGS={self.max_args}",
             f"-DRINGBUF_PAGES={self.ring_pages}",
         ]
         cflags.append(f"-DEXEC_WAKEUP={1 if self.wake_on_exec else 0}")
@@ -218,8 +245,10 @@ class EbpfTracer:
         text = "\n".join((HERE / name).read_text() for name in BPF_SOURCES)
         kernel_build = Path(f"/lib/modules/{platform.release()}/build")
         if not kernel_build.exists():
-            raise TracerUnavailable(f"no kernel headers: {kernel_build} is missing (run scripts/deps/bcc.sh "
-                                    "or mount /lib/modules and /usr/src from the host)")
+            raise TracerUnavailable(
+                f"no kernel headers: {kernel_build} is missing (run scripts/deps/bcc.sh "
+                "or mount /lib/modules and /usr/src from the host)"
+            )
         quiet = _quiet_stderr()
         try:
             # bcc prints clang diagnostics on stderr; keep them out of the agent's one-line logs and
@@ -238,9 +267,14 @@ class EbpfTracer:
         except Exception as exc:
             self.close()
             raise TracerUnavailable(f"cannot open the event buffer: {_one_line(exc)}") from None
-        log.info("eBPF programs attached (%s buffer, group_dead %s, argv %d bytes / %d args, kernel filter %s)",
-                 "ring" if self.use_ringbuf else "perf", "yes" if group_dead else "no (leader exit)",
-                 self.argv_size, self.max_args, "on" if self.kernel_filter else "off")
+        log.info(
+            "eBPF programs attached (%s buffer, group_dead %s, argv %d bytes / %d args, kernel filter %s)",
+            "ring" if self.use_ringbuf else "perf",
+            "yes" if group_dead else "no (leader exit)",
+            self.argv_size,
+            self.max_args,
+            "on" if self.kernel_filter else "off",
+        )
 
     # --- events ----------------------------------------------------------------------------------
 
@@ -379,6 +413,7 @@ class _quiet_stderr:
 
     def __enter__(self):
         import tempfile
+
         self._file = tempfile.TemporaryFile()
         self._saved = os.dup(2)
         os.dup2(self._file.fileno(), 2)

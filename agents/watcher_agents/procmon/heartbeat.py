@@ -7,6 +7,7 @@ shutdown. At the next start, ``now - last heartbeat`` is the window it was blind
 (``procmon_downtime_seconds``) and one log line, so a dashboard shows the gap instead of a restart
 that looks like a fresh start.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,7 +21,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 FILENAME = "heartbeat"
-INTERVAL = 1.0               # seconds between heartbeats (the gap is known to within this)
+INTERVAL = 1.0  # seconds between heartbeats (the gap is known to within this)
 
 
 def read_last(path: Path) -> float | None:
@@ -53,16 +54,18 @@ def write(path: Path, now: float) -> None:
 
 @dataclass(frozen=True)
 class Gap:
-    last_seen: float | None   # unix time of the last heartbeat before this start (None: first start ever)
-    downtime: float           # seconds procmon was not tracing (0 on a first start)
+    last_seen: float | None  # unix time of the last heartbeat before this start (None: first start ever)
+    downtime: float  # seconds procmon was not tracing (0 on a first start)
 
     def describe(self) -> str | None:
         """The log line, or None when there was no earlier run."""
         if self.last_seen is None:
             return None
         when = datetime.fromtimestamp(self.last_seen, tz=UTC).isoformat(timespec="seconds")
-        return (f"procmon was down for {self.downtime:.1f} s (last heartbeat {when}): "
-                "processes that ran in that window were not seen")
+        return (
+            f"procmon was down for {self.downtime:.1f} s (last heartbeat {when}): "
+            "processes that ran in that window were not seen"
+        )
 
 
 def gap(last_seen: float | None, now: float) -> Gap:
@@ -89,9 +92,12 @@ class Heartbeat:
         try:
             write(self.path, self.clock())
         except OSError as exc:
-            if not self._failing:   # one line per failure streak, not one per second
-                log.warning("cannot write the heartbeat %s (%s); the next start cannot tell how long procmon "
-                            "was down", self.path, exc)
+            if not self._failing:  # one line per failure streak, not one per second
+                log.warning(
+                    "cannot write the heartbeat %s (%s); the next start cannot tell how long procmon was down",
+                    self.path,
+                    exc,
+                )
             self._failing = True
             return False
         if self._failing:

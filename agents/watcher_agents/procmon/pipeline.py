@@ -15,6 +15,7 @@ The in-kernel filter learns here: a cgroup with a student process is marked "stu
 cgroup that shows only other processes for ``learn_seconds`` is marked "not a student's" and the kernel
 drops its events from then on, until the verdict expires (``ignore_ttl``) and is learnt again.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,14 +39,14 @@ from watcher_core import identity, wire
 
 log = logging.getLogger(__name__)
 
-ROOT_CGROUP_ID = 1          # cgroup v2 root (and every process on a cgroup-v1-only host): never filtered
-MAX_PENDING = 65536         # reported processes waiting for their exit
+ROOT_CGROUP_ID = 1  # cgroup v2 root (and every process on a cgroup-v1-only host): never filtered
+MAX_PENDING = 65536  # reported processes waiting for their exit
 MAX_LINEAGE = 65536
-MAX_ATTRIBUTIONS = 4096     # cached attribution results (pure function of exec facts)
-MAX_UNSENT = 100_000        # wire events waiting for the outbox (when it is full)
+MAX_ATTRIBUTIONS = 4096  # cached attribution results (pure function of exec facts)
+MAX_UNSENT = 100_000  # wire events waiting for the outbox (when it is full)
 BATCH = 200
-FLUSH_AFTER = 0.2           # seconds an event may wait in memory for its batch
-MAX_OWN_CWD = 4096          # processes whose latest chdir is remembered
+FLUSH_AFTER = 0.2  # seconds an event may wait in memory for its batch
+MAX_OWN_CWD = 4096  # processes whose latest chdir is remembered
 OWN_CWD_TRUST_SECONDS = 5.0
 
 
@@ -67,11 +68,12 @@ class Pending:
     ending in ``exec python calc.py``, pyenv's shim, ``sh -c 'exec gcc ...'``): it stays ONE record,
     reported at its exit, that describes the last program image we could classify (``exec``/``what``)
     and keeps the first exec's start (``started_at``, ``first_ktime_ns``: the event id)."""
-    exec: ExecEvent               # the image the record describes (argv, filename)
+
+    exec: ExecEvent  # the image the record describes (argv, filename)
     what: Attributed
-    started_at: datetime          # the process's first exec
-    first_ktime_ns: int = 0       # ktime of the first exec: the event id, stable across resends
-    last_ktime_ns: int = 0        # ktime of the latest exec: the exit must belong to it (eBPF start_ns)
+    started_at: datetime  # the process's first exec
+    first_ktime_ns: int = 0  # ktime of the first exec: the event id, stable across resends
+    last_ktime_ns: int = 0  # ktime of the latest exec: the exit must belong to it (eBPF start_ns)
     # Adopted at start (running before procmon, its exec not seen): its start time in clock ticks
     # after boot, from /proc/<pid>/stat. The event id comes from it, so any later procmon run that
     # adopts the same process builds the same id.
@@ -85,8 +87,9 @@ class Pending:
 @dataclass
 class Running:
     """A process found in /proc at start, described as the exec it once was."""
-    exec: ExecEvent               # ktime_ns: its start on CLOCK_MONOTONIC (the kernel's clock)
-    start_ticks: int              # /proc/<pid>/stat field 22
+
+    exec: ExecEvent  # ktime_ns: its start on CLOCK_MONOTONIC (the kernel's clock)
+    start_ticks: int  # /proc/<pid>/stat field 22
     started_at: datetime
 
 
@@ -129,7 +132,7 @@ class CgroupLearner:
         self.learn_seconds, self.ignore_ttl, self.enabled = learn_seconds, ignore_ttl, enabled
         self.student: set[int] = set()
         self.first_seen: dict[int, float] = {}
-        self.ignored: dict[int, float] = {}   # cgroup -> when the verdict expires
+        self.ignored: dict[int, float] = {}  # cgroup -> when the verdict expires
 
     def saw(self, cgroup_id: int, is_student: bool, now: float) -> None:
         if not cgroup_id:
@@ -158,14 +161,27 @@ class CgroupLearner:
                 self.tracer.set_cgroup_verdict(cg, None)
 
     def counts(self) -> dict[str, int]:
-        return {"student": len(self.student), "ignored": len(self.ignored),
-                "learning": len(set(self.first_seen) - set(self.ignored))}
+        return {
+            "student": len(self.student),
+            "ignored": len(self.ignored),
+            "learning": len(set(self.first_seen) - set(self.ignored)),
+        }
 
 
 class Pipeline:
-    def __init__(self, *, node: str, attributor: Attributor, outbox: Outbox, metrics: ProcmonMetrics,
-                 max_args: int = 64, argv_size: int = 4096, learn_seconds: float = 5.0,
-                 ignore_ttl: float = 600.0, kernel_filter: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        node: str,
+        attributor: Attributor,
+        outbox: Outbox,
+        metrics: ProcmonMetrics,
+        max_args: int = 64,
+        argv_size: int = 4096,
+        learn_seconds: float = 5.0,
+        ignore_ttl: float = 600.0,
+        kernel_filter: bool = True,
+    ) -> None:
         self.node = node
         self.boot = boot_id()
         self.attributor = attributor
@@ -174,14 +190,14 @@ class Pipeline:
         self.max_args, self.argv_size = max_args, argv_size
         self.hostnames = procfs.HostnameResolver()
         self.pending: OrderedDict[int, Pending] = OrderedDict()
-        self.lineage: OrderedDict[int, tuple[int, bool]] = OrderedDict()   # pid -> (ppid, is a compiler)
+        self.lineage: OrderedDict[int, tuple[int, bool]] = OrderedDict()  # pid -> (ppid, is a compiler)
         # pid -> (cwd, hostname) last seen for it or for one of its children (tracer thread only)
         self.recent: OrderedDict[int, tuple[str, str | None]] = OrderedDict()
         self._recent_lock = threading.Lock()
         # pid -> (its cwd after its latest chdir, monotonic time) (tracer thread only)
         self.own_cwd: OrderedDict[int, tuple[str, float]] = OrderedDict()
         self.unsent: list = []
-        self._batch: list = []          # events of the current poll (tracer thread only)
+        self._batch: list = []  # events of the current poll (tracer thread only)
         self._attributions: OrderedDict[tuple, Attributed | Skip] = OrderedDict()
         self._first_unsent = 0.0
         self._last_outbox_warning = 0.0
@@ -314,8 +330,7 @@ class Pipeline:
         it polls: an exit after the attach cannot be missed, and an exec after it is in the buffer
         (the kernel ``tracked`` entry it made wins, see ``adopt``). Returns how many were adopted."""
         hz = procfs.CLK_TCK
-        boot_now, mono_now, wall_now = (time.clock_gettime_ns(time.CLOCK_BOOTTIME), time.monotonic_ns(),
-                                        time.time_ns())
+        boot_now, mono_now, wall_now = (time.clock_gettime_ns(time.CLOCK_BOOTTIME), time.monotonic_ns(), time.time_ns())
         own = os.getpid()
         found = []
         for pid in procfs.live_pids():
@@ -334,7 +349,7 @@ class Pipeline:
             return None
         exe = procfs.read_exe(pid)
         if not exe:
-            return None   # kernel threads have no executable
+            return None  # kernel threads have no executable
         mono_ns, wall_ns = procfs.start_clocks(stat.start_ticks, hz, boot_now, mono_now, wall_now)
         ev = ExecEvent(pid=pid, ktime_ns=mono_ns, filename=exe, ppid=stat.ppid, comm=stat.comm)
         argv = procfs.read_cmdline(pid) or [exe]
@@ -357,7 +372,7 @@ class Pipeline:
         adopted = 0
         with self._lock:
             students: list[tuple[Running, Attributed | Skip]] = []
-            for r in found:   # first the lineage, as handle_exec keeps it, so children can see their parents
+            for r in found:  # first the lineage, as handle_exec keeps it, so children can see their parents
                 result = self._attribute(r.exec, False)
                 if isinstance(result, Skip) and result.reason == NOT_STUDENT:
                     continue
@@ -370,22 +385,32 @@ class Pipeline:
                 if self._compiler_ancestor(ev.ppid):
                     continue
                 ev.cgroup_id = ev.cgroup_id or procfs.read_cgroup_id(pid)
-                if self.learner:     # its cgroup is a student's: its execs must not be filtered
+                if self.learner:  # its cgroup is a student's: its execs must not be filtered
                     self.learner.saw(ev.cgroup_id, True, now)
                 if isinstance(result, Skip) or pid in self.pending:
                     continue
                 if not self.tracer.track(pid, ev.ktime_ns):
-                    continue   # exec'd after the attach: its exec event reports it
+                    continue  # exec'd after the attach: its exec event reports it
                 again = procfs.read_proc_stat(pid)
-                if again is None or again.state in ("Z", "X") or not procfs.same_start(again.start_ticks,
-                                                                                       r.start_ticks):
-                    self.tracer.untrack(pid, ev.ktime_ns)   # ended before the entry was in place
+                if (
+                    again is None
+                    or again.state in ("Z", "X")
+                    or not procfs.same_start(again.start_ticks, r.start_ticks)
+                ):
+                    self.tracer.untrack(pid, ev.ktime_ns)  # ended before the entry was in place
                     continue
                 self.pending[pid] = Pending(ev, result, r.started_at, adopted_ticks=r.start_ticks)
                 adopted += 1
-                log.debug("adopted pid %d %s (started %s): %s %s/%s %s", pid, ev.filename,
-                          r.started_at.isoformat(), result.type, result.student.dirname, result.assignment,
-                          result.path)
+                log.debug(
+                    "adopted pid %d %s (started %s): %s %s/%s %s",
+                    pid,
+                    ev.filename,
+                    r.started_at.isoformat(),
+                    result.type,
+                    result.student.dirname,
+                    result.assignment,
+                    result.path,
+                )
         self.metrics.adopted.inc(adopted)
         return adopted
 
@@ -458,13 +483,28 @@ class Pipeline:
             return
         if isinstance(result, Skip):
             if result.reason != NOT_STUDENT or ev.cwd is None:
-                log.debug("pid %d (ppid %d) %s skipped (%s): cwd=%s host=%s argv=%s", ev.pid, ev.ppid, ev.filename, result.reason,
-                          ev.cwd, ev.hostname, ev.argv[:4])
+                log.debug(
+                    "pid %d (ppid %d) %s skipped (%s): cwd=%s host=%s argv=%s",
+                    ev.pid,
+                    ev.ppid,
+                    ev.filename,
+                    result.reason,
+                    ev.cwd,
+                    ev.hostname,
+                    ev.argv[:4],
+                )
             self.metrics.count_filtered(result.reason)
             self.tracer.untrack(ev.pid, ev.ktime_ns)
             return
-        log.debug("pid %d %s: %s %s/%s %s", ev.pid, ev.filename, result.type, result.student.dirname,
-                  result.assignment, result.path)
+        log.debug(
+            "pid %d %s: %s %s/%s %s",
+            ev.pid,
+            ev.filename,
+            result.type,
+            result.student.dirname,
+            result.assignment,
+            result.path,
+        )
         self.pending[ev.pid] = Pending(ev, result, ktime_to_wall(ev.ktime_ns))
         if len(self.pending) > MAX_PENDING:
             _pid, _old = self.pending.popitem(last=False)
@@ -481,11 +521,26 @@ class Pipeline:
         self.metrics.reexecs.inc()
         rec.last_ktime_ns = ev.ktime_ns
         if isinstance(result, Skip):
-            log.debug("pid %d exec'd %s (%s): still reported as %s %s", ev.pid, ev.filename, result.reason,
-                      rec.what.type, rec.what.path)
+            log.debug(
+                "pid %d exec'd %s (%s): still reported as %s %s",
+                ev.pid,
+                ev.filename,
+                result.reason,
+                rec.what.type,
+                rec.what.path,
+            )
             return
-        log.debug("pid %d exec'd %s: now %s %s/%s %s (was %s %s)", ev.pid, ev.filename, result.type,
-                  result.student.dirname, result.assignment, result.path, rec.what.type, rec.what.path)
+        log.debug(
+            "pid %d exec'd %s: now %s %s/%s %s (was %s %s)",
+            ev.pid,
+            ev.filename,
+            result.type,
+            result.student.dirname,
+            result.assignment,
+            result.path,
+            rec.what.type,
+            rec.what.path,
+        )
         rec.exec, rec.what = ev, result
 
     def _attribute(self, ev: ExecEvent, parent_is_compiler: bool) -> Attributed | Skip:
@@ -522,8 +577,12 @@ class Pipeline:
             stat = procfs.read_proc_stat(ev.pid)
             ticks_now = stat.start_ticks if stat else None
         if not exit_matches(rec, ev, ticks_now):
-            log.debug("pid %d: exit of another program (started %s, not %d)", ev.pid,
-                      ev.start_ns if ev.start_ns is not None else f"at tick {ticks_now}", rec.last_ktime_ns)
+            log.debug(
+                "pid %d: exit of another program (started %s, not %d)",
+                ev.pid,
+                ev.start_ns if ev.start_ns is not None else f"at tick {ticks_now}",
+                rec.last_ktime_ns,
+            )
             return  # a stale exit of an earlier program with this pid
         del self.pending[ev.pid]
         self._emit(rec, ev)
@@ -560,7 +619,7 @@ class Pipeline:
             log.warning("pid %d: event not valid, dropped: %s", rec.exec.pid, wire.describe_error(exc))
             return
         self.metrics.process_events.labels(w.label).inc()
-        if len(self.unsent) >= MAX_UNSENT:   # the outbox has refused events for a long time
+        if len(self.unsent) >= MAX_UNSENT:  # the outbox has refused events for a long time
             self.metrics.dropped.labels("outbox_unavailable").inc()
             return
         if not self.unsent:
@@ -582,8 +641,9 @@ class Pipeline:
                 now = time.monotonic()
                 if now - self._last_outbox_warning > 30:
                     self._last_outbox_warning = now
-                    log.warning("outbox refused %d events; keeping them in memory and retrying: %s",
-                                len(self.unsent), exc)
+                    log.warning(
+                        "outbox refused %d events; keeping them in memory and retrying: %s", len(self.unsent), exc
+                    )
                 return  # retried at the next tick
             with self._lock:
                 del self.unsent[: len(batch)]

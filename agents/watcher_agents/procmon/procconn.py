@@ -6,6 +6,7 @@ It carries pids only, so argv, cwd, the executable and the hostname are read fro
 the exec arrives (a process that is already gone keeps only what /proc still had). There is no
 in-kernel filter: every exec on the node reaches user space. Needs CAP_NET_ADMIN.
 """
+
 from __future__ import annotations
 
 import errno
@@ -31,12 +32,12 @@ PROC_EVENT_FORK = 0x00000001
 PROC_EVENT_EXEC = 0x00000002
 PROC_EVENT_EXIT = 0x80000000
 
-_NLMSGHDR = struct.Struct("=IHHII")        # len, type, flags, seq, pid
-_CN_MSG = struct.Struct("=IIIIHH")         # idx, val, seq, ack, len, flags
-_PROC_EVENT_HEAD = struct.Struct("=IIQ")   # what, cpu, timestamp_ns (CLOCK_MONOTONIC)
-_EXEC = struct.Struct("=ii")               # pid, tgid
-_EXIT = struct.Struct("=iiII")             # pid, tgid, exit_code (wait status), exit_signal (to parent)
-_FORK = struct.Struct("=iiii")             # parent pid, parent tgid, child pid, child tgid
+_NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
+_CN_MSG = struct.Struct("=IIIIHH")  # idx, val, seq, ack, len, flags
+_PROC_EVENT_HEAD = struct.Struct("=IIQ")  # what, cpu, timestamp_ns (CLOCK_MONOTONIC)
+_EXEC = struct.Struct("=ii")  # pid, tgid
+_EXIT = struct.Struct("=iiII")  # pid, tgid, exit_code (wait status), exit_signal (to parent)
+_FORK = struct.Struct("=iiii")  # parent pid, parent tgid, child pid, child tgid
 
 
 class ConnectorUnavailable(Exception):
@@ -78,8 +79,9 @@ def parse_messages(data: bytes):
 class ProcConnectorTracer:
     mode = "proc-connector"
 
-    def __init__(self, on_exec: Callable[[ExecEvent], None], on_exit: Callable[[ExitEvent], None],
-                 rcvbuf: int = 16 * 1024 * 1024) -> None:
+    def __init__(
+        self, on_exec: Callable[[ExecEvent], None], on_exit: Callable[[ExitEvent], None], rcvbuf: int = 16 * 1024 * 1024
+    ) -> None:
         self.on_exec, self.on_exit = on_exec, on_exit
         self.rcvbuf = rcvbuf
         self.sock: socket.socket | None = None
@@ -108,12 +110,15 @@ class ProcConnectorTracer:
             err = _wait_for_ack(sock)
         except OSError as exc:
             sock.close()
-            raise ConnectorUnavailable(f"cannot subscribe to process events: {exc.strerror or exc} "
-                                       "(needs CAP_NET_ADMIN)") from None
+            raise ConnectorUnavailable(
+                f"cannot subscribe to process events: {exc.strerror or exc} (needs CAP_NET_ADMIN)"
+            ) from None
         if err:
             sock.close()
-            raise ConnectorUnavailable(f"the kernel refused the subscription: {os.strerror(err)} "
-                                       "(needs CAP_NET_ADMIN in the initial user namespace)")
+            raise ConnectorUnavailable(
+                f"the kernel refused the subscription: {os.strerror(err)} "
+                "(needs CAP_NET_ADMIN in the initial user namespace)"
+            )
         sock.settimeout(0.5)
         self.sock = sock
         log.info("listening to the netlink process connector (no in-kernel filter)")
@@ -195,8 +200,13 @@ class ProcConnectorTracer:
             self.sock = None
 
     def counters(self) -> dict[str, int]:
-        return {"lost": self.lost, "filtered_exec": 0, "exec": self.events["exec"], "exit": self.events["exit"],
-                "argv_missing": 0}
+        return {
+            "lost": self.lost,
+            "filtered_exec": 0,
+            "exec": self.events["exec"],
+            "exit": self.events["exit"],
+            "argv_missing": 0,
+        }
 
     # no in-kernel state to update
     def set_cgroup_verdict(self, cgroup_id: int, verdict: int | None) -> None:
@@ -206,7 +216,7 @@ class ProcConnectorTracer:
         pass
 
     def track(self, pid: int, start_ns: int) -> bool:
-        return True     # every exit reaches user space
+        return True  # every exit reaches user space
 
 
 def _other_threads(tgid: int, exclude: set[int]) -> bool:

@@ -3,6 +3,7 @@
 Called in the tracer thread the moment an exec event arrives: a gcc that lives 20 ms is still there,
 most of the time. Every reader returns None when the process is already gone (never raises).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -170,10 +171,11 @@ CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 @dataclass(frozen=True)
 class ProcStat:
     """What /proc/<pid>/stat says about a process that adoption needs."""
+
     comm: str
-    state: str            # R, S, D, Z (zombie: already exited), X, ...
+    state: str  # R, S, D, Z (zombie: already exited), X, ...
     ppid: int
-    start_ticks: int      # field 22: start time after boot, in clock ticks (CLOCK_BOOTTIME based)
+    start_ticks: int  # field 22: start time after boot, in clock ticks (CLOCK_BOOTTIME based)
 
 
 def parse_stat(raw: bytes) -> ProcStat | None:
@@ -183,7 +185,7 @@ def parse_stat(raw: bytes) -> ProcStat | None:
     if not sep or b"(" not in head:
         return None
     comm = head.partition(b"(")[2].decode("utf-8", "replace")
-    fields = tail.split()   # fields[0] is field 3 (state)
+    fields = tail.split()  # fields[0] is field 3 (state)
     try:
         return ProcStat(comm, fields[0].decode("ascii", "replace"), int(fields[1]), int(fields[19]))
     except (IndexError, ValueError):

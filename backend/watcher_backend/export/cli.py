@@ -4,6 +4,7 @@ Reads the backend's database directly (read-only SELECTs) and its snapshot store
 server and no token; run it where the database and the snapshot volume are reachable (e.g. ``kubectl exec``
 into the backend pod). See docs/export.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,33 +61,57 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--database-url", metavar="URL",
-                   help=f"the backend's database, sqlite:///PATH or postgresql://... "
-                        f"(env WATCHER_DATABASE_URL; default {DEFAULT_DATABASE_URL})")
-    p.add_argument("--snapshot-dir", metavar="DIR",
-                   help=f"the backend's snapshot store, for file contents "
-                        f"(env WATCHER_SNAPSHOT_DIR; default {DEFAULT_SNAPSHOT_DIR})")
-    p.add_argument("--out", metavar="DIR", required=True,
-                   help="where to write the dataset; created if missing, must be empty unless --force")
-    p.add_argument("--force", action="store_true", help="write into a non-empty --out directory (replaces the dataset files and CodeStates/)")
+    p.add_argument(
+        "--database-url",
+        metavar="URL",
+        help=f"the backend's database, sqlite:///PATH or postgresql://... "
+        f"(env WATCHER_DATABASE_URL; default {DEFAULT_DATABASE_URL})",
+    )
+    p.add_argument(
+        "--snapshot-dir",
+        metavar="DIR",
+        help=f"the backend's snapshot store, for file contents "
+        f"(env WATCHER_SNAPSHOT_DIR; default {DEFAULT_SNAPSHOT_DIR})",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        required=True,
+        help="where to write the dataset; created if missing, must be empty unless --force",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty --out directory (replaces the dataset files and CodeStates/)",
+    )
     p.add_argument("--course", metavar="C", help="only this course (e.g. os, data-structure)")
     p.add_argument("--section", metavar="S", help="only this section of --course (e.g. 1)")
     p.add_argument("--assignment", metavar="A", help="only this assignment of --course (e.g. hw1)")
     p.add_argument("--student", metavar="ID", help="only this student id (a string: 000123 keeps its zeros)")
-    p.add_argument("--since", metavar="TIME",
-                   help="only events at or after TIME: ISO 8601 (2025-03-01T09:00:00+09:00) or a date (2025-03-01); "
-                        "without an offset it is UTC")
+    p.add_argument(
+        "--since",
+        metavar="TIME",
+        help="only events at or after TIME: ISO 8601 (2025-03-01T09:00:00+09:00) or a date (2025-03-01); "
+        "without an offset it is UTC",
+    )
     p.add_argument("--until", metavar="TIME", help="only events before TIME (same forms as --since)")
-    p.add_argument("--pseudonymize-key", metavar="KEY",
-                   help=f"replace student ids by HMAC-SHA256(KEY, id) pseudonyms in SubjectID (env {PSEUDONYM_ENV}); "
-                        "keep the key secret and reuse it to link exports")
-    p.add_argument("--with-argv", action="store_true",
-                   help="add the command lines of compiles and runs (X-Argv); they may contain secrets")
+    p.add_argument(
+        "--pseudonymize-key",
+        metavar="KEY",
+        help=f"replace student ids by HMAC-SHA256(KEY, id) pseudonyms in SubjectID (env {PSEUDONYM_ENV}); "
+        "keep the key secret and reuse it to link exports",
+    )
+    p.add_argument(
+        "--with-argv",
+        action="store_true",
+        help="add the command lines of compiles and runs (X-Argv); they may contain secrets",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return parser
 
 
 # ------------------------------------------------------------------------------------------ options
+
 
 def parse_time(option: str, text: str) -> datetime:
     raw = text.strip()
@@ -96,7 +121,9 @@ def parse_time(option: str, text: str) -> datetime:
         else:
             value = datetime.fromisoformat(raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw)
     except ValueError:
-        raise UsageError(f"{option}: {text!r} is not a time; use ISO 8601 (2025-03-01T09:00:00+09:00) or a date (2025-03-01)") from None
+        raise UsageError(
+            f"{option}: {text!r} is not a time; use ISO 8601 (2025-03-01T09:00:00+09:00) or a date (2025-03-01)"
+        ) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
@@ -123,9 +150,11 @@ def check_options(args: argparse.Namespace, env: dict[str, str]) -> dict[str, An
 
     database_url = args.database_url or env.get("WATCHER_DATABASE_URL") or DEFAULT_DATABASE_URL
     if not (database_url.startswith("sqlite") or database_url.startswith("postgres")):
-        raise UsageError(f"--database-url: must start with sqlite:/// or postgresql:// (got {database_url.split(':', 1)[0]!r})")
+        raise UsageError(
+            f"--database-url: must start with sqlite:/// or postgresql:// (got {database_url.split(':', 1)[0]!r})"
+        )
     if database_url.startswith("sqlite:///") and not database_url.startswith("sqlite:///:memory:"):
-        db_file = Path(database_url[len("sqlite:///"):])
+        db_file = Path(database_url[len("sqlite:///") :])
         if not db_file.is_file():
             raise UsageError(f"--database-url: SQLite database {db_file} does not exist")
 
@@ -161,8 +190,10 @@ def pseudonymizer(key: str | None):
 
 # ------------------------------------------------------------------------------------------ reading
 
-def iter_events(engine, *, course=None, section=None, assignment=None, student=None, since=None, until=None,
-                batch: int = 1000) -> Iterator[dict[str, Any]]:
+
+def iter_events(
+    engine, *, course=None, section=None, assignment=None, student=None, since=None, until=None, batch: int = 1000
+) -> Iterator[dict[str, Any]]:
     """Stored events, by student then time, as ``store.event_dict`` dicts; streamed in batches."""
     from sqlalchemy import select
 
@@ -170,7 +201,12 @@ def iter_events(engine, *, course=None, section=None, assignment=None, student=N
 
     table = store.EVENT
     q = select(table)
-    for column, value in (("course", course), ("section", section), ("assignment", assignment), ("student_id", student)):
+    for column, value in (
+        ("course", course),
+        ("section", section),
+        ("assignment", assignment),
+        ("student_id", student),
+    ):
         if value is not None:
             q = q.where(table.c[column] == value)
     if since is not None:
@@ -219,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.force and stale.is_dir():  # folders of an earlier export would look like part of this one
             shutil.rmtree(stale)
         if not inspect(engine).has_table("event"):
-            sys.stderr.write(f"{prog}: --database-url: no 'event' table; is this a Watcher database? (start the backend once to create it)\n")
+            sys.stderr.write(
+                f"{prog}: --database-url: no 'event' table; is this a Watcher database? (start the backend once to create it)\n"
+            )
             return EXIT_FAILED
 
         def progress(stats: progsnap2.ExportStats) -> None:
@@ -227,11 +265,22 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stderr.write(f"{prog}: {stats.events} events, {stats.rows} rows, {stats.code_states} code states\n")
                 sys.stderr.flush()
 
-        events = iter_events(engine, course=args.course, section=args.section, assignment=args.assignment,
-                             student=args.student, since=opts["since"], until=opts["until"])
+        events = iter_events(
+            engine,
+            course=args.course,
+            section=args.section,
+            assignment=args.assignment,
+            student=args.student,
+            since=opts["since"],
+            until=opts["until"],
+        )
         stats = progsnap2.write_dataset(
-            events, opts["out"], opts["snapshot_dir"],
-            subject_id=pseudonymizer(opts["key"]), with_argv=args.with_argv, progress=progress,
+            events,
+            opts["out"],
+            opts["snapshot_dir"],
+            subject_id=pseudonymizer(opts["key"]),
+            with_argv=args.with_argv,
+            progress=progress,
         )
     except SQLAlchemyError as exc:
         sys.stderr.write(f"{prog}: --database-url: database error: {str(exc).splitlines()[0][:300]}\n")
@@ -244,7 +293,11 @@ def main(argv: list[str] | None = None) -> int:
     sys.stderr.write(
         f"{prog}: wrote {stats.rows} rows from {stats.events} events, {stats.code_states} code states "
         f"({stats.files_copied} files) to {opts['out']}"
-        + (f"; {stats.missing_snapshots} contents were missing from {opts['snapshot_dir']}" if stats.missing_snapshots else "")
+        + (
+            f"; {stats.missing_snapshots} contents were missing from {opts['snapshot_dir']}"
+            if stats.missing_snapshots
+            else ""
+        )
         + "\n"
     )
     return EXIT_OK

@@ -19,6 +19,7 @@ file over the size limit, a snapshot missing from the store) the folder is not f
 CodeStateID is left blank, which ProgSnap2 defines as "changed but not logged", until every unknown file
 is saved again or deleted.
 """
+
 from __future__ import annotations
 
 import csv
@@ -152,20 +153,22 @@ class Mapper:
     def _base(self, ev: dict[str, Any], event_type: str, event_id: str) -> dict[str, str]:
         self._order += 1
         row = dict.fromkeys(COLUMNS, "")
-        row.update({
-            "EventType": event_type,
-            "EventID": event_id,
-            "Order": str(self._order),
-            "SubjectID": self._subject_id(ev["student_id"]),
-            "ToolInstances": TOOL,
-            "ServerTimestamp": iso(ev.get("received_at")),
-            "ClientTimestamp": iso(ev["timestamp"]),
-            "CourseID": ev["course"],
-            "CourseSectionID": f"{ev['course']}-{ev['section']}",
-            # Unique across courses, as the spec asks: hw1 of two courses are different assignments.
-            "AssignmentID": f"{ev['course']}:{ev['assignment']}",
-            "X-Source": ev.get("source") or "",
-        })
+        row.update(
+            {
+                "EventType": event_type,
+                "EventID": event_id,
+                "Order": str(self._order),
+                "SubjectID": self._subject_id(ev["student_id"]),
+                "ToolInstances": TOOL,
+                "ServerTimestamp": iso(ev.get("received_at")),
+                "ClientTimestamp": iso(ev["timestamp"]),
+                "CourseID": ev["course"],
+                "CourseSectionID": f"{ev['course']}-{ev['section']}",
+                # Unique across courses, as the spec asks: hw1 of two courses are different assignments.
+                "AssignmentID": f"{ev['course']}:{ev['assignment']}",
+                "X-Source": ev.get("source") or "",
+            }
+        )
         return row
 
     def _state(self, folder: _Folder) -> tuple[str, tuple[str, dict[str, str]] | None]:
@@ -231,10 +234,14 @@ class Mapper:
         if etype == wire.NOTEBOOK_CELL:
             cid, new = self._state(folder)
             row = self._base(ev, "Run.Program", ev["event_id"])
-            row.update(CodeStateID=cid, CodeStateSection=path if path != "." else "", ExecutionID=ev["event_id"],
-                       ExecutionResult="Success" if ev.get("error") is None else "Error",
-                       ToolInstances=f"{TOOL};ipykernel", **{"X-Exception": _str(ev.get("error")),
-                                                              "X-CellID": _str(ev.get("cell_id"))})
+            row.update(
+                CodeStateID=cid,
+                CodeStateSection=path if path != "." else "",
+                ExecutionID=ev["event_id"],
+                ExecutionResult="Success" if ev.get("error") is None else "Error",
+                ToolInstances=f"{TOOL};ipykernel",
+                **{"X-Exception": _str(ev.get("error")), "X-CellID": _str(ev.get("cell_id"))},
+            )
             row["X-DurationMs"] = "" if ev.get("duration_ms") is None else f"{float(ev['duration_ms']):.3f}"
             return Mapped([row], new)
 
@@ -276,7 +283,9 @@ class Mapper:
                     ParentEventID=ev["event_id"],
                     CompileMessageType="Unknown",
                     CompileMessageData=(
-                        f"compiler killed by signal {signal}" if signal is not None else f"compiler exited with status {exit_code}"
+                        f"compiler killed by signal {signal}"
+                        if signal is not None
+                        else f"compiler exited with status {exit_code}"
                     ),
                     IsFabricatedEvent="true",
                 )
@@ -297,6 +306,7 @@ def _str(value: Any) -> str:
 
 
 # ------------------------------------------------------------------------------------------ writer
+
 
 class ExportError(Exception):
     """The export cannot go on (the message names the option or file to fix)."""

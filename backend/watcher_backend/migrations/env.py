@@ -3,6 +3,7 @@
 Run programmatically (``watcher_backend.migrate``) at startup, or with the alembic CLI:
 ``alembic -x url=sqlite:///data/watcher.db -c <package>/migrations/alembic.ini upgrade head``.
 """
+
 from __future__ import annotations
 
 from alembic import context

@@ -1,4 +1,5 @@
 """Privacy operations (admin scope): erase one student's records; run the retention purge now."""
+
 from __future__ import annotations
 
 import logging
@@ -26,19 +27,36 @@ SNAPSHOT_NOTE = (
 
 @router.delete("/students/{student_id}", response_model=Deleted, summary="Erase every stored record of one student")
 def delete_student(
-    request: Request, student_id: StudentPath,
-    course: Annotated[str | None, Query(pattern=rf"^{identity.COURSE_RE.pattern}$", description="Only this course")] = None,
-    section: Annotated[str | None, Query(pattern=rf"^{identity.SECTION_RE.pattern}$", description="Only this section")] = None,
+    request: Request,
+    student_id: StudentPath,
+    course: Annotated[
+        str | None, Query(pattern=rf"^{identity.COURSE_RE.pattern}$", description="Only this course")
+    ] = None,
+    section: Annotated[
+        str | None, Query(pattern=rf"^{identity.SECTION_RE.pattern}$", description="Only this section")
+    ] = None,
     session: Session = Depends(get_session),
 ):
     if section is not None and course is None:
         raise HTTPException(status_code=422, detail="section: give course too")
     deleted, queued = store.delete_student(session, student_id, course=course, section=section)
     request.app.state.metrics.students_deleted.inc(sum(deleted.values()))
-    log.info("erased student %s (course=%s section=%s): %s, %d snapshot contents queued for removal",
-             student_id, course, section, deleted, queued)
-    return Deleted(student_id=student_id, course=course, section=section, deleted=deleted,
-                   contents_queued=queued, note=SNAPSHOT_NOTE)
+    log.info(
+        "erased student %s (course=%s section=%s): %s, %d snapshot contents queued for removal",
+        student_id,
+        course,
+        section,
+        deleted,
+        queued,
+    )
+    return Deleted(
+        student_id=student_id,
+        course=course,
+        section=section,
+        deleted=deleted,
+        contents_queued=queued,
+        note=SNAPSHOT_NOTE,
+    )
 
 
 @router.post("/admin/retention", response_model=Purged, summary="Purge events older than the retention period now")

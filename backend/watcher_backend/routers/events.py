@@ -5,6 +5,7 @@ ones are stored, each rejected one is listed by index); 422 with the same BatchR
 event was rejected; 422 for a body that is not a JSON array; 413 for a body over the byte limit or more
 than ``wire.MAX_BATCH_EVENTS`` events. Sending the same batch again changes nothing (duplicates).
 """
+
 from __future__ import annotations
 
 import json
@@ -53,7 +54,8 @@ async def post_events(
         int | None, Header(ge=0, description="Events the agent still has queued (shown by watcher status)")
     ] = None,
     x_watcher_node: Annotated[
-        str | None, Header(pattern=r"^[A-Za-z0-9._-]{1,253}$", description="Reporting node (heartbeat on empty batches)")
+        str | None,
+        Header(pattern=r"^[A-Za-z0-9._-]{1,253}$", description="Reporting node (heartbeat on empty batches)"),
     ] = None,
     x_watcher_source: Annotated[
         str | None, Header(pattern=r"^(filemon|procmon|legacy|ipynb|import)$", description="Reporting agent")
@@ -108,8 +110,9 @@ def _check_count(n: int) -> None:
         )
 
 
-def only_cells_of(student: identity.Student, size: int, valid: list[wire.Event],
-                  rejected: list[wire.Rejection]) -> tuple[list[wire.Event], list[wire.Rejection]]:
+def only_cells_of(
+    student: identity.Student, size: int, valid: list[wire.Event], rejected: list[wire.Rejection]
+) -> tuple[list[wire.Event], list[wire.Rejection]]:
     """What a notebook token may store of a parsed batch: its own student's notebook.cell events from the hook."""
     bad = {r.index for r in rejected}
     allowed: list[wire.Event] = []
@@ -118,8 +121,10 @@ def only_cells_of(student: identity.Student, size: int, valid: list[wire.Event],
         if ev.type != wire.NOTEBOOK_CELL or ev.source != "ipynb":
             why = f"a notebook token may only send notebook.cell events (source ipynb), not {ev.type}"
         elif ev.student != student:
-            why = (f"a notebook token of {student.course}/{student.section}/{student.student_id} may not send "
-                   f"events of {ev.course}/{ev.section}/{ev.student_id}")
+            why = (
+                f"a notebook token of {student.course}/{student.section}/{student.student_id} may not send "
+                f"events of {ev.course}/{ev.section}/{ev.student_id}"
+            )
         else:
             allowed.append(ev)
             continue
@@ -127,8 +132,9 @@ def only_cells_of(student: identity.Student, size: int, valid: list[wire.Event],
     return allowed, sorted(refused, key=lambda r: r.index)
 
 
-def store_batch(app, raw: bytes, backlog: int | None, node: str | None, source: str | None,
-                cells_of: identity.Student | None = None) -> JSONResponse:
+def store_batch(
+    app, raw: bytes, backlog: int | None, node: str | None, source: str | None, cells_of: identity.Student | None = None
+) -> JSONResponse:
     if app.state.engine.dialect.name == "sqlite":
         # Parse and insert one batch at a time. Overlapping them only looks parallel: sqlite3 releases the
         # GIL on every row it steps, and a parsing thread then holds it for a switch interval each time
@@ -138,8 +144,9 @@ def store_batch(app, raw: bytes, backlog: int | None, node: str | None, source: 
     return _store_batch(app, raw, backlog, node, source, cells_of)
 
 
-def _store_batch(app, raw: bytes, backlog: int | None, node: str | None, source: str | None,
-                 cells_of: identity.Student | None) -> JSONResponse:
+def _store_batch(
+    app, raw: bytes, backlog: int | None, node: str | None, source: str | None, cells_of: identity.Student | None
+) -> JSONResponse:
     metrics = app.state.metrics
     size, valid, rejected = parse_batch(raw)
     if cells_of is not None:
@@ -167,7 +174,14 @@ def _store_batch(app, raw: bytes, backlog: int | None, node: str | None, source:
                 metrics.events.labels(t, "duplicate").inc(n)
     answer = wire.BatchResult(accepted=accepted, duplicates=duplicates, rejected=rejected)
     if rejected:
-        log.info("batch of %d: %d accepted, %d duplicates, %d rejected (first: #%d %s)", size, accepted,
-                 duplicates, len(rejected), rejected[0].index, rejected[0].error[:200])
+        log.info(
+            "batch of %d: %d accepted, %d duplicates, %d rejected (first: #%d %s)",
+            size,
+            accepted,
+            duplicates,
+            len(rejected),
+            rejected[0].index,
+            rejected[0].error[:200],
+        )
     status = 422 if size and not valid else 200
     return JSONResponse(answer.model_dump(mode="json"), status_code=status)

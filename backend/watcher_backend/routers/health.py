@@ -1,4 +1,5 @@
 """Open endpoints: liveness (``/health``), readiness (``/ready``, ``/readyz``) and Prometheus ``/metrics``."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -30,8 +31,12 @@ def _check_database(request: Request) -> tuple[bool, str | None]:
         return False, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
 
 
-@router.get("/ready", response_model=Ready, summary="Readiness: the database answers",
-            responses={503: {"model": Ready, "description": "The database is unreachable"}})
+@router.get(
+    "/ready",
+    response_model=Ready,
+    summary="Readiness: the database answers",
+    responses={503: {"model": Ready, "description": "The database is unreachable"}},
+)
 @router.get("/readyz", response_model=Ready, include_in_schema=False)
 def ready(request: Request):
     ok, detail = _check_database(request)
@@ -41,8 +46,9 @@ def ready(request: Request):
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
-            responses={200: {"content": {"text/plain": {}}}})
+@router.get(
+    "/metrics", summary="Prometheus metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}}
+)
 def metrics(request: Request):
     data, content_type = request.app.state.metrics.render()
     return Response(content=data, media_type=content_type)

@@ -12,6 +12,7 @@ A real class_div always contains ``-`` and the static prefixes never do, and a s
 always ``YYYYMMDD_HHMMSS``, never ``build``/``run``; so no URL is ambiguous (tests/integration/legacy).
 This router is included after the v1 routers, so ``/api/v1/...`` always wins.
 """
+
 from __future__ import annotations
 
 import logging
@@ -57,22 +58,31 @@ MAX_INTERVAL_MINUTES = 10 * 366 * 24 * 60  # ten years; larger values overflow d
 
 # Path parameters carry their formats in the OpenAPI schema (clients and fuzzers see them); a value that
 # does not match is a 422 naming the parameter. The handlers check the same rules again (scope_of).
-ClassDiv = Annotated[str, Path(
-    pattern=rf"^{identity.COURSE_RE.pattern}-{identity.SECTION_RE.pattern}$",
-    description="{course}-{section}, e.g. os-1 or data-structure-2 (split at the last '-')",
-)]
-HwName = Annotated[str, Path(pattern=rf"^{legacy_store.ASSIGNMENT_RE.pattern}$", description="Assignment folder, e.g. hw1")]
-StudentId = Annotated[str, Path(
-    pattern=rf"^{identity.STUDENT_ID_RE.pattern}$", description="Student id, a string (leading zeros kept)"
-)]
+ClassDiv = Annotated[
+    str,
+    Path(
+        pattern=rf"^{identity.COURSE_RE.pattern}-{identity.SECTION_RE.pattern}$",
+        description="{course}-{section}, e.g. os-1 or data-structure-2 (split at the last '-')",
+    ),
+]
+HwName = Annotated[
+    str, Path(pattern=rf"^{legacy_store.ASSIGNMENT_RE.pattern}$", description="Assignment folder, e.g. hw1")
+]
+StudentId = Annotated[
+    str, Path(pattern=rf"^{identity.STUDENT_ID_RE.pattern}$", description="Student id, a string (leading zeros kept)")
+]
 FileName = Annotated[str, Path(description="Path in the assignment folder, folders joined with '@' (src@util.c)")]
-SnapshotTs = Annotated[str, Path(
-    pattern=r"^\d{8}_\d{6}(\..*)?$",
-    description="YYYYMMDD_HHMMSS, the writer's UTC clock by default (WATCHER_LEGACY_SNAPSHOT_TZ, docs/legacy-api.md); a trailing .ext is ignored",
-)]
+SnapshotTs = Annotated[
+    str,
+    Path(
+        pattern=r"^\d{8}_\d{6}(\..*)?$",
+        description="YYYYMMDD_HHMMSS, the writer's UTC clock by default (WATCHER_LEGACY_SNAPSHOT_TZ, docs/legacy-api.md); a trailing .ext is ignored",
+    ),
+]
 
 
 # ------------------------------------------------------------------------------------------ helpers
+
 
 def invalid(field: str, message: str, value: Any = None, where: str = "path") -> HTTPException:
     """A 422 shaped like FastAPI's own validation errors, naming the field."""
@@ -143,13 +153,20 @@ def _body_time(value: datetime) -> datetime:
 
 # ------------------------------------------------------------------------------------------ static-prefix reads
 
+
 @router.get(
     "/api/snapshot_avg/{class_div}/{hw_name}/{student_id}/{filename}",
     response_model=SnapshotAvgResponse,
     dependencies=READ,
     summary="Number of snapshots and mean size of one file",
 )
-def snapshot_avg(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, filename: FileName, session: Session = Depends(get_session)):
+def snapshot_avg(
+    class_div: ClassDiv,
+    hw_name: HwName,
+    student_id: StudentId,
+    filename: FileName,
+    session: Session = Depends(get_session),
+):
     scope = student_scope(session, class_div, hw_name, student_id)
     sizes = [s.size for s in legacy_store.snaps(session, scope, path_of(filename))]
     count, avg = legacy_stats.snapshot_avg(sizes)
@@ -182,7 +199,9 @@ def monitoring(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, sess
     summary="Total code size per time bucket of `interval` minutes",
     responses={400: {"description": "Interval must be a positive integer."}},
 )
-def graph_data(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, interval: int, session: Session = Depends(get_session)):
+def graph_data(
+    class_div: ClassDiv, hw_name: HwName, student_id: StudentId, interval: int, session: Session = Depends(get_session)
+):
     scope = student_scope(session, class_div, hw_name, student_id)
     if interval <= 0:
         raise HTTPException(status_code=400, detail="Interval must be a positive integer.")
@@ -190,7 +209,10 @@ def graph_data(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, inte
         raise invalid("interval", f"must be at most {MAX_INTERVAL_MINUTES} minutes", interval)
     trends = legacy_stats.graph_trends(legacy_store.snaps(session, scope), interval)
     return GraphResponse(
-        trends=[Trend(timestamp=legacy_time.graph_string(t.start), total_size=t.total_size, size_change=t.size_change) for t in trends]
+        trends=[
+            Trend(timestamp=legacy_time.graph_string(t.start), total_size=t.total_size, size_change=t.size_change)
+            for t in trends
+        ]
     )
 
 
@@ -221,7 +243,9 @@ def assignment(class_div: ClassDiv, hw_name: HwName, session: Session = Depends(
     dependencies=READ,
     summary="Per student, the sum of |size change| between consecutive snapshots in [start, end]",
 )
-def total_graph_data(class_div: ClassDiv, hw_name: HwName, start: str, end: str, session: Session = Depends(get_session)):
+def total_graph_data(
+    class_div: ClassDiv, hw_name: HwName, start: str, end: str, session: Session = Depends(get_session)
+):
     scope = scope_of(class_div, hw_name)
     t_start = _time(lambda: legacy_time.parse_range_bound(start), "start", start)
     t_end = _time(lambda: legacy_time.parse_range_bound(end), "end", end)
@@ -238,19 +262,28 @@ def _avg(class_div: str, hw_name: str, session: Session, event_types: tuple[str,
     return AvgCountResponse(avg_count=legacy_stats.avg_count(n, students))
 
 
-@router.get("/api/build_avg/{class_div}/{hw_name}", response_model=AvgCountResponse, dependencies=READ,
-            summary="Compiles per student (students with at least one)")
+@router.get(
+    "/api/build_avg/{class_div}/{hw_name}",
+    response_model=AvgCountResponse,
+    dependencies=READ,
+    summary="Compiles per student (students with at least one)",
+)
 def build_avg(class_div: ClassDiv, hw_name: HwName, session: Session = Depends(get_session)):
     return _avg(class_div, hw_name, session, legacy_store.BUILD_TYPES)
 
 
-@router.get("/api/run_avg/{class_div}/{hw_name}", response_model=AvgCountResponse, dependencies=READ,
-            summary="Runs per student (students with at least one)")
+@router.get(
+    "/api/run_avg/{class_div}/{hw_name}",
+    response_model=AvgCountResponse,
+    dependencies=READ,
+    summary="Runs per student (students with at least one)",
+)
 def run_avg(class_div: ClassDiv, hw_name: HwName, session: Session = Depends(get_session)):
     return _avg(class_div, hw_name, session, legacy_store.RUN_TYPES)
 
 
 # ------------------------------------------------------------------------------------------ logs
+
 
 @router.post(
     "/api/{class_div}/{hw_name}/{student_id}/logs/build",
@@ -259,7 +292,11 @@ def run_avg(class_div: ClassDiv, hw_name: HwName, session: Session = Depends(get
     summary="Record a compile (stored as a process.compile event)",
 )
 def post_build_log(
-    request: Request, class_div: ClassDiv, hw_name: HwName, student_id: StudentId, body: BuildLogCreate,
+    request: Request,
+    class_div: ClassDiv,
+    hw_name: HwName,
+    student_id: StudentId,
+    body: BuildLogCreate,
     session: Session = Depends(get_session),
 ):
     scope = scope_of(class_div, hw_name, student_id)
@@ -275,7 +312,11 @@ def post_build_log(
     summary="Record a program run (stored as a process.run event)",
 )
 def post_run_log(
-    request: Request, class_div: ClassDiv, hw_name: HwName, student_id: StudentId, body: RunLogCreate,
+    request: Request,
+    class_div: ClassDiv,
+    hw_name: HwName,
+    student_id: StudentId,
+    body: RunLogCreate,
     session: Session = Depends(get_session),
 ):
     scope = scope_of(class_div, hw_name, student_id)
@@ -302,7 +343,9 @@ def _log_time(row: legacy_store.LogRow) -> datetime:
     dependencies=READ,
     summary="A student's compiles in an assignment, newest first",
 )
-def get_build_logs(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, session: Session = Depends(get_session)):
+def get_build_logs(
+    class_div: ClassDiv, hw_name: HwName, student_id: StudentId, session: Session = Depends(get_session)
+):
     scope = student_scope(session, class_div, hw_name, student_id)
     rows = legacy_store.logs(session, scope, legacy_store.BUILD_TYPES)
     sizes = legacy_stats.SizeHistory(legacy_store.snaps(session, scope)) if rows else None
@@ -339,20 +382,24 @@ def get_run_logs(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, se
     for r in rows:
         # a notebook cell reads as the old IPython hook's row did
         file_path = None if r.is_cell else r.file_path
-        out.append(RunLogResponse(
-            cmdline=legacy_store.NOTEBOOK_CMDLINE if r.is_cell else " ".join(r.argv),
-            exit_code=r.legacy_exit_code,
-            cwd=legacy_store.pod_path(scope.assignment, r.cwd),
-            target_path=legacy_store.NOTEBOOK_TARGET if r.is_cell else (
-                legacy_store.pod_path(scope.assignment, file_path) if file_path else ""),
-            process_type="python" if r.is_cell else (r.kind or "other"),
-            timestamp=_log_time(r),
-            file_size=(sizes.size_at(file_path, r.timestamp) or 0) if sizes and file_path else 0,
-        ))
+        out.append(
+            RunLogResponse(
+                cmdline=legacy_store.NOTEBOOK_CMDLINE if r.is_cell else " ".join(r.argv),
+                exit_code=r.legacy_exit_code,
+                cwd=legacy_store.pod_path(scope.assignment, r.cwd),
+                target_path=legacy_store.NOTEBOOK_TARGET
+                if r.is_cell
+                else (legacy_store.pod_path(scope.assignment, file_path) if file_path else ""),
+                process_type="python" if r.is_cell else (r.kind or "other"),
+                timestamp=_log_time(r),
+                file_size=(sizes.size_at(file_path, r.timestamp) or 0) if sizes and file_path else 0,
+            )
+        )
     return out
 
 
 # ------------------------------------------------------------------------------------------ snapshots
+
 
 @router.post(
     "/api/{class_div}/{hw_name}/{student_id}/{filename}/{timestamp}",
@@ -361,8 +408,14 @@ def get_run_logs(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, se
     summary="Record a snapshot (a save of `bytes` bytes; content is not sent)",
 )
 def post_snapshot(
-    request: Request, class_div: ClassDiv, hw_name: HwName, student_id: StudentId, filename: FileName, timestamp: SnapshotTs,
-    body: SnapshotCreate, session: Session = Depends(get_session),
+    request: Request,
+    class_div: ClassDiv,
+    hw_name: HwName,
+    student_id: StudentId,
+    filename: FileName,
+    timestamp: SnapshotTs,
+    body: SnapshotCreate,
+    session: Session = Depends(get_session),
 ):
     scope = scope_of(class_div, hw_name, student_id)
     path = path_of(filename)
@@ -388,6 +441,12 @@ def list_files(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, sess
     dependencies=READ,
     summary="Snapshot timestamps of one file (YYYYMMDD_HHMMSS, KST), oldest first",
 )
-def list_snapshots(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, filename: FileName, session: Session = Depends(get_session)):
+def list_snapshots(
+    class_div: ClassDiv,
+    hw_name: HwName,
+    student_id: StudentId,
+    filename: FileName,
+    session: Session = Depends(get_session),
+):
     scope = student_scope(session, class_div, hw_name, student_id)
     return legacy_store.snapshot_times(legacy_store.snaps(session, scope, path_of(filename)))

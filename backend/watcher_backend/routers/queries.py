@@ -1,4 +1,5 @@
 """Analytics reads (read scope): course listing, assignment summary, student timeline, store status."""
+
 from __future__ import annotations
 
 from typing import Annotated, Literal
@@ -22,44 +23,75 @@ EventType = Literal[wire.EVENT_TYPES]  # type: ignore[valid-type]  # the one lis
 @router.get("/courses", response_model=Courses, summary="Courses, their sections and assignments, with counts")
 def list_courses(
     course: Annotated[str | None, Query(max_length=64, description="Only this course")] = None,
-    since: Since = None, until: Until = None,
+    since: Since = None,
+    until: Until = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="Assignments per page")] = 200,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     session: Session = Depends(get_session),
 ):
-    listing, next_offset = store.course_listing(session, course=course, since=since, until=until, limit=limit, offset=offset)
+    listing, next_offset = store.course_listing(
+        session, course=course, since=since, until=until, limit=limit, offset=offset
+    )
     return {"courses": listing, "next_offset": next_offset}
 
 
 @router.get(ASSIGNMENT + "/summary", response_model=AssignmentSummary, summary="An assignment at a glance")
 def assignment_summary(
-    request: Request, course: CoursePath, section: SectionPath, assignment: AssignmentPath,
-    since: Since = None, until: Until = None,
-    idle_gap_seconds: Annotated[int | None, Query(ge=1, le=86400, description="Gaps longer than this are breaks")] = None,
+    request: Request,
+    course: CoursePath,
+    section: SectionPath,
+    assignment: AssignmentPath,
+    since: Since = None,
+    until: Until = None,
+    idle_gap_seconds: Annotated[
+        int | None, Query(ge=1, le=86400, description="Gaps longer than this are breaks")
+    ] = None,
     session: Session = Depends(get_session),
 ):
     idle = idle_gap_seconds or request.app.state.settings.idle_gap_seconds
     return store.summary(session, course, section, assignment, since=since, until=until, idle_gap_seconds=idle)
 
 
-@router.get(ASSIGNMENT + "/students/{student_id}/timeline", response_model=Timeline,
-            summary="A student's saves, deletes, compiles and runs in time order")
+@router.get(
+    ASSIGNMENT + "/students/{student_id}/timeline",
+    response_model=Timeline,
+    summary="A student's saves, deletes, compiles and runs in time order",
+)
 def student_timeline(
-    course: CoursePath, section: SectionPath, assignment: AssignmentPath, student_id: StudentPath,
-    since: Since = None, until: Until = None,
+    course: CoursePath,
+    section: SectionPath,
+    assignment: AssignmentPath,
+    student_id: StudentPath,
+    since: Since = None,
+    until: Until = None,
     type: Annotated[list[EventType] | None, Query(description="Only these event types (repeatable)")] = None,
-    limit: Limit = 100, cursor: Cursor = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
     session: Session = Depends(get_session),
 ):
     try:
         events, next_cursor = store.timeline(
-            session, course, section, assignment, student_id,
-            since=since, until=until, types=type, limit=limit, cursor=cursor,
+            session,
+            course,
+            section,
+            assignment,
+            student_id,
+            since=since,
+            until=until,
+            types=type,
+            limit=limit,
+            cursor=cursor,
         )
     except store.BadCursor as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None
-    return {"course": course, "section": section, "assignment": assignment, "student_id": student_id,
-            "events": events, "next_cursor": next_cursor}
+    return {
+        "course": course,
+        "section": section,
+        "assignment": assignment,
+        "student_id": student_id,
+        "events": events,
+        "next_cursor": next_cursor,
+    }
 
 
 @router.get("/status", response_model=Status, summary="Events stored by type and the agents that report")

@@ -1,4 +1,5 @@
 """Snapshot content (by sha256), diffs, and a student's files with their saved versions (read scope)."""
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -35,13 +36,20 @@ def _content(request: Request, sha256: str) -> bytes:
     "/snapshots/{sha256}",
     summary="The content of one snapshot",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}, "application/octet-stream": {}}}, 404: {"description": "Not stored"}},
+    responses={
+        200: {"content": {"text/plain": {}, "application/octet-stream": {}}},
+        404: {"description": "Not stored"},
+    },
 )
 def get_snapshot(request: Request, sha256: Sha256Path):
     data = _content(request, sha256)
     _, binary = decode_text(data)
     media = "application/octet-stream" if binary else "text/plain; charset=utf-8"
-    return Response(content=data, media_type=media, headers={"ETag": f'"{sha256}"', "Cache-Control": "private, max-age=86400, immutable"})
+    return Response(
+        content=data,
+        media_type=media,
+        headers={"ETag": f'"{sha256}"', "Cache-Control": "private, max-age=86400, immutable"},
+    )
 
 
 @router.get("/diff", response_model=Diff, summary="Unified diff between two snapshots")
@@ -58,8 +66,13 @@ def get_diff(
 
 @router.get(STUDENT + "/files", response_model=FileList, summary="A student's files in an assignment, latest state")
 def list_files(
-    course: CoursePath, section: SectionPath, assignment: AssignmentPath, student_id: StudentPath,
-    since: Since = None, until: Until = None, session: Session = Depends(get_session),
+    course: CoursePath,
+    section: SectionPath,
+    assignment: AssignmentPath,
+    student_id: StudentPath,
+    since: Since = None,
+    until: Until = None,
+    session: Session = Depends(get_session),
 ):
     files = store.file_list(session, course, section, assignment, student_id, since=since, until=until)
     return {"course": course, "section": section, "assignment": assignment, "student_id": student_id, "files": files}
@@ -67,9 +80,18 @@ def list_files(
 
 @router.get(STUDENT + "/snapshots", response_model=SnapshotList, summary="The saved versions of one file, oldest first")
 def list_snapshots(
-    course: CoursePath, section: SectionPath, assignment: AssignmentPath, student_id: StudentPath,
-    path: Annotated[str, Query(min_length=1, max_length=identity.MAX_PATH_LENGTH, description="File path relative to the assignment")],
-    since: Since = None, until: Until = None, limit: Limit = 100, cursor: Cursor = None,
+    course: CoursePath,
+    section: SectionPath,
+    assignment: AssignmentPath,
+    student_id: StudentPath,
+    path: Annotated[
+        str,
+        Query(min_length=1, max_length=identity.MAX_PATH_LENGTH, description="File path relative to the assignment"),
+    ],
+    since: Since = None,
+    until: Until = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
     session: Session = Depends(get_session),
 ):
     try:

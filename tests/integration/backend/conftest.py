@@ -2,6 +2,7 @@
 
 tests/system/backend reuses the same test modules with a ``backend`` fixture on PostgreSQL.
 """
+
 import pytest
 
 from support.backend import (

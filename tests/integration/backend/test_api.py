@@ -2,6 +2,7 @@
 
 Every test uses a fresh identity (``ident``), so the module can share one server.
 """
+
 from __future__ import annotations
 
 import re
@@ -33,6 +34,7 @@ def timeline_of(backend, ident, **params):
 
 # ------------------------------------------------------------------------------------------- operations
 
+
 def test_health_answers_exactly_status_and_rfc3339_utc_timestamp(backend):
     r = httpx.get(backend.url + "/health")
     assert r.status_code == 200
@@ -54,12 +56,16 @@ def test_ready_metrics_health_and_docs_are_open(backend):
 
 def test_startup_logs_the_deployment_guide_lines_in_order(backend):
     logs = backend.logs()
-    lines = [line for line in logs.splitlines()
-             if line in (f"Server starting on port {backend.port}", "Database initialized", "API endpoints ready")]
+    lines = [
+        line
+        for line in logs.splitlines()
+        if line in (f"Server starting on port {backend.port}", "Database initialized", "API endpoints ready")
+    ]
     assert lines[:3] == [f"Server starting on port {backend.port}", "Database initialized", "API endpoints ready"]
 
 
 # ------------------------------------------------------------------------------------------- ingest
+
 
 def test_every_event_type_is_stored_and_the_timeline_is_in_time_order(backend, ident):
     events = [
@@ -102,7 +108,7 @@ def test_concurrent_overlapping_batches_store_each_event_once(backend, ident):
     batches = [[wire_event("file.save", **ident, timestamp=at(b * 100 + i)) for i in range(50)] for b in range(4)]
 
     def send(k):
-        order = batches[k % 4:] + batches[:k % 4]
+        order = batches[k % 4 :] + batches[: k % 4]
         # odd senders reverse each batch, so overlapping transactions meet the same keys in opposite orders
         return [backend.post_events(batch[::-1] if k % 2 else batch) for batch in order]
 
@@ -194,16 +200,22 @@ def test_a_partial_batch_stores_the_valid_events_and_names_the_rejected_indexes(
     ids=["object", "truncated", "garbage", "string", "empty", "nested too deep", "not utf-8"],
 )
 def test_a_body_that_is_not_a_json_array_is_422(backend, content):
-    r = httpx.post(backend.url + "/api/v1/events", content=content,
-                   headers={**backend.headers("ingest"), "Content-Type": "application/json"})
+    r = httpx.post(
+        backend.url + "/api/v1/events",
+        content=content,
+        headers={**backend.headers("ingest"), "Content-Type": "application/json"},
+    )
     assert r.status_code == 422
     assert "detail" in r.json()
 
 
 def test_a_body_over_the_limit_is_413(backend):
     big = b"[" + b" " * (wire.MAX_BATCH_BYTES + 10) + b"]"
-    r = httpx.post(backend.url + "/api/v1/events", content=big,
-                   headers={**backend.headers("ingest"), "Content-Type": "application/json"})
+    r = httpx.post(
+        backend.url + "/api/v1/events",
+        content=big,
+        headers={**backend.headers("ingest"), "Content-Type": "application/json"},
+    )
     assert r.status_code == 413
     assert "limit" in r.json()["detail"]
 
@@ -215,8 +227,11 @@ def test_a_chunked_body_over_the_limit_is_413_without_content_length(backend):
             yield b" " * 65536
         yield b"]"
 
-    r = httpx.post(backend.url + "/api/v1/events", content=chunks(),
-                   headers={**backend.headers("ingest"), "Content-Type": "application/json"})
+    r = httpx.post(
+        backend.url + "/api/v1/events",
+        content=chunks(),
+        headers={**backend.headers("ingest"), "Content-Type": "application/json"},
+    )
     assert r.status_code == 413
 
 
@@ -230,19 +245,24 @@ def test_more_events_than_the_batch_limit_is_413(backend, ident):
 
 def test_query_parameters_are_validated(backend, ident):
     with backend.client("read") as http:
-        naive = http.get(base(ident) + f"/students/{ident['student_id']}/timeline", params={"since": "2026-01-01T00:00:00"})
+        naive = http.get(
+            base(ident) + f"/students/{ident['student_id']}/timeline", params={"since": "2026-01-01T00:00:00"}
+        )
         assert naive.status_code == 422 and "since" in naive.text
         bad_cursor = http.get(base(ident) + f"/students/{ident['student_id']}/timeline", params={"cursor": "nope"})
         assert bad_cursor.status_code == 422 and "cursor" in bad_cursor.text
         bad_student = http.get(base(ident) + "/students/20-24/timeline")
         assert bad_student.status_code == 422 and "student_id" in bad_student.text
-        traversal = http.get(base(ident) + f"/students/{ident['student_id']}/snapshots", params={"path": "../../etc/passwd"})
+        traversal = http.get(
+            base(ident) + f"/students/{ident['student_id']}/snapshots", params={"path": "../../etc/passwd"}
+        )
         assert traversal.status_code == 422 and "path" in traversal.text
         absolute = http.get(base(ident) + f"/students/{ident['student_id']}/snapshots", params={"path": "/etc/passwd"})
         assert absolute.status_code == 422
 
 
 # ------------------------------------------------------------------------------------------- auth
+
 
 def test_auth_missing_or_unknown_token_is_401_wrong_scope_is_403(backend, ident):
     url = backend.url + "/api/v1/events"
@@ -264,17 +284,20 @@ def test_auth_missing_or_unknown_token_is_401_wrong_scope_is_403(backend, ident)
 
 # ------------------------------------------------------------------------------------------- snapshots
 
+
 def test_files_snapshots_content_and_diff(backend, ident):
     v1 = b"int main(void) {\n    return 0;\n}\n"
-    v2 = b"#include <stdio.h>\nint main(void) {\n    puts(\"hi\");\n    return 0;\n}\n"
+    v2 = b'#include <stdio.h>\nint main(void) {\n    puts("hi");\n    return 0;\n}\n'
     sha1, _ = snapshots.write_snapshot(backend.snapshot_dir, v1)
     sha2, _ = snapshots.write_snapshot(backend.snapshot_dir, v2)
-    backend.post_events([
-        wire_event("file.save", **ident, path="src/main.c", timestamp=at(0), sha256=sha1, size=len(v1)),
-        wire_event("file.save", **ident, path="src/main.c", timestamp=at(60), sha256=sha2, size=len(v2)),
-        wire_event("file.save", **ident, path="util.c", timestamp=at(30), sha256=sha1, size=len(v1)),
-        wire_event("file.delete", **ident, path="util.c", timestamp=at(90)),
-    ])
+    backend.post_events(
+        [
+            wire_event("file.save", **ident, path="src/main.c", timestamp=at(0), sha256=sha1, size=len(v1)),
+            wire_event("file.save", **ident, path="src/main.c", timestamp=at(60), sha256=sha2, size=len(v2)),
+            wire_event("file.save", **ident, path="util.c", timestamp=at(30), sha256=sha1, size=len(v1)),
+            wire_event("file.delete", **ident, path="util.c", timestamp=at(90)),
+        ]
+    )
     student = base(ident) + f"/students/{ident['student_id']}"
     with backend.client("read") as http:
         files = {f["path"]: f for f in http.get(student + "/files").json()["files"]}
@@ -321,22 +344,25 @@ def test_binary_snapshots_diff_without_error(backend):
 
 # ------------------------------------------------------------------------------------------- queries
 
+
 def test_assignment_summary(backend, ident):
     other = {**ident, "student_id": ident["student_id"][:-1] + ("1" if ident["student_id"][-1] != "1" else "2")}
-    backend.post_events([
-        wire_event("file.save", **ident, path="a.c", timestamp=at(0), size=100),
-        wire_event("file.save", **ident, path="a.c", timestamp=at(60), size=150),   # latest a.c = 150
-        wire_event("file.save", **ident, path="b.c", timestamp=at(120), size=40),
-        wire_event("file.delete", **ident, path="b.c", timestamp=at(180)),          # b.c counts 0
-        wire_event("process.compile", **ident, timestamp=at(200), exit_code=0),
-        wire_event("process.compile", **ident, timestamp=at(260), exit_code=1),
-        wire_event("process.compile", **ident, timestamp=at(3000), exit_code=None, signal=9),  # after a break
-        wire_event("process.run", **ident, timestamp=at(3100)),
-        wire_event("file.save", **other, path="a.c", timestamp=at(500), size=70),
-        wire_event("process.compile", **other, timestamp=at(560), exit_code=0),
-        # another assignment: not counted
-        wire_event("file.save", **{**ident, "assignment": "hw2"}, path="a.c", timestamp=at(10), size=999),
-    ])
+    backend.post_events(
+        [
+            wire_event("file.save", **ident, path="a.c", timestamp=at(0), size=100),
+            wire_event("file.save", **ident, path="a.c", timestamp=at(60), size=150),  # latest a.c = 150
+            wire_event("file.save", **ident, path="b.c", timestamp=at(120), size=40),
+            wire_event("file.delete", **ident, path="b.c", timestamp=at(180)),  # b.c counts 0
+            wire_event("process.compile", **ident, timestamp=at(200), exit_code=0),
+            wire_event("process.compile", **ident, timestamp=at(260), exit_code=1),
+            wire_event("process.compile", **ident, timestamp=at(3000), exit_code=None, signal=9),  # after a break
+            wire_event("process.run", **ident, timestamp=at(3100)),
+            wire_event("file.save", **other, path="a.c", timestamp=at(500), size=70),
+            wire_event("process.compile", **other, timestamp=at(560), exit_code=0),
+            # another assignment: not counted
+            wire_event("file.save", **{**ident, "assignment": "hw2"}, path="a.c", timestamp=at(10), size=999),
+        ]
+    )
     with backend.client("read") as http:
         s = http.get(base(ident) + "/summary").json()
     assert s["students"] == 2 and s["saves"] == 4 and s["deletes"] == 1
@@ -352,7 +378,9 @@ def test_assignment_summary(backend, ident):
     assert s["active_seconds"] == pytest.approx(me["active_seconds"] + 60)
     with backend.client("read") as http:
         wide = http.get(base(ident) + "/summary", params={"idle_gap_seconds": 3600}).json()
-        assert wide["per_student"][0]["active_seconds"] + wide["per_student"][1]["active_seconds"] == pytest.approx(3100 + 60)
+        assert wide["per_student"][0]["active_seconds"] + wide["per_student"][1]["active_seconds"] == pytest.approx(
+            3100 + 60
+        )
         window = http.get(base(ident) + "/summary", params={"since": at(100), "until": at(1000)}).json()
         assert window["saves"] == 2 and window["compiles"] == 3
         empty = http.get(base({**ident, "assignment": "hw9"}) + "/summary").json()
@@ -381,12 +409,14 @@ def test_timeline_pagination_and_filters(backend, ident):
 
 
 def test_course_listing(backend, ident):
-    backend.post_events([
-        wire_event("file.save", **ident),
-        wire_event("process.compile", **ident),
-        wire_event("file.save", **{**ident, "section": "2", "student_id": "7"}),
-        wire_event("file.save", **{**ident, "assignment": "hw2"}),
-    ])
+    backend.post_events(
+        [
+            wire_event("file.save", **ident),
+            wire_event("process.compile", **ident),
+            wire_event("file.save", **{**ident, "section": "2", "student_id": "7"}),
+            wire_event("file.save", **{**ident, "assignment": "hw2"}),
+        ]
+    )
     with backend.client("read") as http:
         body = http.get("/api/v1/courses", params={"course": ident["course"]}).json()
         assert len(body["courses"]) == 1
@@ -394,7 +424,9 @@ def test_course_listing(backend, ident):
         assert course["course"] == ident["course"]
         sections = {s["section"]: s["assignments"] for s in course["sections"]}
         assert [a["assignment"] for a in sections["1"]] == ["hw1", "hw2"]
-        assert sections["1"][0]["saves"] == 1 and sections["1"][0]["compiles"] == 1 and sections["1"][0]["students"] == 1
+        assert (
+            sections["1"][0]["saves"] == 1 and sections["1"][0]["compiles"] == 1 and sections["1"][0]["students"] == 1
+        )
         assert sections["2"][0]["students"] == 1
         first = http.get("/api/v1/courses", params={"course": ident["course"], "limit": 2}).json()
         assert first["next_offset"] == 2
@@ -404,12 +436,18 @@ def test_course_listing(backend, ident):
 
 def test_status_lists_agents_with_last_report_and_backlog(backend, ident):
     node = "node-" + ident["course"]
-    r = httpx.post(backend.url + "/api/v1/events", json=[wire_event("file.save", **ident, node=node)],
-                   headers={**backend.headers("ingest"), "X-Watcher-Backlog": "12"})
+    r = httpx.post(
+        backend.url + "/api/v1/events",
+        json=[wire_event("file.save", **ident, node=node)],
+        headers={**backend.headers("ingest"), "X-Watcher-Backlog": "12"},
+    )
     assert r.status_code == 200
     # an empty batch with node/source headers is a heartbeat
-    r = httpx.post(backend.url + "/api/v1/events", json=[],
-                   headers={**backend.headers("ingest"), "X-Watcher-Node": node, "X-Watcher-Source": "procmon"})
+    r = httpx.post(
+        backend.url + "/api/v1/events",
+        json=[],
+        headers={**backend.headers("ingest"), "X-Watcher-Node": node, "X-Watcher-Source": "procmon"},
+    )
     assert r.json() == {"accepted": 0, "duplicates": 0, "rejected": []}
     with backend.client("read") as http:
         status = http.get("/api/v1/status").json()
@@ -421,11 +459,14 @@ def test_status_lists_agents_with_last_report_and_backlog(backend, ident):
 
 # ------------------------------------------------------------------------------------------- privacy
 
+
 def test_admin_deletes_every_record_of_one_student(backend, ident):
     other = {**ident, "student_id": "999999999" if ident["student_id"] != "999999999" else "1"}
-    backend.post_events([wire_event("file.save", **ident) for _ in range(3)]
-                        + [wire_event("process.run", **{**ident, "assignment": "hw2"})]
-                        + [wire_event("file.save", **other)])
+    backend.post_events(
+        [wire_event("file.save", **ident) for _ in range(3)]
+        + [wire_event("process.run", **{**ident, "assignment": "hw2"})]
+        + [wire_event("file.save", **other)]
+    )
     with httpx.Client(base_url=backend.url, headers=backend.headers("admin")) as http:
         r = http.delete(f"/api/v1/students/{ident['student_id']}", params={"course": ident["course"]})
         assert r.status_code == 200, r.text
@@ -439,14 +480,18 @@ def test_admin_deletes_every_record_of_one_student(backend, ident):
 
 # ------------------------------------------------------------------------------------------- metrics
 
+
 def test_metrics_use_route_templates_and_count_events(backend, ident):
     with backend.client("read") as http:
         for i in range(3):
             http.get(f"/api/v1/snapshots/{str(i) * 64}")
             http.get(f"/no/such/path/{i}")
     backend.post_events([wire_event("file.save", **ident), {"type": "file.save"}])
-    too_big = httpx.post(backend.url + "/api/v1/events", content=b" " * (wire.MAX_BATCH_BYTES + 1),
-                         headers={**backend.headers("ingest"), "Content-Type": "application/json"})
+    too_big = httpx.post(
+        backend.url + "/api/v1/events",
+        content=b" " * (wire.MAX_BATCH_BYTES + 1),
+        headers={**backend.headers("ingest"), "Content-Type": "application/json"},
+    )
     assert too_big.status_code == 413
     text = httpx.get(backend.url + "/metrics").text
     endpoints = set(re.findall(r'http_requests_total\{[^}]*endpoint="([^"]*)"', text))

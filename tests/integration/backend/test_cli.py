@@ -1,4 +1,5 @@
 """``watcher backend`` as a command: help, bad settings (one line, exit 2), defaults, token files, no-auth mode."""
+
 import os
 import subprocess
 import sys
@@ -14,14 +15,26 @@ TOKENS = {"WATCHER_INGEST_TOKEN": "ingest-" + "x" * 20, "WATCHER_READ_TOKEN": "r
 
 def run_cli(args, env, cwd, timeout=60):
     clean = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}
-    return subprocess.run([sys.executable, "-m", "watcher_core", "backend", *args], env={**clean, **env},
-                          cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "watcher_core", "backend", *args],
+        env={**clean, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_help_lists_the_settings(tmp_path):
     r = run_cli(["--help"], {}, tmp_path)
     assert r.returncode == 0
-    for name in ("--database-url", "--snapshot-dir", "WATCHER_INGEST_TOKEN", "WATCHER_RETENTION_DAYS", "--insecure-no-auth"):
+    for name in (
+        "--database-url",
+        "--snapshot-dir",
+        "WATCHER_INGEST_TOKEN",
+        "WATCHER_RETENTION_DAYS",
+        "--insecure-no-auth",
+    ):
         assert name in r.stdout
 
 
@@ -43,8 +56,11 @@ def test_bad_settings_print_one_line_naming_the_setting_and_exit_2(tmp_path):
 
 def test_an_unreachable_database_is_one_line_and_a_non_zero_exit(tmp_path):
     url = f"postgresql://watcher@127.0.0.1:{free_port()}/watcher"  # nothing listens there
-    r = run_cli(["--port", str(free_port())], {**TOKENS, "WATCHER_DATABASE_URL": url,
-                                              "WATCHER_DATABASE_WAIT_SECONDS": "1"}, tmp_path)
+    r = run_cli(
+        ["--port", str(free_port())],
+        {**TOKENS, "WATCHER_DATABASE_URL": url, "WATCHER_DATABASE_WAIT_SECONDS": "1"},
+        tmp_path,
+    )
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot reach the database (WATCHER_DATABASE_URL)" in lines[0], r.stderr
@@ -56,8 +72,13 @@ def test_an_unreachable_database_is_one_line_and_a_non_zero_exit(tmp_path):
 def test_defaults_create_sqlite_under_data_in_the_working_directory(tmp_path):
     port = free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}
-    proc = subprocess.Popen([sys.executable, "-m", "watcher_core", "backend", "--host", "127.0.0.1", "--port", str(port)],
-                            env={**clean, **TOKENS}, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "watcher_core", "backend", "--host", "127.0.0.1", "--port", str(port)],
+        env={**clean, **TOKENS},
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -68,8 +89,11 @@ def test_defaults_create_sqlite_under_data_in_the_working_directory(tmp_path):
                 pass
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.1)
-        r = httpx.post(f"http://127.0.0.1:{port}/api/v1/events", json=[wire_event()],
-                       headers={"Authorization": "Bearer " + TOKENS["WATCHER_INGEST_TOKEN"]})
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/events",
+            json=[wire_event()],
+            headers={"Authorization": "Bearer " + TOKENS["WATCHER_INGEST_TOKEN"]},
+        )
         assert r.json()["accepted"] == 1
         assert (tmp_path / "data" / "watcher.db").is_file()
         assert (tmp_path / "data" / "snapshots").is_dir()
@@ -81,12 +105,17 @@ def test_defaults_create_sqlite_under_data_in_the_working_directory(tmp_path):
 
 def test_tokens_from_files(tmp_path):
     (tmp_path / "read.tok").write_text("read-token-from-a-file-123\n")
-    with run_backend(tmp_path, tokens={"ingest": "ingest-token-from-env-1234"},
-                     env={"WATCHER_READ_TOKEN_FILE": str(tmp_path / "read.tok")}) as backend:
+    with run_backend(
+        tmp_path,
+        tokens={"ingest": "ingest-token-from-env-1234"},
+        env={"WATCHER_READ_TOKEN_FILE": str(tmp_path / "read.tok")},
+    ) as backend:
         ok = httpx.get(backend.url + "/api/v1/status", headers={"Authorization": "Bearer read-token-from-a-file-123"})
         assert ok.status_code == 200
         # the admin scope has no token: nobody can delete
-        r = httpx.delete(backend.url + "/api/v1/students/1", headers={"Authorization": "Bearer read-token-from-a-file-123"})
+        r = httpx.delete(
+            backend.url + "/api/v1/students/1", headers={"Authorization": "Bearer read-token-from-a-file-123"}
+        )
         assert r.status_code == 403
 
 

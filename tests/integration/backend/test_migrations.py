@@ -1,4 +1,5 @@
 """Schema migrations: the migrated schema equals the models, and an upgrade keeps existing data."""
+
 from datetime import UTC, datetime
 
 from alembic.autogenerate import compare_metadata
@@ -49,11 +50,20 @@ def test_upgrade_from_the_first_revision_keeps_the_data(database_url):
         assert [(e["event_id"], e["size"], e["student_id"]) for e in events] == [("ev-old-00000001", 42, "000123")]
         assert events[0]["timestamp"] == datetime(2026, 1, 1, tzinfo=UTC)
         # the new table works alongside the old data
-        new = wire.parse_event({
-            "event_id": "ev-new-00000001", "type": "file.delete", "timestamp": "2026-01-02T00:00:00Z",
-            "node": "n1", "source": "filemon", "course": "os", "section": "1", "student_id": "000123",
-            "assignment": "hw1", "path": "main.c",
-        })
+        new = wire.parse_event(
+            {
+                "event_id": "ev-new-00000001",
+                "type": "file.delete",
+                "timestamp": "2026-01-02T00:00:00Z",
+                "node": "n1",
+                "source": "filemon",
+                "course": "os",
+                "section": "1",
+                "student_id": "000123",
+                "assignment": "hw1",
+                "path": "main.c",
+            }
+        )
         assert tuple(store.ingest(session, [new])) == (1, 0)
         assert store.status(session)["agents"][0]["node"] == "n1"
         # erasing data written before revision 0005 queues its snapshot contents like any other

@@ -1,4 +1,5 @@
 """Retention: events older than WATCHER_RETENTION_DAYS are purged at startup and periodically; counted in metrics."""
+
 import re
 import time
 from datetime import UTC, datetime, timedelta

@@ -4,6 +4,7 @@ Schemathesis generates valid (positive) and invalid (negative) requests for each
 /openapi.json; each is sent with a token of the scope the operation needs. The number of examples per
 operation is bounded so the whole run stays well under two minutes.
 """
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -40,15 +41,22 @@ def test_no_operation_answers_a_server_error(live):
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             strategy = operation.as_strategy(generation_mode=mode)
 
-            @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-                      suppress_health_check=list(HealthCheck))
+            @settings(
+                max_examples=EXAMPLES,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                suppress_health_check=list(HealthCheck),
+            )
             @given(case=strategy)
             def fuzz(case):
                 case.headers = {**(case.headers or {}), **headers}
                 response = case.call(base_url=live.url, timeout=30)
                 codes.add((case.method, operation.path, response.status_code))
                 if response.status_code >= 500:
-                    failures.append(f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:300]}")
+                    failures.append(
+                        f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:300]}"
+                    )
 
             try:
                 fuzz()

@@ -1,6 +1,7 @@
 """Erased contents: erasing a student (or the retention purge) queues their snapshot contents; the backend
 tells filemon (ingest scope) which of them no event refers to, and forgets those filemon reports removed.
 A content another student saved too (starter code) is never offered for removal."""
+
 import secrets
 from datetime import UTC, datetime, timedelta
 
@@ -33,14 +34,19 @@ def erase(backend, ident) -> dict:
 def test_only_contents_nobody_refers_to_are_offered(backend, ident):
     other = dict(ident, student_id=ident["student_id"][:-1] + ("0" if ident["student_id"][-1] != "0" else "1"))
     unique, starter, twice = sha(), sha(), sha()
-    assert backend.post_events([
-        wire_event("file.save", **ident, path="main.c", sha256=unique, size=10),
-        wire_event("file.save", **ident, path="start.c", sha256=starter, size=10),
-        wire_event("file.save", **ident, path="a.c", sha256=twice, size=10),
-        wire_event("file.save", **ident, path="b.c", sha256=twice, size=10),
-        wire_event("file.save", **other, path="start.c", sha256=starter, size=10),
-        wire_event("process.compile", **ident),
-    ]).json()["accepted"] == 6
+    assert (
+        backend.post_events(
+            [
+                wire_event("file.save", **ident, path="main.c", sha256=unique, size=10),
+                wire_event("file.save", **ident, path="start.c", sha256=starter, size=10),
+                wire_event("file.save", **ident, path="a.c", sha256=twice, size=10),
+                wire_event("file.save", **ident, path="b.c", sha256=twice, size=10),
+                wire_event("file.save", **other, path="start.c", sha256=starter, size=10),
+                wire_event("process.compile", **ident),
+            ]
+        ).json()["accepted"]
+        == 6
+    )
 
     answer = erase(backend, ident)
     assert answer["deleted"] == {"event": 5} and answer["contents_queued"] == 3

@@ -7,6 +7,7 @@ still for fault scripts the real backend cannot produce on demand (a 503 storm, 
 
 Import as ``from integration.delivery.recording_server import RecordingServer``.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,10 +23,10 @@ class RecordingServer:
     def __init__(self, token: str | None = None, port: int = 0) -> None:
         self.token = token
         self.lock = threading.Lock()
-        self.events: dict[str, dict] = {}          # event_id -> event (first copy)
+        self.events: dict[str, dict] = {}  # event_id -> event (first copy)
         self.arrivals: list[tuple[float, str]] = []  # (time stored, event_id)
         self.requests: list[dict] = []
-        self.script: deque[int] = deque()            # statuses to answer next, then normal
+        self.script: deque[int] = deque()  # statuses to answer next, then normal
         self.reject_ids: set[str] = set()
         self.max_events_per_request: int | None = None  # answer 413 above this
         self.posted_ids: list[str] = []

@@ -1,4 +1,5 @@
 """The sender against a real HTTP server on loopback: batching, acks, dead letters, backoff, auth, 413."""
+
 import logging
 import threading
 
@@ -16,8 +17,17 @@ from watcher_core import wire
 
 def _save(i: int) -> wire.FileSave:
     return wire.FileSave(
-        event_id=wire.make_event_id("sender-test", i), timestamp=wire.utcnow(), node="n1", source="filemon",
-        course="os", section="1", student_id="2020", assignment="hw1", path=f"f{i}.c", sha256="b" * 64, size=i,
+        event_id=wire.make_event_id("sender-test", i),
+        timestamp=wire.utcnow(),
+        node="n1",
+        source="filemon",
+        course="os",
+        section="1",
+        student_id="2020",
+        assignment="hw1",
+        path=f"f{i}.c",
+        sha256="b" * 64,
+        size=i,
     )
 
 

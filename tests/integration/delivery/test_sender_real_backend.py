@@ -1,4 +1,5 @@
 """The sender against the REAL backend on loopback: delivery, dedupe of resends, rejects, heartbeat, outage."""
+
 import httpx
 from prometheus_client import CollectorRegistry
 
@@ -10,9 +11,17 @@ from watcher_core import wire
 
 def _save(i: int, **kw) -> dict:
     ev = wire.FileSave(
-        event_id=wire.make_event_id("real-backend-test", i), timestamp=wire.utcnow(), node="node-7",
-        source="filemon", course="os", section="1", student_id="202400001", assignment="hw1", path=f"f{i}.c",
-        sha256="c" * 64, size=i,
+        event_id=wire.make_event_id("real-backend-test", i),
+        timestamp=wire.utcnow(),
+        node="node-7",
+        source="filemon",
+        course="os",
+        section="1",
+        student_id="202400001",
+        assignment="hw1",
+        path=f"f{i}.c",
+        sha256="c" * 64,
+        size=i,
     ).model_dump(mode="json")
     ev.update(kw)
     return ev
@@ -27,8 +36,17 @@ def test_real_backend_delivery_dedupe_and_rejects(tmp_path):
     box = Outbox(tmp_path / "outbox.db")
     with run_backend(tmp_path) as backend:
         registry = CollectorRegistry()
-        sender = Sender(box, backend.url, backend.tokens["ingest"], registry, batch_size=50, node="node-7",
-                        source="filemon", backoff_base=0.05, backoff_cap=0.5)
+        sender = Sender(
+            box,
+            backend.url,
+            backend.tokens["ingest"],
+            registry,
+            batch_size=50,
+            node="node-7",
+            source="filemon",
+            backoff_base=0.05,
+            backoff_cap=0.5,
+        )
         bad = _save(999, path="../escape.c")  # the backend rejects it permanently
         box.put([_save(i) for i in range(120)] + [bad] + [_save(i) for i in range(10)])  # 10 resends
         sender.start()

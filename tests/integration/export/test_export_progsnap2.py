@@ -2,6 +2,7 @@
 real CLI (a subprocess) exports the database and snapshot store, and the dataset is read back.
 
 ``export_backend`` (conftest.py) starts the backend on SQLite here and on PostgreSQL in tests/system/legacy."""
+
 from __future__ import annotations
 
 import csv
@@ -27,8 +28,15 @@ def at(minutes: int) -> datetime:
 
 
 def common(i: int, student: str = "000123", course: str = "data-structure", assignment: str = "hw1") -> dict:
-    return dict(event_id=f"ev-export-{student}-{i:04d}", timestamp=at(i), node="node-1", course=course, section="2",
-                student_id=student, assignment=assignment)
+    return dict(
+        event_id=f"ev-export-{student}-{i:04d}",
+        timestamp=at(i),
+        node="node-1",
+        course=course,
+        section="2",
+        student_id=student,
+        assignment=assignment,
+    )
 
 
 def save(i, path, data, store, **kw):
@@ -37,14 +45,35 @@ def save(i, path, data, store, **kw):
 
 
 def compile_(i, exit_code, signal=None, **kw):
-    return wire.ProcessCompile(source="procmon", path="main.c", argv=["gcc", "-o", "main", "main.c"], cwd=".",
-                               exit_code=exit_code, signal=signal, started_at=at(i), ended_at=at(i) + timedelta(seconds=1),
-                               compiler="gcc", sources=["main.c"], output="main", **common(i, **kw))
+    return wire.ProcessCompile(
+        source="procmon",
+        path="main.c",
+        argv=["gcc", "-o", "main", "main.c"],
+        cwd=".",
+        exit_code=exit_code,
+        signal=signal,
+        started_at=at(i),
+        ended_at=at(i) + timedelta(seconds=1),
+        compiler="gcc",
+        sources=["main.c"],
+        output="main",
+        **common(i, **kw),
+    )
 
 
 def run_(i, exit_code, signal=None, **kw):
-    return wire.ProcessRun(source="procmon", path="main", argv=["./main"], cwd=".", exit_code=exit_code, signal=signal,
-                           started_at=at(i), kind="binary", target="main", **common(i, **kw))
+    return wire.ProcessRun(
+        source="procmon",
+        path="main",
+        argv=["./main"],
+        cwd=".",
+        exit_code=exit_code,
+        signal=signal,
+        started_at=at(i),
+        kind="binary",
+        target="main",
+        **common(i, **kw),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -74,15 +103,51 @@ def exported(tmp_path_factory, export_backend):
             assert r.status_code == 200, r.text
         out = tmp / "dataset"
         proc = subprocess.run(
-            [sys.executable, "-m", "watcher_core", "export", "progsnap2", "--database-url", backend.database_url,
-             "--snapshot-dir", str(store), "--out", str(out), "--course", "data-structure"],
-            capture_output=True, text=True, timeout=120,
+            [
+                sys.executable,
+                "-m",
+                "watcher_core",
+                "export",
+                "progsnap2",
+                "--database-url",
+                backend.database_url,
+                "--snapshot-dir",
+                str(store),
+                "--out",
+                str(out),
+                "--course",
+                "data-structure",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         os_proc = subprocess.run(
-            [sys.executable, "-m", "watcher_core", "export", "progsnap2", "--database-url", backend.database_url,
-             "--snapshot-dir", str(store), "--out", str(tmp / "os"), "--course", "os", "--section", "2",
-             "--assignment", "hw2", "--pseudonymize-key", "k" * 20, "--with-argv"],
-            capture_output=True, text=True, timeout=120,
+            [
+                sys.executable,
+                "-m",
+                "watcher_core",
+                "export",
+                "progsnap2",
+                "--database-url",
+                backend.database_url,
+                "--snapshot-dir",
+                str(store),
+                "--out",
+                str(tmp / "os"),
+                "--course",
+                "os",
+                "--section",
+                "2",
+                "--assignment",
+                "hw2",
+                "--pseudonymize-key",
+                "k" * 20,
+                "--with-argv",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         return out, proc, tmp / "os", os_proc, backend.database_url, store
 
@@ -97,7 +162,13 @@ def test_export_succeeds_and_reports(exported):
     assert proc.returncode == 0, proc.stderr
     assert os_proc.returncode == 0, os_proc.stderr
     assert "wrote 12 rows from 11 events" in proc.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["CodeStates", "DatasetMetadata.csv", "LinkTables", "MainTable.csv", "README.md"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "CodeStates",
+        "DatasetMetadata.csv",
+        "LinkTables",
+        "MainTable.csv",
+        "README.md",
+    ]
 
 
 def test_metadata(exported):
@@ -113,16 +184,29 @@ def test_main_table_rows(exported):
     rows = read(exported[0] / "MainTable.csv")
     assert list(rows[0].keys()) == progsnap2.COLUMNS
     assert [(r["EventType"], r["CodeStateSection"]) for r in rows] == [
-        ("File.Edit", "main.c"), ("File.Edit", "inc/defs.h"), ("Compile", "main.c"), ("Run.Program", "main"),
-        ("File.Edit", "main.c"), ("Compile", "main.c"), ("Compile.Error", "main.c"), ("Run.Program", "main"),
-        ("File.Edit", "data.c"), ("File.Delete", "data.c"), ("File.Delete", "inc/defs.h"), ("File.Edit", "notes.c"),
+        ("File.Edit", "main.c"),
+        ("File.Edit", "inc/defs.h"),
+        ("Compile", "main.c"),
+        ("Run.Program", "main"),
+        ("File.Edit", "main.c"),
+        ("Compile", "main.c"),
+        ("Compile.Error", "main.c"),
+        ("Run.Program", "main"),
+        ("File.Edit", "data.c"),
+        ("File.Delete", "data.c"),
+        ("File.Delete", "inc/defs.h"),
+        ("File.Edit", "notes.c"),
     ]  # the legacy save is at 10:15 KST = 01:15 UTC, after the delete at 01:10
     assert {r["SubjectID"] for r in rows} == {"000123"}
     assert [int(r["Order"]) for r in rows] == list(range(1, len(rows) + 1))
     assert rows[2]["CompileResult"] == "Success" and rows[5]["CompileResult"] == "Error"
     err = rows[6]
     assert (err["ParentEventID"], err["IsFabricatedEvent"]) == (rows[5]["EventID"], "true")
-    assert rows[3]["ExecutionResult"] == "Success" and rows[7]["ExecutionResult"] == "Error" and rows[7]["X-Signal"] == "11"
+    assert (
+        rows[3]["ExecutionResult"] == "Success"
+        and rows[7]["ExecutionResult"] == "Error"
+        and rows[7]["X-Signal"] == "11"
+    )
     assert rows[8]["CodeStateID"] == "" and rows[8]["LoggingErrorID"] == "content-not-kept"
     assert rows[11]["LoggingErrorID"] == "content-not-recorded" and rows[11]["X-Source"] == "legacy"
     assert rows[0]["ClientTimestamp"] == "2025-03-02T01:01:00.000+00:00"
@@ -142,10 +226,10 @@ def test_code_states_hold_the_folder_after_each_event(exported):
 
     assert folder(rows[0]) == {"main.c": A1}
     assert folder(rows[1]) == {"main.c": A1, "inc/defs.h": H1}
-    assert rows[2]["CodeStateID"] == rows[1]["CodeStateID"]            # what was compiled
+    assert rows[2]["CodeStateID"] == rows[1]["CodeStateID"]  # what was compiled
     assert folder(rows[4]) == {"main.c": A2, "inc/defs.h": H1}
     assert rows[5]["CodeStateID"] == rows[6]["CodeStateID"] == rows[4]["CodeStateID"]
-    assert rows[9]["CodeStateID"] == rows[4]["CodeStateID"]            # data.c gone: the folder is known again
+    assert rows[9]["CodeStateID"] == rows[4]["CodeStateID"]  # data.c gone: the folder is known again
     assert folder(rows[10]) == {"main.c": A2}
     every = {r["CodeStateID"] for r in rows if r["CodeStateID"]}
     assert {p.name for p in states.iterdir()} == every
@@ -162,10 +246,32 @@ def test_filters_pseudonyms_and_argv(exported):
 
 def test_since_until_and_bad_options(exported, tmp_path):
     _, _, _, _, database_url, store = exported
-    base = [sys.executable, "-m", "watcher_core", "export", "progsnap2", "--database-url", database_url,
-            "--snapshot-dir", str(store)]
-    proc = subprocess.run(base + ["--out", str(tmp_path / "window"), "--since", "2025-03-02T10:03:00+09:00",
-                                  "--until", "2025-03-02T01:05:00Z", "--quiet"], capture_output=True, text=True, timeout=120)
+    base = [
+        sys.executable,
+        "-m",
+        "watcher_core",
+        "export",
+        "progsnap2",
+        "--database-url",
+        database_url,
+        "--snapshot-dir",
+        str(store),
+    ]
+    proc = subprocess.run(
+        base
+        + [
+            "--out",
+            str(tmp_path / "window"),
+            "--since",
+            "2025-03-02T10:03:00+09:00",
+            "--until",
+            "2025-03-02T01:05:00Z",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert [r["EventType"] for r in read(tmp_path / "window" / "MainTable.csv")] == ["Compile", "Run.Program"]
 
@@ -186,29 +292,75 @@ def test_since_until_and_bad_options(exported, tmp_path):
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and option in lines[0] and "Traceback" not in proc.stderr, (extra, proc.stderr)
     for url, option in ((f"sqlite:///{tmp_path}/none.db", "--database-url"), ("mysql://x/y", "--database-url")):
-        proc = subprocess.run([sys.executable, "-m", "watcher_core", "export", "progsnap2", "--database-url", url,
-                               "--snapshot-dir", str(store), "--out", str(tmp_path / "b")], capture_output=True, text=True, timeout=60)
-        assert proc.returncode == 2 and option in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    proc = subprocess.run(base[:-2] + ["--snapshot-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "c")],
-                          capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "watcher_core",
+                "export",
+                "progsnap2",
+                "--database-url",
+                url,
+                "--snapshot-dir",
+                str(store),
+                "--out",
+                str(tmp_path / "b"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 2 and option in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, (
+            proc.stderr
+        )
+    proc = subprocess.run(
+        base[:-2] + ["--snapshot-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "c")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "--snapshot-dir" in proc.stderr
 
 
 def test_progress_lines_for_long_exports(tmp_path):
     """Progress is reported every N events (here N=2 via the library; the CLI uses 1000)."""
     store = tmp_path / "s"
-    events = [dict(type="file.save", sha256=snapshots.write_snapshot(store, b"x%d" % i)[0], size=2, path=f"f{i}.c",
-                   source="filemon", received_at=at(i), **common(i)) for i in range(5)]
+    events = [
+        dict(
+            type="file.save",
+            sha256=snapshots.write_snapshot(store, b"x%d" % i)[0],
+            size=2,
+            path=f"f{i}.c",
+            source="filemon",
+            received_at=at(i),
+            **common(i),
+        )
+        for i in range(5)
+    ]
     seen = []
-    stats = progsnap2.write_dataset(events, tmp_path / "out", store, progress=lambda s: seen.append(s.events), progress_every=2)
+    stats = progsnap2.write_dataset(
+        events, tmp_path / "out", store, progress=lambda s: seen.append(s.events), progress_every=2
+    )
     assert seen == [2, 4] and stats.events == 5 and stats.code_states == 5
 
 
 def test_force_replaces_an_earlier_export(exported, tmp_path):
     _, _, _, _, database_url, store = exported
     out = tmp_path / "again"
-    base = [sys.executable, "-m", "watcher_core", "export", "progsnap2", "--database-url", database_url,
-            "--snapshot-dir", str(store), "--out", str(out), "--quiet"]
+    base = [
+        sys.executable,
+        "-m",
+        "watcher_core",
+        "export",
+        "progsnap2",
+        "--database-url",
+        database_url,
+        "--snapshot-dir",
+        str(store),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert subprocess.run(base + ["--course", "os"], capture_output=True, text=True, timeout=120).returncode == 0
     proc = subprocess.run(base + ["--course", "algo"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--force" in proc.stderr

@@ -1,5 +1,6 @@
 """Helpers for filemon's integration tests: run filemon (in-process or as `watcher filemon`), query the
 real backend, poll with deadlines. Import as ``from integration.filemon.harness import ...``."""
+
 from __future__ import annotations
 
 import contextlib
@@ -49,9 +50,18 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.1, message:
 
 def filemon_argv(root: Path, state_dir: Path, backend, *, port: int | None = None, extra: list[str] = ()) -> list[str]:
     return [
-        "--workspace-root", str(root), "--state-dir", str(state_dir),
-        "--snapshot-dir", str(backend.snapshot_dir), "--backend-url", backend.url,
-        "--metrics-port", str(port if port is not None else 0), "--node-name", "test-node",
+        "--workspace-root",
+        str(root),
+        "--state-dir",
+        str(state_dir),
+        "--snapshot-dir",
+        str(backend.snapshot_dir),
+        "--backend-url",
+        backend.url,
+        "--metrics-port",
+        str(port if port is not None else 0),
+        "--node-name",
+        "test-node",
         *extra,
     ]
 
@@ -64,17 +74,27 @@ def filemon_env(backend) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_filemon(root: Path, state_dir: Path, backend, extra: list[str] = (), before_start=None,
-                    collector_options: dict | None = None):
+def running_filemon(
+    root: Path,
+    state_dir: Path,
+    backend,
+    extra: list[str] = (),
+    before_start=None,
+    collector_options: dict | None = None,
+):
     """filemon in this process (so tests can read its metrics and inject faults). ``collector_options``
     go to its snapshot collector (e.g. ``{"initial_delay": 0}``)."""
     args = build_parser().parse_args(filemon_argv(root, state_dir, backend, extra=list(extra)))
     env = filemon_env(backend)
     settings = config.resolve(args, agent="filemon", env=env)
     fm = resolve_filemon(args, env=env)
-    agent = Filemon(settings, fm, metrics_host="127.0.0.1",
-                    sender_options={"backoff_base": 0.05, "backoff_cap": 1.0, "idle_wait": 0.2},
-                    collector_options=collector_options)
+    agent = Filemon(
+        settings,
+        fm,
+        metrics_host="127.0.0.1",
+        sender_options={"backoff_base": 0.05, "backoff_cap": 1.0, "idle_wait": 0.2},
+        collector_options=collector_options,
+    )
     if before_start:
         before_start(agent)
     agent.start()
@@ -94,16 +114,22 @@ class FilemonProcess:
 
     def __init__(self, root: Path, state_dir: Path, backend, log_path: Path, extra: list[str] = ()):
         self.port = free_port()
-        self.argv = [sys.executable, "-m", "watcher_core", "filemon",
-                     *filemon_argv(root, state_dir, backend, port=self.port, extra=list(extra))]
+        self.argv = [
+            sys.executable,
+            "-m",
+            "watcher_core",
+            "filemon",
+            *filemon_argv(root, state_dir, backend, port=self.port, extra=list(extra)),
+        ]
         self.env = filemon_env(backend)
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> FilemonProcess:
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         log.close()
         wait_until(self.ready, timeout=30, message=f"filemon to serve /healthz; log:\n{self.logs()}")
         return self
@@ -152,8 +178,10 @@ def timeline(backend, student: tuple[str, str, str], assignment: str = "hw1") ->
             params = {"limit": 1000}
             if cursor:
                 params["cursor"] = cursor
-            r = http.get(f"/api/v1/courses/{course}/sections/{section}/assignments/{assignment}/students/{sid}/timeline",
-                         params=params)
+            r = http.get(
+                f"/api/v1/courses/{course}/sections/{section}/assignments/{assignment}/students/{sid}/timeline",
+                params=params,
+            )
             if r.status_code == 404:
                 return out
             r.raise_for_status()

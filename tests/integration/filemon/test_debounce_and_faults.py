@@ -1,4 +1,5 @@
 """Debounce timings with real inotify, and faults: lost events (overflow), inotify limits, backend outage."""
+
 import errno
 import logging
 import os
@@ -43,8 +44,11 @@ def test_steady_writes_are_debounced_to_about_two_snapshots(backend, tmp_path):
             (d / "log.py").write_bytes(f"print({i})\n".encode())
             time.sleep(0.1)
         final = b"print(49)\n"
-        wait_until(lambda: any(e["sha256"] == sha(final) for e in saves(backend, st, "log.py")), 20,
-                   message="the final content")
+        wait_until(
+            lambda: any(e["sha256"] == sha(final) for e in saves(backend, st, "log.py")),
+            20,
+            message="the final content",
+        )
         agent.pipeline.wait_idle(5)
         got = saves(backend, st, "log.py")
     # about one per max-wait (3 s) plus the final one; the old debouncer gave one per write
@@ -90,10 +94,18 @@ def test_overflow_rescan_recovers_lost_events(backend, tmp_path, caplog):
             ino.read = real_read
         with caplog.at_level(logging.WARNING, logger="watcher_agents.filemon.watcher"):
             agent.watcher.inject(Event(wd=-1, mask=flags.Q_OVERFLOW, cookie=0, name=""))
-            wait_until(lambda: any(e["sha256"] == sha(b"kept, edited\n") for e in saves(backend, st, "kept.c")),
-                       message="rescan found the edit")
-        wait_until(lambda: saves(backend, st, "new.c") and by_path(timeline(backend, st), "file.delete").get("doomed.c")
-                   and saves(backend, st, "sub/deep.c"), message="rescan found the new file and the delete")
+            wait_until(
+                lambda: any(e["sha256"] == sha(b"kept, edited\n") for e in saves(backend, st, "kept.c")),
+                message="rescan found the edit",
+            )
+        wait_until(
+            lambda: (
+                saves(backend, st, "new.c")
+                and by_path(timeline(backend, st), "file.delete").get("doomed.c")
+                and saves(backend, st, "sub/deep.c")
+            ),
+            message="rescan found the new file and the delete",
+        )
         assert metric(agent, "filemon_rescans_total", {"reason": "overflow"}) == 1
         assert any("overflow" in r.getMessage() for r in caplog.records)
         # the new directory is watched after the rescan
@@ -118,11 +130,13 @@ def test_watch_limit_enospc_one_line_metrics_and_polling(backend, tmp_path, capl
             if blocked["on"] and starved_name in path:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             return real(path)
+
         agent.watcher.add_watch = add_watch
 
     with caplog.at_level(logging.ERROR, logger="watcher_agents.filemon.watcher"):
-        with running_filemon(ws, tmp_path / "state", backend, extra=["--poll-interval", "0.5"],
-                             before_start=install_fault) as agent:
+        with running_filemon(
+            ws, tmp_path / "state", backend, extra=["--poll-interval", "0.5"], before_start=install_fault
+        ) as agent:
             lines = [r.getMessage() for r in caplog.records if "max_user_watches" in r.getMessage()]
             assert len(lines) == 1, lines
             assert "fs.inotify.max_user_watches" in lines[0] and "needs" in lines[0]
@@ -158,6 +172,7 @@ def test_no_inotify_instance_emfile_falls_back_to_polling(backend, tmp_path, cap
             wait_until(lambda: saves(backend, st, "p.c"), message="save found by polling")
             assert metric(agent, "filemon_rescans_total", {"reason": "poll"}) >= 1
             import httpx
+
             assert httpx.get(f"http://127.0.0.1:{agent.runtime.http.port}/healthz").status_code == 200
 
 
@@ -178,8 +193,10 @@ def test_backend_outage_loses_nothing(tmp_path):
                 expected[f"f{i}.c"] = data
             os.unlink(d / "before.c")
             wait_until(lambda: agent.runtime.outbox.depth() >= 31, message="events queued during the outage")
-            wait_until(lambda: metric(agent, "watcher_send_failures_total", {"reason": "connection"}) >= 1,
-                       message="failures counted")
+            wait_until(
+                lambda: metric(agent, "watcher_send_failures_total", {"reason": "connection"}) >= 1,
+                message="failures counted",
+            )
             backend.start()
             wait_until(lambda: agent.runtime.outbox.depth() == 0, 60, message="outbox drained")
         got = by_path(timeline(backend, st), "file.save")
@@ -190,6 +207,7 @@ def test_backend_outage_loses_nothing(tmp_path):
 
 def test_healthz_is_unhealthy_when_the_watch_loop_or_the_sender_stops(backend, tmp_path):
     import httpx
+
     ws = tmp_path / "ws"
     ws.mkdir()
     with running_filemon(ws, tmp_path / "state", backend) as agent:

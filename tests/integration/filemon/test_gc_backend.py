@@ -1,6 +1,7 @@
 """Erased contents leave the disk: filemon (in-process, real inotify, real snapshot store) records students'
 saves into a REAL backend on loopback; the backend erases a student; filemon's snapshot collector removes
 the contents no event refers to any more, keeps shared ones and recent ones, and rides out a backend outage."""
+
 from __future__ import annotations
 
 import logging
@@ -22,8 +23,13 @@ def filemon(ws, state, backend, extra=(), collector_options=None):
     """filemon in this process with the backend's ingest token; the collector only runs when the test says
     (its first run is an hour away) unless ``collector_options`` says otherwise."""
     ws.mkdir(parents=True, exist_ok=True)
-    return running_filemon(ws, state, backend, extra=list(extra),
-                           collector_options={"initial_delay": 3600} if collector_options is None else collector_options)
+    return running_filemon(
+        ws,
+        state,
+        backend,
+        extra=list(extra),
+        collector_options={"initial_delay": 3600} if collector_options is None else collector_options,
+    )
 
 
 def gc_count(agent, result: str) -> float:
@@ -68,16 +74,20 @@ def queue(backend) -> dict:
 
 def test_erasing_a_student_removes_their_own_contents_and_keeps_shared_and_recent_ones(tmp_path):
     a, b = new_student(), new_student()
-    mine = b"int main(void) { puts(\"A's own solution\"); }\n"
-    fresh = b"int main(void) { puts(\"A's last edit, minutes ago\"); }\n"
-    with run_backend(tmp_path) as backend, \
-            filemon(tmp_path / "ws", tmp_path / "state", backend, ["--snapshot-gc-grace", "3600"]) as agent:
+    mine = b'int main(void) { puts("A\'s own solution"); }\n'
+    fresh = b'int main(void) { puts("A\'s last edit, minutes ago"); }\n'
+    with (
+        run_backend(tmp_path) as backend,
+        filemon(tmp_path / "ws", tmp_path / "state", backend, ["--snapshot-gc-grace", "3600"]) as agent,
+    ):
         save(tmp_path / "ws", a, "main.c", STARTER)
         save(tmp_path / "ws", b, "main.c", STARTER)
         save(tmp_path / "ws", a, "mine.c", mine)
         save(tmp_path / "ws", a, "fresh.c", fresh)
-        wait_until(lambda: recorded(backend, a, "main.c", "mine.c", "fresh.c") and recorded(backend, b, "main.c"),
-                   message="the saves of A and B in the backend")
+        wait_until(
+            lambda: recorded(backend, a, "main.c", "mine.c", "fresh.c") and recorded(backend, b, "main.c"),
+            message="the saves of A and B in the backend",
+        )
         age(backend, STARTER)  # old enough to go: only B's reference may keep it
         age(backend, mine)
 
@@ -138,9 +148,12 @@ def test_the_collector_runs_by_itself_with_the_agents_token(tmp_path):
     """The thread as deployed: its first run after a random delay up to the interval, then every interval."""
     a = new_student()
     gone = b"collected without anyone asking\n"
-    with run_backend(tmp_path) as backend, \
-            filemon(tmp_path / "ws", tmp_path / "state", backend, ["--snapshot-gc-interval", "0.5"],
-                    collector_options={}) as agent:
+    with (
+        run_backend(tmp_path) as backend,
+        filemon(
+            tmp_path / "ws", tmp_path / "state", backend, ["--snapshot-gc-interval", "0.5"], collector_options={}
+        ) as agent,
+    ):
         save(tmp_path / "ws", a, "gone.c", gone)
         wait_until(lambda: recorded(backend, a, "gone.c"), message="the save in the backend")
         age(backend, gone)
@@ -151,8 +164,10 @@ def test_the_collector_runs_by_itself_with_the_agents_token(tmp_path):
 
 
 def test_interval_0_turns_the_collector_off(tmp_path):
-    with run_backend(tmp_path) as backend, \
-            filemon(tmp_path / "ws", tmp_path / "state", backend, ["--snapshot-gc-interval", "0"]) as agent:
+    with (
+        run_backend(tmp_path) as backend,
+        filemon(tmp_path / "ws", tmp_path / "state", backend, ["--snapshot-gc-interval", "0"]) as agent,
+    ):
         assert agent.collector is None
         health = httpx.get(f"http://127.0.0.1:{agent.runtime.http.port}/healthz", timeout=5)
         assert health.status_code == 200 and health.json()["snapshot_collector"] == "off"

@@ -1,4 +1,5 @@
 """`watcher filemon` as a real process: clean shutdown, restart catch-up, SIGKILL in a storm, config errors."""
+
 import os
 import random
 import re
@@ -29,8 +30,11 @@ def _metric(text: str, name: str) -> float:
 
 def _settled(proc: FilemonProcess) -> bool:
     text = proc.metrics_text()
-    return (_metric(text, "filemon_pipeline_queue") == 0 and _metric(text, "filemon_pending_files") == 0
-            and _metric(text, "watcher_outbox_events") == 0)
+    return (
+        _metric(text, "filemon_pipeline_queue") == 0
+        and _metric(text, "filemon_pending_files") == 0
+        and _metric(text, "watcher_outbox_events") == 0
+    )
 
 
 def test_sigterm_flushes_pending_saves_and_exits_0(backend, tmp_path):
@@ -68,8 +72,10 @@ def test_restart_catch_up_reports_offline_edits_once(backend, tmp_path):
     os.unlink(d / "deleted.c")
     (d / "added.c").write_bytes(b"new while down\n")
     with FilemonProcess(ws, state, backend, log) as proc:
-        wait_until(lambda: _settled(proc) and by_path(timeline(backend, st), "file.delete").get("deleted.c"),
-                   message="catch-up")
+        wait_until(
+            lambda: _settled(proc) and by_path(timeline(backend, st), "file.delete").get("deleted.c"),
+            message="catch-up",
+        )
         text = proc.metrics_text()
         assert _metric(text, 'file_events_total{event_type="modify"}') == 2
         assert _metric(text, 'file_events_total{event_type="create"}') == 1
@@ -77,7 +83,13 @@ def test_restart_catch_up_reports_offline_edits_once(backend, tmp_path):
         assert proc.terminate() == 0
     saves = by_path(timeline(backend, st), "file.save")
     assert {n: len(v) for n, v in saves.items()} == {
-        "edit1.c": 2, "edit2.py": 2, "same.c": 1, "touched.c": 1, "deleted.c": 1, "added.c": 1}
+        "edit1.c": 2,
+        "edit2.py": 2,
+        "same.c": 1,
+        "touched.c": 1,
+        "deleted.c": 1,
+        "added.c": 1,
+    }
     # and a third start with nothing changed reports nothing
     with FilemonProcess(ws, state, backend, log) as proc:
         wait_until(lambda: _settled(proc), message="settled")
@@ -100,8 +112,11 @@ def test_sigkill_in_a_storm_then_restart_records_every_final_state_once(backend,
     log = tmp_path / "filemon.log"
     proc = FilemonProcess(ws, state, backend, log, extra=["--debounce", "0.1", "--max-wait", "0.5"]).start()
     try:
-        wait_until(lambda: sum(len(by_path(timeline(backend, st), "file.save")) for st in students) == len(files),
-                   60, message="initial saves")
+        wait_until(
+            lambda: sum(len(by_path(timeline(backend, st), "file.save")) for st in students) == len(files),
+            60,
+            message="initial saves",
+        )
         final: dict[tuple, bytes | None] = {}
         rng = random.Random(7)
         stop = threading.Event()
@@ -163,11 +178,40 @@ def test_sigkill_in_a_storm_then_restart_records_every_final_state_once(backend,
 
 
 def test_config_errors_are_one_line_and_exit_nonzero(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "watcher_core", "filemon", "--workspace-root", str(tmp_path / "nope"),
-                        "--state-dir", str(tmp_path / "s")], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "watcher_core",
+            "filemon",
+            "--workspace-root",
+            str(tmp_path / "nope"),
+            "--state-dir",
+            str(tmp_path / "s"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "workspace root" in r.stderr and "Traceback" not in r.stderr
-    r = subprocess.run([sys.executable, "-m", "watcher_core", "filemon", "--workspace-root", str(tmp_path),
-                        "--state-dir", str(tmp_path / "s"), "--debounce", "5", "--max-wait", "1"],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "watcher_core",
+            "filemon",
+            "--workspace-root",
+            str(tmp_path),
+            "--state-dir",
+            str(tmp_path / "s"),
+            "--debounce",
+            "5",
+            "--max-wait",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and re.search(r"--max-wait .* --debounce", r.stderr)

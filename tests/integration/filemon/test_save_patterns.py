@@ -1,4 +1,5 @@
 """Every way an editor or a student saves, renames and deletes, with real inotify and the real backend."""
+
 import os
 import shutil
 import subprocess
@@ -32,8 +33,7 @@ def ws(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def agent(backend, ws, tmp_path_factory):
-    with running_filemon(ws, tmp_path_factory.mktemp("state"), backend,
-                         extra=["--max-file-size", "4k"]) as a:
+    with running_filemon(ws, tmp_path_factory.mktemp("state"), backend, extra=["--max-file-size", "4k"]) as a:
         yield a
 
 
@@ -43,15 +43,18 @@ def saves_of(backend, student, path, assignment="hw1"):
 
 def wait_for_save(backend, student, path, data: bytes, assignment="hw1", timeout=20):
     digest = sha(data)
-    return wait_until(lambda: [e for e in saves_of(backend, student, path, assignment) if e["sha256"] == digest],
-                      timeout, message=f"save of {path}")
+    return wait_until(
+        lambda: [e for e in saves_of(backend, student, path, assignment) if e["sha256"] == digest],
+        timeout,
+        message=f"save of {path}",
+    )
 
 
 def test_in_place_write(backend, ws, agent):
     st = new_student()
     d = student_dir(ws, st) / "hw1"
     d.mkdir(parents=True)
-    data = b"#include <stdio.h>\nint main(void){puts(\"hi\");}\n"
+    data = b'#include <stdio.h>\nint main(void){puts("hi");}\n'
     (d / "main.c").write_bytes(data)
     (ev,) = wait_for_save(backend, st, "main.c", data)
     assert ev["size"] == len(data) and ev["node"] == "test-node" and ev["source"] == "filemon"
@@ -85,9 +88,9 @@ def test_vim_style_backup_rename_is_a_save_not_a_delete(backend, ws, agent):
     d.mkdir(parents=True)
     (d / "a.c").write_bytes(b"v1\n")
     wait_for_save(backend, st, "a.c", b"v1\n")
-    os.rename(d / "a.c", d / "a.c~")          # vim: move the original to the backup name
-    (d / "a.c").write_bytes(b"v2\n")           # write the new file
-    os.unlink(d / "a.c~")                      # drop the backup
+    os.rename(d / "a.c", d / "a.c~")  # vim: move the original to the backup name
+    (d / "a.c").write_bytes(b"v2\n")  # write the new file
+    os.unlink(d / "a.c~")  # drop the backup
     wait_for_save(backend, st, "a.c", b"v2\n")
     agent.pipeline.wait_idle(5)
     assert [e["type"] for e in timeline(backend, st)] == ["file.save", "file.save"]
@@ -156,8 +159,10 @@ def test_directory_delete_and_move_away_and_back(backend, ws, agent, tmp_path):
     for rel, data in files.items():
         wait_for_save(backend, st, rel, data, "hw4")
     shutil.rmtree(d / "src" / "lib")
-    wait_until(lambda: set(by_path(timeline(backend, st, "hw4"), "file.delete")) >= {"src/lib/b.c", "src/lib/c.h"},
-               message="deletes for the removed directory")
+    wait_until(
+        lambda: set(by_path(timeline(backend, st, "hw4"), "file.delete")) >= {"src/lib/b.c", "src/lib/c.h"},
+        message="deletes for the removed directory",
+    )
     shutil.move(str(d / "src"), tmp_path / "away")  # moved out of the workspace
     wait_until(lambda: "src/a.c" in by_path(timeline(backend, st, "hw4"), "file.delete"), message="moved-away delete")
     shutil.move(str(tmp_path / "away"), d / "back")  # and back in under another name
@@ -197,14 +202,23 @@ def test_too_large_file_is_recorded_without_content(backend, ws, agent):
 
 def test_metrics_and_health(backend, ws, agent):
     import httpx
+
     base = f"http://127.0.0.1:{agent.runtime.http.port}"
     health = httpx.get(base + "/healthz").json()
     assert health["status"] == "healthy" and health["checks"]["watch loop alive"]
     text = httpx.get(base + "/metrics").text
-    for name in ('file_events_total{event_type="create"}', 'file_events_total{event_type="modify"}',
-                 'file_events_total{event_type="delete"}', "watcher_outbox_events", "watcher_outbox_oldest_age_seconds",
-                 "watcher_send_failures_total", "filemon_rescans_total", "filemon_watches ",
-                 "filemon_snapshot_bytes_written_total", "filemon_files_skipped_total"):
+    for name in (
+        'file_events_total{event_type="create"}',
+        'file_events_total{event_type="modify"}',
+        'file_events_total{event_type="delete"}',
+        "watcher_outbox_events",
+        "watcher_outbox_oldest_age_seconds",
+        "watcher_send_failures_total",
+        "filemon_rescans_total",
+        "filemon_watches ",
+        "filemon_snapshot_bytes_written_total",
+        "filemon_files_skipped_total",
+    ):
         assert name in text, name
     assert metric(agent, "filemon_watches") > 0
     assert metric(agent, "filemon_rescans_total", {"reason": "startup"}) == 1

@@ -1,6 +1,7 @@
 """``watcher import legacy`` on an old-format database and snapshot folder made here (the old tables' columns
 and the old filemon's folder layout from ../shared/reference/original-watcher.md), then read back through a
 REAL backend: the platform's old API (integer ids, KST) and /api/v1 with the contents."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -26,12 +27,12 @@ CREATE TABLE runlog (id INTEGER PRIMARY KEY AUTOINCREMENT, class_div VARCHAR NOT
 SNAPSHOTS = [
     ("os-1", "hw1", 123, "a.c", "20250730_151753", 5),
     ("os-1", "hw1", 123, "src@util.c", "20250730_152000", 3),
-    ("os-1", "hw1", 123, "a.c", "20250730_153000", 0),        # a deletion (an empty file on disk)
-    ("os-1", "hw1", 123, "b.c", "20250730_154000", 9),        # its file is missing from the folder
-    ("os-1", "hw1", 777, "m.c", "20250730_150000", 1),        # two folders 0777 and 00777: ambiguous
-    ("os-1", "hw1", 42, "z.c", "20250730_150000", 2),         # no folder at all: stays 42
-    ("os", "hw1", 1, "a.c", "20250730_150000", 1),            # bad: class_div without a section
-    ("os-1", "hw1", 123, "a.c", "yesterday", 1),              # bad: not a time
+    ("os-1", "hw1", 123, "a.c", "20250730_153000", 0),  # a deletion (an empty file on disk)
+    ("os-1", "hw1", 123, "b.c", "20250730_154000", 9),  # its file is missing from the folder
+    ("os-1", "hw1", 777, "m.c", "20250730_150000", 1),  # two folders 0777 and 00777: ambiguous
+    ("os-1", "hw1", 42, "z.c", "20250730_150000", 2),  # no folder at all: stays 42
+    ("os", "hw1", 1, "a.c", "20250730_150000", 1),  # bad: class_div without a section
+    ("os-1", "hw1", 123, "a.c", "yesterday", 1),  # bad: not a time
 ]
 # the old filemon's folder: {class_div}/{hw}/{folder id}/{filename}/{UTC time}{ext}; the file's time is
 # taken a moment after the database's (15:17:53 KST = 06:17:53 UTC, file 06:17:54)
@@ -39,18 +40,45 @@ FOLDER = {
     "os-1/hw1/000123/a.c/20250730_061754.c": b"hello",
     "os-1/hw1/000123/src@util.c/20250730_062000.c": b"abc",
     "os-1/hw1/000123/a.c/20250730_063000.c": b"",
-    "os-1/hw1/000123/a.c/20250730_064500.c": b"final!",      # the POST failed: only on disk
+    "os-1/hw1/000123/a.c/20250730_064500.c": b"final!",  # the POST failed: only on disk
     "os-1/hw1/0777/m.c/20250730_060000.c": b"x",
     "os-1/hw1/00777/m.c/20250730_060000.c": b"y",
-    "os-1/hw1/000123/a.c/notes.txt": b"?",                   # not an old snapshot name
+    "os-1/hw1/000123/a.c/notes.txt": b"?",  # not an old snapshot name
 }
-BUILD = ("os-1", "hw1", 123, "/home/coder/project/hw1", "/usr/bin/x86_64-linux-gnu-gcc-12",
-         "gcc -o a /home/coder/project/hw1/a.c", 1, "/home/coder/project/hw1/a.c", "2025-07-30 15:18:00.250000")
+BUILD = (
+    "os-1",
+    "hw1",
+    123,
+    "/home/coder/project/hw1",
+    "/usr/bin/x86_64-linux-gnu-gcc-12",
+    "gcc -o a /home/coder/project/hw1/a.c",
+    1,
+    "/home/coder/project/hw1/a.c",
+    "2025-07-30 15:18:00.250000",
+)
 RUNS = [
-    ("os-1", "hw1", 123, "./a", 0, "/home/coder/project/hw1", "/home/coder/project/hw1/a", "binary",
-     "2025-07-30 15:19:00"),
-    ("os-1", "hw1", 123, "<unknown>", 1, "/home/coder/project/hw1", "ipykernel", "python",
-     "2025-07-30 15:21:00.5"),                               # the notebook hook's row
+    (
+        "os-1",
+        "hw1",
+        123,
+        "./a",
+        0,
+        "/home/coder/project/hw1",
+        "/home/coder/project/hw1/a",
+        "binary",
+        "2025-07-30 15:19:00",
+    ),
+    (
+        "os-1",
+        "hw1",
+        123,
+        "<unknown>",
+        1,
+        "/home/coder/project/hw1",
+        "ipykernel",
+        "python",
+        "2025-07-30 15:21:00.5",
+    ),  # the notebook hook's row
 ]
 
 
@@ -58,12 +86,21 @@ def make_old(tmp: Path) -> tuple[Path, Path]:
     db_path, folder = tmp / "old.db", tmp / "old-snapshots"
     db = sqlite3.connect(db_path)
     db.executescript(OLD_SCHEMA)
-    db.executemany("INSERT INTO snapshot (class_div, hw_name, student_id, filename, timestamp, file_size) "
-                   "VALUES (?, ?, ?, ?, ?, ?)", SNAPSHOTS)
-    db.execute("INSERT INTO buildlog (class_div, hw_name, student_id, cwd, binary_path, cmdline, exit_code, "
-               "target_path, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", BUILD)
-    db.executemany("INSERT INTO runlog (class_div, hw_name, student_id, cmdline, exit_code, cwd, target_path, "
-                   "process_type, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", RUNS)
+    db.executemany(
+        "INSERT INTO snapshot (class_div, hw_name, student_id, filename, timestamp, file_size) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        SNAPSHOTS,
+    )
+    db.execute(
+        "INSERT INTO buildlog (class_div, hw_name, student_id, cwd, binary_path, cmdline, exit_code, "
+        "target_path, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        BUILD,
+    )
+    db.executemany(
+        "INSERT INTO runlog (class_div, hw_name, student_id, cmdline, exit_code, cwd, target_path, "
+        "process_type, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        RUNS,
+    )
     db.commit()
     db.close()
     for rel, data in FOLDER.items():
@@ -73,8 +110,9 @@ def make_old(tmp: Path) -> tuple[Path, Path]:
 
 
 def watcher_import(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "watcher_core", "import", "legacy", *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "watcher_core", "import", "legacy", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +133,9 @@ def test_the_summary_says_what_was_imported_and_what_was_skipped_and_why(importe
     assert "read 8 snapshot, 1 buildlog, 2 runlog rows" in out
     # 6 good snapshot rows + 3 saves found only on disk (000123's last a.c; 0777's and 00777's m.c, as the
     # database's 777 could not be given to either) + 1 compile + 2 runs
-    assert ("stored 12 new events (9 file.save, 1 process.compile, 1 process.run, 1 notebook.cell); "
-            "0 were already stored") in out
+    assert (
+        "stored 12 new events (9 file.save, 1 process.compile, 1 process.run, 1 notebook.cell); 0 were already stored"
+    ) in out
     assert "saves with their content: 6; without: 3; 3 saves only in the folder" in out
     assert "1 integer student ids took their folder's leading zeros (123->000123)" in out
     assert "student id 777 of os-1 matches several folders (00777, 0777): kept as 777" in out
@@ -121,10 +160,16 @@ def test_the_platform_reads_the_old_data_with_its_integer_id(imported):
         assert c.get("/api/os-1/hw1/123/src@util.c").json() == ["20250730_152000"]
         [build] = c.get("/api/os-1/hw1/123/logs/build").json()
         assert (build["exit_code"], build["cmdline"], build["timestamp"], build["file_size"]) == (
-            1, "gcc -o a /home/coder/project/hw1/a.c", "2025-07-30T15:18:00.250000", 5)
+            1,
+            "gcc -o a /home/coder/project/hw1/a.c",
+            "2025-07-30T15:18:00.250000",
+            5,
+        )
         runs = c.get("/api/os-1/hw1/123/logs/run").json()
         assert [(r["timestamp"], r["exit_code"], r["process_type"]) for r in runs] == [
-            ("2025-07-30T15:21:00.500000", 1, "python"), ("2025-07-30T15:19:00", 0, "binary")]
+            ("2025-07-30T15:21:00.500000", 1, "python"),
+            ("2025-07-30T15:19:00", 0, "binary"),
+        ]
         assert c.get("/api/os-1/hw1/42").json() == ["z.c"]
         assert c.get("/api/os-1/hw1/777").json() == ["m.c"]  # the database's row, kept as 777
         assert c.get("/api/os-1/hw1/0777/m.c").json() == c.get("/api/os-1/hw1/00777/m.c").json() == ["20250730_150000"]
@@ -140,12 +185,13 @@ def test_every_old_save_keeps_its_content(imported):
         contents = {}
         for e in saves:
             contents[(e["path"], e["timestamp"][:19])] = (
-                c.get(f"/api/v1/snapshots/{e['sha256']}").content if e["sha256"] else None)
+                c.get(f"/api/v1/snapshots/{e['sha256']}").content if e["sha256"] else None
+            )
     assert contents == {
         ("a.c", "2025-07-30T06:17:53"): b"hello",
         ("src/util.c", "2025-07-30T06:20:00"): b"abc",
         ("a.c", "2025-07-30T06:30:00"): b"",
-        ("b.c", "2025-07-30T06:40:00"): None,       # the old folder had no file for it
+        ("b.c", "2025-07-30T06:40:00"): None,  # the old folder had no file for it
         ("a.c", "2025-07-30T06:45:00"): b"final!",  # only on disk: the old backend never had it
     }
 
@@ -155,6 +201,12 @@ def test_bad_options_and_a_database_that_is_not_the_old_one_say_what_to_do(tmp_p
     assert r.returncode == 2 and "--database:" in r.stderr and "is not a file" in r.stderr
     other = tmp_path / "other.db"
     sqlite3.connect(other).executescript("CREATE TABLE t (x INTEGER);")
-    r = watcher_import("--database", str(other), "--database-url", f"sqlite:///{tmp_path / 'n.db'}",
-                       "--snapshot-dir", str(tmp_path / "s"))
+    r = watcher_import(
+        "--database",
+        str(other),
+        "--database-url",
+        f"sqlite:///{tmp_path / 'n.db'}",
+        "--snapshot-dir",
+        str(tmp_path / "s"),
+    )
     assert r.returncode == 1 and "is this the old Watcher's database?" in r.stderr and "Traceback" not in r.stderr

@@ -1,6 +1,7 @@
 """The JCode platform backend reads the old API with no Authorization header (it has no setting for one):
 with WATCHER_LEGACY_READS_FROM naming its addresses those reads work and nothing else opens up.
 Real backends on loopback; the platform's calls exactly as it sends them (no token)."""
+
 from __future__ import annotations
 
 import httpx
@@ -10,13 +11,27 @@ from support.backend import run_backend
 from watcher_backend.settings import SettingsError, from_env
 
 # the platform's 11 reads (../shared/reference/jcode-platform-clients.md), integer student number
-PLATFORM_READS = ("/api/os-1/hw1/123", "/api/os-1/hw1/123/a.c", "/api/snapshot_avg/os-1/hw1/123/a.c",
-                  "/api/assignments/snapshot_avg/os-1/hw1/123", "/api/graph_data/os-1/hw1/123/5",
-                  "/api/os-1/hw1/123/logs/build", "/api/os-1/hw1/123/logs/run", "/api/assignment/os-1/hw1",
-                  "/api/total_graph_data/os-1/hw1/2026-12-03T00:00/2026-12-03T23:59:59",
-                  "/api/build_avg/os-1/hw1", "/api/run_avg/os-1/hw1")
-BUILD = {"binary_path": "/usr/bin/gcc", "cmdline": "gcc a.c", "exit_code": 0, "cwd": "/home/coder/project/hw1",
-         "target_path": "/home/coder/project/hw1/a.c", "timestamp": "2026-12-03T10:00:00"}
+PLATFORM_READS = (
+    "/api/os-1/hw1/123",
+    "/api/os-1/hw1/123/a.c",
+    "/api/snapshot_avg/os-1/hw1/123/a.c",
+    "/api/assignments/snapshot_avg/os-1/hw1/123",
+    "/api/graph_data/os-1/hw1/123/5",
+    "/api/os-1/hw1/123/logs/build",
+    "/api/os-1/hw1/123/logs/run",
+    "/api/assignment/os-1/hw1",
+    "/api/total_graph_data/os-1/hw1/2026-12-03T00:00/2026-12-03T23:59:59",
+    "/api/build_avg/os-1/hw1",
+    "/api/run_avg/os-1/hw1",
+)
+BUILD = {
+    "binary_path": "/usr/bin/gcc",
+    "cmdline": "gcc a.c",
+    "exit_code": 0,
+    "cwd": "/home/coder/project/hw1",
+    "target_path": "/home/coder/project/hw1/a.c",
+    "timestamp": "2026-12-03T10:00:00",
+}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +60,9 @@ def test_nothing_but_the_old_apis_reads_opens(open_to_loopback):
     bad = {"Authorization": "Bearer not-a-token-at-all-xxxx"}
     assert httpx.get(f"{b.url}{PLATFORM_READS[0]}", headers=bad).status_code == 401
     # and the tokens keep working for everything
-    assert httpx.post(f"{b.url}/api/os-1/hw1/123/logs/build", json=BUILD, headers=b.headers("ingest")).status_code == 200
+    assert (
+        httpx.post(f"{b.url}/api/os-1/hw1/123/logs/build", json=BUILD, headers=b.headers("ingest")).status_code == 200
+    )
     assert httpx.get(f"{b.url}/api/v1/courses", headers=b.headers("read")).status_code == 200
 
 

@@ -1,4 +1,5 @@
 """``watcher local``, ``watcher demo`` and ``watcher status`` as a user runs them: real subprocesses."""
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,9 @@ def test_a_port_in_use_is_one_line_and_exit_2(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = watcher("local", "--workspace", str(tmp_path / "ws"), "--data-dir", str(tmp_path / "data"),
-                       "--port", str(port))
+        done = watcher(
+            "local", "--workspace", str(tmp_path / "ws"), "--data-dir", str(tmp_path / "data"), "--port", str(port)
+        )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and f"--port {port} is already in use" in lines[0], done.stderr
@@ -58,8 +60,19 @@ def test_status_without_a_backend_says_so_in_one_line(tmp_path):
 def test_local_records_a_save_and_ctrl_c_stops_everything_cleanly(tmp_path):
     """Without procmon (no root needed): start, save a file, see it in status, Ctrl-C flushes, exit 0, tokens kept."""
     ws, data, port = tmp_path / "ws", tmp_path / "data", free_port()
-    cmd = WATCHER + ["local", "--workspace", str(ws), "--data-dir", str(data), "--port", str(port),
-                     "--filemon-metrics-port", str(free_port()), "--procmon", "off"]
+    cmd = WATCHER + [
+        "local",
+        "--workspace",
+        str(ws),
+        "--data-dir",
+        str(data),
+        "--port",
+        str(port),
+        "--filemon-metrics-port",
+        str(free_port()),
+        "--procmon",
+        "off",
+    ]
     out = tmp_path / "local.out"
     with open(out, "wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
@@ -97,7 +110,10 @@ def test_local_records_a_save_and_ctrl_c_stops_everything_cleanly(tmp_path):
     assert (data / "watcher.db").exists() and (data / "filemon" / "outbox.sqlite3").exists()
     # the clean stop flushed: the late save reached the database, and filemon's outbox is empty
     with sqlite3.connect(data / "watcher.db") as db:
-        assert sorted(r[0] for r in db.execute("select path from event where type = 'file.save'")) == ["late.c", "main.c"]
+        assert sorted(r[0] for r in db.execute("select path from event where type = 'file.save'")) == [
+            "late.c",
+            "main.c",
+        ]
     with sqlite3.connect(data / "filemon" / "outbox.sqlite3") as outbox:
         assert outbox.execute("select count(*) from outbox").fetchone() == (0,)
     assert load_or_create_tokens(data) == tokens  # generated once; a restart reuses them
@@ -126,9 +142,24 @@ def test_no_component_outlives_a_killed_watcher_local(tmp_path):
     ws, data, port = tmp_path / "ws", tmp_path / "data", free_port()
     out = tmp_path / "local.out"
     with open(out, "wb") as fh:
-        proc = subprocess.Popen(WATCHER + ["local", "--workspace", str(ws), "--data-dir", str(data), "--port", str(port),
-                                           "--filemon-metrics-port", str(free_port()), "--procmon", "off"],
-                                stdout=fh, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            WATCHER
+            + [
+                "local",
+                "--workspace",
+                str(ws),
+                "--data-dir",
+                str(data),
+                "--port",
+                str(port),
+                "--filemon-metrics-port",
+                str(free_port()),
+                "--procmon",
+                "off",
+            ],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 60
     while "press Ctrl-C to stop" not in out.read_text():
         assert proc.poll() is None and time.monotonic() < deadline, out.read_text()
@@ -138,8 +169,9 @@ def test_no_component_outlives_a_killed_watcher_local(tmp_path):
     proc.kill()
     proc.wait()
     deadline = time.monotonic() + 30
-    while any(Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
-              for pid in children):
+    while any(
+        Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text() for pid in children
+    ):
         assert time.monotonic() < deadline, "a component outlived watcher local"
         time.sleep(0.2)
     assert not port_answers(port)

@@ -5,6 +5,7 @@ A temp dir plays the student's pod: ``home/`` is HOME (so the spool is the defau
 workspace with ``hw1/lab.ipynb`` saved with nbformat 4.5 cell ids, and the kernel runs in ``project/hw1``.
 The last tests drive the sender against a stub HTTP server for answers the real backend does not give on
 demand (rejections, 503s)."""
+
 from __future__ import annotations
 
 import ast
@@ -52,8 +53,10 @@ class Pod:
         self.hw1.mkdir(parents=True, exist_ok=True)
         self.home.mkdir(exist_ok=True)
         self.notebook = self.hw1 / "lab.ipynb"
-        cells = [{"cell_type": "code", "id": i, "metadata": {}, "source": "", "outputs": [], "execution_count": None}
-                 for i in CELL_IDS]
+        cells = [
+            {"cell_type": "code", "id": i, "metadata": {}, "source": "", "outputs": [], "execution_count": None}
+            for i in CELL_IDS
+        ]
         self.notebook.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells}))
         self.startup = root / "ipython" / "profile_default" / "startup"
         self.startup.mkdir(parents=True, exist_ok=True)
@@ -61,8 +64,12 @@ class Pod:
             shutil.copy(HOOK_FILE, self.startup / f"{n:02d}-jcode-watcher.py")
         (root / "plain" / "profile_default" / "startup").mkdir(parents=True, exist_ok=True)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("WATCHER_", "JPY_"))}
-        self.env.update(HOME=str(self.home), WATCHER_NOTEBOOK_WORKSPACE=str(self.project), WATCHER_BACKEND_URL=url,
-                        PYDEVD_DISABLE_FILE_VALIDATION="1")
+        self.env.update(
+            HOME=str(self.home),
+            WATCHER_NOTEBOOK_WORKSPACE=str(self.project),
+            WATCHER_BACKEND_URL=url,
+            PYDEVD_DISABLE_FILE_VALIDATION="1",
+        )
         if token:
             self.env["WATCHER_NOTEBOOK_TOKEN"] = token
         self.env.update(env or {})
@@ -107,16 +114,25 @@ class Kernel:
 
     def run(self, code: str, cell_id: str | None = None, silent: bool = False, user_expressions=None) -> dict:
         """Execute like a notebook front end (the cell id goes in the request's metadata); the reply's content."""
-        content = {"code": code, "silent": silent, "store_history": not silent, "allow_stdin": False,
-                   "user_expressions": user_expressions or {}, "stop_on_error": False}
+        content = {
+            "code": code,
+            "silent": silent,
+            "store_history": not silent,
+            "allow_stdin": False,
+            "user_expressions": user_expressions or {},
+            "stop_on_error": False,
+        }
         msg = self.kc.session.msg("execute_request", content, metadata={"cellId": cell_id} if cell_id else {})
         self.kc.shell_channel.send(msg)
         msg_id = msg["header"]["msg_id"]
         while True:
             m = self.kc.get_iopub_msg(timeout=60)
             self.iopub.append(m)
-            if (m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "status"
-                    and m["content"]["execution_state"] == "idle"):
+            if (
+                m["parent_header"].get("msg_id") == msg_id
+                and m["msg_type"] == "status"
+                and m["content"]["execution_state"] == "idle"
+            ):
                 break
         while True:
             reply = self.kc.get_shell_msg(timeout=60)
@@ -166,8 +182,11 @@ def _token(student: identity.Student, key: str = KEY) -> str:
 
 def _timeline(backend, student, assignment="hw1") -> list[dict]:
     with backend.client("read") as http:
-        r = http.get(f"/api/v1/courses/{student.course}/sections/{student.section}/assignments/{assignment}"
-                     f"/students/{student.student_id}/timeline", params={"type": "notebook.cell", "limit": 1000})
+        r = http.get(
+            f"/api/v1/courses/{student.course}/sections/{student.section}/assignments/{assignment}"
+            f"/students/{student.student_id}/timeline",
+            params={"type": "notebook.cell", "limit": 1000},
+        )
     if r.status_code == 404:
         return []
     r.raise_for_status()
@@ -175,11 +194,15 @@ def _timeline(backend, student, assignment="hw1") -> list[dict]:
 
 
 def _wait_events(backend, student, n: int, timeout: float = 90) -> list[dict]:
-    return wait_for(lambda: (lambda ev: ev if len(ev) >= n else None)(_timeline(backend, student)),
-                    timeout, f"{n} notebook.cell events in the backend")
+    return wait_for(
+        lambda: (lambda ev: ev if len(ev) >= n else None)(_timeline(backend, student)),
+        timeout,
+        f"{n} notebook.cell events in the backend",
+    )
 
 
 # ---------------------------------------------------------------- cells, as a student runs them
+
 
 def test_cells_are_recorded_and_the_hook_leaves_no_trace_in_the_kernel(backend, student, tmp_path):
     pod = Pod(tmp_path, backend.url, _token(student), copies=2)
@@ -203,19 +226,24 @@ def test_cells_are_recorded_and_the_hook_leaves_no_trace_in_the_kernel(backend, 
         for kernel in (hooked, plain):
             kernel.run(leave)
         names = "sorted(get_ipython().user_ns)"
-        ours = "sum(getattr(getattr(cb, '__self__', None), 'JCODE_WATCHER_HOOK', False) for cb in " \
-               "get_ipython().events.callbacks[{!r}])"
-        assert hooked.evaluate(names) == plain.evaluate(names)           # not one new name, dunders included
+        ours = (
+            "sum(getattr(getattr(cb, '__self__', None), 'JCODE_WATCHER_HOOK', False) for cb in "
+            "get_ipython().events.callbacks[{!r}])"
+        )
+        assert hooked.evaluate(names) == plain.evaluate(names)  # not one new name, dunders included
         assert hooked.evaluate("__doc__") == plain.evaluate("__doc__")
-        assert hooked.evaluate(ours.format("post_run_cell")) == 1        # two copies loaded, one registration
+        assert hooked.evaluate(ours.format("post_run_cell")) == 1  # two copies loaded, one registration
         assert hooked.evaluate(ours.format("pre_run_cell")) == 1
         # what the student sees: identical to a kernel without the hook, i.e. only the cells' own output
         assert hooked.outputs() == plain.outputs()
         assert [o for o in hooked.outputs() if o[0] == "stream"] == [("stream", "stdout", "42\n")]
 
         events = _wait_events(backend, student, 4)
-        wait_for(lambda: pod.status().get("pending") == 0 and pod.status().get("outside_assignment") == 1,
-                 30, "status.json: nothing pending, one cell outside the assignment")
+        wait_for(
+            lambda: pod.status().get("pending") == 0 and pod.status().get("outside_assignment") == 1,
+            30,
+            "status.json: nothing pending, one cell outside the assignment",
+        )
     finally:
         hooked.shutdown()
         if plain is not None:
@@ -224,7 +252,7 @@ def test_cells_are_recorded_and_the_hook_leaves_no_trace_in_the_kernel(backend, 
     assert [e["error"] for e in events] == [None, "ZeroDivisionError", "SyntaxError", "__main__.Oops"]
     assert [e["execution_count"] for e in events] == [r["execution_count"] for r in replies]
     assert [e["cell_id"] for e in events] == ["cell-a", "cell-b", "cell-c", None]
-    assert [e["cell_index"] for e in events] == [0, 1, 2, None]      # looked up in the saved lab.ipynb
+    assert [e["cell_index"] for e in events] == [0, 1, 2, None]  # looked up in the saved lab.ipynb
     for e in events:
         assert (e["assignment"], e["path"], e["source"]) == ("hw1", "lab.ipynb", "ipynb")
         assert (e["course"], e["section"], e["student_id"]) == (student.course, student.section, student.student_id)
@@ -238,6 +266,7 @@ def test_cells_are_recorded_and_the_hook_leaves_no_trace_in_the_kernel(backend, 
 
 # ---------------------------------------------------------------- the backend away, gone quiet, or refusing
 
+
 def test_events_wait_in_the_spool_while_the_backend_is_down_and_arrive_once(student, tmp_path):
     backend = run_backend(tmp_path / "backend", env={"WATCHER_NOTEBOOK_KEY": KEY})
     kernels = []
@@ -246,26 +275,29 @@ def test_events_wait_in_the_spool_while_the_backend_is_down_and_arrive_once(stud
         pod = Pod(tmp_path / "pod", backend.url, _token(student))
         first = Kernel(pod)
         kernels.append(first)
-        assert [first.run(f"v = {i}")["status"] for i in range(3)] == ["ok"] * 3     # cells never wait
-        wait_for(lambda: pod.status().get("send_failures", 0) >= 1 and pod.status().get("pending") == 3,
-                 30, "status.json: a failed send, 3 events pending")
+        assert [first.run(f"v = {i}")["status"] for i in range(3)] == ["ok"] * 3  # cells never wait
+        wait_for(
+            lambda: pod.status().get("send_failures", 0) >= 1 and pod.status().get("pending") == 3,
+            30,
+            "status.json: a failed send, 3 events pending",
+        )
         assert "cannot reach" in pod.status()["last_error"]["message"]
-        backend.start()                                 # the same kernel's sender retries after its backoff
+        backend.start()  # the same kernel's sender retries after its backoff
         _wait_events(backend, student, 3)
 
-        backend.stop()                                  # down again; this time the kernel goes away too
+        backend.stop()  # down again; this time the kernel goes away too
         first.run("w = 1")
         wait_for(lambda: len(pod.spooled()) == 1, 30, "the 4th event in the spool")
         kernels.remove(first)
-        assert first.shutdown() == 0                    # atexit's last try fails fast, the event stays
+        assert first.shutdown() == 0  # atexit's last try fails fast, the event stays
         assert len(pod.spooled()) == 1
         backend.start()
-        second = Kernel(pod)                            # the next kernel picks the spool up
+        second = Kernel(pod)  # the next kernel picks the spool up
         kernels.append(second)
         second.run("z = 2")
         events = _wait_events(backend, student, 5)
         wait_for(lambda: pod.status().get("pending") == 0, 30, "an empty spool")
-        assert len(_timeline(backend, student)) == 5    # and nothing more arrives
+        assert len(_timeline(backend, student)) == 5  # and nothing more arrives
     finally:
         for kernel in kernels:
             kernel.shutdown()
@@ -284,7 +316,7 @@ def test_a_backend_that_never_answers_does_not_hold_up_a_cell(student, tmp_path)
     conn = None
     try:
         kernel.run("a = 1")
-        conn, _ = listener.accept()                     # the sender's POST for cell 1 ...
+        conn, _ = listener.accept()  # the sender's POST for cell 1 ...
         request = b""
         while b"\r\n\r\n" not in request:
             request += conn.recv(65536)
@@ -298,12 +330,12 @@ def test_a_backend_that_never_answers_does_not_hold_up_a_cell(student, tmp_path)
         assert kernel.run("b = a + 1")["status"] == "ok"
         assert kernel.evaluate("b") == 2
         conn.setblocking(False)
-        with pytest.raises(BlockingIOError):            # the request is still open, unanswered ...
+        with pytest.raises(BlockingIOError):  # the request is still open, unanswered ...
             conn.recv(1, socket.MSG_PEEK)
-        assert len(pod.spooled()) == 2                  # ... and the new cell is safely spooled behind it
-        code = kernel.shutdown()                        # atexit waits ~1 s for the stuck sender, not 300
+        assert len(pod.spooled()) == 2  # ... and the new cell is safely spooled behind it
+        code = kernel.shutdown()  # atexit waits ~1 s for the stuck sender, not 300
         kernel = None
-        assert code == 0 and len(pod.spooled()) == 2    # exited by itself; both events kept for the next kernel
+        assert code == 0 and len(pod.spooled()) == 2  # exited by itself; both events kept for the next kernel
     finally:
         if kernel is not None:
             kernel.shutdown()
@@ -313,14 +345,17 @@ def test_a_backend_that_never_answers_does_not_hold_up_a_cell(student, tmp_path)
 
 
 def test_a_forged_token_keeps_the_events_and_status_says_why(backend, student, tmp_path):
-    forged = _token(student, key="x" * 40)             # right form, wrong MAC
+    forged = _token(student, key="x" * 40)  # right form, wrong MAC
     pod = Pod(tmp_path, backend.url, forged)
     kernel = Kernel(pod)
     try:
         kernel.run("1 + 1")
         kernel.run("2 + 2")
-        status = wait_for(lambda: (lambda s: s if (s.get("last_error") or {}).get("status") == 401 else None)(
-            pod.status()), 30, "status.json naming the 401")
+        status = wait_for(
+            lambda: (lambda s: s if (s.get("last_error") or {}).get("status") == 401 else None)(pod.status()),
+            30,
+            "status.json naming the 401",
+        )
         wait_for(lambda: len(pod.spooled()) == 2 and pod.status().get("pending") == 2, 30, "both events spooled")
     finally:
         kernel.shutdown()
@@ -330,6 +365,7 @@ def test_a_forged_token_keeps_the_events_and_status_says_why(backend, student, t
 
 
 # ---------------------------------------------------------------- the sender against canned answers
+
 
 class StubBackend:
     """Answers POST /api/v1/events with queued (status, body) pairs, the last one repeating; records requests."""
@@ -369,8 +405,10 @@ def _sender(tmp_path, url, token, n=3):
     nb = tmp_path / "lab.ipynb"
     nb.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "cells": [{"id": i} for i in CELL_IDS]}))
     now = wire.utcnow()
-    events = [notebook_hook.build_event("pod-1", ("hw1", "lab.ipynb"), now, now, None, c, i + 1)
-              for i, c in enumerate(["cell-b"] + [None] * (n - 1))]
+    events = [
+        notebook_hook.build_event("pod-1", ("hw1", "lab.ipynb"), now, now, None, c, i + 1)
+        for i, c in enumerate(["cell-b"] + [None] * (n - 1))
+    ]
     for e in events:
         hook.spool.append(e, str(nb))
     return hook, [e["event_id"] for e in events]
@@ -378,8 +416,12 @@ def _sender(tmp_path, url, token, n=3):
 
 def test_rejected_events_are_dropped_and_counted_with_the_reason(student, tmp_path):
     hook, ids = _sender(tmp_path, "", _token(student))
-    stub = StubBackend((200, {"accepted": 1, "duplicates": 1,
-                              "rejected": [{"index": 2, "event_id": "x", "error": "cell_id: too long"}]}))
+    stub = StubBackend(
+        (
+            200,
+            {"accepted": 1, "duplicates": 1, "rejected": [{"index": 2, "event_id": "x", "error": "cell_id: too long"}]},
+        )
+    )
     hook.config.url = stub.url
     try:
         assert hook._cycle(0.0, 0.0, False) == (False, 0.0, 0.0)
@@ -388,8 +430,8 @@ def test_rejected_events_are_dropped_and_counted_with_the_reason(student, tmp_pa
     headers, body = stub.requests[0]
     assert headers["Authorization"] == f"Bearer {_token(student)}" and headers["X-Watcher-Source"] == "ipynb"
     assert [e["event_id"] for e in body] == ids
-    parsed = [wire.parse_event(e) for e in body]            # exactly the wire format: no spool bookkeeping
-    assert {p.student for p in parsed} == {student}          # the student is the token's
+    parsed = [wire.parse_event(e) for e in body]  # exactly the wire format: no spool bookkeeping
+    assert {p.student for p in parsed} == {student}  # the student is the token's
     assert [p.cell_index for p in parsed] == [1, None, None]
     status = json.loads((tmp_path / "spool" / "status.json").read_text())
     assert (status["sent"], status["rejected"], status["pending"]) == (2, 1, 0)
@@ -411,7 +453,7 @@ def test_failures_back_off_exponentially_and_resend_the_same_events(student, tmp
         assert status["send_failures"] == 8 and status["pending"] == 3
         assert status["last_error"]["status"] == 503
         assert status["last_error"]["message"] == "HTTP 503: database unavailable"
-        assert hook._cycle(0.0, backoff, False) == (False, 0.0, 0.0)   # back: sent, backoff reset
+        assert hook._cycle(0.0, backoff, False) == (False, 0.0, 0.0)  # back: sent, backoff reset
     finally:
         stub.close()
     assert all([e["event_id"] for e in body] == ids for _, body in stub.requests)  # every try, the same ids
@@ -428,7 +470,7 @@ def test_without_a_token_events_are_kept_and_status_says_so(student, tmp_path):
         status = json.loads((tmp_path / "spool" / "status.json").read_text())
         assert stub.requests == [] and status["pending"] == 2 and status["no_token"] == 1
         assert status["token_configured"] is False and "WATCHER_NOTEBOOK_TOKEN" in status["last_error"]["message"]
-        token_file.write_text(_token(student) + "\n")          # the secret shows up later: no restart needed
+        token_file.write_text(_token(student) + "\n")  # the secret shows up later: no restart needed
         assert hook._cycle(0.0, 1.0, False) == (False, 0.0, 0.0)
     finally:
         stub.close()

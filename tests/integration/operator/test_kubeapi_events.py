@@ -1,5 +1,6 @@
 """Kube.list_objects against a loopback HTTP server: the FailedCreate events of one DaemonSet are asked for
 with a field selector the API server understands (one query parameter, encoded), and the items come back."""
+
 from __future__ import annotations
 
 import threading
@@ -14,8 +15,13 @@ from watcher_operator.kubeapi import Kube
 
 def test_list_objects_sends_the_field_selector_and_returns_the_items():
     seen: list[str] = []
-    event = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "watcher-procmon.17c9e0a1b2c3d4e5"},
-             "reason": "FailedCreate", "message": 'Error creating: pods "watcher-procmon-x7k2q" is forbidden'}
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": "watcher-procmon.17c9e0a1b2c3d4e5"},
+        "reason": "FailedCreate",
+        "message": 'Error creating: pods "watcher-procmon-x7k2q" is forbidden',
+    }
 
     class Handler(JsonHandler):
         def do_GET(self):  # noqa: N802
@@ -28,7 +34,8 @@ def test_list_objects_sends_the_field_selector_and_returns_the_items():
         configuration = k8s.Configuration(host=f"http://127.0.0.1:{server.server_address[1]}")
         with k8s.ApiClient(configuration) as api:
             items = Kube(api, timeout=5).list_objects(
-                "v1", "Event", "watcher", field_selector="involvedObject.uid=u-1,reason=FailedCreate")
+                "v1", "Event", "watcher", field_selector="involvedObject.uid=u-1,reason=FailedCreate"
+            )
     finally:
         server.shutdown()
         server.server_close()

@@ -3,6 +3,7 @@ that is slow to send headers, and the operator's loop guard that turns it into o
 
 CI once failed on this: a second operator replica paused while its watch request waited for headers, and
 asyncio logged kopf's AssertionError with a traceback."""
+
 from __future__ import annotations
 
 import asyncio
@@ -45,8 +46,15 @@ async def _watch_paused_while_connecting(guarded: bool) -> tuple[list[dict], lis
     auth.vault_var.set(vault)
     try:
         paused_again = asyncio.create_task(asyncio.sleep(PAUSE_AFTER))  # kopf's pause waiter is a task too
-        events = [e async for e in api.stream("/api/v1/pods?watch=true", settings=kopf.OperatorSettings(),
-                                               stopper=paused_again, logger=logging.getLogger("test"))]
+        events = [
+            e
+            async for e in api.stream(
+                "/api/v1/pods?watch=true",
+                settings=kopf.OperatorSettings(),
+                stopper=paused_again,
+                logger=logging.getLogger("test"),
+            )
+        ]
         await asyncio.sleep(0.05)  # let pending callbacks run
     finally:
         await vault.close()  # closes the aiohttp sessions kopf opened

@@ -3,6 +3,7 @@ asks for the peering CRD with the kubeconfig's credentials, and kopf is started 
 when the CRD is absent, with peering when it exists, and with peering plus a warning when the check fails.
 
 kopf.run itself is replaced: what is checked is the decision handed to it."""
+
 from __future__ import annotations
 
 import json
@@ -29,17 +30,38 @@ class FakeApi:
         class Handler(JsonHandler):
             def do_GET(self):  # noqa: N802 - http.server's naming
                 api.requests.append((self.path, self.headers.get("Authorization")))
-                name = self.path[len(CRD_PATH):] if self.path.startswith(CRD_PATH) else None
+                name = self.path[len(CRD_PATH) :] if self.path.startswith(CRD_PATH) else None
                 if api.forbidden:
-                    self.send_json(403, {"kind": "Status", "status": "Failure", "reason": "Forbidden", "code": 403,
-                                     "message": f'customresourcedefinitions "{name}" is forbidden'})
+                    self.send_json(
+                        403,
+                        {
+                            "kind": "Status",
+                            "status": "Failure",
+                            "reason": "Forbidden",
+                            "code": 403,
+                            "message": f'customresourcedefinitions "{name}" is forbidden',
+                        },
+                    )
                 elif name in api.crds:
-                    self.send_json(200, {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-                                     "metadata": {"name": name}})
+                    self.send_json(
+                        200,
+                        {
+                            "apiVersion": "apiextensions.k8s.io/v1",
+                            "kind": "CustomResourceDefinition",
+                            "metadata": {"name": name},
+                        },
+                    )
                 else:
-                    self.send_json(404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404,
-                                     "message": f'customresourcedefinitions.apiextensions.k8s.io "{name}" not found'})
-
+                    self.send_json(
+                        404,
+                        {
+                            "kind": "Status",
+                            "status": "Failure",
+                            "reason": "NotFound",
+                            "code": 404,
+                            "message": f'customresourcedefinitions.apiextensions.k8s.io "{name}" not found',
+                        },
+                    )
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -55,11 +77,18 @@ class FakeApi:
     def kubeconfig(self, tmp_path) -> str:
         port = self.server.server_address[1]
         path = tmp_path / "kubeconfig"
-        path.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "loop",
-            "clusters": [{"name": "loop", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
-            "users": [{"name": "op", "user": {"token": "op-token"}}],
-            "contexts": [{"name": "loop", "context": {"cluster": "loop", "user": "op"}}]}))
+        path.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "loop",
+                    "clusters": [{"name": "loop", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+                    "users": [{"name": "op", "user": {"token": "op-token"}}],
+                    "contexts": [{"name": "loop", "context": {"cluster": "loop", "user": "op"}}],
+                }
+            )
+        )
         return str(path)
 
 
@@ -72,8 +101,12 @@ def kopf_run(monkeypatch):
     for name in list(os.environ):
         if name.startswith("WATCHER_"):
             monkeypatch.delenv(name)
-    for name in ("WATCHER_OPERATOR_RESYNC_SECONDS", "WATCHER_OPERATOR_RETRY_SECONDS", "KUBECONFIG",
-                 "WATCHER_OPERATOR_KUBECONFIG"):
+    for name in (
+        "WATCHER_OPERATOR_RESYNC_SECONDS",
+        "WATCHER_OPERATOR_RETRY_SECONDS",
+        "KUBECONFIG",
+        "WATCHER_OPERATOR_KUBECONFIG",
+    ):
         monkeypatch.setenv(name, "60" if "SECONDS" in name else "")
     calls: list[dict] = []
     monkeypatch.setattr(kopf, "run", lambda **kwargs: calls.append(kwargs))
@@ -93,7 +126,8 @@ def test_without_the_peering_crd_kopf_runs_standalone_after_one_warning(tmp_path
     assert kopf_run[0]["namespaces"] == ("jcode",)
     assert _operator_warnings(caplog) == [
         "peering CRD kopfpeerings.kopf.dev not found: install the chart's CRDs (charts/watcher-operator/crds) or "
-        "run with --standalone / WATCHER_OPERATOR_STANDALONE=1; running standalone"]
+        "run with --standalone / WATCHER_OPERATOR_STANDALONE=1; running standalone"
+    ]
 
 
 def test_with_the_peering_crd_kopf_runs_with_peering_and_nothing_is_said(tmp_path, kopf_run, caplog):

@@ -3,6 +3,7 @@
 The kernel side is covered in tests/system/procmon; here the point is delivery: an outage of the
 backend loses nothing, and a resend after a restart is deduplicated by the deterministic event id.
 """
+
 import time
 
 from prometheus_client import CollectorRegistry
@@ -20,6 +21,7 @@ POD = "jcode-os-1-202012345-7d9f8b6c5d-x2x7z"
 
 class NoKernel:
     """Stands in for the tracer's map updates (there is no kernel program in this test)."""
+
     mode = "ebpf"
 
     def __init__(self):
@@ -46,11 +48,22 @@ def make_pipeline(tmp_path, outbox):
 def feed_compiles(p, n, base_ns):
     for i in range(n):
         pid = 1000 + i
-        p.on_exec(ExecEvent(pid=pid, ktime_ns=base_ns + i * 1000, filename="/usr/bin/gcc",
-                            argv=["gcc", f"p{i}.c", "util.c", "-o", f"p{i}"], cwd="/home/coder/project/hw1",
-                            hostname=POD, cgroup_id=77))
-        p.on_exit(ExitEvent(pid=pid, ktime_ns=base_ns + i * 1000 + 500, exit_code=i % 2, signal=None,
-                            start_ns=base_ns + i * 1000))
+        p.on_exec(
+            ExecEvent(
+                pid=pid,
+                ktime_ns=base_ns + i * 1000,
+                filename="/usr/bin/gcc",
+                argv=["gcc", f"p{i}.c", "util.c", "-o", f"p{i}"],
+                cwd="/home/coder/project/hw1",
+                hostname=POD,
+                cgroup_id=77,
+            )
+        )
+        p.on_exit(
+            ExitEvent(
+                pid=pid, ktime_ns=base_ns + i * 1000 + 500, exit_code=i % 2, signal=None, start_ns=base_ns + i * 1000
+            )
+        )
     p.handoff()
 
 
@@ -59,8 +72,9 @@ def timeline(backend, n, timeout=30):
     events = []
     while time.monotonic() < deadline:
         with backend.client("read") as http:
-            r = http.get("/api/v1/courses/os/sections/1/assignments/hw1/students/202012345/timeline",
-                         params={"limit": 500})
+            r = http.get(
+                "/api/v1/courses/os/sections/1/assignments/hw1/students/202012345/timeline", params={"limit": 500}
+            )
         events = r.json()["events"] if r.status_code == 200 else []
         if len(events) >= n:
             return events
@@ -71,7 +85,7 @@ def timeline(backend, n, timeout=30):
 def test_outage_loses_nothing_and_resends_are_deduplicated(tmp_path):
     backend = run_backend(tmp_path)
     try:
-        backend.stop()   # the backend is down while the compiles happen
+        backend.stop()  # the backend is down while the compiles happen
         outbox = Outbox(tmp_path / "state" / "outbox.sqlite3")
         sender = Sender(outbox, backend.url, backend.tokens["ingest"], CollectorRegistry(), batch_size=50)
         sender.start()
@@ -81,7 +95,7 @@ def test_outage_loses_nothing_and_resends_are_deduplicated(tmp_path):
         assert p.wait_idle(10)
         assert outbox.depth() == 40
         time.sleep(1.0)
-        assert outbox.depth() == 40      # still down: nothing sent, nothing dropped
+        assert outbox.depth() == 40  # still down: nothing sent, nothing dropped
         backend.start()
         events = timeline(backend, 40)
         assert len(events) == 40
@@ -110,8 +124,9 @@ def test_unreported_processes_are_untracked_in_the_kernel(tmp_path):
     outbox = Outbox(tmp_path / "outbox.sqlite3")
     p, metrics = make_pipeline(tmp_path, outbox)
     p.start()
-    p.on_exec(ExecEvent(pid=5, ktime_ns=1, filename="/bin/ls", argv=["ls"], cwd="/home/coder/project/hw1",
-                        hostname=POD))
+    p.on_exec(
+        ExecEvent(pid=5, ktime_ns=1, filename="/bin/ls", argv=["ls"], cwd="/home/coder/project/hw1", hostname=POD)
+    )
     p.handoff()
     assert p.wait_idle(5)
     assert p.tracer.untracked == [5]

@@ -1,5 +1,6 @@
 """The backend's integration test modules again, on PostgreSQL (the session's server, tests/system/conftest.py):
 these ``backend`` and ``database_url`` fixtures replace the SQLite ones of tests/integration/backend."""
+
 import secrets
 
 import pytest

@@ -1,4 +1,5 @@
 """While PostgreSQL is down: /health stays up, /ready says 503, writes answer 503 (never 500); then recovery."""
+
 import secrets
 
 import httpx

@@ -1,4 +1,5 @@
 """The schemathesis run of tests/integration/backend/test_schemathesis.py against a backend on PostgreSQL."""
+
 import secrets
 
 import pytest
@@ -10,6 +11,7 @@ from support.backend import run_backend
 @pytest.fixture(scope="module")
 def live(postgres, tmp_path_factory):
     url = postgres.create_database("watcher_fuzz_" + secrets.token_hex(3))
-    with run_backend(tmp_path_factory.mktemp("fuzz-pg"), database_url=url,
-                     env={"WATCHER_RETENTION_DAYS": "3650"}) as handle:
+    with run_backend(
+        tmp_path_factory.mktemp("fuzz-pg"), database_url=url, env={"WATCHER_RETENTION_DAYS": "3650"}
+    ) as handle:
         yield handle

@@ -1,4 +1,5 @@
 """The cluster tier: one real node (support.cluster) with the project's images, shared by the module."""
+
 from __future__ import annotations
 
 import pytest

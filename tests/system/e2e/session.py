@@ -3,6 +3,7 @@
 Everything here drives REAL parts: ``LocalStack`` runs ``watcher backend``, ``watcher filemon`` and
 ``watcher procmon --mode ebpf`` as processes; students are real files and real gcc/python processes.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,6 +31,7 @@ def why_no_ebpf() -> str | None:
         return "needs root (eBPF)"
     try:
         from watcher_agents.procmon.ebpf import import_bcc
+
         import_bcc()
     except Exception as exc:  # noqa: BLE001 - the reason is the skip message
         return f"bcc is not installed (scripts/deps/bcc.sh): {exc}"
@@ -44,15 +46,31 @@ def require_ebpf() -> None:
         pytest.skip(reason)
 
 
-def start_stack(tmp: Path, *, database_url: str | None = None, procmon: bool = True, node: str = "e2e-node",
-                agent_args: dict[str, list[str]] | None = None, extra_env: dict[str, str] | None = None) -> LocalStack:
+def start_stack(
+    tmp: Path,
+    *,
+    database_url: str | None = None,
+    procmon: bool = True,
+    node: str = "e2e-node",
+    agent_args: dict[str, list[str]] | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> LocalStack:
     """A started LocalStack on free ports under ``tmp`` (workspace ``tmp/workspace``, data ``tmp/data``)."""
     workspace = tmp / "workspace"
     workspace.mkdir(parents=True, exist_ok=True)
     env = {"WATCHER_FLUSH_TIMEOUT_SECONDS": "10"} | (extra_env or {})
-    stack = LocalStack(workspace, tmp / "data", port=free_port(), filemon_metrics_port=free_port(),
-                       procmon_metrics_port=free_port(), procmon_mode="ebpf" if procmon else "off",
-                       node_name=node, database_url=database_url, agent_args=agent_args or {}, extra_env=env)
+    stack = LocalStack(
+        workspace,
+        tmp / "data",
+        port=free_port(),
+        filemon_metrics_port=free_port(),
+        procmon_metrics_port=free_port(),
+        procmon_mode="ebpf" if procmon else "off",
+        node_name=node,
+        database_url=database_url,
+        agent_args=agent_args or {},
+        extra_env=env,
+    )
     stack.prepare()
     stack.start(timeout=90)
     if procmon and "procmon" not in stack.components:
@@ -69,6 +87,7 @@ def student_hw(stack: LocalStack, student_id: str, assignment: str = ASSIGNMENT)
 
 
 # ------------------------------------------------------------------------------------------- reads
+
 
 def reader(stack: LocalStack) -> httpx.Client:
     return httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {stack.tokens['read']}"}, timeout=30)
@@ -106,6 +125,7 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, inter
 
 # ------------------------------------------------------------------------------------------- metrics
 
+
 def metrics(stack: LocalStack, agent: str) -> dict[str, float]:
     """One agent's /metrics as {series: value} (series with labels as exposed, e.g. ``a{b="c"}``)."""
     text = httpx.get(stack.metrics_url(agent), timeout=5).text
@@ -137,15 +157,18 @@ def agents_idle(stack: LocalStack, agents=("filemon", "procmon")) -> bool:
 
 def settle(stack: LocalStack, timeout: float = 60.0, quiet: float = 1.5) -> None:
     """Wait until the agents are idle, and still idle ``quiet`` seconds later (so nothing more is coming)."""
+
     def idle_twice() -> bool:
         if not agents_idle(stack):
             return False
         time.sleep(quiet)
         return agents_idle(stack)
+
     wait_until(idle_twice, timeout, "the agents' outboxes to drain")
 
 
 # ------------------------------------------------------------------------------------------- processes
+
 
 def run(argv: list[str], cwd: Path, check_exit: int | None = None) -> int:
     """A real process in the student's directory (what the student types in the IDE's terminal)."""

@@ -5,6 +5,7 @@ and, in the second run of this module, on a private PostgreSQL server. Every ass
 backend must hold precisely the events the session produced, no more and no fewer, each attributed to
 the right course, section, student, assignment and path, with snapshot contents and diffs retrievable.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,11 +38,15 @@ STUDENTS = ("202011111", "202022222")
 EXPECTED_COUNTS = {"file.save": 4, "file.delete": 1, "process.compile": 2, "process.run": 2}
 # (type, path) in time order: the demo's script, step by step.
 EXPECTED_SEQUENCE = [
-    ("file.save", "hello.c"), ("process.compile", "hello.c"),        # broken hello.c, gcc fails
-    ("file.save", "hello.c"), ("process.compile", "hello.c"),        # fixed, gcc succeeds
-    ("process.run", "hello"),                                        # ./hello
-    ("file.save", "calc.py"), ("process.run", "calc.py"),            # python calc.py
-    ("file.save", "scratch.c"), ("file.delete", "scratch.c"),        # a scratch file, deleted
+    ("file.save", "hello.c"),
+    ("process.compile", "hello.c"),  # broken hello.c, gcc fails
+    ("file.save", "hello.c"),
+    ("process.compile", "hello.c"),  # fixed, gcc succeeds
+    ("process.run", "hello"),  # ./hello
+    ("file.save", "calc.py"),
+    ("process.run", "calc.py"),  # python calc.py
+    ("file.save", "scratch.c"),
+    ("file.delete", "scratch.c"),  # a scratch file, deleted
 ]
 CONTENTS = {"hello.c": {demo.HELLO_BROKEN, demo.HELLO_FIXED}, "calc.py": {demo.CALC_PY}, "scratch.c": {demo.SCRATCH}}
 
@@ -64,8 +69,9 @@ def played(database_url, tmp_path_factory):
     stack = start_stack(tmp_path_factory.mktemp("e2e"), database_url=database_url)
     try:
         logs = {sid: [] for sid in STUDENTS}
-        threads = [threading.Thread(target=demo.play_student, args=(student_hw(stack, sid), logs[sid]))
-                   for sid in STUDENTS]
+        threads = [
+            threading.Thread(target=demo.play_student, args=(student_hw(stack, sid), logs[sid])) for sid in STUDENTS
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -78,11 +84,13 @@ def played(database_url, tmp_path_factory):
             def all_there() -> bool:
                 seen.update({sid: count_types(timeline(http, sid)) for sid in STUDENTS})
                 return all(c == EXPECTED_COUNTS for c in seen.values())
+
             try:
                 wait_until(all_there, 60, "both students' events")
             except AssertionError:
-                raise AssertionError(f"expected {EXPECTED_COUNTS} per student, got {seen}; logs in "
-                                     f"{stack.data_dir / 'logs'}") from None
+                raise AssertionError(
+                    f"expected {EXPECTED_COUNTS} per student, got {seen}; logs in {stack.data_dir / 'logs'}"
+                ) from None
             settle(stack)
             timelines = {sid: timeline(http, sid) for sid in STUDENTS}
         yield stack, timelines
@@ -102,7 +110,12 @@ def test_every_event_is_attributed_to_its_student_assignment_and_node(played):
     stack, timelines = played
     for sid, events in timelines.items():
         for ev in events:
-            assert (ev["course"], ev["section"], ev["student_id"], ev["assignment"]) == (COURSE, SECTION, sid, ASSIGNMENT)
+            assert (ev["course"], ev["section"], ev["student_id"], ev["assignment"]) == (
+                COURSE,
+                SECTION,
+                sid,
+                ASSIGNMENT,
+            )
             assert ev["node"] == "e2e-node"
             assert ev["source"] == ("filemon" if ev["type"].startswith("file.") else "procmon")
 
@@ -112,11 +125,15 @@ def test_compiles_and_runs_carry_what_happened(played):
     for events in timelines.values():
         compiles = [ev for ev in events if ev["type"] == "process.compile"]
         assert [(c["compiler"], c["sources"], c["output"], c["exit_code"], c["succeeded"]) for c in compiles] == [
-            ("gcc", ["hello.c"], "hello", 1, False), ("gcc", ["hello.c"], "hello", 0, True)]
+            ("gcc", ["hello.c"], "hello", 1, False),
+            ("gcc", ["hello.c"], "hello", 0, True),
+        ]
         assert all(c["argv"] == ["gcc", "hello.c", "-o", "hello"] and c["cwd"] == "." for c in compiles)
         runs = [ev for ev in events if ev["type"] == "process.run"]
         assert [(r["kind"], r["target"], r["exit_code"], r["signal"]) for r in runs] == [
-            ("binary", "hello", 0, None), ("python", "calc.py", 0, None)]
+            ("binary", "hello", 0, None),
+            ("python", "calc.py", 0, None),
+        ]
         assert runs[1]["argv"] == [sys.executable, "calc.py"]
 
 
@@ -134,14 +151,18 @@ def test_snapshot_contents_equal_what_was_written_and_the_diff_shows_the_fix(pla
             assert http.get(f"/api/v1/snapshots/{fixed}").text == demo.HELLO_FIXED
             diff = http.get("/api/v1/diff", params={"from": broken, "to": fixed}).json()
             assert not diff["identical"]
-            changed = [line for line in diff["diff"].splitlines()
-                       if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+            changed = [
+                line for line in diff["diff"].splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))
+            ]
             assert changed == ['-    printf("hello, %s\\n", "world")', '+    printf("hello, %s\\n", "world");']
             versions = http.get(f"{BASE}/students/{sid}/snapshots", params={"path": "hello.c"}).json()["snapshots"]
             assert [v["sha256"] for v in versions] == [broken, fixed]
             files = {f["path"]: f for f in http.get(f"{BASE}/students/{sid}/files").json()["files"]}
-            assert {p: f["state"] for p, f in files.items()} == {"hello.c": "saved", "calc.py": "saved",
-                                                                "scratch.c": "deleted"}
+            assert {p: f["state"] for p, f in files.items()} == {
+                "hello.c": "saved",
+                "calc.py": "saved",
+                "scratch.c": "deleted",
+            }
             assert files["hello.c"]["latest_sha256"] == fixed and files["hello.c"]["saves"] == 2
 
 
@@ -156,13 +177,25 @@ def test_assignment_summary_counts_both_students(played):
 
 def test_watcher_status_shows_both_agents_and_the_stored_events(played):
     stack, timelines = played
-    cmd = [sys.executable, "-m", "watcher_core", "status", "--backend-url", stack.url, "--data-dir", str(stack.data_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "watcher_core",
+        "status",
+        "--backend-url",
+        stack.url,
+        "--data-dir",
+        str(stack.data_dir),
+    ]
     as_json = subprocess.run(cmd + ["--json"], capture_output=True, text=True, timeout=30)
     assert as_json.returncode == 0, as_json.stderr
     status = json.loads(as_json.stdout)
     by_type = {t: n for t, n in status["events_by_type"].items() if n}
     assert by_type == {t: n * len(STUDENTS) for t, n in EXPECTED_COUNTS.items()}
-    assert sorted((a["node"], a["source"]) for a in status["agents"]) == [("e2e-node", "filemon"), ("e2e-node", "procmon")]
+    assert sorted((a["node"], a["source"]) for a in status["agents"]) == [
+        ("e2e-node", "filemon"),
+        ("e2e-node", "procmon"),
+    ]
     table = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     assert table.returncode == 0, table.stderr
     assert f"events stored: {sum(by_type.values())}" in table.stdout

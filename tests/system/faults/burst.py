@@ -4,6 +4,7 @@ Every step writes a NEW source file (exactly one ``file.save`` each, whatever th
 overwrites one of three shared files (their FINAL state must be recorded exactly once), and every
 ``compile_every`` steps compiles the new file with ``gcc -c`` (exactly one ``process.compile`` each).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,7 +36,7 @@ class Burst:
     student_id: str
     pause: float = 0.25
     compile_every: int = 5
-    new_files: dict[str, str] = field(default_factory=dict)        # path -> its only content
+    new_files: dict[str, str] = field(default_factory=dict)  # path -> its only content
     shared_written: dict[str, list[str]] = field(default_factory=dict)  # path -> contents in write order
     compiles: list[Compile] = field(default_factory=list)
     steps: int = 0
@@ -110,7 +111,9 @@ def check(http, burst: Burst, compile_may_be_missing=lambda c: False, assignment
         recorded = saves.get(path, [])
         written = {sha(v) for v in versions}
         assert recorded and recorded[-1] == sha(versions[-1]), f"{path}: final state not the last save"
-        assert recorded.count(sha(versions[-1])) == 1, f"{path}: final state recorded {recorded.count(sha(versions[-1]))} times"
+        assert recorded.count(sha(versions[-1])) == 1, (
+            f"{path}: final state recorded {recorded.count(sha(versions[-1]))} times"
+        )
         assert set(recorded) <= written, f"{path}: a save of content never written"
         assert all(a != b for a, b in zip(recorded, recorded[1:])), f"{path}: the same state recorded twice in a row"
     unexpected = set(saves) - set(burst.new_files) - set(burst.shared_written)
@@ -133,13 +136,18 @@ def check(http, burst: Burst, compile_may_be_missing=lambda c: False, assignment
             assert got[0]["exit_code"] == c.exit_code and got[0]["output"] == c.source[:-2] + ".o"
     assert not missing_compiles, f"{len(missing_compiles)} compiles missing, e.g. {missing_compiles[:5]}"
     assert set(compiles) <= {c.source for c in burst.compiles}
-    return {"saves": sum(map(len, saves.values())), "compiles": sum(map(len, compiles.values())),
-            "compiles_run": len(burst.compiles), "steps": burst.steps}
+    return {
+        "saves": sum(map(len, saves.values())),
+        "compiles": sum(map(len, compiles.values())),
+        "compiles_run": len(burst.compiles),
+        "steps": burst.steps,
+    }
 
 
 def wait_and_check(stack, http, bursts: list[Burst], timeout: float = 90, **kw) -> list[dict]:
     """Poll until every burst checks out (events still arriving), then settle and check once more, exactly."""
     from system.e2e.session import settle
+
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -156,9 +164,21 @@ def wait_and_check(stack, http, bursts: list[Burst], timeout: float = 90, **kw) 
 def diagnostics(stack) -> str:
     """The agents' own counters of what they skipped or lost, and where the logs are (for a failure message)."""
     from system.e2e.session import metrics
-    keep = ("procmon_proc_read_misses", "procmon_events_lost", "procmon_events_filtered", "procmon_events_dropped",
-            "procmon_invalid", "procmon_argv_missing", "procmon_kernel_events", "procmon_cwd_from_parent",
-            "filemon_files_skipped", "filemon_errors", "filemon_outbox_unavailable", "watcher_dead_letters_total")
+
+    keep = (
+        "procmon_proc_read_misses",
+        "procmon_events_lost",
+        "procmon_events_filtered",
+        "procmon_events_dropped",
+        "procmon_invalid",
+        "procmon_argv_missing",
+        "procmon_kernel_events",
+        "procmon_cwd_from_parent",
+        "filemon_files_skipped",
+        "filemon_errors",
+        "filemon_outbox_unavailable",
+        "watcher_dead_letters_total",
+    )
     lines = [f"logs: {stack.data_dir / 'logs'}"]
     for agent in ("filemon", "procmon"):
         try:
@@ -166,6 +186,10 @@ def diagnostics(stack) -> str:
         except Exception as exc:  # noqa: BLE001 - best effort, for the message only
             lines.append(f"{agent}: metrics unavailable ({exc})")
             continue
-        lines.append(f"{agent}: " + ", ".join(f"{k}={v:g}" for k, v in sorted(m.items())
-                                             if k.startswith(keep) and not k.endswith("_created") and v))
+        lines.append(
+            f"{agent}: "
+            + ", ".join(
+                f"{k}={v:g}" for k, v in sorted(m.items()) if k.startswith(keep) and not k.endswith("_created") and v
+            )
+        )
     return "\n".join(lines)

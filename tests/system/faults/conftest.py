@@ -1,4 +1,5 @@
 """Fault tests run the real local stack (tests/system/e2e/session.py) and need root + eBPF for procmon."""
+
 from __future__ import annotations
 
 import pytest

@@ -5,6 +5,7 @@ every final file state is recorded exactly once and nothing twice. procmon canno
 while it was dead: compiles during its own downtime are the only ones allowed missing, and the gap must
 be visible in its metrics.
 """
+
 from __future__ import annotations
 
 import time

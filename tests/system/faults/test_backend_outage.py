@@ -1,5 +1,6 @@
 """The backend is stopped for 30 s during a burst of saves and compiles, then restarted: every event
 arrives exactly once (the agents' outboxes hold them; the backend dedupes resends on event_id)."""
+
 from __future__ import annotations
 
 import time
@@ -18,8 +19,11 @@ def test_backend_down_30s_during_a_burst_loses_and_duplicates_nothing(stack):
         stack.stop_component("backend")
         down_at = time.monotonic()
         # the agents keep recording while the backend is away, and say so in their metrics
-        wait_until(lambda: all(metrics(stack, a).get("watcher_outbox_events", 0) > 0 for a in ("filemon", "procmon")),
-                   20, "both outboxes to hold events")
+        wait_until(
+            lambda: all(metrics(stack, a).get("watcher_outbox_events", 0) > 0 for a in ("filemon", "procmon")),
+            20,
+            "both outboxes to hold events",
+        )
         time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down_at)))
         for agent in ("filemon", "procmon"):
             assert stack.components[agent].alive()

@@ -4,6 +4,7 @@ SQLite must pass ``PRAGMA integrity_check``, and no event acknowledged to anyone
 event of a batch the test POSTed and got 200 for is in the database, and every event filemon's outbox
 had acknowledged (its sent counter minus the duplicates) is stored.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -30,8 +31,10 @@ class Poster(threading.Thread):
     def run(self) -> None:
         with httpx.Client(headers={"Authorization": f"Bearer {self.token}"}, timeout=10) as http:
             while not self.stopping.is_set():
-                batch = [wire_event("process.run", student_id="202300009", path="main",
-                                    node="poster", source="procmon") for _ in range(100)]
+                batch = [
+                    wire_event("process.run", student_id="202300009", path="main", node="poster", source="procmon")
+                    for _ in range(100)
+                ]
                 try:
                     r = http.post(self.url + "/api/v1/events", json=batch)
                 except httpx.HTTPError:

@@ -1,6 +1,7 @@
 """Malicious or broken input at the running local stack's API: the backend's bad-input table replayed,
 plus tokens used for the wrong scope. Every answer is a clear 4xx (never 5xx), nothing bad is stored,
 and the stack keeps recording real work afterwards."""
+
 from __future__ import annotations
 
 import httpx
@@ -34,6 +35,7 @@ BAD_EVENTS = {  # (event type, change, field named in the error)
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     from system.e2e.session import why_no_ebpf
+
     s = start_stack(tmp_path_factory.mktemp("bad"), procmon=why_no_ebpf() is None)
     yield s
     s.stop()
@@ -54,8 +56,9 @@ def test_a_bad_event_is_422_naming_the_field_and_nothing_is_stored(stack, type_,
         assert timeline(http, SID) == []
 
 
-@pytest.mark.parametrize("content", [b"not json", b"[1, 2", b'{"event_id": "x"}', b""],
-                         ids=["garbage", "truncated", "object", "empty"])
+@pytest.mark.parametrize(
+    "content", [b"not json", b"[1, 2", b'{"event_id": "x"}', b""], ids=["garbage", "truncated", "object", "empty"]
+)
 def test_a_body_that_is_not_a_json_array_is_422(stack, content):
     r = httpx.post(stack.url + "/api/v1/events", content=content, headers=ingest_headers(stack))
     assert r.status_code == 422 and "detail" in r.json()
@@ -69,10 +72,21 @@ def test_a_body_over_the_limit_is_413(stack):
 
 def test_legacy_bad_timestamps_are_422(stack):
     h = {"Authorization": f"Bearer {stack.tokens['ingest']}"}
-    for url, body in ((f"/api/os-1/hw1/{SID}/a.c/20250730-061753", {"bytes": 1}),
-                      (f"/api/os-1/hw1/{SID}/a.c/19600101_000000", {"bytes": 1}),
-                      (f"/api/os-1/hw1/{SID}/logs/run", {"cmdline": "x", "exit_code": 0, "cwd": "/", "target_path": "/a",
-                                                         "process_type": "python", "timestamp": "0001-01-01T00:00:00"})):
+    for url, body in (
+        (f"/api/os-1/hw1/{SID}/a.c/20250730-061753", {"bytes": 1}),
+        (f"/api/os-1/hw1/{SID}/a.c/19600101_000000", {"bytes": 1}),
+        (
+            f"/api/os-1/hw1/{SID}/logs/run",
+            {
+                "cmdline": "x",
+                "exit_code": 0,
+                "cwd": "/",
+                "target_path": "/a",
+                "process_type": "python",
+                "timestamp": "0001-01-01T00:00:00",
+            },
+        ),
+    ):
         r = httpx.post(stack.url + url, json=body, headers=h)
         assert r.status_code == 422, (url, r.text)
         assert any("timestamp" in [str(p) for p in d["loc"]] for d in r.json()["detail"])

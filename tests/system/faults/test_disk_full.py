@@ -4,6 +4,7 @@ Both agents keep running, say so in their metrics and logs, and recover by thems
 after recovery and the final state of every file saved while the disk was full are recorded (exactly),
 and procmon's compiles of the full period (held in memory and retried) arrive too.
 """
+
 from __future__ import annotations
 
 import errno
@@ -60,18 +61,27 @@ def test_outbox_disk_full_agents_keep_running_report_it_and_recover(tmp_path, sm
             wait_until(lambda: http.get("/api/v1/status").json()["events_total"] >= 2, 30, "the first save")
             fill(small_disk)
             burst.start()
-            wait_until(lambda: metrics(stack, "filemon").get('filemon_outbox_unavailable_total{reason="disk_full"}', 0) > 0,
-                       30, "filemon to report the full disk")
-            wait_until(lambda: metrics(stack, "procmon").get("procmon_outbox_put_failures_total", 0) > 0,
-                       30, "procmon to report the full disk")
+            wait_until(
+                lambda: metrics(stack, "filemon").get('filemon_outbox_unavailable_total{reason="disk_full"}', 0) > 0,
+                30,
+                "filemon to report the full disk",
+            )
+            wait_until(
+                lambda: metrics(stack, "procmon").get("procmon_outbox_put_failures_total", 0) > 0,
+                30,
+                "procmon to report the full disk",
+            )
             time.sleep(3)  # more saves and compiles while full
             for agent in ("filemon", "procmon"):
                 assert stack.components[agent].alive(), agent
             assert "disk full" in (stack.data_dir / "logs" / "filemon.log").read_text()
             assert "outbox refused" in (stack.data_dir / "logs" / "procmon.log").read_text()
             (small_disk / "filler").unlink()  # space returns
-            wait_until(lambda: "outbox accepts events again" in (stack.data_dir / "logs" / "filemon.log").read_text(),
-                       30, "filemon to log its recovery")
+            wait_until(
+                lambda: "outbox accepts events again" in (stack.data_dir / "logs" / "filemon.log").read_text(),
+                30,
+                "filemon to log its recovery",
+            )
             time.sleep(3)  # saves after recovery
             burst.stop()
             accounts = wait_and_check(stack, http, [burst], timeout=120)

@@ -5,6 +5,7 @@ the backend keeps its data across a restart, filemon in its container snapshots 
 workspace and reports to the backend container, procmon with the DaemonSet's capabilities and host
 mounts records a student's compiles and runs, and the operator reconciles against a real API server.
 """
+
 from __future__ import annotations
 
 import json
@@ -81,14 +82,27 @@ def start_backend(pods: Podman, image: str, tmp: Path, tok: dict[str, str], snap
     if snapshots is not None:
         volumes[snapshots] = "/watcher/snapshots:ro"
     # the port by its environment variable, which the image's HEALTHCHECK reads too
-    c = pods.run(image, "backend", "--host", "127.0.0.1", "--snapshot-dir", "/watcher/snapshots",
-                 "--database-url", "sqlite:////app/data/watcher.db", name="backend",
-                 volumes=volumes, env=token_env(tok) | {"WATCHER_PORT": str(port)},
-                 # the DaemonSet's restrictions: read-only root, no capabilities, writable /tmp only
-                 options=("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL"))
+    c = pods.run(
+        image,
+        "backend",
+        "--host",
+        "127.0.0.1",
+        "--snapshot-dir",
+        "/watcher/snapshots",
+        "--database-url",
+        "sqlite:////app/data/watcher.db",
+        name="backend",
+        volumes=volumes,
+        env=token_env(tok) | {"WATCHER_PORT": str(port)},
+        # the DaemonSet's restrictions: read-only root, no capabilities, writable /tmp only
+        options=("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL"),
+    )
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: httpx.get(f"{url}/health", timeout=2).status_code == 200, 60,
-               f"the backend container's /health\n{c.logs()[-2000:]}")
+    wait_until(
+        lambda: httpx.get(f"{url}/health", timeout=2).status_code == 200,
+        60,
+        f"the backend container's /health\n{c.logs()[-2000:]}",
+    )
     return c, url, port
 
 
@@ -135,8 +149,16 @@ def test_every_image_has_its_labels_entrypoint_and_user_and_no_build_tools(image
     with Podman() as pm:
         for component, tag in images.items():
             # one venv per image with only its component's dependencies, and no compiler or pip
-            c = pm.run(tag, "-c", PROBE, "fastapi", "kopf", "inotify_simple", name=f"probe-{component}",
-                       options=("--entrypoint", "python3"))
+            c = pm.run(
+                tag,
+                "-c",
+                PROBE,
+                "fastapi",
+                "kopf",
+                "inotify_simple",
+                name=f"probe-{component}",
+                options=("--entrypoint", "python3"),
+            )
             wait_until(lambda: not c.running(), 30, f"{component} probe")
             found = json.loads(c.logs().strip().splitlines()[-1])
             assert found["fastapi"] == (component == "backend"), (component, found)
@@ -145,8 +167,9 @@ def test_every_image_has_its_labels_entrypoint_and_user_and_no_build_tools(image
             assert found["bcc"] == (component == "procmon"), (component, found)
             assert not any(found[tool] for tool in ("gcc", "cc", "pip", "pip3")), (component, found)
             if component == "filemon":  # a command of another image says which extra it lacks
-                other = pm.run(tag, "backend", "--insecure-no-auth", "--port", str(free_port()),
-                               name="filemon-runs-backend")
+                other = pm.run(
+                    tag, "backend", "--insecure-no-auth", "--port", str(free_port()), name="filemon-runs-backend"
+                )
                 wait_until(lambda: not other.running(), 30, "watcher backend in the filemon image")
                 assert "pip install 'jcode-watcher[backend]'" in other.logs(), other.logs()
                 assert "Traceback" not in other.logs()
@@ -156,6 +179,7 @@ def test_every_image_has_its_labels_entrypoint_and_user_and_no_build_tools(image
 
 
 # --- backend -----------------------------------------------------------------------------------------
+
 
 def test_backend_serves_health_and_keeps_its_data_across_a_restart(images, pods, tmp_path):
     tok = tokens()
@@ -168,10 +192,10 @@ def test_backend_serves_health_and_keeps_its_data_across_a_restart(images, pods,
     assert c.exec("id", "-u").stdout.strip() == str(BACKEND_UID)
     assert c.healthcheck().returncode == 0, "the image's HEALTHCHECK fails on a healthy backend"
 
-    event = wire_event("file.save", course="os", section="1", student_id="202012345", assignment="hw1",
-                       path="main.c")
-    r = httpx.post(f"{url}/api/v1/events", json=[event],
-                   headers={"Authorization": f"Bearer {tok['ingest']}"}, timeout=10)
+    event = wire_event("file.save", course="os", section="1", student_id="202012345", assignment="hw1", path="main.c")
+    r = httpx.post(
+        f"{url}/api/v1/events", json=[event], headers={"Authorization": f"Bearer {tok['ingest']}"}, timeout=10
+    )
     assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
     assert (tmp_path / "backend-data" / "watcher.db").exists()
 
@@ -185,6 +209,7 @@ def test_backend_serves_health_and_keeps_its_data_across_a_restart(images, pods,
 
 # --- filemon -----------------------------------------------------------------------------------------
 
+
 def test_filemon_snapshots_a_save_in_the_mounted_workspace_and_reports_to_the_backend(images, pods, tmp_path):
     tok = tokens()
     snapshots = owned_dir(tmp_path / "snapshots", 0)
@@ -195,26 +220,46 @@ def test_filemon_snapshots_a_save_in_the_mounted_workspace_and_reports_to_the_ba
     metrics = free_port()
     state = tmp_path / "filemon-state"
     state.mkdir()
-    fm = pods.run(images["filemon"], "filemon", "--workspace-root", "/watcher/codes", "--snapshot-dir",
-                  "/watcher/snapshots", "--state-dir", "/var/lib/watcher/filemon", "--backend-url", url,
-                  "--node-name", "image-test-node", name="filemon",
-                  volumes={workspace: "/watcher/codes:ro", snapshots: "/watcher/snapshots",
-                           state: "/var/lib/watcher/filemon"},
-                  env={"WATCHER_INGEST_TOKEN": tok["ingest"], "WATCHER_DEBOUNCE_SECONDS": "0.2",
-                       "WATCHER_METRICS_PORT": str(metrics)},
-                  # the DaemonSet's container: root with only DAC_READ_SEARCH, read-only root filesystem
-                  options=("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--cap-add", "DAC_READ_SEARCH"))
-    wait_until(lambda: httpx.get(f"http://127.0.0.1:{metrics}/healthz", timeout=2).status_code == 200, 60,
-               f"filemon's /healthz\n{fm.logs()[-2000:]}")
-    source = "#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n"
+    fm = pods.run(
+        images["filemon"],
+        "filemon",
+        "--workspace-root",
+        "/watcher/codes",
+        "--snapshot-dir",
+        "/watcher/snapshots",
+        "--state-dir",
+        "/var/lib/watcher/filemon",
+        "--backend-url",
+        url,
+        "--node-name",
+        "image-test-node",
+        name="filemon",
+        volumes={workspace: "/watcher/codes:ro", snapshots: "/watcher/snapshots", state: "/var/lib/watcher/filemon"},
+        env={
+            "WATCHER_INGEST_TOKEN": tok["ingest"],
+            "WATCHER_DEBOUNCE_SECONDS": "0.2",
+            "WATCHER_METRICS_PORT": str(metrics),
+        },
+        # the DaemonSet's container: root with only DAC_READ_SEARCH, read-only root filesystem
+        options=("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--cap-add", "DAC_READ_SEARCH"),
+    )
+    wait_until(
+        lambda: httpx.get(f"http://127.0.0.1:{metrics}/healthz", timeout=2).status_code == 200,
+        60,
+        f"filemon's /healthz\n{fm.logs()[-2000:]}",
+    )
+    source = '#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n'
     main_c = student_dir / "main.c"
     main_c.write_text(source)
     # a student file the student alone may read: DAC_READ_SEARCH still reads it
     main_c.chmod(stat.S_IRUSR | stat.S_IWUSR)
     os.chown(main_c, 1000, 1000)
 
-    saves = wait_until(lambda: [e for e in timeline(url, tok) if e["type"] == "file.save"], 60,
-                       f"the save in the backend\n{fm.logs()[-2000:]}")
+    saves = wait_until(
+        lambda: [e for e in timeline(url, tok) if e["type"] == "file.save"],
+        60,
+        f"the save in the backend\n{fm.logs()[-2000:]}",
+    )
     assert saves[0]["path"] == "main.c" and saves[0]["node"] == "image-test-node"
     content = read(url, tok, f"/api/v1/snapshots/{saves[0]['sha256']}")
     assert content.status_code == 200 and content.text == source
@@ -225,9 +270,19 @@ def test_filemon_snapshots_a_save_in_the_mounted_workspace_and_reports_to_the_ba
 
 # --- procmon -----------------------------------------------------------------------------------------
 
-DAEMONSET_PROCMON = ("--pid", "host", "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
-                     "--cap-add", "BPF,PERFMON,SYS_RESOURCE,SYS_PTRACE,NET_ADMIN",
-                     "--security-opt", "seccomp=unconfined")
+DAEMONSET_PROCMON = (
+    "--pid",
+    "host",
+    "--read-only",
+    "--tmpfs",
+    "/tmp",
+    "--cap-drop",
+    "ALL",
+    "--cap-add",
+    "BPF,PERFMON,SYS_RESOURCE,SYS_PTRACE,NET_ADMIN",
+    "--security-opt",
+    "seccomp=unconfined",
+)
 
 
 def test_procmon_with_the_daemonset_privileges_records_a_students_compiles_and_runs(images, pods, tmp_path):
@@ -242,18 +297,39 @@ def test_procmon_with_the_daemonset_privileges_records_a_students_compiles_and_r
     metrics = free_port()
     state = tmp_path / "procmon-state"
     state.mkdir()
-    host_mounts = {"/lib/modules": "/lib/modules:ro", "/usr/src": "/usr/src:ro",
-                   "/sys/kernel/tracing": "/sys/kernel/tracing:ro", state: "/var/lib/watcher/procmon"}
+    host_mounts = {
+        "/lib/modules": "/lib/modules:ro",
+        "/usr/src": "/usr/src:ro",
+        "/sys/kernel/tracing": "/sys/kernel/tracing:ro",
+        state: "/var/lib/watcher/procmon",
+    }
     if Path("/sys/kernel/debug/tracing").exists():
         host_mounts["/sys/kernel/debug"] = "/sys/kernel/debug:ro"
-    pm = pods.run(images["procmon"], "procmon", "--workspace-root", "/watcher/codes", "--state-dir",
-                  "/var/lib/watcher/procmon", "--backend-url", url,
-                  "--node-name", "image-test-node", "--mode", "ebpf", "--flush-timeout", "2",
-                  name="procmon", volumes=host_mounts,
-                  env={"WATCHER_INGEST_TOKEN": tok["ingest"], "WATCHER_METRICS_PORT": str(metrics)},
-                  options=DAEMONSET_PROCMON)
-    wait_until(lambda: httpx.get(f"http://127.0.0.1:{metrics}/healthz", timeout=2).status_code == 200, 180,
-               f"procmon's /healthz (bcc compiles its programs at start)\n{pm.logs()[-3000:]}")
+    pm = pods.run(
+        images["procmon"],
+        "procmon",
+        "--workspace-root",
+        "/watcher/codes",
+        "--state-dir",
+        "/var/lib/watcher/procmon",
+        "--backend-url",
+        url,
+        "--node-name",
+        "image-test-node",
+        "--mode",
+        "ebpf",
+        "--flush-timeout",
+        "2",
+        name="procmon",
+        volumes=host_mounts,
+        env={"WATCHER_INGEST_TOKEN": tok["ingest"], "WATCHER_METRICS_PORT": str(metrics)},
+        options=DAEMONSET_PROCMON,
+    )
+    wait_until(
+        lambda: httpx.get(f"http://127.0.0.1:{metrics}/healthz", timeout=2).status_code == 200,
+        180,
+        f"procmon's /healthz (bcc compiles its programs at start)\n{pm.logs()[-3000:]}",
+    )
     assert "ebpf" in pm.logs().lower()
 
     files = tmp_path / "student-files"
@@ -265,8 +341,12 @@ def test_procmon_with_the_daemonset_privileges_records_a_students_compiles_and_r
     try:
         # a student pod: its own UTS and mount namespaces, the pod name as hostname and in /etc/hostname
         # (as the kubelet mounts it), the student's folder at /home/coder/project
-        proc = student.pod("gcc bad.c -o bad; gcc ok.c -o ok && ./ok; echo done",
-                           hostname="jcode-os-1-202012345-7d9c8b-x2x4q", files=files, workdir="hw1")
+        proc = student.pod(
+            "gcc bad.c -o bad; gcc ok.c -o ok && ./ok; echo done",
+            hostname="jcode-os-1-202012345-7d9c8b-x2x4q",
+            files=files,
+            workdir="hw1",
+        )
         assert "done" in proc.stdout, proc.stderr
 
         def recorded():
@@ -288,6 +368,7 @@ def test_procmon_with_the_daemonset_privileges_records_a_students_compiles_and_r
 
 # --- operator ----------------------------------------------------------------------------------------
 
+
 def test_operator_answers_its_liveness_probe_and_reconciles_a_watcherdeployment(images, pods, tmp_path):
     missing = missing_binaries()
     if missing:
@@ -306,25 +387,45 @@ def test_operator_answers_its_liveness_probe_and_reconciles_a_watcherdeployment(
         cp.kubectl("apply", "-f", "-", input=json.dumps(STORAGE_CLASS))
         prepare(cp, "watcher")
         port = free_port()
-        op = pods.run(images["operator"], "operator", "--namespace", "watcher", "--standalone", name="operator",
-                      volumes={kube_dir: f"{kube_dir}:ro"},
-                      env={"KUBECONFIG": cp.kubeconfig, "WATCHER_OPERATOR_LIVENESS": f"http://127.0.0.1:{port}/healthz"},
-                      options=("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL"))
-        wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200, 90,
-                   f"the operator's liveness probe\n{op.logs()[-3000:]}")
+        op = pods.run(
+            images["operator"],
+            "operator",
+            "--namespace",
+            "watcher",
+            "--standalone",
+            name="operator",
+            volumes={kube_dir: f"{kube_dir}:ro"},
+            env={"KUBECONFIG": cp.kubeconfig, "WATCHER_OPERATOR_LIVENESS": f"http://127.0.0.1:{port}/healthz"},
+            options=("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL"),
+        )
+        wait_until(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200,
+            90,
+            f"the operator's liveness probe\n{op.logs()[-3000:]}",
+        )
         doc = yaml.safe_load((ROOT / "examples" / "watcherdeployment-minimal.yaml").read_text())
         cp.kubectl("apply", "-f", "-", input=json.dumps(doc))
-        wait_until(lambda: cp.kubectl("-n", "watcher", "get", "deployment", "watcher-backend",
-                                      check=False).returncode == 0, 90,
-                   f"the Deployment the operator creates\n{op.logs()[-3000:]}")
-        image = cp.kubectl("-n", "watcher", "get", "daemonset", "watcher-procmon", "-o",
-                           "jsonpath={.spec.template.spec.containers[0].image}").stdout
+        wait_until(
+            lambda: cp.kubectl("-n", "watcher", "get", "deployment", "watcher-backend", check=False).returncode == 0,
+            90,
+            f"the Deployment the operator creates\n{op.logs()[-3000:]}",
+        )
+        image = cp.kubectl(
+            "-n",
+            "watcher",
+            "get",
+            "daemonset",
+            "watcher-procmon",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ).stdout
         assert image == f"harbor.jbnu.ac.kr/jdevops/watcher-procmon:{doc['spec']['image']['tag']}"
         assert op.healthcheck().returncode == 0
         assert "Traceback" not in op.logs()
 
 
 # --- the pod sandbox image of the test cluster ------------------------------------------------------
+
 
 def test_the_pause_image_holds_a_sandbox_and_leaves_on_sigterm(images, pods):
     tag = build_local_image("pause")

@@ -1,4 +1,5 @@
 """The legacy API and the ProgSnap2 export on a REAL PostgreSQL server (the session's private server, tests/system/conftest.py)."""
+
 import secrets
 
 import pytest
@@ -18,4 +19,5 @@ def export_backend(postgres):
     def start(workdir):
         url = postgres.create_database("export_" + secrets.token_hex(4))
         return run_backend(workdir, database_url=url)
+
     return start

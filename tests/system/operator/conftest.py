@@ -1,4 +1,5 @@
 """Fixtures for the operator against a real kube-apiserver (see tests/support/kube.py)."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,13 @@ ROOT = Path(__file__).resolve().parents[3]
 CRD_FILE = ROOT / "crds" / "watcherdeployments.watcher.jcode.io.yaml"
 WATCHER = Path(sys.executable).parent / "watcher"
 
-STORAGE_CLASS = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "longhorn"},
-                 "provisioner": "driver.longhorn.io", "allowVolumeExpansion": True}
+STORAGE_CLASS = {
+    "apiVersion": "storage.k8s.io/v1",
+    "kind": "StorageClass",
+    "metadata": {"name": "longhorn"},
+    "provisioner": "driver.longhorn.io",
+    "allowVolumeExpansion": True,
+}
 
 
 @pytest.fixture(scope="session")
@@ -28,8 +34,7 @@ def cluster():
         pytest.skip(f"no Kubernetes control plane binaries ({', '.join(missing)}): run scripts/deps/kube.sh")
     with ControlPlane() as cp:
         cp.kubectl("apply", "-f", str(CRD_FILE))
-        cp.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                   "crd/watcherdeployments.watcher.jcode.io")
+        cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/watcherdeployments.watcher.jcode.io")
         cp.kubectl("apply", "-f", "-", input=json.dumps(STORAGE_CLASS))
         yield cp
 
@@ -42,19 +47,23 @@ def namespace(cluster):
     # the operator is already stopped here: drop kopf's finalizers, or the namespace stays Terminating
     listed = cluster.kubectl("-n", name, "get", "watcherdeployments", "-o", "name", check=False).stdout.split()
     for obj in listed:
-        cluster.kubectl("-n", name, "patch", obj, "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
-                        check=False)
+        cluster.kubectl("-n", name, "patch", obj, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False)
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 class OperatorProcess:
     def __init__(self, cluster: ControlPlane, args: list[str], log: Path, kubeconfig: str | None = None):
-        env = dict(os.environ, KUBECONFIG=kubeconfig or cluster.kubeconfig, WATCHER_OPERATOR_RETRY_SECONDS="2",
-                   PYTHONWARNINGS="ignore")
+        env = dict(
+            os.environ,
+            KUBECONFIG=kubeconfig or cluster.kubeconfig,
+            WATCHER_OPERATOR_RETRY_SECONDS="2",
+            PYTHONWARNINGS="ignore",
+        )
         self.log = log
         self._fh = open(log, "wb")
-        self.proc = subprocess.Popen([str(WATCHER), "operator", *args], env=env, stdout=self._fh,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [str(WATCHER), "operator", *args], env=env, stdout=self._fh, stderr=subprocess.STDOUT
+        )
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -76,8 +85,9 @@ def run_operator(cluster, tmp_path):
     started: list[OperatorProcess] = []
 
     def start(namespace: str, *extra: str, kubeconfig: str | None = None, name: str = "operator") -> OperatorProcess:
-        op = OperatorProcess(cluster, ["--namespace", namespace, "--resync-seconds", "3", *extra],
-                             tmp_path / f"{name}.log", kubeconfig)
+        op = OperatorProcess(
+            cluster, ["--namespace", namespace, "--resync-seconds", "3", *extra], tmp_path / f"{name}.log", kubeconfig
+        )
         started.append(op)
         return op
 

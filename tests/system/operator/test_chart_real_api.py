@@ -1,6 +1,7 @@
 """The chart installed with the Helm library into a real API server, and the operator running as the
 chart's ServiceAccount (its token from the TokenRequest API): proves the RBAC is sufficient, the peering
 objects work, and two replicas elect one active operator."""
+
 from __future__ import annotations
 
 import json
@@ -37,27 +38,51 @@ def test_chart_installs_and_its_service_account_can_run_the_operator(cluster, ku
     config = helm.Config(kubeconfig_path=cluster.kubeconfig, namespace=ns)
     operators = []
     try:
-        release = config.install(str(ROOT / "charts" / "watcher-operator"), "watcher-operator", {"replicaCount": 2},
-                                 namespace=ns, create_namespace=True, timeout=120)
+        release = config.install(
+            str(ROOT / "charts" / "watcher-operator"),
+            "watcher-operator",
+            {"replicaCount": 2},
+            namespace=ns,
+            create_namespace=True,
+            timeout=120,
+        )
         assert "watcher-operator" in json.dumps(release)
         assert cluster.kubectl("-n", ns, "get", "deployment", "watcher-operator").returncode == 0
         assert cluster.kubectl("-n", ns, "get", "kopfpeerings.kopf.dev", "watcher-operator").returncode == 0
         # nobody runs the pods (no nodes): run two replicas here with the ServiceAccount's own token
         kubeconfig = sa_kubeconfig(cluster, ns, "watcher-operator", tmp_path / "sa.kubeconfig")
-        denied = cluster.kubectl("auth", "can-i", "delete", "persistentvolumeclaims", "-n", ns,
-                                 kubeconfig=kubeconfig, check=False)
+        denied = cluster.kubectl(
+            "auth", "can-i", "delete", "persistentvolumeclaims", "-n", ns, kubeconfig=kubeconfig, check=False
+        )
         assert denied.stdout.strip() == "no"
-        assert cluster.kubectl("auth", "can-i", "create", "daemonsets", "-n", "default",
-                               kubeconfig=kubeconfig, check=False).stdout.strip() == "no"
-        first = run_operator(ns, "--peering", "watcher-operator", "--priority", "200", kubeconfig=kubeconfig,
-                             name="replica-1")
-        second = run_operator(ns, "--peering", "watcher-operator", "--priority", "100", kubeconfig=kubeconfig,
-                              name="replica-2")
+        assert (
+            cluster.kubectl(
+                "auth", "can-i", "create", "daemonsets", "-n", "default", kubeconfig=kubeconfig, check=False
+            ).stdout.strip()
+            == "no"
+        )
+        first = run_operator(
+            ns, "--peering", "watcher-operator", "--priority", "200", kubeconfig=kubeconfig, name="replica-1"
+        )
+        second = run_operator(
+            ns, "--peering", "watcher-operator", "--priority", "100", kubeconfig=kubeconfig, name="replica-2"
+        )
         operators += [first, second]
         # both replicas register in the chart's KopfPeering; the lower priority one stays paused (kopf logs
         # "Pausing" only when it was active first, so the proof is below: it creates nothing)
-        wait_for(lambda: len(kube.request("GET", f"/apis/kopf.dev/v1/namespaces/{ns}/kopfpeerings/watcher-operator")
-                              .get("status") or {}) >= 2, 60, "two peers registered")
+        wait_for(
+            lambda: (
+                len(
+                    kube.request("GET", f"/apis/kopf.dev/v1/namespaces/{ns}/kopfpeerings/watcher-operator").get(
+                        "status"
+                    )
+                    or {}
+                )
+                >= 2
+            ),
+            60,
+            "two peers registered",
+        )
         prepare(cluster, ns)
         apply(cluster, minimal(ns))
         wait_for(lambda: children_ready(kube, ns), 90, "children created by the chart's service account")

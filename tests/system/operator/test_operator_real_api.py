@@ -3,6 +3,7 @@ subprocess, the tests act like a platform operator with kubectl and read the res
 
 There are no nodes: workload readiness is simulated by patching the status subresource, as the
 deployment/daemonset controllers would."""
+
 from __future__ import annotations
 
 import base64
@@ -44,12 +45,29 @@ def apply(cluster, doc: dict, *extra: str, check: bool = True):
 
 def prepare(cluster, ns: str) -> None:
     """What the guide's step 1 and 3 leave behind: credentials and the workspace claim."""
-    cluster.kubectl("-n", ns, "create", "secret", "generic", "harbor-credentials",
-                    "--from-literal=username=robot$watcher", "--from-literal=password=s3cret")
-    apply(cluster, {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                    "metadata": {"name": "jcode-vol-pvc", "namespace": ns},
-                    "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "longhorn",
-                             "resources": {"requests": {"storage": "10Gi"}}}})
+    cluster.kubectl(
+        "-n",
+        ns,
+        "create",
+        "secret",
+        "generic",
+        "harbor-credentials",
+        "--from-literal=username=robot$watcher",
+        "--from-literal=password=s3cret",
+    )
+    apply(
+        cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "jcode-vol-pvc", "namespace": ns},
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": "longhorn",
+                "resources": {"requests": {"storage": "10Gi"}},
+            },
+        },
+    )
 
 
 def condition(kube: Kube, ns: str, type_: str, name: str = "watcher") -> dict | None:
@@ -61,30 +79,62 @@ def condition(kube: Kube, ns: str, type_: str, name: str = "watcher") -> dict | 
 
 
 def children_ready(kube: Kube, ns: str) -> bool:
-    return all(kube.get(av, k, ns, n) for av, k, n in [
-        ("apps/v1", "Deployment", "watcher-backend"), ("apps/v1", "DaemonSet", "watcher-filemon"),
-        ("apps/v1", "DaemonSet", "watcher-procmon"), ("v1", "Service", "watcher-backend-service"),
-        ("networking.k8s.io/v1", "NetworkPolicy", "watcher-backend")])
+    return all(
+        kube.get(av, k, ns, n)
+        for av, k, n in [
+            ("apps/v1", "Deployment", "watcher-backend"),
+            ("apps/v1", "DaemonSet", "watcher-filemon"),
+            ("apps/v1", "DaemonSet", "watcher-procmon"),
+            ("v1", "Service", "watcher-backend-service"),
+            ("networking.k8s.io/v1", "NetworkPolicy", "watcher-backend"),
+        ]
+    )
 
 
-def mark_ready(kube: Kube, ns: str, *, backend: bool = True, filemon: bool = True, procmon: bool = True,
-               nodes: int = 2) -> None:
+def mark_ready(
+    kube: Kube, ns: str, *, backend: bool = True, filemon: bool = True, procmon: bool = True, nodes: int = 2
+) -> None:
     """Do what the workload controllers and kubelets would: report pods ready."""
     dep = kube.get("apps/v1", "Deployment", ns, "watcher-backend")
     n = dep["spec"]["replicas"] if backend else 0
-    kube.merge_patch("apps/v1", "Deployment", ns, "watcher-backend", {"status": {
-        "observedGeneration": dep["metadata"]["generation"], "replicas": dep["spec"]["replicas"],
-        "readyReplicas": n, "updatedReplicas": dep["spec"]["replicas"], "availableReplicas": n}},
-        subresource="status")
+    kube.merge_patch(
+        "apps/v1",
+        "Deployment",
+        ns,
+        "watcher-backend",
+        {
+            "status": {
+                "observedGeneration": dep["metadata"]["generation"],
+                "replicas": dep["spec"]["replicas"],
+                "readyReplicas": n,
+                "updatedReplicas": dep["spec"]["replicas"],
+                "availableReplicas": n,
+            }
+        },
+        subresource="status",
+    )
     for name, ok in (("watcher-filemon", filemon), ("watcher-procmon", procmon)):
         ds = kube.get("apps/v1", "DaemonSet", ns, name)
         if ds is None:
             continue
-        kube.merge_patch("apps/v1", "DaemonSet", ns, name, {"status": {
-            "observedGeneration": ds["metadata"]["generation"], "desiredNumberScheduled": nodes,
-            "currentNumberScheduled": nodes, "numberMisscheduled": 0, "updatedNumberScheduled": nodes,
-            "numberReady": nodes if ok else nodes - 1, "numberAvailable": nodes if ok else nodes - 1}},
-            subresource="status")
+        kube.merge_patch(
+            "apps/v1",
+            "DaemonSet",
+            ns,
+            name,
+            {
+                "status": {
+                    "observedGeneration": ds["metadata"]["generation"],
+                    "desiredNumberScheduled": nodes,
+                    "currentNumberScheduled": nodes,
+                    "numberMisscheduled": 0,
+                    "updatedNumberScheduled": nodes,
+                    "numberReady": nodes if ok else nodes - 1,
+                    "numberAvailable": nodes if ok else nodes - 1,
+                }
+            },
+            subresource="status",
+        )
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -123,8 +173,10 @@ def test_crd_accepts_the_examples_and_rejects_invalid_specs(cluster, namespace, 
         # --validate=false: the API server itself must refuse it, not kubectl's client-side check
         proc = apply(cluster, doc, "--validate=false", check=False)
         assert proc.returncode != 0, case["why"]
-        assert "is invalid" in proc.stderr or "Invalid value" in proc.stderr or "Required value" in proc.stderr, \
-            (case["why"], proc.stderr)
+        assert "is invalid" in proc.stderr or "Invalid value" in proc.stderr or "Required value" in proc.stderr, (
+            case["why"],
+            proc.stderr,
+        )
     long_name = minimal(namespace)
     long_name["metadata"]["name"] = "a" * 48
     assert apply(cluster, long_name, "--validate=false", check=False).returncode != 0
@@ -139,20 +191,23 @@ def test_operator_creates_every_child_and_a_noop_resync_rewrites_nothing(cluster
     tokens_secret = wait_for(lambda: kube.get("v1", "Secret", namespace, "watcher-tokens"), 30, "tokens")
     tokens = {k.split("-")[0]: base64.b64decode(v).decode() for k, v in tokens_secret["data"].items()}
     assert all(len(v) >= 32 for v in tokens.values())
-    desired = build_children(wd, Inputs(registry_username="robot$watcher", registry_password="s3cret",
-                                        tokens=tokens))
+    desired = build_children(wd, Inputs(registry_username="robot$watcher", registry_password="s3cret", tokens=tokens))
     assert len(desired) == 11
     for obj in desired:
-        live = wait_for(lambda: kube.get(obj["apiVersion"], obj["kind"], namespace, obj["metadata"]["name"]),
-                        30, f"{obj['kind']} {obj['metadata']['name']}")
+        live = wait_for(
+            lambda: kube.get(obj["apiVersion"], obj["kind"], namespace, obj["metadata"]["name"]),
+            30,
+            f"{obj['kind']} {obj['metadata']['name']}",
+        )
         assert is_subset(obj, live), f"{obj['kind']} {obj['metadata']['name']} differs from the builder"
     # managed by server-side apply under our field manager
     dep = kube.get("apps/v1", "Deployment", namespace, "watcher-backend")
     managers = {(m["manager"], m["operation"]) for m in dep["metadata"]["managedFields"]}
     assert ("watcher-operator", "Apply") in managers
     # data claims carry no owner reference; everything else is owned
-    assert "ownerReferences" not in kube.get("v1", "PersistentVolumeClaim", namespace,
-                                             "watcher-backend-pvc")["metadata"]
+    assert (
+        "ownerReferences" not in kube.get("v1", "PersistentVolumeClaim", namespace, "watcher-backend-pvc")["metadata"]
+    )
     # status and events
     wait_for(lambda: condition(kube, namespace, "BackendReady"), 30, "conditions")
     status = kube.get(*WD, namespace, "watcher")["status"]
@@ -163,15 +218,21 @@ def test_operator_creates_every_child_and_a_noop_resync_rewrites_nothing(cluster
     events = cluster.kubectl("-n", namespace, "get", "events", "-o", "json").stdout
     assert "created Deployment watcher-backend" in events
     # no-op: several resyncs (every 3 s) later nothing was rewritten and the tokens were kept
-    versions = {(o["kind"], o["metadata"]["name"]):
-                kube.get(o["apiVersion"], o["kind"], namespace, o["metadata"]["name"])["metadata"]["resourceVersion"]
-                for o in desired}
+    versions = {
+        (o["kind"], o["metadata"]["name"]): kube.get(o["apiVersion"], o["kind"], namespace, o["metadata"]["name"])[
+            "metadata"
+        ]["resourceVersion"]
+        for o in desired
+    }
     wd_version = kube.get(*WD, namespace, "watcher")["metadata"]["resourceVersion"]
     time.sleep(8)
     assert op.output().count("Timer 'resync' succeeded") >= 2
-    after = {(o["kind"], o["metadata"]["name"]):
-             kube.get(o["apiVersion"], o["kind"], namespace, o["metadata"]["name"])["metadata"]["resourceVersion"]
-             for o in desired}
+    after = {
+        (o["kind"], o["metadata"]["name"]): kube.get(o["apiVersion"], o["kind"], namespace, o["metadata"]["name"])[
+            "metadata"
+        ]["resourceVersion"]
+        for o in desired
+    }
     assert after == versions
     assert kube.get(*WD, namespace, "watcher")["metadata"]["resourceVersion"] == wd_version
     assert "Traceback" not in op.output()
@@ -188,33 +249,54 @@ def test_update_drift_repair_and_garbage_collection(cluster, namespace, kube, ru
     doc["spec"]["image"]["tag"] = "1.1.0"
     doc["spec"]["filemon"] = {"enabled": False}
     apply(cluster, doc)
-    wait_for(lambda: kube.get("apps/v1", "Deployment", namespace, "watcher-backend")["spec"]["template"]["spec"]
-             ["containers"][0]["image"].endswith("watcher-backend:1.1.0"), 30, "new backend image")
+    wait_for(
+        lambda: kube.get("apps/v1", "Deployment", namespace, "watcher-backend")["spec"]["template"]["spec"][
+            "containers"
+        ][0]["image"].endswith("watcher-backend:1.1.0"),
+        30,
+        "new backend image",
+    )
     wait_for(lambda: kube.get("apps/v1", "DaemonSet", namespace, "watcher-filemon") is None, 30, "filemon removed")
     wait_for(lambda: kube.get("v1", "Service", namespace, "watcher-filemon") is None, 30, "filemon svc removed")
     assert kube.get("v1", "PersistentVolumeClaim", namespace, "watcher-filemon-storage-pvc") is not None
-    assert kube.get("apps/v1", "DaemonSet", namespace, "watcher-procmon")["spec"]["template"]["spec"][
-        "containers"][0]["image"].endswith("watcher-procmon:1.1.0")
+    assert kube.get("apps/v1", "DaemonSet", namespace, "watcher-procmon")["spec"]["template"]["spec"]["containers"][0][
+        "image"
+    ].endswith("watcher-procmon:1.1.0")
     wait_for(lambda: (condition(kube, namespace, "FilemonReady") or {}).get("reason") == "Disabled", 30)
     assert cluster.kubectl("-n", namespace, "get", "wd", "watcher", "--no-headers").stdout.split()[3] == "disabled"
 
     # drift: a Deployment deleted by hand comes back; a hand edit of an owned field is reverted
     old_uid = kube.get("apps/v1", "Deployment", namespace, "watcher-backend")["metadata"]["uid"]
     cluster.kubectl("-n", namespace, "delete", "deployment", "watcher-backend")
-    wait_for(lambda: (kube.get("apps/v1", "Deployment", namespace, "watcher-backend") or {}).get(
-        "metadata", {}).get("uid") not in (None, old_uid), 30, "backend recreated")
+    wait_for(
+        lambda: (
+            (kube.get("apps/v1", "Deployment", namespace, "watcher-backend") or {}).get("metadata", {}).get("uid")
+            not in (None, old_uid)
+        ),
+        30,
+        "backend recreated",
+    )
     cluster.kubectl("-n", namespace, "set", "image", "daemonset/watcher-procmon", "procmon=evil/procmon:hacked")
-    wait_for(lambda: kube.get("apps/v1", "DaemonSet", namespace, "watcher-procmon")["spec"]["template"]["spec"][
-        "containers"][0]["image"].endswith("watcher-procmon:1.1.0"), 30, "procmon image restored")
+    wait_for(
+        lambda: kube.get("apps/v1", "DaemonSet", namespace, "watcher-procmon")["spec"]["template"]["spec"][
+            "containers"
+        ][0]["image"].endswith("watcher-procmon:1.1.0"),
+        30,
+        "procmon image restored",
+    )
     cluster.kubectl("-n", namespace, "delete", "secret", "watcher-harbor-registry-secret")
     wait_for(lambda: kube.get("v1", "Secret", namespace, "watcher-harbor-registry-secret"), 30, "pull secret back")
 
     # delete: the garbage collector removes every owned child; the data claims stay
     cluster.kubectl("-n", namespace, "delete", "watcherdeployment", "watcher")
-    for av, kind, name in [("apps/v1", "Deployment", "watcher-backend"), ("apps/v1", "DaemonSet", "watcher-procmon"),
-                           ("v1", "Service", "watcher-backend-service"), ("v1", "Secret", "watcher-tokens"),
-                           ("v1", "Secret", "watcher-harbor-registry-secret"),
-                           ("networking.k8s.io/v1", "NetworkPolicy", "watcher-backend")]:
+    for av, kind, name in [
+        ("apps/v1", "Deployment", "watcher-backend"),
+        ("apps/v1", "DaemonSet", "watcher-procmon"),
+        ("v1", "Service", "watcher-backend-service"),
+        ("v1", "Secret", "watcher-tokens"),
+        ("v1", "Secret", "watcher-harbor-registry-secret"),
+        ("networking.k8s.io/v1", "NetworkPolicy", "watcher-backend"),
+    ]:
         wait_for(lambda: kube.get(av, kind, namespace, name) is None, 60, f"GC of {kind} {name}")
     for claim in ("watcher-backend-pvc", "watcher-filemon-storage-pvc", "jcode-vol-pvc"):
         pvc = kube.get("v1", "PersistentVolumeClaim", namespace, claim)
@@ -225,8 +307,12 @@ def test_update_drift_repair_and_garbage_collection(cluster, namespace, kube, ru
 def test_delete_claims_on_delete_removes_data_claims(cluster, namespace, kube, run_operator):
     prepare(cluster, namespace)
     run_operator(namespace, "--standalone")
-    apply(cluster, minimal(namespace, deleteClaimsOnDelete=True,
-                           workspace={"create": True, "claimName": "ws-created", "size": "20Gi"}))
+    apply(
+        cluster,
+        minimal(
+            namespace, deleteClaimsOnDelete=True, workspace={"create": True, "claimName": "ws-created", "size": "20Gi"}
+        ),
+    )
     wait_for(lambda: children_ready(kube, namespace), 60, "children")
     pvc = kube.get("v1", "PersistentVolumeClaim", namespace, "watcher-backend-pvc")
     assert pvc["metadata"]["ownerReferences"][0]["kind"] == "WatcherDeployment"
@@ -237,8 +323,7 @@ def test_delete_claims_on_delete_removes_data_claims(cluster, namespace, kube, r
     assert vols["workspace"]["persistentVolumeClaim"]["claimName"] == "ws-created"
     cluster.kubectl("-n", namespace, "delete", "watcherdeployment", "watcher")
     for claim in ("watcher-backend-pvc", "watcher-filemon-storage-pvc", "ws-created"):
-        wait_for(lambda: kube.get("v1", "PersistentVolumeClaim", namespace, claim) is None, 60,
-                 f"{claim} deleted")
+        wait_for(lambda: kube.get("v1", "PersistentVolumeClaim", namespace, claim) is None, 60, f"{claim} deleted")
     # a claim the operator did not create is never touched
     assert kube.get("v1", "PersistentVolumeClaim", namespace, "jcode-vol-pvc") is not None
 
@@ -277,8 +362,11 @@ def test_unsatisfiable_specs_give_conditions_and_retries_not_tracebacks(cluster,
     op = run_operator(namespace, "--standalone")
     # no credentials Secret yet, and an unknown storage class for the snapshots
     apply(cluster, minimal(namespace, filemon={"storage": {"storageClassName": "no-such-class"}}))
-    wait_for(lambda: (condition(kube, namespace, "Ready") or {}).get("reason") == "CredentialsSecretMissing",
-             30, "CredentialsSecretMissing")
+    wait_for(
+        lambda: (condition(kube, namespace, "Ready") or {}).get("reason") == "CredentialsSecretMissing",
+        30,
+        "CredentialsSecretMissing",
+    )
     degraded = condition(kube, namespace, "Degraded")
     assert degraded["status"] == "True"
     assert "harbor-credentials" in degraded["message"] and "no-such-class" in degraded["message"]
@@ -301,17 +389,26 @@ def test_claim_changes_are_reported_not_crash_looped(cluster, namespace, kube, r
     wait_for(lambda: children_ready(kube, namespace), 60, "children")
     # grow the database claim (an unbound claim cannot be resized: the API server refuses, we report it)
     # and ask for another access mode on the snapshot claim (immutable); the tag change must still apply
-    doc = minimal(namespace, backend={"storage": {"size": "20Gi"}},
-                  filemon={"storage": {"accessMode": "ReadWriteOnce"}})
+    doc = minimal(
+        namespace, backend={"storage": {"size": "20Gi"}}, filemon={"storage": {"accessMode": "ReadWriteOnce"}}
+    )
     doc["spec"]["image"]["tag"] = "1.2.0"
     apply(cluster, doc)
-    wait_for(lambda: "access modes cannot change" in (condition(kube, namespace, "Degraded") or {}).get(
-        "message", ""), 30, "AccessModeImmutable reported")
+    wait_for(
+        lambda: "access modes cannot change" in (condition(kube, namespace, "Degraded") or {}).get("message", ""),
+        30,
+        "AccessModeImmutable reported",
+    )
     degraded = condition(kube, namespace, "Degraded")
     assert "watcher-backend-pvc cannot grow from 10Gi to 20Gi" in degraded["message"]
     assert "ReadWriteMany" in degraded["message"]
-    wait_for(lambda: kube.get("apps/v1", "Deployment", namespace, "watcher-backend")["spec"]["template"]["spec"]
-             ["containers"][0]["image"].endswith(":1.2.0"), 30, "tag applied despite claim problems")
+    wait_for(
+        lambda: kube.get("apps/v1", "Deployment", namespace, "watcher-backend")["spec"]["template"]["spec"][
+            "containers"
+        ][0]["image"].endswith(":1.2.0"),
+        30,
+        "tag applied despite claim problems",
+    )
     pvc = kube.get("v1", "PersistentVolumeClaim", namespace, "watcher-filemon-storage-pvc")
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
     # the operator keeps running and keeps reporting (no crash loop)
@@ -328,13 +425,29 @@ def test_service_monitors_appear_when_the_prometheus_crd_exists(cluster, namespa
     run_operator(namespace, "--standalone")
     apply(cluster, minimal(namespace))
     wait_for(lambda: children_ready(kube, namespace), 60, "children")
-    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-           "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
-           "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced",
-                    "names": {"kind": "ServiceMonitor", "plural": "servicemonitors", "singular": "servicemonitor",
-                              "listKind": "ServiceMonitorList"},
-                    "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                        "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "scope": "Namespaced",
+            "names": {
+                "kind": "ServiceMonitor",
+                "plural": "servicemonitors",
+                "singular": "servicemonitor",
+                "listKind": "ServiceMonitorList",
+            },
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                }
+            ],
+        },
+    }
     apply(cluster, crd)
     try:
         cluster.kubectl("wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com")
@@ -343,16 +456,28 @@ def test_service_monitors_appear_when_the_prometheus_crd_exists(cluster, namespa
             assert mon["metadata"]["labels"]["release"] == "prometheus"
         # monitoring switched off: they are removed
         apply(cluster, minimal(namespace, monitoring={"serviceMonitors": False}))
-        wait_for(lambda: kube.get("monitoring.coreos.com/v1", "ServiceMonitor", namespace,
-                                  "watcher-backend-monitor") is None, 30, "monitor removed")
+        wait_for(
+            lambda: (
+                kube.get("monitoring.coreos.com/v1", "ServiceMonitor", namespace, "watcher-backend-monitor") is None
+            ),
+            30,
+            "monitor removed",
+        )
     finally:
         cluster.kubectl("delete", "crd", "servicemonitors.monitoring.coreos.com", check=False)
 
 
 def test_full_example_with_postgres_reconciles(cluster, namespace, kube, run_operator):
     prepare(cluster, namespace)
-    cluster.kubectl("-n", namespace, "create", "secret", "generic", "watcher-database",
-                    "--from-literal=url=postgresql+psycopg://watcher:pw@postgres/watcher")
+    cluster.kubectl(
+        "-n",
+        namespace,
+        "create",
+        "secret",
+        "generic",
+        "watcher-database",
+        "--from-literal=url=postgresql+psycopg://watcher:pw@postgres/watcher",
+    )
     run_operator(namespace, "--standalone")
     doc = yaml.safe_load((ROOT / "examples" / "watcherdeployment.yaml").read_text())
     doc["metadata"]["namespace"] = namespace
@@ -390,20 +515,27 @@ def test_privacy_fields_reach_the_workloads_and_unset_retention_is_removed(clust
     op = run_operator(namespace, "--standalone")
     # the grace period is left out: the API server fills its default and the operator renders it
     apply(cluster, minimal(namespace, backend={"retentionDays": 365}, filemon={"snapshotGcIntervalSeconds": 0}))
-    wait_for(lambda: _container_env(kube, namespace, "Deployment", "watcher-backend")
-             .get("WATCHER_RETENTION_DAYS") == "365", 60, "retention env on the backend")
+    wait_for(
+        lambda: _container_env(kube, namespace, "Deployment", "watcher-backend").get("WATCHER_RETENTION_DAYS") == "365",
+        60,
+        "retention env on the backend",
+    )
     filemon = wait_for(lambda: _container_env(kube, namespace, "DaemonSet", "watcher-filemon"), 30, "filemon")
     assert filemon["WATCHER_SNAPSHOT_GC_INTERVAL_SECONDS"] == "0"
     assert filemon["WATCHER_SNAPSHOT_GC_GRACE_SECONDS"] == "86400"
     # retention switched off again: server-side apply drops the variable we no longer send
     apply(cluster, minimal(namespace, filemon={"snapshotGcIntervalSeconds": 0}))
-    wait_for(lambda: "WATCHER_RETENTION_DAYS" not in _container_env(kube, namespace, "Deployment", "watcher-backend"),
-             30, "retention env removed")
+    wait_for(
+        lambda: "WATCHER_RETENTION_DAYS" not in _container_env(kube, namespace, "Deployment", "watcher-backend"),
+        30,
+        "retention env removed",
+    )
     assert "Traceback" not in op.output()
 
 
 def test_notebooks_get_the_hook_config_a_key_kept_across_reconciles_and_a_warning_without_student_pods(
-        cluster, namespace, kube, run_operator):
+    cluster, namespace, kube, run_operator
+):
     prepare(cluster, namespace)
     op = run_operator(namespace, "--standalone")
     apply(cluster, minimal(namespace, notebook={"enabled": True}))
@@ -416,14 +548,26 @@ def test_notebooks_get_the_hook_config_a_key_kept_across_reconciles_and_a_warnin
     env = {e["name"]: e for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["WATCHER_NOTEBOOK_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "watcher-notebook-key"
     # the NetworkPolicy would drop the kernels' posts: said in the conditions, not silently
-    wait_for(lambda: "NotebookStudentPodsUnset" in json.dumps((kube.get(*WD, namespace, "watcher") or {})
-                                                              .get("status", {})), 30, "NotebookStudentPodsUnset")
+    wait_for(
+        lambda: "NotebookStudentPodsUnset" in json.dumps((kube.get(*WD, namespace, "watcher") or {}).get("status", {})),
+        30,
+        "NotebookStudentPodsUnset",
+    )
     students = {"namespaceSelector": {"kubernetes.io/metadata.name": "jcode"}}
     apply(cluster, minimal(namespace, notebook={"enabled": True, "studentPods": students}))
-    wait_for(lambda: students["namespaceSelector"] in [
-        p.get("namespaceSelector", {}).get("matchLabels") for p in
-        kube.get("networking.k8s.io/v1", "NetworkPolicy", namespace, "watcher-backend")["spec"]["ingress"][0]["from"]],
-        30, "student pods admitted")
+    wait_for(
+        lambda: (
+            students["namespaceSelector"]
+            in [
+                p.get("namespaceSelector", {}).get("matchLabels")
+                for p in kube.get("networking.k8s.io/v1", "NetworkPolicy", namespace, "watcher-backend")["spec"][
+                    "ingress"
+                ][0]["from"]
+            ]
+        ),
+        30,
+        "student pods admitted",
+    )
     # turned off: the ConfigMap goes, the key stays (tokens handed out stay valid if it is turned on again)
     apply(cluster, minimal(namespace))
     wait_for(lambda: kube.get("v1", "ConfigMap", namespace, "watcher-hook-config") is None, 30, "hook ConfigMap pruned")

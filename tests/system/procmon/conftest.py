@@ -1,4 +1,5 @@
 """Fixtures for procmon's system tests (helpers in pm_helpers.py)."""
+
 from __future__ import annotations
 
 import pytest
@@ -39,5 +40,3 @@ def stack(tmp_path_factory, ebpf_ready):
     yield backend, pm, workspace
     pm.stop()
     backend.stop()
-
-

@@ -4,6 +4,7 @@ A student container is simulated with real kernel parts: its own cgroup v2 (the 
 filter learns), and for the pod view its own UTS namespace (hostname ``jcode-...``) and mount
 namespace (the student's files bind-mounted at /home/coder/project).
 """
+
 from __future__ import annotations
 
 import os
@@ -27,6 +28,7 @@ def why_no_ebpf() -> str | None:
         return "needs root (eBPF programs, cgroups, namespaces)"
     try:
         from watcher_agents.procmon.ebpf import import_bcc
+
         import_bcc()
     except Exception as exc:  # noqa: BLE001 - the reason is the skip message
         return f"bcc is not installed (scripts/deps/bcc.sh): {exc}"
@@ -55,28 +57,43 @@ class Container:
         """Start ``script`` with sh in this cgroup and return at once (``exec`` in the script keeps the
         pid: the returned process is the program)."""
         inner = f"cd {shlex.quote(str(cwd))} && {script}"
-        return subprocess.Popen(["sh", "-c", self._enter() + inner], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen(
+            ["sh", "-c", self._enter() + inner],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
-    def pod(self, script: str, hostname: str, files: str | Path, workdir: str = "",
-            timeout: float = 120) -> subprocess.CompletedProcess:
+    def pod(
+        self, script: str, hostname: str, files: str | Path, workdir: str = "", timeout: float = 120
+    ) -> subprocess.CompletedProcess:
         """Run ``script`` as in a student pod: new UTS + mount namespaces, ``files`` at /home/coder/project."""
-        return subprocess.run(["sh", "-c", self._pod_command(script, hostname, files, workdir)], capture_output=True,
-                              text=True, timeout=timeout)
+        return subprocess.run(
+            ["sh", "-c", self._pod_command(script, hostname, files, workdir)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def pod_spawn(self, script: str, hostname: str, files: str | Path, workdir: str = "") -> subprocess.Popen:
         """``pod`` without waiting (``exec`` in the script keeps the pid: the returned process is the program)."""
-        return subprocess.Popen(["sh", "-c", self._pod_command(script, hostname, files, workdir)],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen(
+            ["sh", "-c", self._pod_command(script, hostname, files, workdir)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def _pod_command(self, script: str, hostname: str, files: str | Path, workdir: str) -> str:
         # as the kubelet does: the pod name is the UTS hostname and is bind-mounted at /etc/hostname (what a
         # procmon without CAP_SYS_ADMIN, which cannot setns into the pod's UTS namespace, reads)
-        setup = (f"hostname {shlex.quote(hostname)} && mount -t tmpfs none /home && "
-                 f"echo {shlex.quote(hostname)} > /home/.hostname && mount --bind /home/.hostname /etc/hostname && "
-                 "mkdir -p /home/coder/project && "
-                 f"mount --bind {shlex.quote(str(files))} /home/coder/project && "
-                 f"cd /home/coder/project/{workdir} && {script}")
+        setup = (
+            f"hostname {shlex.quote(hostname)} && mount -t tmpfs none /home && "
+            f"echo {shlex.quote(hostname)} > /home/.hostname && mount --bind /home/.hostname /etc/hostname && "
+            "mkdir -p /home/coder/project && "
+            f"mount --bind {shlex.quote(str(files))} /home/coder/project && "
+            f"cd /home/coder/project/{workdir} && {script}"
+        )
         return self._enter() + f"exec unshare --uts --mount sh -c {shlex.quote(setup)}"
 
     def remove(self) -> None:
@@ -93,15 +110,34 @@ class Container:
 class Procmon:
     """``python -m watcher_core procmon`` as a subprocess, its log in a file."""
 
-    def __init__(self, tmp: Path, workspace: Path, backend_url: str, token: str | None, *args: str,
-                 env: dict | None = None):
+    def __init__(
+        self, tmp: Path, workspace: Path, backend_url: str, token: str | None, *args: str, env: dict | None = None
+    ):
         self.tmp = tmp
         self.port = free_port()
         self.log_path = tmp / f"procmon-{self.port}.log"
         self.state = tmp / f"state-{self.port}"
-        self.cmd = [sys.executable, "-m", "watcher_core", "procmon", "--workspace-root", str(workspace),
-                    "--state-dir", str(self.state), "--backend-url", backend_url, "--metrics-port", str(self.port),
-                    "--node-name", "test-node", "--flush-timeout", "5", "--log-level", "DEBUG", *args]
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "watcher_core",
+            "procmon",
+            "--workspace-root",
+            str(workspace),
+            "--state-dir",
+            str(self.state),
+            "--backend-url",
+            backend_url,
+            "--metrics-port",
+            str(self.port),
+            "--node-name",
+            "test-node",
+            "--flush-timeout",
+            "5",
+            "--log-level",
+            "DEBUG",
+            *args,
+        ]
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}
         if token:
             self.env["WATCHER_INGEST_TOKEN"] = token
@@ -180,8 +216,9 @@ def wait_healthy(pm: Procmon, timeout: float = 90) -> None:
     raise AssertionError(f"procmon not healthy in {timeout}s:\n{pm.log()[-3000:]}")
 
 
-def wait_events(backend, course: str, section: str, student: str, assignment: str, n: int,
-                timeout: float = 45, **match) -> list[dict]:
+def wait_events(
+    backend, course: str, section: str, student: str, assignment: str, n: int, timeout: float = 45, **match
+) -> list[dict]:
     """Poll the student's timeline until at least ``n`` process events (matching ``match``) are stored."""
     deadline = time.monotonic() + timeout
     found: list[dict] = []
@@ -190,8 +227,11 @@ def wait_events(backend, course: str, section: str, student: str, assignment: st
         with backend.client("read") as http:
             r = http.get(url, params={"limit": 1000})
         if r.status_code == 200:
-            found = [e for e in r.json()["events"] if e["type"].startswith("process.")
-                     and all(e.get(k) == v for k, v in match.items())]
+            found = [
+                e
+                for e in r.json()["events"]
+                if e["type"].startswith("process.") and all(e.get(k) == v for k, v in match.items())
+            ]
             if len(found) >= n:
                 return found
         time.sleep(0.25)

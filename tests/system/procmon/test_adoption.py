@@ -1,6 +1,7 @@
 """Students' programs that were already running when procmon started (a server, a REPL, a program
 waiting for input across a DaemonSet rollout): adopted from /proc at start and reported at their exit,
 once, even across a second restart; other people's programs are not adopted."""
+
 from __future__ import annotations
 
 import shutil
@@ -30,8 +31,9 @@ def backend(tmp_path, ebpf_ready):
 
 
 def adopted_pids(pm: Procmon) -> list[int]:
-    return [int(line.split("adopted pid ", 1)[1].split()[0]) for line in pm.log().splitlines()
-            if "adopted pid " in line]
+    return [
+        int(line.split("adopted pid ", 1)[1].split()[0]) for line in pm.log().splitlines() if "adopted pid " in line
+    ]
 
 
 def wait_exec(proc, text: str, timeout: float = 30) -> None:
@@ -54,10 +56,10 @@ def test_programs_running_before_the_start_are_reported_at_their_exit(backend, t
     ws = tmp_path / "ws"
     hw = ws / f"os-1-{student}" / "hw1"
     hw.mkdir(parents=True)
-    shutil.copy("/bin/sleep", hw / "server")                 # a student binary that runs until killed
+    shutil.copy("/bin/sleep", hw / "server")  # a student binary that runs until killed
     write(hw / "wait.py", WAITER)
     flag = tmp_path / "go"
-    elsewhere = tmp_path / "elsewhere" / f"os-1-{student}" / "hw1"   # same layout, outside the workspace
+    elsewhere = tmp_path / "elsewhere" / f"os-1-{student}" / "hw1"  # same layout, outside the workspace
     elsewhere.mkdir(parents=True)
     shutil.copy("/bin/sleep", elsewhere / "server")
 
@@ -76,7 +78,7 @@ def test_programs_running_before_the_start_are_reported_at_their_exit(backend, t
         assert server.pid in adopted and waiter.pid in adopted, pm.log()[-3000:]
         assert other.pid not in adopted
         assert pm.metric("procmon_adopted_total") >= 2
-        assert pm.metric('procmon_cgroups{verdict="student"}') >= 1     # their cgroup was taught
+        assert pm.metric('procmon_cgroups{verdict="student"}') >= 1  # their cgroup was taught
         assert any("adopted" in line and "running student processes" in line for line in pm.log().splitlines())
 
         # a second procmon run (a rollout) adopts them again: still one event each at their exit
@@ -101,7 +103,7 @@ def test_programs_running_before_the_start_are_reported_at_their_exit(backend, t
 
         other.send_signal(signal.SIGTERM)
         other.wait(30)
-        time.sleep(1)       # anything late (a duplicate, the non-student) would be delivered by now
+        time.sleep(1)  # anything late (a duplicate, the non-student) would be delivered by now
         pm.wait_metric("watcher_outbox_events", lambda v: v == 0)
         events = wait_events(backend, "os", "1", student, "hw1", 2)
         assert sorted(e["kind"] for e in events) == ["binary", "python"], events
@@ -120,8 +122,9 @@ def test_a_program_running_in_a_student_pod_before_the_start_is_adopted(backend,
     shutil.copy("/bin/sleep", files / "hw3" / "server")
     ws = tmp_path / "ws"
     ws.mkdir()
-    server = container("adopt-pod").pod_spawn("exec ./server 300", "jcode-os-1-202400064-7d9f8b6c5d-x2x7z",
-                                              files, "hw3")
+    server = container("adopt-pod").pod_spawn(
+        "exec ./server 300", "jcode-os-1-202400064-7d9f8b6c5d-x2x7z", files, "hw3"
+    )
     pm = Procmon(tmp_path, ws, backend.url, backend.tokens["ingest"], "--mode", "ebpf")
     try:
         wait_exec(server, "./server")

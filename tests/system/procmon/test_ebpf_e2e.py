@@ -1,12 +1,13 @@
 """The real eBPF program on this kernel, the real agent, a real backend: what students' compiles and
 runs look like once stored. Each test is its own student so the shared agent's events do not mix."""
+
 from __future__ import annotations
 
 import time
 
 from system.procmon.pm_helpers import GCC, PYTHON, wait_events, write
 
-SEGV = "#include <stdio.h>\nint main(void){ int *p = 0; puts(\"about to crash\"); return *p; }\n"
+SEGV = '#include <stdio.h>\nint main(void){ int *p = 0; puts("about to crash"); return *p; }\n'
 SPIN = "#include <unistd.h>\nint main(void){ for (;;) pause(); }\n"
 MT = r"""
 #include <pthread.h>
@@ -45,7 +46,12 @@ def test_failing_and_succeeding_gcc_compiles(stack, container):
     assert good["argv"] == [GCC, "-Wall", "main.c", "util.c", "-o", "prog"] and good["cwd"] == "."
     assert good["compiler"] == "gcc" and good["source"] == "procmon" and good["node"] == "test-node"
     assert 0 < good["duration_ms"] < 60_000
-    assert (failed["exit_code"], failed["sources"], failed["output"], failed["succeeded"]) == (1, ["bad.c"], "bad", False)
+    assert (failed["exit_code"], failed["sources"], failed["output"], failed["succeeded"]) == (
+        1,
+        ["bad.c"],
+        "bad",
+        False,
+    )
     # gcc's own children (cc1, as, collect2, ld) are not reported as runs
     runs = [e for e in events if e["type"] == "process.run"]
     assert runs == []
@@ -58,8 +64,13 @@ def test_python_script_run_with_exit_code(stack, container):
     r = container("python").sh(f"{PYTHON} src/main.py", hw)
     assert r.returncode == 3
     (run,) = wait_events(backend, "os", "1", "202400012", "hw2", 1, type="process.run")
-    assert (run["kind"], run["target"], run["path"], run["exit_code"], run["signal"]) == ("python", "src/main.py",
-                                                                                         "src/main.py", 3, None)
+    assert (run["kind"], run["target"], run["path"], run["exit_code"], run["signal"]) == (
+        "python",
+        "src/main.py",
+        "src/main.py",
+        3,
+        None,
+    )
 
 
 def test_student_binary_segfault_and_signals(stack, container):
@@ -103,15 +114,18 @@ def test_short_lived_child_that_chdirs_before_its_exec_is_attributed(stack, cont
     write(hw / "quick.c", "int main(void){ return 3; }\n")
     c = container("chdir")
     assert c.sh(f"{GCC} quick.c -o quick", hw).returncode == 0
-    runner = write(tmp_path / "runner.py", "import subprocess, sys\n"
-                   "codes = [subprocess.run(['./quick'], cwd=sys.argv[1]).returncode for _ in range(5)]\n"
-                   "sys.exit(0 if codes == [3] * 5 else 1)\n")
-    assert c.sh(f"{PYTHON} {runner} {hw}", tmp_path).returncode == 0     # the parent's cwd: outside
+    runner = write(
+        tmp_path / "runner.py",
+        "import subprocess, sys\n"
+        "codes = [subprocess.run(['./quick'], cwd=sys.argv[1]).returncode for _ in range(5)]\n"
+        "sys.exit(0 if codes == [3] * 5 else 1)\n",
+    )
+    assert c.sh(f"{PYTHON} {runner} {hw}", tmp_path).returncode == 0  # the parent's cwd: outside
     events = wait_events(backend, "os", "1", "202400017", "hw4", 6)
     runs = [e for e in events if e["type"] == "process.run"]
     assert [(e["target"], e["exit_code"]) for e in runs] == [("quick", 3)] * 5
     time.sleep(1)
-    assert len(wait_events(backend, "os", "1", "202400017", "hw4", 6)) == 6      # nothing else, once each
+    assert len(wait_events(backend, "os", "1", "202400017", "hw4", 6)) == 6  # nothing else, once each
 
 
 def test_multithreaded_program_reports_once_when_its_last_thread_exits(stack, container):
@@ -126,9 +140,9 @@ def test_multithreaded_program_reports_once_when_its_last_thread_exits(stack, co
     (run,) = wait_events(backend, "os", "1", "202400014", "hw4", 1, type="process.run")
     time.sleep(1.0)
     again = wait_events(backend, "os", "1", "202400014", "hw4", 1, type="process.run")
-    assert len(again) == 1                       # once, not once per thread
+    assert len(again) == 1  # once, not once per thread
     assert (run["exit_code"], run["signal"]) == (4, None)
-    assert run["duration_ms"] >= 350             # reported when the LAST thread ended
+    assert run["duration_ms"] >= 350  # reported when the LAST thread ended
 
 
 def test_pod_view_in_a_uts_and_mount_namespace(stack, container, tmp_path):
@@ -143,8 +157,11 @@ def test_pod_view_in_a_uts_and_mount_namespace(stack, container, tmp_path):
     assert r.returncode == 0, r.stderr
     events = wait_events(backend, "os", "1", "202400015", "hw2", 3)
     kinds = sorted((e["type"], e.get("kind"), e["path"]) for e in events)
-    assert kinds == [("process.compile", None, "main.c"), ("process.run", "binary", "main"),
-                     ("process.run", "python", "run.py")]
+    assert kinds == [
+        ("process.compile", None, "main.c"),
+        ("process.run", "binary", "main"),
+        ("process.run", "python", "run.py"),
+    ]
 
 
 def test_metrics_and_health(stack, container):

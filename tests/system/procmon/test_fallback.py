@@ -1,5 +1,6 @@
 """The netlink process-connector fallback, for real: chosen explicitly, chosen automatically when bcc
 fails (fault injected with a stand-in `bcc` module), and a non-zero exit when neither can trace."""
+
 from __future__ import annotations
 
 import shutil
@@ -13,11 +14,11 @@ from support.backend import run_backend
 # The connector carries pids only: argv and cwd come from /proc, so the program must still be
 # there when the event is read (documented limit of the fallback); it lives 200 ms, then crashes.
 SEGV = "#include <unistd.h>\nint main(void){ volatile int *p = 0; usleep(200000); return *p; }\n"
-BROKEN_BCC = '''
+BROKEN_BCC = """
 class BPF:
     def __init__(self, *args, **kwargs):
         raise Exception("fatal error: 'linux/sched.h' file not found (injected by the test)")
-'''
+"""
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ def test_proc_connector_mode(backend, tmp_path, container):
         health = pm.health().json()
         assert health["status"] == "healthy" and health["checks"]["tracer alive (mode proc-connector)"]
         assert health["mode"] == "proc-connector" and health["checks"]["tracer attached"]
-        assert "eBPF" not in pm.log()          # not even tried
+        assert "eBPF" not in pm.log()  # not even tried
     finally:
         pm.stop()
 

@@ -1,4 +1,5 @@
 """Backend outage with nothing lost, and the in-kernel cgroup filter."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,7 +10,7 @@ from support.backend import run_backend
 
 def test_backend_outage_loses_nothing(tmp_path, container, ebpf_ready):
     backend = run_backend(tmp_path)
-    backend.stop()                                     # down before procmon even starts
+    backend.stop()  # down before procmon even starts
     ws = tmp_path / "ws"
     hw = ws / "os-3-400001" / "hw7"
     for i in range(12):
@@ -21,7 +22,7 @@ def test_backend_outage_loses_nothing(tmp_path, container, ebpf_ready):
         pm.wait_metric("watcher_outbox_events", lambda v: v == 24)
         assert pm.metric('procmon_events_filtered_total{reason="no_assignment"}') == 0
         pm.wait_metric('watcher_send_failures_total{reason="connection"}', lambda v: v >= 1)
-        backend.start()                                  # back, on the same port and database
+        backend.start()  # back, on the same port and database
         events = wait_events(backend, "os", "3", "400001", "hw7", 24)
         runs = {e["target"]: e["exit_code"] for e in events if e["type"] == "process.run"}
         assert runs == {f"p{i}": i % 3 for i in range(12)}

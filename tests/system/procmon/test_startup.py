@@ -1,4 +1,5 @@
 """procmon's start: not ready before its tracer is attached, and the gap of a restart in its metrics."""
+
 from __future__ import annotations
 
 import signal
@@ -14,7 +15,7 @@ def test_healthz_is_503_until_the_tracer_is_attached(tmp_path, ebpf_ready):
     ws = tmp_path / "ws"
     ws.mkdir()
     pm = Procmon(tmp_path, ws, "http://127.0.0.1:9", None, "--mode", "ebpf").start(ready=False)
-    answers = []    # (status, body, attached already in the log when the answer came)
+    answers = []  # (status, body, attached already in the log when the answer came)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -22,7 +23,7 @@ def test_healthz_is_503_until_the_tracer_is_attached(tmp_path, ebpf_ready):
             try:
                 r = httpx.get(f"http://127.0.0.1:{pm.port}/healthz", timeout=5)
             except httpx.TransportError:
-                time.sleep(0.02)    # not listening yet
+                time.sleep(0.02)  # not listening yet
                 continue
             answers.append((r.status_code, r.json(), "eBPF programs attached" in pm.log()))
             if r.status_code == 200:
@@ -38,8 +39,12 @@ def test_healthz_is_503_until_the_tracer_is_attached(tmp_path, ebpf_ready):
     status, body, attached_in_log = answers[-1]
     assert status == 200 and attached_in_log, answers[-3:]
     assert body["status"] == "healthy" and body["mode"] == "ebpf"
-    assert body["checks"] == {"sender alive": True, "tracer attached": True, "tracer alive (mode ebpf)": True,
-                              "pipeline alive": True}
+    assert body["checks"] == {
+        "sender alive": True,
+        "tracer attached": True,
+        "tracer alive (mode ebpf)": True,
+        "pipeline alive": True,
+    }
 
 
 def test_a_restart_shows_how_long_procmon_was_down(tmp_path, ebpf_ready):
@@ -53,10 +58,10 @@ def test_a_restart_shows_how_long_procmon_was_down(tmp_path, ebpf_ready):
         heartbeat = pm.state / "heartbeat"
         first = float(heartbeat.read_text())
         deadline = time.monotonic() + 10
-        while float(heartbeat.read_text()) == first:    # rewritten every second
+        while float(heartbeat.read_text()) == first:  # rewritten every second
             assert time.monotonic() < deadline, "heartbeat not rewritten"
             time.sleep(0.2)
-        pm.proc.send_signal(signal.SIGKILL)               # a crash: no final heartbeat
+        pm.proc.send_signal(signal.SIGKILL)  # a crash: no final heartbeat
         pm.proc.wait(10)
         last = float(heartbeat.read_text())
         killed_at = time.time()

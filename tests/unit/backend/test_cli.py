@@ -1,5 +1,6 @@
 """`watcher backend`: a bad setting is one line naming it and exit 2 (before anything starts);
 `--help` works whatever the environment holds; the log level is accepted in any case."""
+
 from __future__ import annotations
 
 import os
@@ -65,8 +66,14 @@ def test_help_lists_every_environment_variable_and_the_reference(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     out = capsys.readouterr().out
-    for name in ("WATCHER_RETENTION_INTERVAL_SECONDS", "WATCHER_LEGACY_SNAPSHOT_TZ", "WATCHER_LEGACY_NAIVE_TZ",
-                 "WATCHER_LOG_LEVEL", "WATCHER_DATABASE_WAIT_SECONDS", "docs/configuration.md"):
+    for name in (
+        "WATCHER_RETENTION_INTERVAL_SECONDS",
+        "WATCHER_LEGACY_SNAPSHOT_TZ",
+        "WATCHER_LEGACY_NAIVE_TZ",
+        "WATCHER_LOG_LEVEL",
+        "WATCHER_DATABASE_WAIT_SECONDS",
+        "docs/configuration.md",
+    ):
         assert name in out, name
     assert "docs/backend.md" not in out
 

@@ -1,4 +1,5 @@
 """Pure backend logic: time on task, summary totals, diffs, cursors, settings, token scopes, metric labels."""
+
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,19 +29,53 @@ class TestActiveTime:
 
 
 def student(sid, **kw):
-    row = dict(student_id=sid, events=0, saves=0, deletes=0, too_large=0, compiles=0, compile_successes=0,
-               compile_success_rate=None, runs=0, run_successes=0, cells=0, cell_successes=0, code_size=0, files=0,
-               first_activity=None, last_activity=None, active_seconds=0.0)
+    row = dict(
+        student_id=sid,
+        events=0,
+        saves=0,
+        deletes=0,
+        too_large=0,
+        compiles=0,
+        compile_successes=0,
+        compile_success_rate=None,
+        runs=0,
+        run_successes=0,
+        cells=0,
+        cell_successes=0,
+        code_size=0,
+        files=0,
+        first_activity=None,
+        last_activity=None,
+        active_seconds=0.0,
+    )
     row.update(kw)
     return row
 
 
 def test_summary_totals_from_students():
     rows = [
-        student("1", events=5, saves=3, compiles=4, compile_successes=1, code_size=100, active_seconds=10.5,
-                first_activity=T0, last_activity=T0 + timedelta(hours=1)),
-        student("2", events=2, saves=1, compiles=0, runs=2, code_size=50, active_seconds=2,
-                first_activity=T0 - timedelta(hours=1), last_activity=T0),
+        student(
+            "1",
+            events=5,
+            saves=3,
+            compiles=4,
+            compile_successes=1,
+            code_size=100,
+            active_seconds=10.5,
+            first_activity=T0,
+            last_activity=T0 + timedelta(hours=1),
+        ),
+        student(
+            "2",
+            events=2,
+            saves=1,
+            compiles=0,
+            runs=2,
+            code_size=50,
+            active_seconds=2,
+            first_activity=T0 - timedelta(hours=1),
+            last_activity=T0,
+        ),
     ]
     s = store.summarise_students("os", "1", "hw1", rows, 300)
     assert s["students"] == 2 and s["saves"] == 4 and s["compiles"] == 4 and s["runs"] == 2

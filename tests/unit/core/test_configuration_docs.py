@@ -4,6 +4,7 @@ Every long flag a command's parser offers must be documented in that command's s
 ``WATCHER_*`` environment variable the code reads must be documented somewhere in the page. A new flag
 or variable without its line in the reference fails here, in seconds, with the names to add.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,6 +83,7 @@ def code_env_vars() -> set[str]:
             found.update(_ENV_LITERAL.findall(path.read_text(encoding="utf-8")))
     # The backend builds its token variables from the scope names (f"WATCHER_{SCOPE}_TOKEN" and "..._FILE").
     from watcher_backend.settings import SCOPES
+
     for scope in SCOPES:
         found |= {f"WATCHER_{scope.upper()}_TOKEN", f"WATCHER_{scope.upper()}_TOKEN_FILE"}
     return found
@@ -112,8 +114,10 @@ def test_every_long_flag_is_documented_in_its_section(doc, command):
     sections = _sections(doc)
     text = "\n".join(sections.get(h, "") for h in COMMAND_SECTIONS[command])
     missing = sorted(f for f in flags if not _mentions(text, f))
-    assert not missing, (f"docs/configuration.md does not document these flags of 'watcher {' '.join(command)}' "
-                         f"in {COMMAND_SECTIONS[command]}: {missing}")
+    assert not missing, (
+        f"docs/configuration.md does not document these flags of 'watcher {' '.join(command)}' "
+        f"in {COMMAND_SECTIONS[command]}: {missing}"
+    )
 
 
 def test_every_environment_variable_read_by_the_code_is_documented(doc):

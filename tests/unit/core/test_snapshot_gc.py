@@ -1,5 +1,6 @@
 """Removing erased contents from the snapshot store: never a content saved within the grace period, even one
 saved while the removal runs; idempotent across nodes; a collector that died half-way is finished later."""
+
 from __future__ import annotations
 
 import os

@@ -42,7 +42,8 @@ def test_every_command_names_the_extra_that_brings_its_dependencies():
     from watcher_core import cli
 
     extras = tomllib.loads((Path(__file__).resolve().parents[3] / "pyproject.toml").read_text())["project"][
-        "optional-dependencies"]
+        "optional-dependencies"
+    ]
     assert set(cli.EXTRAS) == set(cli.COMMANDS)
     assert all(extra in extras for extra in cli.EXTRAS.values() if extra is not None)
     # a command without an extra runs on the standard library alone: it imports nothing outside it

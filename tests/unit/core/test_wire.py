@@ -30,10 +30,30 @@ def test_every_type_round_trips():
         base(type="file.save", sha256=SHA, size=10),
         base(type="file.delete"),
         base(type="file.too_large", size=2_000_000, limit=1_048_576),
-        base(type="process.compile", source="procmon", argv=["gcc", "a.c", "b.c", "-o", "a"], cwd=".",
-             exit_code=1, signal=None, started_at=t0, ended_at=t0, compiler="gcc", sources=["a.c", "b.c"], output="a"),
-        base(type="process.run", source="procmon", argv=["./a"], cwd=".", exit_code=None, signal=11,
-             started_at=t0, kind="binary", target="a"),
+        base(
+            type="process.compile",
+            source="procmon",
+            argv=["gcc", "a.c", "b.c", "-o", "a"],
+            cwd=".",
+            exit_code=1,
+            signal=None,
+            started_at=t0,
+            ended_at=t0,
+            compiler="gcc",
+            sources=["a.c", "b.c"],
+            output="a",
+        ),
+        base(
+            type="process.run",
+            source="procmon",
+            argv=["./a"],
+            cwd=".",
+            exit_code=None,
+            signal=11,
+            started_at=t0,
+            kind="binary",
+            target="a",
+        ),
     ]
     for raw in samples:
         ev = wire.parse_event(raw)
@@ -106,8 +126,18 @@ def test_only_legacy_saves_may_omit_content():
 
 def test_process_outcome_helpers():
     t = "2026-11-26T08:00:00Z"
-    ev = wire.parse_event(base(type="process.run", source="procmon", argv=["./a"], cwd=".", started_at=t,
-                               ended_at="2026-11-26T08:00:01.5Z", signal=11, kind="binary"))
+    ev = wire.parse_event(
+        base(
+            type="process.run",
+            source="procmon",
+            argv=["./a"],
+            cwd=".",
+            started_at=t,
+            ended_at="2026-11-26T08:00:01.5Z",
+            signal=11,
+            kind="binary",
+        )
+    )
     assert ev.duration_ms == 1500.0
     assert not ev.succeeded
 

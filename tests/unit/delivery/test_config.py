@@ -1,4 +1,5 @@
 """Shared agent settings: flag over env over default, and one clear line for each bad value."""
+
 import argparse
 
 import pytest
@@ -13,8 +14,12 @@ def _resolve(argv, env, **kw):
 
 
 def test_defaults_and_env(tmp_path):
-    env = {"WATCHER_WORKSPACE_ROOT": str(tmp_path), "WATCHER_STATE_DIR": str(tmp_path / "st"),
-           "WATCHER_INGEST_TOKEN": "tok", "WATCHER_NODE_NAME": "node-1"}
+    env = {
+        "WATCHER_WORKSPACE_ROOT": str(tmp_path),
+        "WATCHER_STATE_DIR": str(tmp_path / "st"),
+        "WATCHER_INGEST_TOKEN": "tok",
+        "WATCHER_NODE_NAME": "node-1",
+    }
     s = _resolve([], env)
     assert s.workspace_root == tmp_path and s.state_dir.is_dir()
     assert s.backend_url == config.DEFAULT_BACKEND_URL
@@ -24,27 +29,47 @@ def test_defaults_and_env(tmp_path):
 
 def test_flag_beats_env(tmp_path):
     env = {"WATCHER_WORKSPACE_ROOT": "/nonexistent", "WATCHER_METRICS_PORT": "1"}
-    s = _resolve(["--workspace-root", str(tmp_path), "--state-dir", str(tmp_path / "s"), "--metrics-port", "9999",
-                  "--outbox-max-bytes", "64M"], env)
+    s = _resolve(
+        [
+            "--workspace-root",
+            str(tmp_path),
+            "--state-dir",
+            str(tmp_path / "s"),
+            "--metrics-port",
+            "9999",
+            "--outbox-max-bytes",
+            "64M",
+        ],
+        env,
+    )
     assert s.workspace_root == tmp_path and s.metrics_port == 9999 and s.outbox_max_bytes == 64 * 1024**2
 
 
 def test_token_file(tmp_path):
     (tmp_path / "tok").write_text("secret\n")
-    s = _resolve(["--state-dir", str(tmp_path / "s")],
-                 {"WATCHER_WORKSPACE_ROOT": str(tmp_path), "WATCHER_INGEST_TOKEN_FILE": str(tmp_path / "tok")})
+    s = _resolve(
+        ["--state-dir", str(tmp_path / "s")],
+        {"WATCHER_WORKSPACE_ROOT": str(tmp_path), "WATCHER_INGEST_TOKEN_FILE": str(tmp_path / "tok")},
+    )
     assert s.token == "secret" and "file" in s.token_source
 
 
-@pytest.mark.parametrize("argv, env, words", [
-    ([], {"WATCHER_WORKSPACE_ROOT": "/no/such/dir"}, ["workspace root", "does not exist", "WATCHER_WORKSPACE_ROOT"]),
-    (["--backend-url", "ftp://x"], {}, ["--backend-url", "http"]),
-    (["--backend-url", "not a url"], {}, ["WATCHER_BACKEND_URL"]),
-    ([], {"WATCHER_INGEST_TOKEN_FILE": "/no/such/token"}, ["token file", "WATCHER_INGEST_TOKEN_FILE"]),
-    (["--metrics-port", "70000"], {}, ["--metrics-port", "port"]),
-    ([], {"WATCHER_BATCH_SIZE": "5000"}, ["WATCHER_BATCH_SIZE", "1000"]),
-    ([], {"WATCHER_NODE_NAME": "bad name!"}, ["node name", "WATCHER_NODE_NAME"]),
-])
+@pytest.mark.parametrize(
+    "argv, env, words",
+    [
+        (
+            [],
+            {"WATCHER_WORKSPACE_ROOT": "/no/such/dir"},
+            ["workspace root", "does not exist", "WATCHER_WORKSPACE_ROOT"],
+        ),
+        (["--backend-url", "ftp://x"], {}, ["--backend-url", "http"]),
+        (["--backend-url", "not a url"], {}, ["WATCHER_BACKEND_URL"]),
+        ([], {"WATCHER_INGEST_TOKEN_FILE": "/no/such/token"}, ["token file", "WATCHER_INGEST_TOKEN_FILE"]),
+        (["--metrics-port", "70000"], {}, ["--metrics-port", "port"]),
+        ([], {"WATCHER_BATCH_SIZE": "5000"}, ["WATCHER_BATCH_SIZE", "1000"]),
+        ([], {"WATCHER_NODE_NAME": "bad name!"}, ["node name", "WATCHER_NODE_NAME"]),
+    ],
+)
 def test_errors_are_one_line_naming_the_setting(tmp_path, argv, env, words):
     env = {"WATCHER_WORKSPACE_ROOT": str(tmp_path), "WATCHER_STATE_DIR": str(tmp_path / "s"), **env}
     with pytest.raises(config.ConfigError) as info:
@@ -82,8 +107,13 @@ def _layout(argv, env, *, with_files):
 def test_layout_and_flush_timeout_flag_over_env_over_default():
     rules, flush = _layout([], {}, with_files=True)
     assert rules == config.identity.LayoutRules() and flush == 10.0
-    env = {"WATCHER_EXTENSIONS": ".c, .rs", "WATCHER_MAX_FILE_SIZE": "64k", "WATCHER_IGNORE_DIRS": "venv",
-           "WATCHER_ASSIGNMENT_PATTERN": r"lab\d+", "WATCHER_FLUSH_TIMEOUT_SECONDS": "3"}
+    env = {
+        "WATCHER_EXTENSIONS": ".c, .rs",
+        "WATCHER_MAX_FILE_SIZE": "64k",
+        "WATCHER_IGNORE_DIRS": "venv",
+        "WATCHER_ASSIGNMENT_PATTERN": r"lab\d+",
+        "WATCHER_FLUSH_TIMEOUT_SECONDS": "3",
+    }
     rules, flush = _layout(["--assignment-pattern", r"hw\d+", "--flush-timeout", "0"], env, with_files=True)
     assert rules.extensions == (".c", ".rs") and rules.max_file_size == 65536 and rules.ignore_dirs == ("venv",)
     assert rules.is_assignment("hw1") and not rules.is_assignment("lab1") and flush == 0.0
@@ -91,20 +121,24 @@ def test_layout_and_flush_timeout_flag_over_env_over_default():
 
 def test_layout_without_files_has_no_file_flags_and_ignores_their_variables():
     # procmon has no --extensions/--max-file-size: a stray (even bad) variable must not stop it
-    rules, _ = _layout(["--ignore-dirs", "a,b"], {"WATCHER_EXTENSIONS": "c", "WATCHER_MAX_FILE_SIZE": "x"},
-                       with_files=False)
+    rules, _ = _layout(
+        ["--ignore-dirs", "a,b"], {"WATCHER_EXTENSIONS": "c", "WATCHER_MAX_FILE_SIZE": "x"}, with_files=False
+    )
     assert rules.ignore_dirs == ("a", "b") and rules.extensions == config.identity.DEFAULT_EXTENSIONS
     with pytest.raises(SystemExit):
         _layout(["--extensions", ".c"], {}, with_files=False)
 
 
-@pytest.mark.parametrize("argv, env, words", [
-    (["--assignment-pattern", "hw("], {}, ["--assignment-pattern=", "regex", "WATCHER_ASSIGNMENT_PATTERN"]),
-    ([], {"WATCHER_EXTENSIONS": "c,py"}, ["extension 'c'", "--extensions", "WATCHER_EXTENSIONS"]),
-    (["--max-file-size", "0"], {}, ["--max-file-size", "positive", "WATCHER_MAX_FILE_SIZE"]),
-    ([], {"WATCHER_MAX_FILE_SIZE": "huge"}, ["WATCHER_MAX_FILE_SIZE", "--max-file-size"]),
-    ([], {"WATCHER_FLUSH_TIMEOUT_SECONDS": "-1"}, ["WATCHER_FLUSH_TIMEOUT_SECONDS", "--flush-timeout", ">= 0"]),
-])
+@pytest.mark.parametrize(
+    "argv, env, words",
+    [
+        (["--assignment-pattern", "hw("], {}, ["--assignment-pattern=", "regex", "WATCHER_ASSIGNMENT_PATTERN"]),
+        ([], {"WATCHER_EXTENSIONS": "c,py"}, ["extension 'c'", "--extensions", "WATCHER_EXTENSIONS"]),
+        (["--max-file-size", "0"], {}, ["--max-file-size", "positive", "WATCHER_MAX_FILE_SIZE"]),
+        ([], {"WATCHER_MAX_FILE_SIZE": "huge"}, ["WATCHER_MAX_FILE_SIZE", "--max-file-size"]),
+        ([], {"WATCHER_FLUSH_TIMEOUT_SECONDS": "-1"}, ["WATCHER_FLUSH_TIMEOUT_SECONDS", "--flush-timeout", ">= 0"]),
+    ],
+)
 def test_layout_errors_are_one_line_naming_flag_and_variable(argv, env, words):
     with pytest.raises(config.ConfigError) as info:
         _layout(argv, env, with_files=True)

@@ -1,4 +1,5 @@
 """The durable outbox: bounded, all-or-nothing puts, acks, dead letters, and events surviving a reopen."""
+
 import time
 
 import pytest
@@ -9,9 +10,17 @@ from watcher_core import wire
 
 def _save(i: int) -> wire.FileSave:
     return wire.FileSave(
-        event_id=wire.make_event_id("test", i), timestamp=wire.utcnow(), node="n1", source="filemon",
-        course="os", section="1", student_id="2020", assignment="hw1", path=f"f{i}.c",
-        sha256="a" * 64, size=i,
+        event_id=wire.make_event_id("test", i),
+        timestamp=wire.utcnow(),
+        node="n1",
+        source="filemon",
+        course="os",
+        section="1",
+        student_id="2020",
+        assignment="hw1",
+        path=f"f{i}.c",
+        sha256="a" * 64,
+        size=i,
     )
 
 

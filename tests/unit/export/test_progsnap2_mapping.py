@@ -1,4 +1,5 @@
 """The ProgSnap2 mapping, checked row by row against a golden MainTable reviewed by hand."""
+
 import csv
 import io
 import os
@@ -36,26 +37,38 @@ def ev(i, type_, path, **fields):
 
 
 def proc(i, type_, path, exit_code, signal=None, **fields):
-    return ev(i, type_, path, argv=["gcc", "-o", "a", "a.c"], cwd=".", exit_code=exit_code, signal=signal,
-              started_at=T0 + timedelta(minutes=i), ended_at=None, duration_ms=12.5, pid=42, **fields)
+    return ev(
+        i,
+        type_,
+        path,
+        argv=["gcc", "-o", "a", "a.c"],
+        cwd=".",
+        exit_code=exit_code,
+        signal=signal,
+        started_at=T0 + timedelta(minutes=i),
+        ended_at=None,
+        duration_ms=12.5,
+        pid=42,
+        **fields,
+    )
 
 
 EVENTS = [
-    ev(1, "file.save", "a.c", sha256=SHA_A1, size=10),                            # File.Edit, state {a1}
-    ev(2, "file.save", "src/b.h", sha256=SHA_B1, size=5),                          # state {a1,b1}
-    proc(3, "process.compile", "a.c", 0, compiler="gcc", sources=["a.c"], output="a"),   # Compile Success
-    proc(4, "process.compile", "a.c", 1, compiler="gcc", sources=["a.c"], output="a"),   # Compile Error + Compile.Error
-    proc(5, "process.run", "a", 0, kind="binary", target="a"),                    # Run.Program Success
-    proc(6, "process.run", "a", None, signal=11, kind="binary", target="a"),      # signal -> Error
-    ev(7, "file.save", "a.c", sha256=SHA_A2, size=12),                            # new state {a2,b1}
-    ev(8, "file.save", "a.c", sha256=SHA_A1, size=10),                            # back to {a1,b1}: reused id
-    ev(9, "file.too_large", "big.c", size=2_000_000, limit=1_048_576),            # unknown -> blank
-    proc(10, "process.run", "main.py", 0, kind="python", target="main.py"),       # folder unknown -> blank
-    ev(11, "file.delete", "big.c"),                                               # known again {a1,b1}
-    ev(12, "file.save", "c.c", sha256=None, size=3, source="legacy"),             # legacy: content-not-recorded
-    ev(13, "file.save", "c.c", sha256=SHA_GONE, size=3),                          # not in the store
+    ev(1, "file.save", "a.c", sha256=SHA_A1, size=10),  # File.Edit, state {a1}
+    ev(2, "file.save", "src/b.h", sha256=SHA_B1, size=5),  # state {a1,b1}
+    proc(3, "process.compile", "a.c", 0, compiler="gcc", sources=["a.c"], output="a"),  # Compile Success
+    proc(4, "process.compile", "a.c", 1, compiler="gcc", sources=["a.c"], output="a"),  # Compile Error + Compile.Error
+    proc(5, "process.run", "a", 0, kind="binary", target="a"),  # Run.Program Success
+    proc(6, "process.run", "a", None, signal=11, kind="binary", target="a"),  # signal -> Error
+    ev(7, "file.save", "a.c", sha256=SHA_A2, size=12),  # new state {a2,b1}
+    ev(8, "file.save", "a.c", sha256=SHA_A1, size=10),  # back to {a1,b1}: reused id
+    ev(9, "file.too_large", "big.c", size=2_000_000, limit=1_048_576),  # unknown -> blank
+    proc(10, "process.run", "main.py", 0, kind="python", target="main.py"),  # folder unknown -> blank
+    ev(11, "file.delete", "big.c"),  # known again {a1,b1}
+    ev(12, "file.save", "c.c", sha256=None, size=3, source="legacy"),  # legacy: content-not-recorded
+    ev(13, "file.save", "c.c", sha256=SHA_GONE, size=3),  # not in the store
     ev(14, "file.delete", "c.c"),
-    ev(15, "file.save", "a.c", sha256=SHA_A1, size=10, student_id="000124"),      # another student
+    ev(15, "file.save", "a.c", sha256=SHA_A1, size=10, student_id="000124"),  # another student
 ]
 
 
@@ -90,9 +103,24 @@ def test_key_facts_of_the_mapping():
     rows, states, mapper = map_all(EVENTS)
     by_id = {r["EventID"]: r for r in rows}
     types = [r["EventType"] for r in rows]
-    assert types == ["File.Edit", "File.Edit", "Compile", "Compile", "Compile.Error", "Run.Program", "Run.Program",
-                     "File.Edit", "File.Edit", "File.Edit", "Run.Program", "File.Delete", "File.Edit", "File.Edit",
-                     "File.Delete", "File.Edit"]
+    assert types == [
+        "File.Edit",
+        "File.Edit",
+        "Compile",
+        "Compile",
+        "Compile.Error",
+        "Run.Program",
+        "Run.Program",
+        "File.Edit",
+        "File.Edit",
+        "File.Edit",
+        "Run.Program",
+        "File.Delete",
+        "File.Edit",
+        "File.Edit",
+        "File.Delete",
+        "File.Edit",
+    ]
     assert [int(r["Order"]) for r in rows] == list(range(1, len(rows) + 1))
     assert len({r["EventID"] for r in rows}) == len(rows)
     ok, bad, err = by_id["ev-0003-test"], by_id["ev-0004-test"], by_id["ev-0004-test:error"]
@@ -103,7 +131,11 @@ def test_key_facts_of_the_mapping():
     assert by_id["ev-0005-test"]["ExecutionResult"] == "Success"
     assert by_id["ev-0006-test"]["ExecutionResult"] == "Error" and by_id["ev-0006-test"]["X-Signal"] == "11"
     # the folder state after save 2 is what was compiled
-    assert ok["CodeStateID"] == by_id["ev-0002-test"]["CodeStateID"] == ps.code_state_id({"a.c": SHA_A1, "src/b.h": SHA_B1})
+    assert (
+        ok["CodeStateID"]
+        == by_id["ev-0002-test"]["CodeStateID"]
+        == ps.code_state_id({"a.c": SHA_A1, "src/b.h": SHA_B1})
+    )
     # returning to an earlier folder reuses its CodeStateID and does not write it again
     assert by_id["ev-0008-test"]["CodeStateID"] == ok["CodeStateID"]
     assert [cid for cid, _ in states] == [
@@ -113,7 +145,7 @@ def test_key_facts_of_the_mapping():
     ]
     big = by_id["ev-0009-test"]
     assert (big["EventType"], big["CodeStateID"], big["LoggingErrorID"]) == ("File.Edit", "", "content-not-kept")
-    assert by_id["ev-0010-test"]["CodeStateID"] == ""          # folder not fully known while big.c is unknown
+    assert by_id["ev-0010-test"]["CodeStateID"] == ""  # folder not fully known while big.c is unknown
     assert by_id["ev-0011-test"]["CodeStateID"] == ok["CodeStateID"]  # deleting it makes the folder known again
     assert by_id["ev-0012-test"]["LoggingErrorID"] == "content-not-recorded"
     assert by_id["ev-0013-test"]["LoggingErrorID"] == "snapshot-missing"
@@ -130,8 +162,12 @@ def test_argv_only_on_request_and_subject_pseudonymised():
 
 
 def test_unknown_exit_status_leaves_results_blank():
-    rows, _, _ = map_all([proc(1, "process.compile", "a.c", None, compiler="cc", sources=[]),
-                          proc(2, "process.run", ".", None, kind="other", target=None)])
+    rows, _, _ = map_all(
+        [
+            proc(1, "process.compile", "a.c", None, compiler="cc", sources=[]),
+            proc(2, "process.run", ".", None, kind="other", target=None),
+        ]
+    )
     assert rows[0]["CompileResult"] == "" and len(rows) == 2
     assert rows[0]["CodeStateSection"] == "a.c"
     assert rows[1]["ExecutionResult"] == "" and rows[1]["CodeStateSection"] == ""

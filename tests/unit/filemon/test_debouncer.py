@@ -1,4 +1,5 @@
 """The per-file debouncer, driven by a simulated clock (the timings with real inotify are in integration)."""
+
 import pytest
 
 from watcher_agents.filemon.debouncer import Debouncer

@@ -2,6 +2,7 @@
 the contract of GET /api/v1/snapshots/unreferenced and POST .../removed (httpx.MockTransport): paging,
 what is reported back, the grace period, metrics, and the faults a real backend does not produce on demand
 (500s, bad JSON, an older backend's 404). The real backend is in tests/integration/filemon/test_gc_backend.py."""
+
 from __future__ import annotations
 
 import json
@@ -73,8 +74,7 @@ def _store(root, data: bytes, age: float) -> str:
 
 
 def _collector(root, backend: FakeBackend, **kwargs):
-    client = httpx.Client(transport=httpx.MockTransport(backend.handler),
-                          headers={"Authorization": f"Bearer {TOKEN}"})
+    client = httpx.Client(transport=httpx.MockTransport(backend.handler), headers={"Authorization": f"Bearer {TOKEN}"})
     metrics = FilemonMetrics(CollectorRegistry())
     kwargs.setdefault("interval", 600)
     kwargs.setdefault("grace", DAY)
@@ -182,19 +182,23 @@ def test_a_content_that_cannot_be_removed_is_counted_kept_and_not_reported(tmp_p
     assert len(warnings) == 1 and "WATCHER_SNAPSHOT_DIR" in warnings[0]
 
 
-@pytest.mark.parametrize("fault, reason, advice", [
-    (httpx.Response(503, text="busy"), "http_5xx", "backend's log"),
-    (httpx.Response(500, text="boom"), "http_5xx", "backend's log"),
-    (httpx.Response(200, text="<html>proxy login</html>"), "bad_response", "WATCHER_BACKEND_URL"),
-    (httpx.Response(200, json={"sha256": ["not-a-sha"], "pending": 0}), "bad_response", "WATCHER_BACKEND_URL"),
-    (httpx.Response(404, json={"detail": "Not Found"}), "unsupported", "does not support"),
-    (httpx.Response(401, json={"detail": "bad token"}), "auth", "WATCHER_INGEST_TOKEN"),
-    (httpx.Response(422, json={"detail": "limit"}), "http_422", "same version"),
-    (httpx.ConnectError("connection refused"), "connection", "WATCHER_BACKEND_URL"),
-    (httpx.ReadTimeout("timed out"), "timeout", "overloaded"),
-])
-def test_a_failure_streak_is_counted_each_time_logged_once_and_the_next_run_recovers(tmp_path, caplog, fault, reason,
-                                                                                     advice):
+@pytest.mark.parametrize(
+    "fault, reason, advice",
+    [
+        (httpx.Response(503, text="busy"), "http_5xx", "backend's log"),
+        (httpx.Response(500, text="boom"), "http_5xx", "backend's log"),
+        (httpx.Response(200, text="<html>proxy login</html>"), "bad_response", "WATCHER_BACKEND_URL"),
+        (httpx.Response(200, json={"sha256": ["not-a-sha"], "pending": 0}), "bad_response", "WATCHER_BACKEND_URL"),
+        (httpx.Response(404, json={"detail": "Not Found"}), "unsupported", "does not support"),
+        (httpx.Response(401, json={"detail": "bad token"}), "auth", "WATCHER_INGEST_TOKEN"),
+        (httpx.Response(422, json={"detail": "limit"}), "http_422", "same version"),
+        (httpx.ConnectError("connection refused"), "connection", "WATCHER_BACKEND_URL"),
+        (httpx.ReadTimeout("timed out"), "timeout", "overloaded"),
+    ],
+)
+def test_a_failure_streak_is_counted_each_time_logged_once_and_the_next_run_recovers(
+    tmp_path, caplog, fault, reason, advice
+):
     old = _store(tmp_path, b"erased\n", age=2 * DAY)
     backend = FakeBackend([old])
     collector = _collector(tmp_path, backend)

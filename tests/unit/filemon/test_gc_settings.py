@@ -1,4 +1,5 @@
 """The snapshot collector's settings: --snapshot-gc-interval / --snapshot-gc-grace and their variables."""
+
 from __future__ import annotations
 
 import os
@@ -26,16 +27,32 @@ def test_variables_and_flags_win_over_them(tmp_path):
     assert (fm.snapshot_gc_interval, fm.snapshot_gc_grace) == (0, 7200)  # 0: collector off
 
 
-@pytest.mark.parametrize("argv, env, flag, variable", [
-    (["--snapshot-gc-interval", "-1"], {}, "--snapshot-gc-interval", "WATCHER_SNAPSHOT_GC_INTERVAL_SECONDS"),
-    ([], {"WATCHER_SNAPSHOT_GC_INTERVAL_SECONDS": "10m"}, "--snapshot-gc-interval",
-     "WATCHER_SNAPSHOT_GC_INTERVAL_SECONDS"),
-    ([], {"WATCHER_SNAPSHOT_GC_INTERVAL_SECONDS": "inf"}, "--snapshot-gc-interval",
-     "WATCHER_SNAPSHOT_GC_INTERVAL_SECONDS"),
-    (["--snapshot-gc-grace", "nan"], {}, "--snapshot-gc-grace", "WATCHER_SNAPSHOT_GC_GRACE_SECONDS"),
-    ([], {"WATCHER_SNAPSHOT_GC_GRACE_SECONDS": "-5"}, "--snapshot-gc-grace", "WATCHER_SNAPSHOT_GC_GRACE_SECONDS"),
-    ([], {"WATCHER_SNAPSHOT_GC_GRACE_SECONDS": "1e999"}, "--snapshot-gc-grace", "WATCHER_SNAPSHOT_GC_GRACE_SECONDS"),
-])
+@pytest.mark.parametrize(
+    "argv, env, flag, variable",
+    [
+        (["--snapshot-gc-interval", "-1"], {}, "--snapshot-gc-interval", "WATCHER_SNAPSHOT_GC_INTERVAL_SECONDS"),
+        (
+            [],
+            {"WATCHER_SNAPSHOT_GC_INTERVAL_SECONDS": "10m"},
+            "--snapshot-gc-interval",
+            "WATCHER_SNAPSHOT_GC_INTERVAL_SECONDS",
+        ),
+        (
+            [],
+            {"WATCHER_SNAPSHOT_GC_INTERVAL_SECONDS": "inf"},
+            "--snapshot-gc-interval",
+            "WATCHER_SNAPSHOT_GC_INTERVAL_SECONDS",
+        ),
+        (["--snapshot-gc-grace", "nan"], {}, "--snapshot-gc-grace", "WATCHER_SNAPSHOT_GC_GRACE_SECONDS"),
+        ([], {"WATCHER_SNAPSHOT_GC_GRACE_SECONDS": "-5"}, "--snapshot-gc-grace", "WATCHER_SNAPSHOT_GC_GRACE_SECONDS"),
+        (
+            [],
+            {"WATCHER_SNAPSHOT_GC_GRACE_SECONDS": "1e999"},
+            "--snapshot-gc-grace",
+            "WATCHER_SNAPSHOT_GC_GRACE_SECONDS",
+        ),
+    ],
+)
 def test_a_bad_value_names_its_flag_and_variable(tmp_path, argv, env, flag, variable):
     with pytest.raises(config.ConfigError) as info:
         _fm(tmp_path, argv, env)
@@ -47,8 +64,18 @@ def test_main_stops_with_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
         if name.startswith("WATCHER_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("WATCHER_SNAPSHOT_GC_GRACE_SECONDS", "a day")
-    rc = cli.main(["--workspace-root", str(tmp_path), "--state-dir", str(tmp_path / "st"),
-                   "--snapshot-dir", str(tmp_path / "snap"), "--backend-url", "http://127.0.0.1:9"])
+    rc = cli.main(
+        [
+            "--workspace-root",
+            str(tmp_path),
+            "--state-dir",
+            str(tmp_path / "st"),
+            "--snapshot-dir",
+            str(tmp_path / "snap"),
+            "--backend-url",
+            "http://127.0.0.1:9",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1
     assert "--snapshot-gc-grace" in err[0] and "WATCHER_SNAPSHOT_GC_GRACE_SECONDS" in err[0]
@@ -58,6 +85,10 @@ def test_help_lists_both_settings(capsys):
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["--help"])
     out = capsys.readouterr().out
-    for word in ("--snapshot-gc-interval", "WATCHER_SNAPSHOT_GC_INTERVAL_SECONDS", "--snapshot-gc-grace",
-                 "WATCHER_SNAPSHOT_GC_GRACE_SECONDS"):
+    for word in (
+        "--snapshot-gc-interval",
+        "WATCHER_SNAPSHOT_GC_INTERVAL_SECONDS",
+        "--snapshot-gc-grace",
+        "WATCHER_SNAPSHOT_GC_GRACE_SECONDS",
+    ):
         assert word in out

@@ -1,4 +1,5 @@
 """Reconciling one path at a time (no threads, no inotify): events, state, snapshots, retries."""
+
 import os
 
 import pytest
@@ -21,9 +22,17 @@ class Env:
         self.state = StateStore(self.outbox.connection, self.outbox.lock)
         self.registry = CollectorRegistry()
         self.retries = []
-        self.p = pl.Pipeline(self.root, identity.LayoutRules(**rules), self.snap, self.outbox, self.state, "node-a",
-                             FilemonMetrics(self.registry), workers=1,
-                             on_retry=lambda rel, delay: self.retries.append((rel, delay)))
+        self.p = pl.Pipeline(
+            self.root,
+            identity.LayoutRules(**rules),
+            self.snap,
+            self.outbox,
+            self.state,
+            "node-a",
+            FilemonMetrics(self.registry),
+            workers=1,
+            on_retry=lambda rel, delay: self.retries.append((rel, delay)),
+        )
 
     def write(self, rel, data: bytes):
         path = self.root / rel
@@ -126,8 +135,20 @@ def test_changed_while_reading_is_retried_not_dropped(env, monkeypatch):
         st = real_fstat(fd)
         calls["n"] += 1
         if calls["n"] == 2:
-            return os.stat_result((st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid, st.st_gid,
-                                   st.st_size + 5, st.st_atime, st.st_mtime + 1, st.st_ctime))
+            return os.stat_result(
+                (
+                    st.st_mode,
+                    st.st_ino,
+                    st.st_dev,
+                    st.st_nlink,
+                    st.st_uid,
+                    st.st_gid,
+                    st.st_size + 5,
+                    st.st_atime,
+                    st.st_mtime + 1,
+                    st.st_ctime,
+                )
+            )
         return st
 
     monkeypatch.setattr(pl.os, "fstat", racing_fstat)
@@ -161,12 +182,15 @@ def test_symlinks_are_never_followed(env, tmp_path):
     assert env.events() == []
 
 
-@pytest.mark.parametrize("rel, reason", [
-    ("os-1-202400001/notes.c", "not_in_assignment"),
-    ("os-1-202400001/hw1/.venv/x.py", "ignored"),
-    ("os-1-202400001/hw1/a.out", "extension"),
-    ("notastudent/hw1/a.c", "not_in_assignment"),
-])
+@pytest.mark.parametrize(
+    "rel, reason",
+    [
+        ("os-1-202400001/notes.c", "not_in_assignment"),
+        ("os-1-202400001/hw1/.venv/x.py", "ignored"),
+        ("os-1-202400001/hw1/a.out", "extension"),
+        ("notastudent/hw1/a.c", "not_in_assignment"),
+    ],
+)
 def test_classify_reasons(rel, reason):
     assert pl.classify(identity.LayoutRules(), rel) == (None, reason)
 

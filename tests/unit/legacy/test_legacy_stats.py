@@ -15,21 +15,24 @@ def at(minutes: float) -> datetime:
 
 # Values numpy.percentile (default method="linear") gives for these inputs, worked out by hand:
 # sorted a, position p=(n-1)q/100, a[floor p] + (a[ceil p]-a[floor p]) * frac(p).
-@pytest.mark.parametrize("values,q,expected", [
-    ([1, 2, 3, 4], 50, 2.5),
-    ([1, 2, 3, 4], 90, 3.7),
-    ([4, 1, 3, 2], 90, 3.7),
-    ([10, 20, 30, 40, 50], 90, 46.0),
-    ([15, 20, 35, 40, 50], 50, 35.0),
-    ([3, 1, 2], 90, 2.8),
-    ([7], 90, 7.0),
-    ([7], 50, 7.0),
-    ([1, 10, 100, 1000], 90, 730.0),
-    ([0, 100], 25, 25.0),
-    (list(range(11)), 33, 3.3),
-    ([5, 5, 5], 0, 5.0),
-    ([1, 2, 3], 100, 3.0),
-])
+@pytest.mark.parametrize(
+    "values,q,expected",
+    [
+        ([1, 2, 3, 4], 50, 2.5),
+        ([1, 2, 3, 4], 90, 3.7),
+        ([4, 1, 3, 2], 90, 3.7),
+        ([10, 20, 30, 40, 50], 90, 46.0),
+        ([15, 20, 35, 40, 50], 50, 35.0),
+        ([3, 1, 2], 90, 2.8),
+        ([7], 90, 7.0),
+        ([7], 50, 7.0),
+        ([1, 10, 100, 1000], 90, 730.0),
+        ([0, 100], 25, 25.0),
+        (list(range(11)), 33, 3.3),
+        ([5, 5, 5], 0, 5.0),
+        ([1, 2, 3], 100, 3.0),
+    ],
+)
 def test_percentile_matches_numpy_linear(values, q, expected):
     assert ls.percentile(values, q) == pytest.approx(expected, rel=1e-12, abs=1e-12)
 
@@ -62,13 +65,13 @@ def test_monitoring():
 def test_graph_trends_hand_computed_example():
     # 10-minute buckets anchored at the first snapshot (t=0).
     snaps = [
-        Snap(at(0), "a.c", 100),    # bucket 0: a=100
-        Snap(at(4), "b.c", 50),     # bucket 0: a=100 b=50  -> 150
+        Snap(at(0), "a.c", 100),  # bucket 0: a=100
+        Snap(at(4), "b.c", 50),  # bucket 0: a=100 b=50  -> 150
         Snap(at(9.9), "a.c", 120),  # bucket 0: a=120 b=50  -> 170
         # bucket 1 (10..20) empty -> omitted
-        Snap(at(25), "b.c", 0),     # bucket 2: a=120 b=0 (deleted) -> 120, change -50
-        Snap(at(31), "c.c", 10),    # bucket 3: 130, change +10
-        Snap(at(39), "a.c", 200),   # bucket 3: a=200 -> 210, change +90 total vs 120
+        Snap(at(25), "b.c", 0),  # bucket 2: a=120 b=0 (deleted) -> 120, change -50
+        Snap(at(31), "c.c", 10),  # bucket 3: 130, change +10
+        Snap(at(39), "a.c", 200),  # bucket 3: a=200 -> 210, change +90 total vs 120
     ]
     trends = ls.graph_trends(snaps, 10)
     assert [(t.start, t.total_size, t.size_change) for t in trends] == [
@@ -89,11 +92,11 @@ def test_graph_trends_empty_and_bad_interval():
 def test_assignment_stats():
     snaps = [
         Snap(at(0), "a.c", 100, "001"),
-        Snap(at(10), "a.c", 300, "001"),   # 001: mean 200, 2 snapshots, latest 300 @10
-        Snap(at(5), "m.py", 50, "002"),    # 002: mean 50, 1 snapshot, latest 50 @5
+        Snap(at(10), "a.c", 300, "001"),  # 001: mean 200, 2 snapshots, latest 300 @10
+        Snap(at(5), "m.py", 50, "002"),  # 002: mean 50, 1 snapshot, latest 50 @5
         Snap(at(1), "x.c", 10, "003"),
         Snap(at(2), "y.c", 20, "003"),
-        Snap(at(20), "x.c", 30, "003"),    # 003: mean 20, 3 snapshots, latest 30 @20
+        Snap(at(20), "x.c", 30, "003"),  # 003: mean 20, 3 snapshots, latest 30 @20
     ]
     st = ls.assignment_stats(snaps)
     sizes = [100, 300, 50, 10, 20, 30]
@@ -102,7 +105,10 @@ def test_assignment_stats():
     assert st.avg_bytes == round((200 + 50 + 20) / 3, 2)
     assert st.avg_num == 2.0
     assert [(t.student, t.time, t.code_size) for t in st.top_7] == [
-        ("003", at(20), 30), ("001", at(10), 300), ("002", at(5), 50)]
+        ("003", at(20), 30),
+        ("001", at(10), 300),
+        ("002", at(5), 50),
+    ]
 
 
 def test_top_7_code_size_is_the_file_saved_last_not_the_students_code():
@@ -120,13 +126,13 @@ def test_assignment_stats_top_7_limit_and_empty():
 
 def test_size_change_by_student():
     snaps = [
-        Snap(at(0), "a.c", 100, "001"),    # before the window
-        Snap(at(10), "a.c", 150, "001"),   # first in window: 0
-        Snap(at(20), "a.c", 90, "001"),    # |90-150| = 60
-        Snap(at(25), "b.c", 40, "001"),    # first of b.c: 0
-        Snap(at(30), "b.c", 45, "001"),    # 5  (at the inclusive end)
+        Snap(at(0), "a.c", 100, "001"),  # before the window
+        Snap(at(10), "a.c", 150, "001"),  # first in window: 0
+        Snap(at(20), "a.c", 90, "001"),  # |90-150| = 60
+        Snap(at(25), "b.c", 40, "001"),  # first of b.c: 0
+        Snap(at(30), "b.c", 45, "001"),  # 5  (at the inclusive end)
         Snap(at(31), "b.c", 1000, "001"),  # after
-        Snap(at(15), "a.c", 7, "002"),     # only one: 0, but listed
+        Snap(at(15), "a.c", 7, "002"),  # only one: 0, but listed
     ]
     assert ls.size_change_by_student(snaps, at(10), at(30)) == {"001": 65, "002": 0}
 

@@ -1,4 +1,5 @@
 """Legacy requests -> wire events (pure parts of legacy_store)."""
+
 from datetime import UTC, datetime
 
 import pytest
@@ -13,21 +14,24 @@ SCOPE = st.Scope("os", "1", "hw1", "000123")
 WHEN = datetime(2025, 7, 30, 6, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("raw,expected", [
-    ("/home/coder/project/hw1/a.c", "a.c"),
-    ("/home/coder/project/hw1/src/util.c", "src/util.c"),
-    ("/home/coder/project/hw1", "."),
-    ("/home/coder/project/hw1/", "."),
-    ("hw1/a.c", "a.c"),
-    ("/watcher/codes/os-1-000123/hw1/a.c", "a.c"),     # a node-side path
-    ("/home/coder/project/hw2/a.c", None),              # another assignment
-    ("/home/coder/project/a.c", None),                  # outside any assignment
-    ("/tmp/a.c", None),
-    ("/home/coder/project/hw1/../../etc/passwd", None),
-    ("ipykernel", None),
-    ("", None),
-    ("/home/coder/project/.venv/hw1/x.py", None),       # ignored folder
-])
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("/home/coder/project/hw1/a.c", "a.c"),
+        ("/home/coder/project/hw1/src/util.c", "src/util.c"),
+        ("/home/coder/project/hw1", "."),
+        ("/home/coder/project/hw1/", "."),
+        ("hw1/a.c", "a.c"),
+        ("/watcher/codes/os-1-000123/hw1/a.c", "a.c"),  # a node-side path
+        ("/home/coder/project/hw2/a.c", None),  # another assignment
+        ("/home/coder/project/a.c", None),  # outside any assignment
+        ("/tmp/a.c", None),
+        ("/home/coder/project/hw1/../../etc/passwd", None),
+        ("ipykernel", None),
+        ("", None),
+        ("/home/coder/project/.venv/hw1/x.py", None),  # ignored folder
+    ],
+)
 def test_relative_in_assignment(raw, expected):
     assert st.relative_in_assignment(raw, STUDENT, "hw1") == expected
 
@@ -38,8 +42,14 @@ def test_pod_path_roundtrip():
 
 
 def build_body(**kw):
-    body = dict(binary_path="/usr/bin/gcc", cmdline="gcc -Wall -o a a.c", exit_code=0,
-                cwd="/home/coder/project/hw1", target_path="/home/coder/project/hw1/a.c", timestamp="2025-07-30T15:00:00")
+    body = dict(
+        binary_path="/usr/bin/gcc",
+        cmdline="gcc -Wall -o a a.c",
+        exit_code=0,
+        cwd="/home/coder/project/hw1",
+        target_path="/home/coder/project/hw1/a.c",
+        timestamp="2025-07-30T15:00:00",
+    )
     body.update(kw)
     return BuildLogCreate(**body)
 
@@ -47,7 +57,14 @@ def build_body(**kw):
 def test_build_event_fields():
     ev = st.build_event(SCOPE, build_body(), WHEN)
     assert (ev.type, ev.source, ev.node, ev.path, ev.cwd, ev.compiler, ev.sources) == (
-        "process.compile", "legacy", "legacy-api", "a.c", ".", "/usr/bin/gcc", ["a.c"])  # the full path, as sent
+        "process.compile",
+        "legacy",
+        "legacy-api",
+        "a.c",
+        ".",
+        "/usr/bin/gcc",
+        ["a.c"],
+    )  # the full path, as sent
     assert ev.argv == ["gcc", "-Wall", "-o", "a", "a.c"] and ev.exit_code == 0 and ev.signal is None
     assert ev.student_id == "000123" and ev.started_at == WHEN
 
@@ -69,22 +86,46 @@ def test_event_ids_are_deterministic_and_fact_sensitive():
 
 
 def test_run_event_kinds():
-    body = RunLogCreate(cmdline="python3 main.py", exit_code=0, cwd="/home/coder/project/hw1/sub",
-                        target_path="/home/coder/project/hw1/sub/main.py", process_type="python", timestamp="2025-07-30T15:00:00")
+    body = RunLogCreate(
+        cmdline="python3 main.py",
+        exit_code=0,
+        cwd="/home/coder/project/hw1/sub",
+        target_path="/home/coder/project/hw1/sub/main.py",
+        process_type="python",
+        timestamp="2025-07-30T15:00:00",
+    )
     ev = st.run_event(SCOPE, body, WHEN)
     assert (ev.kind, ev.target, ev.path, ev.cwd) == ("python", "sub/main.py", "sub/main.py", "sub")
-    other = RunLogCreate(cmdline="x", exit_code=1, cwd="/home/coder/project/hw1", target_path="",
-                         process_type="notebook", timestamp="2025-07-30T15:00:00")
+    other = RunLogCreate(
+        cmdline="x",
+        exit_code=1,
+        cwd="/home/coder/project/hw1",
+        target_path="",
+        process_type="notebook",
+        timestamp="2025-07-30T15:00:00",
+    )
     ev = st.run_event(SCOPE, other, WHEN)
     assert (ev.kind, ev.target, ev.path, ev.exit_code) == ("other", None, ".", 1)
 
 
 def test_the_old_hooks_runs_are_notebook_cells():
-    hook = RunLogCreate(cmdline="<unknown>", exit_code=1, cwd="/home/coder/project/hw1/lab", target_path="ipykernel",
-                        process_type="python", timestamp="2025-07-30T15:00:00")
+    hook = RunLogCreate(
+        cmdline="<unknown>",
+        exit_code=1,
+        cwd="/home/coder/project/hw1/lab",
+        target_path="ipykernel",
+        process_type="python",
+        timestamp="2025-07-30T15:00:00",
+    )
     ev = st.run_event(SCOPE, hook, WHEN)
     assert (ev.type, ev.source, ev.path, ev.cwd, ev.error, ev.started_at) == (
-        "notebook.cell", "legacy", ".", "lab", "Exception", WHEN)
+        "notebook.cell",
+        "legacy",
+        ".",
+        "lab",
+        "Exception",
+        WHEN,
+    )
     assert st.run_event(SCOPE, hook.model_copy(update={"exit_code": 0}), WHEN).error is None
 
 
@@ -113,5 +154,6 @@ def test_request_bodies_are_strict():
 
 def test_snapshot_times_sorted_distinct_kst():
     from watcher_backend.legacy_stats import Snap
+
     snaps = [Snap(WHEN, "a.c", 1), Snap(WHEN.replace(hour=5), "a.c", 2), Snap(WHEN, "a.c", 3)]
     assert st.snapshot_times(snaps) == ["20250730_140000", "20250730_150000"]

@@ -27,19 +27,34 @@ def test_snapshot_path_timestamp_in_kst_when_set_for_a_writer_on_korea_time():
 
 def test_naive_log_times_are_utc_by_default_aware_ones_exact():
     zone = lt.naive_body_zone({})
-    assert lt.body_datetime_to_utc(datetime(2025, 7, 30, 6, 17, 53), zone) == datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)
+    assert lt.body_datetime_to_utc(datetime(2025, 7, 30, 6, 17, 53), zone) == datetime(
+        2025, 7, 30, 6, 17, 53, tzinfo=UTC
+    )
     aware = datetime(2025, 7, 30, 15, 17, 53, tzinfo=lt.KST)
     assert lt.body_datetime_to_utc(aware, zone) == datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)
 
 
 def test_snapshot_timestamp_with_extension_suffix_is_accepted():
     assert lt.parse_snapshot_timestamp("20250730_151753.c") == lt.parse_snapshot_timestamp("20250730_151753")
-    assert (lt.parse_snapshot_timestamp("20250730_061753.c", lt.UTC)
-            == lt.parse_snapshot_timestamp("20250730_061753", lt.UTC))
+    assert lt.parse_snapshot_timestamp("20250730_061753.c", lt.UTC) == lt.parse_snapshot_timestamp(
+        "20250730_061753", lt.UTC
+    )
 
 
-@pytest.mark.parametrize("bad", ["build", "run", "2025-07-30", "20250730061753", "20251330_000000",
-                                 "20250230_000000", "20250730_256000", "2025073_0617531", ""])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "build",
+        "run",
+        "2025-07-30",
+        "20250730061753",
+        "20251330_000000",
+        "20250230_000000",
+        "20250730_256000",
+        "2025073_0617531",
+        "",
+    ],
+)
 def test_bad_snapshot_timestamps_raise_a_clear_error(bad):
     with pytest.raises(lt.LegacyTimeError) as err:
         lt.parse_snapshot_timestamp(bad)
@@ -62,13 +77,16 @@ def test_naive_kst_response_form():
     assert lt.graph_string(t) == "20260101_0500"
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("20250730_151753", datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)),
-    ("2025-07-30T15:17:53", datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)),
-    ("2025-07-30 15:17:53", datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)),
-    ("2025-07-30T06:17:53Z", datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)),
-    ("2025-07-30T15:17:53+09:00", datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("20250730_151753", datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)),
+        ("2025-07-30T15:17:53", datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)),
+        ("2025-07-30 15:17:53", datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)),
+        ("2025-07-30T06:17:53Z", datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)),
+        ("2025-07-30T15:17:53+09:00", datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)),
+    ],
+)
 def test_range_bounds(text, expected):
     assert lt.parse_range_bound(text) == expected
 
@@ -91,9 +109,15 @@ def test_zone_settings():
     assert "WATCHER_LEGACY_NAIVE_TZ" in str(err.value)
 
 
-@pytest.mark.parametrize("value", [datetime(1, 1, 1), datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5))),
-                                   datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-5))),
-                                   datetime(1969, 12, 31, 23, 0, tzinfo=UTC)])
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(1, 1, 1),
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5))),
+        datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-5))),
+        datetime(1969, 12, 31, 23, 0, tzinfo=UTC),
+    ],
+)
 def test_out_of_range_body_times_are_refused_not_overflowed(value):
     with pytest.raises(lt.LegacyTimeError, match="out of range"):
         lt.body_datetime_to_utc(value)

@@ -29,16 +29,28 @@ def test_status_token_flags_win_over_the_environment(tmp_path, monkeypatch):
 
 
 def test_status_table_names_agents_and_backlogs():
-    text = format_status({
-        "events_total": 3, "last_received_at": None, "events_by_type": {"file.save": 2, "process.run": 1},
-        "agents": [{"node": "n1", "source": "filemon", "last_seen": "2026-01-01T00:00:00Z",
-                    "events_received": 2, "backlog": 7}],
-    })
+    text = format_status(
+        {
+            "events_total": 3,
+            "last_received_at": None,
+            "events_by_type": {"file.save": 2, "process.run": 1},
+            "agents": [
+                {
+                    "node": "n1",
+                    "source": "filemon",
+                    "last_seen": "2026-01-01T00:00:00Z",
+                    "events_received": 2,
+                    "backlog": 7,
+                }
+            ],
+        }
+    )
     assert "file.save" in text and "n1" in text and "filemon" in text and "7" in text
     assert "erased" not in text  # nothing pending (or an older backend): nothing said
 
 
 def test_status_says_how_many_erased_contents_are_still_on_disk():
-    text = format_status({"events_total": 0, "last_received_at": None, "events_by_type": {}, "agents": [],
-                          "erased_contents_pending": 12})
+    text = format_status(
+        {"events_total": 0, "last_received_at": None, "events_by_type": {}, "agents": [], "erased_contents_pending": 12}
+    )
     assert "erased snapshot contents waiting for filemon to remove them: 12" in text

@@ -1,5 +1,6 @@
 """Pure builders: the children a WatcherDeployment yields, checked against golden files and the
 Kubernetes schemas (kubernetes-validate, strict: unknown fields are errors)."""
+
 from __future__ import annotations
 
 import base64
@@ -17,12 +18,17 @@ from watcher_operator.builders import Inputs, build_children, target_from_resour
 
 ROOT = Path(__file__).resolve().parents[3]
 GOLDEN = Path(__file__).parent / "golden"
-EXAMPLES = {"full": ROOT / "examples" / "watcherdeployment.yaml",
-            "minimal": ROOT / "examples" / "watcherdeployment-minimal.yaml"}
+EXAMPLES = {
+    "full": ROOT / "examples" / "watcherdeployment.yaml",
+    "minimal": ROOT / "examples" / "watcherdeployment-minimal.yaml",
+}
 # Fixed inputs so the output is deterministic (the reconciler reads these from the cluster).
-INPUTS = Inputs(registry_username="robot$watcher", registry_password="s3cret",
-                tokens={"ingest": "ingest-token-value", "read": "read-token-value", "admin": "admin-token-value"},
-                service_monitors_available=True)
+INPUTS = Inputs(
+    registry_username="robot$watcher",
+    registry_password="s3cret",
+    tokens={"ingest": "ingest-token-value", "read": "read-token-value", "admin": "admin-token-value"},
+    service_monitors_available=True,
+)
 # The oldest schema kubernetes-validate ships is 1.25; also the newest one it knows.
 SCHEMA_VERSIONS = ["1.25", kubernetes_validate.latest_version()]
 
@@ -71,19 +77,38 @@ def test_every_builtin_child_passes_strict_schema(which, version):
 # ServiceMonitor is a Prometheus Operator CRD; kubernetes-validate only ships built-in kinds
 # (SchemaNotFoundError). Check the fields we set against the shape of monitoring.coreos.com/v1.
 SERVICE_MONITOR_SCHEMA = {
-    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "additionalProperties": False,
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
     "properties": {
-        "apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": "ServiceMonitor"},
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "ServiceMonitor"},
         "metadata": {"type": "object"},
-        "spec": {"type": "object", "additionalProperties": False, "required": ["selector", "endpoints"],
-                 "properties": {
-                     "selector": {"type": "object", "properties": {"matchLabels": {"type": "object"}}},
-                     "namespaceSelector": {"type": "object", "properties": {
-                         "matchNames": {"type": "array", "items": {"type": "string"}}}},
-                     "endpoints": {"type": "array", "items": {"type": "object", "additionalProperties": False,
-                                                              "properties": {"port": {"type": "string"},
-                                                                             "path": {"type": "string"},
-                                                                             "interval": {"type": "string"}}}}}}},
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["selector", "endpoints"],
+            "properties": {
+                "selector": {"type": "object", "properties": {"matchLabels": {"type": "object"}}},
+                "namespaceSelector": {
+                    "type": "object",
+                    "properties": {"matchNames": {"type": "array", "items": {"type": "string"}}},
+                },
+                "endpoints": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "port": {"type": "string"},
+                            "path": {"type": "string"},
+                            "interval": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        },
+    },
 }
 
 
@@ -92,7 +117,10 @@ def test_service_monitors_have_the_prometheus_operator_shape():
 
     monitors = [o for o in children("full") if o["kind"] == "ServiceMonitor"]
     assert {m["metadata"]["name"] for m in monitors} == {
-        "watcher-backend-monitor", "watcher-filemon-monitor", "watcher-procmon-monitor"}
+        "watcher-backend-monitor",
+        "watcher-filemon-monitor",
+        "watcher-procmon-monitor",
+    }
     for m in monitors:
         jsonschema.validate(m, SERVICE_MONITOR_SCHEMA)
         assert m["metadata"]["labels"]["release"] == "prometheus"
@@ -103,13 +131,19 @@ def test_service_monitors_have_the_prometheus_operator_shape():
 def test_names_ports_sizes_and_labels_follow_the_deployment_guide():
     objs = by_key(children("minimal"))
     assert set(objs) == {
-        ("Secret", "watcher-harbor-registry-secret"), ("Secret", "watcher-tokens"),
-        ("PersistentVolumeClaim", "watcher-backend-pvc"), ("PersistentVolumeClaim", "watcher-filemon-storage-pvc"),
-        ("Service", "watcher-backend-service"), ("Deployment", "watcher-backend"),
-        ("Service", "watcher-filemon"), ("DaemonSet", "watcher-filemon"),
-        ("Service", "watcher-procmon"), ("DaemonSet", "watcher-procmon"),
+        ("Secret", "watcher-harbor-registry-secret"),
+        ("Secret", "watcher-tokens"),
+        ("PersistentVolumeClaim", "watcher-backend-pvc"),
+        ("PersistentVolumeClaim", "watcher-filemon-storage-pvc"),
+        ("Service", "watcher-backend-service"),
+        ("Deployment", "watcher-backend"),
+        ("Service", "watcher-filemon"),
+        ("DaemonSet", "watcher-filemon"),
+        ("Service", "watcher-procmon"),
+        ("DaemonSet", "watcher-procmon"),
         ("NetworkPolicy", "watcher-backend"),
-        ("ServiceMonitor", "watcher-backend-monitor"), ("ServiceMonitor", "watcher-filemon-monitor"),
+        ("ServiceMonitor", "watcher-backend-monitor"),
+        ("ServiceMonitor", "watcher-filemon-monitor"),
         ("ServiceMonitor", "watcher-procmon-monitor"),
     }
     backend_pvc = objs["PersistentVolumeClaim", "watcher-backend-pvc"]["spec"]
@@ -147,13 +181,11 @@ def test_backend_is_non_root_read_only_with_health_probes():
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     assert mounts["/watcher/snapshots"]["readOnly"] is True  # serves snapshot content, never writes it
     vols = {v["name"]: v for v in pod["volumes"]}
-    assert vols["snapshots"]["persistentVolumeClaim"] == {"claimName": "watcher-filemon-storage-pvc",
-                                                          "readOnly": True}
+    assert vols["snapshots"]["persistentVolumeClaim"] == {"claimName": "watcher-filemon-storage-pvc", "readOnly": True}
     env = {e["name"]: e for e in c["env"]}
     assert c["args"][c["args"].index("--database-url") + 1] == "sqlite:////app/data/watcher.db"
     assert "WATCHER_DATABASE_URL" not in env
-    assert env["WATCHER_INGEST_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "watcher-tokens",
-                                                                        "key": "ingest-token"}
+    assert env["WATCHER_INGEST_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "watcher-tokens", "key": "ingest-token"}
     # RWO database volume: the old pod must stop before the new one mounts it
     assert dep["spec"]["strategy"] == {"type": "Recreate"}
 
@@ -191,8 +223,12 @@ def test_filemon_mounts_workspace_read_only_and_names_its_node():
     pod = ds["spec"]["template"]["spec"]
     c = pod["containers"][0]
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
-    assert mounts["/watcher/codes"] == {"name": "workspace", "mountPath": "/watcher/codes", "readOnly": True,
-                                        "subPath": "workspace"}
+    assert mounts["/watcher/codes"] == {
+        "name": "workspace",
+        "mountPath": "/watcher/codes",
+        "readOnly": True,
+        "subPath": "workspace",
+    }
     assert "readOnly" not in mounts["/watcher/snapshots"]
     vols = {v["name"]: v for v in pod["volumes"]}
     assert vols["workspace"]["persistentVolumeClaim"] == {"claimName": "jcode-vol-pvc", "readOnly": True}
@@ -201,8 +237,10 @@ def test_filemon_mounts_workspace_read_only_and_names_its_node():
     assert env["WATCHER_NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
     assert env["WATCHER_EXTENSIONS"]["value"] == ".c,.h,.cc,.cpp,.hpp,.py,.ipynb"
     assert "--node-name" in c["args"] and "$(WATCHER_NODE_NAME)" in c["args"]
-    assert c["args"][c["args"].index("--backend-url") + 1] == \
-        "http://watcher-backend-service.watcher.svc.cluster.local:3000"
+    assert (
+        c["args"][c["args"].index("--backend-url") + 1]
+        == "http://watcher-backend-service.watcher.svc.cluster.local:3000"
+    )
     assert pod["nodeSelector"] == {"jcode.io/student-workloads": "true"}
     assert pod["tolerations"][0]["key"] == "dev-node"
 
@@ -255,15 +293,20 @@ def test_owner_references_everywhere_except_data_claims():
 
 def test_optional_children_follow_the_spec():
     r = load_example("minimal")
-    r["spec"].update(filemon={"enabled": False}, procmon={"enabled": False},
-                     networkPolicy={"enabled": False}, monitoring={"serviceMonitors": False})
+    r["spec"].update(
+        filemon={"enabled": False},
+        procmon={"enabled": False},
+        networkPolicy={"enabled": False},
+        monitoring={"serviceMonitors": False},
+    )
     kinds = {(o["kind"], o["metadata"]["name"]) for o in build_children(r, INPUTS)}
     assert not any("filemon" in n and k != "PersistentVolumeClaim" for k, n in kinds)
     assert not any("procmon" in n for _, n in kinds)
     assert not any(k in ("NetworkPolicy", "ServiceMonitor") for k, _ in kinds)
     # no ServiceMonitor CRD in the cluster: none even when asked
-    kinds = {o["kind"] for o in build_children(load_example("minimal"),
-                                               Inputs(tokens=INPUTS.tokens, registry_username="u"))}
+    kinds = {
+        o["kind"] for o in build_children(load_example("minimal"), Inputs(tokens=INPUTS.tokens, registry_username="u"))
+    }
     assert "ServiceMonitor" not in kinds
     # workspace creation
     r = load_example("minimal")
@@ -304,8 +347,12 @@ def test_children_are_named_after_the_resource():
     r["metadata"]["name"] = "os-2026"
     t = target_from_resource(r)
     objs = build_children(r, INPUTS)
-    assert {o["metadata"]["name"] for o in objs} >= {"os-2026-backend", "os-2026-backend-service",
-                                                     "os-2026-backend-pvc", "os-2026-filemon-storage-pvc"}
+    assert {o["metadata"]["name"] for o in objs} >= {
+        "os-2026-backend",
+        "os-2026-backend-service",
+        "os-2026-backend-pvc",
+        "os-2026-filemon-storage-pvc",
+    }
     assert builders.backend_url(t) == "http://os-2026-backend-service.watcher.svc.cluster.local:3000"
 
 
@@ -322,6 +369,7 @@ def test_network_policy_admits_agents_and_listed_peers_only():
 def admits(policy: dict, namespace: str, namespace_labels: dict, pod_labels: dict, port: int) -> bool:
     """Whether `policy` lets a pod in (NetworkPolicy ingress semantics, for the matchLabels peers the builders
     write): a peer without namespaceSelector means the policy's own namespace; both selectors must match."""
+
     def matches(selector: dict | None, labels: dict) -> bool:
         return selector is None or all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
 
@@ -330,7 +378,9 @@ def admits(policy: dict, namespace: str, namespace_labels: dict, pod_labels: dic
             continue
         for peer in rule["from"]:
             if "namespaceSelector" in peer:
-                ns_ok = matches(peer["namespaceSelector"], {**namespace_labels, "kubernetes.io/metadata.name": namespace})
+                ns_ok = matches(
+                    peer["namespaceSelector"], {**namespace_labels, "kubernetes.io/metadata.name": namespace}
+                )
             else:
                 ns_ok = namespace == policy["metadata"]["namespace"]
             if ns_ok and matches(peer.get("podSelector"), pod_labels):
@@ -339,9 +389,20 @@ def admits(policy: dict, namespace: str, namespace_labels: dict, pod_labels: dic
 
 
 # kube-prometheus-stack's Prometheus pod and a neighbour of it, with the labels that chart gives them
-PROMETHEUS = ("monitoring", {}, {"app.kubernetes.io/name": "prometheus", "prometheus": "kube-prometheus-stack-prometheus",
-                                 "app.kubernetes.io/instance": "kube-prometheus-stack-prometheus"})
-GRAFANA = ("monitoring", {}, {"app.kubernetes.io/name": "grafana", "app.kubernetes.io/instance": "kube-prometheus-stack"})
+PROMETHEUS = (
+    "monitoring",
+    {},
+    {
+        "app.kubernetes.io/name": "prometheus",
+        "prometheus": "kube-prometheus-stack-prometheus",
+        "app.kubernetes.io/instance": "kube-prometheus-stack-prometheus",
+    },
+)
+GRAFANA = (
+    "monitoring",
+    {},
+    {"app.kubernetes.io/name": "grafana", "app.kubernetes.io/instance": "kube-prometheus-stack"},
+)
 
 
 def _policy(resource: dict) -> dict:
@@ -365,8 +426,9 @@ def test_prometheus_peer_follows_monitoring_spec():
     r = load_example("minimal")
     r["spec"]["monitoring"] = {"serviceMonitors": False}
     assert not admits(_policy(r), *PROMETHEUS, 3000)  # no ServiceMonitor, no scraper to let in
-    r["spec"]["monitoring"] = {"prometheusPeer": {"namespaceSelector": {"team": "observability"},
-                                                  "podSelector": {"app": "prometheus"}}}
+    r["spec"]["monitoring"] = {
+        "prometheusPeer": {"namespaceSelector": {"team": "observability"}, "podSelector": {"app": "prometheus"}}
+    }
     policy = _policy(r)
     assert admits(policy, "obs", {"team": "observability"}, {"app": "prometheus"}, 3000)
     assert not admits(policy, *PROMETHEUS, 3000)
@@ -378,8 +440,12 @@ def test_prometheus_peer_follows_monitoring_spec():
 
 def test_a_peer_listed_twice_is_written_once():
     r = load_example("minimal")
-    r["spec"]["networkPolicy"] = {"allowFrom": [dict(crd.DEFAULT_PROMETHEUS_PEER),
-                                                {"namespaceSelector": {"kubernetes.io/metadata.name": "jcode"}}]}
+    r["spec"]["networkPolicy"] = {
+        "allowFrom": [
+            dict(crd.DEFAULT_PROMETHEUS_PEER),
+            {"namespaceSelector": {"kubernetes.io/metadata.name": "jcode"}},
+        ]
+    }
     peers = _policy(r)["spec"]["ingress"][0]["from"]
     assert len(peers) == 4 and len({json.dumps(p, sort_keys=True) for p in peers}) == 4
     assert admits(_policy(r), "jcode", {}, {"app": "jcode-backend"}, 3000)
@@ -394,6 +460,7 @@ def _filemon_settings(container: dict, snapshot_dir: Path):
     """What filemon itself makes of the rendered args and env (its own parser; the snapshot dir moved to a
     writable tmp dir because filemon checks it)."""
     from watcher_agents.filemon import cli as filemon_cli
+
     args = list(container["args"][1:])
     args[args.index("--snapshot-dir") + 1] = str(snapshot_dir)
     parsed = filemon_cli.build_parser().parse_args(args)
@@ -402,6 +469,7 @@ def _filemon_settings(container: dict, snapshot_dir: Path):
 
 def test_privacy_settings_reach_the_components_as_they_read_them(tmp_path):
     from watcher_backend import settings as backend_settings
+
     r = load_example("minimal")
     r["spec"]["backend"] = {"retentionDays": 30}
     r["spec"]["filemon"] = {"snapshotGcIntervalSeconds": 0, "snapshotGcGraceSeconds": 3600}
@@ -419,6 +487,7 @@ def test_privacy_settings_reach_the_components_as_they_read_them(tmp_path):
 def test_legacy_time_zones_reach_the_backend_as_it_reads_them():
     from watcher_backend import legacy_time
     from watcher_operator import crd
+
     assert crd.LEGACY_TIME_ZONES == legacy_time.ZONE_NAMES  # the CRD's enum is what the backend accepts
     r = load_example("minimal")
     unset = by_key(build_children(r, INPUTS))["Deployment", "watcher-backend"]["spec"]["template"]["spec"]
@@ -434,6 +503,7 @@ def test_legacy_time_zones_reach_the_backend_as_it_reads_them():
 def test_unset_retention_keeps_everything_and_the_collector_runs_with_filemon_defaults(tmp_path):
     from watcher_agents.filemon import gc
     from watcher_backend import settings as backend_settings
+
     objs = by_key(children("minimal"))
     backend = objs["Deployment", "watcher-backend"]["spec"]["template"]["spec"]["containers"][0]
     assert "WATCHER_RETENTION_DAYS" not in {e["name"] for e in backend["env"]}
@@ -455,8 +525,10 @@ PLATFORM = ("jcode", {}, {"app": "jcode-backend"})
 def test_the_platform_is_admitted_and_reads_without_a_token_only_behind_the_policy():
     r = load_example("minimal")
     assert "WATCHER_LEGACY_READS_FROM" not in _backend_env(r)  # tokens everywhere by default
-    r["spec"]["platform"] = {"namespaceSelector": {"kubernetes.io/metadata.name": "jcode"},
-                             "podSelector": {"app": "jcode-backend"}}
+    r["spec"]["platform"] = {
+        "namespaceSelector": {"kubernetes.io/metadata.name": "jcode"},
+        "podSelector": {"app": "jcode-backend"},
+    }
     policy = _policy(r)
     assert admits(policy, *PLATFORM, 3000)
     assert not admits(policy, "jcode", {}, {"app": "jcode-os-1-202012345"}, 3000)  # a student pod there
@@ -480,7 +552,10 @@ def test_notebooks_bring_the_hook_config_the_key_and_the_student_pods_peer_only_
     assert not any(kind == "ConfigMap" or name.endswith("notebook-key") for kind, name in objs)
     assert "WATCHER_NOTEBOOK_KEY" not in _backend_env(r)
     assert not admits(_policy(r), *STUDENT, 3000)
-    r["spec"]["notebook"] = {"enabled": True, "studentPods": {"namespaceSelector": {"kubernetes.io/metadata.name": "jcode"}}}
+    r["spec"]["notebook"] = {
+        "enabled": True,
+        "studentPods": {"namespaceSelector": {"kubernetes.io/metadata.name": "jcode"}},
+    }
     key = "k" * 64
     objs = by_key(build_children(r, Inputs(**{**INPUTS.__dict__, "notebook_key": key})))
     hook = objs["ConfigMap", "watcher-hook-config"]
@@ -491,12 +566,17 @@ def test_notebooks_bring_the_hook_config_the_key_and_the_student_pods_peer_only_
     assert base64.b64decode(secret["data"]["notebook-key"]).decode() == key
     deploy = objs["Deployment", "watcher-backend"]
     env = {e["name"]: e for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["WATCHER_NOTEBOOK_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "watcher-notebook-key", "key": "notebook-key"}
+    assert env["WATCHER_NOTEBOOK_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "watcher-notebook-key",
+        "key": "notebook-key",
+    }
     policy = objs["NetworkPolicy", "watcher-backend"]
     assert admits(policy, *STUDENT, 3000) and not admits(policy, "elsewhere", {}, STUDENT[2], 3000)
     # an existing key Secret: referenced, never rendered
     r["spec"]["notebook"]["keySecretName"] = "jcode-notebook-key"
     objs = by_key(build_children(r, Inputs(**{**INPUTS.__dict__, "notebook_key": key})))
     assert ("Secret", "watcher-notebook-key") not in objs
-    env = {e["name"]: e for e in objs["Deployment", "watcher-backend"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    env = {
+        e["name"]: e for e in objs["Deployment", "watcher-backend"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
     assert env["WATCHER_NOTEBOOK_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "jcode-notebook-key"

@@ -1,6 +1,7 @@
 """`watcher operator`: a bad setting is one line naming it and exit 2, before kopf starts; `--help`
 works whatever the environment holds; log levels are accepted in any case; without the kopf peering CRD
 it runs standalone with one warning instead of waiting silently."""
+
 from __future__ import annotations
 
 import argparse
@@ -60,9 +61,17 @@ def test_help_names_every_environment_variable(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     out = " ".join(capsys.readouterr().out.split())
-    for name in ("WATCHER_OPERATOR_NAMESPACE", "WATCHER_OPERATOR_PEERING", "WATCHER_OPERATOR_STANDALONE",
-                 "WATCHER_OPERATOR_PRIORITY", "WATCHER_OPERATOR_LIVENESS", "WATCHER_OPERATOR_RESYNC_SECONDS",
-                 "WATCHER_OPERATOR_RETRY_SECONDS", "WATCHER_LOG_LEVEL", "docs/configuration.md"):
+    for name in (
+        "WATCHER_OPERATOR_NAMESPACE",
+        "WATCHER_OPERATOR_PEERING",
+        "WATCHER_OPERATOR_STANDALONE",
+        "WATCHER_OPERATOR_PRIORITY",
+        "WATCHER_OPERATOR_LIVENESS",
+        "WATCHER_OPERATOR_RESYNC_SECONDS",
+        "WATCHER_OPERATOR_RETRY_SECONDS",
+        "WATCHER_LOG_LEVEL",
+        "docs/configuration.md",
+    ):
         assert name in out, name
 
 
@@ -92,24 +101,57 @@ def test_log_level_any_case_in_variable_and_flag(level):
 
 
 def test_flags_win_over_variables_and_values_are_parsed():
-    env = {"WATCHER_OPERATOR_PRIORITY": "7", "WATCHER_OPERATOR_RESYNC_SECONDS": "12.5",
-           "WATCHER_OPERATOR_RETRY_SECONDS": "2", "WATCHER_LOG_LEVEL": "error",
-           "WATCHER_OPERATOR_NAMESPACE": "a, b,", "WATCHER_OPERATOR_PEERING": "p",
-           "WATCHER_OPERATOR_STANDALONE": "TRUE", "WATCHER_OPERATOR_LIVENESS": "http://0.0.0.0:8080/healthz"}
+    env = {
+        "WATCHER_OPERATOR_PRIORITY": "7",
+        "WATCHER_OPERATOR_RESYNC_SECONDS": "12.5",
+        "WATCHER_OPERATOR_RETRY_SECONDS": "2",
+        "WATCHER_LOG_LEVEL": "error",
+        "WATCHER_OPERATOR_NAMESPACE": "a, b,",
+        "WATCHER_OPERATOR_PEERING": "p",
+        "WATCHER_OPERATOR_STANDALONE": "TRUE",
+        "WATCHER_OPERATOR_LIVENESS": "http://0.0.0.0:8080/healthz",
+    }
     s = _resolve([], env)
     assert (s.priority, s.resync_seconds, s.retry_seconds, s.log_level) == (7, 12.5, 2.0, "ERROR")
-    assert (s.namespaces, s.peering, s.standalone, s.liveness) == (("a", "b"), "p", True,
-                                                                    "http://0.0.0.0:8080/healthz")
-    s = _resolve(["-n", "x", "--priority", "3", "--resync-seconds", "5", "--log-level", "debug",
-                  "--peering", "q", "--liveness", ""], env)
+    assert (s.namespaces, s.peering, s.standalone, s.liveness) == (("a", "b"), "p", True, "http://0.0.0.0:8080/healthz")
+    s = _resolve(
+        [
+            "-n",
+            "x",
+            "--priority",
+            "3",
+            "--resync-seconds",
+            "5",
+            "--log-level",
+            "debug",
+            "--peering",
+            "q",
+            "--liveness",
+            "",
+        ],
+        env,
+    )
     assert (s.namespaces, s.priority, s.resync_seconds, s.log_level, s.peering, s.liveness) == (
-        ("x",), 3, 5.0, "DEBUG", "q", "")
+        ("x",),
+        3,
+        5.0,
+        "DEBUG",
+        "q",
+        "",
+    )
 
 
 def test_defaults():
     s = _resolve(["-A"], {})
     assert (s.priority, s.resync_seconds, s.retry_seconds, s.log_level, s.peering, s.standalone, s.liveness) == (
-        None, 60.0, 30.0, "INFO", "watcher-operator", False, "")
+        None,
+        60.0,
+        30.0,
+        "INFO",
+        "watcher-operator",
+        False,
+        "",
+    )
 
 
 def test_parser_reads_no_environment(monkeypatch):
@@ -121,15 +163,18 @@ def test_parser_reads_no_environment(monkeypatch):
 
 # --- the peering CRD: without it kopf waits for ever, so the operator runs standalone and says why -----
 
+
 def test_missing_peering_crd_means_standalone_with_one_warning_naming_the_fix():
     settings = _resolve(["-n", "jcode"], {})
     assert not settings.standalone and settings.peering == "watcher-operator"
     out, warning = cli.peering_fallback(settings, crd_present=False)
     assert out.standalone is True
     assert out == dataclasses.replace(settings, standalone=True)  # nothing else changes
-    assert warning == ("peering CRD kopfpeerings.kopf.dev not found: install the chart's CRDs "
-                       "(charts/watcher-operator/crds) or run with --standalone / WATCHER_OPERATOR_STANDALONE=1; "
-                       "running standalone")
+    assert warning == (
+        "peering CRD kopfpeerings.kopf.dev not found: install the chart's CRDs "
+        "(charts/watcher-operator/crds) or run with --standalone / WATCHER_OPERATOR_STANDALONE=1; "
+        "running standalone"
+    )
 
 
 def test_all_namespaces_needs_the_cluster_peering_crd():

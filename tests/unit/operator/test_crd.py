@@ -1,4 +1,5 @@
 """The CRD: generated files in sync, accepted by the Kubernetes schema, examples valid, bad specs refused."""
+
 from __future__ import annotations
 
 import copy
@@ -68,8 +69,13 @@ def test_crd_is_what_kubernetes_1_20_accepts():
     assert "x-kubernetes-validations" not in text  # CEL needs 1.25+
     version = c["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
-    assert [col["name"] for col in version["additionalPrinterColumns"]] == ["Ready", "Backend", "Filemon",
-                                                                           "Procmon", "Age"]
+    assert [col["name"] for col in version["additionalPrinterColumns"]] == [
+        "Ready",
+        "Backend",
+        "Filemon",
+        "Procmon",
+        "Age",
+    ]
     assert c["spec"]["names"]["shortNames"] == ["wd"] and c["spec"]["scope"] == "Namespaced"
     status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
     assert status["kopf"]["x-kubernetes-preserve-unknown-fields"] is True
@@ -79,8 +85,11 @@ def _structural_problems(schema, path="$"):
     """The structural-schema rules that bite in practice: every node has a type (or int-or-string /
     preserve-unknown-fields), and every default validates against its own node."""
     problems = []
-    if not (schema.get("type") or schema.get("x-kubernetes-int-or-string")
-            or schema.get("x-kubernetes-preserve-unknown-fields")):
+    if not (
+        schema.get("type")
+        or schema.get("x-kubernetes-int-or-string")
+        or schema.get("x-kubernetes-preserve-unknown-fields")
+    ):
         problems.append(f"{path}: no type")
     if "default" in schema:
         errs = list(jsonschema.Draft7Validator(_to_jsonschema(schema)).iter_errors(schema["default"]))
@@ -119,8 +128,10 @@ def test_defaults_are_the_deployment_guide():
     assert s["filemon"]["enabled"] and s["procmon"]["enabled"]
     assert s["deleteClaimsOnDelete"] is False
     # kube-prometheus-stack's Prometheus may scrape the backend through the default NetworkPolicy
-    assert s["monitoring"]["prometheusPeer"] == {"namespaceSelector": {"kubernetes.io/metadata.name": "monitoring"},
-                                                 "podSelector": {"app.kubernetes.io/name": "prometheus"}}
+    assert s["monitoring"]["prometheusPeer"] == {
+        "namespaceSelector": {"kubernetes.io/metadata.name": "monitoring"},
+        "podSelector": {"app.kubernetes.io/name": "prometheus"},
+    }
     # privacy: nothing is purged unless asked; erased contents are collected every 10 min after a day's grace
     assert "retentionDays" not in s["backend"]
     assert (s["filemon"]["snapshotGcIntervalSeconds"], s["filemon"]["snapshotGcGraceSeconds"]) == (600, 86400)

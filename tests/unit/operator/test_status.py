@@ -1,5 +1,6 @@
 """Pure status logic: conditions per the API conventions, readiness of workloads, the subset check that
 keeps unchanged children from being rewritten, and the CLI's argument errors."""
+
 from __future__ import annotations
 
 import subprocess
@@ -32,13 +33,23 @@ def target(**spec):
 
 
 def dep(ready=1, replicas=1, gen=1, observed=1):
-    return {"metadata": {"generation": gen}, "spec": {"replicas": replicas},
-            "status": {"observedGeneration": observed, "readyReplicas": ready, "updatedReplicas": replicas}}
+    return {
+        "metadata": {"generation": gen},
+        "spec": {"replicas": replicas},
+        "status": {"observedGeneration": observed, "readyReplicas": ready, "updatedReplicas": replicas},
+    }
 
 
 def ds(ready=2, desired=2, gen=1, observed=1):
-    return {"metadata": {"generation": gen}, "status": {"observedGeneration": observed, "desiredNumberScheduled": desired,
-                                                        "numberReady": ready, "updatedNumberScheduled": desired}}
+    return {
+        "metadata": {"generation": gen},
+        "status": {
+            "observedGeneration": observed,
+            "desiredNumberScheduled": desired,
+            "numberReady": ready,
+            "updatedNumberScheduled": desired,
+        },
+    }
 
 
 def test_last_transition_time_changes_only_when_status_flips():
@@ -83,9 +94,13 @@ def test_compute_status_all_ready_then_one_not():
 
 
 def test_blocking_problem_decides_ready_and_degraded():
-    st = compute_status(target(), {"backend": dep(), "filemon": ds(), "procmon": ds()},
-                        [Problem("CredentialsSecretMissing", "Secret x not found", True),
-                         Problem("ShrinkRefused", "cannot shrink")], None, "T")
+    st = compute_status(
+        target(),
+        {"backend": dep(), "filemon": ds(), "procmon": ds()},
+        [Problem("CredentialsSecretMissing", "Secret x not found", True), Problem("ShrinkRefused", "cannot shrink")],
+        None,
+        "T",
+    )
     ready = get_condition(st["conditions"], "Ready")
     assert ready["status"] == "False" and ready["reason"] == "CredentialsSecretMissing"
     degraded = get_condition(st["conditions"], "Degraded")
@@ -106,12 +121,29 @@ def test_sqlite_backend_desires_one_replica():
 
 
 def test_is_subset_ignores_server_defaults_but_sees_changes():
-    desired = {"spec": {"replicas": 1, "template": {"containers": [{"name": "a", "image": "x:1",
-                                                                   "resources": {"limits": {"cpu": "0.5"}}}]}}}
-    live = {"metadata": {"resourceVersion": "7"},
-            "spec": {"replicas": 1, "progressDeadlineSeconds": 600,
-                     "template": {"containers": [{"name": "a", "image": "x:1", "terminationMessagePath": "/dev/x",
-                                                  "resources": {"limits": {"cpu": "500m"}}}]}}}
+    desired = {
+        "spec": {
+            "replicas": 1,
+            "template": {"containers": [{"name": "a", "image": "x:1", "resources": {"limits": {"cpu": "0.5"}}}]},
+        }
+    }
+    live = {
+        "metadata": {"resourceVersion": "7"},
+        "spec": {
+            "replicas": 1,
+            "progressDeadlineSeconds": 600,
+            "template": {
+                "containers": [
+                    {
+                        "name": "a",
+                        "image": "x:1",
+                        "terminationMessagePath": "/dev/x",
+                        "resources": {"limits": {"cpu": "500m"}},
+                    }
+                ]
+            },
+        },
+    }
     assert is_subset(desired, live)
     live["spec"]["template"]["containers"][0]["image"] = "x:2"
     assert not is_subset(desired, live)
@@ -134,13 +166,17 @@ def test_cli_help_and_scope_errors():
 # --- pods the controller cannot create (Pod Security Admission, quota): the cause in the conditions -----
 # Shapes as the API server returns them; the messages are kube-apiserver's PodSecurity and quota refusals.
 
-PSA_PROCMON = ('Error creating: pods "watcher-procmon-x7k2q" is forbidden: violates PodSecurity "baseline:latest": '
-               'host namespaces (hostPID=true), hostPath volumes (volumes "modules", "usr-src", "tracefs", "debugfs", '
-               '"state"), non-default capabilities (container "procmon" must not include "BPF", "NET_ADMIN", '
-               '"PERFMON", "SYS_PTRACE", "SYS_RESOURCE" in securityContext.capabilities.add), seccompProfile (pod '
-               'must not set securityContext.seccompProfile.type to "Unconfined")')
-QUOTA_FILEMON = ('Error creating: pods "watcher-filemon-abcde" is forbidden: exceeded quota: pods, requested: pods=1, '
-                 'used: pods=10, limited: pods=10')
+PSA_PROCMON = (
+    'Error creating: pods "watcher-procmon-x7k2q" is forbidden: violates PodSecurity "baseline:latest": '
+    'host namespaces (hostPID=true), hostPath volumes (volumes "modules", "usr-src", "tracefs", "debugfs", '
+    '"state"), non-default capabilities (container "procmon" must not include "BPF", "NET_ADMIN", '
+    '"PERFMON", "SYS_PTRACE", "SYS_RESOURCE" in securityContext.capabilities.add), seccompProfile (pod '
+    'must not set securityContext.seccompProfile.type to "Unconfined")'
+)
+QUOTA_FILEMON = (
+    'Error creating: pods "watcher-filemon-abcde" is forbidden: exceeded quota: pods, requested: pods=1, '
+    "used: pods=10, limited: pods=10"
+)
 LABEL = "kubectl label namespace watcher pod-security.kubernetes.io/enforce=privileged"
 
 
@@ -149,39 +185,78 @@ def stuck_ds(name="watcher-procmon", desired=3, current=0, old_controller=False)
     update the status at all then (kubernetes#100683): zeros and no observedGeneration."""
     meta = {"name": name, "namespace": "watcher", "uid": f"uid-{name}", "generation": 1}
     if old_controller:
-        return {"metadata": meta, "status": {"currentNumberScheduled": 0, "desiredNumberScheduled": 0,
-                                             "numberMisscheduled": 0, "numberReady": 0}}
-    return {"metadata": meta, "status": {"currentNumberScheduled": current, "desiredNumberScheduled": desired,
-                                         "numberMisscheduled": 0, "numberReady": current,
-                                         "numberUnavailable": desired - current, "observedGeneration": 1,
-                                         "updatedNumberScheduled": current}}
+        return {
+            "metadata": meta,
+            "status": {
+                "currentNumberScheduled": 0,
+                "desiredNumberScheduled": 0,
+                "numberMisscheduled": 0,
+                "numberReady": 0,
+            },
+        }
+    return {
+        "metadata": meta,
+        "status": {
+            "currentNumberScheduled": current,
+            "desiredNumberScheduled": desired,
+            "numberMisscheduled": 0,
+            "numberReady": current,
+            "numberUnavailable": desired - current,
+            "observedGeneration": 1,
+            "updatedNumberScheduled": current,
+        },
+    }
 
 
-def failed_create(message=PSA_PROCMON, last="2026-03-02T09:12:00Z", name="watcher-procmon",
-                  first="2026-03-02T07:58:00Z"):
-    return {"apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": f"{name}.17c9e0a1b2c3d4e5", "namespace": "watcher", "creationTimestamp": first},
-            "involvedObject": {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": name, "namespace": "watcher",
-                               "uid": f"uid-{name}", "resourceVersion": "812"},
-            "reason": "FailedCreate", "type": "Warning", "count": 14, "message": message,
-            "source": {"component": "daemonset-controller"}, "reportingComponent": "daemonset-controller",
-            "firstTimestamp": first, "lastTimestamp": last, "eventTime": None}
+def failed_create(
+    message=PSA_PROCMON, last="2026-03-02T09:12:00Z", name="watcher-procmon", first="2026-03-02T07:58:00Z"
+):
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{name}.17c9e0a1b2c3d4e5", "namespace": "watcher", "creationTimestamp": first},
+        "involvedObject": {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "name": name,
+            "namespace": "watcher",
+            "uid": f"uid-{name}",
+            "resourceVersion": "812",
+        },
+        "reason": "FailedCreate",
+        "type": "Warning",
+        "count": 14,
+        "message": message,
+        "source": {"component": "daemonset-controller"},
+        "reportingComponent": "daemonset-controller",
+        "firstTimestamp": first,
+        "lastTimestamp": last,
+        "eventTime": None,
+    }
 
 
 NOW = "2026-03-02T09:13:00Z"
 
 
 def test_pod_security_refusal_is_named_in_procmon_and_ready_with_the_namespace_label():
-    st = compute_status(target(), {"backend": dep(), "filemon": ds(), "procmon": stuck_ds()}, [], None, NOW,
-                        {"procmon": failed_create()})
+    st = compute_status(
+        target(),
+        {"backend": dep(), "filemon": ds(), "procmon": stuck_ds()},
+        [],
+        None,
+        NOW,
+        {"procmon": failed_create()},
+    )
     procmon = get_condition(st["conditions"], "ProcmonReady")
     assert procmon["status"] == "False" and procmon["reason"] == "FailedCreate"
     assert 'violates PodSecurity "baseline:latest": host namespaces (hostPID=true)' in procmon["message"]
     assert procmon["message"].endswith(LABEL)
     ready = get_condition(st["conditions"], "Ready")
     assert ready["status"] == "False" and ready["reason"] == "ProcmonNotReady"
-    assert ready["message"].startswith("procmon: DaemonSet watcher-procmon cannot create its pods: Error creating: "
-                                       'pods "watcher-procmon-x7k2q" is forbidden: violates PodSecurity')
+    assert ready["message"].startswith(
+        "procmon: DaemonSet watcher-procmon cannot create its pods: Error creating: "
+        'pods "watcher-procmon-x7k2q" is forbidden: violates PodSecurity'
+    )
     assert LABEL in ready["message"]
     assert st["procmon"] == "0/3"
 
@@ -195,8 +270,14 @@ def test_an_old_controller_that_left_the_status_at_zero_still_gets_the_cause():
 
 
 def test_other_refusals_are_named_without_the_pod_security_hint():
-    st = compute_status(target(), {"backend": dep(), "filemon": stuck_ds("watcher-filemon", 3, 1), "procmon": ds()},
-                        [], None, NOW, {"filemon": failed_create(QUOTA_FILEMON, name="watcher-filemon")})
+    st = compute_status(
+        target(),
+        {"backend": dep(), "filemon": stuck_ds("watcher-filemon", 3, 1), "procmon": ds()},
+        [],
+        None,
+        NOW,
+        {"filemon": failed_create(QUOTA_FILEMON, name="watcher-filemon")},
+    )
     filemon = get_condition(st["conditions"], "FilemonReady")
     assert filemon["reason"] == "FailedCreate" and "exceeded quota: pods" in filemon["message"]
     assert "pod-security" not in filemon["message"]
@@ -231,16 +312,34 @@ def test_no_pod_at_all_for_five_minutes_is_reported_even_without_an_event():
 
 
 def test_backend_replica_failure_condition_is_named():
-    refused = ('pods "watcher-backend-7c9d8f6b5-abcde" is forbidden: violates PodSecurity "restricted:latest": '
-               'seccompProfile (pod or container "backend" must set securityContext.seccompProfile.type to '
-               '"RuntimeDefault" or "Localhost")')
-    backend = {"metadata": {"generation": 1}, "spec": {"replicas": 1},
-               "status": {"observedGeneration": 1, "unavailableReplicas": 1, "conditions": [
-                   {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
-                    "message": "Deployment does not have minimum availability."},
-                   {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": refused},
-                   {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated",
-                    "message": 'ReplicaSet "watcher-backend-7c9d8f6b5" is progressing.'}]}}
+    refused = (
+        'pods "watcher-backend-7c9d8f6b5-abcde" is forbidden: violates PodSecurity "restricted:latest": '
+        'seccompProfile (pod or container "backend" must set securityContext.seccompProfile.type to '
+        '"RuntimeDefault" or "Localhost")'
+    )
+    backend = {
+        "metadata": {"generation": 1},
+        "spec": {"replicas": 1},
+        "status": {
+            "observedGeneration": 1,
+            "unavailableReplicas": 1,
+            "conditions": [
+                {
+                    "type": "Available",
+                    "status": "False",
+                    "reason": "MinimumReplicasUnavailable",
+                    "message": "Deployment does not have minimum availability.",
+                },
+                {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": refused},
+                {
+                    "type": "Progressing",
+                    "status": "True",
+                    "reason": "ReplicaSetUpdated",
+                    "message": 'ReplicaSet "watcher-backend-7c9d8f6b5" is progressing.',
+                },
+            ],
+        },
+    }
     st = compute_status(target(), {"backend": backend, "filemon": ds(), "procmon": ds()}, [], None, NOW)
     b = get_condition(st["conditions"], "BackendReady")
     assert b["reason"] == "FailedCreate" and refused in b["message"] and LABEL in b["message"]
@@ -249,8 +348,12 @@ def test_backend_replica_failure_condition_is_named():
 
 def test_latest_event_reads_either_event_shape():
     core = failed_create(last="2026-03-02T09:12:00Z")
-    newer = dict(failed_create(message="newest"), lastTimestamp=None, eventTime="2026-03-02T09:12:30.123456Z",
-                 series={"count": 3, "lastObservedTime": "2026-03-02T09:12:59.000001Z"})
+    newer = dict(
+        failed_create(message="newest"),
+        lastTimestamp=None,
+        eventTime="2026-03-02T09:12:30.123456Z",
+        series={"count": 3, "lastObservedTime": "2026-03-02T09:12:59.000001Z"},
+    )
     assert latest_event([core, newer])["message"] == "newest"
     assert latest_event([newer, core])["message"] == "newest"
     assert latest_event([]) is None
@@ -290,9 +393,15 @@ def test_reconciler_reads_the_failed_create_events_of_a_daemonset_without_pods_o
     from watcher_operator.reconcile import Reconciler
 
     healthy_filemon = stuck_ds("watcher-filemon", current=3)
-    kube = FakeKube({("WatcherDeployment", "watcher"): _resource(), ("Deployment", "watcher-backend"): dep(),
-                     ("DaemonSet", "watcher-filemon"): healthy_filemon, ("DaemonSet", "watcher-procmon"): stuck_ds()},
-                    [failed_create()])
+    kube = FakeKube(
+        {
+            ("WatcherDeployment", "watcher"): _resource(),
+            ("Deployment", "watcher-backend"): dep(),
+            ("DaemonSet", "watcher-filemon"): healthy_filemon,
+            ("DaemonSet", "watcher-procmon"): stuck_ds(),
+        },
+        [failed_create()],
+    )
     out = Reconciler(kube, now=lambda: NOW).refresh_status("watcher", "watcher")
     # procmon only (filemon has its pods), by uid so a deleted namesake's events do not count
     assert kube.lists == [("v1", "Event", "watcher", "involvedObject.uid=uid-watcher-procmon,reason=FailedCreate")]
@@ -307,10 +416,20 @@ def test_reconciler_without_permission_to_list_events_still_writes_status():
 
     class Forbidden(FakeKube):
         def list_objects(self, *args, **kwargs):
-            raise ApiError(403, "Forbidden", 'events is forbidden: User "system:serviceaccount:watcher:op" cannot '
-                                              'list resource "events"')
+            raise ApiError(
+                403,
+                "Forbidden",
+                'events is forbidden: User "system:serviceaccount:watcher:op" cannot list resource "events"',
+            )
 
-    kube = Forbidden({("WatcherDeployment", "watcher"): _resource(), ("Deployment", "watcher-backend"): dep(),
-                      ("DaemonSet", "watcher-filemon"): ds(), ("DaemonSet", "watcher-procmon"): stuck_ds()}, [])
+    kube = Forbidden(
+        {
+            ("WatcherDeployment", "watcher"): _resource(),
+            ("Deployment", "watcher-backend"): dep(),
+            ("DaemonSet", "watcher-filemon"): ds(),
+            ("DaemonSet", "watcher-procmon"): stuck_ds(),
+        },
+        [],
+    )
     out = Reconciler(kube, now=lambda: NOW).refresh_status("watcher", "watcher")
     assert get_condition(out.status["conditions"], "ProcmonReady")["reason"] == "Progressing"

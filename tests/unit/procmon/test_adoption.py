@@ -3,6 +3,7 @@
 The pure parts (stat parsing, clock conversion, exit matching, event ids) and the pipeline's
 ``adopt`` over real live pids (this test process and its parent: /proc is read for real, the tracer
 is a recorder)."""
+
 from __future__ import annotations
 
 import os
@@ -24,6 +25,7 @@ SEC = 1_000_000_000
 
 
 # --- /proc/<pid>/stat --------------------------------------------------------------------------
+
 
 def stat_line(comm: str, state="S", ppid=1, start=123456) -> bytes:
     # fields 3..22: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
@@ -56,19 +58,22 @@ def test_ticks_and_start_clocks():
     assert procfs.ticks_to_ns(250, 100) == int(2.5 * SEC)
     assert procfs.ns_to_ticks(int(2.5 * SEC), 100) == 250
     # booted 1000 s ago (boottime now = 1000 s); started at tick 40000 (400 s after boot): 600 s ago
-    mono, wall = procfs.start_clocks(40000, 100, boot_now_ns=1000 * SEC, mono_now_ns=990 * SEC,
-                                     wall_now_ns=1_800_000_000 * SEC)
-    assert mono == 390 * SEC                        # 10 s of suspend: monotonic is behind boottime
+    mono, wall = procfs.start_clocks(
+        40000, 100, boot_now_ns=1000 * SEC, mono_now_ns=990 * SEC, wall_now_ns=1_800_000_000 * SEC
+    )
+    assert mono == 390 * SEC  # 10 s of suspend: monotonic is behind boottime
     assert wall == (1_800_000_000 - 600) * SEC
 
 
 def test_start_clocks_of_this_process_is_near_its_real_start():
     st = procfs.read_proc_stat(os.getpid())
     import time
-    _mono, wall = procfs.start_clocks(st.start_ticks, procfs.CLK_TCK, time.clock_gettime_ns(time.CLOCK_BOOTTIME),
-                                      time.monotonic_ns(), time.time_ns())
+
+    _mono, wall = procfs.start_clocks(
+        st.start_ticks, procfs.CLK_TCK, time.clock_gettime_ns(time.CLOCK_BOOTTIME), time.monotonic_ns(), time.time_ns()
+    )
     age = time.time() - wall / SEC
-    assert 0 <= age < 3600      # started before now, in this test session
+    assert 0 <= age < 3600  # started before now, in this test session
 
 
 def test_same_start_within_a_tick():
@@ -83,6 +88,7 @@ def test_cgroup_path():
 
 
 # --- matching an exit, event ids -----------------------------------------------------------------
+
 
 def pending(start_ns=5 * SEC, ticks=500, last_ns=None):
     ev = ExecEvent(pid=4242, ktime_ns=start_ns, filename=f"{HW}/server", argv=["./server"], cwd=HW)
@@ -99,8 +105,8 @@ def exit_(start_ns=None):
 def test_ebpf_exit_matches_the_start_procmon_put_in_the_kernel():
     rec = pending(start_ns=5 * SEC)
     assert exit_matches(rec, exit_(5 * SEC))
-    assert not exit_matches(rec, exit_(5 * SEC + 1))        # another program with this pid
-    rec.last_ktime_ns = 7 * SEC                             # it exec'd again after the adoption
+    assert not exit_matches(rec, exit_(5 * SEC + 1))  # another program with this pid
+    rec.last_ktime_ns = 7 * SEC  # it exec'd again after the adoption
     assert exit_matches(rec, exit_(7 * SEC)) and not exit_matches(rec, exit_(5 * SEC))
 
 
@@ -108,8 +114,8 @@ def test_connector_exit_of_an_adopted_process_matches_on_start_ticks_within_a_ti
     rec = pending(ticks=500)
     assert exit_matches(rec, exit_(), ticks_now=500)
     assert exit_matches(rec, exit_(), ticks_now=501)
-    assert not exit_matches(rec, exit_(), ticks_now=650)    # the pid was reused: not our program's exit
-    assert exit_matches(rec, exit_(), ticks_now=None)       # already reaped: the connector's word
+    assert not exit_matches(rec, exit_(), ticks_now=650)  # the pid was reused: not our program's exit
+    assert exit_matches(rec, exit_(), ticks_now=None)  # already reaped: the connector's word
 
 
 def test_event_id_of_an_adopted_process_is_the_same_in_every_run():
@@ -118,11 +124,12 @@ def test_event_id_of_an_adopted_process_is_the_same_in_every_run():
     a, b = pending(start_ns=5 * SEC, ticks=500), pending(start_ns=5 * SEC + 3, ticks=500)
     assert event_id("n", "boot", a) == event_id("n", "boot", b)
     assert event_id("n", "boot", a) != event_id("n", "boot", pending(ticks=501))
-    seen = pending(start_ns=5 * SEC, ticks=None)             # its exec was seen: id from the exec ktime
+    seen = pending(start_ns=5 * SEC, ticks=None)  # its exec was seen: id from the exec ktime
     assert event_id("n", "boot", seen) == wire.make_event_id("n", "boot", 4242, 5 * SEC)
 
 
 # --- the pipeline's adopt over real pids ---------------------------------------------------------
+
 
 class RecordingTracer:
     mode = "ebpf"
@@ -169,8 +176,9 @@ def test_adopts_a_student_run_reports_it_at_its_exit_and_teaches_its_cgroup(pipe
     assert pipe.adopt([r]) == 1
     assert pipe.tracer.tracked == [(me, r.exec.ktime_ns)] and pipe.tracer.verdicts == {77: 1}
     assert pipe.metrics.adopted._value.get() == 1
-    pipe.handle_exit(ExitEvent(pid=me, ktime_ns=r.exec.ktime_ns + 5 * SEC, exit_code=None, signal=15,
-                               start_ns=r.exec.ktime_ns))
+    pipe.handle_exit(
+        ExitEvent(pid=me, ktime_ns=r.exec.ktime_ns + 5 * SEC, exit_code=None, signal=15, start_ns=r.exec.ktime_ns)
+    )
     (run,) = pipe.unsent
     assert (run.kind, run.target, run.signal, run.exit_code, run.pid) == ("binary", "server", 15, None, me)
     assert run.started_at == r.started_at
@@ -181,14 +189,14 @@ def test_not_adopted_other_people_gone_or_reused_already_tracked_or_pending(pipe
     me, parent = os.getpid(), os.getppid()
     outside = running(me, "/tmp/x/server", ["./server"], parent, cwd="/tmp/x")
     assert pipe.adopt([outside]) == 0 and pipe.tracer.tracked == []
-    assert pipe.tracer.verdicts == {}                        # not a student's cgroup: nothing taught
-    reused = running(me, f"{HW}/server", ["./server"], parent, tick_shift=-50)   # pid reused since the scan
+    assert pipe.tracer.verdicts == {}  # not a student's cgroup: nothing taught
+    reused = running(me, f"{HW}/server", ["./server"], parent, tick_shift=-50)  # pid reused since the scan
     assert pipe.adopt([reused]) == 0 and pipe.tracer.untracked == [(me, reused.exec.ktime_ns)]
-    pipe.tracer.refuse.add(me)                               # the kernel tracks an exec of it already
+    pipe.tracer.refuse.add(me)  # the kernel tracks an exec of it already
     assert pipe.adopt([running(me, f"{HW}/server", ["./server"], parent)]) == 0
     pipe.tracer.refuse.clear()
     assert pipe.adopt([running(me, f"{HW}/server", ["./server"], parent)]) == 1
-    assert pipe.adopt([running(me, f"{HW}/server", ["./server"], parent)]) == 0     # pending already
+    assert pipe.adopt([running(me, f"{HW}/server", ["./server"], parent)]) == 0  # pending already
     assert pipe.metrics.adopted._value.get() == 1
 
 
@@ -197,25 +205,46 @@ def test_a_compiler_is_adopted_its_children_are_not(pipe):
     reported, as with execs seen live."""
     me, parent = os.getpid(), os.getppid()
     gcc = running(parent, "/usr/bin/gcc", ["gcc", "main.c", "-o", "main"], 1)
-    child = running(me, f"{HW}/main", ["./main"], parent)    # even a student binary
+    child = running(me, f"{HW}/main", ["./main"], parent)  # even a student binary
     assert pipe.adopt([gcc, child]) == 1
     assert list(pipe.pending) == [parent] and pipe.pending[parent].what.type == wire.PROCESS_COMPILE
     # and a later exec by a child of the adopted gcc is a compiler child too
-    pipe.handle_exec(ExecEvent(pid=99999, ktime_ns=10**13, filename="/usr/bin/gcc", argv=["gcc", "-x", "c", "a.c"],
-                               ppid=parent, cwd=HW, cgroup_id=77))
+    pipe.handle_exec(
+        ExecEvent(
+            pid=99999,
+            ktime_ns=10**13,
+            filename="/usr/bin/gcc",
+            argv=["gcc", "-x", "c", "a.c"],
+            ppid=parent,
+            cwd=HW,
+            cgroup_id=77,
+        )
+    )
     assert 99999 not in pipe.pending
 
 
 def test_an_adopted_process_that_execs_again_stays_one_record_with_its_adopted_id(pipe):
     me, parent = os.getpid(), os.getppid()
-    r = running(me, "/bin/bash", ["bash", "run.sh"], parent)   # a student's shell script: not a run
+    r = running(me, "/bin/bash", ["bash", "run.sh"], parent)  # a student's shell script: not a run
     r2 = running(me, "/usr/bin/python3", ["python3", "calc.py"], parent)
-    assert pipe.adopt([r]) == 0                              # not classified: not adopted
+    assert pipe.adopt([r]) == 0  # not classified: not adopted
     assert pipe.adopt([r2]) == 1
-    pipe.handle_exec(ExecEvent(pid=me, ktime_ns=r2.exec.ktime_ns + SEC, filename=f"{HW}/calc",
-                               argv=["./calc"], ppid=parent, cwd=HW, cgroup_id=77))
-    pipe.handle_exit(ExitEvent(pid=me, ktime_ns=r2.exec.ktime_ns + 2 * SEC, exit_code=0, signal=None,
-                               start_ns=r2.exec.ktime_ns + SEC))
+    pipe.handle_exec(
+        ExecEvent(
+            pid=me,
+            ktime_ns=r2.exec.ktime_ns + SEC,
+            filename=f"{HW}/calc",
+            argv=["./calc"],
+            ppid=parent,
+            cwd=HW,
+            cgroup_id=77,
+        )
+    )
+    pipe.handle_exit(
+        ExitEvent(
+            pid=me, ktime_ns=r2.exec.ktime_ns + 2 * SEC, exit_code=0, signal=None, start_ns=r2.exec.ktime_ns + SEC
+        )
+    )
     (run,) = pipe.unsent
     assert (run.kind, run.target, run.exit_code) == ("binary", "calc", 0)
     assert run.event_id == wire.make_event_id("node-1", pipe.boot, me, "start-ticks", r2.start_ticks)

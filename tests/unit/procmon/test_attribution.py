@@ -1,4 +1,5 @@
 """Attribution: pod view (hostname + /home/coder/project) and node view (<root>/{student}/hwN)."""
+
 from watcher_agents.procmon.attribution import (
     COMPILER_CHILD,
     NO_ASSIGNMENT,
@@ -33,7 +34,14 @@ def test_pod_view_compile_with_every_source():
 def test_node_view_compile():
     r = A.attribute(ev("/usr/bin/x86_64-linux-gnu-gcc-12", ["gcc", "a.c"], f"{ROOT}/os-1-202012345/hw2/src"))
     assert isinstance(r, Attributed)
-    assert (r.student, r.assignment, r.view, r.cwd, r.sources, r.output) == (ME, "hw2", "node", "src", ("src/a.c",), "src/a.out")
+    assert (r.student, r.assignment, r.view, r.cwd, r.sources, r.output) == (
+        ME,
+        "hw2",
+        "node",
+        "src",
+        ("src/a.c",),
+        "src/a.out",
+    )
 
 
 def test_hyphenated_course_and_file_named_like_an_assignment():
@@ -84,11 +92,13 @@ def test_skips():
     assert A.attribute(ev("/bin/ls", ["ls"], "/home/coder/project/hw1", POD)) == Skip(NOT_CLASSIFIED)
     assert A.attribute(ev("gcc", ["gcc", "/tmp/x.c"], "/tmp", POD)) == Skip(NO_ASSIGNMENT)
     assert A.attribute(ev("clang", ["clang", "-cc1", "a.c"], "/home/coder/project/hw1", POD)) == Skip(COMPILER_CHILD)
-    assert A.attribute(ev("gcc", ["gcc", "a.c"], "/home/coder/project/hw1", POD),
-                       parent_is_compiler=True) == Skip(COMPILER_CHILD)
+    assert A.attribute(ev("gcc", ["gcc", "a.c"], "/home/coder/project/hw1", POD), parent_is_compiler=True) == Skip(
+        COMPILER_CHILD
+    )
     # A file of the student, but inside an ignored directory (a virtualenv) is not student work.
-    assert A.attribute(ev("/home/coder/project/hw1/.venv/bin/tool", ["tool"], "/home/coder/project/hw1", POD)) \
-        == Skip(NOT_CLASSIFIED)
+    assert A.attribute(ev("/home/coder/project/hw1/.venv/bin/tool", ["tool"], "/home/coder/project/hw1", POD)) == Skip(
+        NOT_CLASSIFIED
+    )
 
 
 def test_not_a_pod_name_falls_back_to_paths():

@@ -1,4 +1,5 @@
 """Classifier: compiler and interpreter names, every source of a compile, python's script/-m/-c."""
+
 import pytest
 
 from watcher_agents.procmon.classify import Classes, parse_compile, parse_python
@@ -6,26 +7,48 @@ from watcher_agents.procmon.classify import Classes, parse_compile, parse_python
 C = Classes()
 
 
-@pytest.mark.parametrize("name,family", [
-    ("gcc", "gcc"), ("/usr/bin/gcc", "gcc"), ("gcc-12", "gcc"), ("x86_64-linux-gnu-gcc-12", "gcc"),
-    ("/usr/bin/x86_64-linux-gnu-g++-12", "g++"), ("aarch64-linux-gnu-gcc", "gcc"), ("g++", "g++"),
-    ("cc", "cc"), ("c++", "c++"), ("clang", "clang"), ("clang-16", "clang"), ("clang++-16", "clang++"),
-    ("/usr/lib/llvm-16/bin/clang", "clang"), ("gcc-12.2", "gcc"),
-])
+@pytest.mark.parametrize(
+    "name,family",
+    [
+        ("gcc", "gcc"),
+        ("/usr/bin/gcc", "gcc"),
+        ("gcc-12", "gcc"),
+        ("x86_64-linux-gnu-gcc-12", "gcc"),
+        ("/usr/bin/x86_64-linux-gnu-g++-12", "g++"),
+        ("aarch64-linux-gnu-gcc", "gcc"),
+        ("g++", "g++"),
+        ("cc", "cc"),
+        ("c++", "c++"),
+        ("clang", "clang"),
+        ("clang-16", "clang"),
+        ("clang++-16", "clang++"),
+        ("/usr/lib/llvm-16/bin/clang", "clang"),
+        ("gcc-12.2", "gcc"),
+    ],
+)
 def test_compilers_by_basename_with_prefix_and_suffix(name, family):
     assert C.compiler_family(name) == family
 
 
-@pytest.mark.parametrize("name", ["cc1", "cc1plus", "collect2", "ld", "as", "gcc-ar", "gccgo", "lto-wrapper",
-                                  "ccache", "python3", "make", ""])
+@pytest.mark.parametrize(
+    "name",
+    ["cc1", "cc1plus", "collect2", "ld", "as", "gcc-ar", "gccgo", "lto-wrapper", "ccache", "python3", "make", ""],
+)
 def test_not_compilers(name):
     assert C.compiler_family(name) is None
 
 
-@pytest.mark.parametrize("name,family", [
-    ("python", "python"), ("python3", "python3"), ("/usr/bin/python3.11", "python3"), ("python3.12", "python3"),
-    ("/root/.pyenv/versions/3.11.7/bin/python3.11", "python3"), ("python3.13d", "python3"),
-])
+@pytest.mark.parametrize(
+    "name,family",
+    [
+        ("python", "python"),
+        ("python3", "python3"),
+        ("/usr/bin/python3.11", "python3"),
+        ("python3.12", "python3"),
+        ("/root/.pyenv/versions/3.11.7/bin/python3.11", "python3"),
+        ("python3.13d", "python3"),
+    ],
+)
 def test_interpreters(name, family):
     assert C.interpreter_family(name) == family
 
@@ -80,18 +103,21 @@ def test_long_command_line_keeps_last_source():
     assert parse_compile(argv).sources == ("first.c", "last.c")
 
 
-@pytest.mark.parametrize("argv,script,module,command", [
-    (["python3", "main.py", "arg"], "main.py", None, False),
-    (["python3", "-u", "-B", "sub/main.py"], "sub/main.py", None, False),
-    (["python3", "-W", "ignore", "x.py"], "x.py", None, False),
-    (["python3", "-Wignore", "x.py"], "x.py", None, False),
-    (["python3", "-X", "dev", "x.py"], "x.py", None, False),
-    (["python3", "-m", "pytest", "-q"], None, "pytest", False),
-    (["python3", "-mhttp.server"], None, "http.server", False),
-    (["python3", "-c", "print(1)"], None, None, True),
-    (["python3", "-uc", "print(1)"], None, None, True),
-    (["python3", "--", "x.py"], "x.py", None, False),
-])
+@pytest.mark.parametrize(
+    "argv,script,module,command",
+    [
+        (["python3", "main.py", "arg"], "main.py", None, False),
+        (["python3", "-u", "-B", "sub/main.py"], "sub/main.py", None, False),
+        (["python3", "-W", "ignore", "x.py"], "x.py", None, False),
+        (["python3", "-Wignore", "x.py"], "x.py", None, False),
+        (["python3", "-X", "dev", "x.py"], "x.py", None, False),
+        (["python3", "-m", "pytest", "-q"], None, "pytest", False),
+        (["python3", "-mhttp.server"], None, "http.server", False),
+        (["python3", "-c", "print(1)"], None, None, True),
+        (["python3", "-uc", "print(1)"], None, None, True),
+        (["python3", "--", "x.py"], "x.py", None, False),
+    ],
+)
 def test_python_args(argv, script, module, command):
     parsed = parse_python(argv)
     assert (parsed.script, parsed.module, parsed.command) == (script, module, command)

@@ -1,16 +1,20 @@
 """procmon's settings: one clear line and exit code 2 for a bad value."""
+
 import pytest
 
 from watcher_agents.procmon import cli
 
 
-@pytest.mark.parametrize("flag,value,needle", [
-    ("--argv-max-bytes", "1000", "--argv-max-bytes"),
-    ("--argv-max-args", "0", "--argv-max-args"),
-    ("--ring-buffer-pages", "3", "--ring-buffer-pages"),
-    ("--cgroup-learn-seconds", "-1", "--cgroup-learn-seconds"),
-    ("--assignment-pattern", "hw(", "assignment"),
-])
+@pytest.mark.parametrize(
+    "flag,value,needle",
+    [
+        ("--argv-max-bytes", "1000", "--argv-max-bytes"),
+        ("--argv-max-args", "0", "--argv-max-args"),
+        ("--ring-buffer-pages", "3", "--ring-buffer-pages"),
+        ("--cgroup-learn-seconds", "-1", "--cgroup-learn-seconds"),
+        ("--assignment-pattern", "hw(", "assignment"),
+    ],
+)
 def test_bad_values_name_the_setting(tmp_path, capsys, flag, value, needle):
     rc = cli.main(["--workspace-root", str(tmp_path), "--state-dir", str(tmp_path / "s"), flag, value])
     assert rc == 2
@@ -26,13 +30,22 @@ def test_env_variables(tmp_path, monkeypatch):
     ps = cli.resolve_procmon(args)
     assert ps.mode == "proc-connector" and ps.classes.compilers == ("tcc", "gcc") and not ps.kernel_filter
     args = cli.build_parser().parse_args(["--mode", "ebpf"])
-    assert cli.resolve_procmon(args).mode == "ebpf"   # the flag wins
+    assert cli.resolve_procmon(args).mode == "ebpf"  # the flag wins
 
 
 def test_help_mentions_every_setting(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     out = capsys.readouterr().out
-    for name in ("--mode", "--compilers", "--interpreters", "--argv-max-bytes", "--kernel-filter",
-                 "--workspace-root", "--backend-url", "--metrics-port", "--node-name"):
+    for name in (
+        "--mode",
+        "--compilers",
+        "--interpreters",
+        "--argv-max-bytes",
+        "--kernel-filter",
+        "--workspace-root",
+        "--backend-url",
+        "--metrics-port",
+        "--node-name",
+    ):
         assert name in out

@@ -1,4 +1,5 @@
 """Exit status from tracepoint facts, event decoding, and the process connector's wire format."""
+
 import struct
 
 import pytest
@@ -6,29 +7,51 @@ import pytest
 from watcher_agents.procmon import ebpf, procconn
 
 
-@pytest.mark.parametrize("facts,expected", [
-    ((ebpf.H_EXIT_GROUP, 3, 0, 0, 0), (3, None)),                 # exit(3)
-    ((ebpf.H_EXIT_GROUP, 256, 0, 0, 0), (0, None)),               # exit(256) is 0, as wait() sees it
-    ((0, 0, 0, 11, 11), (None, 11)),                               # SIGSEGV, default action
-    ((0, 0, 0, 9, 15), (None, 15)),                                # SIGTERM became a group SIGKILL
-    ((0, 0, 0, 9, 9), (None, 9)),                                  # kill -9
-    ((0, 0, 0, 9, 0), (None, 9)),                                  # SIGKILL without a queued signal seen
-    ((ebpf.H_EXIT_GROUP, 0, 0, 9, 0), (0, None)),                  # exit_group zaps the other threads
-    ((ebpf.H_THREAD_EXIT, 0, 7, 0, 0), (7, None)),                 # last thread called exit(7)
-    ((ebpf.H_THREAD_EXIT, 0, 0, 6, 6), (None, 6)),                 # abort() after threads exited
-    ((0, 0, 0, 0, 15), (None, None)),                              # a handled signal says nothing
-])
+@pytest.mark.parametrize(
+    "facts,expected",
+    [
+        ((ebpf.H_EXIT_GROUP, 3, 0, 0, 0), (3, None)),  # exit(3)
+        ((ebpf.H_EXIT_GROUP, 256, 0, 0, 0), (0, None)),  # exit(256) is 0, as wait() sees it
+        ((0, 0, 0, 11, 11), (None, 11)),  # SIGSEGV, default action
+        ((0, 0, 0, 9, 15), (None, 15)),  # SIGTERM became a group SIGKILL
+        ((0, 0, 0, 9, 9), (None, 9)),  # kill -9
+        ((0, 0, 0, 9, 0), (None, 9)),  # SIGKILL without a queued signal seen
+        ((ebpf.H_EXIT_GROUP, 0, 0, 9, 0), (0, None)),  # exit_group zaps the other threads
+        ((ebpf.H_THREAD_EXIT, 0, 7, 0, 0), (7, None)),  # last thread called exit(7)
+        ((ebpf.H_THREAD_EXIT, 0, 0, 6, 6), (None, 6)),  # abort() after threads exited
+        ((0, 0, 0, 0, 15), (None, None)),  # a handled signal says nothing
+    ],
+)
 def test_exit_status(facts, expected):
     assert ebpf.exit_status(*facts) == expected
 
 
 def test_decode_exec_copies_argv_and_flags():
-    head = ebpf._EXEC_HEAD.pack(ebpf.EV_EXEC, ebpf.F_ARGV_TRUNCATED | ebpf.F_PPID_KNOWN, 11, 2, 42, 43, 7, 1000,
-                                99, 123456, b"gcc", b"/usr/bin/gcc")
+    head = ebpf._EXEC_HEAD.pack(
+        ebpf.EV_EXEC,
+        ebpf.F_ARGV_TRUNCATED | ebpf.F_PPID_KNOWN,
+        11,
+        2,
+        42,
+        43,
+        7,
+        1000,
+        99,
+        123456,
+        b"gcc",
+        b"/usr/bin/gcc",
+    )
     raw = head + b"gcc\0main.c\0"
     e = ebpf.decode_exec(raw)
-    assert (e.pid, e.ppid, e.uid, e.cgroup_id, e.ktime_ns, e.comm, e.filename) == (42, 7, 1000, 99, 123456, "gcc",
-                                                                                    "/usr/bin/gcc")
+    assert (e.pid, e.ppid, e.uid, e.cgroup_id, e.ktime_ns, e.comm, e.filename) == (
+        42,
+        7,
+        1000,
+        99,
+        123456,
+        "gcc",
+        "/usr/bin/gcc",
+    )
     assert e.argv == ["gcc", "main.c"] and e.argv_truncated and not e.argv_missing
 
 
@@ -50,8 +73,10 @@ def test_struct_sizes_match_the_c_layout():
     assert ebpf._EXIT.size == 56
 
 
-@pytest.mark.parametrize("status,expected", [(0, (0, None)), (1 << 8, (1, None)), (11, (None, 11)),
-                                             (11 | 0x80, (None, 11)), (255 << 8, (255, None))])
+@pytest.mark.parametrize(
+    "status,expected",
+    [(0, (0, None)), (1 << 8, (1, None)), (11, (None, 11)), (11 | 0x80, (None, 11)), (255 << 8, (255, None))],
+)
 def test_wait_status(status, expected):
     assert procconn.decode_wait_status(status) == expected
 

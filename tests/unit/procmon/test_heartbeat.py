@@ -1,4 +1,5 @@
 """procmon's downtime: the heartbeat file in the state dir and the gap computed from it at the next start."""
+
 import logging
 import os
 
@@ -22,11 +23,13 @@ def test_the_gap_is_from_the_last_heartbeat(tmp_path):
     hb.beat()
     hb.beat()
     assert (tmp_path / "heartbeat").read_text() == "1700000001.000\n"
-    assert not list(tmp_path.glob(".*.tmp"))                 # written through a temporary file, replaced
+    assert not list(tmp_path.glob(".*.tmp"))  # written through a temporary file, replaced
     g = heartbeat.gap(hb.last(), 1_700_000_005.5)
     assert (g.last_seen, g.downtime) == (1_700_000_001.0, 4.5)
-    assert g.describe() == ("procmon was down for 4.5 s (last heartbeat 2023-11-14T22:13:21+00:00): "
-                            "processes that ran in that window were not seen")
+    assert g.describe() == (
+        "procmon was down for 4.5 s (last heartbeat 2023-11-14T22:13:21+00:00): "
+        "processes that ran in that window were not seen"
+    )
 
 
 def test_an_unreadable_heartbeat_falls_back_to_its_mtime(tmp_path):
@@ -34,7 +37,7 @@ def test_an_unreadable_heartbeat_falls_back_to_its_mtime(tmp_path):
     path.write_text("not a time")
     os.utime(path, (1_600_000_000, 1_600_000_000))
     assert heartbeat.read_last(path) == 1_600_000_000
-    path.write_text("")                                      # cut short (power loss before a sync)
+    path.write_text("")  # cut short (power loss before a sync)
     os.utime(path, (1_600_000_100, 1_600_000_100))
     assert heartbeat.read_last(path) == 1_600_000_100
 
@@ -67,8 +70,10 @@ def test_the_gap_in_metrics_and_one_log_line(caplog):
     assert registry.get_sample_value("procmon_downtime_seconds") == 12.0
     assert registry.get_sample_value("procmon_last_seen_before_start_timestamp_seconds") == 1_700_000_001.0
     lines = [r.message for r in caplog.records if "was down" in r.message]
-    assert lines == ["procmon was down for 12.0 s (last heartbeat 2023-11-14T22:13:21+00:00): "
-                     "processes that ran in that window were not seen"]
+    assert lines == [
+        "procmon was down for 12.0 s (last heartbeat 2023-11-14T22:13:21+00:00): "
+        "processes that ran in that window were not seen"
+    ]
     m2 = ProcmonMetrics(CollectorRegistry())
     caplog.clear()
     report_downtime(m2, heartbeat.gap(None, 1_700_000_013.0))
