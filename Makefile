@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export VENV
 
-.PHONY: demo test test-quick test-integration test-system deps venv bench help images push lock cluster cluster-down
+.PHONY: demo test lint generate test-quick test-integration test-system deps venv bench help images push lock cluster cluster-down
 
 # The images: <REGISTRY>/watcher-{backend,filemon,procmon,operator}:<VERSION>, one version for all four
 REGISTRY ?= harbor.jbnu.ac.kr/jdevops
@@ -27,8 +27,20 @@ demo: venv  ## run the demo: two simulated students, then their timelines and su
 deps:  ## install every system package and tool the tests need (root, Debian 12)
 	@bash scripts/install-deps.sh
 
-test: deps  ## install everything, then run every tier: quick, integration, system (a skip fails)
+test: deps lint  ## install everything, then lint and run every tier: quick, integration, system (a skip fails)
 	WATCHER_STRICT_SKIPS=1 $(VENV)/bin/pytest tests
+
+lint: venv  ## ruff (lint and format), mypy on core and backend, and the import-layering contracts
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
+
+generate: venv  ## rewrite every generated file: the CRD and the chart's copy, the plain bundle, the golden files
+	$(PY) -m watcher_operator.crd > crds/watcherdeployments.watcher.jcode.io.yaml
+	cp crds/watcherdeployments.watcher.jcode.io.yaml charts/watcher-operator/crds/
+	UPDATE_GOLDEN=1 $(VENV)/bin/pytest -q -p no:cacheprovider tests/unit/operator/test_chart.py \
+	  tests/unit/operator/test_builders.py tests/unit/export/test_progsnap2_mapping.py
 
 test-quick: venv  ## the fast tier only (seconds, no services, no root)
 	$(VENV)/bin/pytest -m quick -q
