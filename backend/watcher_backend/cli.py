@@ -19,7 +19,7 @@ Settings come from flags, else environment variables, else defaults:
   --snapshot-dir / WATCHER_SNAPSHOT_DIR    data/snapshots (filemon's snapshot volume, read-only is fine)
   WATCHER_INGEST_TOKEN, WATCHER_READ_TOKEN, WATCHER_ADMIN_TOKEN (or *_FILE naming a file that holds it)
   WATCHER_RETENTION_DAYS (off), WATCHER_MAX_BODY_BYTES, WATCHER_CORS_ORIGINS, WATCHER_IDLE_GAP_SECONDS,
-  WATCHER_AUTH=off (same as --insecure-no-auth), WATCHER_LOG_LEVEL,
+  WATCHER_AUTH=off (same as --insecure-no-auth; loopback only) or off-on-network, WATCHER_LOG_LEVEL,
   WATCHER_DATABASE_WAIT_SECONDS (30: how long to wait for the database at start),
   WATCHER_RETENTION_INTERVAL_SECONDS (3600: how often the retention purge runs),
   WATCHER_LEGACY_SNAPSHOT_TZ, WATCHER_LEGACY_NAIVE_TZ (UTC or KST: the old writers' clock zone, UTC)
@@ -37,7 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshot-dir", type=Path, help="root of the content-addressed snapshot store")
     p.add_argument("--retention-days", type=int, help="purge events older than this many days (default: keep)")
     p.add_argument(
-        "--insecure-no-auth", action="store_true", help="accept every request without a token (local development only)"
+        "--insecure-no-auth",
+        action="store_true",
+        help="accept every request without a token (local development only; refused unless --host is a loopback address)",
+    )
+    p.add_argument(
+        "--insecure-no-auth-on-network",
+        action="store_true",
+        help="with --insecure-no-auth: also on an address other hosts reach (a network no one else can use)",
     )
     p.add_argument("--no-migrate", action="store_true", help="do not run schema migrations at startup")
     p.add_argument(
@@ -86,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
             retention_days=args.retention_days,
             log_level=args.log_level,
         )
-        if args.insecure_no_auth:
+        if args.insecure_no_auth or args.insecure_no_auth_on_network:
             settings = settings.with_overrides(auth_enabled=False)
+        if args.insecure_no_auth_on_network:
+            settings = settings.with_overrides(no_auth_on_network=True)
         if args.no_migrate:
             settings = settings.with_overrides(run_migrations=False)
         settings.validate()

@@ -18,6 +18,8 @@ from typing import overload
 from watcher_core import cell_tokens, wire
 
 SCOPES = ("ingest", "read", "admin")
+# WATCHER_AUTH: tokens (on), none on loopback only (off), none on any address (off-on-network).
+AUTH_MODES = ("on", "off", "off-on-network")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_DATA_DIR = Path("data")
 
@@ -41,6 +43,10 @@ class Settings:
     tokens: Mapping[str, str] = field(default_factory=dict)
     # False only for local development (--insecure-no-auth / WATCHER_AUTH=off): every request gets every scope.
     auth_enabled: bool = True
+    # Authentication off is refused on an address other hosts reach, unless this is said too
+    # (--insecure-no-auth-on-network / WATCHER_AUTH=off-on-network): one mistyped flag must not open the
+    # students' code and the admin erase to a whole network.
+    no_auth_on_network: bool = False
     retention_days: int | None = None
     retention_interval_seconds: float = 3600.0
     max_body_bytes: int = wire.MAX_BATCH_BYTES
@@ -96,6 +102,13 @@ class Settings:
             raise SettingsError(
                 "WATCHER_NOTEBOOK_KEY",
                 f"must be at least {cell_tokens.MIN_KEY_LENGTH} characters (e.g. openssl rand -hex 32)",
+            )
+        if not self.auth_enabled and not self.no_auth_on_network and not is_loopback(self.host):
+            raise SettingsError(
+                "WATCHER_AUTH",
+                f"authentication is off but the backend would listen on {self.host}, where anyone who reaches it "
+                "reads every student's code and can erase it; listen on 127.0.0.1 (--host 127.0.0.1), or add "
+                "--insecure-no-auth-on-network (WATCHER_AUTH=off-on-network) if no one else can reach this network",
             )
         if self.auth_enabled and not self.tokens:
             raise SettingsError(
@@ -159,8 +172,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     defaults = Settings()
     tokens = {scope: tok for scope in SCOPES if (tok := read_token(env, scope))}
     auth = env.get("WATCHER_AUTH", "on").strip().lower()
-    if auth not in ("on", "off"):
-        raise SettingsError("WATCHER_AUTH", f"must be 'on' or 'off', got {auth!r}")
+    if auth not in AUTH_MODES:
+        raise SettingsError("WATCHER_AUTH", f"must be one of {', '.join(AUTH_MODES)}, got {auth!r}")
     origins = tuple(o.strip() for o in env.get("WATCHER_CORS_ORIGINS", "").split(",") if o.strip())
     _check_legacy_zones(env)
     legacy_reads_from = parse_networks(env.get("WATCHER_LEGACY_READS_FROM", ""), "WATCHER_LEGACY_READS_FROM")
@@ -171,6 +184,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         snapshot_dir=Path(env.get("WATCHER_SNAPSHOT_DIR") or defaults.snapshot_dir),
         tokens=tokens,
         auth_enabled=(auth == "on"),
+        no_auth_on_network=(auth == "off-on-network"),
         retention_days=_int(env, "WATCHER_RETENTION_DAYS", None),
         retention_interval_seconds=_float(
             env, "WATCHER_RETENTION_INTERVAL_SECONDS", defaults.retention_interval_seconds
@@ -183,6 +197,16 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         legacy_reads_from=legacy_reads_from,
         notebook_key=read_secret(env, "WATCHER_NOTEBOOK_KEY"),
     )
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine reaches (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_networks(raw: str, setting: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

@@ -126,6 +126,54 @@ def test_insecure_no_auth_mode_needs_no_token(tmp_path):
         assert "authentication is OFF" in backend.logs()
 
 
+def test_no_auth_is_refused_on_a_network_address_unless_said_twice(tmp_path):
+    for env, args in (
+        ({}, ["--insecure-no-auth"]),  # the default host, 0.0.0.0
+        ({"WATCHER_AUTH": "off"}, ["--host", "::"]),
+        ({"WATCHER_AUTH": "off", "WATCHER_HOST": "10.0.0.5"}, []),
+    ):
+        r = run_cli(args, env, tmp_path)
+        assert r.returncode == 2, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "WATCHER_AUTH" in lines[0] and "--host 127.0.0.1" in lines[0], r.stderr
+    # said twice: it starts, and answers without a token (on a loopback port, so nothing leaves this machine)
+    port = free_port()
+    for env, args in (
+        ({}, ["--insecure-no-auth-on-network", "--host", "0.0.0.0"]),
+        ({"WATCHER_AUTH": "off-on-network"}, ["--host", "0.0.0.0"]),
+    ):
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "watcher_core",
+                "backend",
+                *args,
+                "--port",
+                str(port),
+                "--database-url",
+                f"sqlite:///{tmp_path / 'open.db'}",
+                "--snapshot-dir",
+                str(tmp_path / "s"),
+            ],
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}, **env},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    assert httpx.get(f"http://127.0.0.1:{port}/api/v1/status").status_code == 200
+                    break
+                except httpx.TransportError:
+                    assert proc.poll() is None and time.monotonic() < deadline, "backend did not start"
+                    time.sleep(0.2)
+        finally:
+            proc.terminate()
+            assert "authentication is OFF" in proc.communicate(timeout=30)[1]
+
+
 def test_cors_allows_only_the_configured_origins(tmp_path):
     with run_backend(tmp_path, env={"WATCHER_CORS_ORIGINS": "https://dash.example.org"}) as backend:
         pre = {"Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization"}

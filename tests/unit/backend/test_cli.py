@@ -81,7 +81,10 @@ def test_help_lists_every_environment_variable_and_the_reference(capsys):
 @pytest.mark.parametrize("level", ["debug", "Info", "WARNING", "error"])
 def test_log_level_any_case_in_flag_and_variable(level):
     assert cli.build_parser().parse_args(["--log-level", level]).log_level == level.upper()
-    assert from_env({"WATCHER_LOG_LEVEL": level, "WATCHER_AUTH": "off"}).validate().log_level == level.upper()
+    assert (
+        from_env({"WATCHER_LOG_LEVEL": level, "WATCHER_AUTH": "off", "WATCHER_HOST": "127.0.0.1"}).validate().log_level
+        == level.upper()
+    )
 
 
 def test_bad_log_level_flag_is_a_usage_error(capsys):

@@ -157,7 +157,17 @@ class TestSettings:
     def test_no_tokens_refuses_unless_auth_is_off(self):
         with pytest.raises(SettingsError):
             from_env({}).validate()
-        assert from_env({"WATCHER_AUTH": "off"}).validate().auth_enabled is False
+        assert from_env({"WATCHER_AUTH": "off", "WATCHER_HOST": "127.0.0.1"}).validate().auth_enabled is False
+
+    @pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "watcher.example.org"])
+    def test_no_auth_is_refused_where_other_hosts_reach_it(self, host):
+        with pytest.raises(SettingsError, match="WATCHER_AUTH"):
+            from_env({"WATCHER_AUTH": "off", "WATCHER_HOST": host}).validate()
+        assert from_env({"WATCHER_AUTH": "off-on-network", "WATCHER_HOST": host}).validate().auth_enabled is False
+
+    @pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "::1", "[::1]", "localhost"])
+    def test_no_auth_is_allowed_on_loopback(self, host):
+        assert from_env({"WATCHER_AUTH": "off", "WATCHER_HOST": host}).validate().auth_enabled is False
 
 
 class TestScopes:
