@@ -3,6 +3,7 @@
 tests/unit        -> quick        (seconds, no services, no root)
 tests/integration -> integration  (real loopback HTTP, inotify, subprocesses)
 tests/system      -> system       (PostgreSQL, eBPF, kube-apiserver; needs root and the installed system packages)
+tests/security    -> integration  (the student as the attacker, against the real components; docs/security.md)
 """
 
 import logging
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-_TIERS = {"unit": "quick", "integration": "integration", "system": "system"}
+_TIERS = {"unit": "quick", "integration": "integration", "system": "system", "security": "integration"}
 _ROOT = Path(__file__).parent
 
 

@@ -195,10 +195,9 @@ class Pipeline:
         if ident is None:
             self.metrics.skipped.labels(reason).inc()
             return f"skipped:{reason}"
-        path = self.root / rel
         prev = self.state.get(rel)
         try:
-            st = os.lstat(path)
+            st = lstat_beneath(self.root, rel)
         except (FileNotFoundError, NotADirectoryError):
             st = None
         if st is None or not stat.S_ISREG(st.st_mode):
@@ -219,7 +218,7 @@ class Pipeline:
         ):
             return "unchanged"
         try:
-            data, size, mtime_ns = self._read_stable(path, limit)
+            data, size, mtime_ns = self._read_stable(self.root, rel, limit)
         except _ChangedWhileReading:
             self.metrics.read_retries.inc()
             self.on_retry(rel, self.quiet)
@@ -348,9 +347,13 @@ class Pipeline:
         return True
 
     @staticmethod
-    def _read_stable(path: Path, limit: int) -> tuple[bytes, int, int]:
+    def _read_stable(root: Path, rel: str, limit: int) -> tuple[bytes, int, int]:
         """Read the whole file and make sure it did not change meanwhile. Never follows a symlink."""
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        parent, name = open_parent_beneath(root, rel)
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=parent)
+        finally:
+            os.close(parent)
         try:
             before = os.fstat(fd)
             if not stat.S_ISREG(before.st_mode):
@@ -374,6 +377,42 @@ class Pipeline:
                 return b"", len(data), after.st_mtime_ns
             raise _ChangedWhileReading()
         return data, after.st_size, after.st_mtime_ns
+
+
+# A student may swap a folder filemon knows for a symlink into a classmate's folder (or anywhere filemon's
+# root can read). Every component below the workspace root is therefore opened with O_NOFOLLOW: a link
+# anywhere in the path reads as "no such file", never as the file it points to.
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_parent_beneath(root: Path, rel: str) -> tuple[int, str]:
+    """(fd of the folder holding ``rel``, its last component), walking down from ``root`` without
+    following a symlink. Raises NotADirectoryError when a component is a link or no folder."""
+    *folders, name = rel.split("/")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in folders:
+            try:
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise NotADirectoryError(errno.ENOTDIR, f"{part} is a link or no folder", rel) from None
+                raise
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, name
+
+
+def lstat_beneath(root: Path, rel: str) -> os.stat_result:
+    """``os.lstat(root / rel)``, except that a symlink in any folder of ``rel`` is not followed."""
+    parent, name = open_parent_beneath(root, rel)
+    try:
+        return os.stat(name, dir_fd=parent, follow_symlinks=False)
+    finally:
+        os.close(parent)
 
 
 def _event_time(mtime_ns: int, noticed_at: float | None) -> datetime:

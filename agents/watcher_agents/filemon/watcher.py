@@ -364,12 +364,16 @@ class Watcher:
                         if self._should_watch_dir(child):
                             stack.append(child)
                         continue
-                    if not entry.is_file(follow_symlinks=False):
-                        continue
+                    regular = entry.is_file(follow_symlinks=False)
                 except OSError:
                     continue
                 if not rel:
                     continue  # files directly in the root belong to nobody
+                if not regular:
+                    # a symlink, FIFO or device named like a source file: never read, but counted
+                    if classify(self.rules, child)[0] is not None:
+                        self.metrics.skipped.labels("not_regular").inc()
+                    continue
                 ident, reason = classify(self.rules, child)
                 if ident is None:
                     if reason != "extension":

@@ -1,0 +1,156 @@
+"""The student as the attacker of filemon: their workspace folder is theirs to fill with anything. filemon
+reads it as root with DAC_READ_SEARCH, so whatever it stores must come from inside that student's own
+folder, and nothing a student puts there may block it, crash it or go uncounted. Real inotify, the real
+filemon and the real backend."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from integration.filemon.harness import (
+    by_path,
+    metric,
+    new_student,
+    running_filemon,
+    sha,
+    student_dir,
+    timeline,
+    wait_until,
+)
+
+from support.backend import run_backend
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory):
+    with run_backend(tmp_path_factory.mktemp("backend")) as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    return tmp_path_factory.mktemp("workspace")
+
+
+@pytest.fixture(scope="module")
+def outside(tmp_path_factory):
+    """A secret outside every student's folder, as /etc/shadow or filemon's own environment would be."""
+    d = tmp_path_factory.mktemp("outside")
+    (d / "secret.c").write_bytes(b"INGEST_TOKEN=hunter2\n")
+    return d
+
+
+@pytest.fixture(scope="module")
+def agent(backend, ws, tmp_path_factory):
+    with running_filemon(ws, tmp_path_factory.mktemp("state"), backend, extra=["--debounce", "0.3"]) as a:
+        yield a
+
+
+def contents_stored(backend, student) -> set[bytes]:
+    """Every content the backend holds for one student's saves, read back through the API."""
+    out = set()
+    with backend.client("read") as http:
+        for ev in timeline(backend, student):
+            if ev["type"] == "file.save" and ev["sha256"]:
+                r = http.get(f"/api/v1/snapshots/{ev['sha256']}")
+                if r.status_code == 200:
+                    out.add(r.content)
+    return out
+
+
+def settle(backend, student, marker_dir, name=b"marker"):
+    """Save a marker file and wait for it: everything the student did before has been handled by then."""
+    data = name + b" " + str(time.monotonic_ns()).encode() + b"\n"
+    (marker_dir / "marker.c").write_bytes(data)
+    wait_until(lambda: any(e.get("sha256") == sha(data) for e in timeline(backend, student)), 20, message="marker")
+
+
+def test_symlinks_to_files_outside_the_folder_are_never_read(backend, ws, agent, outside):
+    st = new_student()
+    d = student_dir(ws, st) / "hw1"
+    d.mkdir(parents=True)
+    os.symlink(outside / "secret.c", d / "a.c")
+    os.symlink("/proc/self/environ", d / "env.c")  # filemon's own environment holds its token
+    os.symlink(d / "a.c", d / "loop.c")  # a chain of links
+    settle(backend, st, d)
+    assert not any(b"hunter2" in c or b"WATCHER_" in c for c in contents_stored(backend, st))
+    assert set(by_path(timeline(backend, st), "file.save")) == {"marker.c"}
+    assert metric(agent, "filemon_files_skipped_total", {"reason": "not_regular"}) >= 3
+
+
+def test_a_folder_swapped_for_a_symlink_to_a_classmate_is_not_read_through(backend, ws, agent):
+    me, classmate = new_student(), new_student()
+    mine, theirs = student_dir(ws, me) / "hw1", student_dir(ws, classmate) / "hw1"
+    (mine / "sub").mkdir(parents=True)
+    theirs.mkdir(parents=True)
+    (theirs / "main.c").write_bytes(b"the classmate's solution\n")
+    (mine / "sub" / "main.c").write_bytes(b"my own attempt\n")
+    wait_until(lambda: by_path(timeline(backend, me), "file.save").get("sub/main.c"), 20, message="my save")
+    # the folder filemon knows becomes a link into the classmate's folder, at once
+    os.rename(mine / "sub", mine / "sub.old")
+    os.symlink(theirs, mine / "sub")
+    settle(backend, me, mine)
+    assert b"the classmate's solution\n" not in contents_stored(backend, me)
+    events = by_path(timeline(backend, me))
+    assert "sub.old/main.c" in events  # the rename is followed as what it is
+
+
+def test_a_link_into_a_classmates_folder_and_a_directory_loop_are_not_followed(backend, ws, agent):
+    me, classmate = new_student(), new_student()
+    mine, theirs = student_dir(ws, me) / "hw1", student_dir(ws, classmate) / "hw1"
+    mine.mkdir(parents=True)
+    theirs.mkdir(parents=True)
+    (theirs / "answer.c").write_bytes(b"the classmate's answer\n")
+    os.symlink(theirs, mine / "peek")
+    os.symlink(mine, mine / "loop")
+    settle(backend, me, mine)
+    assert set(by_path(timeline(backend, me))) == {"marker.c"}
+    assert b"the classmate's answer\n" not in contents_stored(backend, me)
+
+
+def test_special_files_named_like_sources_neither_block_nor_stop_filemon(backend, ws, agent):
+    st = new_student()
+    d = student_dir(ws, st) / "hw1"
+    d.mkdir(parents=True)
+    os.mkfifo(d / "pipe.c")  # opening a FIFO for reading would block forever
+    os.mknod(d / "null.c", 0o600 | 0o020000, os.makedev(1, 3))  # /dev/null as a character device
+    settle(backend, st, d)  # filemon is still working
+    assert set(by_path(timeline(backend, st))) == {"marker.c"}
+    assert metric(agent, "filemon_files_skipped_total", {"reason": "not_regular"}) >= 2
+
+
+def test_a_hardlink_to_a_file_outside_is_at_most_the_students_own_link(backend, ws, agent, outside):
+    # A hard link is a real file in the student's folder: filemon cannot tell it from a copy. Making one
+    # needs the target on the same filesystem and visible in the student's pod, where only their own folder
+    # is mounted (docs/security.md): here the test makes one the student could not.
+    st = new_student()
+    d = student_dir(ws, st) / "hw1"
+    d.mkdir(parents=True)
+    try:
+        os.link(outside / "secret.c", d / "hard.c")
+    except OSError as exc:  # another filesystem: the pod could not make it either
+        pytest.skip(f"no hard link across these folders: {exc}")
+    settle(backend, st, d)
+    assert "hard.c" in by_path(timeline(backend, st), "file.save")  # recorded as the student's own file
+
+
+def test_odd_names_are_recorded_or_counted_never_fatal(backend, ws, agent):
+    st = new_student()
+    d = student_dir(ws, st) / "hw1"
+    d.mkdir(parents=True)
+    (d / "new\nline.c").write_bytes(b"a\n")
+    (d / os.fsdecode(b"bad\xffutf8.c")).write_bytes(b"b\n")
+    (d / ("x" * 253 + ".c")).write_bytes(b"c\n")
+    deep = d
+    for i in range(200):
+        deep = deep / "d"
+    os.makedirs(deep)
+    (deep / "deep.c").write_bytes(b"d\n")
+    settle(backend, st, d)
+    saved = set(by_path(timeline(backend, st), "file.save"))
+    assert {"new\nline.c", "x" * 253 + ".c", "marker.c"} <= saved
+    assert "/".join(["d"] * 200) + "/deep.c" in saved or metric(
+        agent, "filemon_files_skipped_total", {"reason": "path_too_long"}
+    )
