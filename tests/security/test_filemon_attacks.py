@@ -144,7 +144,7 @@ def test_odd_names_are_recorded_or_counted_never_fatal(backend, ws, agent):
     (d / os.fsdecode(b"bad\xffutf8.c")).write_bytes(b"b\n")
     (d / ("x" * 253 + ".c")).write_bytes(b"c\n")
     deep = d
-    for i in range(200):
+    for _ in range(200):
         deep = deep / "d"
     os.makedirs(deep)
     (deep / "deep.c").write_bytes(b"d\n")
