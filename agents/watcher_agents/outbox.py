@@ -20,7 +20,9 @@ for the whole batch (all or nothing) rather than growing without limit. A full d
 ``OutboxDiskFull``; both are ``OutboxUnavailable``: the caller counts it, keeps running and retries later.
 
 Events the backend rejected *permanently* (HTTP 422 with a rejection naming the event) move to a
-dead-letter table, kept for inspection, counted, and never retried.
+dead-letter table, kept for inspection, counted, and never retried by themselves: ``watcher outbox
+dead-letters list|requeue`` shows them and puts them back in the queue (after the backend is fixed or
+upgraded), so nothing dead-lettered is lost.
 """
 
 from __future__ import annotations
@@ -202,10 +204,21 @@ class Outbox:
     def wait_for_events(self, timeout: float) -> bool:
         """Block until the outbox holds something (True) or ``timeout`` passes (False)."""
         with self._not_empty:
+            if self._depth <= 0:
+                self._recount()  # events requeued by `watcher outbox` (another process) count too
             if self._depth > 0:
                 return True
             self._not_empty.wait(timeout)
+            if self._depth <= 0:
+                self._recount()
             return self._depth > 0
+
+    def _recount(self) -> None:
+        """The counters from the table (cheap here: only called when the outbox is believed empty)."""
+        self._check_open()
+        count, total = self._conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
+        self._depth, self._bytes = int(count), int(total)
+        self._dead = int(self._conn.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0])
 
     def ack(self, rowids: Iterable[int]) -> int:
         """Remove delivered events. Returns how many were removed (unknown ids are ignored)."""
@@ -266,6 +279,34 @@ class Outbox:
             self._dead = min(self._dead + 1, self.max_dead_letters)
             log.warning("dead-lettered event %s: %s", event_id, error)
             return True
+
+    def requeue_dead_letters(self, event_ids: Iterable[str] | None = None) -> int:
+        """Move dead letters (all, or those with these event ids) back into the queue, oldest first, for
+        another try: e.g. after the backend was upgraded to know their type. Returns how many moved."""
+        with self._lock:
+            self._check_open()
+            where, params = "", []
+            if event_ids is not None:
+                params = list(event_ids)
+                if not params:
+                    return 0
+                where = f" WHERE event_id IN ({','.join('?' * len(params))})"
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                moved = self._conn.execute(
+                    "INSERT INTO outbox (event_id, body, size, enqueued_at) SELECT event_id, body, "
+                    f"length(CAST(body AS BLOB)), enqueued_at FROM dead_letters{where} ORDER BY id",
+                    params,
+                ).rowcount
+                self._conn.execute(f"DELETE FROM dead_letters{where}", params)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+            self._recount()
+            if moved:
+                self._not_empty.notify_all()
+            return int(moved)
 
     def dead_letters(self, limit: int = 100) -> list[dict]:
         """The most recent dead letters: event_id, event, error, dead_at."""

@@ -104,6 +104,7 @@ class Sender:
         self.url = backend_url.rstrip("/") + EVENTS_PATH
         self.batch_size = max(1, min(batch_size, wire.MAX_BATCH_EVENTS))
         self._current_batch = self.batch_size
+        self._ignored_logged = False  # unknown fields are logged once: the cause is one version skew
         self.max_batch_bytes = max_batch_bytes
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -283,6 +284,14 @@ class Sender:
             rowid, event = batch[index]
             if self.outbox.dead_letter(rowid, error):
                 self.metrics.dead_letters.inc()
+        if result.ignored and not self._ignored_logged:
+            fields = sorted({f for i in result.ignored for f in i.fields})
+            log.warning(
+                "the backend stored %d events without fields it does not know (%s): upgrade the backend to keep them",
+                len(result.ignored),
+                ", ".join(fields[:20]),
+            )
+            self._ignored_logged = True
         acked = [rowid for i, (rowid, _) in enumerate(batch) if i not in rejected]
         self.outbox.ack(acked)
         self.metrics.batches.inc()

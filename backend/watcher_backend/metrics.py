@@ -56,6 +56,11 @@ class Metrics:
         self.db_errors = Counter(
             "watcher_database_errors_total", "Requests answered 503 because the database failed", registry=self.registry
         )
+        self.fields_ignored = Counter(
+            "watcher_events_unknown_fields_total",
+            "Stored events that carried fields this backend does not know (from a newer agent), stored without them",
+            registry=self.registry,
+        )
         self.legacy_tokenless_reads = Counter(
             "watcher_legacy_tokenless_reads_total",
             "Old-API reads accepted without a token from WATCHER_LEGACY_READS_FROM (the platform)",

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("watcher_local.status", "show what a running backend has stored and which agents report"),
     "export": ("watcher_backend.export.cli", "export research datasets (ProgSnap2)"),
     "import": ("watcher_backend.legacy_import", "bring the old Watcher's data over (its database and snapshot folder)"),
+    "outbox": ("watcher_agents.outbox_cli", "an agent's outbox: what waits, what was refused; requeue dead letters"),
     "notebook": ("watcher_core.notebook_cli", "the IPython hook for notebook cell runs, and students' tokens for it"),
 }
 # The pyproject extra that brings each command's dependencies (each image installs only its own); None: the
@@ -37,6 +38,7 @@ EXTRAS: dict[str, str | None] = {
     "status": "all",
     "export": "backend",
     "import": "backend",
+    "outbox": "agents",
     "notebook": None,
 }
 

@@ -12,6 +12,8 @@ Rules every event follows:
 * ``timestamp`` is RFC 3339 with an offset; it is normalised to UTC. A naive time is rejected
   (the old system guessed time zones and was off by nine hours).
 * Every path field is relative to the assignment folder, without ``..`` (see identity.check_relative_path).
+* A field this version does not know (sent by a newer agent) is accepted and not stored; the answer lists
+  it (``BatchResult.ignored``), so an upgrade in the wrong order loses a field, never the event.
 """
 
 from __future__ import annotations
@@ -97,7 +99,8 @@ Arg = Annotated[str, Field(max_length=MAX_ARG_LENGTH)]
 class _Event(BaseModel):
     """Fields common to every event."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # extra="allow": unknown fields land in __pydantic_extra__, which nothing stores (see unknown_fields).
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     event_id: EventId
     timestamp: UtcTime = Field(description="When it happened (RFC 3339 with offset; stored as UTC)")
@@ -108,6 +111,11 @@ class _Event(BaseModel):
     student_id: StudentId
     assignment: Assignment
     path: RelPath = Field(description="Path relative to the assignment folder ('.' = the folder itself)")
+
+    @property
+    def unknown_fields(self) -> list[str]:
+        """Fields this version of the wire format does not know (from a newer agent): not stored."""
+        return sorted(self.__pydantic_extra__ or ())
 
     @property
     def student(self) -> identity.Student:
@@ -304,12 +312,19 @@ class Rejection(BaseModel):
     error: str = Field(description="Which field is wrong and why")
 
 
+class Ignored(BaseModel):
+    index: int = Field(description="Position of the event in the posted array")
+    event_id: str
+    fields: list[str] = Field(description="Fields this backend does not know: the event was stored without them")
+
+
 class BatchResult(BaseModel):
     """The answer to ``POST /api/v1/events``. Rejected events are not stored; the others are."""
 
     accepted: int = Field(description="Events newly stored")
     duplicates: int = Field(description="Events whose event_id was already stored (no change)")
     rejected: list[Rejection] = Field(default_factory=list)
+    ignored: list[Ignored] = Field(default_factory=list, description="Stored events that carried unknown fields")
 
 
 # ----------------------------------------------------------------------- snapshot garbage collection

@@ -110,6 +110,21 @@ def _check_count(n: int) -> None:
         )
 
 
+_LOGGED_UNKNOWN: set[str] = set()  # unknown field names already logged (once each, bounded)
+
+
+def _ignored_fields(size: int, valid: list[wire.Event], rejected: list[wire.Rejection]) -> list[wire.Ignored]:
+    """Stored events with fields this version does not know, by their index in the batch."""
+    if not any(ev.__pydantic_extra__ for ev in valid):
+        return []
+    bad = {r.index for r in rejected}
+    return [
+        wire.Ignored(index=i, event_id=ev.event_id, fields=ev.unknown_fields[:50])
+        for i, ev in zip((i for i in range(size) if i not in bad), valid)
+        if ev.unknown_fields
+    ]
+
+
 def only_cells_of(
     student: identity.Student, size: int, valid: list[wire.Event], rejected: list[wire.Rejection]
 ) -> tuple[list[wire.Event], list[wire.Rejection]]:
@@ -172,7 +187,18 @@ def _store_batch(
                 metrics.events.labels(t, "accepted").inc(n)
             for t, n in result.duplicates_by_type.items():
                 metrics.events.labels(t, "duplicate").inc(n)
-    answer = wire.BatchResult(accepted=accepted, duplicates=duplicates, rejected=rejected)
+    ignored = _ignored_fields(size, valid, rejected)
+    if ignored:
+        metrics.fields_ignored.inc(len(ignored))
+        names = sorted({f for i in ignored for f in i.fields})
+        if not set(names) <= _LOGGED_UNKNOWN:
+            _LOGGED_UNKNOWN.update(names[:100])
+            log.warning(
+                "events carry fields this backend does not know, stored without them: %s (a newer agent? "
+                "upgrade the backend first)",
+                ", ".join(names[:20]),
+            )
+    answer = wire.BatchResult(accepted=accepted, duplicates=duplicates, rejected=rejected, ignored=ignored)
     if rejected:
         log.info(
             "batch of %d: %d accepted, %d duplicates, %d rejected (first: #%d %s)",
@@ -184,4 +210,5 @@ def _store_batch(
             rejected[0].error[:200],
         )
     status = 422 if size and not valid else 200
-    return JSONResponse(answer.model_dump(mode="json"), status_code=status)
+    # `ignored` only when there is something to say: the answer keeps the shape older clients know
+    return JSONResponse(answer.model_dump(mode="json", exclude={"ignored"} if not ignored else None), status_code=status)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from support.backend import wire_event
+from support.backend import run_backend, wire_event
 from watcher_core import snapshots, wire
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -140,7 +140,6 @@ BAD_EVENTS = {
     "dot-dot path": ({"path": "../other/main.c"}, "path"),
     "unknown type": ({"type": "file.rename"}, "type"),
     "naive timestamp": ({"timestamp": "2026-03-02T09:00:00"}, "timestamp"),
-    "extra field": ({"colour": "blue"}, "colour"),
     "student id with dash": ({"student_id": "2024-01"}, "student_id"),
     "negative size": ({"size": -1}, "size"),
     "bad sha256": ({"sha256": "XYZ"}, "sha256"),
@@ -503,3 +502,26 @@ def test_metrics_use_route_templates_and_count_events(backend, ident):
     assert re.search(r'http_requests_total\{endpoint="/api/v1/events",http_status="413",method="POST"\} \d', text)
     assert re.search(r'watcher_events_ingested_total\{result="accepted",type="file.save"\} \d', text)
     assert re.search(r'watcher_events_ingested_total\{result="rejected",type="file.save"\} \d', text)
+
+
+def test_a_newer_agents_unknown_fields_are_stored_without_them_and_listed(tmp_path):
+    # An agent upgraded before the backend sends a field this backend does not know: the event is kept
+    # (never dead-lettered for good), the field is not, and the answer says which.
+    with run_backend(tmp_path) as backend:
+        newer = wire_event("process.run", exit_reason="oom", cgroup_memory_peak=123)
+        plain = wire_event()
+        r = backend.post_events([plain, newer])
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["accepted"] == 2 and body["rejected"] == []
+        assert body["ignored"] == [
+            {"index": 1, "event_id": newer["event_id"], "fields": ["cgroup_memory_peak", "exit_reason"]}
+        ]
+        with backend.client("read") as http:
+            events = http.get("/api/v1/courses/os/sections/1/assignments/hw1/students/202400001/timeline").json()[
+                "events"
+            ]
+            assert {e["event_id"] for e in events} >= {plain["event_id"], newer["event_id"]}
+            assert not any("exit_reason" in e for e in events)
+            assert "watcher_events_unknown_fields_total 1.0" in http.get("/metrics").text
+        assert "exit_reason" in backend.logs() and "upgrade the backend first" in backend.logs()

@@ -34,6 +34,8 @@ COMMAND_SECTIONS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("export", "progsnap2"): ("`watcher export progsnap2`",),
     ("import", "legacy"): ("`watcher import legacy`",),
     ("notebook", "token"): ("`watcher notebook`", "The notebook hook"),
+    ("outbox", "dead-letters", "list"): ("`watcher outbox`",),
+    ("outbox", "dead-letters", "requeue"): ("`watcher outbox`",),
 }
 
 _ENV_LITERAL = re.compile(r"""["'](WATCHER_[A-Z0-9_]+)["']""")
