@@ -163,7 +163,7 @@ def check_peering(settings: OperatorSettings, crd_exists: Callable[[str], bool])
 def _crd_exists(name: str, kubeconfig: str | None) -> bool:
     from watcher_operator.kubeapi import Kube, load_config  # late, like kopf: the client is slow to import
 
-    api = load_config(kubeconfig)  # the credentials the reconciler uses (handlers.reconciler)
+    api = load_config(kubeconfig)  # the credentials the reconciler uses (handlers.register)
     try:
         return Kube(api, timeout=PEERING_CHECK_TIMEOUT).crd_exists(name)
     finally:
@@ -259,13 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # handlers.py reads these when it is imported (the timer interval is fixed at registration):
-    # hand over the checked values, flag included.
-    os.environ["WATCHER_OPERATOR_RESYNC_SECONDS"] = repr(settings.resync_seconds)
-    os.environ["WATCHER_OPERATOR_RETRY_SECONDS"] = repr(settings.retry_seconds)
     if args.kubeconfig:
-        os.environ["KUBECONFIG"] = args.kubeconfig
-        os.environ["WATCHER_OPERATOR_KUBECONFIG"] = args.kubeconfig
+        os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's own login reads it
 
     priority = settings.priority if settings.priority is not None else random.randint(1, 2**31 - 1)
 
@@ -273,10 +268,18 @@ def main(argv: list[str] | None = None) -> int:
 
     import kopf  # imported late: `watcher operator --help` stays fast
 
-    from watcher_operator import handlers  # noqa: F401  (registers the handlers)
+    from watcher_operator import handlers
 
+    registry = kopf.OperatorRegistry()
+    handlers.register(
+        registry,
+        handlers.HandlerConfig(
+            resync_seconds=settings.resync_seconds, retry_seconds=settings.retry_seconds, kubeconfig=args.kubeconfig
+        ),
+    )
     try:
         kopf.run(
+            registry=registry,
             clusterwide=settings.all_namespaces,
             namespaces=settings.namespaces,
             standalone=settings.standalone,

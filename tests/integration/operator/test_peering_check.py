@@ -105,7 +105,6 @@ def kopf_run(monkeypatch):
         "WATCHER_OPERATOR_RESYNC_SECONDS",
         "WATCHER_OPERATOR_RETRY_SECONDS",
         "KUBECONFIG",
-        "WATCHER_OPERATOR_KUBECONFIG",
     ):
         monkeypatch.setenv(name, "60" if "SECONDS" in name else "")
     calls: list[dict] = []

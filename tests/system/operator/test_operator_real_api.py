@@ -544,7 +544,7 @@ def test_notebooks_get_the_hook_config_a_key_kept_across_reconciles_and_a_warnin
     secret = wait_for(lambda: kube.get("v1", "Secret", namespace, "watcher-notebook-key"), 30, "key Secret")
     key = base64.b64decode(secret["data"]["notebook-key"]).decode()
     assert len(key) >= 32
-    deploy = kube.get("apps/v1", "Deployment", namespace, "watcher-backend")
+    deploy = wait_for(lambda: kube.get("apps/v1", "Deployment", namespace, "watcher-backend"), 30, "backend")
     env = {e["name"]: e for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["WATCHER_NOTEBOOK_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "watcher-notebook-key"
     # the NetworkPolicy would drop the kernels' posts: said in the conditions, not silently
