@@ -211,4 +211,6 @@ def _store_batch(
         )
     status = 422 if size and not valid else 200
     # `ignored` only when there is something to say: the answer keeps the shape older clients know
-    return JSONResponse(answer.model_dump(mode="json", exclude={"ignored"} if not ignored else None), status_code=status)
+    return JSONResponse(
+        answer.model_dump(mode="json", exclude={"ignored"} if not ignored else None), status_code=status
+    )

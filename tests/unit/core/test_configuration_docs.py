@@ -34,6 +34,8 @@ COMMAND_SECTIONS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("export", "progsnap2"): ("`watcher export progsnap2`",),
     ("import", "legacy"): ("`watcher import legacy`",),
     ("notebook", "token"): ("`watcher notebook`", "The notebook hook"),
+    ("db", "backup"): ("`watcher db`",),
+    ("db", "restore"): ("`watcher db`",),
     ("outbox", "dead-letters", "list"): ("`watcher outbox`",),
     ("outbox", "dead-letters", "requeue"): ("`watcher outbox`",),
 }
