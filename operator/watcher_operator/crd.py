@@ -441,13 +441,25 @@ def _condition_schema() -> dict:
     return {
         "type": "object",
         "required": ["type", "status"],
+        "description": "One aspect of the state, per the Kubernetes API conventions (docs/operator.md, Status).",
         "properties": {
-            "type": {"type": "string"},
-            "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
-            "observedGeneration": {"type": "integer", "format": "int64"},
-            "lastTransitionTime": {"type": "string", "format": "date-time"},
-            "reason": {"type": "string"},
-            "message": {"type": "string"},
+            "type": {"type": "string", "description": "Ready, Progressing or Degraded."},
+            "status": {"type": "string", "enum": ["True", "False", "Unknown"], "description": "Whether it holds."},
+            "observedGeneration": {
+                "type": "integer",
+                "format": "int64",
+                "description": "The metadata.generation of the spec this condition describes.",
+            },
+            "lastTransitionTime": {
+                "type": "string",
+                "format": "date-time",
+                "description": "When status last changed.",
+            },
+            "reason": {
+                "type": "string",
+                "description": "Why, as one CamelCase word (e.g. CredentialsSecretMissing, DaemonSetNotReady).",
+            },
+            "message": {"type": "string", "description": "Why, in words: what is wrong and what to do."},
         },
     }
 
@@ -455,7 +467,12 @@ def _condition_schema() -> dict:
 def _component_status() -> dict:
     return {
         "type": "object",
-        "properties": {"ready": {"type": "integer"}, "desired": {"type": "integer"}, "enabled": {"type": "boolean"}},
+        "description": "Pods of one component.",
+        "properties": {
+            "ready": {"type": "integer", "description": "Pods ready."},
+            "desired": {"type": "integer", "description": "Pods wanted."},
+            "enabled": {"type": "boolean", "description": "Whether the spec runs this component."},
+        },
     }
 
 
@@ -464,9 +481,14 @@ def status_schema() -> dict:
         "type": "object",
         "description": "Observed state, written by the operator.",
         "properties": {
-            "observedGeneration": {"type": "integer", "format": "int64"},
+            "observedGeneration": {
+                "type": "integer",
+                "format": "int64",
+                "description": "The metadata.generation the operator last reconciled.",
+            },
             "conditions": {
                 "type": "array",
+                "description": "Ready, Progressing and Degraded, one each.",
                 "items": _condition_schema(),
                 "x-kubernetes-list-type": "map",
                 "x-kubernetes-list-map-keys": ["type"],
@@ -476,16 +498,24 @@ def status_schema() -> dict:
             "procmon": {"type": "string", "description": "ready/desired procmon pods"},
             "components": {
                 "type": "object",
+                "description": "Ready and desired pods per component, as numbers.",
                 "properties": {
                     "backend": _component_status(),
                     "filemon": _component_status(),
                     "procmon": _component_status(),
                 },
             },
-            "backendURL": {"type": "string"},
-            "tokensSecretName": {"type": "string"},
+            "backendURL": {"type": "string", "description": "The backend's address inside the cluster."},
+            "tokensSecretName": {
+                "type": "string",
+                "description": "The Secret holding the ingest, read and admin tokens.",
+            },
             # kopf keeps its handler progress here; without this the API server would prune it.
-            "kopf": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+            "kopf": {
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": True,
+                "description": "kopf's handler progress (internal).",
+            },
         },
     }
 
@@ -497,6 +527,19 @@ def printer_columns() -> list[dict]:
         {"name": "Filemon", "type": "string", "jsonPath": ".status.filemon"},
         {"name": "Procmon", "type": "string", "jsonPath": ".status.procmon"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        # kubectl get wd -o wide: why it is not Ready, without kubectl describe
+        {
+            "name": "Reason",
+            "type": "string",
+            "priority": 1,
+            "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+        },
+        {
+            "name": "Message",
+            "type": "string",
+            "priority": 1,
+            "jsonPath": '.status.conditions[?(@.type=="Ready")].message',
+        },
     ]
 
 

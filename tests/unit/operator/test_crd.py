@@ -69,7 +69,7 @@ def test_crd_is_what_kubernetes_1_20_accepts():
     assert "x-kubernetes-validations" not in text  # CEL needs 1.25+
     version = c["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
-    assert [col["name"] for col in version["additionalPrinterColumns"]] == [
+    assert [col["name"] for col in version["additionalPrinterColumns"] if not col.get("priority")] == [
         "Ready",
         "Backend",
         "Filemon",
@@ -167,3 +167,30 @@ def test_every_spec_field_is_documented():
     doc = (ROOT / "docs" / "operator.md").read_text()
     missing = [p for p in _field_paths(crd.spec_schema()) if f"`{p}`" not in doc]
     assert missing == []
+
+
+def _undescribed(schema: dict, path: str) -> list[str]:
+    out = [] if schema.get("description") else [path]
+    for key, sub in (schema.get("properties") or {}).items():
+        out += _undescribed(sub, f"{path}.{key}")
+    if "items" in schema:
+        out += _undescribed(schema["items"], f"{path}[]")
+    return out
+
+
+def test_every_status_field_is_described_for_kubectl_explain():
+    # kubectl explain wd.status.conditions.reason printed nothing before
+    assert _undescribed(crd.status_schema(), "status") == []
+
+
+def test_kubectl_get_wide_shows_why_it_is_not_ready():
+    wide = {c["name"]: c for c in crd.printer_columns() if c.get("priority") == 1}
+    assert set(wide) == {"Reason", "Message"}
+    assert all('?(@.type=="Ready")' in c["jsonPath"] for c in wide.values())
+    assert [c["name"] for c in crd.printer_columns() if not c.get("priority")] == [
+        "Ready",
+        "Backend",
+        "Filemon",
+        "Procmon",
+        "Age",
+    ]  # the guide's columns stay first
