@@ -20,7 +20,6 @@ Usage in an agent's ``cli.py``::
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import re
 import socket
@@ -32,7 +31,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from watcher_agents import outbox as outbox_mod
-from watcher_core import identity
+from watcher_core import identity, logs
 
 T = TypeVar("T")
 
@@ -413,19 +412,14 @@ def fail(exc: Exception, agent: str) -> int:
     return 2
 
 
-def setup_logging(level: str, agent: str) -> None:
-    """One line per record on stderr (kubectl logs); no files to rotate on a shared volume."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter(f"%(asctime)s %(levelname)s {agent} %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S%z")
-    )
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
+def setup_logging(level: str, agent: str, env: Mapping[str, str] | None = None) -> None:
+    """One line per record on stderr (kubectl logs), text or JSON (WATCHER_LOG_FORMAT); no files to rotate
+    on a shared volume. ConfigError naming the variable for a bad format."""
+    try:
+        fmt = logs.log_format(os.environ if env is None else env)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    logs.setup(level, agent, fmt)
 
 
 def describe(settings: AgentSettings) -> dict[str, Any]:

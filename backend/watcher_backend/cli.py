@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+from watcher_core import logs
+
 from .settings import LOG_LEVELS, SettingsError, from_env
 
 DESCRIPTION = """\
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"watcher backend: bad setting {exc}", file=sys.stderr)
         return 2
 
-    logging.basicConfig(level=settings.log_level, format="%(message)s", stream=sys.stderr)
+    logs.setup(settings.log_level, "backend", settings.log_format)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # migration chatter; failures still show
     if not settings.auth_enabled:
         logging.getLogger("watcher_backend").warning("authentication is OFF (--insecure-no-auth): local use only")
@@ -132,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         port=settings.port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        log_config=None,  # uvicorn's own loggers go through ours (time, level; text or JSON)
         proxy_headers=True,
         lifespan="on",
     )

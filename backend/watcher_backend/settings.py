@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import overload
 
-from watcher_core import cell_tokens, wire
+from watcher_core import cell_tokens, logs, wire
 
 SCOPES = ("ingest", "read", "admin")
 # WATCHER_AUTH: tokens (on), none on loopback only (off), none on any address (off-on-network).
@@ -57,6 +57,7 @@ class Settings:
     # How long `watcher backend` waits for the database to answer at start (it may be starting too).
     database_wait_seconds: float = 30.0
     log_level: str = "INFO"
+    log_format: str = "text"  # WATCHER_LOG_FORMAT: text or json (watcher_core.logs)
     # Sources whose requests *without* a token may read the old platform API (its GETs only; never a write,
     # /api/v1 or admin): the JCode platform backend sends no token and has no setting for one. Empty (the
     # default): tokens everywhere. The operator sets it from spec.platform (docs/security.md: trust model).
@@ -195,8 +196,18 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         log_level=(env.get("WATCHER_LOG_LEVEL", "").strip() or defaults.log_level).upper(),
         database_wait_seconds=_float(env, "WATCHER_DATABASE_WAIT_SECONDS", defaults.database_wait_seconds),
         legacy_reads_from=legacy_reads_from,
+        log_format=_log_format(env),
         notebook_key=read_secret(env, "WATCHER_NOTEBOOK_KEY"),
     )
+
+
+def _log_format(env: Mapping[str, str]) -> str:
+    try:
+        return logs.log_format(env)
+    except ValueError:
+        raise SettingsError(
+            logs.FORMAT_ENV, f"must be one of {', '.join(logs.FORMATS)}, got {env.get(logs.FORMAT_ENV)!r}"
+        ) from None
 
 
 def is_loopback(host: str) -> bool:

@@ -18,6 +18,8 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from watcher_core import logs
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_PEERING = "watcher-operator"
 DEFAULT_RESYNC_SECONDS = 60.0
@@ -258,7 +260,12 @@ def main(argv: list[str] | None = None) -> int:
             "watcher operator: choose --namespace NS or --all-namespaces (or set WATCHER_OPERATOR_NAMESPACE)\n"
         )
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        fmt = logs.log_format(os.environ)
+    except ValueError as exc:
+        sys.stderr.write(f"watcher operator: bad setting {exc}\n")
+        return 2
+    logs.setup(settings.log_level, "operator", fmt)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's own login reads it
 

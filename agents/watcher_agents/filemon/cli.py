@@ -219,9 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = config.resolve(args, agent="filemon")
         fm = resolve_filemon(args)
+        config.setup_logging(settings.log_level, "filemon")
     except config.ConfigError as exc:
         return config.fail(exc, "filemon")
-    config.setup_logging(settings.log_level, "filemon")
     try:
         agent = Filemon(settings, fm)
     except OSError as exc:  # e.g. the metrics port is in use

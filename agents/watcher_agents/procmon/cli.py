@@ -207,9 +207,9 @@ def main(argv: list[str]) -> int:
     try:
         settings = config.resolve(args, agent="procmon")
         ps = resolve_procmon(args)
+        config.setup_logging(settings.log_level, "procmon")
     except config.ConfigError as exc:
         return config.fail(exc, "procmon")
-    config.setup_logging(settings.log_level, "procmon")
     from watcher_agents.runtime import AgentRuntime
 
     try:

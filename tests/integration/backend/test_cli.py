@@ -1,6 +1,7 @@
 """``watcher backend`` as a command: help, bad settings (one line, exit 2), defaults, token files, no-auth mode."""
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -191,3 +192,19 @@ def test_the_body_limit_is_configurable(tmp_path):
         big = [wire_event(path=f"f{i}.c") for i in range(20)]  # about 6 KB of JSON
         r = backend.post_events(big)
         assert r.status_code == 413 and "4096" in r.json()["detail"]
+
+
+def test_log_lines_have_a_time_and_a_level_and_can_be_json(tmp_path):
+    import json
+
+    with run_backend(tmp_path / "text") as backend:
+        line = next(x for x in backend.logs().splitlines() if "Server starting on port" in x)
+    # 2026-12-04T10:00:00+0000 INFO backend watcher_backend: Server starting on port 3000
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} INFO backend ", line), line
+    with run_backend(tmp_path / "json", env={"WATCHER_LOG_FORMAT": "json"}) as backend:
+        records = [json.loads(x) for x in backend.logs().splitlines() if x.startswith("{")]
+    starting = next(r for r in records if r["message"].startswith("Server starting on port"))
+    assert starting["level"] == "INFO" and starting["component"] == "backend" and starting["time"].endswith("+00:00")
+    assert any(r["logger"].startswith("uvicorn") for r in records)  # uvicorn's own lines too
+    r = run_cli([], {**TOKENS, "WATCHER_LOG_FORMAT": "yaml"}, tmp_path)
+    assert r.returncode == 2 and "WATCHER_LOG_FORMAT" in r.stderr and len(r.stderr.strip().splitlines()) == 1

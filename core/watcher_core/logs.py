@@ -1,0 +1,64 @@
+"""One log format for every component: a line per record on stderr (``kubectl logs``), as text or JSON.
+
+``WATCHER_LOG_FORMAT=text`` (default): ``2026-12-04T10:00:00+0000 INFO backend watcher_backend: message``.
+``WATCHER_LOG_FORMAT=json``: ``{"time", "level", "component", "logger", "message"[, "exception"]}`` per
+line, for log collectors (Loki, Elasticsearch) that parse fields instead of text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+FORMAT_ENV = "WATCHER_LOG_FORMAT"
+FORMATS = ("text", "json")
+
+
+def log_format(env: Mapping[str, str]) -> str:
+    """The format ``env`` asks for; ValueError naming the variable for anything else."""
+    value = (env.get(FORMAT_ENV) or "text").strip().lower()
+    if value not in FORMATS:
+        raise ValueError(f"{FORMAT_ENV} must be one of {', '.join(FORMATS)}, got {value!r}")
+    return value
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, component: str) -> None:
+        super().__init__()
+        self.component = component
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "component": self.component,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+def setup(level: str | int, component: str, fmt: str = "text") -> None:
+    """Replace the root handlers with one stderr handler in ``fmt``; quiet the HTTP clients' chatter."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter(component))
+    else:
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s %(levelname)s {component} %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S%z")
+        )
+    handler._watcher_handler = True  # type: ignore[attr-defined]  # ours: replaced when set up again
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        # only our own handler and logging's lastResort-style defaults; a host's (pytest's caplog) stays
+        if getattr(old, "_watcher_handler", False) or type(old) is logging.StreamHandler:
+            root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
