@@ -195,6 +195,12 @@ def spec_schema() -> dict:
             "storageClassName": _name(
                 "Default storage class of every claim the operator creates.", default=DEFAULT_STORAGE_CLASS
             ),
+            "paused": _bool(
+                "Stop reconciling, e.g. while debugging or repairing a child by hand: the operator creates, "
+                "changes and deletes nothing and says so in the Degraded condition (reason Paused) until this "
+                "is false again. Status keeps following the workloads.",
+                False,
+            ),
             "deleteClaimsOnDelete": _bool(
                 "Delete the data claims (backend database, snapshots, a created workspace) together with this "
                 "resource. Default false: deleting a WatcherDeployment never deletes student data.",

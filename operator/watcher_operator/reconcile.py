@@ -114,6 +114,15 @@ class Reconciler:
             for c in (resource.get("status") or {}).get("conditions") or []:
                 if c.get("type") == "Degraded" and c.get("status") == "True":
                     out.previous_degraded = c.get("message", "")
+            if t.spec["paused"]:
+                out.problems.append(
+                    Problem(
+                        "Paused",
+                        "spec.paused is true: the operator creates, changes and deletes nothing until it is false",
+                    )
+                )
+                out.status = self._write_status(t, resource, out.problems)
+                return out
             inputs = self._gather_inputs(t, out)
             if not out.blocking:
                 desired = build_children(resource, inputs)

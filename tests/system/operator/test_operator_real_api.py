@@ -577,3 +577,24 @@ def test_notebooks_get_the_hook_config_a_key_kept_across_reconciles_and_a_warnin
     again = kube.get("v1", "Secret", namespace, "watcher-notebook-key")
     assert base64.b64decode(again["data"]["notebook-key"]).decode() == key
     assert "Traceback" not in op.output()
+
+
+def test_a_paused_resource_is_left_alone_and_says_so_until_resumed(cluster, namespace, kube, run_operator):
+    prepare(cluster, namespace)
+    op = run_operator(namespace, "--standalone")
+    apply(cluster, minimal(namespace))
+    wait_for(lambda: kube.get("v1", "Service", namespace, "watcher-filemon"), 60, "children")
+    apply(cluster, minimal(namespace, paused=True))
+    wait_for(lambda: (condition(kube, namespace, "Degraded") or {}).get("reason") == "Paused", 30, "Paused")
+    # a child removed by hand while paused stays removed (a manual repair is not undone)...
+    handled = op.output().count("Handler 'child_event' succeeded")
+    cluster.kubectl("-n", namespace, "delete", "service", "watcher-filemon")
+    # the operator saw the deletion and ran its reconcile (which, unpaused, recreates the child at once)
+    wait_for(lambda: op.output().count("Handler 'child_event' succeeded") > handled, 30, "the deletion handled")
+    assert "child Service watcher-filemon was deleted" in op.output()
+    assert kube.get("v1", "Service", namespace, "watcher-filemon") is None
+    # ...and comes back once the resource is resumed
+    apply(cluster, minimal(namespace))
+    wait_for(lambda: kube.get("v1", "Service", namespace, "watcher-filemon"), 30, "Service recreated")
+    wait_for(lambda: (condition(kube, namespace, "Degraded") or {}).get("reason") != "Paused", 30, "not Paused")
+    assert "Traceback" not in op.output()
