@@ -57,7 +57,9 @@ class Settings:
     # How long `watcher backend` waits for the database to answer at start (it may be starting too).
     database_wait_seconds: float = 30.0
     log_level: str = "INFO"
-    log_format: str = "text"  # WATCHER_LOG_FORMAT: text or json (watcher_core.logs)
+    # WATCHER_LOG_FORMAT (watcher_core.logs): plain by default, so `kubectl logs` shows the deployment
+    # guide's start-up lines exactly; text adds time, level and component; json for log collectors.
+    log_format: str = "plain"
     # Sources whose requests *without* a token may read the old platform API (its GETs only; never a write,
     # /api/v1 or admin): the JCode platform backend sends no token and has no setting for one. Empty (the
     # default): tokens everywhere. The operator sets it from spec.platform (docs/security.md: trust model).
@@ -203,7 +205,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
 
 def _log_format(env: Mapping[str, str]) -> str:
     try:
-        return logs.log_format(env)
+        return logs.log_format(env, default="plain")
     except ValueError:
         raise SettingsError(
             logs.FORMAT_ENV, f"must be one of {', '.join(logs.FORMATS)}, got {env.get(logs.FORMAT_ENV)!r}"

@@ -1,8 +1,12 @@
-"""One log format for every component: a line per record on stderr (``kubectl logs``), as text or JSON.
+"""One log setup for every component: a line per record on stderr (``kubectl logs``).
 
-``WATCHER_LOG_FORMAT=text`` (default): ``2026-12-04T10:00:00+0000 INFO backend watcher_backend: message``.
-``WATCHER_LOG_FORMAT=json``: ``{"time", "level", "component", "logger", "message"[, "exception"]}`` per
-line, for log collectors (Loki, Elasticsearch) that parse fields instead of text.
+``WATCHER_LOG_FORMAT``:
+
+* ``text``: ``2026-12-04T10:00:00+0000 INFO filemon watcher_agents.filemon: message`` (the agents' and the
+  operator's default);
+* ``plain``: the message alone (the backend's default: the deployment guide's start-up lines, exactly);
+* ``json``: ``{"time", "level", "component", "logger", "message"[, "exception"]}`` per line, for log
+  collectors (Loki, Elasticsearch) that parse fields instead of text.
 """
 
 from __future__ import annotations
@@ -14,12 +18,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 FORMAT_ENV = "WATCHER_LOG_FORMAT"
-FORMATS = ("text", "json")
+FORMATS = ("text", "plain", "json")
 
 
-def log_format(env: Mapping[str, str]) -> str:
-    """The format ``env`` asks for; ValueError naming the variable for anything else."""
-    value = (env.get(FORMAT_ENV) or "text").strip().lower()
+def log_format(env: Mapping[str, str], default: str = "text") -> str:
+    """The format ``env`` asks for (else ``default``); ValueError naming the variable for anything else."""
+    value = (env.get(FORMAT_ENV) or default).strip().lower()
     if value not in FORMATS:
         raise ValueError(f"{FORMAT_ENV} must be one of {', '.join(FORMATS)}, got {value!r}")
     return value
@@ -48,6 +52,8 @@ def setup(level: str | int, component: str, fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter(component))
+    elif fmt == "plain":
+        handler.setFormatter(logging.Formatter("%(message)s"))
     else:
         handler.setFormatter(
             logging.Formatter(f"%(asctime)s %(levelname)s {component} %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S%z")

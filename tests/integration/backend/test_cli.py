@@ -197,7 +197,9 @@ def test_the_body_limit_is_configurable(tmp_path):
 def test_log_lines_have_a_time_and_a_level_and_can_be_json(tmp_path):
     import json
 
-    with run_backend(tmp_path / "text") as backend:
+    with run_backend(tmp_path / "plain") as backend:  # the default: the guide's lines, exactly
+        assert f"Server starting on port {backend.port}" in backend.logs().splitlines()
+    with run_backend(tmp_path / "text", env={"WATCHER_LOG_FORMAT": "text"}) as backend:
         line = next(x for x in backend.logs().splitlines() if "Server starting on port" in x)
     # 2026-12-04T10:00:00+0000 INFO backend watcher_backend: Server starting on port 3000
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} INFO backend ", line), line

@@ -168,7 +168,14 @@ def test_every_image_has_its_labels_entrypoint_and_user_and_no_build_tools(image
             assert not any(found[tool] for tool in ("gcc", "cc", "pip", "pip3")), (component, found)
             if component == "filemon":  # a command of another image says which extra it lacks
                 other = pm.run(
-                    tag, "backend", "--insecure-no-auth", "--port", str(free_port()), name="filemon-runs-backend"
+                    tag,
+                    "backend",
+                    "--insecure-no-auth",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(free_port()),
+                    name="filemon-runs-backend",
                 )
                 wait_until(lambda: not other.running(), 30, "watcher backend in the filemon image")
                 assert "pip install 'jcode-watcher[backend]'" in other.logs(), other.logs()
