@@ -117,11 +117,8 @@ class Outbox:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
         self._conn.executescript(_SCHEMA)
-        count, total = self._conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
-        self._depth = int(count)
-        self._bytes = int(total)
-        self._dead = int(self._conn.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0])
         self._closed = False
+        self._recount()
 
     # --- writing -----------------------------------------------------------------------------------
 
@@ -214,7 +211,8 @@ class Outbox:
             return self._depth > 0
 
     def _recount(self) -> None:
-        """The counters from the table (cheap here: only called when the outbox is believed empty)."""
+        """The counters from the tables: at start, and when the outbox is believed empty (cheap then), since
+        `watcher outbox` in another process may have requeued events."""
         self._check_open()
         count, total = self._conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
         self._depth, self._bytes = int(count), int(total)

@@ -123,9 +123,8 @@ def restore(url: str, source: Path, force: bool) -> str:
     if not source.is_file():
         raise DbError(f"no backup at {source}")
     path = _sqlite_path(url)
-    if path is not None and not path.exists():
-        pass  # a new database: nothing to protect
-    elif _has_events(url) and not force:
+    new_sqlite_file = path is not None and not path.exists()  # nothing there to protect
+    if not new_sqlite_file and not force and _has_events(url):
         raise DbError("the database already holds events; restore into a new one, or add --force to replace it")
     if path is None:
         _run(

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import ValidationError
 
@@ -44,6 +45,7 @@ PROG = "watcher import legacy"
 DEFAULT_DATABASE_URL = "sqlite:///data/watcher.db"
 DEFAULT_SNAPSHOT_DIR = "data/snapshots"
 NODE, SOURCE = "legacy-import", "import"
+E = TypeVar("E")  # _valid returns the model it was given
 BATCH = 1000
 # The old filemon took the file name's time after reading the file, the database's before.
 MATCH_WINDOW = timedelta(seconds=2)
@@ -218,14 +220,7 @@ def _kst(value: object) -> datetime:
         raise BadRow("timestamp is out of range") from None
 
 
-def _valid(make: Callable[[], wire.Event]) -> wire.Event:
-    try:
-        return make()
-    except ValidationError as exc:
-        raise BadRow(wire.describe_error(exc).split(";")[0].split(":")[0] + " is invalid") from None
-
-
-def _valid_save(make: Callable[[], wire.FileSave]) -> wire.FileSave:
+def _valid(make: Callable[[], E]) -> E:
     try:
         return make()
     except ValidationError as exc:
@@ -252,7 +247,7 @@ def snapshot_events(row: dict, folder: Folder, report: Report) -> wire.Event:
     size = row["file_size"]
     if not isinstance(size, int) or size < 0:
         raise BadRow("file_size is not a size")
-    event = _valid_save(lambda: legacy_store.snapshot_event(scope, path, when, size))
+    event = _valid(lambda: legacy_store.snapshot_event(scope, path, when, size))
     data = folder.take((class_div, hw, sid, str(row["filename"])), when, size)
     return _with_content(event, data, folder, report)
 
@@ -293,7 +288,7 @@ def disk_only_event(key: tuple[str, str, str, str], f: FolderFile, folder: Folde
         raise BadRow("folder name is not a path in the assignment") from None
     data = f.path.read_bytes()
     report.disk_only += 1
-    event = _valid_save(lambda: legacy_store.snapshot_event(scope, path, f.time, len(data)))
+    event = _valid(lambda: legacy_store.snapshot_event(scope, path, f.time, len(data)))
     return _with_content(event, data, folder, report)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import overload
 
-from watcher_core import cell_tokens, logs, wire
+from watcher_core import cell_tokens, logs, secret_settings, wire
 
 SCOPES = ("ingest", "read", "admin")
 # WATCHER_AUTH: tokens (on), none on loopback only (off), none on any address (off-on-network).
@@ -155,19 +155,11 @@ def read_token(env: Mapping[str, str], scope: str) -> str | None:
 
 
 def read_secret(env: Mapping[str, str], name: str) -> str | None:
-    """A secret from ``name`` or from the file named by ``name_FILE`` (a mounted Kubernetes Secret)."""
-    value = env.get(name)
-    file_name = env.get(name + "_FILE")
-    if value and file_name:
-        raise SettingsError(name, f"set either {name} or {name}_FILE, not both")
-    if file_name:
-        try:
-            value = Path(file_name).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise SettingsError(name + "_FILE", f"cannot read {file_name}: {exc.strerror}") from None
-        if not value:
-            raise SettingsError(name + "_FILE", f"{file_name} is empty")
-    return value.strip() if value else None
+    """A secret from ``name`` or from the file named by ``name_FILE`` (watcher_core.secret_settings)."""
+    try:
+        return secret_settings.read_secret(env, name)
+    except secret_settings.SecretSettingError as exc:
+        raise SettingsError(exc.setting, exc.message) from None
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:

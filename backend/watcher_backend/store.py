@@ -38,25 +38,25 @@ FILE_TYPES = (wire.FILE_SAVE, wire.FILE_DELETE, wire.FILE_TOO_LARGE)
 # Every column but the row id, in table order; each event type fills its common fields, its own fields
 # (wire.type_fields) and duration_ms when it has one; the rest stay NULL.
 _COLUMNS = [c.name for c in EVENT.columns if c.name != "id"]
-_TYPE_COLUMNS = {t: wire.type_fields(t) + (("duration_ms",) if wire.has_duration(t) else ()) for t in wire.EVENT_TYPES}
+_WITH_DURATION = frozenset(t for t in wire.EVENT_TYPES if wire.has_duration(t))
+_TYPE_COLUMNS = {t: wire.type_fields(t) + (("duration_ms",) if t in _WITH_DURATION else ()) for t in wire.EVENT_TYPES}
 _known = set(wire.COMMON_FIELDS) | {"type", "received_at"} | {c for cols in _TYPE_COLUMNS.values() for c in cols}
 # One table per fact: a field added to a wire model needs its column in models.Event (and a migration).
 assert _known == set(_COLUMNS), f"models.Event columns differ from the wire fields: {_known ^ set(_COLUMNS)}"
 _DATETIME_COLUMNS = {"timestamp", "received_at", "started_at", "ended_at"}
-_JSON_DUMPS = {f: (lambda v: json.dumps(v, ensure_ascii=False)) for f in wire.JSON_FIELDS}
 
 
 def _values(ev: wire.Event, received_at: Any, to_time) -> dict[str, Any]:
     """Column -> value for one event: its fields as they are, lists as JSON, times through ``to_time``."""
     values = dict(ev.__dict__)  # a pydantic model's field values
+    if ev.type in _WITH_DURATION:
+        started, ended = values["started_at"], values["ended_at"]
+        values["duration_ms"] = (ended - started).total_seconds() * 1000.0 if ended is not None else None
     for name in _DATETIME_COLUMNS.intersection(values):
         values[name] = to_time(values[name])
     for name in wire.JSON_FIELDS.intersection(values):
-        values[name] = _JSON_DUMPS[name](values[name])
+        values[name] = json.dumps(values[name], ensure_ascii=False)
     values["received_at"] = received_at
-    if "ended_at" in values and "started_at" in values:
-        ended = ev.ended_at  # type: ignore[union-attr]  # the types with both fields
-        values["duration_ms"] = (ended - ev.started_at).total_seconds() * 1000.0 if ended is not None else None  # type: ignore[union-attr]
     return values
 
 

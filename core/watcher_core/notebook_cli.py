@@ -14,7 +14,7 @@ import os
 import sys
 from importlib import resources
 
-from watcher_core import cell_tokens, identity
+from watcher_core import cell_tokens, identity, secret_settings
 
 HOOK_FILE = "notebook_hook.py"
 
@@ -22,19 +22,6 @@ HOOK_FILE = "notebook_hook.py"
 def hook_source() -> str:
     """The hook as the startup file the pods run (stdlib only; the operator puts it in watcher-hook-config)."""
     return resources.files("watcher_core").joinpath(HOOK_FILE).read_text(encoding="utf-8")
-
-
-def _key(env) -> str | None:
-    value, file_name = env.get("WATCHER_NOTEBOOK_KEY"), env.get("WATCHER_NOTEBOOK_KEY_FILE")
-    if file_name and not value:
-        try:
-            with open(file_name, encoding="utf-8") as f:
-                value = f.read()
-        except OSError as exc:
-            raise SystemExit(
-                f"watcher notebook token: cannot read WATCHER_NOTEBOOK_KEY_FILE {file_name}: {exc.strerror}"
-            ) from None
-    return value.strip() if value else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "hook":
         sys.stdout.write(hook_source())
         return 0
-    key = _key(os.environ)
+    try:
+        key = secret_settings.read_secret(os.environ, "WATCHER_NOTEBOOK_KEY")
+    except secret_settings.SecretSettingError as exc:
+        sys.stderr.write(f"watcher notebook token: {exc}\n")
+        return 2
     if not key:
         sys.stderr.write(
             "watcher notebook token: set WATCHER_NOTEBOOK_KEY or WATCHER_NOTEBOOK_KEY_FILE to the "

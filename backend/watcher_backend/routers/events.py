@@ -110,17 +110,23 @@ def _check_count(n: int) -> None:
         )
 
 
-_LOGGED_UNKNOWN: set[str] = set()  # unknown field names already logged (once each, bounded)
+_LOGGED_UNKNOWN: set[str] = set()  # unknown field names already logged (once each, at most MAX_LOGGED_UNKNOWN)
+MAX_LOGGED_UNKNOWN = 1000
+
+
+def _positions(size: int, rejected: list[wire.Rejection]) -> list[int]:
+    """The batch index of each valid event: parse_batch keeps them in order and leaves out the rejected."""
+    bad = {r.index for r in rejected}
+    return [i for i in range(size) if i not in bad]
 
 
 def _ignored_fields(size: int, valid: list[wire.Event], rejected: list[wire.Rejection]) -> list[wire.Ignored]:
     """Stored events with fields this version does not know, by their index in the batch."""
     if not any(ev.__pydantic_extra__ for ev in valid):
         return []
-    bad = {r.index for r in rejected}
     return [
         wire.Ignored(index=i, event_id=ev.event_id, fields=ev.unknown_fields[:50])
-        for i, ev in zip((i for i in range(size) if i not in bad), valid)
+        for i, ev in zip(_positions(size, rejected), valid)
         if ev.unknown_fields
     ]
 
@@ -129,10 +135,9 @@ def only_cells_of(
     student: identity.Student, size: int, valid: list[wire.Event], rejected: list[wire.Rejection]
 ) -> tuple[list[wire.Event], list[wire.Rejection]]:
     """What a notebook token may store of a parsed batch: its own student's notebook.cell events from the hook."""
-    bad = {r.index for r in rejected}
     allowed: list[wire.Event] = []
     refused = list(rejected)
-    for index, ev in zip((i for i in range(size) if i not in bad), valid):
+    for index, ev in zip(_positions(size, rejected), valid):
         if ev.type != wire.NOTEBOOK_CELL or ev.source != "ipynb":
             why = f"a notebook token may only send notebook.cell events (source ipynb), not {ev.type}"
         elif ev.student != student:
@@ -191,8 +196,9 @@ def _store_batch(
     if ignored:
         metrics.fields_ignored.inc(len(ignored))
         names = sorted({f for i in ignored for f in i.fields})
-        if not set(names) <= _LOGGED_UNKNOWN:
-            _LOGGED_UNKNOWN.update(names[:100])
+        new = [n for n in names if n not in _LOGGED_UNKNOWN]
+        if new and len(_LOGGED_UNKNOWN) < MAX_LOGGED_UNKNOWN:
+            _LOGGED_UNKNOWN.update(new)
             log.warning(
                 "events carry fields this backend does not know, stored without them: %s (a newer agent? "
                 "upgrade the backend first)",
