@@ -13,6 +13,7 @@ import base64
 import json
 from dataclasses import dataclass
 
+from watcher_operator import alerts
 from watcher_operator.crd import API_VERSION, KIND
 from watcher_operator.defaults import spec_with_defaults
 
@@ -74,6 +75,7 @@ class Inputs:
     tokens: dict[str, str] | None = None  # generate-once tokens {"ingest":..., "read":..., "admin":...}
     notebook_key: str | None = None  # generate-once key of the notebook tokens (spec.notebook)
     service_monitors_available: bool = False
+    prometheus_rules_available: bool = False
 
 
 def target_from_resource(resource: dict) -> Target:
@@ -106,6 +108,7 @@ def names(name: str) -> dict[str, str]:
         "backend_monitor": f"{name}-backend-monitor",
         "filemon_monitor": f"{name}-filemon-monitor",
         "procmon_monitor": f"{name}-procmon-monitor",
+        "prometheus_rule": f"{name}-alerts",
     }
 
 
@@ -670,6 +673,12 @@ def build_service_monitor(t: Target, component: str, port_name: str) -> dict:
     mon = t.spec["monitoring"]
     meta = metadata(t, names(t.name)[f"{component}_monitor"], component)
     meta["labels"].update(mon.get("labels") or {})
+    endpoint: dict = {"port": port_name, "path": "/metrics", "interval": mon["interval"]}
+    if component != "backend":
+        # one agent pod per node: its series say which node (the alerts and the dashboard group by it)
+        endpoint["relabelings"] = [
+            {"action": "replace", "sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}
+        ]
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
@@ -677,8 +686,20 @@ def build_service_monitor(t: Target, component: str, port_name: str) -> dict:
         "spec": {
             "selector": {"matchLabels": selector(t, component)},
             "namespaceSelector": {"matchNames": [t.namespace]},
-            "endpoints": [{"port": port_name, "path": "/metrics", "interval": mon["interval"]}],
+            "endpoints": [endpoint],
         },
+    }
+
+
+def build_prometheus_rule(t: Target) -> dict:
+    """The alerts (watcher_operator.alerts) for this resource's components, on the ServiceMonitors' series."""
+    meta = metadata(t, names(t.name)["prometheus_rule"], "alerts")
+    meta["labels"].update(t.spec["monitoring"].get("labels") or {})
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": meta,
+        "spec": {"groups": [alerts.rule_group(t.name, t.namespace, t.spec)]},
     }
 
 
@@ -711,6 +732,9 @@ def build_children(resource: dict, inputs: Inputs | None = None) -> list[dict]:
             out.append(build_service_monitor(t, "filemon", "metrics"))
         if s["procmon"]["enabled"]:
             out.append(build_service_monitor(t, "procmon", "metrics"))
+        # the rules select the ServiceMonitors' series, so they come with them
+        if s["monitoring"]["prometheusRules"] and inputs.prometheus_rules_available:
+            out.append(build_prometheus_rule(t))
     return out
 
 
@@ -729,4 +753,5 @@ def managed_kinds() -> list[tuple[str, str, str]]:
         ("monitoring.coreos.com/v1", "ServiceMonitor", "backend_monitor"),
         ("monitoring.coreos.com/v1", "ServiceMonitor", "filemon_monitor"),
         ("monitoring.coreos.com/v1", "ServiceMonitor", "procmon_monitor"),
+        ("monitoring.coreos.com/v1", "PrometheusRule", "prometheus_rule"),
     ]

@@ -371,9 +371,15 @@ def spec_schema() -> dict:
                         "monitoring.coreos.com ServiceMonitor CRD.",
                         True,
                     ),
+                    "prometheusRules": _bool(
+                        "Create PrometheusRule <name>-alerts (the alerts of docs/operator.md#alerts, on the "
+                        "ServiceMonitors' series) when serviceMonitors is true and the cluster has the "
+                        "monitoring.coreos.com PrometheusRule CRD.",
+                        True,
+                    ),
                     "interval": _str("Scrape interval.", pattern=r"^[0-9]+(ms|s|m|h)$", default="30s"),
                     "labels": _string_map(
-                        "Labels on the ServiceMonitors (what your Prometheus selects on).",
+                        "Labels on the ServiceMonitors and the PrometheusRule (what your Prometheus selects on).",
                         default={"release": "prometheus"},
                     ),
                     "prometheusPeer": _obj(

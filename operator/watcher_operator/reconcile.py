@@ -26,6 +26,9 @@ from watcher_operator.status import Problem, compute_status, latest_event, pods_
 log = logging.getLogger("watcher_operator")
 
 SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
+PROMETHEUS_RULE_CRD = "prometheusrules.monitoring.coreos.com"
+# Children of a CRD kind: made only while their CRD exists, and pruned only then (else there is nothing to list)
+CRD_OF_KIND = {"ServiceMonitor": SERVICE_MONITOR_CRD, "PrometheusRule": PROMETHEUS_RULE_CRD}
 
 
 @dataclass
@@ -226,21 +229,26 @@ class Reconciler:
                         f"(create it, or set spec.workspace.create: true)",
                     )
                 )
-        monitors = False
+        monitors = rules = False
         if spec["monitoring"]["serviceMonitors"]:
-            try:
-                monitors = self.kube.crd_exists(SERVICE_MONITOR_CRD)
-            except ApiError as err:  # no permission to read CRDs: behave as if absent, but say so
-                out.problems.append(
-                    Problem("ServiceMonitorCheckFailed", f"cannot check for {SERVICE_MONITOR_CRD}: {err}")
-                )
+            monitors = self._crd_available(SERVICE_MONITOR_CRD, "ServiceMonitorCheckFailed", out)
+            if spec["monitoring"]["prometheusRules"]:
+                rules = self._crd_available(PROMETHEUS_RULE_CRD, "PrometheusRuleCheckFailed", out)
         return Inputs(
             registry_username=username,
             registry_password=password,
             tokens=tokens,
             notebook_key=notebook_key,
             service_monitors_available=monitors,
+            prometheus_rules_available=rules,
         )
+
+    def _crd_available(self, crd: str, reason: str, out: Outcome) -> bool:
+        try:
+            return self.kube.crd_exists(crd)
+        except ApiError as err:  # no permission to read CRDs: behave as if absent, but say so
+            out.problems.append(Problem(reason, f"cannot check for {crd}: {err}"))
+            return False
 
     def _notebook_key(self, t: Target, out: Outcome) -> str | None:
         nb, ns = t.spec["notebook"], t.namespace
@@ -396,18 +404,19 @@ class Reconciler:
     def _prune(self, t: Target, desired: list[dict], out: Outcome) -> None:
         wanted = {(o["kind"], o["metadata"]["name"]) for o in desired}
         n = names(t.name)
-        monitors_known: bool | None = None
+        crd_known: dict[str, bool] = {}
         for api_version, kind, key in builders.managed_kinds():
             name = n[key]
             if (kind, name) in wanted:
                 continue
-            if kind == "ServiceMonitor":
-                if monitors_known is None:
+            if kind in CRD_OF_KIND:
+                crd = CRD_OF_KIND[kind]
+                if crd not in crd_known:
                     try:
-                        monitors_known = self.kube.crd_exists(SERVICE_MONITOR_CRD)
+                        crd_known[crd] = self.kube.crd_exists(crd)
                     except ApiError:
-                        monitors_known = False
-                if not monitors_known:
+                        crd_known[crd] = False
+                if not crd_known[crd]:
                     continue
             try:
                 live = self.kube.get(api_version, kind, t.namespace, name)

@@ -420,24 +420,15 @@ def test_claim_changes_are_reported_not_crash_looped(cluster, namespace, kube, r
     wait_for(lambda: "cannot shrink" in (condition(kube, namespace, "Degraded") or {}).get("message", ""), 30)
 
 
-def test_service_monitors_appear_when_the_prometheus_crd_exists(cluster, namespace, kube, run_operator):
-    prepare(cluster, namespace)
-    run_operator(namespace, "--standalone")
-    apply(cluster, minimal(namespace))
-    wait_for(lambda: children_ready(kube, namespace), 60, "children")
-    crd = {
+def _prometheus_operator_crd(kind: str, plural: str) -> dict:
+    return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+        "metadata": {"name": f"{plural}.monitoring.coreos.com"},
         "spec": {
             "group": "monitoring.coreos.com",
             "scope": "Namespaced",
-            "names": {
-                "kind": "ServiceMonitor",
-                "plural": "servicemonitors",
-                "singular": "servicemonitor",
-                "listKind": "ServiceMonitorList",
-            },
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
             "versions": [
                 {
                     "name": "v1",
@@ -448,22 +439,42 @@ def test_service_monitors_appear_when_the_prometheus_crd_exists(cluster, namespa
             ],
         },
     }
-    apply(cluster, crd)
+
+
+def test_service_monitors_and_alert_rules_appear_when_the_prometheus_crds_exist(cluster, namespace, kube, run_operator):
+    from watcher_operator import alerts
+
+    prepare(cluster, namespace)
+    run_operator(namespace, "--standalone")
+    apply(cluster, minimal(namespace))
+    wait_for(lambda: children_ready(kube, namespace), 60, "children")
+    mon_api = "monitoring.coreos.com/v1"
+    apply(cluster, _prometheus_operator_crd("ServiceMonitor", "servicemonitors"))
     try:
         cluster.kubectl("wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com")
         for name in ("watcher-backend-monitor", "watcher-filemon-monitor", "watcher-procmon-monitor"):
-            mon = wait_for(lambda: kube.get("monitoring.coreos.com/v1", "ServiceMonitor", namespace, name), 30, name)
+            mon = wait_for(lambda: kube.get(mon_api, "ServiceMonitor", namespace, name), 30, name)
             assert mon["metadata"]["labels"]["release"] == "prometheus"
+        # the rules' CRD arrives later: the PrometheusRule follows
+        apply(cluster, _prometheus_operator_crd("PrometheusRule", "prometheusrules"))
+        cluster.kubectl("wait", "--for=condition=Established", "crd/prometheusrules.monitoring.coreos.com")
+        rule = wait_for(lambda: kube.get(mon_api, "PrometheusRule", namespace, "watcher-alerts"), 30, "rule")
+        assert rule["metadata"]["labels"]["release"] == "prometheus"
+        got = {r["alert"] for r in rule["spec"]["groups"][0]["rules"]}
+        assert got == {a.name for a in alerts.ALERTS}
+        # rules switched off: the rule goes, the monitors stay
+        apply(cluster, minimal(namespace, monitoring={"prometheusRules": False}))
+        wait_for(lambda: kube.get(mon_api, "PrometheusRule", namespace, "watcher-alerts") is None, 30, "rule removed")
+        assert kube.get(mon_api, "ServiceMonitor", namespace, "watcher-backend-monitor") is not None
         # monitoring switched off: they are removed
         apply(cluster, minimal(namespace, monitoring={"serviceMonitors": False}))
         wait_for(
-            lambda: (
-                kube.get("monitoring.coreos.com/v1", "ServiceMonitor", namespace, "watcher-backend-monitor") is None
-            ),
+            lambda: kube.get(mon_api, "ServiceMonitor", namespace, "watcher-backend-monitor") is None,
             30,
             "monitor removed",
         )
     finally:
+        cluster.kubectl("delete", "crd", "prometheusrules.monitoring.coreos.com", check=False)
         cluster.kubectl("delete", "crd", "servicemonitors.monitoring.coreos.com", check=False)
 
 

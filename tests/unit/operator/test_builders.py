@@ -28,6 +28,7 @@ INPUTS = Inputs(
     registry_password="s3cret",
     tokens={"ingest": "ingest-token-value", "read": "read-token-value", "admin": "admin-token-value"},
     service_monitors_available=True,
+    prometheus_rules_available=True,
 )
 # The oldest schema kubernetes-validate ships is 1.25; also the newest one it knows.
 SCHEMA_VERSIONS = ["1.25", kubernetes_validate.latest_version()]
@@ -103,6 +104,18 @@ SERVICE_MONITOR_SCHEMA = {
                             "port": {"type": "string"},
                             "path": {"type": "string"},
                             "interval": {"type": "string"},
+                            "relabelings": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "action": {"enum": ["replace"]},
+                                        "sourceLabels": {"type": "array", "items": {"type": "string"}},
+                                        "targetLabel": {"type": "string"},
+                                    },
+                                },
+                            },
                         },
                     },
                 },
@@ -126,6 +139,85 @@ def test_service_monitors_have_the_prometheus_operator_shape():
         assert m["metadata"]["labels"]["release"] == "prometheus"
         with pytest.raises(kubernetes_validate.SchemaNotFoundError):
             kubernetes_validate.validate(m, "1.25", strict=True)
+        relabel = m["spec"]["endpoints"][0].get("relabelings")
+        if m["metadata"]["name"] == "watcher-backend-monitor":
+            assert relabel is None  # one backend, no node to name
+        else:  # one agent per node: its series carry the node's name
+            assert relabel == [
+                {"action": "replace", "sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}
+            ]
+
+
+# PrometheusRule (monitoring.coreos.com/v1): the fields we set, as the Prometheus Operator's CRD declares them.
+PROMETHEUS_RULE_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "PrometheusRule"},
+        "metadata": {"type": "object"},
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "groups": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["name", "rules"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "rules": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "required": ["alert", "expr"],
+                                    "properties": {
+                                        "alert": {"type": "string"},
+                                        "expr": {"type": "string"},
+                                        "for": {"type": "string", "pattern": "^(0|(([0-9]+)(y|w|d|h|m|s|ms))+)$"},
+                                        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                                        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                }
+            },
+        },
+    },
+}
+
+
+def test_prometheus_rule_holds_the_alerts_and_follows_the_crd_and_the_spec():
+    import jsonschema
+
+    from watcher_operator import alerts
+
+    rule = by_key(children("minimal"))["PrometheusRule", "watcher-alerts"]
+    jsonschema.validate(rule, PROMETHEUS_RULE_SCHEMA)
+    assert rule["metadata"]["labels"]["release"] == "prometheus"  # what kube-prometheus-stack selects rules by
+    assert rule["metadata"]["ownerReferences"]
+    t = target_from_resource(load_example("minimal"))
+    assert rule["spec"]["groups"] == [alerts.rule_group("watcher", t.namespace, t.spec)]
+    assert {r["alert"] for r in rule["spec"]["groups"][0]["rules"]} == {a.name for a in alerts.ALERTS}
+    # decided as the ServiceMonitors are: no CRD, no rule; and it comes only with the ServiceMonitors it reads
+    no_crd = Inputs(tokens=INPUTS.tokens, registry_username="u", service_monitors_available=True)
+    assert "PrometheusRule" not in {o["kind"] for o in build_children(load_example("minimal"), no_crd)}
+    for monitoring in ({"prometheusRules": False}, {"serviceMonitors": False}):
+        r = load_example("minimal")
+        r["spec"]["monitoring"] = monitoring
+        assert "PrometheusRule" not in {o["kind"] for o in build_children(r, INPUTS)}, monitoring
+    # the alerts follow the components
+    r = load_example("minimal")
+    r["spec"]["procmon"] = {"enabled": False}
+    rule = by_key(build_children(r, INPUTS))["PrometheusRule", "watcher-alerts"]
+    names = {x["alert"] for x in rule["spec"]["groups"][0]["rules"]}
+    assert "WatcherKernelEventsLost" not in names and "WatcherInotifyWatchesMissing" in names
 
 
 def test_names_ports_sizes_and_labels_follow_the_deployment_guide():
@@ -145,6 +237,7 @@ def test_names_ports_sizes_and_labels_follow_the_deployment_guide():
         ("ServiceMonitor", "watcher-backend-monitor"),
         ("ServiceMonitor", "watcher-filemon-monitor"),
         ("ServiceMonitor", "watcher-procmon-monitor"),
+        ("PrometheusRule", "watcher-alerts"),
     }
     backend_pvc = objs["PersistentVolumeClaim", "watcher-backend-pvc"]["spec"]
     assert backend_pvc["accessModes"] == ["ReadWriteOnce"]

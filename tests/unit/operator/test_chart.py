@@ -123,6 +123,7 @@ def test_rbac_is_least_privilege():
         "daemonsets",
         "networkpolicies",
         "servicemonitors",
+        "prometheusrules",
         "events",
         "kopfpeerings",
         "customresourcedefinitions",
