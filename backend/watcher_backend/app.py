@@ -25,7 +25,7 @@ from sqlmodel import Session
 
 from watcher_core import __version__, wire
 
-from . import migrate, store
+from . import migrate, rollups, store
 from .db import make_engine
 from .metrics import Metrics, MetricsMiddleware
 from .routers import admin, events, health, queries, snapshot_gc, snapshots
@@ -110,6 +110,12 @@ def _include_legacy(app: FastAPI) -> bool:
     return True
 
 
+def _build_rollups(engine: Engine, idle_gap_seconds: int) -> None:
+    """After an upgrade (or a changed idle gap) the rollups are rebuilt from the events, before serving."""
+    with Session(engine) as session:
+        rollups.ensure_built(session, idle_gap_seconds)
+
+
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     """Build the app. ``engine`` defaults to one made from ``settings.database_url``."""
     engine = engine or make_engine(settings.database_url)
@@ -119,6 +125,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         log.info("Server starting on port %d", settings.port)
         if settings.run_migrations:
             await asyncio.to_thread(migrate.upgrade, engine)
+            await asyncio.to_thread(_build_rollups, engine, settings.idle_gap_seconds)
         log.info("Database initialized")
         task = None
         if settings.retention_days:

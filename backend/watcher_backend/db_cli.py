@@ -3,7 +3,7 @@
     watcher db backup  --database-url sqlite:///data/watcher.db --output watcher-2026-12-04.db
     watcher db restore --database-url sqlite:///new/watcher.db --input watcher-2026-12-04.db
     watcher db current   # the schema revision of the database and the newest this version knows
-    watcher db upgrade   # migrate to the newest (the backend also does it at every start)
+    watcher db upgrade   # migrate to the newest and build the rollups (the backend also does it at start)
 
 SQLite: an online backup (SQLite's backup API): the backend may keep running and writing, the copy is
 consistent. PostgreSQL: ``pg_dump --format=custom`` and ``pg_restore``, which must be on the PATH
@@ -45,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--input", type=Path, required=True, help="a file made by watcher db backup")
     restore.add_argument("--force", action="store_true", help="replace a database that already holds events")
     current = sub.add_parser("current", help="the schema revision of the database")
-    upgrade = sub.add_parser("upgrade", help="migrate the schema to the newest revision")
+    upgrade = sub.add_parser(
+        "upgrade",
+        help="migrate the schema to the newest revision and build the rollups for WATCHER_IDLE_GAP_SECONDS "
+        "(do it before starting a backend on a large database: it reads every event once)",
+    )
     for parser in (backup, restore, current, upgrade):
         parser.add_argument("--database-url", help=f"the database [WATCHER_DATABASE_URL, default {DEFAULT_URL}]")
     return p
@@ -157,6 +161,18 @@ def restore(url: str, source: Path, force: bool) -> str:
     return f"restored {source} into {path}"
 
 
+def _build_rollups(engine) -> None:
+    import logging
+
+    from sqlmodel import Session
+
+    from . import rollups, settings
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    with Session(engine) as session:
+        rollups.ensure_built(session, settings.from_env().idle_gap_seconds)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -176,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 if args.what == "upgrade":
                     migrate.upgrade(engine)
+                    _build_rollups(engine)
                 print(
                     f"revision {migrate.current_revision(engine) or 'none (empty database)'}; "
                     f"newest {migrate.head_revision()}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,8 +44,10 @@ def percentile(values: Sequence[float], q: float) -> float:
     pos = (len(ordered) - 1) * (q / 100.0)
     lo = math.floor(pos)
     hi = min(lo + 1, len(ordered) - 1)
-    frac = pos - lo
-    a, b = float(ordered[lo]), float(ordered[hi])
+    return _interpolate(float(ordered[lo]), float(ordered[hi]), pos - lo)
+
+
+def _interpolate(a: float, b: float, frac: float) -> float:
     # numpy interpolates from the nearer end (b - (b-a)*(1-t) when t >= 0.5) for float stability;
     # doing the same gives bit-identical results.
     if frac >= 0.5:
@@ -53,7 +56,8 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
+    # fsum: exactly rounded, so the answer does not depend on the order the students come in
+    return math.fsum(values) / len(values)
 
 
 # --- per file, per student -------------------------------------------------------------------------
@@ -155,36 +159,73 @@ class AssignmentStats:
     top_7: list[TopStudent]
 
 
+@dataclass(frozen=True)
+class StudentSnaps:
+    """One student's snapshots in an assignment: how many, their total size, the latest by (time, path)."""
+
+    student: str
+    count: int
+    total_bytes: int
+    latest_time: datetime
+    latest_size: int
+
+
 def assignment_stats(snaps: Sequence[Snap], top: int = 7) -> AssignmentStats:
+    """``/api/assignment/...`` from the snapshots themselves (the rollups give the same aggregates)."""
+    size_counts = Counter(s.size for s in snaps)
+    per_student: dict[str, list[Snap]] = {}
+    for snap in snaps:
+        per_student.setdefault(snap.student, []).append(snap)
+    students = []
+    for student, group in per_student.items():
+        last = max(group, key=lambda s: (s.time, s.path))
+        students.append(StudentSnaps(student, len(group), sum(s.size for s in group), last.time, last.size))
+    return assignment_stats_from(sorted(size_counts.items()), students, top)
+
+
+def assignment_stats_from(
+    size_counts: Sequence[tuple[int, int]], students: Sequence[StudentSnaps], top: int = 7
+) -> AssignmentStats:
     """``/api/assignment/...``, with the old definitions kept so the platform's charts mean the same:
 
-    * percentile_90 / percentile_50: over every snapshot size of every student;
+    * percentile_90 / percentile_50: over every snapshot size of every student (``size_counts``: each
+      size and how many snapshots have it, ascending);
     * avg_bytes: the mean over students of each student's mean snapshot size;
     * avg_num: the mean number of snapshots per student;
     * top_7: the 7 most recently active students, newest first, each with the size of their latest
       snapshot (ties broken by student id).
     An assignment without snapshots gives zeros and an empty list (the old code raised).
     """
-    if not snaps:
+    if not students:
         return AssignmentStats(0.0, 0.0, 0.0, 0.0, [])
-    sizes = [s.size for s in snaps]
-    per_student: dict[str, list[Snap]] = {}
-    for snap in snaps:
-        per_student.setdefault(snap.student, []).append(snap)
-    avg_bytes = mean([mean([s.size for s in group]) for group in per_student.values()])
-    avg_num = mean([len(group) for group in per_student.values()])
-    latest = []
-    for student, group in per_student.items():
-        last = max(group, key=lambda s: (s.time, s.path))
-        latest.append(TopStudent(student, last.time, last.size))
+    latest = [TopStudent(s.student, s.latest_time, s.latest_size) for s in students]
     latest.sort(key=lambda t: (-t.time.timestamp(), t.student))
     return AssignmentStats(
-        percentile_90=round2(percentile(sizes, 90)),
-        percentile_50=round2(percentile(sizes, 50)),
-        avg_bytes=round2(avg_bytes),
-        avg_num=round2(avg_num),
+        percentile_90=round2(percentile_of_counts(size_counts, 90)),
+        percentile_50=round2(percentile_of_counts(size_counts, 50)),
+        avg_bytes=round2(mean([s.total_bytes / s.count for s in students])),
+        avg_num=round2(mean([s.count for s in students])),
         top_7=latest[:top],
     )
+
+
+def percentile_of_counts(size_counts: Sequence[tuple[int, int]], q: float) -> float:
+    """``percentile`` of the values that ``size_counts`` (value, how many; ascending) stands for."""
+    n = sum(count for _, count in size_counts)
+    if n == 0:
+        raise ValueError("percentile of an empty list")
+    pos = (n - 1) * (q / 100.0)
+    lo = math.floor(pos)
+    ranks = (lo, min(lo + 1, n - 1))
+    values: list[float] = []
+    seen = 0
+    for value, count in size_counts:
+        seen += count
+        while len(values) < 2 and ranks[len(values)] < seen:
+            values.append(float(value))
+        if len(values) == 2:
+            break
+    return _interpolate(values[0], values[1], pos - lo)
 
 
 def size_change_by_student(snaps: Iterable[Snap], start: datetime, end: datetime) -> dict[str, int]:

@@ -123,6 +123,81 @@ class ErasedContent(SQLModel, table=True):
     queued_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
+# ------------------------------------------------------------------------------------------- rollups
+# Kept by ingest (``rollups.py``) so an assignment's summary, the old API's assignment statistics and the
+# course listing read one row per student instead of every event (revision 0007). The events stay the
+# truth: ``rollups.rebuild`` recomputes these tables from them.
+
+# The per-student counters: column -> (the event type it counts, or None for every event; only successes).
+# The scan summary and the rollups both derive their counts from this one table.
+COUNTERS: dict[str, tuple[str | None, bool]] = {
+    "events": (None, False),
+    "saves": ("file.save", False),
+    "deletes": ("file.delete", False),
+    "too_large": ("file.too_large", False),
+    "compiles": ("process.compile", False),
+    "compile_successes": ("process.compile", True),
+    "runs": ("process.run", False),
+    "run_successes": ("process.run", True),
+    "cells": ("notebook.cell", False),
+    "cell_successes": ("notebook.cell", True),
+}
+
+
+def _scope_columns(*extra: Column) -> list[Column]:
+    return [
+        Column("course", String(64), primary_key=True),
+        Column("section", String(16), primary_key=True),
+        Column("assignment", String(64), primary_key=True),
+        *extra,
+    ]
+
+
+STUDENT_ROLLUP_TABLE = Table(
+    "student_rollup",
+    SQLModel.metadata,
+    *_scope_columns(Column("student_id", String(32), primary_key=True)),
+    *(Column(name, BigInteger(), nullable=False, default=0) for name in COUNTERS),
+    Column("first_activity", UtcDateTime(), nullable=True),
+    Column("last_activity", UtcDateTime(), nullable=True),
+    # Time on task in microseconds (integers add up exactly), for rollup_state.idle_gap_seconds.
+    Column("active_us", BigInteger(), nullable=False, default=0),
+    # The old API's "snapshots" (saves, too-large saves, deletes as size 0): their total size and the
+    # latest one by (time, path), for /api/assignment's averages and top 7.
+    Column("snap_bytes", BigInteger(), nullable=False, default=0),
+    Column("latest_snap_at", UtcDateTime(), nullable=True),
+    Column("latest_snap_path", String(1024), nullable=True),
+    Column("latest_snap_size", BigInteger(), nullable=True),
+)
+
+# The latest file event of each file: the summary's code size and file count.
+FILE_STATE_TABLE = Table(
+    "file_state",
+    SQLModel.metadata,
+    *_scope_columns(Column("student_id", String(32), primary_key=True), Column("path", String(1024), primary_key=True)),
+    Column("type", String(32), nullable=False),
+    Column("size", BigInteger(), nullable=True),
+    Column("timestamp", UtcDateTime(), nullable=False),
+)
+
+# How many of an assignment's old-API snapshots have each size: exact percentiles without reading them.
+SNAP_SIZE_TABLE = Table(
+    "snap_size",
+    SQLModel.metadata,
+    *_scope_columns(Column("size", BigInteger(), primary_key=True, autoincrement=False)),
+    Column("count", BigInteger(), nullable=False),
+)
+
+# One row once the rollups are built: the idle gap their active time uses. No row: not built (queries scan).
+ROLLUP_STATE_TABLE = Table(
+    "rollup_state",
+    SQLModel.metadata,
+    Column("id", Integer(), primary_key=True, autoincrement=False),
+    Column("idle_gap_seconds", Integer(), nullable=False),
+    Column("built_at", UtcDateTime(), nullable=False),
+)
+
+
 # The SQLAlchemy tables behind the models, typed (SQLModel does not declare __table__ to type checkers).
 EVENT_TABLE: Table = Event.__table__  # type: ignore[attr-defined]
 AGENT_TABLE: Table = Agent.__table__  # type: ignore[attr-defined]

@@ -26,7 +26,9 @@ from sqlalchemy.orm import Session
 
 from watcher_core import wire
 
+from . import rollups
 from .models import AGENT_TABLE as AGENT
+from .models import COUNTERS
 from .models import ERASED_TABLE as ERASED
 from .models import EVENT_TABLE as EVENT
 
@@ -173,16 +175,18 @@ def _ingest(
         if session.get_bind().dialect.name == "postgresql":
             # Insert in event_id order: concurrent batches that overlap then lock keys in the same order
             # and wait for each other instead of deadlocking. RETURNING names exactly the rows we wrote.
-            stored = _postgres_bulk_insert(session, sorted(fresh, key=lambda ev: ev.event_id), now)
+            fresh.sort(key=lambda ev: ev.event_id)
+            stored = _postgres_bulk_insert(session, fresh, now)
         elif _sqlite_bulk_insert(session, fresh, now) == len(fresh):
             stored = {ev.event_id for ev in fresh}  # the common case: every event is new
         else:
             # Some were stored before: the rows carrying this call's (unique) received_at are ours.
             stored = _existing_ids(session, [ev.event_id for ev in fresh], received_at=now)
-        for ev in fresh:
-            if ev.event_id in stored:
-                accepted_by_type[ev.type] += 1
-                duplicates_by_type[ev.type] -= 1
+        written = [ev for ev in fresh if ev.event_id in stored]  # in the order they were inserted
+        for ev in written:
+            accepted_by_type[ev.type] += 1
+            duplicates_by_type[ev.type] -= 1
+        rollups.apply(session, written)
     _touch_agents(session, events, now, backlog)
     if commit:
         session.commit()
@@ -536,8 +540,7 @@ def active_seconds(timestamps: Sequence[datetime], idle_gap_seconds: float) -> f
     return total
 
 
-def success_rate(successes: int, total: int) -> float | None:
-    return round(successes / total, 4) if total else None
+success_rate = rollups.success_rate
 
 
 def summary(
@@ -550,24 +553,49 @@ def summary(
     until: datetime | None = None,
     idle_gap_seconds: float = 300,
 ) -> dict[str, Any]:
-    """An assignment at a glance, overall and per student; every aggregate runs in SQL."""
+    """An assignment at a glance, overall and per student: from the rollups kept at ingest when they can
+    answer (no window, their idle gap), else every aggregate in SQL over the events (``summary_scan``)."""
+    if rollups.usable(session, idle_gap_seconds, since, until):
+        students = rollups.student_rows(session, course, section, assignment)
+        return summarise_students(course, section, assignment, students, idle_gap_seconds)
+    return summary_scan(
+        session, course, section, assignment, since=since, until=until, idle_gap_seconds=idle_gap_seconds
+    )
+
+
+# How a stored row counts as a success, in SQL (wire.succeeded_from is the same rule in Python).
+_SUCCEEDED_SQL = {
+    wire.PROCESS_COMPILE: and_(EVENT.c.exit_code == 0, EVENT.c.signal.is_(None)),
+    wire.PROCESS_RUN: and_(EVENT.c.exit_code == 0, EVENT.c.signal.is_(None)),
+    wire.NOTEBOOK_CELL: EVENT.c.error.is_(None),
+}
+
+
+def _counter_sql(name: str):
+    event_type, only_ok = COUNTERS[name]
+    if event_type is None:
+        return func.count().label(name)
+    condition = EVENT.c.type == event_type
+    if only_ok:
+        condition = and_(condition, _SUCCEEDED_SQL[event_type])
+    return func.sum(case((condition, 1), else_=0)).label(name)
+
+
+def summary_scan(
+    session: Session,
+    course: str,
+    section: str,
+    assignment: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    idle_gap_seconds: float = 300,
+) -> dict[str, Any]:
+    """The assignment summary computed from every event of the assignment (what the rollups replace)."""
     scope = _scope(course, section, assignment)
-    succeeded = and_(EVENT.c.exit_code == 0, EVENT.c.signal.is_(None))
-    is_type = lambda t: func.sum(case((EVENT.c.type == t, 1), else_=0))  # noqa: E731
     per_student_q = select(
         EVENT.c.student_id,
-        func.count().label("events"),
-        is_type(wire.FILE_SAVE).label("saves"),
-        is_type(wire.FILE_DELETE).label("deletes"),
-        is_type(wire.FILE_TOO_LARGE).label("too_large"),
-        is_type(wire.PROCESS_COMPILE).label("compiles"),
-        func.sum(case((and_(EVENT.c.type == wire.PROCESS_COMPILE, succeeded), 1), else_=0)).label("compile_successes"),
-        is_type(wire.PROCESS_RUN).label("runs"),
-        func.sum(case((and_(EVENT.c.type == wire.PROCESS_RUN, succeeded), 1), else_=0)).label("run_successes"),
-        is_type(wire.NOTEBOOK_CELL).label("cells"),
-        func.sum(case((and_(EVENT.c.type == wire.NOTEBOOK_CELL, EVENT.c.error.is_(None)), 1), else_=0)).label(
-            "cell_successes"
-        ),
+        *(_counter_sql(name) for name in COUNTERS),
         func.min(EVENT.c.timestamp).label("first_activity"),
         func.max(EVENT.c.timestamp).label("last_activity"),
     ).where(scope)
@@ -610,21 +638,12 @@ def summary(
     students = []
     for r in session.execute(per_student_q.order_by(EVENT.c.student_id)):
         code_size, files = sizes.get(r.student_id, (0, 0))
-        compiles, ok = int(r.compiles or 0), int(r.compile_successes or 0)
+        counts = {name: int(getattr(r, name) or 0) for name in COUNTERS}
         students.append(
-            {
-                "student_id": r.student_id,
-                "events": int(r.events),
-                "saves": int(r.saves or 0),
-                "deletes": int(r.deletes or 0),
-                "too_large": int(r.too_large or 0),
-                "compiles": compiles,
-                "compile_successes": ok,
-                "compile_success_rate": success_rate(ok, compiles),
-                "runs": int(r.runs or 0),
-                "run_successes": int(r.run_successes or 0),
-                "cells": int(r.cells or 0),
-                "cell_successes": int(r.cell_successes or 0),
+            {"student_id": r.student_id}
+            | counts
+            | {
+                "compile_success_rate": success_rate(counts["compile_successes"], counts["compiles"]),
                 "code_size": code_size,
                 "files": files,
                 "first_activity": _aware(r.first_activity),
@@ -685,30 +704,12 @@ def course_listing(
     limit: int = 200,
     offset: int = 0,
 ) -> tuple[list[dict[str, Any]], int | None]:
-    """Courses -> sections -> assignments with counts. Pages over (course, section, assignment) groups."""
-    is_type = lambda t: func.sum(case((EVENT.c.type == t, 1), else_=0))  # noqa: E731
-    q = select(
-        EVENT.c.course,
-        EVENT.c.section,
-        EVENT.c.assignment,
-        func.count().label("events"),
-        func.count(func.distinct(EVENT.c.student_id)).label("students"),
-        is_type(wire.FILE_SAVE).label("saves"),
-        is_type(wire.PROCESS_COMPILE).label("compiles"),
-        is_type(wire.PROCESS_RUN).label("runs"),
-        func.min(EVENT.c.timestamp).label("first_activity"),
-        func.max(EVENT.c.timestamp).label("last_activity"),
-    )
-    if course is not None:
-        q = q.where(EVENT.c.course == course)
-    q = _time_range(q, since, until)
-    q = (
-        q.group_by(EVENT.c.course, EVENT.c.section, EVENT.c.assignment)
-        .order_by(EVENT.c.course, EVENT.c.section, EVENT.c.assignment)
-        .limit(limit + 1)
-        .offset(offset)
-    )
-    rows = list(session.execute(q))
+    """Courses -> sections -> assignments with counts. Pages over (course, section, assignment) groups.
+    Read from the rollups unless a time window asks for the events themselves."""
+    if since is None and until is None and rollups.built_gap(session) is not None:
+        rows = rollups.assignment_counts(session, course, limit, offset)
+    else:
+        rows = _assignment_counts_scan(session, course, since, until, limit, offset)
     next_offset = offset + limit if len(rows) > limit else None
     rows = rows[:limit]
     courses: dict[str, dict[str, list]] = {}
@@ -730,6 +731,32 @@ def course_listing(
         for c, sections in courses.items()
     ]
     return listing, next_offset
+
+
+def _assignment_counts_scan(
+    session: Session, course: str | None, since: datetime | None, until: datetime | None, limit: int, offset: int
+) -> list[Any]:
+    """The course listing's rows computed from the events (what the rollups replace; windows need it)."""
+    q = select(
+        EVENT.c.course,
+        EVENT.c.section,
+        EVENT.c.assignment,
+        _counter_sql("events"),
+        func.count(func.distinct(EVENT.c.student_id)).label("students"),
+        *(_counter_sql(name) for name in ("saves", "compiles", "runs")),
+        func.min(EVENT.c.timestamp).label("first_activity"),
+        func.max(EVENT.c.timestamp).label("last_activity"),
+    )
+    if course is not None:
+        q = q.where(EVENT.c.course == course)
+    q = _time_range(q, since, until)
+    q = (
+        q.group_by(EVENT.c.course, EVENT.c.section, EVENT.c.assignment)
+        .order_by(EVENT.c.course, EVENT.c.section, EVENT.c.assignment)
+        .limit(limit + 1)
+        .offset(offset)
+    )
+    return list(session.execute(q))
 
 
 def status(session: Session) -> dict[str, Any]:
@@ -771,7 +798,9 @@ def delete_student(
         where = and_(where, EVENT.c.section == section)
     with write_lock(session):
         queued = _queue_erased_contents(session, where)
+        touched = rollups.forget(session, where)
         n = _rowcount(session.execute(delete(EVENT).where(where)))
+        rollups.refresh(session, touched)
         session.commit()
     return {"event": int(n)}, queued
 
@@ -785,7 +814,9 @@ def purge_older_than(session: Session, cutoff: datetime, *, chunk: int = 10_000)
             ids = list(session.scalars(select(EVENT.c.id).where(EVENT.c.timestamp < cutoff).limit(chunk)))
             if ids:
                 _queue_erased_contents(session, EVENT.c.id.in_(ids))
+                touched = rollups.forget(session, EVENT.c.id.in_(ids))
                 session.execute(delete(EVENT).where(EVENT.c.id.in_(ids)))
+                rollups.refresh(session, touched)
             session.commit()
         total += len(ids)
         if len(ids) < chunk:

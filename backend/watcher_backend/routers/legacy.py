@@ -26,7 +26,7 @@ from sqlmodel import Session
 
 from watcher_core import identity, wire
 
-from .. import legacy_stats, legacy_store, legacy_time, store
+from .. import legacy_stats, legacy_store, legacy_time, rollups, store
 from ..auth import get_session, require_legacy_read, require_scope
 from ..legacy_schemas import (
     AssignmentResponse,
@@ -224,7 +224,11 @@ def graph_data(
 )
 def assignment(class_div: ClassDiv, hw_name: HwName, session: Session = Depends(get_session)):
     scope = scope_of(class_div, hw_name)
-    st = legacy_stats.assignment_stats(legacy_store.snaps(session, scope))
+    if rollups.built_gap(session) is not None:  # one row per student and per size, not every snapshot
+        sizes, per_student = rollups.snapshot_aggregates(session, scope.course, scope.section, scope.assignment)
+        st = legacy_stats.assignment_stats_from(sizes, [legacy_stats.StudentSnaps(*s) for s in per_student])
+    else:
+        st = legacy_stats.assignment_stats(legacy_store.snaps(session, scope))
     return AssignmentResponse(
         percentile_90=st.percentile_90,
         percentile_50=st.percentile_50,
@@ -258,7 +262,11 @@ def total_graph_data(
 
 
 def _avg(class_div: str, hw_name: str, session: Session, event_types: tuple[str, ...]) -> AvgCountResponse:
-    n, students = legacy_store.log_counts(session, scope_of(class_div, hw_name), event_types)
+    scope = scope_of(class_div, hw_name)
+    if rollups.built_gap(session) is not None:
+        n, students = rollups.type_counts(session, scope.course, scope.section, scope.assignment, event_types)
+    else:
+        n, students = legacy_store.log_counts(session, scope, event_types)
     return AvgCountResponse(avg_count=legacy_stats.avg_count(n, students))
 
 

@@ -1,0 +1,524 @@
+"""Rollups: per-student counts, time on task, each file's latest state and the old API's snapshot sizes,
+kept up to date by every ingest, so an assignment's views read one row per student instead of every event.
+
+The events stay the truth. ``rebuild`` recomputes the rollups from them (after an upgrade, when the idle gap
+setting changes, and for the students an erasure or the retention purge touched); ``apply`` folds the events
+one ingest has just stored into the rows. Both fold events through ``Fold``, so they cannot disagree, and the
+tests hold every rollup answer equal to the scan in ``store.py`` it replaces, on SQLite and PostgreSQL.
+
+Windows (``since``/``until``) and an idle gap other than the one the rollups were built for are answered
+by the scans: a rollup holds one number per student, not a history.
+
+Concurrency: on SQLite every write already runs under one lock. On PostgreSQL (several backends) ``apply``
+reads rollup_state FOR SHARE, which ``rebuild`` takes FOR UPDATE, and locks its rollup rows FOR UPDATE in
+key order, so two ingests of one student's events add up instead of overwriting each other.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import operator
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from watcher_core import wire
+
+from .models import COUNTERS
+from .models import EVENT_TABLE as EVENT
+from .models import FILE_STATE_TABLE as FILES
+from .models import ROLLUP_STATE_TABLE as STATE
+from .models import SNAP_SIZE_TABLE as SIZES
+from .models import STUDENT_ROLLUP_TABLE as ROLLUP
+
+log = logging.getLogger("watcher_backend.rollups")
+
+FILE_TYPES = (wire.FILE_SAVE, wire.FILE_DELETE, wire.FILE_TOO_LARGE)
+Key = tuple[str, str, str, str]  # course, section, assignment, student_id
+_KEY = ("course", "section", "assignment", "student_id")
+_US = timedelta(microseconds=1)
+# The counter that counts every event of a type (for the old API's build_avg / run_avg).
+COUNTER_OF_TYPE = {t: name for name, (t, only_ok) in COUNTERS.items() if t is not None and not only_ok}
+
+
+def active_us(ordered: Sequence[datetime], gap_us: int) -> int:
+    """Time on task in microseconds: the sum of the gaps between consecutive events (``ordered`` sorted)
+    that are not longer than the idle gap. A longer gap is a break and adds nothing."""
+    total = 0
+    for a, b in zip(ordered, ordered[1:]):
+        d = (b - a) // _US
+        if d <= gap_us:
+            total += d
+    return total
+
+
+def snap_size(event_type: str, size: int | None) -> int:
+    """The size the old API reports for a file event: a delete is a snapshot of size 0."""
+    return 0 if event_type == wire.FILE_DELETE else int(size or 0)
+
+
+@dataclass
+class Fold:
+    """What a run of one student's events (in the order they were stored) adds to that student's rollup."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+    times: list[datetime] = field(default_factory=list)
+    snap_bytes: int = 0
+    latest_snap: tuple[datetime, str, int] | None = None  # the latest by (time, path); the first on a tie
+    files: dict[str, tuple[datetime, str, int | None]] = field(default_factory=dict)  # path -> (time, type, size)
+    sizes: Counter[int] = field(default_factory=Counter)
+
+    def add(self, event_type: str, ts: datetime, path: str, size: int | None, ok: bool | None) -> None:
+        for name, (counted, only_ok) in COUNTERS.items():
+            if (counted is None or counted == event_type) and (not only_ok or ok):
+                self.counts[name] += 1
+        self.times.append(ts)
+        if event_type in FILE_TYPES:
+            s = snap_size(event_type, size)
+            self.snap_bytes += s
+            self.sizes[s] += 1
+            if self.latest_snap is None or (ts, path) > self.latest_snap[:2]:
+                self.latest_snap = (ts, path, s)
+            current = self.files.get(path)
+            if current is None or ts >= current[0]:  # on a tie the later stored wins, as the scan orders by id
+                self.files[path] = (ts, event_type, size)
+
+
+def _event_ok(ev: wire.Event) -> bool | None:
+    return getattr(ev, "succeeded", None)
+
+
+def _fold_events(events: Iterable[wire.Event]) -> dict[Key, Fold]:
+    folds: dict[Key, Fold] = {}
+    for ev in events:
+        key = (ev.course, ev.section, ev.assignment, ev.student_id)
+        fold = folds.get(key)
+        if fold is None:
+            fold = folds[key] = Fold()
+        fold.add(ev.type, ev.timestamp, ev.path, getattr(ev, "size", None), _event_ok(ev))
+    return folds
+
+
+def _insert(session: Session, table):
+    return (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert(table)
+
+
+def _key_where(table, key: Key):
+    return and_(*(table.c[name] == value for name, value in zip(_KEY, key)))
+
+
+def _utc(value: Any) -> datetime:
+    aware = _aware(value)
+    assert aware is not None
+    return aware
+
+
+def _aware(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite returns aggregate datetimes as text
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# ------------------------------------------------------------------------------------------- state
+
+
+def built_gap(session: Session, *, lock: str | None = None) -> int | None:
+    """The idle gap the rollups were built for, or None while they are not built (queries then scan).
+    ``lock``: "share" while applying an ingest, "update" while rebuilding (PostgreSQL row locks)."""
+    q = select(STATE.c.idle_gap_seconds).where(STATE.c.id == 1)
+    if lock is not None:
+        q = q.with_for_update(read=lock == "share")
+    value = session.execute(q).scalar()
+    return None if value is None else int(value)
+
+
+def usable(session: Session, idle_gap_seconds: float, since: datetime | None, until: datetime | None) -> bool:
+    """Whether a query can read the rollups: no time window, and the idle gap they were built for."""
+    return since is None and until is None and built_gap(session) == idle_gap_seconds
+
+
+# ------------------------------------------------------------------------------------------- ingest
+
+
+def apply(session: Session, events: Sequence[wire.Event]) -> None:
+    """Fold the events this transaction has just stored (in the order they were stored) into the rollups."""
+    if not events:
+        return
+    gap = built_gap(session, lock="share")
+    if gap is None:
+        return  # not built yet: the rebuild at start-up will count these events
+    folds = _fold_events(events)
+    keys = sorted(folds)
+    zero = dict.fromkeys(COUNTERS, 0) | {"active_us": 0, "snap_bytes": 0}
+    session.execute(
+        _insert(session, ROLLUP).on_conflict_do_nothing(index_elements=list(_KEY)),
+        [dict(zip(_KEY, key)) | zero for key in keys],
+    )
+    stored = _locked_rows(session, keys)
+    updates: list[dict[str, Any]] = []
+    for key in keys:
+        fold, row = folds[key], stored[key]
+        times = sorted(fold.times)
+        last = _aware(row["last_activity"])
+        if row["events"] == 0 or last is None:
+            delta = active_us(times, gap * 1_000_000)
+        elif times[0] >= last:  # the usual case: newer than anything stored
+            delta = active_us([last, *times], gap * 1_000_000)
+        else:  # out of order (a replayed outbox, another agent's batch): re-add the pairs around them
+            delta = _window_delta(session, key, times, gap)
+        first = _aware(row["first_activity"])
+        latest = row["latest_snap_at"], row["latest_snap_path"], row["latest_snap_size"]
+        if fold.latest_snap and (latest[0] is None or fold.latest_snap[:2] > (_aware(latest[0]), latest[1])):
+            latest = fold.latest_snap
+        updates.append(
+            {f"k_{name}": value for name, value in zip(_KEY, key)}
+            | {name: row[name] + fold.counts[name] for name in COUNTERS}
+            | {
+                "first_activity": times[0] if first is None else min(first, times[0]),
+                "last_activity": times[-1] if last is None else max(last, times[-1]),
+                "active_us": row["active_us"] + delta,
+                "snap_bytes": row["snap_bytes"] + fold.snap_bytes,
+                "latest_snap_at": latest[0],
+                "latest_snap_path": latest[1],
+                "latest_snap_size": latest[2],
+            }
+        )
+    stmt = update(ROLLUP).where(*(ROLLUP.c[name] == bindparam(f"k_{name}") for name in _KEY))
+    session.execute(stmt.values({name: bindparam(name) for name in updates[0] if not name.startswith("k_")}), updates)
+    _upsert_files(session, folds)
+    _add_sizes(session, folds, +1)
+
+
+def _locked_rows(session: Session, keys: Sequence[Key]) -> dict[Key, dict[str, Any]]:
+    """The rollup rows of ``keys``, locked in key order (one query per assignment of the batch)."""
+    by_assignment: dict[tuple[str, str, str], list[str]] = {}
+    for course, section, assignment, student in keys:
+        by_assignment.setdefault((course, section, assignment), []).append(student)
+    rows: dict[Key, dict[str, Any]] = {}
+    for (course, section, assignment), students in by_assignment.items():
+        for start in range(0, len(students), 500):
+            q = (
+                select(ROLLUP)
+                .where(
+                    ROLLUP.c.course == course,
+                    ROLLUP.c.section == section,
+                    ROLLUP.c.assignment == assignment,
+                    ROLLUP.c.student_id.in_(students[start : start + 500]),
+                )
+                .order_by(ROLLUP.c.student_id)
+                .with_for_update()
+            )
+            for r in session.execute(q).mappings():
+                rows[(r["course"], r["section"], r["assignment"], r["student_id"])] = dict(r)
+    return rows
+
+
+def _window_delta(session: Session, key: Key, times: list[datetime], gap: int) -> int:
+    """How much time on task the new events ``times`` add to the stored ones: only pairs within one idle
+    gap of a new event can change, so compare the window [first - gap, last + gap] with and without them."""
+    gap_us = gap * 1_000_000
+    lo, hi = times[0] - timedelta(seconds=gap), times[-1] + timedelta(seconds=gap)
+    q = select(EVENT.c.timestamp).where(_key_where(EVENT, key), EVENT.c.timestamp >= lo, EVENT.c.timestamp <= hi)
+    window = sorted(_utc(t) for t in session.scalars(q))  # includes the new events: this transaction wrote them
+    before = Counter(window)
+    before.subtract(times)
+    old = sorted(before.elements())
+    return active_us(window, gap_us) - active_us(old, gap_us)
+
+
+def _upsert_files(session: Session, folds: dict[Key, Fold]) -> None:
+    rows: list[dict[str, Any]] = [
+        dict(zip(_KEY, key)) | {"path": path, "timestamp": ts, "type": event_type, "size": size}
+        for key, fold in folds.items()
+        for path, (ts, event_type, size) in fold.files.items()
+    ]
+    if not rows:
+        return
+    stmt = _insert(session, FILES)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[*_KEY, "path"],
+        set_={"type": stmt.excluded.type, "size": stmt.excluded.size, "timestamp": stmt.excluded.timestamp},
+        where=stmt.excluded.timestamp >= FILES.c.timestamp,
+    )
+    session.execute(stmt, rows)
+
+
+def _add_sizes(session: Session, folds: dict[Key, Fold], sign: int) -> None:
+    counts: Counter[tuple[str, str, str, int]] = Counter()
+    for (course, section, assignment, _), fold in folds.items():
+        for size, n in fold.sizes.items():
+            counts[(course, section, assignment, size)] += n
+    _change_sizes(session, counts, sign)
+
+
+def _change_sizes(session: Session, counts: Counter[tuple[str, str, str, int]], sign: int) -> None:
+    if not counts:
+        return
+    rows = [
+        {"course": c, "section": s, "assignment": a, "size": size, "count": sign * n}
+        for (c, s, a, size), n in sorted(counts.items())
+    ]
+    stmt = _insert(session, SIZES)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["course", "section", "assignment", "size"],
+        set_={"count": SIZES.c.count + stmt.excluded.count},
+    )
+    session.execute(stmt, rows)
+    if sign < 0:
+        session.execute(delete(SIZES).where(SIZES.c.count <= 0))
+
+
+# --------------------------------------------------------------------------------------- rebuilding
+
+_STREAM_COLUMNS = (
+    *(EVENT.c[name] for name in _KEY),
+    EVENT.c.path,
+    EVENT.c.timestamp,
+    EVENT.c.id,
+    EVENT.c.type,
+    EVENT.c.size,
+    EVENT.c.exit_code,
+    EVENT.c.signal,
+    EVENT.c.error,
+)
+
+
+def _stream(session: Session, where) -> Iterator[tuple[Key, list[Any]]]:
+    """Each student's events (all of ``where``), one student at a time, in the index's order."""
+    q = select(*_STREAM_COLUMNS)
+    if where is not None:
+        q = q.where(where)
+    q = q.order_by(*(EVENT.c[name] for name in _KEY), EVENT.c.path, EVENT.c.timestamp)
+    current: Key | None = None
+    rows: list[Any] = []
+    for row in session.execute(q.execution_options(yield_per=20_000)):
+        key = (row[0], row[1], row[2], row[3])
+        if key != current:
+            if current is not None:
+                yield current, rows
+            current, rows = key, []
+        rows.append(row)
+    if current is not None:
+        yield current, rows
+
+
+def _fold_rows(rows: list[Any]) -> Fold:
+    fold = Fold()
+    for r in sorted(rows, key=lambda r: (r.timestamp, r.id)):  # the order they were stored
+        values = {"exit_code": r.exit_code, "signal": r.signal, "error": r.error}
+        fold.add(r.type, r.timestamp, r.path, r.size, wire.succeeded_from(r.type, values))
+    return fold
+
+
+def _write(session: Session, folds: dict[Key, Fold], gap: int) -> None:
+    rollups: list[dict[str, Any]] = []
+    for key, fold in folds.items():
+        times = sorted(fold.times)
+        latest = fold.latest_snap or (None, None, None)
+        rollups.append(
+            dict(zip(_KEY, key))
+            | fold.counts
+            | {
+                "first_activity": times[0],
+                "last_activity": times[-1],
+                "active_us": active_us(times, gap * 1_000_000),
+                "snap_bytes": fold.snap_bytes,
+                "latest_snap_at": latest[0],
+                "latest_snap_path": latest[1],
+                "latest_snap_size": latest[2],
+            }
+        )
+    if rollups:
+        session.execute(_insert(session, ROLLUP), rollups)
+    _upsert_files(session, folds)
+
+
+def rebuild(session: Session, idle_gap_seconds: int, *, progress: Callable[[int, int], None] | None = None) -> int:
+    """Recompute every rollup from the events, for ``idle_gap_seconds``; returns the events read.
+    One transaction (committed here): queries see the old rollups or the new ones, never half."""
+    built_gap(session, lock="update")
+    for table in (ROLLUP, FILES, SIZES, STATE):
+        session.execute(delete(table))
+    total = int(session.scalar(select(func.count()).select_from(EVENT)) or 0)
+    done = 0
+    batch: dict[Key, Fold] = {}
+    sizes: Counter[tuple[str, str, str, int]] = Counter()
+    for key, rows in _stream(session, None):
+        fold = batch[key] = _fold_rows(rows)
+        for size, n in fold.sizes.items():
+            sizes[(key[0], key[1], key[2], size)] += n
+        done += len(rows)
+        if len(batch) >= 500:
+            _write(session, batch, idle_gap_seconds)
+            batch = {}
+            if progress:
+                progress(done, total)
+    _write(session, batch, idle_gap_seconds)
+    _change_sizes(session, sizes, +1)
+    session.execute(
+        _insert(session, STATE), [{"id": 1, "idle_gap_seconds": idle_gap_seconds, "built_at": datetime.now(UTC)}]
+    )
+    session.commit()
+    return done
+
+
+def ensure_built(session: Session, idle_gap_seconds: int) -> bool:
+    """Build the rollups when they are missing or were built for another idle gap; True if it did.
+    Logs one line before and one after, with the count of events, since this reads every event."""
+    built = built_gap(session)
+    if built == idle_gap_seconds:
+        return False
+    total = int(session.scalar(select(func.count()).select_from(EVENT)) or 0)
+    reason = "not built yet" if built is None else f"built for an idle gap of {built} s"
+    log.info(
+        "Rollups %s: rebuilding them from %d events for WATCHER_IDLE_GAP_SECONDS=%d", reason, total, idle_gap_seconds
+    )
+    started = time.monotonic()
+    last = [started]
+
+    def progress(done: int, total: int) -> None:
+        if time.monotonic() - last[0] >= 10:
+            last[0] = time.monotonic()
+            log.info("Rollups: %d of %d events (%.0f%%)", done, total, 100.0 * done / max(total, 1))
+
+    rebuild(session, idle_gap_seconds, progress=progress)
+    log.info("Rollups built in %.1f s", time.monotonic() - started)
+    return True
+
+
+def forget(session: Session, where) -> set[Key]:
+    """Before the events ``where`` selects are deleted: take their snapshots out of the size counts and
+    return the students they belong to, for ``refresh`` once they are gone."""
+    if built_gap(session, lock="update") is None:
+        return set()
+    scope = (EVENT.c.course, EVENT.c.section, EVENT.c.assignment)
+    q = (
+        select(*scope, EVENT.c.type, EVENT.c.size, func.count())
+        .where(where, EVENT.c.type.in_(FILE_TYPES))
+        .group_by(*scope, EVENT.c.type, EVENT.c.size)
+    )
+    sizes: Counter[tuple[str, str, str, int]] = Counter()
+    for course, section, assignment, event_type, size, n in session.execute(q):
+        sizes[(course, section, assignment, snap_size(event_type, size))] += int(n)
+    _change_sizes(session, sizes, -1)
+    keys = select(*(EVENT.c[name] for name in _KEY)).where(where).distinct()
+    return {tuple(r) for r in session.execute(keys)}  # type: ignore[misc]
+
+
+def refresh(session: Session, keys: Iterable[Key]) -> None:
+    """Recompute the rollup rows and file states of these students from their events (after a delete)."""
+    keys = sorted(set(keys))
+    gap = built_gap(session)
+    if gap is None or not keys:
+        return
+    for start in range(0, len(keys), 200):
+        chunk = keys[start : start + 200]
+        where = or_(*(_key_where(EVENT, k) for k in chunk))
+        for table in (ROLLUP, FILES):
+            session.execute(delete(table).where(or_(*(_key_where(table, k) for k in chunk))))
+        folds = {key: _fold_rows(rows) for key, rows in _stream(session, where)}
+        _write(session, folds, gap)
+
+
+# ------------------------------------------------------------------------------------------ queries
+
+
+def _assignment_where(table, course: str, section: str, assignment: str):
+    return and_(table.c.course == course, table.c.section == section, table.c.assignment == assignment)
+
+
+def student_rows(session: Session, course: str, section: str, assignment: str) -> list[dict[str, Any]]:
+    """The per-student part of the assignment summary (``store.summary``'s rows), from the rollups."""
+    where = _assignment_where(FILES, course, section, assignment)
+    deleted = FILES.c.type == wire.FILE_DELETE
+    sizes_q = (
+        select(
+            FILES.c.student_id,
+            func.sum(func.coalesce(FILES.c.size, 0)).filter(~deleted).label("code_size"),
+            func.count().filter(~deleted).label("files"),
+        )
+        .where(where)
+        .group_by(FILES.c.student_id)
+    )
+    sizes = {r.student_id: (int(r.code_size or 0), int(r.files or 0)) for r in session.execute(sizes_q)}
+    q = select(ROLLUP).where(_assignment_where(ROLLUP, course, section, assignment)).order_by(ROLLUP.c.student_id)
+    out = []
+    for r in session.execute(q).mappings():
+        code_size, files = sizes.get(r["student_id"], (0, 0))
+        counts = {name: int(r[name]) for name in COUNTERS}
+        out.append(
+            {"student_id": r["student_id"]}
+            | counts
+            | {
+                "compile_success_rate": success_rate(counts["compile_successes"], counts["compiles"]),
+                "code_size": code_size,
+                "files": files,
+                "first_activity": _aware(r["first_activity"]),
+                "last_activity": _aware(r["last_activity"]),
+                "active_seconds": round(r["active_us"] / 1_000_000, 3),
+            }
+        )
+    return out
+
+
+def success_rate(successes: int, total: int) -> float | None:
+    return round(successes / total, 4) if total else None
+
+
+def assignment_counts(session: Session, course: str | None, limit: int, offset: int) -> list[Any]:
+    """The course listing's rows (one per assignment: counts, students, first and last activity)."""
+    q = select(
+        ROLLUP.c.course,
+        ROLLUP.c.section,
+        ROLLUP.c.assignment,
+        func.sum(ROLLUP.c.events).label("events"),
+        func.count().label("students"),
+        func.sum(ROLLUP.c.saves).label("saves"),
+        func.sum(ROLLUP.c.compiles).label("compiles"),
+        func.sum(ROLLUP.c.runs).label("runs"),
+        func.min(ROLLUP.c.first_activity).label("first_activity"),
+        func.max(ROLLUP.c.last_activity).label("last_activity"),
+    )
+    if course is not None:
+        q = q.where(ROLLUP.c.course == course)
+    scope = (ROLLUP.c.course, ROLLUP.c.section, ROLLUP.c.assignment)
+    return list(session.execute(q.group_by(*scope).order_by(*scope).limit(limit + 1).offset(offset)))
+
+
+def snapshot_aggregates(
+    session: Session, course: str, section: str, assignment: str
+) -> tuple[list[tuple[int, int]], list[tuple[str, int, int, datetime, int]]]:
+    """What ``/api/assignment`` needs: (size, count) of every snapshot size, and per student (id, snapshots,
+    their total size, the latest one's time and size)."""
+    sizes_q = (
+        select(SIZES.c.size, SIZES.c.count)
+        .where(_assignment_where(SIZES, course, section, assignment), SIZES.c.count > 0)
+        .order_by(SIZES.c.size)
+    )
+    sizes = [(int(size), int(n)) for size, n in session.execute(sizes_q)]
+    snaps = ROLLUP.c.saves + ROLLUP.c.deletes + ROLLUP.c.too_large
+    q = select(ROLLUP.c.student_id, snaps, ROLLUP.c.snap_bytes, ROLLUP.c.latest_snap_at, ROLLUP.c.latest_snap_size)
+    q = q.where(_assignment_where(ROLLUP, course, section, assignment), snaps > 0)
+    students = [
+        (student, int(n), int(total), _utc(at), int(size or 0)) for student, n, total, at, size in session.execute(q)
+    ]
+    return sizes, students
+
+
+def type_counts(session: Session, course: str, section: str, assignment: str, event_types: Sequence[str]):
+    """(events of these types, students with one) in an assignment: the old API's build_avg / run_avg."""
+    columns = [ROLLUP.c[COUNTER_OF_TYPE[t]] for t in event_types]
+    n = functools.reduce(operator.add, columns[1:], columns[0])
+    q = select(func.sum(n), func.count().filter(n > 0)).where(_assignment_where(ROLLUP, course, section, assignment))
+    total, students = session.execute(q).one()
+    return int(total or 0), int(students or 0)
