@@ -6,6 +6,7 @@ filemon and the real backend."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import pytest
@@ -151,3 +152,107 @@ def test_odd_names_are_recorded_or_counted_never_fatal(backend, ws, agent):
     assert "/".join(["d"] * 200) + "/deep.c" in saved or metric(
         agent, "filemon_files_skipped_total", {"reason": "path_too_long"}
     )
+
+
+def rss_bytes() -> int:
+    """This process's resident memory now (filemon runs in it)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+def test_a_file_that_grows_forever_is_recorded_once_and_never_read_past_the_limit(backend, ws, agent):
+    me, classmate = new_student(), new_student()
+    mine, theirs = student_dir(ws, me) / "hw1", student_dir(ws, classmate) / "hw1"
+    mine.mkdir(parents=True)
+    theirs.mkdir(parents=True)
+    limit = agent.pipeline.rules.max_file_size
+    skipped_before = metric(agent, "filemon_files_skipped_total", {"reason": "too_large"})
+    stop = threading.Event()
+
+    def grow(path, chunk):  # a program appending to its output, closing it after every write
+        while not stop.is_set():
+            with open(path, "ab") as fh:
+                fh.write(chunk)
+            time.sleep(0.02)
+
+    held = open(mine / "held.c", "wb")  # and one that keeps the file open and never closes it
+    writers = [threading.Thread(target=grow, args=(mine / "grow.c", b"x" * 65536), daemon=True)]
+    for w in writers:
+        w.start()
+    saved = []
+    try:
+        deadline = time.monotonic() + 10  # over three debounce max-waits of growth: about 30 MiB
+        while time.monotonic() < deadline:
+            held.write(b"y" * 65536)
+            held.flush()
+            data = f"classmate {len(saved)}\n".encode()
+            (theirs / "work.c").write_bytes(data)
+            saved.append(data)
+            time.sleep(0.5)
+        # filemon keeps working for everyone else while the file grows
+        wait_until(
+            lambda: any(e.get("sha256") == sha(saved[-1]) for e in timeline(backend, classmate)), 20, message="save"
+        )
+    finally:
+        stop.set()
+        for w in writers:
+            w.join(5)
+        held.close()
+    settle(backend, me, mine)
+    assert (mine / "grow.c").stat().st_size > 3 * limit
+    events = by_path(timeline(backend, me))
+    too_large = [e for e in events.get("grow.c", []) if e["type"] == "file.too_large"]
+    assert len(too_large) == 1, too_large  # once while over the limit, not once per debounce period
+    # the content is never stored once over the limit: every stored version of it is within the limit
+    assert all(e["size"] <= limit for e in events.get("grow.c", []) if e["type"] == "file.save")
+    held_events = events.get("held.c", [])
+    assert all(e["type"] == "file.too_large" or e["size"] <= limit for e in held_events)
+    assert metric(agent, "filemon_files_skipped_total", {"reason": "too_large"}) > skipped_before + 1
+    assert all(len(c) <= limit for c in contents_stored(backend, me))
+    assert len(saved) >= 15 and by_path(timeline(backend, classmate), "file.save")["work.c"]
+
+
+def test_a_hundred_thousand_tiny_files_neither_crash_filemon_nor_hold_up_classmates(backend, tmp_path):
+    ws = tmp_path / "workspace"
+    flooder, classmate = new_student(), new_student()
+    hw = student_dir(ws, flooder) / "hw1"
+    for k in range(100):  # made while filemon is down: its startup scan finds all of them at once
+        (hw / f"d{k}").mkdir(parents=True)
+        for i in range(1000):
+            (hw / f"d{k}" / f"f{i}.c").write_bytes(b"x\n")
+    theirs = student_dir(ws, classmate) / "hw1"
+    theirs.mkdir(parents=True)
+    rss_before = rss_bytes()
+    with running_filemon(ws, tmp_path / "state", backend, extra=["--debounce", "0.3"]) as fm:
+        # a classmate saves while filemon has the whole flood ahead of it
+        (theirs / "mine.c").write_bytes(b"the classmate's save\n")
+        backlog = fm.pipeline.pending()
+        started = time.monotonic()
+        wait_until(lambda: by_path(timeline(backend, classmate), "file.save").get("mine.c"), 60, message="save")
+        waited = time.monotonic() - started
+        assert backlog > 50_000, f"the flood was already handled ({backlog} left): the test proves nothing"
+        assert waited < 5, f"the classmate's save waited {waited:.1f} s behind {backlog} of the flood's files"
+        # more of it while filemon watches: outside any assignment, so skipped, and counted
+        notes = student_dir(ws, flooder) / "notes"
+        notes.mkdir()
+        for i in range(1000):
+            (notes / f"n{i}.c").write_bytes(b"n\n")
+        wait_until(lambda: fm.pipeline.pending() + len(fm.watcher.debouncer) == 0, 240, 0.5, message="the flood")
+        # delivery is one queue for the node: the flood's events go to the backend in the order they came
+        wait_until(lambda: metric(fm, "watcher_outbox_events") == 0, 300, 0.5, message="the flood delivered")
+        assert metric(fm, "file_events_total", {"event_type": "create"}) == 100_001
+        assert metric(fm, "filemon_files_skipped_total", {"reason": "not_in_assignment"}) >= 1000
+        assert metric(fm, "filemon_watches") >= 100 + 5  # root, two students, hw1 twice, notes, d0..d99
+        grown = rss_bytes() - rss_before
+        assert grown < 150 * 2**20, f"filemon's process grew by {grown / 2**20:.0f} MiB for 100,000 files"
+        # still watching: a new folder after the flood is watched and its file recorded
+        later = student_dir(ws, flooder) / "hw2" / "later"
+        later.mkdir(parents=True)
+        (later / "after.c").write_bytes(b"after the flood\n")
+        wait_until(
+            lambda: by_path(timeline(backend, flooder, "hw2"), "file.save").get("later/after.c"), 20, message="hw2"
+        )
+        assert fm.watcher.alive() and fm.pipeline.alive()
