@@ -204,5 +204,18 @@ AGENT_TABLE: Table = Agent.__table__  # type: ignore[attr-defined]
 ERASED_TABLE: Table = ErasedContent.__table__  # type: ignore[attr-defined]
 
 
+def sqlite_text(value: datetime | None) -> str | None:
+    """The text UtcDateTime stores on SQLite (naive UTC, microseconds), for statements on the driver's cursor."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def naive_utc(value: datetime | None) -> datetime | None:
+    """What UtcDateTime stores on PostgreSQL ("timestamp without time zone" holding UTC). An aware value
+    would be shifted by the session's TimeZone."""
+    return None if value is None else value.astimezone(UTC).replace(tzinfo=None)
+
+
 def utc(dt: datetime) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)

@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from watcher_core import wire
 
-from .models import COUNTERS
+from .models import COUNTERS, naive_utc, sqlite_text
 from .models import EVENT_TABLE as EVENT
 from .models import FILE_STATE_TABLE as FILES
 from .models import ROLLUP_STATE_TABLE as STATE
@@ -65,6 +65,16 @@ def snap_size(event_type: str, size: int | None) -> int:
     return 0 if event_type == wire.FILE_DELETE else int(size or 0)
 
 
+@functools.cache
+def _counted(event_type: str, ok: bool) -> tuple[str, ...]:
+    """The counters an event of this type and outcome adds one to."""
+    return tuple(
+        name
+        for name, (counted, only_ok) in COUNTERS.items()
+        if (counted is None or counted == event_type) and (ok or not only_ok)
+    )
+
+
 @dataclass
 class Fold:
     """What a run of one student's events (in the order they were stored) adds to that student's rollup."""
@@ -77,9 +87,8 @@ class Fold:
     sizes: Counter[int] = field(default_factory=Counter)
 
     def add(self, event_type: str, ts: datetime, path: str, size: int | None, ok: bool | None) -> None:
-        for name, (counted, only_ok) in COUNTERS.items():
-            if (counted is None or counted == event_type) and (not only_ok or ok):
-                self.counts[name] += 1
+        for name in _counted(event_type, bool(ok)):
+            self.counts[name] += 1
         self.times.append(ts)
         if event_type in FILE_TYPES:
             s = snap_size(event_type, size)
@@ -92,18 +101,15 @@ class Fold:
                 self.files[path] = (ts, event_type, size)
 
 
-def _event_ok(ev: wire.Event) -> bool | None:
-    return getattr(ev, "succeeded", None)
-
-
 def _fold_events(events: Iterable[wire.Event]) -> dict[Key, Fold]:
     folds: dict[Key, Fold] = {}
     for ev in events:
+        values = ev.__dict__  # the fields as stored: faster than pydantic's attribute access
         key = (ev.course, ev.section, ev.assignment, ev.student_id)
         fold = folds.get(key)
         if fold is None:
             fold = folds[key] = Fold()
-        fold.add(ev.type, ev.timestamp, ev.path, getattr(ev, "size", None), _event_ok(ev))
+        fold.add(ev.type, ev.timestamp, ev.path, values.get("size"), wire.succeeded_from(ev.type, values))
     return folds
 
 
@@ -151,76 +157,154 @@ def usable(session: Session, idle_gap_seconds: float, since: datetime | None, un
 
 
 def apply(session: Session, events: Sequence[wire.Event]) -> None:
-    """Fold the events this transaction has just stored (in the order they were stored) into the rollups."""
+    """Fold the events this transaction has just stored (in the order they were stored) into the rollups.
+
+    The hot path of ingest, so its statements go to the driver's cursor as plain tuples (SQLAlchemy's
+    per-value processing cost five times the inserts): read the students' rows, upsert their new values."""
     if not events:
         return
     gap = built_gap(session, lock="share")
     if gap is None:
         return  # not built yet: the rebuild at start-up will count these events
+    sql = _Sql.of(session)
     folds = _fold_events(events)
     keys = sorted(folds)
-    zero = dict.fromkeys(COUNTERS, 0) | {"active_us": 0, "snap_bytes": 0}
-    session.execute(
-        _insert(session, ROLLUP).on_conflict_do_nothing(index_elements=list(_KEY)),
-        [dict(zip(_KEY, key)) | zero for key in keys],
-    )
-    stored = _locked_rows(session, keys)
-    updates: list[dict[str, Any]] = []
-    for key in keys:
-        fold, row = folds[key], stored[key]
-        times = sorted(fold.times)
-        last = _aware(row["last_activity"])
-        if row["events"] == 0 or last is None:
-            delta = active_us(times, gap * 1_000_000)
-        elif times[0] >= last:  # the usual case: newer than anything stored
-            delta = active_us([last, *times], gap * 1_000_000)
-        else:  # out of order (a replayed outbox, another agent's batch): re-add the pairs around them
-            delta = _window_delta(session, key, times, gap)
-        first = _aware(row["first_activity"])
-        latest = row["latest_snap_at"], row["latest_snap_path"], row["latest_snap_size"]
-        if fold.latest_snap and (latest[0] is None or fold.latest_snap[:2] > (_aware(latest[0]), latest[1])):
-            latest = fold.latest_snap
-        updates.append(
-            {f"k_{name}": value for name, value in zip(_KEY, key)}
-            | {name: row[name] + fold.counts[name] for name in COUNTERS}
-            | {
-                "first_activity": times[0] if first is None else min(first, times[0]),
-                "last_activity": times[-1] if last is None else max(last, times[-1]),
-                "active_us": row["active_us"] + delta,
-                "snap_bytes": row["snap_bytes"] + fold.snap_bytes,
-                "latest_snap_at": latest[0],
-                "latest_snap_path": latest[1],
-                "latest_snap_size": latest[2],
-            }
-        )
-    stmt = update(ROLLUP).where(*(ROLLUP.c[name] == bindparam(f"k_{name}") for name in _KEY))
-    session.execute(stmt.values({name: bindparam(name) for name in updates[0] if not name.startswith("k_")}), updates)
-    _upsert_files(session, folds)
-    _add_sizes(session, folds, +1)
-
-
-def _locked_rows(session: Session, keys: Sequence[Key]) -> dict[Key, dict[str, Any]]:
-    """The rollup rows of ``keys``, locked in key order (one query per assignment of the batch)."""
-    by_assignment: dict[tuple[str, str, str], list[str]] = {}
-    for course, section, assignment, student in keys:
-        by_assignment.setdefault((course, section, assignment), []).append(student)
-    rows: dict[Key, dict[str, Any]] = {}
-    for (course, section, assignment), students in by_assignment.items():
-        for start in range(0, len(students), 500):
-            q = (
-                select(ROLLUP)
-                .where(
-                    ROLLUP.c.course == course,
-                    ROLLUP.c.section == section,
-                    ROLLUP.c.assignment == assignment,
-                    ROLLUP.c.student_id.in_(students[start : start + 500]),
+    cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if sql.postgres:  # a row to lock for every student, also the new ones (another backend may add it)
+            cursor.executemany(sql.zero, keys)
+        stored = sql.read(cursor, keys)
+        rows = []
+        for key in keys:
+            fold, row = folds[key], stored.get(key)
+            times = sorted(fold.times)
+            if row is None or row["events"] == 0:
+                row = dict.fromkeys(COUNTERS, 0) | {"active_us": 0, "snap_bytes": 0, "last_activity": None}
+                row |= {"first_activity": None, "latest_snap_at": None, "latest_snap_path": None}
+                row["latest_snap_size"] = None
+            last, first = row["last_activity"], row["first_activity"]
+            if last is None:
+                delta = active_us(times, gap * 1_000_000)
+            elif times[0] >= last:  # the usual case: newer than anything stored
+                delta = active_us([last, *times], gap * 1_000_000)
+            else:  # out of order (a replayed outbox, another agent's batch): re-add the pairs around them
+                delta = _window_delta(session, key, times, gap)
+            latest = row["latest_snap_at"], row["latest_snap_path"], row["latest_snap_size"]
+            if fold.latest_snap and (latest[0] is None or fold.latest_snap[:2] > (latest[0], latest[1])):
+                latest = fold.latest_snap
+            rows.append(
+                (
+                    *key,
+                    *(row[name] + fold.counts[name] for name in COUNTERS),
+                    sql.time(times[0] if first is None else min(first, times[0])),
+                    sql.time(times[-1] if last is None else max(last, times[-1])),
+                    row["active_us"] + delta,
+                    row["snap_bytes"] + fold.snap_bytes,
+                    sql.time(latest[0]),
+                    latest[1],
+                    latest[2],
                 )
-                .order_by(ROLLUP.c.student_id)
-                .with_for_update()
             )
-            for r in session.execute(q).mappings():
-                rows[(r["course"], r["section"], r["assignment"], r["student_id"])] = dict(r)
-    return rows
+        cursor.executemany(sql.upsert_rollup, rows)
+        files = [
+            (*key, path, event_type, size, sql.time(ts))
+            for key, fold in folds.items()
+            for path, (ts, event_type, size) in fold.files.items()
+        ]
+        if files:
+            cursor.executemany(sql.upsert_file, files)
+        sizes: Counter[tuple[str, str, str, int]] = Counter()
+        for (course, section, assignment, _), fold in folds.items():
+            for size, n in fold.sizes.items():
+                sizes[(course, section, assignment, size)] += n
+        if sizes:
+            cursor.executemany(sql.add_size, [(*k, n) for k, n in sorted(sizes.items())])
+    finally:
+        cursor.close()
+
+
+_ROLLUP_COLUMNS = [c.name for c in ROLLUP.columns]
+_FILE_COLUMNS = [c.name for c in FILES.columns]
+
+
+@dataclass(frozen=True)
+class _Sql:
+    """The statements of ``apply`` in one dialect's text (qmark for sqlite3, format for psycopg)."""
+
+    postgres: bool
+    zero: str
+    upsert_rollup: str
+    upsert_file: str
+    add_size: str
+
+    @classmethod
+    def of(cls, session: Session) -> _Sql:
+        postgres = session.get_bind().dialect.name == "postgresql"
+        cached = _SQL.get(postgres)
+        if cached is None:
+            cached = _SQL[postgres] = cls._build(postgres)
+        return cached
+
+    @classmethod
+    def _build(cls, postgres: bool) -> _Sql:
+        p = "%s" if postgres else "?"
+
+        def insert(table: str, columns: list[str]) -> str:
+            return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(p for _ in columns)})"
+
+        key = ", ".join(_KEY)
+        zero_columns = [*_KEY, *COUNTERS, "active_us", "snap_bytes"]
+        zeros = ", ".join([p] * len(_KEY) + ["0"] * (len(zero_columns) - len(_KEY)))
+        zero = f"INSERT INTO student_rollup ({', '.join(zero_columns)}) VALUES ({zeros}) ON CONFLICT ({key}) DO NOTHING"
+        values = ", ".join(f"{c} = excluded.{c}" for c in _ROLLUP_COLUMNS if c not in _KEY)
+        upsert_rollup = insert("student_rollup", _ROLLUP_COLUMNS) + f" ON CONFLICT ({key}) DO UPDATE SET {values}"
+        upsert_file = insert("file_state", _FILE_COLUMNS) + (
+            f" ON CONFLICT ({key}, path) DO UPDATE SET type = excluded.type, size = excluded.size,"
+            " timestamp = excluded.timestamp WHERE excluded.timestamp >= file_state.timestamp"
+        )
+        add_size = insert("snap_size", ["course", "section", "assignment", "size", "count"]) + (
+            " ON CONFLICT (course, section, assignment, size) DO UPDATE SET count = snap_size.count + excluded.count"
+        )
+        return cls(postgres, zero, upsert_rollup, upsert_file, add_size)
+
+    def time(self, value: datetime | None) -> Any:
+        return naive_utc(value) if self.postgres else sqlite_text(value)
+
+    def _from_db(self, value: Any) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC)
+
+    def read(self, cursor: Any, keys: Sequence[Key]) -> dict[Key, dict[str, Any]]:
+        """The stored rows of ``keys`` (on PostgreSQL locked FOR UPDATE in key order), one query per
+        assignment of the batch."""
+        p = "%s" if self.postgres else "?"
+        by_assignment: dict[tuple[str, str, str], list[str]] = {}
+        for course, section, assignment, student in keys:
+            by_assignment.setdefault((course, section, assignment), []).append(student)
+        out: dict[Key, dict[str, Any]] = {}
+        names = [c for c in _ROLLUP_COLUMNS if c not in _KEY]
+        for scope, students in by_assignment.items():
+            for start in range(0, len(students), 500):
+                chunk = students[start : start + 500]
+                q = (
+                    f"SELECT student_id, {', '.join(names)} FROM student_rollup WHERE course = {p} AND section = {p}"
+                    f" AND assignment = {p} AND student_id IN ({', '.join(p for _ in chunk)})"
+                )
+                if self.postgres:
+                    q += " ORDER BY student_id FOR UPDATE"
+                cursor.execute(q, (*scope, *chunk))
+                for student, *values in cursor.fetchall():
+                    row = dict(zip(names, values))
+                    for name in ("first_activity", "last_activity", "latest_snap_at"):
+                        row[name] = self._from_db(row[name])
+                    out[(*scope, student)] = row
+        return out
+
+
+_SQL: dict[bool, _Sql] = {}
 
 
 def _window_delta(session: Session, key: Key, times: list[datetime], gap: int) -> int:

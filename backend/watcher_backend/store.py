@@ -28,7 +28,7 @@ from watcher_core import wire
 
 from . import rollups
 from .models import AGENT_TABLE as AGENT
-from .models import COUNTERS
+from .models import COUNTERS, naive_utc, sqlite_text
 from .models import ERASED_TABLE as ERASED
 from .models import EVENT_TABLE as EVENT
 
@@ -208,18 +208,11 @@ _SQLITE_INSERT = (
 )
 
 
-def _sqlite_time(value: datetime | None) -> str | None:
-    """The text SQLAlchemy's SQLite DateTime stores (naive UTC, microseconds), so both paths agree."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
 def _sqlite_bulk_insert(session: Session, events: Sequence[wire.Event], now: datetime) -> int:
     """The hot path of ingest on SQLite: one DB-API executemany of plain tuples, inside the session's
     transaction. SQLAlchemy's per-value bind processing costs more than the insert itself at 1000 rows."""
-    received = _sqlite_time(now)
-    rows = [tuple(map(_values(ev, received, _sqlite_time).get, _COLUMNS)) for ev in events]
+    received = sqlite_text(now)
+    rows = [tuple(map(_values(ev, received, sqlite_text).get, _COLUMNS)) for ev in events]
     cursor = _driver_cursor(session)
     try:
         cursor.executemany(_SQLITE_INSERT, rows)
@@ -236,13 +229,7 @@ def _driver_cursor(session: Session):
 
 
 def _postgres_row(ev: wire.Event, received: datetime) -> tuple:
-    return tuple(map(_values(ev, _naive_utc(received), _naive_utc).get, _COLUMNS))
-
-
-def _naive_utc(value: datetime | None) -> datetime | None:
-    # The columns are "timestamp without time zone" holding UTC; an aware value would be shifted by the
-    # session's TimeZone, so send naive UTC exactly as UtcDateTime does.
-    return None if value is None else value.astimezone(UTC).replace(tzinfo=None)
+    return tuple(map(_values(ev, naive_utc(received), naive_utc).get, _COLUMNS))
 
 
 _POSTGRES_INSERT = (
