@@ -8,6 +8,7 @@ one process (tests) do not collide.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -15,6 +16,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from watcher_core import wire
 
 UNMATCHED = "<unmatched>"
+# From an event's time to its row being stored: seconds for a live agent, hours after an outage.
+QUERYABLE_DELAY_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
+# The event types with an outcome (a compile, a run, a notebook cell succeeded or failed).
+OUTCOME_TYPES = tuple(t for t, model in wire.MODELS.items() if getattr(model, "succeeded_from", None))
 disable_created_metrics()  # the *_created series double the output and say nothing useful here
 
 
@@ -69,6 +74,37 @@ class Metrics:
         self.ready = Gauge(
             "watcher_backend_ready", "1 when the last readiness check reached the database", registry=self.registry
         )
+        self.queryable_delay = Histogram(
+            "watcher_event_queryable_delay_seconds",
+            "From an event's timestamp (when it happened) to its row being stored and queryable, by type "
+            "(new events only, not resends)",
+            ["type"],
+            buckets=QUERYABLE_DELAY_BUCKETS,
+            registry=self.registry,
+        )
+        self.outcomes = Counter(
+            "watcher_event_outcomes_total",
+            "Stored compiles, runs and notebook cells by outcome (succeeded: exit 0 and no signal)",
+            ["type", "outcome"],
+            registry=self.registry,
+        )
+        for t in OUTCOME_TYPES:
+            for outcome in ("succeeded", "failed"):
+                self.outcomes.labels(t, outcome)
+
+    def observe_stored(
+        self, events: Iterable[wire.Event], duplicates_by_type: Mapping[str, int], now: float | None = None
+    ) -> None:
+        """Delay and outcome of events just stored. Of a type with duplicates in the batch it is not known
+        which ones were new, so that type is left out of this batch (a resend is not a new delay)."""
+        now = time.time() if now is None else now
+        for ev in events:
+            if duplicates_by_type.get(ev.type):
+                continue
+            self.queryable_delay.labels(ev.type).observe(max(0.0, now - ev.timestamp.timestamp()))
+            ok = wire.succeeded_from(ev.type, ev.__dict__)
+            if ok is not None:
+                self.outcomes.labels(ev.type, "succeeded" if ok else "failed").inc()
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -10,8 +10,11 @@ watcher-filemon-storage-pvc, watcher-procmon, watcher-harbor-registry-secret.
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
 import json
 from dataclasses import dataclass
+from importlib import resources
 
 from watcher_operator import alerts
 from watcher_operator.crd import API_VERSION, KIND
@@ -35,6 +38,8 @@ TOKEN_KEYS = {"ingest": "ingest-token", "read": "read-token", "admin": "admin-to
 NOTEBOOK_KEY_KEY = "notebook-key"
 # The startup file's name in the hook ConfigMap: IPython runs startup files in name order.
 HOOK_FILE_NAME = "00-jcode-watcher.py"
+# What kube-prometheus-stack's Grafana sidecar looks for in ConfigMaps (its sidecar.dashboards.label default).
+DASHBOARD_LABEL = {"grafana_dashboard": "1"}
 
 # procmon's capabilities (see docs/procmon.md). BPF + PERFMON load and attach the tracepoint programs
 # (kernel >= 5.8), SYS_RESOURCE lifts the memlock limit for BPF maps on kernels < 5.11, SYS_PTRACE reads
@@ -109,6 +114,7 @@ def names(name: str) -> dict[str, str]:
         "filemon_monitor": f"{name}-filemon-monitor",
         "procmon_monitor": f"{name}-procmon-monitor",
         "prometheus_rule": f"{name}-alerts",
+        "dashboard": f"{name}-dashboard",
     }
 
 
@@ -703,6 +709,32 @@ def build_prometheus_rule(t: Target) -> dict:
     }
 
 
+@functools.cache
+def _dashboard_template() -> str:
+    # generated at `make generate` time by watcher_operator.dashboard_build (grafana-foundation-sdk)
+    return resources.files("watcher_operator").joinpath("dashboard.json").read_text()
+
+
+def build_dashboard_config(t: Target) -> dict:
+    """The Grafana dashboard for this resource's series, in a ConfigMap Grafana's sidecar loads."""
+    board = json.loads(_dashboard_template())
+    # unique per resource (Grafana keeps one dashboard per uid; at most 40 characters)
+    board["uid"] = "jcode-watcher-" + hashlib.sha256(f"{t.namespace}/{t.name}".encode()).hexdigest()[:12]
+    board["title"] = f"JCode Watcher {t.namespace}/{t.name}"
+    for var in board["templating"]["list"]:
+        if var["name"] in ("namespace", "instance"):
+            var["query"] = t.namespace if var["name"] == "namespace" else t.name
+    meta = metadata(t, names(t.name)["dashboard"], "dashboard")
+    meta["labels"].update(DASHBOARD_LABEL)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": meta,
+        # the sidecar writes every dashboard ConfigMap's keys into one folder: the key names the resource
+        "data": {f"jcode-watcher-{t.namespace}-{t.name}.json": json.dumps(board, indent=2, sort_keys=True)},
+    }
+
+
 def build_children(resource: dict, inputs: Inputs | None = None) -> list[dict]:
     """Every child the resource asks for, in apply order (what others reference comes first)."""
     inputs = inputs or Inputs()
@@ -735,6 +767,9 @@ def build_children(resource: dict, inputs: Inputs | None = None) -> list[dict]:
         # the rules select the ServiceMonitors' series, so they come with them
         if s["monitoring"]["prometheusRules"] and inputs.prometheus_rules_available:
             out.append(build_prometheus_rule(t))
+    # a ConfigMap needs no CRD; its queries read the ServiceMonitors' series
+    if s["monitoring"]["serviceMonitors"] and s["monitoring"]["grafanaDashboard"]:
+        out.append(build_dashboard_config(t))
     return out
 
 
@@ -743,6 +778,7 @@ def managed_kinds() -> list[tuple[str, str, str]]:
     return [
         ("v1", "Secret", "registry_secret"),
         ("v1", "ConfigMap", "hook_config"),
+        ("v1", "ConfigMap", "dashboard"),
         ("v1", "Service", "filemon"),
         ("v1", "Service", "procmon"),
         ("v1", "Service", "backend_service"),

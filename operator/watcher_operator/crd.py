@@ -377,6 +377,12 @@ def spec_schema() -> dict:
                         "monitoring.coreos.com PrometheusRule CRD.",
                         True,
                     ),
+                    "grafanaDashboard": _bool(
+                        "Create ConfigMap <name>-dashboard with the Grafana dashboard of docs/operator.md#dashboard "
+                        '(label grafana_dashboard: "1", which kube-prometheus-stack\'s Grafana sidecar loads from '
+                        "the namespaces in its sidecar.dashboards.searchNamespace) while serviceMonitors is true.",
+                        True,
+                    ),
                     "interval": _str("Scrape interval.", pattern=r"^[0-9]+(ms|s|m|h)$", default="30s"),
                     "labels": _string_map(
                         "Labels on the ServiceMonitors and the PrometheusRule (what your Prometheus selects on).",

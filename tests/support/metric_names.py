@@ -4,7 +4,7 @@
 backend's ``Metrics``, an ``AgentRuntime`` with filemon's or procmon's own metrics on it, the operator's
 metrics) and returns every series name a scrape can show, per component, plus Prometheus's own ``up``.
 ``metric_names(expr)`` parses PromQL with promql-parser (the Rust parser Prometheus-compatible tools use) and
-returns the names of the series it selects. The alerts' and the dashboard's tests use both.
+returns the names of the series it selects; ``metric_selectors(expr)`` also the ``job`` each one asks for. The alerts' and the dashboard's tests use both.
 """
 
 from __future__ import annotations
@@ -82,15 +82,20 @@ def exported_metric_names(tmp_path: Path) -> dict[str, set[str]]:
 
 def metric_names(expr: str) -> set[str]:
     """The names of the series a PromQL expression selects (parse errors raise)."""
-    names: set[str] = set()
+    return {name for name, _ in metric_selectors(expr)}
+
+
+def metric_selectors(expr: str) -> set[tuple[str, str | None]]:
+    """(metric name, the value of its ``job`` matcher or None) of every series selector in ``expr``."""
+    names: set[tuple[str, str | None]] = set()
 
     def visit(node) -> None:
         if isinstance(node, promql_parser.VectorSelector):
+            matchers = node.matchers.matchers
+            job = next((m.value for m in matchers if m.name == "job"), None)
             if node.name:
-                names.add(node.name)
-            for m in node.matchers.matchers:
-                if m.name == "__name__":
-                    names.add(m.value)
+                names.add((node.name, job))
+            names.update((m.value, job) for m in matchers if m.name == "__name__")
             return
         for attr in ("expr", "lhs", "rhs", "vector_selector", "param"):
             child = getattr(node, attr, None)

@@ -192,6 +192,7 @@ def _store_batch(
                 metrics.events.labels(t, "accepted").inc(n)
             for t, n in result.duplicates_by_type.items():
                 metrics.events.labels(t, "duplicate").inc(n)
+            metrics.observe_stored(valid, result.duplicates_by_type)
     ignored = _ignored_fields(size, valid, rejected)
     if ignored:
         metrics.fields_ignored.inc(len(ignored))

@@ -192,7 +192,7 @@ def test_operator_creates_every_child_and_a_noop_resync_rewrites_nothing(cluster
     tokens = {k.split("-")[0]: base64.b64decode(v).decode() for k, v in tokens_secret["data"].items()}
     assert all(len(v) >= 32 for v in tokens.values())
     desired = build_children(wd, Inputs(registry_username="robot$watcher", registry_password="s3cret", tokens=tokens))
-    assert len(desired) == 11
+    assert len(desired) == 12  # with the dashboard ConfigMap (no ServiceMonitor CRD here)
     for obj in desired:
         live = wait_for(
             lambda: kube.get(obj["apiVersion"], obj["kind"], namespace, obj["metadata"]["name"]),

@@ -238,6 +238,7 @@ def test_names_ports_sizes_and_labels_follow_the_deployment_guide():
         ("ServiceMonitor", "watcher-filemon-monitor"),
         ("ServiceMonitor", "watcher-procmon-monitor"),
         ("PrometheusRule", "watcher-alerts"),
+        ("ConfigMap", "watcher-dashboard"),
     }
     backend_pvc = objs["PersistentVolumeClaim", "watcher-backend-pvc"]["spec"]
     assert backend_pvc["accessModes"] == ["ReadWriteOnce"]
@@ -642,7 +643,7 @@ STUDENT = ("jcode", {}, {"app": "jcode-os-1-202012345"})
 def test_notebooks_bring_the_hook_config_the_key_and_the_student_pods_peer_only_when_enabled():
     r = load_example("minimal")
     objs = by_key(build_children(r, INPUTS))
-    assert not any(kind == "ConfigMap" or name.endswith("notebook-key") for kind, name in objs)
+    assert not any(name.endswith(("hook-config", "notebook-key")) for kind, name in objs)
     assert "WATCHER_NOTEBOOK_KEY" not in _backend_env(r)
     assert not admits(_policy(r), *STUDENT, 3000)
     r["spec"]["notebook"] = {
