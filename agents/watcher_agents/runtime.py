@@ -25,6 +25,7 @@ from watcher_agents.agent_http import AgentHTTPServer, HealthChecks
 from watcher_agents.config import AgentSettings
 from watcher_agents.outbox import Outbox
 from watcher_agents.sender import Sender
+from watcher_core.standard_metrics import register_standard_metrics
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class AgentRuntime:
     ) -> None:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
+        register_standard_metrics(self.registry, settings.agent)
         self.health = HealthChecks()
         self.outbox = Outbox(
             settings.outbox_path,

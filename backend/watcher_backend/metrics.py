@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from watcher_core import wire
+from watcher_core.standard_metrics import register_standard_metrics
 
 UNMATCHED = "<unmatched>"
 # From an event's time to its row being stored: seconds for a live agent, hours after an outage.
@@ -26,6 +27,7 @@ disable_created_metrics()  # the *_created series double the output and say noth
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        register_standard_metrics(self.registry, "backend")
         self.requests = Counter(
             "http_requests_total",
             "HTTP requests by method, route template and status",

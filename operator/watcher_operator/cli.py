@@ -24,6 +24,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_PEERING = "watcher-operator"
 DEFAULT_RESYNC_SECONDS = 60.0
 DEFAULT_RETRY_SECONDS = 30.0
+DEFAULT_METRICS_PORT = 9090
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
 # The peering CRD kopf needs, by scope: --all-namespaces elects through the cluster-scoped kind.
@@ -53,6 +54,19 @@ def positive_seconds(env: Mapping[str, str], name: str, default: float) -> float
     return _positive(value, name, raw)
 
 
+def metrics_port(value: str | int | None, setting: str) -> int:
+    """A TCP port 0..65535 (0: no metrics server); None means the default."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return DEFAULT_METRICS_PORT
+    try:
+        port = int(value)
+    except ValueError:
+        raise SettingsError(setting, f"must be a port number 0..65535 (0: off), got {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise SettingsError(setting, f"must be a port number 0..65535 (0: off), got {value!r}")
+    return port
+
+
 def _positive(value: float, name: str, shown: object) -> float:
     if not math.isfinite(value) or value <= 0:
         raise SettingsError(name, f"must be a positive number of seconds, got {shown!r}")
@@ -78,6 +92,7 @@ class OperatorSettings:
     resync_seconds: float
     retry_seconds: float
     log_level: str
+    metrics_port: int = DEFAULT_METRICS_PORT  # 0: off
 
 
 def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> OperatorSettings:
@@ -114,6 +129,9 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> OperatorSetting
         resync_seconds=resync,
         retry_seconds=retry,
         log_level=level,
+        metrics_port=metrics_port(args.metrics_port, "--metrics-port")
+        if args.metrics_port is not None
+        else metrics_port(env.get("WATCHER_OPERATOR_METRICS_PORT"), "WATCHER_OPERATOR_METRICS_PORT"),
     )
 
 
@@ -235,6 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
         "default 60); failed reconciles retry after WATCHER_OPERATOR_RETRY_SECONDS (default 30)",
     )
     p.add_argument(
+        "--metrics-port",
+        default=None,
+        metavar="PORT",
+        help="serve the operator's Prometheus metrics on this port, /metrics (env WATCHER_OPERATOR_METRICS_PORT; "
+        f"default {DEFAULT_METRICS_PORT}; 0: off)",
+    )
+    p.add_argument(
         "--kubeconfig", default=None, metavar="FILE", help="kubeconfig file (default: in-cluster, then KUBECONFIG)"
     )
     p.add_argument(
@@ -276,12 +301,25 @@ def main(argv: list[str] | None = None) -> int:
     import kopf  # imported late: `watcher operator --help` stays fast
 
     from watcher_operator import handlers
+    from watcher_operator.metrics import OperatorMetrics
 
+    metrics = OperatorMetrics()
+    server = None
+    if settings.metrics_port:
+        try:
+            server = metrics.serve(settings.metrics_port)
+        except OSError as exc:
+            sys.stderr.write(f"watcher operator: cannot serve metrics on port {settings.metrics_port}: {exc}\n")
+            return 2
+        log.info("metrics on port %d (/metrics)", settings.metrics_port)
     registry = kopf.OperatorRegistry()
     handlers.register(
         registry,
         handlers.HandlerConfig(
-            resync_seconds=settings.resync_seconds, retry_seconds=settings.retry_seconds, kubeconfig=args.kubeconfig
+            resync_seconds=settings.resync_seconds,
+            retry_seconds=settings.retry_seconds,
+            kubeconfig=args.kubeconfig,
+            metrics=metrics,
         ),
     )
     try:
@@ -296,4 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     except KeyboardInterrupt:
         pass
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
     return 0

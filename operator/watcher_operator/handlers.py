@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import kopf
 
@@ -19,6 +20,7 @@ from watcher_operator import loop_guard
 from watcher_operator.builders import MANAGER
 from watcher_operator.crd import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from watcher_operator.kubeapi import ApiError, Kube, load_config
+from watcher_operator.metrics import OperatorMetrics
 from watcher_operator.reconcile import Reconciler
 
 log = logging.getLogger("watcher_operator")
@@ -33,6 +35,7 @@ class HandlerConfig:
     resync_seconds: float
     retry_seconds: float
     kubeconfig: str | None = None
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)  # served by the CLI on its metrics port
 
 
 def _ref(namespace: str, name: str, uid: str | None = None) -> dict:
@@ -73,13 +76,18 @@ def register(registry: kopf.OperatorRegistry, config: HandlerConfig) -> None:
         loop_guard.install(asyncio.get_running_loop())
 
     def run(namespace: str, name: str, uid: str | None, logger: logging.Logger) -> None:
+        start = time.perf_counter()
         try:
             out = reconciler.reconcile(namespace, name)
         except ApiError as err:  # API server unreachable, RBAC missing...: one clear line, then kopf retries
+            config.metrics.observe(namespace, name, "error", time.perf_counter() - start, time.time())
             logger.error("reconcile of %s/%s failed: %s", namespace, name, err)
             raise kopf.TemporaryError(f"Kubernetes API error: {err}", delay=config.retry_seconds) from None
         if out.gone:
+            config.metrics.forget(namespace, name)
             return
+        result = "blocked" if out.blocking else "ok"
+        config.metrics.observe(namespace, name, result, time.perf_counter() - start, time.time())
         body = _ref(namespace, name, uid)
         for action in out.actions:
             logger.info(action)

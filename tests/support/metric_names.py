@@ -71,11 +71,13 @@ def _agent_names(tmp_path: Path, agent: str) -> set[str]:
 def exported_metric_names(tmp_path: Path) -> dict[str, set[str]]:
     """Every series name each component's /metrics can show."""
     from watcher_backend.metrics import Metrics
+    from watcher_operator.metrics import OperatorMetrics
 
     return {
         "backend": registry_names(Metrics().registry),
         "filemon": _agent_names(tmp_path, "filemon"),
         "procmon": _agent_names(tmp_path, "procmon"),
+        "operator": registry_names(OperatorMetrics().registry),
         "prometheus": set(SCRAPE_SERIES),
     }
 

@@ -1,5 +1,6 @@
 """What a real backend measures at ingest (its /metrics): the delay from an event's time to its row being
-queryable, and the outcome of compiles and runs; resends count neither twice."""
+queryable, and the outcome of compiles and runs; resends count neither twice. And what every component has:
+the process collector, watcher_build_info, no *_created series."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from support.backend import run_backend, wire_event
+from watcher_core import __version__
 
 
 def samples(backend) -> dict[tuple[str, tuple], float]:
@@ -51,3 +53,13 @@ def test_queryable_delay_and_outcomes_are_measured_once_per_new_event(tmp_path):
         again = samples(backend)
         assert again["watcher_event_queryable_delay_seconds_count", (("type", "file.save"),)] == 2
         assert outcome(again, "process.compile", "failed") == 1
+
+
+def test_backend_metrics_have_process_and_build_info_and_no_created_series(tmp_path):
+    with run_backend(tmp_path) as backend:
+        backend.post_events([wire_event("file.save")])
+        m = samples(backend)
+        text = httpx.get(backend.url + "/metrics").text
+    assert m["watcher_build_info", (("component", "backend"), ("version", __version__))] == 1
+    assert m["process_resident_memory_bytes", ()] > 0 and m["process_open_fds", ()] > 0
+    assert "_created" not in text

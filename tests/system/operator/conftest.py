@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from support.kube import ControlPlane, missing_binaries
+from support.ports import free_port
 from support.waiting import wait_for  # noqa: F401 - the operator tests import it from here
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -61,8 +62,14 @@ class OperatorProcess:
         )
         self.log = log
         self._fh = open(log, "wb")
+        # replicas run side by side here: each serves its metrics on a port of its own
+        self.metrics_port = free_port()
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         self.proc = subprocess.Popen(
-            [str(WATCHER), "operator", *args], env=env, stdout=self._fh, stderr=subprocess.STDOUT
+            [str(WATCHER), "operator", "--metrics-port", str(self.metrics_port), *args],
+            env=env,
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
         )
 
     def output(self) -> str:

@@ -12,9 +12,11 @@ import json
 import time
 import warnings
 
+import httpx
 import pytest
 import yaml
 
+from watcher_core import __version__
 from watcher_operator.builders import Inputs, build_children
 from watcher_operator.kubeapi import Kube, load_config
 from watcher_operator.reconcile import is_subset
@@ -236,6 +238,27 @@ def test_operator_creates_every_child_and_a_noop_resync_rewrites_nothing(cluster
     assert after == versions
     assert kube.get(*WD, namespace, "watcher")["metadata"]["resourceVersion"] == wd_version
     assert "Traceback" not in op.output()
+    # the operator's metrics port: every resync counted and timed, the last success stamped
+    metrics = operator_metrics(op)
+    assert metrics["watcher_operator_reconciles_total", (("result", "ok"),)] >= 3
+    assert metrics["watcher_operator_reconciles_total", (("result", "error"),)] == 0
+    assert metrics["watcher_operator_reconcile_duration_seconds_count", ()] >= 3
+    stamp = metrics["watcher_operator_last_success_timestamp_seconds", (("name", "watcher"), ("namespace", namespace))]
+    assert time.time() - 15 < stamp <= time.time()
+    assert metrics["watcher_build_info", (("component", "operator"), ("version", __version__))] == 1
+    assert metrics["process_start_time_seconds", ()] > 0
+    assert not any(name.endswith("_created") for name, _ in metrics)
+
+
+def operator_metrics(op) -> dict[tuple[str, tuple], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(op.metrics_url, timeout=5).text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def test_update_drift_repair_and_garbage_collection(cluster, namespace, kube, run_operator):
@@ -380,6 +403,10 @@ def test_unsatisfiable_specs_give_conditions_and_retries_not_tracebacks(cluster,
     events = cluster.kubectl("-n", namespace, "get", "events", "-o", "json").stdout
     assert "CredentialsSecretMissing" in events and "StorageClassNotFound" in events
     assert "Traceback" not in op.output()
+    # the blocked reconciles are counted as such, and the fixed resource has a last success
+    metrics = operator_metrics(op)
+    assert metrics["watcher_operator_reconciles_total", (("result", "blocked"),)] >= 2
+    assert metrics["watcher_operator_reconciles_total", (("result", "ok"),)] >= 1
 
 
 def test_claim_changes_are_reported_not_crash_looped(cluster, namespace, kube, run_operator):

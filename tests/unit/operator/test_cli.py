@@ -33,6 +33,9 @@ BAD_VALUES = [
     ("WATCHER_OPERATOR_RETRY_SECONDS", "inf"),
     ("WATCHER_LOG_LEVEL", "verbose"),
     ("WATCHER_OPERATOR_STANDALONE", "maybe"),
+    ("WATCHER_OPERATOR_METRICS_PORT", "http"),
+    ("WATCHER_OPERATOR_METRICS_PORT", "-1"),
+    ("WATCHER_OPERATOR_METRICS_PORT", "70000"),
 ]
 
 
@@ -152,6 +155,15 @@ def test_defaults():
         False,
         "",
     )
+
+
+def test_metrics_port_default_flag_variable_and_off():
+    assert _resolve(["-A"], {}).metrics_port == 9090
+    assert _resolve(["-A"], {"WATCHER_OPERATOR_METRICS_PORT": "9100"}).metrics_port == 9100
+    assert _resolve(["-A", "--metrics-port", "9200"], {"WATCHER_OPERATOR_METRICS_PORT": "9100"}).metrics_port == 9200
+    assert _resolve(["-A", "--metrics-port", "0"], {}).metrics_port == 0  # off
+    with pytest.raises(cli.SettingsError, match="--metrics-port"):
+        _resolve(["-A", "--metrics-port", "99999"], {})
 
 
 def test_parser_reads_no_environment(monkeypatch):
