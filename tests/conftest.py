@@ -4,6 +4,9 @@ tests/unit        -> quick        (seconds, no services, no root)
 tests/integration -> integration  (real loopback HTTP, inotify, subprocesses)
 tests/system      -> system       (PostgreSQL, eBPF, kube-apiserver; needs root and the installed system packages)
 tests/security    -> integration  (the student as the attacker, against the real components; docs/security.md)
+
+A module that needs more than its folder's tier says so with ``pytestmark = pytest.mark.system``
+(tests/security/test_procmon_attacks.py needs root and eBPF); that marker is then its only tier.
 """
 
 import logging
@@ -23,7 +26,7 @@ def pytest_collection_modifyitems(config, items):
         except ValueError:
             continue
         marker = _TIERS.get(tier_dir)
-        if marker:
+        if marker and not any(item.get_closest_marker(tier) for tier in set(_TIERS.values())):
             item.add_marker(getattr(pytest.mark, marker))
 
 

@@ -25,7 +25,10 @@ NOT_STUDENT = "not_student"  # neither a student pod nor a workspace path
 NOT_CLASSIFIED = "not_classified"  # a student's process, but no compiler/interpreter/workspace binary
 NO_ASSIGNMENT = "no_assignment"  # a compile/run outside any assignment folder
 COMPILER_CHILD = "compiler_child"  # clang -cc1 or a compiler started by a compiler (lto, driver)
-SKIP_REASONS = (NOT_STUDENT, NOT_CLASSIFIED, NO_ASSIGNMENT, COMPILER_CHILD)
+# a process in a cgroup (container) already known as one student's that claims another student (a UTS
+# namespace of its own named after a classmate's pod): never recorded as the classmate
+OTHER_STUDENTS_CGROUP = "other_students_cgroup"
+SKIP_REASONS = (NOT_STUDENT, NOT_CLASSIFIED, NO_ASSIGNMENT, COMPILER_CHILD, OTHER_STUDENTS_CGROUP)
 
 
 @dataclass(frozen=True)

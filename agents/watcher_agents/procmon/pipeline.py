@@ -32,7 +32,7 @@ from pydantic import ValidationError
 
 from watcher_agents.outbox import Outbox, OutboxUnavailable
 from watcher_agents.procmon import procfs
-from watcher_agents.procmon.attribution import NOT_STUDENT, Attributed, Attributor, Skip
+from watcher_agents.procmon.attribution import NOT_STUDENT, OTHER_STUDENTS_CGROUP, Attributed, Attributor, Skip
 from watcher_agents.procmon.events import ExecEvent, ExitEvent
 from watcher_agents.procmon.metrics import ProcmonMetrics
 from watcher_core import identity, wire
@@ -133,6 +133,23 @@ class CgroupLearner:
         self.student: set[int] = set()
         self.first_seen: dict[int, float] = {}
         self.ignored: dict[int, float] = {}  # cgroup -> when the verdict expires
+        self.owners: OrderedDict[int, identity.Student] = OrderedDict()  # cgroup -> its first student
+
+    def owned_by(self, cgroup_id: int, student: identity.Student) -> bool:
+        """May a process of this cgroup be recorded as ``student``? A container is one student's: its
+        first student process names them (in a pod, code-server with the pod's hostname). The hostname
+        is read per UTS namespace, and a student can make their own (``unshare`` in a user namespace)
+        named after a classmate's pod; the cgroup they cannot leave. The root cgroup (a host without
+        cgroup v2, or a plain shell on it) is anyone's."""
+        if not cgroup_id or cgroup_id == ROOT_CGROUP_ID:
+            return True
+        owner = self.owners.get(cgroup_id)
+        if owner is None:
+            self.owners[cgroup_id] = student
+            if len(self.owners) > MAX_LINEAGE:
+                self.owners.popitem(last=False)
+            return True
+        return owner == student
 
     def saw(self, cgroup_id: int, is_student: bool, now: float) -> None:
         if not cgroup_id:
@@ -205,6 +222,7 @@ class Pipeline:
         self._flush_now = threading.Event()
         self.tracer = None
         self.learner: CgroupLearner | None = None
+        self._forgers: set[int] = set()  # cgroups whose processes claimed another student (logged once)
         self._learn = (learn_seconds, ignore_ttl, kernel_filter)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -470,6 +488,18 @@ class Pipeline:
             earlier = None
         parent_is_compiler = self._compiler_ancestor(ev.ppid)
         result = self._attribute(ev, parent_is_compiler)
+        if isinstance(result, Attributed) and self.learner and not self.learner.owned_by(ev.cgroup_id, result.student):
+            log.log(
+                logging.DEBUG if ev.cgroup_id in self._forgers else logging.WARNING,  # once per cgroup
+                "pid %d %s claims %s, but its cgroup %d is %s's: not recorded",
+                ev.pid,
+                ev.filename,
+                result.student.dirname,
+                ev.cgroup_id,
+                self.learner.owners[ev.cgroup_id].dirname,
+            )
+            self._forgers.add(ev.cgroup_id)
+            result = Skip(OTHER_STUDENTS_CGROUP)
         is_student = not (isinstance(result, Skip) and result.reason == NOT_STUDENT)
         if self.learner:
             self.learner.saw(ev.cgroup_id, is_student, now)
@@ -600,7 +630,7 @@ class Pipeline:
             student_id=w.student.student_id,
             assignment=w.assignment,
             path=w.path,
-            argv=rec.exec.argv[: wire.MAX_ARGV_ITEMS],
+            argv=[_valid_text(a) for a in rec.exec.argv[: wire.MAX_ARGV_ITEMS]],
             argv_truncated=rec.exec.argv_truncated,
             cwd=w.cwd,
             exit_code=ex.exit_code,
@@ -647,6 +677,13 @@ class Pipeline:
                 return  # retried at the next tick
             with self._lock:
                 del self.unsent[: len(batch)]
+
+
+def _valid_text(arg: str) -> str:
+    """An argument as valid UTF-8: bytes that are none become U+FFFD. argv is decoded with
+    surrogateescape, which the wire (JSON) refuses: one such byte (``gcc -DX=$'\\xff' a.c``) made the
+    whole event invalid, so a student could keep any compile or run off their record."""
+    return arg.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _cap_argv(argv: list[str], limit: int, ev: ExecEvent) -> list[str]:
