@@ -133,6 +133,14 @@ def notebook_key_secret_name(t: Target) -> str:
 # --- metadata helpers ---------------------------------------------------------------------------------
 
 
+def version_label(t: Target, component: str) -> str:
+    """The component's image tag (its override, else spec.image.tag) as a label value: at most 63
+    characters, alphanumeric at both ends."""
+    over = (t.spec.get(component) or {}).get("image") or {}
+    tag = over.get("tag") or t.spec["image"]["tag"]
+    return tag[:63].strip("._-") or "unknown"
+
+
 def labels(t: Target, component: str) -> dict[str, str]:
     return {
         "app": f"{t.name}-{component}",
@@ -141,6 +149,8 @@ def labels(t: Target, component: str) -> dict[str, str]:
         "app.kubernetes.io/component": component,
         "app.kubernetes.io/part-of": PART_OF,
         "app.kubernetes.io/managed-by": MANAGER,
+        # the version the resource runs (one tag for every component); selectors never use it
+        "app.kubernetes.io/version": version_label(t, component),
     }
 
 

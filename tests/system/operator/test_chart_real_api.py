@@ -110,3 +110,39 @@ def test_chart_installs_and_its_service_account_can_run_the_operator(cluster, ku
             pass
         cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
         config.close()
+
+
+def test_the_helm_test_hook_passes_against_a_running_operator_and_fails_without_one(
+    cluster, namespace, run_operator, tmp_path
+):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from support.ports import free_port
+
+    liveness = free_port()
+    op = run_operator(namespace, "--standalone", "--liveness", f"http://127.0.0.1:{liveness}/healthz")
+    out = helm.Chart.load(ROOT / "charts" / "watcher-operator").render(
+        {"livenessPort": liveness, "metricsPort": op.metrics_port},
+        name="watcher-operator",
+        namespace=namespace,
+        is_install=True,
+    )
+    hook = yaml.safe_load(out["watcher-operator/templates/tests/test-operator-up.yaml"])
+    script = hook["spec"]["containers"][0]["args"][0]
+    # the pod asks the Service; here the operator is a process on this machine
+    service = f"http://watcher-operator.{namespace}.svc"
+    assert service in script
+    script = script.replace(service, "http://127.0.0.1")
+
+    def hook_run(text: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", text], capture_output=True, text=True, timeout=120)
+
+    passed = hook_run(script)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert passed.stdout.count("ok http://127.0.0.1") == 2
+    op.stop()
+    failed = hook_run(script.replace("range(30)", "range(1)"))  # one try each instead of a minute of them
+    assert failed.returncode != 0 and "the operator does not answer" in failed.stderr

@@ -674,3 +674,26 @@ def test_notebooks_bring_the_hook_config_the_key_and_the_student_pods_peer_only_
         e["name"]: e for e in objs["Deployment", "watcher-backend"]["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert env["WATCHER_NOTEBOOK_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "jcode-notebook-key"
+
+
+def test_every_child_carries_the_version_it_runs():
+    for which in sorted(EXAMPLES):
+        for obj in children(which):
+            assert obj["metadata"]["labels"]["app.kubernetes.io/version"] == "1.0.0", obj["metadata"]["name"]
+            template = obj.get("spec", {}).get("template")
+            if template:
+                assert template["metadata"]["labels"]["app.kubernetes.io/version"] == "1.0.0"
+                assert "app.kubernetes.io/version" not in obj["spec"]["selector"]["matchLabels"]  # immutable
+    r = load_example("minimal")
+    r["spec"]["image"]["tag"] = "2.0.0-rc.1"
+    r["spec"]["backend"] = {"image": {"tag": "2.0.1"}}
+    objs = by_key(build_children(r, INPUTS))
+    assert objs["Deployment", "watcher-backend"]["metadata"]["labels"]["app.kubernetes.io/version"] == "2.0.1"
+    assert objs["DaemonSet", "watcher-filemon"]["metadata"]["labels"]["app.kubernetes.io/version"] == "2.0.0-rc.1"
+    # a tag Kubernetes would not take as a label value is trimmed to one it takes
+    r["spec"]["image"]["tag"] = "v" + "1" * 70 + "."
+    from kubernetes_validate import validate
+
+    secret = by_key(build_children(r, INPUTS))["Secret", "watcher-harbor-registry-secret"]
+    assert len(secret["metadata"]["labels"]["app.kubernetes.io/version"]) == 63
+    validate(secret, "1.25", strict=True)

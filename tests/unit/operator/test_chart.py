@@ -53,7 +53,9 @@ def bundle_text() -> str:
         "# tests/unit/operator/test_chart.py (UPDATE_GOLDEN=1); do not edit by hand.\n"
     )
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "watcher"}}
-    return header + yaml.safe_dump_all([*crds(), namespace, *render()], sort_keys=False, width=120)
+    # without the `helm test` pod: kubectl apply would leave it behind as an ordinary pod
+    manifests = [d for d in render() if "helm.sh/hook" not in (d["metadata"].get("annotations") or {})]
+    return header + yaml.safe_dump_all([*crds(), namespace, *manifests], sort_keys=False, width=120)
 
 
 def test_chart_lints_clean():
@@ -161,3 +163,83 @@ def test_plain_bundle_is_the_rendered_chart():
         BUNDLE.parent.mkdir(exist_ok=True)
         BUNDLE.write_text(text)
     assert BUNDLE.read_text() == text, "regenerate deploy/ with UPDATE_GOLDEN=1"
+
+
+# values.schema.json: what `helm install`, `helm template` and `helm lint` refuse
+BAD_VALUES = {
+    "a typo'd key": ({"resyncSecnds": 30}, "additional properties 'resyncSecnds' not allowed"),
+    "a typo'd nested key": ({"image": {"tagg": "1.0.0"}}, "additional properties 'tagg' not allowed"),
+    "a wrong type": ({"replicaCount": "two"}, "/replicaCount': got string, want integer"),
+    "a wrong type in a list": ({"watch": {"namespaces": "course-a"}}, "/watch/namespaces': got string, want array"),
+    "a negative interval": ({"resyncSeconds": -60}, "/resyncSeconds': exclusiveMinimum"),
+    "a zero retry interval": ({"retrySeconds": 0}, "/retrySeconds': exclusiveMinimum"),
+    "replicas without leader election": (
+        {"replicaCount": 2, "peering": {"enabled": False}},
+        "/replicaCount': maximum: got 2, want 1",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_VALUES))
+def test_values_schema_refuses_bad_values(case):
+    values, message = BAD_VALUES[case]
+    with pytest.raises(Exception, match="values don't meet the specifications") as exc:
+        render(values)
+    assert message in str(exc.value)
+    report = helm.lint(CHART, strict=True, namespace="watcher", kube_version="v1.25.0", values=values)
+    assert any(message in e for e in report["errors"]), report
+
+
+def test_values_schema_accepts_the_documented_variants():
+    for values in [*VARIANTS.values(), {"replicaCount": 1, "peering": {"enabled": False}}, {"metricsPort": 0}]:
+        render(values)
+        report = helm.lint(CHART, strict=True, namespace="watcher", kube_version="v1.25.0", values=values)
+        assert report["errors"] == [], (values, report)
+
+
+def test_name_overrides():
+    names = {(d["kind"], d["metadata"]["name"]) for d in render({"fullnameOverride": "jw"})}
+    assert ("Deployment", "jw") in names and ("ClusterRole", "jw-manager") in names and ("Service", "jw") in names
+    docs = render({"nameOverride": "watcherop"})
+    dep = _deployment(docs)
+    assert dep["metadata"]["name"] == "watcher-operator-watcherop"
+    assert dep["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == "watcherop"
+    assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "watcher-operator-watcherop"
+
+
+def test_several_replicas_get_a_disruption_budget_and_are_spread():
+    docs = render()  # two replicas by default
+    pdb = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    pod_labels = _deployment(docs)["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    spread = _deployment(docs)["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert {c["topologyKey"] for c in spread} == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+    assert all(c["labelSelector"]["matchLabels"].items() <= pod_labels.items() for c in spread)
+    single = render(VARIANTS["two-namespaces-standalone"])
+    assert not any(d["kind"] == "PodDisruptionBudget" for d in single)
+    assert "topologySpreadConstraints" not in _deployment(single)["spec"]["template"]["spec"]
+
+
+def test_helm_test_hook_checks_the_operator_through_its_service():
+    docs = render()
+    hook = next(d for d in docs if d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test")
+    assert hook["kind"] == "Pod" and hook["spec"]["restartPolicy"] == "Never"
+    svc = next(d for d in docs if d["kind"] == "Service")
+    assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {"liveness": 8080, "metrics": 9090}
+    script = hook["spec"]["containers"][0]["args"][0]
+    compile(script, "helm-test", "exec")
+    assert f'base = "http://{svc["metadata"]["name"]}.watcher.svc"' in script
+    assert ":8080/healthz" in script and ":9090/metrics" in script
+    # the test pod runs as the operator does: non-root, read-only, no capabilities
+    c = hook["spec"]["containers"][0]
+    assert hook["spec"]["securityContext"]["runAsNonRoot"] and c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert c["image"] == _deployment(docs)["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def test_the_operator_serves_its_metrics_port():
+    c = _deployment(render())["spec"]["template"]["spec"]["containers"][0]
+    assert "--metrics-port=9090" in c["args"]
+    assert {"name": "metrics", "containerPort": 9090, "protocol": "TCP"} in c["ports"]
+    c = _deployment(render({"metricsPort": 0}))["spec"]["template"]["spec"]["containers"][0]
+    assert "--metrics-port=0" in c["args"] and all(p["name"] != "metrics" for p in c["ports"])
