@@ -5,6 +5,16 @@ from results_file import ResultsFile
 RESULTS = ResultsFile(
     "backend",
     "Backend benchmarks",
-    ["ingest", "ingest_prefilled", "ingest_postgres", "queries", "queries_postgres", "import", "import_contents"],
+    [
+        "ingest",
+        "ingest_prefilled",
+        "ingest_postgres",
+        "queries",
+        "queries_postgres",
+        "class_queries",
+        "class_queries_postgres",
+        "import",
+        "import_contents",
+    ],
 )
 write_section = RESULTS.write_section

@@ -37,6 +37,7 @@ PREFIXES = ("backend_", "filemon_", "procmon_", "e2e_", "images_")
 QUICK = {
     "backend_ingest.py": [["--events", "20000", "--singles", "500"]],
     "backend_queries.py": [["--events", "200000", "--requests", "100"]],
+    "backend_class_queries.py": [["--events", "1000000", "--requests", "5"]],
     "filemon_idle.py": [["--dirs", "1000", "--idle-seconds", "10"]],
     "filemon_storm.py": [["--saves", "2000", "--students", "100", "--seconds", "5"]],
     "procmon_execs.py": [["--execs", "5000"]],
