@@ -187,6 +187,12 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.update(event_schema.pop("$defs", {}))
         components["WireEvent"] = event_schema
+        # A 422 is either FastAPI's list of field errors or the one line our handlers raise ("path: ...",
+        # "cursor: ..."); publishing only the list made every handler's 422 violate the schema.
+        detail = components.get("HTTPValidationError", {}).get("properties", {}).get("detail")
+        if detail is not None:
+            listed = {k: detail.pop(k) for k in ("type", "items") if k in detail}
+            detail["anyOf"] = [listed, {"type": "string"}]
         app.openapi_schema = schema
         return schema
 
