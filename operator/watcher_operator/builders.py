@@ -186,9 +186,12 @@ def registry_hosts(t: Target) -> list[str]:
 
 
 def _pull_secrets(t: Target) -> list[dict]:
-    if t.spec["image"].get("credentialsSecretRef"):
-        return [{"name": names(t.name)["registry_secret"]}]
-    return []
+    """The Secret the operator renders (credentialsSecretRef), then spec.image.pullSecrets, each once."""
+    wanted = [names(t.name)["registry_secret"]] if t.spec["image"].get("credentialsSecretRef") else []
+    for name in t.spec["image"].get("pullSecrets") or []:
+        if name not in wanted:
+            wanted.append(name)
+    return [{"name": name} for name in wanted]
 
 
 def _b64(text: str) -> str:

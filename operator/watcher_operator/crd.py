@@ -189,6 +189,16 @@ def spec_schema() -> dict:
                         {"name": _name("Secret name.")},
                         required=["name"],
                     ),
+                    "pullSecrets": {
+                        "type": "array",
+                        "maxItems": 20,
+                        "default": [],
+                        "description": "Names of existing registry Secrets (kubernetes.io/dockerconfigjson) in this "
+                        "namespace, added to every pod's imagePullSecrets after the one the operator renders from "
+                        "credentialsSecretRef, e.g. for a component image from another registry. A missing one is "
+                        "reported in the Degraded condition (PullSecretMissing).",
+                        "items": _name("Secret name."),
+                    },
                 },
                 required=["tag"],
             ),

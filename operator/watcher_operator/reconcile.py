@@ -182,6 +182,16 @@ class Reconciler:
                             True,
                         )
                     )
+        for name in spec["image"].get("pullSecrets") or []:
+            if self.kube.get("v1", "Secret", ns, name) is None:
+                out.problems.append(
+                    Problem(
+                        "PullSecretMissing",
+                        f"image pull Secret {ns}/{name} (spec.image.pullSecrets) not found: pods that need it "
+                        f"cannot pull their image; create it (kubectl -n {ns} create secret docker-registry "
+                        f"{name} ...) or remove it from the list",
+                    )
+                )
         db = spec["backend"].get("database")
         if db:
             secret = self.kube.get("v1", "Secret", ns, db["secretRef"]["name"])

@@ -636,3 +636,41 @@ def test_a_paused_resource_is_left_alone_and_says_so_until_resumed(cluster, name
     wait_for(lambda: kube.get("v1", "Service", namespace, "watcher-filemon"), 30, "Service recreated")
     wait_for(lambda: (condition(kube, namespace, "Degraded") or {}).get("reason") != "Paused", 30, "not Paused")
     assert "Traceback" not in op.output()
+
+
+def test_pull_secrets_reach_every_pod_and_a_missing_one_is_reported(cluster, namespace, kube, run_operator):
+    prepare(cluster, namespace)
+    op = run_operator(namespace, "--standalone")
+    doc = minimal(namespace)
+    doc["spec"]["image"]["pullSecrets"] = ["mirror-registry"]
+    apply(cluster, doc)
+    wait_for(lambda: children_ready(kube, namespace), 60, "children")
+    workloads = [
+        ("apps/v1", "Deployment", "watcher-backend"),
+        ("apps/v1", "DaemonSet", "watcher-filemon"),
+        ("apps/v1", "DaemonSet", "watcher-procmon"),
+    ]
+
+    def pull_secrets() -> list[list[str]]:
+        return [
+            [
+                s["name"]
+                for s in kube.get(*w[:2], namespace, w[2])["spec"]["template"]["spec"].get("imagePullSecrets", [])
+            ]
+            for w in workloads
+        ]
+
+    assert pull_secrets() == [["watcher-harbor-registry-secret", "mirror-registry"]] * 3
+    # the Secret does not exist yet: said, but nothing blocked
+    wait_for(lambda: "PullSecretMissing" in (condition(kube, namespace, "Degraded") or {}).get("reason", ""), 30)
+    assert "mirror-registry" in condition(kube, namespace, "Degraded")["message"]
+    cluster.kubectl(
+        "-n", namespace, "create", "secret", "docker-registry", "mirror-registry",
+        "--docker-server=mirror.example", "--docker-username=u", "--docker-password=p",
+    )  # fmt: skip
+    wait_for(lambda: (condition(kube, namespace, "Degraded") or {}).get("status") == "False", 30, "healed")
+    # taken out of the list: the pods keep only the operator's own
+    doc["spec"]["image"]["pullSecrets"] = []
+    apply(cluster, doc)
+    wait_for(lambda: pull_secrets() == [["watcher-harbor-registry-secret"]] * 3, 30, "pull secret removed")
+    assert "Traceback" not in op.output()

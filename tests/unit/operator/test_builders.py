@@ -697,3 +697,27 @@ def test_every_child_carries_the_version_it_runs():
     secret = by_key(build_children(r, INPUTS))["Secret", "watcher-harbor-registry-secret"]
     assert len(secret["metadata"]["labels"]["app.kubernetes.io/version"]) == 63
     validate(secret, "1.25", strict=True)
+
+
+def test_pull_secrets_join_the_managed_one_on_every_pod():
+    def pull_secrets(resource) -> dict[str, list[str]]:
+        out = {}
+        for o in build_children(resource, INPUTS):
+            pod = o.get("spec", {}).get("template", {}).get("spec")
+            if pod is not None:
+                out[o["metadata"]["name"]] = [s["name"] for s in pod.get("imagePullSecrets", [])]
+        return out
+
+    r = load_example("minimal")
+    r["spec"]["image"]["pullSecrets"] = ["other-registry", "watcher-harbor-registry-secret", "mirror"]
+    got = pull_secrets(r)
+    assert set(got) == {"watcher-backend", "watcher-filemon", "watcher-procmon"}
+    # the managed Secret first, each name once
+    assert all(v == ["watcher-harbor-registry-secret", "other-registry", "mirror"] for v in got.values()), got
+    # without credentialsSecretRef only the listed ones; with neither, no imagePullSecrets at all
+    del r["spec"]["image"]["credentialsSecretRef"]
+    r["spec"]["image"]["pullSecrets"] = ["mirror"]
+    assert all(v == ["mirror"] for v in pull_secrets(r).values())
+    r["spec"]["image"]["pullSecrets"] = []
+    assert all(v == [] for v in pull_secrets(r).values())
+    assert target_from_resource(load_example("minimal")).spec["image"]["pullSecrets"] == []  # the default
