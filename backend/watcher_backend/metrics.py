@@ -100,13 +100,22 @@ class Metrics:
         """Delay and outcome of events just stored. Of a type with duplicates in the batch it is not known
         which ones were new, so that type is left out of this batch (a resend is not a new delay)."""
         now = time.time() if now is None else now
+        delays: dict[str, list[float]] = {}
+        outcomes: dict[tuple[str, str], int] = {}
         for ev in events:
             if duplicates_by_type.get(ev.type):
                 continue
-            self.queryable_delay.labels(ev.type).observe(max(0.0, now - ev.timestamp.timestamp()))
-            ok = wire.succeeded_from(ev.type, ev.__dict__)
-            if ok is not None:
-                self.outcomes.labels(ev.type, "succeeded" if ok else "failed").inc()
+            delays.setdefault(ev.type, []).append(max(0.0, now - ev.timestamp.timestamp()))
+            if ev.type in OUTCOME_TYPES:
+                key = (ev.type, "succeeded" if wire.succeeded_from(ev.type, ev.__dict__) else "failed")
+                outcomes[key] = outcomes.get(key, 0) + 1
+        # one label lookup per type and batch (the ingest path is hot: thousands of events a second)
+        for type_, values in delays.items():
+            child = self.queryable_delay.labels(type_)
+            for value in values:
+                child.observe(value)
+        for (type_, outcome), n in outcomes.items():
+            self.outcomes.labels(type_, outcome).inc(n)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -53,6 +53,13 @@ def test_queryable_delay_and_outcomes_are_measured_once_per_new_event(tmp_path):
         again = samples(backend)
         assert again["watcher_event_queryable_delay_seconds_count", (("type", "file.save"),)] == 2
         assert outcome(again, "process.compile", "failed") == 1
+        # a new save beside a resent compile: the save counts; of the compiles it is not known which are new
+        new_compile = wire_event("process.compile", compiler="gcc", exit_code=1)
+        body = backend.post_events([wire_event("file.save"), failed, new_compile]).json()
+        assert (body["accepted"], body["duplicates"]) == (2, 1)
+        mixed = samples(backend)
+        assert mixed["watcher_event_queryable_delay_seconds_count", (("type", "file.save"),)] == 3
+        assert outcome(mixed, "process.compile", "failed") == 1
 
 
 def test_backend_metrics_have_process_and_build_info_and_no_created_series(tmp_path):
