@@ -243,3 +243,20 @@ def test_the_operator_serves_its_metrics_port():
     assert {"name": "metrics", "containerPort": 9090, "protocol": "TCP"} in c["ports"]
     c = _deployment(render({"metricsPort": 0}))["spec"]["template"]["spec"]["containers"][0]
     assert "--metrics-port=0" in c["args"] and all(p["name"] != "metrics" for p in c["ports"])
+
+
+def test_an_optional_service_monitor_scrapes_the_operator():
+    assert not any(d["kind"] == "ServiceMonitor" for d in render())
+    docs = render({"serviceMonitor": {"enabled": True}})
+    mon = next(d for d in docs if d["kind"] == "ServiceMonitor")
+    svc = next(d for d in docs if d["kind"] == "Service")
+    assert mon["metadata"]["labels"]["release"] == "prometheus"
+    assert mon["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert mon["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
+    assert "metrics" in {p["name"] for p in svc["spec"]["ports"]}
+    # no metrics port, nothing to scrape
+    assert not any(
+        d["kind"] == "ServiceMonitor" for d in render({"serviceMonitor": {"enabled": True}, "metricsPort": 0})
+    )
+    with pytest.raises(Exception, match="additional properties 'enable' not allowed"):
+        render({"serviceMonitor": {"enable": True}})
