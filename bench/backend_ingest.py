@@ -34,11 +34,21 @@ from watcher_core import wire  # noqa: E402
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
 
-def make_events(n: int, tag: str) -> list[dict]:
-    """A realistic mix: 60% saves, 20% compiles, 15% runs, 5% deletes over 40 courses x 50 students."""
+def make_events(n: int, tag: str, shape: str = "spread", batch: int = 1000) -> list[dict]:
+    """A realistic mix: 60% saves, 20% compiles, 15% runs, 5% deletes.
+
+    ``spread``: consecutive events belong to different students (40 courses x 50 students, 5 assignments),
+    so a batch of 1000 touches about 1000 students, the worst case for the rollups. ``node``: each batch
+    comes from one node of 50, holding the events of that node's 40 students, as its filemon sends them.
+    """
     out = []
     for i in range(n):
-        course, student = f"c{i % 40}", str(202400000 + (i // 40) % 50)
+        if shape == "node":
+            node = (i // batch) % 50
+            number = node * 40 + i % 40
+            course, student = f"c{number // 200}", str(202400000 + number)
+        else:
+            course, student = f"c{i % 40}", str(202400000 + (i // 40) % 50)
         ts = (T0 + timedelta(milliseconds=i * 37)).isoformat()
         # ids like the agents' (wire.make_event_id: hashes), so the unique index sees random keys, not sorted ones
         base = {
@@ -129,8 +139,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="start a private PostgreSQL (tests/support/postgres.py) and measure against it",
     )
+    p.add_argument(
+        "--shape",
+        choices=("spread", "node"),
+        default="spread",
+        help="spread: every event of a batch from another student (default); node: a batch holds one node's 40 students",
+    )
+    p.add_argument(
+        "--against",
+        metavar="REV",
+        help="also measure the backend of this git revision (a temporary worktree), interleaved run by run, "
+        "and report both side by side with their ratio (implies --no-write)",
+    )
     p.add_argument("--no-write", action="store_true", help="do not write bench/results/backend.md")
     args = p.parse_args(argv)
+    if args.against:
+        return compare(args)
 
     load = os.getloadavg()[0]
     pg = None
@@ -153,7 +177,37 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_once(args, database_url: str | None, prefill: int = 0) -> dict[str, float]:
+def compare(args) -> int:
+    """This tree and REV, alternating run by run (fresh server and database each), medians side by side."""
+    import subprocess
+
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "against"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), args.against], check=True)
+        old_path = os.pathsep.join(str(tree / d) for d in ("core", "backend", "agents"))
+        runs: dict[str, list[dict[str, float]]] = {"this tree": [], args.against: []}
+        try:
+            for i in range(args.repeat):
+                for name, env in (("this tree", None), (args.against, {"PYTHONPATH": old_path})):
+                    runs[name].append(run_once(args, None, 0, env))
+                    print(f"run {i + 1}, {name}: " + ", ".join(f"{k} {v:,.1f}" for k, v in runs[name][-1].items()))
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+    med = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
+    new, old = med["this tree"], med[args.against]
+    print(
+        f"Side by side, medians of {args.repeat} interleaved runs, shape {args.shape}, load average {load:.1f} at start.\n"
+        f"Command: `.venv/bin/python bench/backend_ingest.py --events {args.events} --batch {args.batch} "
+        f"--singles {args.singles} --repeat {args.repeat} --shape {args.shape} --against {args.against}`\n\n"
+        f"| measurement | this tree | {args.against} | ratio |\n|---|---|---|---|"
+    )
+    for key in ("events/s", "2 clients events/s", "duplicates events/s", "single requests/s", "single p50 ms"):
+        print(f"| {key} | {new[key]:,.1f} | {old[key]:,.1f} | {new[key] / old[key]:.2f} |")
+    return 0
+
+
+def run_once(args, database_url: str | None, prefill: int = 0, env: dict | None = None) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         if prefill and not database_url:
             from backend_queries import generate
@@ -161,17 +215,17 @@ def run_once(args, database_url: str | None, prefill: int = 0) -> dict[str, floa
             dbfile = Path(tmp) / "prefilled.db"
             generate(dbfile, prefill)
             database_url = f"sqlite:///{dbfile}"
-        backend = run_backend(Path(tmp), database_url=database_url)
+        backend = run_backend(Path(tmp), database_url=database_url, env=env)
         try:
             headers = backend.headers("ingest")
             # warm-up (first requests import and compile things)
             post_batches(backend.url, headers, [json.dumps(make_events(200, "warm")).encode()])
 
-            events = make_events(args.events, "seq")
+            events = make_events(args.events, "seq", args.shape, args.batch)
             bodies = [json.dumps(events[i : i + args.batch]).encode() for i in range(0, len(events), args.batch)]
             seq_s, seq_lat = post_batches(backend.url, headers, bodies)
 
-            events2 = make_events(args.events, "par")
+            events2 = make_events(args.events, "par", args.shape, args.batch)
             bodies2 = [json.dumps(events2[i : i + args.batch]).encode() for i in range(0, len(events2), args.batch)]
             halves = [bodies2[0::2], bodies2[1::2]]
             start = time.perf_counter()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -18,10 +19,18 @@ def alembic_config() -> Config:
     return cfg
 
 
+# Backends starting together on one PostgreSQL take turns (a transaction-scoped advisory lock): the first
+# migrates, the others then find the schema current. SQLite's write lock serialises them already.
+MIGRATION_LOCK = 0x5741_5443_484D_4947  # "WATCHMIG"
+
+
 def upgrade(engine: Engine, revision: str = HEAD) -> None:
-    """Bring the database to ``revision`` (default: the newest). Safe to run on every start."""
+    """Bring the database to ``revision`` (default: the newest). Safe to run on every start, also by
+    several backends at once."""
     cfg = alembic_config()
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 

@@ -10,8 +10,8 @@ Windows (``since``/``until``) and an idle gap other than the one the rollups wer
 by the scans: a rollup holds one number per student, not a history.
 
 Concurrency: on SQLite every write already runs under one lock. On PostgreSQL (several backends) ``apply``
-reads rollup_state FOR SHARE, which ``rebuild`` takes FOR UPDATE, and locks its rollup rows FOR UPDATE in
-key order, so two ingests of one student's events add up instead of overwriting each other.
+holds an advisory lock shared, which ``rebuild`` and the deletes hold exclusive, and locks its rollup rows
+FOR UPDATE in key order, so two ingests of one student's events add up instead of overwriting each other.
 """
 
 from __future__ import annotations
@@ -138,13 +138,19 @@ def _aware(value: Any) -> datetime | None:
 # ------------------------------------------------------------------------------------------- state
 
 
+# PostgreSQL advisory lock (transaction-scoped) between backends: ingests hold it shared, a rebuild and the
+# deletes hold it exclusive. A row lock on rollup_state would not do: before the first build it has no row.
+ROLLUP_LOCK = 0x5741_5443_4852_4F4C  # "WATCHROL"
+
+
 def built_gap(session: Session, *, lock: str | None = None) -> int | None:
     """The idle gap the rollups were built for, or None while they are not built (queries then scan).
-    ``lock``: "share" while applying an ingest, "update" while rebuilding (PostgreSQL row locks)."""
-    q = select(STATE.c.idle_gap_seconds).where(STATE.c.id == 1)
-    if lock is not None:
-        q = q.with_for_update(read=lock == "share")
-    value = session.execute(q).scalar()
+    ``lock`` (PostgreSQL; SQLite's writers are serial anyway): "share" while applying an ingest, "exclusive"
+    while rebuilding or deleting, held until the transaction ends."""
+    if lock is not None and session.get_bind().dialect.name == "postgresql":
+        take = "pg_advisory_xact_lock_shared" if lock == "share" else "pg_advisory_xact_lock"
+        session.execute(select(getattr(func, take)(ROLLUP_LOCK)))
+    value = session.execute(select(STATE.c.idle_gap_seconds).where(STATE.c.id == 1)).scalar()
     return None if value is None else int(value)
 
 
@@ -430,7 +436,7 @@ def _write(session: Session, folds: dict[Key, Fold], gap: int) -> None:
 def rebuild(session: Session, idle_gap_seconds: int, *, progress: Callable[[int, int], None] | None = None) -> int:
     """Recompute every rollup from the events, for ``idle_gap_seconds``; returns the events read.
     One transaction (committed here): queries see the old rollups or the new ones, never half."""
-    built_gap(session, lock="update")
+    built_gap(session, lock="exclusive")
     for table in (ROLLUP, FILES, SIZES, STATE):
         session.execute(delete(table))
     total = int(session.scalar(select(func.count()).select_from(EVENT)) or 0)
@@ -459,8 +465,9 @@ def rebuild(session: Session, idle_gap_seconds: int, *, progress: Callable[[int,
 def ensure_built(session: Session, idle_gap_seconds: int) -> bool:
     """Build the rollups when they are missing or were built for another idle gap; True if it did.
     Logs one line before and one after, with the count of events, since this reads every event."""
-    built = built_gap(session)
+    built = built_gap(session, lock="exclusive")  # several backends starting at once: one builds, the rest see it
     if built == idle_gap_seconds:
+        session.commit()
         return False
     total = int(session.scalar(select(func.count()).select_from(EVENT)) or 0)
     reason = "not built yet" if built is None else f"built for an idle gap of {built} s"
@@ -483,7 +490,7 @@ def ensure_built(session: Session, idle_gap_seconds: int) -> bool:
 def forget(session: Session, where) -> set[Key]:
     """Before the events ``where`` selects are deleted: take their snapshots out of the size counts and
     return the students they belong to, for ``refresh`` once they are gone."""
-    if built_gap(session, lock="update") is None:
+    if built_gap(session, lock="exclusive") is None:
         return set()
     scope = (EVENT.c.course, EVENT.c.section, EVENT.c.assignment)
     q = (
