@@ -9,12 +9,13 @@ Needs root and bcc, so this module is in the system tier (tests/conftest.py hono
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-from system.procmon.pm_helpers import GCC, PYTHON, Container, Procmon, wait_events, why_no_ebpf, write
+from system.procmon.pm_helpers import GCC, Container, Procmon, wait_events, why_no_ebpf, write
 
 from support.backend import run_backend
 from support.cgroups import pids_limit
@@ -299,19 +300,35 @@ def test_a_student_binary_named_gcc_is_still_that_students(stack, container):
     assert timeline(backend, classmate) == []
 
 
-FORGE = """
-import ctypes, os, sys
-libc = ctypes.CDLL(None, use_errno=True)
-pid = os.fork()
-if pid == 0:  # a UTS namespace of its own, named before anything runs in it
-    if libc.unshare(0x04000000) != 0:  # CLONE_NEWUTS
-        os._exit(90)
-    name = sys.argv[1].encode()
-    if libc.sethostname(name, len(name)) != 0:
-        os._exit(91)
-    os.execv(sys.argv[2], sys.argv[2:])
-sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+# forge <go> <pod name> <program> <args>: a child in a UTS namespace of its own, named before anything runs
+# in it, waits for the file <go> (without an exec) and then runs the program
+FORGE = r"""
+#define _GNU_SOURCE
+#include <sched.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    pid_t p = fork();
+    if (p == 0) {
+        if (unshare(CLONE_NEWUTS) != 0) _exit(90);
+        if (sethostname(argv[2], strlen(argv[2])) != 0) _exit(91);
+        while (access(argv[1], F_OK) != 0) usleep(50000);
+        execv(argv[3], argv + 3);
+        _exit(127);
+    }
+    int st;
+    waitpid(p, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+}
 """
+
+
+def forger(tmp_path: Path) -> Path:
+    """The forging program, built outside the workspace (it is nobody's compile)."""
+    write(tmp_path / "forge.c", FORGE)
+    subprocess.run([GCC, "-o", tmp_path / "forge", tmp_path / "forge.c"], check=True)
+    return tmp_path / "forge"
 
 
 def test_a_pod_that_claims_a_classmates_pod_name_is_not_recorded_as_the_classmate(stack, container, tmp_path):
@@ -322,11 +339,11 @@ def test_a_pod_that_claims_a_classmates_pod_name_is_not_recorded_as_the_classmat
     me, classmate = student(), student()
     files = tmp_path / "pvc"
     write(files / "hw1" / "a.c", NOOP)
-    forge = write(tmp_path / "forge.py", FORGE)
+    forge = forger(tmp_path)
     pod = f"jcode-{me[0]}-{me[1]}-{me[2]}-7d9f8b6c5d-x2x7z"
     fake = f"jcode-{classmate[0]}-{classmate[1]}-{classmate[2]}-7d9f8b6c5d-q4w8z"
     refused_before = counter(pm, 'procmon_events_filtered_total{reason="other_students_cgroup"}')
-    script = f"{GCC} a.c -o own && {PYTHON} {forge} {fake} {GCC} a.c -o forged"
+    script = f"{GCC} a.c -o own && {forge} / {fake} {GCC} a.c -o forged"
     r = container("forger").pod(script, pod, files, "hw1")
     assert r.returncode == 0, r.stderr
     assert (files / "hw1" / "forged").exists()  # the forged compile did run
@@ -339,3 +356,31 @@ def test_a_pod_that_claims_a_classmates_pod_name_is_not_recorded_as_the_classmat
     assert [e["output"] for e in wait_events(backend, *me, "hw1", 1, type="process.compile")] == ["own"]
     assert counter(pm, 'procmon_events_filtered_total{reason="other_students_cgroup"}') >= refused_before + 1
     assert "claims" in pm.log() and "not recorded" in pm.log()
+
+
+def test_after_a_restart_the_pods_own_processes_still_name_its_student(stack, container, tmp_path):
+    """procmon learns a cgroup's student anew when it starts: from the processes already running in it,
+    oldest first (code-server, with the pod's own name), not from the first thing it sees the pod run.
+    Here the first exec procmon sees from the pod is already in the forged namespace."""
+    backend, _, ws = stack
+    me, classmate = student(), student()
+    files = tmp_path / "pvc"
+    write(files / "hw1" / "a.c", NOOP)
+    forge = forger(tmp_path)
+    pod = f"jcode-{me[0]}-{me[1]}-{me[2]}-7d9f8b6c5d-x2x7z"
+    fake = f"jcode-{classmate[0]}-{classmate[1]}-{classmate[2]}-7d9f8b6c5d-q4w8z"
+    go = tmp_path / "go"
+    ide = container("restart").pod_spawn(f"exec {forge} {go} {fake} {GCC} a.c -o forged", pod, files, "hw1")
+    time.sleep(1)  # the forger waits in its own namespace, named after the classmate's pod
+    fresh = Procmon(tmp_path, ws, backend.url, backend.tokens["ingest"], "--mode", "ebpf").start()  # a restart
+    try:
+        go.touch()
+        assert ide.wait(60) == 0
+        assert (files / "hw1" / "forged").exists()
+        deadline = time.monotonic() + 5  # both procmons have long handled the forged compile by then
+        while time.monotonic() < deadline:
+            assert timeline(backend, classmate) == [], "a forged hostname put an event on the classmate's record"
+            time.sleep(0.5)
+        assert counter(fresh, 'procmon_events_filtered_total{reason="other_students_cgroup"}') >= 1
+    finally:
+        fresh.stop()

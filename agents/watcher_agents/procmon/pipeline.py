@@ -32,7 +32,14 @@ from pydantic import ValidationError
 
 from watcher_agents.outbox import Outbox, OutboxUnavailable
 from watcher_agents.procmon import procfs
-from watcher_agents.procmon.attribution import NOT_STUDENT, OTHER_STUDENTS_CGROUP, Attributed, Attributor, Skip
+from watcher_agents.procmon.attribution import (
+    NOT_STUDENT,
+    OTHER_STUDENTS_CGROUP,
+    Attributed,
+    Attributor,
+    Skip,
+    resolve,
+)
 from watcher_agents.procmon.events import ExecEvent, ExitEvent
 from watcher_agents.procmon.metrics import ProcmonMetrics
 from watcher_core import identity, wire
@@ -397,7 +404,9 @@ class Pipeline:
                 students.append((r, result))
                 compiler = self.attributor.classes.compiler_family(r.exec.filename) is not None
                 self.lineage[r.exec.pid] = (r.exec.ppid, compiler)
-            for r, result in students:
+            # oldest first: a container's first process (code-server, with the pod's own name) names its
+            # cgroup's student, before anything the student started in it (_claim)
+            for r, result in sorted(students, key=lambda s: s[0].start_ticks):
                 ev = r.exec
                 pid = ev.pid
                 if self._compiler_ancestor(ev.ppid):
@@ -405,6 +414,7 @@ class Pipeline:
                 ev.cgroup_id = ev.cgroup_id or procfs.read_cgroup_id(pid)
                 if self.learner:  # its cgroup is a student's: its execs must not be filtered
                     self.learner.saw(ev.cgroup_id, True, now)
+                result = self._claim(ev, result)
                 if isinstance(result, Skip) or pid in self.pending:
                     continue
                 if not self.tracer.track(pid, ev.ktime_ns):
@@ -488,18 +498,7 @@ class Pipeline:
             earlier = None
         parent_is_compiler = self._compiler_ancestor(ev.ppid)
         result = self._attribute(ev, parent_is_compiler)
-        if isinstance(result, Attributed) and self.learner and not self.learner.owned_by(ev.cgroup_id, result.student):
-            log.log(
-                logging.DEBUG if ev.cgroup_id in self._forgers else logging.WARNING,  # once per cgroup
-                "pid %d %s claims %s, but its cgroup %d is %s's: not recorded",
-                ev.pid,
-                ev.filename,
-                result.student.dirname,
-                ev.cgroup_id,
-                self.learner.owners[ev.cgroup_id].dirname,
-            )
-            self._forgers.add(ev.cgroup_id)
-            result = Skip(OTHER_STUDENTS_CGROUP)
+        result = self._claim(ev, result)
         is_student = not (isinstance(result, Skip) and result.reason == NOT_STUDENT)
         if self.learner:
             self.learner.saw(ev.cgroup_id, is_student, now)
@@ -572,6 +571,35 @@ class Pipeline:
             rec.what.path,
         )
         rec.exec, rec.what = ev, result
+
+    def _claim(self, ev: ExecEvent, result: Attributed | Skip) -> Attributed | Skip:
+        """The record of a process whose cgroup belongs to another student is refused. Every process of a
+        student (code-server and its shells too, not only compiles and runs) teaches its cgroup's owner,
+        so the container's genuine processes name it long before the student could forge a pod name."""
+        if self.learner is None or not ev.cgroup_id:
+            return result
+        if isinstance(result, Attributed):
+            student = result.student
+        elif result.reason == NOT_STUDENT:
+            return result
+        else:
+            ctx = self.attributor.context(ev.hostname, ev.cwd, resolve(ev.filename, ev.cwd))
+            if ctx is None:
+                return result
+            student = ctx.student
+        if self.learner.owned_by(ev.cgroup_id, student):
+            return result
+        log.log(
+            logging.DEBUG if ev.cgroup_id in self._forgers else logging.WARNING,  # once per cgroup
+            "pid %d %s claims %s, but its cgroup %d is %s's: not recorded",
+            ev.pid,
+            ev.filename,
+            student.dirname,
+            ev.cgroup_id,
+            self.learner.owners[ev.cgroup_id].dirname,
+        )
+        self._forgers.add(ev.cgroup_id)
+        return Skip(OTHER_STUDENTS_CGROUP) if isinstance(result, Attributed) else result
 
     def _attribute(self, ev: ExecEvent, parent_is_compiler: bool) -> Attributed | Skip:
         """``Attributor.attribute`` is a pure function of these facts; students re-run the same program
