@@ -335,7 +335,7 @@ class Pipeline:
                 while len(self.recent) > MAX_LINEAGE:
                     self.recent.popitem(last=False)
         if ev.argv_missing or not ev.argv:
-            argv = procfs.read_cmdline(pid)
+            argv = procfs.read_cmdline(pid, self.argv_size + 1)  # one byte more: _cap_argv sees the cut
             if argv:
                 ev.argv_truncated = ev.argv_truncated or len(argv) > self.max_args
                 ev.argv = _cap_argv(argv[: self.max_args], self.argv_size, ev)
@@ -377,7 +377,7 @@ class Pipeline:
             return None  # kernel threads have no executable
         mono_ns, wall_ns = procfs.start_clocks(stat.start_ticks, hz, boot_now, mono_now, wall_now)
         ev = ExecEvent(pid=pid, ktime_ns=mono_ns, filename=exe, ppid=stat.ppid, comm=stat.comm)
-        argv = procfs.read_cmdline(pid) or [exe]
+        argv = procfs.read_cmdline(pid, self.argv_size + 1) or [exe]
         ev.argv_truncated = len(argv) > self.max_args
         ev.argv = _cap_argv(argv[: self.max_args], self.argv_size, ev)
         ev.cwd = procfs.read_cwd(pid)

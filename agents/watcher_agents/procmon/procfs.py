@@ -36,10 +36,15 @@ def read_exe(pid: int) -> str | None:
     return path[: -len(" (deleted)")] if path.endswith(" (deleted)") else path
 
 
-def read_cmdline(pid: int) -> list[str] | None:
+CMDLINE_MAX_BYTES = 65536
+
+
+def read_cmdline(pid: int, max_bytes: int = CMDLINE_MAX_BYTES) -> list[str] | None:
+    """argv from /proc, at most ``max_bytes`` of it: a student's program may have many MB of argv, and
+    only the first few KiB are ever sent (a cut last argument is dropped by the caller's limit)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            raw = fh.read()
+            raw = fh.read(max_bytes)
     except OSError:
         return None
     if not raw:
