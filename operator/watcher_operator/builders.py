@@ -335,12 +335,15 @@ def build_workspace_pvc(t: Target) -> dict:
     )
 
 
+def uses_sqlite(t: Target) -> bool:
+    """No external database: the backend keeps SQLite on its claim <name>-backend-pvc."""
+    return not t.spec["backend"].get("database")
+
+
 def backend_replicas(t: Target) -> int:
     """SQLite allows one writer: without an external database the backend runs a single replica."""
     wanted = int(t.spec["backend"]["replicas"])
-    if not t.spec["backend"].get("database"):
-        return min(wanted, 1)
-    return wanted
+    return min(wanted, 1) if uses_sqlite(t) else wanted
 
 
 def build_backend_deployment(t: Target) -> dict:
@@ -416,7 +419,11 @@ def build_backend_deployment(t: Target) -> dict:
         },
         "containers": [container],
         "volumes": [
-            {"name": "data", "persistentVolumeClaim": {"claimName": n["backend_pvc"]}},
+            # With PostgreSQL nothing is kept here, and a ReadWriteOnce claim would hold every replica
+            # but the first on that claim's node (Multi-Attach): scaling out needs no claim at all.
+            {"name": "data", "persistentVolumeClaim": {"claimName": n["backend_pvc"]}}
+            if uses_sqlite(t)
+            else {"name": "data", "emptyDir": {"sizeLimit": "64Mi"}},
             {"name": "snapshots", "persistentVolumeClaim": {"claimName": n["filemon_pvc"], "readOnly": True}},
             {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
         ],
@@ -764,7 +771,9 @@ def build_children(resource: dict, inputs: Inputs | None = None) -> list[dict]:
         out.append(build_hook_config(t))
     if s["workspace"]["create"]:
         out.append(build_workspace_pvc(t))
-    out += [build_backend_pvc(t), build_filemon_pvc(t), build_backend_service(t), build_backend_deployment(t)]
+    if uses_sqlite(t):  # an existing claim is kept (claims are never pruned) when a database is set later
+        out.append(build_backend_pvc(t))
+    out += [build_filemon_pvc(t), build_backend_service(t), build_backend_deployment(t)]
     if s["filemon"]["enabled"]:
         out += [build_filemon_service(t), build_filemon_daemonset(t)]
     if s["procmon"]["enabled"]:

@@ -245,7 +245,8 @@ def spec_schema() -> dict:
                     "port": _port("HTTP port of the API, health and metrics.", 3000),
                     "image": _image_override("backend"),
                     "storage": _storage(
-                        "Claim <name>-backend-pvc for the SQLite database, mounted at /app/data.",
+                        "Claim <name>-backend-pvc for the SQLite database, mounted at /app/data. Not made "
+                        "with `database` (PostgreSQL): the replicas then need no claim.",
                         "10Gi",
                         "ReadWriteOnce",
                     ),

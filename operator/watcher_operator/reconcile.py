@@ -316,9 +316,12 @@ class Reconciler:
     def _check_storage_classes(self, t: Target, out: Outcome) -> None:
         spec, n = t.spec, names(t.name)
         wanted = [
-            (n["backend_pvc"], spec["backend"]["storage"].get("storageClassName") or spec["storageClassName"]),
             (n["filemon_pvc"], spec["filemon"]["storage"].get("storageClassName") or spec["storageClassName"]),
         ]
+        if builders.uses_sqlite(t):
+            wanted.insert(
+                0, (n["backend_pvc"], spec["backend"]["storage"].get("storageClassName") or spec["storageClassName"])
+            )
         if spec["workspace"]["create"]:
             wanted.append(
                 (spec["workspace"]["claimName"], spec["workspace"].get("storageClassName") or spec["storageClassName"])
