@@ -169,21 +169,36 @@ def apply(session: Session, events: Sequence[wire.Event]) -> None:
     per-value processing cost five times the inserts): read the students' rows, upsert their new values."""
     if not events:
         return
-    gap = built_gap(session, lock="share")
-    if gap is None:
-        return  # not built yet: the rebuild at start-up will count these events
     sql = _Sql.of(session)
-    folds = _fold_events(events)
-    keys = sorted(folds)
     cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
+        if sql.postgres:
+            cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", (ROLLUP_LOCK,))
+        cursor.execute("SELECT idle_gap_seconds FROM rollup_state WHERE id = 1")
+        state = cursor.fetchone()
+        if state is None:
+            return  # not built yet: the rebuild at start-up will count these events
+        gap = int(state[0])
+        folds = _fold_events(events)
+        keys = sorted(folds)
         if sql.postgres:  # a row to lock for every student, also the new ones (another backend may add it)
             cursor.executemany(sql.zero, keys)
         stored = sql.read(cursor, keys)
+        times_of = {key: sorted(folds[key].times) for key in keys}
+        # Out of order (a replayed outbox, another agent's batch): the stored events within one idle gap of
+        # the new ones, for every such student in one statement per assignment.
+        late = {
+            key: (times_of[key][0] - timedelta(seconds=gap), times_of[key][-1] + timedelta(seconds=gap))
+            for key in keys
+            if key in stored
+            and stored[key]["last_activity"] is not None
+            and times_of[key][0] < stored[key]["last_activity"]
+        }
+        windows = sql.windows(cursor, late) if late else {}
         rows = []
         for key in keys:
             fold, row = folds[key], stored.get(key)
-            times = sorted(fold.times)
+            times = times_of[key]
             if row is None or row["events"] == 0:
                 row = dict.fromkeys(COUNTERS, 0) | {"active_us": 0, "snap_bytes": 0, "last_activity": None}
                 row |= {"first_activity": None, "latest_snap_at": None, "latest_snap_path": None}
@@ -193,8 +208,8 @@ def apply(session: Session, events: Sequence[wire.Event]) -> None:
                 delta = active_us(times, gap * 1_000_000)
             elif times[0] >= last:  # the usual case: newer than anything stored
                 delta = active_us([last, *times], gap * 1_000_000)
-            else:  # out of order (a replayed outbox, another agent's batch): re-add the pairs around them
-                delta = _window_delta(session, key, times, gap)
+            else:  # out of order: re-add the pairs around them
+                delta = _window_delta(windows.get(key, []), times, gap)
             latest = row["latest_snap_at"], row["latest_snap_path"], row["latest_snap_size"]
             if fold.latest_snap and (latest[0] is None or fold.latest_snap[:2] > (latest[0], latest[1])):
                 latest = fold.latest_snap
@@ -283,6 +298,30 @@ class _Sql:
             value = datetime.fromisoformat(value)
         return value.replace(tzinfo=UTC)
 
+    def windows(self, cursor: Any, spans: dict[Key, tuple[datetime, datetime]]) -> dict[Key, list[datetime]]:
+        """The stored event times of each student within their span, one statement per assignment (a join
+        of the spans, as VALUES, with the event index)."""
+        p = "%s" if self.postgres else "?"
+        ts = f"{p}::timestamp" if self.postgres else p
+        by_assignment: dict[tuple[str, str, str], list[tuple[str, datetime, datetime]]] = {}
+        for (course, section, assignment, student), (lo, hi) in spans.items():
+            by_assignment.setdefault((course, section, assignment), []).append((student, lo, hi))
+        out: dict[Key, list[datetime]] = {}
+        for scope, rows in by_assignment.items():
+            for start in range(0, len(rows), 300):
+                chunk = rows[start : start + 300]
+                values = ", ".join(f"({p}, {ts}, {ts})" for _ in chunk)
+                q = (
+                    f"WITH w (student_id, lo, hi) AS (VALUES {values}) SELECT w.student_id, e.timestamp FROM w "
+                    f"JOIN event e ON e.course = {p} AND e.section = {p} AND e.assignment = {p} "
+                    "AND e.student_id = w.student_id AND e.timestamp >= w.lo AND e.timestamp <= w.hi"
+                )
+                params = [v for student, lo, hi in chunk for v in (student, self.time(lo), self.time(hi))]
+                cursor.execute(q, (*params, *scope))
+                for student, when in cursor.fetchall():
+                    out.setdefault((*scope, student), []).append(self._from_db(when))  # type: ignore[arg-type]
+        return out
+
     def read(self, cursor: Any, keys: Sequence[Key]) -> dict[Key, dict[str, Any]]:
         """The stored rows of ``keys`` (on PostgreSQL locked FOR UPDATE in key order), one query per
         assignment of the batch."""
@@ -313,17 +352,15 @@ class _Sql:
 _SQL: dict[bool, _Sql] = {}
 
 
-def _window_delta(session: Session, key: Key, times: list[datetime], gap: int) -> int:
-    """How much time on task the new events ``times`` add to the stored ones: only pairs within one idle
-    gap of a new event can change, so compare the window [first - gap, last + gap] with and without them."""
+def _window_delta(window: list[datetime], times: list[datetime], gap: int) -> int:
+    """How much time on task the new events ``times`` add to the stored ones. Only pairs within one idle gap
+    of a new event can change, so compare the stored events of the window [first - gap, last + gap] (which
+    include the new ones: this transaction wrote them) with and without them."""
     gap_us = gap * 1_000_000
-    lo, hi = times[0] - timedelta(seconds=gap), times[-1] + timedelta(seconds=gap)
-    q = select(EVENT.c.timestamp).where(_key_where(EVENT, key), EVENT.c.timestamp >= lo, EVENT.c.timestamp <= hi)
-    window = sorted(_utc(t) for t in session.scalars(q))  # includes the new events: this transaction wrote them
+    window = sorted(window)
     before = Counter(window)
     before.subtract(times)
-    old = sorted(before.elements())
-    return active_us(window, gap_us) - active_us(old, gap_us)
+    return active_us(window, gap_us) - active_us(sorted(before.elements()), gap_us)
 
 
 def _upsert_files(session: Session, folds: dict[Key, Fold]) -> None:
