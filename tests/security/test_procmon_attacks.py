@@ -9,6 +9,7 @@ Needs root and bcc, so this module is in the system tier (tests/conftest.py hono
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import time
 import uuid
@@ -384,3 +385,58 @@ def test_after_a_restart_the_pods_own_processes_still_name_its_student(stack, co
         assert counter(fresh, 'procmon_events_filtered_total{reason="other_students_cgroup"}') >= 1
     finally:
         fresh.stop()
+
+
+def test_a_pod_that_makes_a_classmates_workspace_path_is_not_recorded_as_the_classmate(stack, container, tmp_path):
+    """The same with a path: a mount namespace of their own, with the node's workspace path of a
+    classmate's folder on a tmpfs, and a UTS name that is no pod's, so procmon falls back to the path."""
+    backend, pm, ws = stack
+    me, classmate = student(), student()
+    files = tmp_path / "pvc"
+    write(files / "hw1" / "a.c", NOOP)
+    forge = forger(tmp_path)
+    pod = f"jcode-{me[0]}-{me[1]}-{me[2]}-7d9f8b6c5d-x2x7z"
+    theirs = folder(ws, classmate) / "hw1"
+    fake_tree = (
+        f"mount -t tmpfs none {ws} && mkdir -p {theirs} && cp a.c {theirs}/ && cd {theirs} && "
+        f"exec {forge} / laptop {GCC} a.c -o forged"
+    )
+    refused_before = counter(pm, 'procmon_events_filtered_total{reason="other_students_cgroup"}')
+    script = f"{GCC} a.c -o own && unshare --mount sh -c {shlex.quote(fake_tree)}"
+    r = container("pathforger").pod(script, pod, files, "hw1")
+    assert r.returncode == 0, r.stderr
+    assert not theirs.exists()  # the fake tree was the forger's alone
+    (own,) = wait_events(backend, *me, "hw1", 1, type="process.compile")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        assert timeline(backend, classmate) == [], "a forged path put an event on the classmate's record"
+        time.sleep(0.5)
+    assert counter(pm, 'procmon_events_filtered_total{reason="other_students_cgroup"}') >= refused_before + 1
+
+
+def test_a_pod_that_gets_an_ended_pods_namespace_number_is_its_own_students(stack, container, tmp_path):
+    """The kernel reuses a freed namespace's inode number for the next new one, so a pod made after
+    another pod ended often gets its UTS namespace number, under which procmon had cached the old pod's
+    name. Found by the tests above when they ran together (a compile recorded as an earlier student's)."""
+    backend, pm, ws = stack
+    first, second = student(), student()
+    files = tmp_path / "pvc"
+    write(files / "hw1" / "a.c", NOOP)
+
+    def pod(st):
+        return f"jcode-{st[0]}-{st[1]}-{st[2]}-7d9f8b6c5d-x2x7z"
+
+    ns = "stat -L -c %i /proc/self/ns/uts"
+    before = container("reuse-first").pod(f"{ns} && {GCC} a.c -o first", pod(first), files, "hw1")
+    assert before.returncode == 0, before.stderr
+    wait_events(backend, *first, "hw1", 1, type="process.compile")
+    later = container("reuse-second")
+    for _ in range(20):
+        after = later.pod(f"{ns} && {GCC} a.c -o second", pod(second), files, "hw1")
+        assert after.returncode == 0, after.stderr
+        if after.stdout.split()[0] == before.stdout.split()[0]:
+            break
+    assert after.stdout.split()[0] == before.stdout.split()[0], "no namespace number was reused: proves nothing"
+    assert wait_events(backend, *second, "hw1", 1, type="process.compile")[0]["output"] == "second"
+    time.sleep(1)
+    assert [e["output"] for e in wait_events(backend, *first, "hw1", 1, type="process.compile")] == ["first"]

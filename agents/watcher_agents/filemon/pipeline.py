@@ -85,7 +85,7 @@ class _ChangedWhileReading(Exception):
 class _FairQueue:
     """One worker's jobs: FIFO per student folder, the folders served in turn. A student who makes
     100,000 files queues 100,000 jobs; with one FIFO every classmate's save waited behind all of them
-    (17 s measured), with turns it waits for at most one job per busy student."""
+    (19.7 s in tests/security), with turns it waits for at most one job per busy student."""
 
     def __init__(self) -> None:
         self._cv = threading.Condition()

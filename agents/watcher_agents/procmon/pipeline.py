@@ -142,16 +142,20 @@ class CgroupLearner:
         self.ignored: dict[int, float] = {}  # cgroup -> when the verdict expires
         self.owners: OrderedDict[int, identity.Student] = OrderedDict()  # cgroup -> its first student
 
-    def owned_by(self, cgroup_id: int, student: identity.Student) -> bool:
-        """May a process of this cgroup be recorded as ``student``? A container is one student's: its
-        first student process names them (in a pod, code-server with the pod's hostname). The hostname
-        is read per UTS namespace, and a student can make their own (``unshare`` in a user namespace)
-        named after a classmate's pod; the cgroup they cannot leave. The root cgroup (a host without
-        cgroup v2, or a plain shell on it) is anyone's."""
+    def owned_by(self, cgroup_id: int, student: identity.Student, *, pod: bool) -> bool:
+        """May a process of this cgroup be recorded as ``student``? A pod's container is one student's:
+        its first process seen with a pod name names them (code-server, with the pod's own hostname).
+        The hostname is read per UTS namespace, and in a user namespace a student can make their own
+        named after a classmate's pod, or a mount namespace with a classmate's workspace path; the
+        cgroup they cannot leave. Only a pod name (``pod``) teaches the owner: on a plain host one shell
+        may work in several students' folders (``watcher demo`` plays two students from one process).
+        The root cgroup is anyone's."""
         if not cgroup_id or cgroup_id == ROOT_CGROUP_ID:
             return True
         owner = self.owners.get(cgroup_id)
         if owner is None:
+            if not pod:
+                return True
             self.owners[cgroup_id] = student
             if len(self.owners) > MAX_LINEAGE:
                 self.owners.popitem(last=False)
@@ -574,20 +578,20 @@ class Pipeline:
 
     def _claim(self, ev: ExecEvent, result: Attributed | Skip) -> Attributed | Skip:
         """The record of a process whose cgroup belongs to another student is refused. Every process of a
-        student (code-server and its shells too, not only compiles and runs) teaches its cgroup's owner,
-        so the container's genuine processes name it long before the student could forge a pod name."""
+        student pod (code-server and its shells too, not only compiles and runs) teaches its cgroup's
+        owner, so the container's genuine processes name it long before the student could forge one."""
         if self.learner is None or not ev.cgroup_id:
             return result
         if isinstance(result, Attributed):
-            student = result.student
+            student, view = result.student, result.view
         elif result.reason == NOT_STUDENT:
             return result
         else:
             ctx = self.attributor.context(ev.hostname, ev.cwd, resolve(ev.filename, ev.cwd))
             if ctx is None:
                 return result
-            student = ctx.student
-        if self.learner.owned_by(ev.cgroup_id, student):
+            student, view = ctx.student, ctx.view
+        if self.learner.owned_by(ev.cgroup_id, student, pod=view == "pod"):
             return result
         log.log(
             logging.DEBUG if ev.cgroup_id in self._forgers else logging.WARNING,  # once per cgroup

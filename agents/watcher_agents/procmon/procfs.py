@@ -85,10 +85,16 @@ class HostnameResolver:
     Only student names (``jcode-...``) are cached: a new namespace starts with its parent's hostname
     and is renamed right after (``unshare --uts`` then ``hostname``), so a non-student answer is
     never trusted for later processes.
+
+    A namespace's inode number is reused once the namespace is gone (the kernel hands out the lowest
+    free one), so a pod made after another pod ended may get its number: the cached name would make
+    the new pod's processes the old pod's student's. Each entry therefore keeps a witness, the
+    process it was read from (pid and start time); the entry holds only while the witness lives in
+    that namespace, which then cannot have been freed. Else the name is read again.
     """
 
     def __init__(self, max_entries: int = 4096) -> None:
-        self._cache: OrderedDict[int, str] = OrderedDict()
+        self._cache: OrderedDict[int, tuple[str, int, int]] = OrderedDict()  # ino -> (name, pid, start)
         self._max = max_entries
         self._lock = threading.Lock()
         self._libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -110,15 +116,16 @@ class HostnameResolver:
         except OSError:
             return None
         cached = self._cache.get(ino)
-        if cached is not None:
-            return cached
+        if cached is not None and _lives_in(cached[1], cached[2], ino):
+            return cached[0]
         if ino == self._own_ino:
             name = os.uname().nodename
         else:
             name = self._via_setns(pid) or self._via_root_file(pid) or self._via_environ(pid)
-        if name and name.startswith(identity.POD_NAME_PREFIX):
+        witness = read_proc_stat(pid)
+        if name and name.startswith(identity.POD_NAME_PREFIX) and witness is not None:
             with self._lock:
-                self._cache[ino] = name
+                self._cache[ino] = (name, pid, witness.start_ticks)
                 if len(self._cache) > self._max:
                     self._cache.popitem(last=False)
         return name
@@ -166,6 +173,17 @@ class HostnameResolver:
             if item.startswith(b"HOSTNAME="):
                 return item[9:].decode("utf-8", "replace") or None
         return None
+
+
+def _lives_in(pid: int, start_ticks: int, uts_ino: int) -> bool:
+    """Is the process ``pid`` that started at ``start_ticks`` still alive in that UTS namespace?"""
+    try:
+        if os.stat(f"/proc/{pid}/ns/uts").st_ino != uts_ino:
+            return False
+    except OSError:
+        return False
+    st = read_proc_stat(pid)
+    return st is not None and st.start_ticks == start_ticks
 
 
 # --- processes that were running before procmon started (adoption) -------------------------------
