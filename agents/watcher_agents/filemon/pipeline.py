@@ -107,6 +107,10 @@ class _FairQueue:
                 self._cv.wait()
             owner = self._turns.popleft()
             jobs = self._by_owner[owner]
+            if jobs[0] is None and self._turns:  # the stop comes last, after every student's jobs
+                self._turns.append(owner)
+                owner = self._turns.popleft()
+                jobs = self._by_owner[owner]
             rel = jobs.popleft()
             if jobs:
                 self._turns.append(owner)
