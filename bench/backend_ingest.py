@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         "--against",
         metavar="REV",
         help="also measure the backend of this git revision (a temporary worktree), interleaved run by run, "
-        "and report both side by side with their ratio (implies --no-write)",
+        "and report both side by side with their ratio (section ingest_against_<shape>)",
     )
     p.add_argument("--no-write", action="store_true", help="do not write bench/results/backend.md")
     args = p.parse_args(argv)
@@ -196,14 +196,25 @@ def compare(args) -> int:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
     med = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
     new, old = med["this tree"], med[args.against]
-    print(
-        f"Side by side, medians of {args.repeat} interleaved runs, shape {args.shape}, load average {load:.1f} at start.\n"
+    lines = [
+        f"Side by side with revision {args.against}: medians of {args.repeat} runs each, alternating, each on a fresh "
+        f"server and database; shape `{args.shape}`. Machine: nproc={os.cpu_count()}, kernel {platform.release()}, "
+        f"load average {load:.1f} at start (shared).",
         f"Command: `.venv/bin/python bench/backend_ingest.py --events {args.events} --batch {args.batch} "
-        f"--singles {args.singles} --repeat {args.repeat} --shape {args.shape} --against {args.against}`\n\n"
-        f"| measurement | this tree | {args.against} | ratio |\n|---|---|---|---|"
-    )
+        f"--singles {args.singles} --repeat {args.repeat} --shape {args.shape} --against {args.against}`",
+        "",
+        f"| measurement | this tree | {args.against} | ratio |",
+        "|---|---|---|---|",
+    ]
     for key in ("events/s", "2 clients events/s", "duplicates events/s", "single requests/s", "single p50 ms"):
-        print(f"| {key} | {new[key]:,.1f} | {old[key]:,.1f} | {new[key] / old[key]:.2f} |")
+        lines.append(f"| {key} | {new[key]:,.1f} | {old[key]:,.1f} | {new[key] / old[key]:.2f} |")
+    print("\n".join(lines))
+    if not args.no_write:
+        write_section(
+            f"ingest_against_{args.shape}",
+            f"Ingest side by side with {args.against}, shape {args.shape} (bench/backend_ingest.py)",
+            "\n".join(lines),
+        )
     return 0
 
 
