@@ -110,6 +110,7 @@ def names(name: str) -> dict[str, str]:
         "notebook_key_secret": f"{name}-notebook-key",
         "hook_config": f"{name}-hook-config",
         "network_policy": f"{name}-backend",
+        "agents_network_policy": f"{name}-agents",
         "backend_monitor": f"{name}-backend-monitor",
         "filemon_monitor": f"{name}-filemon-monitor",
         "procmon_monitor": f"{name}-procmon-monitor",
@@ -671,7 +672,7 @@ def build_network_policy(t: Target) -> dict:
         {"podSelector": {"matchLabels": selector(t, "procmon")}},
     ]
     # The backend ServiceMonitor (on by default) is scraped by Prometheus on the backend's port: without its
-    # peer the policy would drop every scrape. filemon and procmon have no NetworkPolicy to pass.
+    # peer the policy would drop every scrape (the agents' policy below admits it to their metrics port).
     # Decided by the spec alone, not by whether the ServiceMonitor CRD exists yet, so the policy is stable.
     wanted = [t.spec["monitoring"]["prometheusPeer"]] if t.spec["monitoring"]["serviceMonitors"] else []
     platform, students = platform_peer(t), student_pods_peer(t)
@@ -691,6 +692,34 @@ def build_network_policy(t: Target) -> dict:
             "podSelector": {"matchLabels": selector(t, "backend")},
             "policyTypes": ["Ingress"],
             "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": int(t.spec["backend"]["port"])}]}],
+        },
+    }
+
+
+def build_agents_network_policy(t: Target) -> dict:
+    """filemon and procmon serve only their metrics port, and only Prometheus (while the ServiceMonitors are
+    on) and spec.networkPolicy.allowFrom need it: a student pod must not read a node's counts. The kubelet's
+    probes come from the node, which NetworkPolicies always admit. They make no other connection inbound."""
+    agents = [c for c in ("filemon", "procmon") if t.spec[c]["enabled"]]
+    monitoring = t.spec["monitoring"]
+    peers = [network_peer(monitoring["prometheusPeer"])] if monitoring["serviceMonitors"] else []
+    for peer in map(network_peer, t.spec["networkPolicy"]["allowFrom"]):
+        if peer not in peers:
+            peers.append(peer)
+    ports = sorted({int(t.spec[c]["metricsPort"]) for c in agents})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(t, names(t.name)["agents_network_policy"], "agents"),
+        "spec": {
+            "podSelector": {
+                "matchExpressions": [
+                    {"key": "app", "operator": "In", "values": [selector(t, c)["app"] for c in agents]}
+                ]
+            },
+            "policyTypes": ["Ingress"],
+            # no peers: nothing reaches them (an empty `from` would admit everyone)
+            "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": p} for p in ports]}] if peers else [],
         },
     }
 
@@ -780,6 +809,8 @@ def build_children(resource: dict, inputs: Inputs | None = None) -> list[dict]:
         out += [build_procmon_service(t), build_procmon_daemonset(t)]
     if s["networkPolicy"]["enabled"]:
         out.append(build_network_policy(t))
+        if s["filemon"]["enabled"] or s["procmon"]["enabled"]:
+            out.append(build_agents_network_policy(t))
     if s["monitoring"]["serviceMonitors"] and inputs.service_monitors_available:
         out.append(build_service_monitor(t, "backend", "http"))
         if s["filemon"]["enabled"]:
@@ -808,6 +839,7 @@ def managed_kinds() -> list[tuple[str, str, str]]:
         ("apps/v1", "DaemonSet", "filemon"),
         ("apps/v1", "DaemonSet", "procmon"),
         ("networking.k8s.io/v1", "NetworkPolicy", "network_policy"),
+        ("networking.k8s.io/v1", "NetworkPolicy", "agents_network_policy"),
         ("monitoring.coreos.com/v1", "ServiceMonitor", "backend_monitor"),
         ("monitoring.coreos.com/v1", "ServiceMonitor", "filemon_monitor"),
         ("monitoring.coreos.com/v1", "ServiceMonitor", "procmon_monitor"),

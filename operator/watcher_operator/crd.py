@@ -400,8 +400,8 @@ def spec_schema() -> dict:
                         default={"release": "prometheus"},
                     ),
                     "prometheusPeer": _obj(
-                        "The Prometheus that scrapes the ServiceMonitors: while serviceMonitors is true the NetworkPolicy "
-                        "admits it to the backend's port. Default: kube-prometheus-stack's Prometheus pods in the "
+                        "The Prometheus that scrapes the ServiceMonitors: while serviceMonitors is true the NetworkPolicies "
+                        "admit it to the backend's port and the agents' metrics ports. Default: kube-prometheus-stack's Prometheus pods in the "
                         "namespace `monitoring`.",
                         _peer_properties(),
                         default={k: dict(v) for k, v in DEFAULT_PROMETHEUS_PEER.items()},
@@ -448,13 +448,14 @@ def spec_schema() -> dict:
             ),
             "networkPolicy": _obj(
                 "NetworkPolicy <name>-backend: only the agents, monitoring.prometheusPeer (while "
-                "monitoring.serviceMonitors is true), spec.platform, spec.notebook.studentPods and the listed peers may reach the backend.",
+                "monitoring.serviceMonitors is true), spec.platform, spec.notebook.studentPods and the listed peers may reach the backend. "
+                "NetworkPolicy <name>-agents: only monitoring.prometheusPeer (likewise) and the listed peers reach the agents' metrics ports.",
                 {
-                    "enabled": _bool("Create the NetworkPolicy.", True),
+                    "enabled": _bool("Create the NetworkPolicies.", True),
                     "allowFrom": {
                         "type": "array",
-                        "description": "Extra peers allowed to reach the backend, e.g. the "
-                        "JCode platform's namespace. Each peer selects namespaces and/or pods by labels.",
+                        "description": "Extra peers allowed to reach the backend (and the agents' metrics ports), e.g. "
+                        "the JCode platform's namespace. Each peer selects namespaces and/or pods by labels.",
                         "default": [],
                         "items": {"type": "object", "properties": _peer_properties()},
                     },

@@ -89,6 +89,7 @@ def children_ready(kube: Kube, ns: str) -> bool:
             ("apps/v1", "DaemonSet", "watcher-procmon"),
             ("v1", "Service", "watcher-backend-service"),
             ("networking.k8s.io/v1", "NetworkPolicy", "watcher-backend"),
+            ("networking.k8s.io/v1", "NetworkPolicy", "watcher-agents"),
         ]
     )
 
@@ -194,7 +195,7 @@ def test_operator_creates_every_child_and_a_noop_resync_rewrites_nothing(cluster
     tokens = {k.split("-")[0]: base64.b64decode(v).decode() for k, v in tokens_secret["data"].items()}
     assert all(len(v) >= 32 for v in tokens.values())
     desired = build_children(wd, Inputs(registry_username="robot$watcher", registry_password="s3cret", tokens=tokens))
-    assert len(desired) == 12  # with the dashboard ConfigMap (no ServiceMonitor CRD here)
+    assert len(desired) == 13  # with the dashboard ConfigMap and both NetworkPolicies (no ServiceMonitor CRD here)
     for obj in desired:
         live = wait_for(
             lambda: kube.get(obj["apiVersion"], obj["kind"], namespace, obj["metadata"]["name"]),
@@ -319,6 +320,7 @@ def test_update_drift_repair_and_garbage_collection(cluster, namespace, kube, ru
         ("v1", "Secret", "watcher-tokens"),
         ("v1", "Secret", "watcher-harbor-registry-secret"),
         ("networking.k8s.io/v1", "NetworkPolicy", "watcher-backend"),
+        ("networking.k8s.io/v1", "NetworkPolicy", "watcher-agents"),
     ]:
         wait_for(lambda: kube.get(av, kind, namespace, name) is None, 60, f"GC of {kind} {name}")
     for claim in ("watcher-backend-pvc", "watcher-filemon-storage-pvc", "jcode-vol-pvc"):

@@ -234,6 +234,7 @@ def test_names_ports_sizes_and_labels_follow_the_deployment_guide():
         ("Service", "watcher-procmon"),
         ("DaemonSet", "watcher-procmon"),
         ("NetworkPolicy", "watcher-backend"),
+        ("NetworkPolicy", "watcher-agents"),
         ("ServiceMonitor", "watcher-backend-monitor"),
         ("ServiceMonitor", "watcher-filemon-monitor"),
         ("ServiceMonitor", "watcher-procmon-monitor"),

@@ -168,3 +168,33 @@ def test_simulator_peers_ports_and_selectors():
     assert not allowed([both], Pod("z", {}, ip="10.1.2.4"), WEB, 8080)
     same_ns_only = policy({"podSelector": {}, "ingress": [{"from": [{"podSelector": {}}]}]})
     assert allowed([same_ns_only], Pod("web", {}), WEB, 1) and not allowed([same_ns_only], ANYONE, WEB, 1)
+
+
+def test_a_student_pod_cannot_read_the_agents_metrics_and_prometheus_can():
+    c = Cluster(resource())
+    for name in ("watcher-filemon", "watcher-procmon"):
+        agent = c.pods[name]
+        assert ingress_policies(c.policies, agent), name  # selected: isolated
+        metrics = agent.ports["metrics"]
+        for pod in (STUDENT, STUDENT_IN_JCODE, PLATFORM, GRAFANA, ANYONE, c.backend):
+            assert not allowed(c.policies, pod, agent, metrics), (name, pod)
+        assert allowed(c.policies, PROMETHEUS, agent, metrics)
+        assert not allowed(c.policies, PROMETHEUS, agent, metrics + 1)
+
+
+def test_without_service_monitors_nothing_reaches_the_agents_but_allow_from():
+    quiet = Cluster(resource(monitoring={"serviceMonitors": False}))
+    agent = quiet.pods["watcher-filemon"]
+    assert not allowed(quiet.policies, PROMETHEUS, agent, agent.ports["metrics"])
+    extra = Cluster(
+        resource(
+            monitoring={"serviceMonitors": False},
+            networkPolicy={
+                "enabled": True,
+                "allowFrom": [{"namespaceSelector": {"kubernetes.io/metadata.name": "monitoring"}}],
+            },
+        )
+    )
+    agent = extra.pods["watcher-procmon"]
+    assert allowed(extra.policies, GRAFANA, agent, agent.ports["metrics"])
+    assert not allowed(extra.policies, STUDENT, agent, agent.ports["metrics"])
