@@ -24,7 +24,6 @@ import os
 import platform
 import random
 import re
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -39,9 +38,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from _backend_results import write_section  # noqa: E402
+from backend_queries import generate, generate_postgres  # noqa: E402
 
 from support.backend import run_backend  # noqa: E402
-from watcher_backend import db, legacy_stats, legacy_store, migrate  # noqa: E402
+from watcher_backend import db, legacy_stats, legacy_store  # noqa: E402
 from watcher_backend.store import _COLUMNS  # noqa: E402
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
@@ -114,40 +114,6 @@ def rows(total: int, seed: int = 7):
         course += 1
 
 
-def generate_sqlite(path: Path, total: int) -> float:
-    engine = db.make_engine(f"sqlite:///{path}")
-    migrate.upgrade(engine)
-    engine.dispose()
-    start = time.perf_counter()
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=OFF")
-    conn.execute("PRAGMA cache_size=-524288")
-    columns = ", ".join(f'"{c}"' for c in _COLUMNS)
-    sql = f"INSERT INTO event ({columns}) VALUES ({', '.join('?' * len(_COLUMNS))})"
-    with conn:
-        conn.executemany(sql, rows(total))
-    conn.execute("ANALYZE")
-    conn.close()
-    return time.perf_counter() - start
-
-
-def generate_postgres(url: str, total: int) -> float:
-    import psycopg
-
-    engine = db.make_engine(url)
-    migrate.upgrade(engine)
-    engine.dispose()
-    start = time.perf_counter()
-    columns = ", ".join(f'"{c}"' for c in _COLUMNS)
-    with psycopg.connect(url) as conn:
-        with conn.cursor() as cur, cur.copy(f"COPY event ({columns}) FROM STDIN") as copy:
-            for row in rows(total):
-                copy.write_row(row)
-        conn.execute("ANALYZE event")
-    return time.perf_counter() - start
-
-
 def timed_get(http: httpx.Client, path: str, params: dict | None = None) -> tuple[float, dict]:
     t = time.perf_counter()
     r = http.get(path, params=params or {})
@@ -207,10 +173,10 @@ def run(args, pg) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         if pg is not None:
             url = pg.create_database("bench_class")
-            gen_s = generate_postgres(url, args.events)
+            gen_s = generate_postgres(url, args.events, rows)
         else:
             url = f"sqlite:///{Path(tmp) / 'class.db'}"
-            gen_s = generate_sqlite(Path(tmp) / "class.db", args.events)
+            gen_s = generate(Path(tmp) / "class.db", args.events, rows)
         print(f"generated {args.events:,} events in {gen_s:.0f} s; starting the backend (it builds the rollups)")
         started = time.perf_counter()
         backend = run_backend(Path(tmp), database_url=url, timeout=3600)

@@ -100,7 +100,8 @@ def rows(total: int, seed: int = 7):
                     yield row
 
 
-def generate(path: Path, total: int) -> float:
+def generate(path: Path, total: int, make_rows=None) -> float:
+    """Straight into a migrated SQLite file: ``make_rows(total)`` (default ``rows``) event tuples in _COLUMNS order."""
     engine = db.make_engine(f"sqlite:///{path}")
     migrate.upgrade(engine)
     engine.dispose()
@@ -111,13 +112,13 @@ def generate(path: Path, total: int) -> float:
     conn.execute("PRAGMA cache_size=-262144")
     sql = f"INSERT INTO event ({', '.join(chr(34) + c + chr(34) for c in _COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
     with conn:
-        conn.executemany(sql, rows(total))
+        conn.executemany(sql, (make_rows or rows)(total))
     conn.execute("ANALYZE")
     conn.close()
     return time.perf_counter() - start
 
 
-def generate_postgres(url: str, total: int) -> float:
+def generate_postgres(url: str, total: int, make_rows=None) -> float:
     import psycopg
 
     engine = db.make_engine(url)
@@ -127,7 +128,7 @@ def generate_postgres(url: str, total: int) -> float:
     columns = ", ".join(chr(34) + c + chr(34) for c in _COLUMNS)
     with psycopg.connect(url) as conn:
         with conn.cursor() as cur, cur.copy(f"COPY event ({columns}) FROM STDIN") as copy:
-            for row in rows(total):
+            for row in (make_rows or rows)(total):
                 copy.write_row(row)
         conn.execute("ANALYZE event")
     return time.perf_counter() - start

@@ -27,7 +27,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from watcher_core import wire
@@ -113,10 +112,6 @@ def _fold_events(events: Iterable[wire.Event]) -> dict[Key, Fold]:
     return folds
 
 
-def _insert(session: Session, table):
-    return (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert(table)
-
-
 def _key_where(table, key: Key):
     return and_(*(table.c[name] == value for name, value in zip(_KEY, key)))
 
@@ -170,7 +165,7 @@ def apply(session: Session, events: Sequence[wire.Event]) -> None:
     if not events:
         return
     sql = _Sql.of(session)
-    cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor = _cursor(session)
     try:
         if sql.postgres:
             cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", (ROLLUP_LOCK,))
@@ -227,21 +222,10 @@ def apply(session: Session, events: Sequence[wire.Event]) -> None:
                 )
             )
         cursor.executemany(sql.upsert_rollup, rows)
-        files = [
-            (*key, path, event_type, size, sql.time(ts))
-            for key, fold in folds.items()
-            for path, (ts, event_type, size) in fold.files.items()
-        ]
-        if files:
-            cursor.executemany(sql.upsert_file, files)
-        sizes: Counter[tuple[str, str, str, int]] = Counter()
-        for (course, section, assignment, _), fold in folds.items():
-            for size, n in fold.sizes.items():
-                sizes[(course, section, assignment, size)] += n
-        if sizes:
-            cursor.executemany(sql.add_size, [(*k, n) for k, n in sorted(sizes.items())])
     finally:
         cursor.close()
+    _upsert_files(session, folds)
+    _change_sizes(session, _size_counts(folds), +1)
 
 
 _ROLLUP_COLUMNS = [c.name for c in ROLLUP.columns]
@@ -363,44 +347,44 @@ def _window_delta(window: list[datetime], times: list[datetime], gap: int) -> in
     return active_us(window, gap_us) - active_us(sorted(before.elements()), gap_us)
 
 
+def _cursor(session: Session) -> Any:
+    """A cursor of the DB-API connection under the session's transaction (statements as plain tuples)."""
+    return session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+
 def _upsert_files(session: Session, folds: dict[Key, Fold]) -> None:
-    rows: list[dict[str, Any]] = [
-        dict(zip(_KEY, key)) | {"path": path, "timestamp": ts, "type": event_type, "size": size}
+    """Each file's latest state: replaced by a newer event (or an equal time stored later)."""
+    sql = _Sql.of(session)
+    rows = [
+        (*key, path, event_type, size, sql.time(ts))
         for key, fold in folds.items()
         for path, (ts, event_type, size) in fold.files.items()
     ]
-    if not rows:
-        return
-    stmt = _insert(session, FILES)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[*_KEY, "path"],
-        set_={"type": stmt.excluded.type, "size": stmt.excluded.size, "timestamp": stmt.excluded.timestamp},
-        where=stmt.excluded.timestamp >= FILES.c.timestamp,
-    )
-    session.execute(stmt, rows)
+    if rows:
+        cursor = _cursor(session)
+        try:
+            cursor.executemany(sql.upsert_file, rows)
+        finally:
+            cursor.close()
 
 
-def _add_sizes(session: Session, folds: dict[Key, Fold], sign: int) -> None:
+def _size_counts(folds: dict[Key, Fold]) -> Counter[tuple[str, str, str, int]]:
     counts: Counter[tuple[str, str, str, int]] = Counter()
     for (course, section, assignment, _), fold in folds.items():
         for size, n in fold.sizes.items():
             counts[(course, section, assignment, size)] += n
-    _change_sizes(session, counts, sign)
+    return counts
 
 
 def _change_sizes(session: Session, counts: Counter[tuple[str, str, str, int]], sign: int) -> None:
+    """Add (sign +1) or take away (-1) snapshots from the per-size counts; a count that reaches 0 goes."""
     if not counts:
         return
-    rows = [
-        {"course": c, "section": s, "assignment": a, "size": size, "count": sign * n}
-        for (c, s, a, size), n in sorted(counts.items())
-    ]
-    stmt = _insert(session, SIZES)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["course", "section", "assignment", "size"],
-        set_={"count": SIZES.c.count + stmt.excluded.count},
-    )
-    session.execute(stmt, rows)
+    cursor = _cursor(session)
+    try:
+        cursor.executemany(_Sql.of(session).add_size, [(*k, sign * n) for k, n in sorted(counts.items())])
+    finally:
+        cursor.close()
     if sign < 0:
         session.execute(delete(SIZES).where(SIZES.c.count <= 0))
 
@@ -466,7 +450,7 @@ def _write(session: Session, folds: dict[Key, Fold], gap: int) -> None:
             }
         )
     if rollups:
-        session.execute(_insert(session, ROLLUP), rollups)
+        session.execute(ROLLUP.insert(), rollups)
     _upsert_files(session, folds)
 
 
@@ -479,22 +463,18 @@ def rebuild(session: Session, idle_gap_seconds: int, *, progress: Callable[[int,
     total = int(session.scalar(select(func.count()).select_from(EVENT)) or 0)
     done = 0
     batch: dict[Key, Fold] = {}
-    sizes: Counter[tuple[str, str, str, int]] = Counter()
     for key, rows in _stream(session, None):
-        fold = batch[key] = _fold_rows(rows)
-        for size, n in fold.sizes.items():
-            sizes[(key[0], key[1], key[2], size)] += n
+        batch[key] = _fold_rows(rows)
         done += len(rows)
         if len(batch) >= 500:
             _write(session, batch, idle_gap_seconds)
+            _change_sizes(session, _size_counts(batch), +1)
             batch = {}
             if progress:
                 progress(done, total)
     _write(session, batch, idle_gap_seconds)
-    _change_sizes(session, sizes, +1)
-    session.execute(
-        _insert(session, STATE), [{"id": 1, "idle_gap_seconds": idle_gap_seconds, "built_at": datetime.now(UTC)}]
-    )
+    _change_sizes(session, _size_counts(batch), +1)
+    session.execute(STATE.insert(), [{"id": 1, "idle_gap_seconds": idle_gap_seconds, "built_at": datetime.now(UTC)}])
     session.commit()
     return done
 
@@ -582,21 +562,37 @@ def student_rows(session: Session, course: str, section: str, assignment: str) -
     q = select(ROLLUP).where(_assignment_where(ROLLUP, course, section, assignment)).order_by(ROLLUP.c.student_id)
     out = []
     for r in session.execute(q).mappings():
-        code_size, files = sizes.get(r["student_id"], (0, 0))
-        counts = {name: int(r[name]) for name in COUNTERS}
         out.append(
-            {"student_id": r["student_id"]}
-            | counts
-            | {
-                "compile_success_rate": success_rate(counts["compile_successes"], counts["compiles"]),
-                "code_size": code_size,
-                "files": files,
-                "first_activity": _aware(r["first_activity"]),
-                "last_activity": _aware(r["last_activity"]),
-                "active_seconds": round(r["active_us"] / 1_000_000, 3),
-            }
+            student_row(
+                r["student_id"],
+                r,
+                sizes.get(r["student_id"], (0, 0)),
+                r["first_activity"],
+                r["last_activity"],
+                r["active_us"] / 1_000_000,
+            )
         )
     return out
+
+
+def student_row(
+    student_id: str, counts: Any, size_and_files: tuple[int, int], first: Any, last: Any, active: float
+) -> dict[str, Any]:
+    """One student's row of the assignment summary (``counts`` reads each of COUNTERS by name), the same
+    from the rollups and from the scan."""
+    counted = {name: int(counts[name] or 0) for name in COUNTERS}
+    return (
+        {"student_id": student_id}
+        | counted
+        | {
+            "compile_success_rate": success_rate(counted["compile_successes"], counted["compiles"]),
+            "code_size": size_and_files[0],
+            "files": size_and_files[1],
+            "first_activity": _aware(first),
+            "last_activity": _aware(last),
+            "active_seconds": round(active, 3),
+        }
+    )
 
 
 def success_rate(successes: int, total: int) -> float | None:

@@ -515,16 +515,10 @@ def _gap_seconds(session: Session, later, earlier):
 def active_seconds(timestamps: Sequence[datetime], idle_gap_seconds: float) -> float:
     """Time on task: the sum of the gaps between consecutive events that are not longer than the idle gap.
 
-    A longer gap is a break (the student went away) and adds nothing. The SQL in ``summary`` computes
-    the same thing; this pure version documents and tests the rule.
+    A longer gap is a break (the student went away) and adds nothing. The rule is ``rollups.active_us``;
+    the SQL in ``summary_scan`` computes the same thing.
     """
-    ordered = sorted(timestamps)
-    total = 0.0
-    for a, b in zip(ordered, ordered[1:]):
-        gap = (b - a).total_seconds()
-        if gap <= idle_gap_seconds:
-            total += gap
-    return total
+    return rollups.active_us(sorted(timestamps), round(idle_gap_seconds * 1_000_000)) / 1_000_000
 
 
 success_rate = rollups.success_rate
@@ -622,22 +616,17 @@ def summary_scan(
 
     sizes = {r.student_id: (int(r.code_size or 0), int(r.files or 0)) for r in session.execute(size_q)}
     active = {r.student_id: float(r.active or 0.0) for r in session.execute(active_q)}
-    students = []
-    for r in session.execute(per_student_q.order_by(EVENT.c.student_id)):
-        code_size, files = sizes.get(r.student_id, (0, 0))
-        counts = {name: int(getattr(r, name) or 0) for name in COUNTERS}
-        students.append(
-            {"student_id": r.student_id}
-            | counts
-            | {
-                "compile_success_rate": success_rate(counts["compile_successes"], counts["compiles"]),
-                "code_size": code_size,
-                "files": files,
-                "first_activity": _aware(r.first_activity),
-                "last_activity": _aware(r.last_activity),
-                "active_seconds": round(active.get(r.student_id, 0.0), 3),
-            }
+    students = [
+        rollups.student_row(
+            r.student_id,
+            r._mapping,
+            sizes.get(r.student_id, (0, 0)),
+            r.first_activity,
+            r.last_activity,
+            active.get(r.student_id, 0.0),
         )
+        for r in session.execute(per_student_q.order_by(EVENT.c.student_id))
+    ]
     return summarise_students(course, section, assignment, students, idle_gap_seconds)
 
 

@@ -16,7 +16,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from system.procmon.pm_helpers import GCC, Container, Procmon, wait_events, why_no_ebpf, write
+from system.procmon import conftest as procmon_fixtures
+from system.procmon.pm_helpers import GCC, Container, Procmon, wait_events, write
 
 from support.backend import run_backend
 from support.cgroups import pids_limit
@@ -83,38 +84,8 @@ def rss(pid: int) -> int:
     raise AssertionError(f"no VmRSS for pid {pid}")
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    reason = why_no_ebpf()
-    if reason:
-        pytest.skip(reason)
-    tmp = tmp_path_factory.mktemp("procmon-attacks")
-    workspace = tmp / "workspace"
-    workspace.mkdir()
-    backend = run_backend(tmp)
-    pm = Procmon(tmp, workspace, backend.url, backend.tokens["ingest"], "--mode", "ebpf").start()
-    yield backend, pm, workspace
-    pm.stop()
-    backend.stop()
-
-
-@pytest.fixture
-def container():
-    made = []
-
-    def make(name: str) -> Container:
-        c = Container(name)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        if c.path:
-            kill = c.path / "cgroup.kill"
-            if kill.exists():
-                kill.write_text("1")
-        c.remove()
-
+# The procmon system tests' fixtures: one backend and eBPF procmon per module, cgroups that are killed after.
+stack, container, ebpf_ready = procmon_fixtures.stack, procmon_fixtures.container, procmon_fixtures.ebpf_ready
 
 _IDS = iter(range(1, 10**6))
 

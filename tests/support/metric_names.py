@@ -36,18 +36,14 @@ def registry_names(registry: CollectorRegistry) -> set[str]:
     return out
 
 
-def _agent_names(tmp_path: Path, agent: str) -> set[str]:
+def agent_settings(workspace: Path, state_dir: Path, agent: str):
+    """The settings of an agent that sends nowhere (port 9) and serves metrics on a free loopback port."""
     from watcher_agents.config import AgentSettings
-    from watcher_agents.filemon.metrics import FilemonMetrics
-    from watcher_agents.procmon.metrics import ProcmonMetrics
-    from watcher_agents.runtime import AgentRuntime
 
-    state = tmp_path / agent
-    state.mkdir(parents=True, exist_ok=True)
-    settings = AgentSettings(
+    return AgentSettings(
         agent=agent,
-        workspace_root=tmp_path,
-        state_dir=state,
+        workspace_root=workspace,
+        state_dir=state_dir,
         backend_url="http://127.0.0.1:9",
         token=None,
         token_source="none",
@@ -59,6 +55,16 @@ def _agent_names(tmp_path: Path, agent: str) -> set[str]:
         batch_size=10,
         log_level="INFO",
     )
+
+
+def _agent_names(tmp_path: Path, agent: str) -> set[str]:
+    from watcher_agents.filemon.metrics import FilemonMetrics
+    from watcher_agents.procmon.metrics import ProcmonMetrics
+    from watcher_agents.runtime import AgentRuntime
+
+    state = tmp_path / agent
+    state.mkdir(parents=True, exist_ok=True)
+    settings = agent_settings(tmp_path, state, agent)
     rt = AgentRuntime(settings, metrics_host="127.0.0.1")
     try:
         (FilemonMetrics if agent == "filemon" else ProcmonMetrics)(rt.registry)

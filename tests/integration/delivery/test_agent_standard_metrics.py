@@ -7,28 +7,14 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from watcher_agents.config import AgentSettings
+from support.metric_names import agent_settings
 from watcher_agents.runtime import AgentRuntime
 from watcher_core import __version__
 
 
 @pytest.mark.parametrize("agent", ["filemon", "procmon"])
 def test_agent_metrics_have_process_and_build_info_and_no_created_series(tmp_path, agent):
-    settings = AgentSettings(
-        agent=agent,
-        workspace_root=tmp_path,
-        state_dir=tmp_path,
-        backend_url="http://127.0.0.1:9",
-        token=None,
-        token_source="none",
-        metrics_port=0,
-        node_name="node-1",
-        outbox_max_events=100,
-        outbox_max_bytes=1 << 20,
-        outbox_sync="normal",
-        batch_size=10,
-        log_level="INFO",
-    )
+    settings = agent_settings(tmp_path, tmp_path, agent)
     rt = AgentRuntime(settings, metrics_host="127.0.0.1")
     rt.http.start()
     try:

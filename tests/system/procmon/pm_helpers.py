@@ -97,8 +97,12 @@ class Container:
         return self._enter() + f"exec unshare --uts --mount sh -c {shlex.quote(setup)}"
 
     def remove(self) -> None:
+        """Kill whatever still runs in the cgroup (a test's background program, a fork bomb), then remove it."""
         if not self.path:
             return
+        kill = self.path / "cgroup.kill"
+        if kill.exists():
+            kill.write_text("1")
         for _ in range(50):
             try:
                 self.path.rmdir()
