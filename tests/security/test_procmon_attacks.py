@@ -217,7 +217,7 @@ def test_an_exec_storm_is_reported_or_counted_and_memory_stays_bounded(stack, co
     assert all(e["exit_code"] == 0 for e in stored)
     healthy(pm)
     grown = rss(pm.proc.pid) - rss_before
-    assert grown < 64 * 2**20, f"procmon grew by {grown / 2**20:.1f} MiB for {n} execs"
+    assert grown < 32 * 2**20, f"procmon grew by {grown / 2**20:.1f} MiB for {n} execs"
     assert counter(pm, "procmon_pending_processes") < 100
 
 
@@ -250,11 +250,9 @@ def test_a_fork_bomb_stays_in_its_cgroup_and_procmon_keeps_reporting_the_others(
     assert all(e["target"] == "bomb" for e in bombs)
     assert len(timeline(backend, classmate)) == 2  # nothing of the bomb on the classmate's record
     grown = rss(pm.proc.pid) - rss_before
-    # RSS keeps its peak (CPython returns little to the OS): the bomb's runs are in flight to the outbox
-    # at once, so the peak grows with how many forks the bomb made before pids.max stopped it (about
-    # 20,000 here, +20 to +71 MiB across runs). Bounded means that and no per-process state left behind.
-    bound = 64 * 2**20 + 2048 * len(bombs)
-    assert grown < bound, f"procmon grew by {grown / 2**20:.1f} MiB for {len(bombs)} runs (bound {bound / 2**20:.0f})"
+    # RSS keeps its peak (CPython returns little to the OS); the runs in flight to the outbox are bounded
+    # by the pipeline's back-pressure (BACKLOG), not by how many forks the bomb made
+    assert grown < 32 * 2**20, f"procmon grew by {grown / 2**20:.1f} MiB for {len(bombs)} runs"
 
 
 def test_a_student_binary_named_gcc_is_still_that_students(stack, container):

@@ -11,6 +11,12 @@ Threads:
 * the housekeeping thread (``run``) flushes events that waited ``FLUSH_AFTER`` seconds, retries when
   the outbox refused a batch, and expires cgroup verdicts.
 
+Memory stays bounded under an exec storm: events wait as JSON text (``Serialized``), and once
+``BACKLOG`` of them wait while the outbox accepts, the tracer thread writes them itself. It then reads
+the ring buffer more slowly, and what the kernel cannot hold meanwhile is counted there as lost. Only
+while the outbox refuses do events pile up in memory, up to ``MAX_UNSENT_BYTES``, then they are
+dropped and counted.
+
 The in-kernel filter learns here: a cgroup with a student process is marked "student" at once; a
 cgroup that shows only other processes for ``learn_seconds`` is marked "not a student's" and the kernel
 drops its events from then on, until the verdict expires (``ignore_ttl``) and is learnt again.
@@ -18,6 +24,7 @@ drops its events from then on, until the verdict expires (``ignore_ttl``) and is
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import posixpath
@@ -30,7 +37,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from watcher_agents.outbox import Outbox, OutboxUnavailable
+from watcher_agents.outbox import Outbox, OutboxUnavailable, Serialized
 from watcher_agents.procmon import procfs
 from watcher_agents.procmon.attribution import (
     NOT_STUDENT,
@@ -50,8 +57,9 @@ ROOT_CGROUP_ID = 1  # cgroup v2 root (and every process on a cgroup-v1-only host
 MAX_PENDING = 65536  # reported processes waiting for their exit
 MAX_LINEAGE = 65536
 MAX_ATTRIBUTIONS = 4096  # cached attribution results (pure function of exec facts)
-MAX_UNSENT = 100_000  # wire events waiting for the outbox (when it is full)
+MAX_UNSENT_BYTES = 32 * 2**20  # JSON of the events waiting while the outbox refuses (about 60,000 runs)
 BATCH = 200
+BACKLOG = 10 * BATCH  # events waiting for the housekeeping thread before the tracer thread writes them
 FLUSH_AFTER = 0.2  # seconds an event may wait in memory for its batch
 MAX_OWN_CWD = 4096  # processes whose latest chdir is remembered
 OWN_CWD_TRUST_SECONDS = 5.0
@@ -224,7 +232,10 @@ class Pipeline:
         self._recent_lock = threading.Lock()
         # pid -> (its cwd after its latest chdir, monotonic time) (tracer thread only)
         self.own_cwd: OrderedDict[int, tuple[str, float]] = OrderedDict()
-        self.unsent: list = []
+        self.unsent: list[Serialized] = []
+        self._unsent_bytes = 0
+        self._outbox_refusing = False  # the last put was refused: no back-pressure, keep in memory
+        self._flush_lock = threading.Lock()  # one writer at a time (both threads may flush)
         self._batch: list = []  # events of the current poll (tracer thread only)
         self._attributions: OrderedDict[tuple, Attributed | Skip] = OrderedDict()
         self._first_unsent = 0.0
@@ -300,9 +311,14 @@ class Pipeline:
                 except Exception:
                     log.exception("cannot process a %s event of pid %s", kind, getattr(ev, "pid", "?"))
             # The housekeeping thread writes them to the outbox (one SQLite transaction per batch),
-            # so this thread goes straight back to reading the kernel.
-            if len(self.unsent) >= BATCH:
-                self._flush_now.set()
+            # so this thread goes straight back to reading the kernel...
+            waiting = len(self.unsent)
+        if waiting >= BATCH:
+            self._flush_now.set()
+        # ...unless it cannot keep up: then this thread writes, and the kernel's ring buffer (which
+        # counts what it drops) is the queue, not this process's memory.
+        if waiting >= BACKLOG and not self._outbox_refusing:
+            self._flush()
 
     def enrich(self, ev: ExecEvent) -> None:
         """Read what only /proc knows, right now (fast: a readlink, a stat, rarely a file)."""
@@ -681,16 +697,27 @@ class Pipeline:
             log.warning("pid %d: event not valid, dropped: %s", rec.exec.pid, wire.describe_error(exc))
             return
         self.metrics.process_events.labels(w.label).inc()
-        if len(self.unsent) >= MAX_UNSENT:  # the outbox has refused events for a long time
+        entry = Serialized.of(event)
+        if self._unsent_bytes + len(entry.body) > MAX_UNSENT_BYTES:  # the outbox has refused for long
             self.metrics.dropped.labels("outbox_unavailable").inc()
             return
         if not self.unsent:
             self._first_unsent = time.monotonic()
-        self.unsent.append(event)
+        self.unsent.append(entry)
+        self._unsent_bytes += len(entry.body)
+
+    def waiting(self) -> list[wire.Event]:
+        """The events built but not yet in the outbox, oldest first."""
+        with self._lock:
+            return [wire.parse_event(json.loads(e.body)) for e in self.unsent]
 
     def _flush(self) -> None:
-        """Housekeeping thread: move waiting events to the outbox, BATCH per transaction. The SQLite
-        write happens outside the lock, so the tracer thread is never held up by the disk."""
+        """Move waiting events to the outbox, BATCH per transaction. The housekeeping thread writes
+        outside ``_lock``, so the tracer thread is not held up by the disk unless BACKLOG events wait."""
+        with self._flush_lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
         while True:
             with self._lock:
                 batch = self.unsent[:BATCH]
@@ -698,7 +725,9 @@ class Pipeline:
                 return
             try:
                 self.outbox.put(batch)
+                self._outbox_refusing = False
             except OutboxUnavailable as exc:
+                self._outbox_refusing = True
                 self.metrics.outbox_errors.inc()
                 now = time.monotonic()
                 if now - self._last_outbox_warning > 30:
@@ -709,6 +738,7 @@ class Pipeline:
                 return  # retried at the next tick
             with self._lock:
                 del self.unsent[: len(batch)]
+                self._unsent_bytes -= sum(len(e.body) for e in batch)
 
 
 def _valid_text(arg: str) -> str:

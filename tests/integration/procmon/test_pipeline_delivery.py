@@ -9,11 +9,12 @@ import time
 from prometheus_client import CollectorRegistry
 
 from support.backend import run_backend
-from watcher_agents.outbox import Outbox
+from watcher_agents.outbox import Outbox, Serialized
+from watcher_agents.procmon import pipeline
 from watcher_agents.procmon.attribution import Attributor
 from watcher_agents.procmon.events import ExecEvent, ExitEvent
 from watcher_agents.procmon.metrics import ProcmonMetrics
-from watcher_agents.procmon.pipeline import Pipeline
+from watcher_agents.procmon.pipeline import BACKLOG, BATCH, Pipeline
 from watcher_agents.sender import Sender
 
 POD = "jcode-os-1-202012345-7d9f8b6c5d-x2x7z"
@@ -131,5 +132,41 @@ def test_unreported_processes_are_untracked_in_the_kernel(tmp_path):
     assert p.wait_idle(5)
     assert p.tracer.untracked == [5]
     assert metrics.filtered_counts["not_classified"] == 1
+    p.stop()
+    outbox.close()
+
+
+def test_a_storm_the_housekeeping_thread_cannot_keep_up_with_is_written_by_the_tracer_thread(tmp_path):
+    """No housekeeping thread at all: once BACKLOG events wait, the poll that made them writes them to
+    the outbox itself, so memory holds at most BACKLOG events whatever the exec rate."""
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    p, metrics = make_pipeline(tmp_path, outbox)
+    feed_compiles(p, BATCH, base_ns=10**12)
+    assert len(p.waiting()) == BATCH and outbox.depth() == 0  # few: left to the housekeeping thread
+    feed_compiles(p, BACKLOG, base_ns=2 * 10**12)
+    assert p.waiting() == [] and outbox.depth() == BATCH + BACKLOG
+    assert metrics.dropped.labels("outbox_unavailable")._value.get() == 0
+    outbox.close()
+
+
+def test_events_wait_as_json_while_the_outbox_refuses_then_are_dropped_and_counted(tmp_path, monkeypatch):
+    """A full outbox: no back-pressure (it would block the tracer for nothing); events wait in memory
+    as JSON text up to MAX_UNSENT_BYTES, then each one more is dropped and counted; none is lost once
+    the outbox takes them again."""
+    monkeypatch.setattr(pipeline, "MAX_UNSENT_BYTES", 100 * 1024)
+    outbox = Outbox(tmp_path / "outbox.sqlite3", max_events=1)
+    p, metrics = make_pipeline(tmp_path, outbox)
+    p.start()
+    feed_compiles(p, 1000, base_ns=10**12)
+    deadline = time.monotonic() + 10
+    while metrics.outbox_errors._value.get() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    kept = len(p.waiting())
+    dropped = metrics.dropped.labels("outbox_unavailable")._value.get()
+    assert 0 < kept < 1000 and kept + dropped == 1000
+    assert p._unsent_bytes <= 100 * 1024
+    assert sum(len(Serialized.of(e).body) for e in p.waiting()) == p._unsent_bytes
+    outbox.max_events = 10_000  # room again: the housekeeping thread's retry delivers what waited
+    assert p.wait_idle(10) and outbox.depth() == kept
     p.stop()
     outbox.close()

@@ -179,7 +179,7 @@ def test_adopts_a_student_run_reports_it_at_its_exit_and_teaches_its_cgroup(pipe
     pipe.handle_exit(
         ExitEvent(pid=me, ktime_ns=r.exec.ktime_ns + 5 * SEC, exit_code=None, signal=15, start_ns=r.exec.ktime_ns)
     )
-    (run,) = pipe.unsent
+    (run,) = pipe.waiting()
     assert (run.kind, run.target, run.signal, run.exit_code, run.pid) == ("binary", "server", 15, None, me)
     assert run.started_at == r.started_at
     assert run.event_id == wire.make_event_id("node-1", pipe.boot, me, "start-ticks", r.start_ticks)
@@ -245,7 +245,7 @@ def test_an_adopted_process_that_execs_again_stays_one_record_with_its_adopted_i
             pid=me, ktime_ns=r2.exec.ktime_ns + 2 * SEC, exit_code=0, signal=None, start_ns=r2.exec.ktime_ns + SEC
         )
     )
-    (run,) = pipe.unsent
+    (run,) = pipe.waiting()
     assert (run.kind, run.target, run.exit_code) == ("binary", "calc", 0)
     assert run.event_id == wire.make_event_id("node-1", pipe.boot, me, "start-ticks", r2.start_ticks)
     assert run.started_at == r2.started_at

@@ -4,7 +4,7 @@ The rule lives in the shared pipeline, so the eBPF tracer and the process connec
 the record is reported at the process's exit, describes the LAST program image we could classify
 (its exit status is the process's), and keeps the FIRST exec's start time and event id. The
 pipeline is fed events directly here (no kernel, no /proc, no outbox: the wire events it builds are
-read from ``unsent``).
+read from ``waiting()``).
 """
 
 from datetime import timedelta
@@ -81,7 +81,7 @@ def same_time(a, b):
 def play(p, *events):
     for ev in events:
         (p.handle_exec if isinstance(ev, ExecEvent) else p.handle_exit)(ev)
-    return list(p.unsent)
+    return p.waiting()
 
 
 @pytest.mark.parametrize("ebpf", [True, False], ids=["ebpf-exit", "connector-exit"])
