@@ -41,7 +41,8 @@ from _backend_results import write_section  # noqa: E402
 from backend_queries import generate, generate_postgres  # noqa: E402
 
 from support.backend import run_backend  # noqa: E402
-from watcher_backend import db, legacy_stats, legacy_store  # noqa: E402
+from watcher_backend import db  # noqa: E402
+from watcher_backend.legacy import adapter, stats  # noqa: E402
 from watcher_backend.store import _COLUMNS  # noqa: E402
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
@@ -193,7 +194,7 @@ def run(args, pg) -> int:
             with backend.client("read") as http, Session(engine) as session:
                 timed_get(http, base + "/summary")  # warm-up: the first read of each path
                 timed_get(http, base + "/summary", EVERYTHING)
-                scope = legacy_store.Scope(course, section, assignment)
+                scope = adapter.Scope(course, section, assignment)
                 for _ in range(args.requests):
                     for name, call in (
                         ("assignment summary", lambda: timed_get(http, base + "/summary")),
@@ -209,9 +210,7 @@ def run(args, pg) -> int:
                         ),
                         (
                             "old API assignment statistics (scan, in-process)",
-                            lambda: timed_call(
-                                lambda: legacy_stats.assignment_stats(legacy_store.snaps(session, scope))
-                            ),
+                            lambda: timed_call(lambda: stats.assignment_stats(adapter.snaps(session, scope))),
                         ),
                         (
                             "old API build average",
@@ -219,9 +218,7 @@ def run(args, pg) -> int:
                         ),
                         (
                             "old API build average (scan, in-process)",
-                            lambda: timed_call(
-                                lambda: legacy_store.log_counts(session, scope, legacy_store.BUILD_TYPES)
-                            ),
+                            lambda: timed_call(lambda: adapter.log_counts(session, scope, adapter.BUILD_TYPES)),
                         ),
                         (
                             "student timeline, first page (100)",
@@ -244,7 +241,7 @@ def run(args, pg) -> int:
         "assignment summary": same_summary(fast_summary, slow_summary),
         "course listing, one course": same["course listing, one course"] == same["course listing, one course (scan)"],
         "old API build average": same["old API build average"]["avg_count"]
-        == legacy_stats.avg_count(*same["old API build average (scan, in-process)"]),
+        == stats.avg_count(*same["old API build average (scan, in-process)"]),
     }
     st = same["old API assignment statistics (scan, in-process)"]
     rolled = same["old API assignment statistics"]

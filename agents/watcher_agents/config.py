@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from watcher_agents import outbox as outbox_mod
+from watcher_agents.delivery import outbox as outbox_mod
 from watcher_core import identity, logs
 
 T = TypeVar("T")

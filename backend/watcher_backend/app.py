@@ -1,7 +1,7 @@
 """The FastAPI application: ``create_app(settings)``.
 
 Routers per resource (events, snapshots/files, queries, admin, health) plus, if present, the old platform
-API in ``routers/legacy.py`` (included last, so the /api/v1 and static-prefix routes match first).
+API in ``legacy/router.py`` (included last, so the /api/v1 and static-prefix routes match first).
 Startup (lifespan): log ``Server starting on port N``; run the migrations; log ``Database initialized``;
 start the retention task; log ``API endpoints ready``. Reads go straight to the database (no cache), so a
 read always sees the writes before it.
@@ -101,9 +101,9 @@ def _purge_once(engine: Engine, days: int) -> int:
 
 def _include_legacy(app: FastAPI) -> bool:
     try:
-        legacy = importlib.import_module("watcher_backend.routers.legacy")
+        legacy = importlib.import_module("watcher_backend.legacy.router")
     except ModuleNotFoundError as exc:
-        if exc.name == "watcher_backend.routers.legacy":
+        if exc.name == "watcher_backend.legacy.router":
             return False
         raise
     app.include_router(legacy.router)

@@ -229,13 +229,13 @@ def parse_networks(raw: str, setting: str) -> tuple[ipaddress.IPv4Network | ipad
 
 def _check_legacy_zones(env: Mapping[str, str]) -> None:
     """The old API's zone settings are read per request; a typo must stop the start, not answer 500 later."""
-    from . import legacy_time
+    from .legacy import timezones
 
     for read_zone, name in (
-        (legacy_time.snapshot_path_zone, legacy_time.SNAPSHOT_TZ_ENV),
-        (legacy_time.naive_body_zone, legacy_time.NAIVE_TZ_ENV),
+        (timezones.snapshot_path_zone, timezones.SNAPSHOT_TZ_ENV),
+        (timezones.naive_body_zone, timezones.NAIVE_TZ_ENV),
     ):
         try:
             read_zone(env)
-        except legacy_time.LegacyTimeError as exc:
+        except timezones.LegacyTimeError as exc:
             raise SettingsError(name, str(exc).split(": ", 1)[-1]) from None

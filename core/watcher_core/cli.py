@@ -22,9 +22,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("watcher_local.demo", "simulate two students and print what Watcher recorded"),
     "status": ("watcher_local.status", "show what a running backend has stored and which agents report"),
     "export": ("watcher_backend.export.cli", "export research datasets (ProgSnap2)"),
-    "import": ("watcher_backend.legacy_import", "bring the old Watcher's data over (its database and snapshot folder)"),
+    "import": (
+        "watcher_backend.legacy.importer",
+        "bring the old Watcher's data over (its database and snapshot folder)",
+    ),
     "db": ("watcher_backend.db_cli", "back up and restore the backend's database; its schema revision and migrations"),
-    "outbox": ("watcher_agents.outbox_cli", "an agent's outbox: what waits, what was refused; requeue dead letters"),
+    "outbox": (
+        "watcher_agents.delivery.outbox_cli",
+        "an agent's outbox: what waits, what was refused; requeue dead letters",
+    ),
     "notebook": ("watcher_core.notebook_cli", "the IPython hook for notebook cell runs, and students' tokens for it"),
 }
 # The pyproject extra that brings each command's dependencies (each image installs only its own); None: the

@@ -32,7 +32,9 @@ NO_EVENTS_WINDOW_HOURS = 1
 # The snapshot collector is stalled after this many of its intervals without a finished run.
 GC_STALLED_INTERVALS = 3
 OUTBOX_AGE_SECONDS = 600
-OUTBOX_FILL_RATIO = 0.8  # the agents warn in their log at the same ratio (watcher_agents.sender.OUTBOX_WARN_RATIO)
+OUTBOX_FILL_RATIO = (
+    0.8  # the agents warn in their log at the same ratio (watcher_agents.delivery.sender.OUTBOX_WARN_RATIO)
+)
 RUNBOOK = "docs/operator.md#{anchor}"
 
 

@@ -34,7 +34,7 @@ DEFAULT_PROMETHEUS_PEER = {
     "podSelector": {"app.kubernetes.io/name": "prometheus"},
 }
 
-# What the backend's two legacy time-zone settings accept (watcher_backend.legacy_time.ZONE_NAMES; the operator
+# What the backend's two legacy time-zone settings accept (watcher_backend.timezones.ZONE_NAMES; the operator
 # image does not carry the backend, a unit test keeps the two equal).
 LEGACY_TIME_ZONES = ("UTC", "KST", "Asia/Seoul")
 

@@ -58,9 +58,9 @@ def agent_settings(workspace: Path, state_dir: Path, agent: str):
 
 
 def _agent_names(tmp_path: Path, agent: str) -> set[str]:
+    from watcher_agents.delivery.runtime import AgentRuntime
     from watcher_agents.filemon.metrics import FilemonMetrics
     from watcher_agents.procmon.metrics import ProcmonMetrics
-    from watcher_agents.runtime import AgentRuntime
 
     state = tmp_path / agent
     state.mkdir(parents=True, exist_ok=True)

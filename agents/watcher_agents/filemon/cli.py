@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from watcher_agents import config
+from watcher_agents.delivery.runtime import AgentRuntime
 from watcher_agents.filemon import gc
 from watcher_agents.filemon.metrics import FilemonMetrics
 from watcher_agents.filemon.pipeline import Pipeline
 from watcher_agents.filemon.state import StateStore
 from watcher_agents.filemon.watcher import Watcher
-from watcher_agents.runtime import AgentRuntime
 from watcher_core import identity
 
 log = logging.getLogger("watcher_agents.filemon")

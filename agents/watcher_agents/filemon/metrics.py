@@ -1,4 +1,4 @@
-"""filemon's own metrics (the delivery metrics come from watcher_agents.sender)."""
+"""filemon's own metrics (the delivery metrics come from watcher_agents.delivery.sender)."""
 
 from __future__ import annotations
 

@@ -35,9 +35,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from watcher_agents.delivery.outbox import Outbox, OutboxDiskFull, OutboxUnavailable
 from watcher_agents.filemon.metrics import FilemonMetrics
 from watcher_agents.filemon.state import KIND_SAVE, KIND_TOO_LARGE, FileState, StateStore
-from watcher_agents.outbox import Outbox, OutboxDiskFull, OutboxUnavailable
 from watcher_core import identity, snapshots, wire
 
 log = logging.getLogger(__name__)

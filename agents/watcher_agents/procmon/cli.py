@@ -210,7 +210,7 @@ def main(argv: list[str]) -> int:
         config.setup_logging(settings.log_level, "procmon")
     except config.ConfigError as exc:
         return config.fail(exc, "procmon")
-    from watcher_agents.runtime import AgentRuntime
+    from watcher_agents.delivery.runtime import AgentRuntime
 
     try:
         rt = AgentRuntime(settings)

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from watcher_agents.outbox import Outbox, OutboxUnavailable, Serialized
+from watcher_agents.delivery.outbox import Outbox, OutboxUnavailable, Serialized
 from watcher_agents.procmon import procfs
 from watcher_agents.procmon.attribution import (
     NOT_STUDENT,

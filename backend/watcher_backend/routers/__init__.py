@@ -1,1 +1,1 @@
-"""HTTP routers, one per resource. ``legacy`` (the old platform API) is optional and included last."""
+"""HTTP routers, one per resource. the old platform API is in ``watcher_backend.legacy``, included last."""

@@ -14,7 +14,8 @@ import pytest
 from sqlmodel import Session
 
 from support.backend import run_backend, wire_event
-from watcher_backend import db, legacy_stats, legacy_store, migrate, rollups, store
+from watcher_backend import db, migrate, rollups, store
+from watcher_backend.legacy import adapter, stats
 from watcher_core import wire
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -81,12 +82,12 @@ def assert_rollups_match_scans(session: Session) -> None:
             assert a["active_seconds"] == pytest.approx(b["active_seconds"], abs=0.02), a["student_id"]
         assert fast["active_seconds"] > 0
 
-        scope = legacy_store.Scope(course, section, assignment)
+        scope = adapter.Scope(course, section, assignment)
         sizes, students = rollups.snapshot_aggregates(session, course, section, assignment)
-        from_rollups = legacy_stats.assignment_stats_from(sizes, [legacy_stats.StudentSnaps(*s) for s in students])
-        assert from_rollups == legacy_stats.assignment_stats(legacy_store.snaps(session, scope))
-        for types in (legacy_store.BUILD_TYPES, legacy_store.RUN_TYPES):
-            assert rollups.type_counts(session, course, section, assignment, types) == legacy_store.log_counts(
+        from_rollups = stats.assignment_stats_from(sizes, [stats.StudentSnaps(*s) for s in students])
+        assert from_rollups == stats.assignment_stats(adapter.snaps(session, scope))
+        for types in (adapter.BUILD_TYPES, adapter.RUN_TYPES):
+            assert rollups.type_counts(session, course, section, assignment, types) == adapter.log_counts(
                 session, scope, types
             )
     for course in (None, "os"):

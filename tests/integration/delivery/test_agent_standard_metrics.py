@@ -8,7 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from support.metric_names import agent_settings
-from watcher_agents.runtime import AgentRuntime
+from watcher_agents.delivery.runtime import AgentRuntime
 from watcher_core import __version__
 
 

@@ -12,8 +12,8 @@ import time
 from prometheus_client import CollectorRegistry
 
 from support.backend import run_backend, wire_event
-from watcher_agents.outbox import Outbox
-from watcher_agents.sender import Sender
+from watcher_agents.delivery.outbox import Outbox
+from watcher_agents.delivery.sender import Sender
 
 
 def outbox_cli(state_dir, *args):

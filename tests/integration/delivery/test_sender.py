@@ -9,9 +9,9 @@ from integration.delivery.recording_server import RecordingServer
 from prometheus_client import CollectorRegistry
 
 from support.ports import free_port
-from watcher_agents.agent_http import AgentHTTPServer, HealthChecks
-from watcher_agents.outbox import Outbox
-from watcher_agents.sender import Sender
+from watcher_agents.delivery.agent_http import AgentHTTPServer, HealthChecks
+from watcher_agents.delivery.outbox import Outbox
+from watcher_agents.delivery.sender import Sender
 from watcher_core import wire
 
 
@@ -143,7 +143,7 @@ def test_duplicates_are_acked(server, outbox):
 def test_wrong_token_logs_one_line_and_keeps_events(server, outbox, caplog):
     sender, registry = _sender(outbox, server.url, token="wrong")
     outbox.put([_save(1)])
-    with caplog.at_level(logging.ERROR, logger="watcher_agents.sender"):
+    with caplog.at_level(logging.ERROR, logger="watcher_agents.delivery.sender"):
         sender.start()
         try:
             assert server.wait_for(lambda s: len(s.requests) >= 4, timeout=10)
@@ -216,7 +216,7 @@ def test_nearly_full_outbox_shows_in_metrics_and_one_log_line(tmp_path, caplog):
     box = Outbox(tmp_path / "small.db", max_events=10)
     sender, registry = _sender(box, f"http://127.0.0.1:{free_port()}", token=None)  # backend unreachable
     box.put([_save(i) for i in range(9)])
-    with caplog.at_level(logging.WARNING, logger="watcher_agents.sender"):
+    with caplog.at_level(logging.WARNING, logger="watcher_agents.delivery.sender"):
         sender.start()
         try:
             assert not sender.flush(1.0)

@@ -4,8 +4,8 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from support.backend import run_backend
-from watcher_agents.outbox import Outbox
-from watcher_agents.sender import Sender
+from watcher_agents.delivery.outbox import Outbox
+from watcher_agents.delivery.sender import Sender
 from watcher_core import wire
 
 

@@ -9,13 +9,13 @@ import time
 from prometheus_client import CollectorRegistry
 
 from support.backend import run_backend
-from watcher_agents.outbox import Outbox, Serialized
+from watcher_agents.delivery.outbox import Outbox, Serialized
+from watcher_agents.delivery.sender import Sender
 from watcher_agents.procmon import pipeline
 from watcher_agents.procmon.attribution import Attributor
 from watcher_agents.procmon.events import ExecEvent, ExitEvent
 from watcher_agents.procmon.metrics import ProcmonMetrics
 from watcher_agents.procmon.pipeline import BACKLOG, BATCH, Pipeline
-from watcher_agents.sender import Sender
 
 POD = "jcode-os-1-202012345-7d9f8b6c5d-x2x7z"
 

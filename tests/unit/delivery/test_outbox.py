@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from watcher_agents.outbox import Outbox, OutboxDiskFull, OutboxFull
+from watcher_agents.delivery.outbox import Outbox, OutboxDiskFull, OutboxFull
 from watcher_core import wire
 
 

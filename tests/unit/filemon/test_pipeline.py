@@ -5,10 +5,10 @@ import os
 import pytest
 from prometheus_client import CollectorRegistry
 
+from watcher_agents.delivery.outbox import Outbox
 from watcher_agents.filemon import pipeline as pl
 from watcher_agents.filemon.metrics import FilemonMetrics
 from watcher_agents.filemon.state import StateStore
-from watcher_agents.outbox import Outbox
 from watcher_core import identity, snapshots
 
 REL = "os-1-202400001/hw1/src/main.c"

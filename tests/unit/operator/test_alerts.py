@@ -217,7 +217,7 @@ def test_every_alert_has_a_runbook_section_that_says_what_to_do():
 
 
 def test_the_outbox_threshold_is_the_agents_warning_ratio():
-    from watcher_agents.sender import OUTBOX_WARN_RATIO
+    from watcher_agents.delivery.sender import OUTBOX_WARN_RATIO
 
     assert alerts.OUTBOX_FILL_RATIO == OUTBOX_WARN_RATIO
 

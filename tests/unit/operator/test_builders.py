@@ -580,10 +580,10 @@ def test_privacy_settings_reach_the_components_as_they_read_them(tmp_path):
 
 
 def test_legacy_time_zones_reach_the_backend_as_it_reads_them():
-    from watcher_backend import legacy_time
+    from watcher_backend.legacy import timezones
     from watcher_operator import crd
 
-    assert crd.LEGACY_TIME_ZONES == legacy_time.ZONE_NAMES  # the CRD's enum is what the backend accepts
+    assert crd.LEGACY_TIME_ZONES == timezones.ZONE_NAMES  # the CRD's enum is what the backend accepts
     r = load_example("minimal")
     unset = by_key(build_children(r, INPUTS))["Deployment", "watcher-backend"]["spec"]["template"]["spec"]
     env = _literal_env(unset["containers"][0])
@@ -591,8 +591,8 @@ def test_legacy_time_zones_reach_the_backend_as_it_reads_them():
     r["spec"]["backend"] = {"legacySnapshotTimeZone": "KST", "legacyNaiveTimeZone": "Asia/Seoul"}
     objs = by_key(build_children(r, INPUTS))
     env = _literal_env(objs["Deployment", "watcher-backend"]["spec"]["template"]["spec"]["containers"][0])
-    assert legacy_time.snapshot_path_zone(env) is legacy_time.KST
-    assert legacy_time.naive_body_zone(env) is legacy_time.KST
+    assert timezones.snapshot_path_zone(env) is timezones.KST
+    assert timezones.naive_body_zone(env) is timezones.KST
 
 
 def test_unset_retention_keeps_everything_and_the_collector_runs_with_filemon_defaults(tmp_path):

@@ -2,8 +2,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from watcher_backend import legacy_stats as ls
-from watcher_backend.legacy_stats import Snap
+from watcher_backend.legacy import stats as ls
+from watcher_backend.legacy.stats import Snap
 
 UTC = UTC
 T0 = datetime(2025, 3, 2, 1, 0, 0, tzinfo=UTC)

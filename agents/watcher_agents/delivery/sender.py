@@ -30,7 +30,7 @@ import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
 
-from watcher_agents.outbox import Outbox
+from watcher_agents.delivery.outbox import Outbox
 from watcher_core import wire
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 Requests are checked more strictly than before: unknown fields, negative sizes and exit codes out of range
 are 422s naming the field. Responses keep every old field and type, except that ``student_num`` is a
-string (student ids keep their leading zeros). An unknown ``exit_code`` reads as 256 (legacy_store).
+string (student ids keep their leading zeros). An unknown ``exit_code`` reads as 256 (legacy.adapter).
 """
 
 from __future__ import annotations

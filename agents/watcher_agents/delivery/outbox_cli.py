@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from watcher_agents import config
-from watcher_agents.outbox import Outbox
+from watcher_agents.delivery.outbox import Outbox
 
 
 def build_parser() -> argparse.ArgumentParser:

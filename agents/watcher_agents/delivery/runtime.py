@@ -21,10 +21,10 @@ import threading
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from watcher_agents.agent_http import AgentHTTPServer, HealthChecks
 from watcher_agents.config import AgentSettings
-from watcher_agents.outbox import Outbox
-from watcher_agents.sender import Sender
+from watcher_agents.delivery.agent_http import AgentHTTPServer, HealthChecks
+from watcher_agents.delivery.outbox import Outbox
+from watcher_agents.delivery.sender import Sender
 from watcher_core.standard_metrics import register_standard_metrics
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ given, the old filemon's snapshot folder (``{class_div}/{hw}/{id}/{filename}/{YY
 writes ordinary events into this backend's database and the contents into its content-addressed snapshot
 store, so every old save keeps its content.
 
-* Events are built by the same functions as the live old API (legacy_store), so their ``event_id`` is the one
+* Events are built by the same functions as the live old API (legacy.adapter), so their ``event_id`` is the one
   a live POST of the same facts got: running the import twice, or importing what was also posted live during
   a side-by-side run, stores nothing twice.
 * Ids: the old database kept student ids as integers (``000123`` became ``123``); the folder names keep the
@@ -36,9 +36,9 @@ from pydantic import ValidationError
 
 from watcher_core import identity, snapshots, wire
 
-from . import legacy_store, legacy_time
-from .legacy_schemas import BuildLogCreate, RunLogCreate
-from .legacy_store import Scope
+from . import adapter, timezones
+from .adapter import Scope
+from .schemas import BuildLogCreate, RunLogCreate
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PROG = "watcher import legacy"
@@ -130,8 +130,8 @@ class Folder:
                 try:
                     if not entry.is_file():
                         raise BadRow("not a file")
-                    when = legacy_time.parse_snapshot_timestamp(stem, legacy_time.UTC)
-                except (BadRow, legacy_time.LegacyTimeError):
+                    when = timezones.parse_snapshot_timestamp(stem, timezones.UTC)
+                except (BadRow, timezones.LegacyTimeError):
                     report.skip("folder", "file name is not YYYYMMDD_HHMMSS{ext}", str(Path(*key, entry.name)))
                     continue
                 self.files.setdefault(key, []).append(FolderFile(when, Path(entry.path)))
@@ -201,7 +201,7 @@ def _scope(class_div: str, hw: str, student_id: str) -> Scope:
         course, section = identity.parse_class_div(class_div)
     except identity.IdentityError:
         raise BadRow("class_div is not {course}-{section}") from None
-    if not legacy_store.ASSIGNMENT_RE.fullmatch(hw or ""):
+    if not adapter.ASSIGNMENT_RE.fullmatch(hw or ""):
         raise BadRow("hw_name is not an assignment folder name")
     if not identity.STUDENT_ID_RE.fullmatch(student_id):
         raise BadRow("student_id is not 1-32 letters or digits")
@@ -215,8 +215,8 @@ def _kst(value: object) -> datetime:
     except ValueError:
         raise BadRow("timestamp is not a date and time") from None
     try:
-        return legacy_time.body_datetime_to_utc(naive, legacy_time.KST)
-    except legacy_time.LegacyTimeError:
+        return timezones.body_datetime_to_utc(naive, timezones.KST)
+    except timezones.LegacyTimeError:
         raise BadRow("timestamp is out of range") from None
 
 
@@ -241,13 +241,13 @@ def snapshot_events(row: dict, folder: Folder, report: Report) -> wire.Event:
     except identity.IdentityError:
         raise BadRow("filename is not a path in the assignment") from None
     try:
-        when = legacy_time.parse_snapshot_timestamp(str(row["timestamp"]), legacy_time.KST)
-    except legacy_time.LegacyTimeError:
+        when = timezones.parse_snapshot_timestamp(str(row["timestamp"]), timezones.KST)
+    except timezones.LegacyTimeError:
         raise BadRow("timestamp is not YYYYMMDD_HHMMSS") from None
     size = row["file_size"]
     if not isinstance(size, int) or size < 0:
         raise BadRow("file_size is not a size")
-    event = _valid(lambda: legacy_store.snapshot_event(scope, path, when, size))
+    event = _valid(lambda: adapter.snapshot_event(scope, path, when, size))
     data = folder.take((class_div, hw, sid, str(row["filename"])), when, size)
     return _with_content(event, data, folder, report)
 
@@ -275,8 +275,8 @@ def log_event(table: str, row: dict, folder: Folder, report: Report) -> wire.Eve
     except ValidationError as exc:
         raise BadRow(wire.describe_error(exc).split(":")[0] + " is invalid") from None
     if table == "buildlog":
-        return _imported(_valid(lambda: legacy_store.build_event(scope, build, when)))
-    return _imported(_valid(lambda: legacy_store.run_event(scope, run, when)))
+        return _imported(_valid(lambda: adapter.build_event(scope, build, when)))
+    return _imported(_valid(lambda: adapter.run_event(scope, run, when)))
 
 
 def disk_only_event(key: tuple[str, str, str, str], f: FolderFile, folder: Folder, report: Report) -> wire.Event:
@@ -288,7 +288,7 @@ def disk_only_event(key: tuple[str, str, str, str], f: FolderFile, folder: Folde
         raise BadRow("folder name is not a path in the assignment") from None
     data = f.path.read_bytes()
     report.disk_only += 1
-    event = _valid(lambda: legacy_store.snapshot_event(scope, path, f.time, len(data)))
+    event = _valid(lambda: adapter.snapshot_event(scope, path, f.time, len(data)))
     return _with_content(event, data, folder, report)
 
 
@@ -332,7 +332,7 @@ def run_import(
     progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> Report:
     """Import everything; ``session`` is this backend's (migrated) database, ``store_dir`` its snapshot store."""
-    from . import store
+    from .. import store
 
     report = Report()
     db, counts = open_old(old_db, report)
@@ -484,8 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
     from sqlmodel import Session
 
-    from . import migrate
-    from .db import make_engine
+    from .. import migrate
+    from ..db import make_engine
 
     try:
         engine = make_engine(url)

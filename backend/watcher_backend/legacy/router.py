@@ -26,9 +26,11 @@ from sqlmodel import Session
 
 from watcher_core import identity, wire
 
-from .. import legacy_stats, legacy_store, legacy_time, rollups, store
+from .. import rollups, store
 from ..auth import get_session, require_legacy_read, require_scope
-from ..legacy_schemas import (
+from . import adapter, stats, timezones
+from .adapter import Scope
+from .schemas import (
     AssignmentResponse,
     AvgCountResponse,
     BuildLogCreate,
@@ -45,7 +47,6 @@ from ..legacy_schemas import (
     TopStudent,
     Trend,
 )
-from ..legacy_store import Scope
 
 log = logging.getLogger("watcher_backend.legacy")
 
@@ -65,9 +66,7 @@ ClassDiv = Annotated[
         description="{course}-{section}, e.g. os-1 or data-structure-2 (split at the last '-')",
     ),
 ]
-HwName = Annotated[
-    str, Path(pattern=rf"^{legacy_store.ASSIGNMENT_RE.pattern}$", description="Assignment folder, e.g. hw1")
-]
+HwName = Annotated[str, Path(pattern=rf"^{adapter.ASSIGNMENT_RE.pattern}$", description="Assignment folder, e.g. hw1")]
 StudentId = Annotated[
     str, Path(pattern=rf"^{identity.STUDENT_ID_RE.pattern}$", description="Student id, a string (leading zeros kept)")
 ]
@@ -97,7 +96,7 @@ def scope_of(class_div: str, hw_name: str, student_id: str | None = None) -> Sco
         course, section = identity.parse_class_div(class_div)
     except identity.IdentityError as exc:
         raise invalid("class_div", str(exc), class_div) from None
-    if not legacy_store.ASSIGNMENT_RE.fullmatch(hw_name):
+    if not adapter.ASSIGNMENT_RE.fullmatch(hw_name):
         raise invalid("hw_name", "must be 1-64 letters, digits, '_', '.' or '-' (e.g. hw1)", hw_name)
     if student_id is not None and not identity.STUDENT_ID_RE.fullmatch(student_id):
         raise invalid("student_id", "must be 1-32 letters or digits (leading zeros are kept)", student_id)
@@ -109,8 +108,8 @@ def student_scope(session: Session, class_div: str, hw_name: str, student_id: st
     sends ids as integers). Several stored ids equal to it as numbers: a 409 naming them."""
     scope = scope_of(class_div, hw_name, student_id)
     try:
-        return legacy_store.match_student(session, scope)
-    except legacy_store.AmbiguousStudent as exc:
+        return adapter.match_student(session, scope)
+    except adapter.AmbiguousStudent as exc:
         raise HTTPException(
             status_code=409,
             detail=[{"type": "ambiguous", "loc": ["path", "student_id"], "msg": str(exc), "input": student_id}],
@@ -134,21 +133,21 @@ def _store_one(request: Request, session: Session, event: wire.Event) -> None:
 def _time(parse: Callable[[], datetime], field: str, value: str, where: str = "path") -> datetime:
     try:
         return parse()
-    except legacy_time.LegacyTimeError as exc:
+    except timezones.LegacyTimeError as exc:
         raise invalid(field, str(exc), value, where) from None
 
 
 def _zone(read: Callable[[], Any]):
     try:
         return read()
-    except legacy_time.LegacyTimeError as exc:  # a bad setting: say which one, do not guess
+    except timezones.LegacyTimeError as exc:  # a bad setting: say which one, do not guess
         log.error("legacy API: bad setting %s", exc)
         raise HTTPException(status_code=500, detail=str(exc)) from None
 
 
 def _body_time(value: datetime) -> datetime:
-    zone = _zone(legacy_time.naive_body_zone)
-    return _time(lambda: legacy_time.body_datetime_to_utc(value, zone), "timestamp", value.isoformat(), "body")
+    zone = _zone(timezones.naive_body_zone)
+    return _time(lambda: timezones.body_datetime_to_utc(value, zone), "timestamp", value.isoformat(), "body")
 
 
 # ------------------------------------------------------------------------------------------ static-prefix reads
@@ -168,8 +167,8 @@ def snapshot_avg(
     session: Session = Depends(get_session),
 ):
     scope = student_scope(session, class_div, hw_name, student_id)
-    sizes = [s.size for s in legacy_store.snaps(session, scope, path_of(filename))]
-    count, avg = legacy_stats.snapshot_avg(sizes)
+    sizes = [s.size for s in adapter.snaps(session, scope, path_of(filename))]
+    count, avg = stats.snapshot_avg(sizes)
     return SnapshotAvgResponse(snapshot_avg=count, snapshot_size_avg=avg)
 
 
@@ -181,12 +180,12 @@ def snapshot_avg(
 )
 def monitoring(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, session: Session = Depends(get_session)):
     scope = student_scope(session, class_div, hw_name, student_id)
-    m = legacy_stats.monitoring(legacy_store.snaps(session, scope))
+    m = stats.monitoring(adapter.snaps(session, scope))
     return MonitoringResponse(
         snapshot_avg=m.snapshot_avg,
         snapshot_size_avg=m.snapshot_size_avg,
-        first=legacy_time.naive_kst(m.first) if m.first else None,
-        last=legacy_time.naive_kst(m.last) if m.last else None,
+        first=timezones.naive_kst(m.first) if m.first else None,
+        last=timezones.naive_kst(m.last) if m.last else None,
         total=m.total,
         interval=m.interval,
     )
@@ -207,10 +206,10 @@ def graph_data(
         raise HTTPException(status_code=400, detail="Interval must be a positive integer.")
     if interval > MAX_INTERVAL_MINUTES:
         raise invalid("interval", f"must be at most {MAX_INTERVAL_MINUTES} minutes", interval)
-    trends = legacy_stats.graph_trends(legacy_store.snaps(session, scope), interval)
+    trends = stats.graph_trends(adapter.snaps(session, scope), interval)
     return GraphResponse(
         trends=[
-            Trend(timestamp=legacy_time.graph_string(t.start), total_size=t.total_size, size_change=t.size_change)
+            Trend(timestamp=timezones.graph_string(t.start), total_size=t.total_size, size_change=t.size_change)
             for t in trends
         ]
     )
@@ -226,16 +225,16 @@ def assignment(class_div: ClassDiv, hw_name: HwName, session: Session = Depends(
     scope = scope_of(class_div, hw_name)
     if rollups.built_gap(session) is not None:  # one row per student and per size, not every snapshot
         sizes, per_student = rollups.snapshot_aggregates(session, scope.course, scope.section, scope.assignment)
-        st = legacy_stats.assignment_stats_from(sizes, [legacy_stats.StudentSnaps(*s) for s in per_student])
+        st = stats.assignment_stats_from(sizes, [stats.StudentSnaps(*s) for s in per_student])
     else:
-        st = legacy_stats.assignment_stats(legacy_store.snaps(session, scope))
+        st = stats.assignment_stats(adapter.snaps(session, scope))
     return AssignmentResponse(
         percentile_90=st.percentile_90,
         percentile_50=st.percentile_50,
         avg_bytes=st.avg_bytes,
         avg_num=st.avg_num,
         top_7=[
-            TopStudent(student_num=t.student, timestamp=legacy_time.snapshot_string(t.time), code_size=t.code_size)
+            TopStudent(student_num=t.student, timestamp=timezones.snapshot_string(t.time), code_size=t.code_size)
             for t in st.top_7
         ],
     )
@@ -251,11 +250,11 @@ def total_graph_data(
     class_div: ClassDiv, hw_name: HwName, start: str, end: str, session: Session = Depends(get_session)
 ):
     scope = scope_of(class_div, hw_name)
-    t_start = _time(lambda: legacy_time.parse_range_bound(start), "start", start)
-    t_end = _time(lambda: legacy_time.parse_range_bound(end), "end", end)
+    t_start = _time(lambda: timezones.parse_range_bound(start), "start", start)
+    t_end = _time(lambda: timezones.parse_range_bound(end), "end", end)
     if t_end < t_start:
         raise invalid("end", "must not be before start", end)
-    changes = legacy_stats.size_change_by_student(legacy_store.snaps(session, scope), t_start, t_end)
+    changes = stats.size_change_by_student(adapter.snaps(session, scope), t_start, t_end)
     return CodeSizeChangeResponse(
         results=[StudentSizeChange(student_num=s, size_change=n) for s, n in sorted(changes.items())]
     )
@@ -266,8 +265,8 @@ def _avg(class_div: str, hw_name: str, session: Session, event_types: tuple[str,
     if rollups.built_gap(session) is not None:
         n, students = rollups.type_counts(session, scope.course, scope.section, scope.assignment, event_types)
     else:
-        n, students = legacy_store.log_counts(session, scope, event_types)
-    return AvgCountResponse(avg_count=legacy_stats.avg_count(n, students))
+        n, students = adapter.log_counts(session, scope, event_types)
+    return AvgCountResponse(avg_count=stats.avg_count(n, students))
 
 
 @router.get(
@@ -277,7 +276,7 @@ def _avg(class_div: str, hw_name: str, session: Session, event_types: tuple[str,
     summary="Compiles per student (students with at least one)",
 )
 def build_avg(class_div: ClassDiv, hw_name: HwName, session: Session = Depends(get_session)):
-    return _avg(class_div, hw_name, session, legacy_store.BUILD_TYPES)
+    return _avg(class_div, hw_name, session, adapter.BUILD_TYPES)
 
 
 @router.get(
@@ -287,7 +286,7 @@ def build_avg(class_div: ClassDiv, hw_name: HwName, session: Session = Depends(g
     summary="Runs per student (students with at least one)",
 )
 def run_avg(class_div: ClassDiv, hw_name: HwName, session: Session = Depends(get_session)):
-    return _avg(class_div, hw_name, session, legacy_store.RUN_TYPES)
+    return _avg(class_div, hw_name, session, adapter.RUN_TYPES)
 
 
 # ------------------------------------------------------------------------------------------ logs
@@ -309,7 +308,7 @@ def post_build_log(
 ):
     scope = scope_of(class_div, hw_name, student_id)
     when = _body_time(body.timestamp)
-    _store_one(request, session, _build(lambda: legacy_store.build_event(scope, body, when)))
+    _store_one(request, session, _build(lambda: adapter.build_event(scope, body, when)))
     return Message(message="Build log registered successfully")
 
 
@@ -329,7 +328,7 @@ def post_run_log(
 ):
     scope = scope_of(class_div, hw_name, student_id)
     when = _body_time(body.timestamp)
-    _store_one(request, session, _build(lambda: legacy_store.run_event(scope, body, when)))
+    _store_one(request, session, _build(lambda: adapter.run_event(scope, body, when)))
     return Message(message="Run log registered successfully")
 
 
@@ -341,8 +340,8 @@ def _build(make: Callable[[], wire.Event]) -> wire.Event:
         raise HTTPException(status_code=422, detail=wire.describe_error(exc)) from None
 
 
-def _log_time(row: legacy_store.LogRow) -> datetime:
-    return legacy_time.naive_kst(row.timestamp)
+def _log_time(row: adapter.LogRow) -> datetime:
+    return timezones.naive_kst(row.timestamp)
 
 
 @router.get(
@@ -355,8 +354,8 @@ def get_build_logs(
     class_div: ClassDiv, hw_name: HwName, student_id: StudentId, session: Session = Depends(get_session)
 ):
     scope = student_scope(session, class_div, hw_name, student_id)
-    rows = legacy_store.logs(session, scope, legacy_store.BUILD_TYPES)
-    sizes = legacy_stats.SizeHistory(legacy_store.snaps(session, scope)) if rows else None
+    rows = adapter.logs(session, scope, adapter.BUILD_TYPES)
+    sizes = stats.SizeHistory(adapter.snaps(session, scope)) if rows else None
     out = []
     for r in rows:
         first = r.argv[0] if r.argv else ""
@@ -367,8 +366,8 @@ def get_build_logs(
                 binary_path=compiler if "/" in compiler else first if "/" in first else (compiler or first),
                 cmdline=" ".join(r.argv),
                 exit_code=r.legacy_exit_code,
-                cwd=legacy_store.pod_path(scope.assignment, r.cwd),
-                target_path=legacy_store.pod_path(scope.assignment, r.file_path) if r.file_path else "",
+                cwd=adapter.pod_path(scope.assignment, r.cwd),
+                target_path=adapter.pod_path(scope.assignment, r.file_path) if r.file_path else "",
                 timestamp=_log_time(r),
                 file_size=(sizes.size_at(r.file_path, r.timestamp) or 0) if sizes else 0,
             )
@@ -384,20 +383,20 @@ def get_build_logs(
 )
 def get_run_logs(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, session: Session = Depends(get_session)):
     scope = student_scope(session, class_div, hw_name, student_id)
-    rows = legacy_store.logs(session, scope, legacy_store.RUN_TYPES)
-    sizes = legacy_stats.SizeHistory(legacy_store.snaps(session, scope)) if rows else None
+    rows = adapter.logs(session, scope, adapter.RUN_TYPES)
+    sizes = stats.SizeHistory(adapter.snaps(session, scope)) if rows else None
     out = []
     for r in rows:
         # a notebook cell reads as the old IPython hook's row did
         file_path = None if r.is_cell else r.file_path
         out.append(
             RunLogResponse(
-                cmdline=legacy_store.NOTEBOOK_CMDLINE if r.is_cell else " ".join(r.argv),
+                cmdline=adapter.NOTEBOOK_CMDLINE if r.is_cell else " ".join(r.argv),
                 exit_code=r.legacy_exit_code,
-                cwd=legacy_store.pod_path(scope.assignment, r.cwd),
-                target_path=legacy_store.NOTEBOOK_TARGET
+                cwd=adapter.pod_path(scope.assignment, r.cwd),
+                target_path=adapter.NOTEBOOK_TARGET
                 if r.is_cell
-                else (legacy_store.pod_path(scope.assignment, file_path) if file_path else ""),
+                else (adapter.pod_path(scope.assignment, file_path) if file_path else ""),
                 process_type="python" if r.is_cell else (r.kind or "other"),
                 timestamp=_log_time(r),
                 file_size=(sizes.size_at(file_path, r.timestamp) or 0) if sizes and file_path else 0,
@@ -427,9 +426,9 @@ def post_snapshot(
 ):
     scope = scope_of(class_div, hw_name, student_id)
     path = path_of(filename)
-    zone = _zone(legacy_time.snapshot_path_zone)
-    when = _time(lambda: legacy_time.parse_snapshot_timestamp(timestamp, zone), "timestamp", timestamp)
-    _store_one(request, session, _build(lambda: legacy_store.snapshot_event(scope, path, when, body.bytes)))
+    zone = _zone(timezones.snapshot_path_zone)
+    when = _time(lambda: timezones.parse_snapshot_timestamp(timestamp, zone), "timestamp", timestamp)
+    _store_one(request, session, _build(lambda: adapter.snapshot_event(scope, path, when, body.bytes)))
     return Message(message="Snapshot registered successfully")
 
 
@@ -440,7 +439,7 @@ def post_snapshot(
     summary="A student's files in an assignment ('@' joins folders), sorted",
 )
 def list_files(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, session: Session = Depends(get_session)):
-    return legacy_store.filenames(session, student_scope(session, class_div, hw_name, student_id))
+    return adapter.filenames(session, student_scope(session, class_div, hw_name, student_id))
 
 
 @router.get(
@@ -457,4 +456,4 @@ def list_snapshots(
     session: Session = Depends(get_session),
 ):
     scope = student_scope(session, class_div, hw_name, student_id)
-    return legacy_store.snapshot_times(legacy_store.snaps(session, scope, path_of(filename)))
+    return adapter.snapshot_times(adapter.snaps(session, scope, path_of(filename)))

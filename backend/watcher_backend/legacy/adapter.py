@@ -24,10 +24,10 @@ from sqlalchemy.orm import Session
 
 from watcher_core import identity, wire
 
-from . import legacy_time
-from .legacy_schemas import BuildLogCreate, RunLogCreate
-from .legacy_stats import Snap
-from .models import EVENT_TABLE
+from ..models import EVENT_TABLE
+from . import timezones
+from .schemas import BuildLogCreate, RunLogCreate
+from .stats import Snap
 
 EVENT = EVENT_TABLE
 NODE = "legacy-api"
@@ -361,5 +361,5 @@ def snapshot_times(items: Iterable[Snap]) -> list[str]:
     """Ascending, distinct ``YYYYMMDD_HHMMSS`` KST strings."""
     seen: dict[str, None] = {}
     for s in sorted(items, key=lambda s: s.time):
-        seen.setdefault(legacy_time.snapshot_string(s.time), None)
+        seen.setdefault(timezones.snapshot_string(s.time), None)
     return list(seen)

@@ -1,12 +1,12 @@
-"""Legacy requests -> wire events (pure parts of legacy_store)."""
+"""Legacy requests -> wire events (pure parts of legacy.adapter)."""
 
 from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
 
-from watcher_backend import legacy_store as st
-from watcher_backend.legacy_schemas import BuildLogCreate, RunLogCreate, SnapshotCreate
+from watcher_backend.legacy import adapter as st
+from watcher_backend.legacy.schemas import BuildLogCreate, RunLogCreate, SnapshotCreate
 from watcher_core import identity
 
 STUDENT = identity.Student("os", "1", "000123")
@@ -153,7 +153,7 @@ def test_request_bodies_are_strict():
 
 
 def test_snapshot_times_sorted_distinct_kst():
-    from watcher_backend.legacy_stats import Snap
+    from watcher_backend.legacy.stats import Snap
 
     snaps = [Snap(WHEN, "a.c", 1), Snap(WHEN.replace(hour=5), "a.c", 2), Snap(WHEN, "a.c", 3)]
     assert st.snapshot_times(snaps) == ["20250730_140000", "20250730_150000"]

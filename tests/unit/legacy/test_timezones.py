@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from watcher_backend import legacy_time as lt
+from watcher_backend.legacy import timezones as lt
 
 UTC = UTC
 
