@@ -1,6 +1,7 @@
 // procmon: what the exec and exit programs share (events, maps, the cgroup filter).
 //
-// Compiled by bcc at run time, prepended to bpf_exec.c and bpf_exit.c (one object, one set of maps).
+// Compiled by bcc at run time, prepended to bpf_exec.c, bpf_chdir.c and bpf_exit.c (one object, one
+// set of maps).
 // Only tracepoint fields and BPF helpers are used, never task_struct offsets: the node's kernel
 // headers may not match the running kernel, and a wrong offset silently reads garbage.
 //
@@ -61,20 +62,6 @@ struct exit_event {
     char comm[16];
 };
 
-// A process changed its working directory (user space reads the new one from /proc at once: a
-// shell that `cd`s and then runs a 1 ms program is the witness of that program's cwd). chdir also
-// carries the path it was given: a child that chdir's and execs a 1 ms program (Python's
-// subprocess with cwd=, libuv's spawn) is gone before /proc can be read, and only this says where
-// it ran.
-#define CHDIR_PATH_SIZE 256
-struct chdir_event {
-    u8  type;
-    u8  has_path;               // 1: path is the chdir argument (absolute, or relative to the old cwd)
-    u8  pad[2];
-    u32 pid;
-    char path[CHDIR_PATH_SIZE];
-};
-
 // What we remember about a process between its exec and its exit (only processes not filtered).
 struct proc_state {
     u64 start_ns;
@@ -109,8 +96,6 @@ BPF_TABLE("lru_hash", u32, u32, parents, 65536);
 // Processes between exec and exit. User space deletes those it does not care about, so only
 // compiles and runs of students produce exit events.
 BPF_TABLE("lru_hash", u32, struct proc_state, tracked, 65536);
-// chdir argument (a user pointer) by thread id, from sys_enter_chdir to sys_exit_chdir.
-BPF_TABLE("lru_hash", u32, u64, chdir_args, 1024);
 
 static __always_inline void count(int slot) {
     u64 *c = counters.lookup(&slot);

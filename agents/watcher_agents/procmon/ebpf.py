@@ -1,5 +1,6 @@
-"""The eBPF tracer: compiles bpf_common.c + bpf_exec.c + bpf_exit.c with bcc, attaches them to
-tracepoints only (no kprobes), and turns raw events into ``ExecEvent`` / ``ExitEvent``.
+"""The eBPF tracer (a ``tracer.Tracer``): compiles bpf_common.c and one small program per concern
+(bpf_exec.c, bpf_chdir.c, bpf_exit.c) with bcc, attaches them to tracepoints only (no kprobes), and
+turns raw events into ``ExecEvent`` / ``ExitEvent``.
 
 * Ring buffer on kernels >= 5.8, perf buffer before. Every event is copied out of the buffer in the
   callback (``ctypes.string_at``), never kept as a view into ring memory (the old system's bug).
@@ -24,11 +25,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from watcher_agents.procmon.events import ExecEvent, ExitEvent
+from watcher_agents.procmon.tracer import TracerUnavailable
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
-BPF_SOURCES = ("bpf_common.c", "bpf_exec.c", "bpf_exit.c")
+BPF_SOURCES = ("bpf_common.c", "bpf_exec.c", "bpf_chdir.c", "bpf_exit.c")
 
 EV_EXEC, EV_EXIT, EV_CHDIR = 1, 2, 3
 F_ARGV_TRUNCATED, F_ARGV_MISSING, F_PPID_KNOWN = 0x01, 0x02, 0x04
@@ -36,7 +38,6 @@ H_EXIT_GROUP, H_THREAD_EXIT, H_LEADER_ONLY = 0x01, 0x02, 0x04
 C_LOST, C_FILTERED_EXEC, C_EXEC, C_EXIT, C_ARGV_MISSING = range(5)
 COUNTER_NAMES = ("lost", "filtered_exec", "exec", "exit", "argv_missing")
 
-VERDICT_STUDENT, VERDICT_IGNORE = 1, 2
 SIGKILL = 9
 BPF_NOEXIST = 1  # bpf_update_elem flag: create only
 
@@ -47,10 +48,6 @@ _CHDIR = struct.Struct("<BB2xI256s")
 POLL_MS = 50
 BATCH_WAIT_S = 0.002
 TRACING_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
-
-
-class TracerUnavailable(Exception):
-    """eBPF cannot be used here; the message says why in one line."""
 
 
 def exit_status(

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from watcher_agents.procmon.events import ExecEvent, ExitEvent
+from watcher_agents.procmon.tracer import TracerUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ _EXIT = struct.Struct("=iiII")  # pid, tgid, exit_code (wait status), exit_signa
 _FORK = struct.Struct("=iiii")  # parent pid, parent tgid, child pid, child tgid
 
 
-class ConnectorUnavailable(Exception):
+class ConnectorUnavailable(TracerUnavailable):
     pass
 
 
@@ -77,6 +78,8 @@ def parse_messages(data: bytes):
 
 
 class ProcConnectorTracer:
+    """A ``tracer.Tracer`` on the netlink process connector: pids only, no kernel state to update."""
+
     mode = "proc-connector"
 
     def __init__(
@@ -94,6 +97,7 @@ class ProcConnectorTracer:
         self.deferred: dict[int, tuple[int, int | None, int | None]] = {}
         self._last_sweep = 0.0
         self.after_poll: Callable[[], None] = lambda: None
+        self.on_chdir: Callable[[int, str | None], None] = lambda pid, path=None: None  # not reported
 
     def load(self) -> None:
         try:

@@ -11,11 +11,12 @@ from prometheus_client import CollectorRegistry
 from support.backend import run_backend
 from watcher_agents.delivery.outbox import Outbox, Serialized
 from watcher_agents.delivery.sender import Sender
-from watcher_agents.procmon import pipeline
 from watcher_agents.procmon.attribution import Attributor
+from watcher_agents.procmon.context import ProcessContext
+from watcher_agents.procmon.emission import BACKLOG, BATCH
 from watcher_agents.procmon.events import ExecEvent, ExitEvent
 from watcher_agents.procmon.metrics import ProcmonMetrics
-from watcher_agents.procmon.pipeline import BACKLOG, BATCH, Pipeline
+from watcher_agents.procmon.pipeline import Pipeline
 
 POD = "jcode-os-1-202012345-7d9f8b6c5d-x2x7z"
 
@@ -38,11 +39,25 @@ class NoKernel:
         return {}
 
 
-def make_pipeline(tmp_path, outbox):
+class AsGiven(ProcessContext):
+    """The events below carry their cwd and hostname already (their pids are made up: /proc knows
+    nothing of them)."""
+
+    def enrich(self, ev):
+        pass
+
+
+def make_pipeline(tmp_path, outbox, **kw):
     metrics = ProcmonMetrics(CollectorRegistry())
-    p = Pipeline(node="node-1", attributor=Attributor(str(tmp_path / "ws")), outbox=outbox, metrics=metrics)
+    p = Pipeline(
+        node="node-1",
+        attributor=Attributor(str(tmp_path / "ws")),
+        outbox=outbox,
+        metrics=metrics,
+        context=AsGiven(metrics),
+        **kw,
+    )
     p.attach(NoKernel())
-    p.enrich = lambda ev: None
     return p, metrics
 
 
@@ -106,7 +121,7 @@ def test_outage_loses_nothing_and_resends_are_deduplicated(tmp_path):
 
         # procmon restarted and saw the same execs again (same boot, pid, start time): same ids.
         p2, _ = make_pipeline(tmp_path, outbox)
-        p2.boot = p.boot
+        assert p2.boot == p.boot
         p2.start()
         feed_compiles(p2, 40, base_ns=10**12)
         assert p2.wait_idle(10) and sender.flush(10)
@@ -149,13 +164,12 @@ def test_a_storm_the_housekeeping_thread_cannot_keep_up_with_is_written_by_the_t
     outbox.close()
 
 
-def test_events_wait_as_json_while_the_outbox_refuses_then_are_dropped_and_counted(tmp_path, monkeypatch):
+def test_events_wait_as_json_while_the_outbox_refuses_then_are_dropped_and_counted(tmp_path):
     """A full outbox: no back-pressure (it would block the tracer for nothing); events wait in memory
     as JSON text up to MAX_UNSENT_BYTES, then each one more is dropped and counted; none is lost once
     the outbox takes them again."""
-    monkeypatch.setattr(pipeline, "MAX_UNSENT_BYTES", 100 * 1024)
     outbox = Outbox(tmp_path / "outbox.sqlite3", max_events=1)
-    p, metrics = make_pipeline(tmp_path, outbox)
+    p, metrics = make_pipeline(tmp_path, outbox, max_unsent_bytes=100 * 1024)
     p.start()
     feed_compiles(p, 1000, base_ns=10**12)
     deadline = time.monotonic() + 10
@@ -164,8 +178,8 @@ def test_events_wait_as_json_while_the_outbox_refuses_then_are_dropped_and_count
     kept = len(p.waiting())
     dropped = metrics.dropped.labels("outbox_unavailable")._value.get()
     assert 0 < kept < 1000 and kept + dropped == 1000
-    assert p._unsent_bytes <= 100 * 1024
-    assert sum(len(Serialized.of(e).body) for e in p.waiting()) == p._unsent_bytes
+    assert p.emitter.unsent_bytes <= 100 * 1024
+    assert sum(len(Serialized.of(e).body) for e in p.waiting()) == p.emitter.unsent_bytes
     outbox.max_events = 10_000  # room again: the housekeeping thread's retry delivers what waited
     assert p.wait_idle(10) and outbox.depth() == kept
     p.stop()

@@ -13,10 +13,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from watcher_agents.procmon import procfs
+from watcher_agents.procmon.adoption import Running
 from watcher_agents.procmon.attribution import Attributor
 from watcher_agents.procmon.events import ExecEvent, ExitEvent
 from watcher_agents.procmon.metrics import ProcmonMetrics
-from watcher_agents.procmon.pipeline import Pending, Pipeline, Running, event_id, exit_matches
+from watcher_agents.procmon.pipeline import Pipeline
+from watcher_agents.procmon.records import Pending, event_id, exit_matches
 from watcher_core import wire
 
 ROOT = "/watcher/codes"
@@ -159,7 +161,7 @@ def pipe():
     p = Pipeline(node="node-1", attributor=Attributor(ROOT), outbox=None, metrics=ProcmonMetrics(CollectorRegistry()))
     p.attach(RecordingTracer())
     yield p
-    p.hostnames.close()
+    p.context.close()
 
 
 def running(pid, filename, argv, ppid, cwd=HW, tick_shift=0, cgroup_id=77):

@@ -15,7 +15,8 @@ from prometheus_client import CollectorRegistry
 from watcher_agents.procmon.attribution import Attributor
 from watcher_agents.procmon.events import ExecEvent, ExitEvent
 from watcher_agents.procmon.metrics import ProcmonMetrics
-from watcher_agents.procmon.pipeline import Pipeline, ktime_to_wall
+from watcher_agents.procmon.pipeline import Pipeline
+from watcher_agents.procmon.records import ktime_to_wall
 from watcher_core import wire
 
 ROOT = "/watcher/codes"
@@ -49,7 +50,7 @@ def pipe():
     p = Pipeline(node="node-1", attributor=Attributor(ROOT), outbox=None, metrics=ProcmonMetrics(CollectorRegistry()))
     p.attach(FakeTracer())
     yield p
-    p.hostnames.close()
+    p.context.close()
 
 
 def exec_(filename, argv, at_ms, pid=PID, ppid=PPID, cwd=HW):
