@@ -10,10 +10,9 @@ import string
 import sys
 from collections import Counter
 
-STOP_WORDS = {
-    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "he", "in", "is", "it",
-    "its", "of", "on", "or", "that", "the", "to", "was", "were", "will", "with",
-}
+STOP_WORDS = set(
+    "a an and are as at be by for from has he in is it its of on or that the to was were will with".split()
+)
 
 
 def parse_args(argv):
