@@ -140,7 +140,9 @@ def ms(values: list[float], q: float) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
-        prog="bench/filemon_snapshot_store.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="bench/filemon_snapshot_store.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--students", type=int, default=200, help="students saving the same starter file")
@@ -212,7 +214,9 @@ def main(argv=None) -> int:
     )
     print(body)
     if not args.no_write:
-        write_section("snapshot_store", "Snapshot store: compressed against raw (bench/filemon_snapshot_store.py)", body)
+        write_section(
+            "snapshot_store", "Snapshot store: compressed against raw (bench/filemon_snapshot_store.py)", body
+        )
     return 0
 
 
