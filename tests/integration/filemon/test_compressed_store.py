@@ -6,6 +6,8 @@ deltas alike, while a classmate's identical version stays readable (rewritten wh
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -83,3 +85,56 @@ def test_typed_versions_are_deltas_served_whole_and_erased_to_the_last_byte(tmp_
             for version in VERSIONS:
                 if version != shared:
                     assert http.get(f"/api/v1/snapshots/{sha(version)}").status_code == 404
+
+
+def test_migrating_a_raw_store_while_filemon_saves_and_collects(tmp_path):
+    """`watcher snapshots migrate` (a real subprocess) on a store that an older filemon wrote raw, while this
+    filemon stores a student's saves and its collector removes an erased student's raw contents. Afterwards
+    every content is compressed and reads back, and nothing erased came back."""
+    a, b = new_student(), new_student()
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    with (
+        run_backend(tmp_path) as backend,
+        running_filemon(ws, tmp_path / "state", backend, collector_options={"initial_delay": 3600}) as agent,
+    ):
+        store = backend.snapshot_dir
+        erased = [VERSIONS[0], VERSIONS[2]]
+        for n, version in enumerate(erased, 1):
+            save_and_wait(ws, backend, a, version, n)
+        past = time.time() - 2 * DAY
+        old = {}  # what the older filemon left: raw files, some of them the erased student's
+        for i in range(2000):  # enough for the migration to run through the saves and the collection
+            data = b"".join(LINES[i % 200 : i % 200 + 40]) + b"/* %d */\n" % i
+            old[sha(data)] = data
+        for data in [*old.values(), *erased]:
+            path = snapshots.snapshot_path(store, sha(data))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            os.utime(path, (past, past))
+        with backend.client("admin") as http:
+            assert http.delete(f"/api/v1/students/{a[2]}").json()["contents_queued"] == 2
+
+        migration = subprocess.Popen(
+            [sys.executable, "-m", "watcher_core.cli", "snapshots", "migrate", "--root", str(store)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n, version in enumerate(VERSIONS[3:], 1):  # B types meanwhile
+            save_and_wait(ws, backend, b, version, n)
+        report = agent.collector.run_once()
+        _, err = migration.communicate(timeout=120)
+
+        assert migration.returncode == 0, err
+        assert report.ok and report.removed == 2, report
+        assert "directories" in err and "done: " in err
+        for data in erased:  # removed, raw or compressed, and not written back by the migration
+            assert not snapshots.snapshot_path(store, sha(data)).exists()
+            assert not snapshots.snapshot_path(store, sha(data)).with_name(snapshots.GC_PREFIX + sha(data)).exists()
+        rerun = snapshots.migrate(store)  # idempotent: the first run left nothing raw
+        assert rerun.compressed == 0 and rerun.damaged == []
+        for digest, data in old.items():
+            assert snapshots.stored_form(store, digest) == "whole" and snapshots.read_snapshot(store, digest) == data
+            assert os.stat(snapshots.snapshot_path(store, digest)).st_mtime == past
+        for version in VERSIONS[3:]:
+            assert snapshots.read_snapshot(store, sha(version)) == version
