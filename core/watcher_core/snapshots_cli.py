@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--root",
         type=Path,
         default=os.environ.get("WATCHER_SNAPSHOT_DIR") or None,
+        metavar="DIR",
         help="the snapshot store (filemon's --snapshot-dir) [WATCHER_SNAPSHOT_DIR]",
     )
     return p
