@@ -3,8 +3,7 @@
 turns raw events into ``ExecEvent`` / ``ExitEvent``.
 
 * Ring buffer on kernels >= 5.8, perf buffer before. Every event is copied out of the buffer in the
-  callback (``ctypes.string_at``), never kept as a view into ring memory (the old system's bug), and
-  handed to the pipeline at most ``HANDOFF_EVERY`` at a time.
+  callback (``ctypes.string_at``), never kept as a view into ring memory (the old system's bug).
 * Lost events: ring-buffer output failures are counted in the per-CPU ``counters`` map by the BPF
   side; perf-buffer losses come through the lost callback. Both show in ``counters()``.
 * The exit status comes from tracepoints (see bpf_exit.c and ``exit_status``), never from
@@ -47,10 +46,6 @@ _EXEC_HEAD = struct.Struct("<BBHIIIIIQQ16s256s")
 _EXIT = struct.Struct("<BBBBIIiiIQQ16s")
 _CHDIR = struct.Struct("<BB2xI256s")
 POLL_MS = 50
-# Events handed to the pipeline at once, even in the middle of a poll: one poll reads everything the
-# ring holds (8 MiB: about 17,000 execs and exits after a stall), and a batch that size alive at once
-# (the events, their wire events waiting for the outbox) was most of procmon's growth under a storm.
-HANDOFF_EVERY = 256
 BATCH_WAIT_S = 0.002
 TRACING_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 
@@ -293,8 +288,6 @@ class EbpfTracer:
 
     def _dispatch(self, raw: bytes) -> None:
         self._polled += 1
-        if self._polled % HANDOFF_EVERY == 0:
-            self.after_poll()  # the events before this one
         try:
             if raw[0] == EV_EXEC:
                 self.on_exec(decode_exec(raw))
