@@ -158,6 +158,79 @@ Command: `.venv/bin/python bench/procmon_overhead.py --rounds {args.rounds} --ex
     return 0
 
 
+WRITER_C = r"""
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+/* writer N: N writes of 64 bytes, every other one to stdout and to stderr (both /dev/null) */
+int main(int argc, char **argv) {
+    long n = atol(argv[1]);
+    int null = open("/dev/null", O_WRONLY);
+    dup2(null, 1); dup2(null, 2);
+    char line[64];
+    for (int i = 0; i < 63; i++) line[i] = 'x';
+    line[63] = '\n';
+    for (long i = 0; i < n; i++)
+        if (write(1 + (i & 1), line, sizeof line) != sizeof line) return 1;
+    return 0;
+}
+"""
+WARN_C = "int main(void) { int unused; return 0; }\n"
+
+
+def stderr_overhead(args) -> int:
+    """The write capture's cost: a write-heavy student program and a compile loop, without procmon and
+    with procmon capturing stderr on and off (section overhead_stderr)."""
+    import shutil
+
+    tmp = Path(tempfile.mkdtemp(prefix="procmon-overhead-"))
+    ws, hw, other_dir, spawn, _student_prog, _other_prog = setup(tmp)
+    writer = build(WRITER_C, hw / "writer")
+    (hw / "warn.c").write_text(WARN_C)
+    gcc = shutil.which("gcc")
+    arms = {"capture on": (None, ("--capture-stderr", "on")), "capture off": (None, ("--capture-stderr", "off"))}
+    writes = args.writes
+    results = {
+        "writes": compare_scenario("writes", tmp, ws, spawn, [writer, writes], hw, args, arms, n=args.writer_runs),
+        "compiles": compare_scenario(
+            "compiles", tmp, ws, spawn, [gcc, "-Wall", "-c", "warn.c", "-o", "warn.o"], hw, args, arms, n=args.compiles
+        ),
+        "execs": compare_scenario("student", tmp, ws, spawn, _student_prog, hw, args, arms),
+    }
+    what = {
+        "writes": f"{args.writer_runs} runs of a student program making {writes:,} writes of 64 B each, "
+        "every other one to stdout and to stderr (/dev/null)",
+        "compiles": f"{args.compiles} compiles `gcc -Wall -c warn.c` (a warning on stderr each)",
+        "execs": f'the student exec loop of the "overhead" section ({args.execs:,} execs)',
+    }
+    rows = []
+    for workload, res in results.items():
+        for label in arms:
+            m = res[label]
+            rows.append(
+                f"| {workload} | {label} | {res['without']['wall']:.3f} s | {m['wall']:.3f} s "
+                f"| **{100 * m['overhead']:+.1f} %** | {100 * m['cpu_overhead']:+.1f} % | {m['lost']:.0f} |"
+            )
+    body = f"""The stderr capture (bpf_stderr.c on the `write`/`writev` tracepoints) side by side: each loop without procmon,
+with procmon capturing stderr (`--capture-stderr on`, the default) and with it off, {args.rounds} rounds with the order of
+the three arms turning every round; medians, overheads as median per-round ratios to the loop without procmon.
+{chr(10).join(f"* {k}: {v}" for k, v in what.items())}.
+Machine: {machine()} (shared with other work: a few % of noise).
+Command: `.venv/bin/python bench/procmon_overhead.py --stderr --rounds {args.rounds} --execs {args.execs} --writes {writes} --writer-runs {args.writer_runs} --compiles {args.compiles}`
+
+| workload | procmon | without | with | wall overhead | loop CPU overhead | lost |
+|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+The targets of the "overhead" section (student execs <= 5 %) hold for the exec loop with the capture on.
+"""
+    write_section(
+        "overhead_stderr", "stderr capture: write-heavy and compile loops (bench/procmon_overhead.py --stderr)", body
+    )
+    print(body)
+    return 0
+
+
 def setup(tmp: Path):
     ws = tmp / "ws"
     hw = ws / "bench-1-000002" / "hw1"
@@ -229,10 +302,21 @@ def main(argv=None) -> int:
         help="instead: this tree's procmon and REV's (a temporary git worktree) side by side in the same rounds "
         "(section overhead_against)",
     )
+    p.add_argument(
+        "--stderr",
+        action="store_true",
+        help="instead: the stderr capture's cost on a write-heavy program, a compile loop and the exec loop, "
+        "capture on / off / no procmon side by side (section overhead_stderr)",
+    )
+    p.add_argument("--writes", type=int, default=200_000, help="writes per run of the writer (--stderr)")
+    p.add_argument("--writer-runs", type=int, default=10, help="runs of the writer per loop (--stderr)")
+    p.add_argument("--compiles", type=int, default=20, help="compiles per loop (--stderr)")
     args = p.parse_args(argv)
     require_root()
     if args.against:
         return against(args)
+    if args.stderr:
+        return stderr_overhead(args)
     tmp = Path(tempfile.mkdtemp(prefix="procmon-overhead-"))
     ws, hw, other_dir, spawn, student_prog, other_prog = setup(tmp)
     snoop_bin = execsnoop_path()

@@ -6,7 +6,8 @@
 // headers may not match the running kernel, and a wrong offset silently reads garbage.
 //
 // The loader defines: ARGV_SIZE (power of two), ARG_CHUNK, MAX_ARGS, USE_RINGBUF (kernel >= 5.8),
-// HAVE_GROUP_DEAD (sched_process_exit has the group_dead field), RINGBUF_PAGES / PERF_PAGES.
+// HAVE_GROUP_DEAD (sched_process_exit has the group_dead field), RINGBUF_PAGES / PERF_PAGES,
+// CAPTURE_STDERR and STDERR_MAX (bpf_stderr.c compiled in, its per-process budget in bytes).
 
 #define EV_EXEC 1
 #define EV_EXIT 2
@@ -28,7 +29,9 @@
 #define C_EXEC          2       // exec events sent
 #define C_EXIT          3       // exit events sent
 #define C_ARGV_MISSING  4       // exec without a matching execve entry
-#define N_COUNTERS      5
+#define C_STDERR_LOST   5       // stderr events dropped (ring/perf buffer full)
+#define C_STDERR_TRUNCATED 6    // owners whose stderr went past STDERR_MAX (the rest not sent)
+#define N_COUNTERS      7
 
 // One exec. Sent with a variable length: the header plus argv_len bytes of argv.
 struct exec_event {
@@ -124,3 +127,10 @@ static __always_inline int emit(void *ctx, void *data, u32 size, int wake) {
     return events.perf_submit(ctx, data, size);
 #endif
 }
+
+#ifndef CAPTURE_STDERR
+// Without bpf_stderr.c its hooks in the exec and exit programs do nothing.
+#define stderr_on_exec(tgid) do {} while (0)
+#define stderr_on_fork(parent, child) do {} while (0)
+#define stderr_on_exit(tid) do {} while (0)
+#endif

@@ -117,6 +117,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     struct proc_state st = {};
     st.start_ns = e->ktime_ns;
     tracked.update(&tgid, &st);
+    stderr_on_exec(tgid);
     return 0;
 }
 
@@ -128,5 +129,6 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {
     u32 child = args->child_pid;
     u32 parent = bpf_get_current_pid_tgid() >> 32;
     parents.update(&child, &parent);
+    stderr_on_fork(parent, child);
     return 0;
 }

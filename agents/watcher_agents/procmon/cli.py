@@ -35,6 +35,7 @@ class ProcmonSettings:
     buffer: str
     ring_buffer_pages: int
     flush_timeout: float
+    capture_stderr: bool
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="ring buffer size in 4 KiB pages, a power of two [WATCHER_PROCMON_RING_BUFFER_PAGES, "
         "default 2048 = 8 MiB]",
     )
+    g.add_argument(
+        "--capture-stderr",
+        choices=("on", "off"),
+        help="record what compiles and runs (their children included) write to stderr, up to 16 KiB each "
+        "(eBPF only) [WATCHER_CAPTURE_STDERR, default on]",
+    )
     config.add_layout_arguments(g, with_files=False)
     config.add_flush_timeout_argument(g)
     return parser
@@ -167,6 +174,7 @@ def resolve_procmon(args: argparse.Namespace, env=None) -> ProcmonSettings:
             args, "ring_buffer_pages", "WATCHER_PROCMON_RING_BUFFER_PAGES", 2048, _power_of_two(16, 1 << 20), env
         ),
         flush_timeout=config.resolve_flush_timeout(args, env),
+        capture_stderr=s(args, "capture_stderr", "WATCHER_CAPTURE_STDERR", "on", _choice(("on", "off")), env) == "on",
     )
 
 
@@ -184,6 +192,7 @@ def open_tracer(ps: ProcmonSettings, pipeline: Pipeline):
             ring_pages=ps.ring_buffer_pages,
             buffer=ps.buffer,
             kernel_filter=ps.kernel_filter,
+            capture_stderr=ps.capture_stderr,
         )
         try:
             tracer.load()
@@ -196,6 +205,8 @@ def open_tracer(ps: ProcmonSettings, pipeline: Pipeline):
     tracer = ProcConnectorTracer(pipeline.on_exec, pipeline.on_exit)
     try:
         tracer.load()
+        if ps.capture_stderr:
+            log.warning("the process connector sees no writes: stderr is not captured (events carry stderr null)")
         return tracer
     except ConnectorUnavailable as exc:
         log.error("process connector unavailable: %s; nothing can trace processes here", exc)

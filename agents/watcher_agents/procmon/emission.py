@@ -2,9 +2,9 @@
 write the waiting ones in batches (one SQLite transaction each).
 
 Memory stays bounded under an exec storm: events wait as JSON text (``Serialized``), and once
-``backlog`` of them wait while the outbox accepts, the tracer thread writes them itself (``ready``
-says when). It then reads the ring buffer more slowly, and what the kernel cannot hold meanwhile is
-counted there as lost. Only while the outbox refuses do events pile up in memory, up to
+``BACKLOG`` of them (or ``BACKLOG_BYTES`` of text) wait while the outbox accepts, the tracer thread
+writes them itself (``overdue`` says when). It then reads the ring buffer more slowly, and what the
+kernel cannot hold meanwhile is counted there as lost. Only while the outbox refuses do events pile up in memory, up to
 ``max_unsent_bytes``, then they are dropped and counted.
 """
 
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 MAX_UNSENT_BYTES = 32 * 2**20  # JSON of the events waiting while the outbox refuses (about 60,000 runs)
 BATCH = 200
 BACKLOG = 10 * BATCH  # events waiting for the housekeeping thread before the tracer thread writes them
+BACKLOG_BYTES = 4 * 2**20  # or their JSON (an event carries up to 16 KiB of stderr)
 FLUSH_AFTER = 0.2  # seconds an event may wait in memory for its batch
 
 
@@ -54,10 +55,10 @@ class Emitter:
 
     # --- building ----------------------------------------------------------------------------------
 
-    def emit(self, rec: Pending, ex: ExitEvent) -> None:
+    def emit(self, rec: Pending, ex: ExitEvent, stderr: str | None = None, stderr_truncated: bool = False) -> None:
         """The record's wire event, waiting for its batch (dropped and counted if it is not valid, or
         if the outbox has refused for so long that ``max_unsent_bytes`` wait)."""
-        event = self.build(rec, ex)
+        event = self.build(rec, ex, stderr, stderr_truncated)
         if event is None:
             return
         self.metrics.process_events.labels(rec.what.label).inc()
@@ -71,7 +72,9 @@ class Emitter:
             self._unsent.append(entry)
             self._unsent_bytes += len(entry.body)
 
-    def build(self, rec: Pending, ex: ExitEvent) -> wire.Event | None:
+    def build(
+        self, rec: Pending, ex: ExitEvent, stderr: str | None = None, stderr_truncated: bool = False
+    ) -> wire.Event | None:
         w = rec.what
         ended = ktime_to_wall(ex.ktime_ns)
         fields = dict(
@@ -92,6 +95,8 @@ class Emitter:
             started_at=rec.started_at,
             ended_at=max(ended, rec.started_at),
             pid=rec.exec.pid,
+            stderr=stderr,
+            stderr_truncated=stderr_truncated,
         )
         try:
             if w.type == wire.PROCESS_COMPILE:
@@ -123,7 +128,7 @@ class Emitter:
 
     def overdue(self) -> bool:
         """So many wait while the outbox accepts that the tracer thread must write them itself."""
-        return len(self._unsent) >= BACKLOG and not self._refusing
+        return (len(self._unsent) >= BACKLOG or self._unsent_bytes >= BACKLOG_BYTES) and not self._refusing
 
     # --- writing -----------------------------------------------------------------------------------
 

@@ -28,10 +28,11 @@ from watcher_agents.procmon.adoption import Running
 from watcher_agents.procmon.attribution import NOT_STUDENT, Attributed, Attributor, Skip
 from watcher_agents.procmon.context import ProcessContext
 from watcher_agents.procmon.emission import BATCH, MAX_UNSENT_BYTES, Emitter
-from watcher_agents.procmon.events import ExecEvent, ExitEvent
+from watcher_agents.procmon.events import ExecEvent, ExitEvent, StderrEvent
 from watcher_agents.procmon.learning import CgroupLearner
 from watcher_agents.procmon.metrics import ProcmonMetrics
 from watcher_agents.procmon.records import Pending, boot_id, exit_matches, ktime_to_wall, same_process
+from watcher_agents.procmon.stderr import StderrCapture
 from watcher_agents.procmon.tracer import Tracer
 from watcher_core import identity, wire
 
@@ -64,6 +65,7 @@ class Pipeline:
         self.metrics = metrics
         self.context = context or ProcessContext(metrics, max_args=max_args, argv_size=argv_size)
         self.emitter = Emitter(outbox, metrics, node=node, boot=self.boot, max_unsent_bytes=max_unsent_bytes)
+        self.stderr = StderrCapture(metrics)
         self.pending: OrderedDict[int, Pending] = OrderedDict()  # reported processes until their exit
         self.lineage: OrderedDict[int, tuple[int, bool]] = OrderedDict()  # pid -> (ppid, is a compiler)
         self._batch: list = []  # events of the current poll (tracer thread only)
@@ -85,6 +87,8 @@ class Pipeline:
         self.learner = CgroupLearner(tracer, self.attributor, *self._learn)
         tracer.after_poll = self.handoff
         tracer.on_chdir = self.context.on_chdir
+        tracer.on_stderr = self.on_stderr
+        self.stderr.enabled = tracer.captures_stderr
         self.metrics.mode = tracer.mode
         self.metrics.tracer_counters = tracer.counters
 
@@ -105,6 +109,9 @@ class Pipeline:
         if len(self._batch) >= BATCH:
             self.handoff()
 
+    def on_stderr(self, ev: StderrEvent) -> None:
+        self._queue(("stderr", ev))
+
     def handoff(self) -> None:
         """Called by the tracer after each poll: the poll's events are processed right here, in the
         tracer thread. One thread for the hot path: no queue, no cross-thread wakeup and no GIL
@@ -118,8 +125,10 @@ class Pipeline:
                 try:
                     if kind == "exec":
                         self.handle_exec(ev)
-                    else:
+                    elif kind == "exit":
                         self.handle_exit(ev)
+                    else:
+                        self.handle_stderr(ev)
                 except Exception:
                     log.exception("cannot process a %s event of pid %s", kind, getattr(ev, "pid", "?"))
         # The housekeeping thread writes them to the outbox (one SQLite transaction per batch),
@@ -247,7 +256,7 @@ class Pipeline:
             # A new process with the pid of one whose exit we never got (lost event): that one is
             # over, with an unknown status.
             del self.pending[ev.pid]
-            self.emitter.emit(earlier, ExitEvent(pid=ev.pid, ktime_ns=ev.ktime_ns, exit_code=None, signal=None))
+            self._report(earlier, ExitEvent(pid=ev.pid, ktime_ns=ev.ktime_ns, exit_code=None, signal=None))
             earlier = None
         parent_is_compiler = self._compiler_ancestor(ev.ppid)
         result = self._attribute(ev, parent_is_compiler)
@@ -275,6 +284,8 @@ class Pipeline:
                 )
             self.metrics.count_filtered(result.reason)
             self.tracer.untrack(ev.pid, ev.ktime_ns)
+            if not parent_is_compiler:  # a compiler's children (cc1, ld) write the compile's diagnostics
+                self.tracer.ignore_stderr(ev.pid)
             return
         log.debug(
             "pid %d %s: %s %s/%s %s",
@@ -285,9 +296,11 @@ class Pipeline:
             result.assignment,
             result.path,
         )
-        self.pending[ev.pid] = Pending(ev, result, ktime_to_wall(ev.ktime_ns))
+        rec = self.pending[ev.pid] = Pending(ev, result, ktime_to_wall(ev.ktime_ns))
+        self.stderr.start(rec)
         if len(self.pending) > MAX_PENDING:
-            _pid, _old = self.pending.popitem(last=False)
+            _pid, old = self.pending.popitem(last=False)
+            self.stderr.release(old)
             self.metrics.dropped.labels("pending_evicted").inc()
 
     def _reexec(self, rec: Pending, ev: ExecEvent, result: Attributed | Skip) -> None:
@@ -371,4 +384,27 @@ class Pipeline:
             )
             return  # a stale exit of an earlier program with this pid
         del self.pending[ev.pid]
-        self.emitter.emit(rec, ev)
+        self._report(rec, ev)
+
+    def handle_stderr(self, ev: StderrEvent) -> None:
+        rec = self._record_of(ev)
+        if rec is not None:
+            self.stderr.add(rec, ev)
+
+    def _record_of(self, ev: StderrEvent) -> Pending | None:
+        """The record a write joins: the owner's the kernel named, else the writer's own or that of the
+        compile it runs under (a child forked before user space had decided about its parent)."""
+        for pid in (ev.owner, ev.pid):
+            for _ in range(4):  # gcc -> collect2 -> ld; gcc -> lto-wrapper -> gcc -> cc1
+                rec = self.pending.get(pid)
+                if rec is not None:
+                    return rec
+                entry = self.lineage.get(pid)
+                if entry is None:
+                    break
+                pid = entry[0]
+        return None
+
+    def _report(self, rec: Pending, ex: ExitEvent) -> None:
+        text, truncated = self.stderr.release(rec)
+        self.emitter.emit(rec, ex, text, truncated)

@@ -42,6 +42,10 @@ class Pending:
     # after boot, from /proc/<pid>/stat. The event id comes from it, so any later procmon run that
     # adopts the same process builds the same id.
     adopted_ticks: int | None = None
+    # What it (and its process tree) wrote to stderr; None: not captured (capture off, the process
+    # connector, or adopted: its writes before procmon started were not seen).
+    stderr: bytearray | None = None
+    stderr_truncated: bool = False
 
     def __post_init__(self) -> None:
         self.first_ktime_ns = self.first_ktime_ns or self.exec.ktime_ns

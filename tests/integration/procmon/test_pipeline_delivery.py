@@ -25,12 +25,16 @@ class NoKernel:
     """Stands in for the tracer's map updates (there is no kernel program in this test)."""
 
     mode = "ebpf"
+    captures_stderr = False
 
     def __init__(self):
         self.untracked = []
 
     def untrack(self, pid, start_ns):
         self.untracked.append(pid)
+
+    def ignore_stderr(self, pid):
+        pass
 
     def set_cgroup_verdict(self, cgroup_id, verdict):
         pass

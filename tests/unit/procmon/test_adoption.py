@@ -135,6 +135,7 @@ def test_event_id_of_an_adopted_process_is_the_same_in_every_run():
 
 class RecordingTracer:
     mode = "ebpf"
+    captures_stderr = False
 
     def __init__(self, refuse=()):
         self.tracked, self.untracked, self.verdicts = [], [], {}
@@ -148,6 +149,9 @@ class RecordingTracer:
 
     def untrack(self, pid, start_ns):
         self.untracked.append((pid, start_ns))
+
+    def ignore_stderr(self, pid):
+        pass
 
     def set_cgroup_verdict(self, cgroup_id, verdict):
         self.verdicts[cgroup_id] = verdict

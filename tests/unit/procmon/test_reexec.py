@@ -31,12 +31,16 @@ class FakeTracer:
     """What the pipeline asks of a tracer, recorded (no kernel in a unit test)."""
 
     mode = "ebpf"
+    captures_stderr = False
 
     def __init__(self):
         self.untracked: list[tuple[int, int]] = []
 
     def untrack(self, pid, start_ns):
         self.untracked.append((pid, start_ns))
+
+    def ignore_stderr(self, pid):
+        pass
 
     def set_cgroup_verdict(self, cgroup_id, verdict):
         pass

@@ -25,8 +25,18 @@ def made(cls):
 
 
 def test_the_interface_names_what_the_pipeline_uses():
-    assert set(METHODS) == {"load", "start", "stop", "alive", "counters", "set_cgroup_verdict", "track", "untrack"}
-    assert set(ATTRIBUTES) == {"mode", "on_exec", "on_exit", "on_chdir", "after_poll"}
+    assert set(METHODS) == {
+        "load",
+        "start",
+        "stop",
+        "alive",
+        "counters",
+        "set_cgroup_verdict",
+        "track",
+        "untrack",
+        "ignore_stderr",
+    }
+    assert set(ATTRIBUTES) == {"mode", "on_exec", "on_exit", "on_chdir", "on_stderr", "after_poll", "captures_stderr"}
 
 
 @pytest.mark.parametrize("cls", TRACERS, ids=lambda c: c.__name__)
@@ -53,5 +63,6 @@ def test_the_pipeline_wires_itself_into_either_tracer(cls):
     tracer = made(cls)
     pipe.attach(tracer)
     assert tracer.after_poll == pipe.handoff and tracer.on_chdir == pipe.context.on_chdir
+    assert tracer.on_stderr == pipe.on_stderr
     assert metrics.mode == tracer.mode
     pipe.context.close()
