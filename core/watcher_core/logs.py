@@ -14,23 +14,13 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from watcher_core import settings_spec
 
-FORMAT_ENV = "WATCHER_LOG_FORMAT"
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 FORMATS = ("text", "plain", "json")
-
-
-def log_format(env: Mapping[str, str], default: str = "text") -> str:
-    """The format ``env`` asks for (else ``default``); ValueError naming the variable for anything else."""
-    value = (env.get(FORMAT_ENV) or default).strip().lower()
-    if value not in FORMATS:
-        raise ValueError(f"{FORMAT_ENV} must be one of {', '.join(FORMATS)}, got {value!r}")
-    return value
 
 
 def level_setting() -> Any:
