@@ -37,6 +37,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "import": ("watcher_backend.legacy.importer:OPTIONS", "[import](#watcher-import-legacy)"),
     "db": ("watcher_backend.db_cli:TABLE", "[db](#watcher-db)"),
     "outbox": ("watcher_agents.delivery.outbox_cli:TABLE", "[outbox](#watcher-outbox)"),
+    "snapshots": ("watcher_core.snapshots_cli:TABLE", "[snapshots](#watcher-snapshots)"),
     "notebook": ("watcher_core.notebook_cli:TABLE", "[notebook](#watcher-notebook)"),
     "notebook-hook": ("watcher_core.notebook_cli:HOOK_TABLE", "[the notebook hook](#the-notebook-hook)"),
 }

@@ -396,8 +396,9 @@ def resolve(
     for s in settings:
         given = getattr(args, s.name, None) if args is not None and s.flag else None
         values[s.name], origins[s.name] = _secret(s, given, env) if s.secret else _value(s, given, env)
-        if s.required and s.flag is None and values[s.name] is None:  # a required flag is argparse's to enforce
-            raise SettingsError(str(s.env), f"is not set (set {' or '.join(env_names(s))})")
+        if s.required and values[s.name] is None:  # argparse enforces a required flag without a variable
+            names = [n for n in (s.flag, *env_names(s)) if n]
+            raise SettingsError(names[0], f"is not set (set {' or '.join(names)})")
     return Resolved(settings, values, origins)
 
 
@@ -516,14 +517,15 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, set
                 required = any(o.required for o in settings if o.exclusive == s.exclusive)
                 exclusive[s.exclusive] = parser.add_mutually_exclusive_group(required=required)
             target = exclusive[s.exclusive]
-        elif s.required:
+        elif s.required and not s.env:
             kwargs["required"] = True
         target.add_argument(*([s.short] if s.short else []), s.flag, **kwargs)
 
 
 def add_subcommand(subparsers: Any, sub: Subcommand, *shared: Setting, **parser_options: Any) -> Any:
     """The subparser of ``sub`` (named by its last word) with its settings and ``shared``."""
-    parser = subparsers.add_parser(sub.name.split()[-1], help=sub.doc, **parser_options)
+    help_line = _plain(sub.doc).replace("%", "%%")
+    parser = subparsers.add_parser(sub.name.split()[-1], help=help_line, **parser_options)
     add_arguments(parser, (*sub.settings, *shared))
     return parser
 

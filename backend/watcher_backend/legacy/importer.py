@@ -144,6 +144,7 @@ class Folder:
         self.files: dict[tuple[str, str, str, str], list[FolderFile]] = {}
         self.ids: dict[tuple[str, str], set[str]] = {}  # (class_div, hw) -> folder ids
         self._ids_seen: dict[tuple[str, str, str], str] = {}
+        self.stored: dict[tuple[str, str, str, str], str] = {}  # the sha256 of the last content stored per file
         if root is not None:
             self._scan(root, report)
 
@@ -273,16 +274,20 @@ def snapshot_events(row: dict, folder: Folder, report: Report) -> wire.Event:
     if not isinstance(size, int) or size < 0:
         raise BadRow("file_size is not a size")
     event = _valid(lambda: adapter.snapshot_event(scope, path, when, size))
-    data = folder.take((class_div, hw, sid, str(row["filename"])), when, size)
-    return _with_content(event, data, folder, report)
+    key = (class_div, hw, sid, str(row["filename"]))
+    return _with_content(event, folder.take(key, when, size), key, folder, report)
 
 
-def _with_content(event: wire.FileSave, data: bytes | None, folder: Folder, report: Report) -> wire.Event:
+def _with_content(
+    event: wire.FileSave, data: bytes | None, key: tuple[str, str, str, str], folder: Folder, report: Report
+) -> wire.Event:
     if data is None:
         report.without_content += 1
         return _imported(event)
     report.with_content += 1
-    sha, _ = snapshots.write_snapshot(folder.store, data)
+    # Another version of the same file: the store keeps this one as a delta when that is small.
+    sha, _ = snapshots.write_snapshot(folder.store, data, previous=folder.stored.get(key))
+    folder.stored[key] = sha
     return _imported(event).model_copy(update={"sha256": sha, "size": len(data)})
 
 
@@ -314,7 +319,7 @@ def disk_only_event(key: tuple[str, str, str, str], f: FolderFile, folder: Folde
     data = f.path.read_bytes()
     report.disk_only += 1
     event = _valid(lambda: adapter.snapshot_event(scope, path, f.time, len(data)))
-    return _with_content(event, data, folder, report)
+    return _with_content(event, data, key, folder, report)
 
 
 # ------------------------------------------------------------------------------------------ driver

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -339,6 +340,35 @@ def test_binary_snapshots_diff_without_error(backend):
         assert r.status_code == 200
         assert r.json()["binary"] is True and "\ufffd" in r.json()["diff"]
         assert http.get(f"/api/v1/snapshots/{a}").headers["content-type"] == "application/octet-stream"
+
+
+def test_a_mixed_store_serves_raw_whole_and_delta_contents_and_their_diffs(backend):
+    """Contents a filemon older than compression stored raw, next to whole and delta ones (a store being
+    migrated, or never migrated): the API serves and diffs them alike."""
+    old = (Path(__file__).resolve().parents[3] / "bench" / "corpus" / "library.c").read_bytes()  # real C
+    new = old + b"int main(void) { return line_3(); }\n"
+    raw_sha = snapshots.sha256_of(old)
+    (backend.snapshot_dir / raw_sha[:2]).mkdir(parents=True, exist_ok=True)
+    (backend.snapshot_dir / raw_sha[:2] / raw_sha).write_bytes(old)  # as the old filemon wrote it
+    delta = snapshots.store_snapshot(backend.snapshot_dir, new, previous=raw_sha)
+    whole = snapshots.store_snapshot(backend.snapshot_dir, b"print('hello')\n")
+    assert (delta.form, whole.form) == ("delta", "whole") and delta.stored_bytes < len(new) // 10
+    with backend.client("read") as http:
+        assert http.get(f"/api/v1/snapshots/{raw_sha}").content == old
+        assert http.get(f"/api/v1/snapshots/{delta.sha256}").content == new
+        assert http.get(f"/api/v1/snapshots/{whole.sha256}").content == b"print('hello')\n"
+        diff = http.get("/api/v1/diff", params={"from": raw_sha, "to": delta.sha256}).json()
+        assert diff["diff"].splitlines()[-1] == "+int main(void) { return line_3(); }"
+
+
+def test_a_damaged_snapshot_is_503_naming_it_not_wrong_bytes(backend):
+    sha = snapshots.write_snapshot(backend.snapshot_dir, b"int main(void) { return 0; }\n" * 20)[0]
+    path = backend.snapshot_dir / sha[:2] / sha
+    path.write_bytes(path.read_bytes()[:-4] + b"XXXX")  # a flipped tail: it no longer decompresses to its sha
+    with backend.client("read") as http:
+        r = http.get(f"/api/v1/snapshots/{sha}")
+        assert r.status_code == 503 and sha in r.json()["detail"] and "damaged" in r.json()["detail"]
+        assert http.get("/api/v1/diff", params={"from": sha, "to": sha}).status_code == 503
 
 
 # ------------------------------------------------------------------------------------------- queries

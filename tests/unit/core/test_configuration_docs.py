@@ -39,6 +39,7 @@ COMMAND_SECTIONS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("db", "restore"): ("`watcher db`",),
     ("outbox", "dead-letters", "list"): ("`watcher outbox`",),
     ("outbox", "dead-letters", "requeue"): ("`watcher outbox`",),
+    ("snapshots", "migrate"): ("`watcher snapshots`",),
 }
 
 _ENV_LITERAL = re.compile(r"""["'](WATCHER_[A-Z0-9_]+)["']""")

@@ -99,6 +99,10 @@ def test_a_required_variable_says_how_to_set_it():
     key = Setting("key", env="X_KEY", secret=True, required=True, doc="d")
     with pytest.raises(spec.SettingsError, match="X_KEY: is not set \\(set X_KEY or X_KEY_FILE\\)"):
         resolve([key])
+    root = Setting("root", flag="--root", env="X_ROOT", parse=spec.path, required=True, doc="d")
+    assert resolve([root], env={"X_ROOT": "/r"}).root == Path("/r")  # the variable will do: not argparse's to refuse
+    with pytest.raises(spec.SettingsError, match=r"^--root: is not set \(set --root or X_ROOT\)$"):
+        resolve([root])
 
 
 @pytest.mark.parametrize(
