@@ -12,28 +12,43 @@ are skipped), so a second run changes nothing. Progress goes to stderr.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
+from watcher_core import settings_spec
+from watcher_core.settings_spec import Setting, Subcommand
+
 PROG = "watcher snapshots"
+
+
+MIGRATE = Subcommand(
+    "snapshots migrate",
+    "compress in place every content stored raw (by a filemon older than compression); names and mtimes stay, "
+    "readers see no difference. Safe while filemon saves and collects; resumable (stop it any time, run it "
+    "again); progress on stderr",
+    (
+        Setting(
+            "root",
+            flag="--root",
+            env="WATCHER_SNAPSHOT_DIR",
+            parse=settings_spec.path,
+            required=True,
+            metavar="DIR",
+            doc="the snapshot store (filemon's `--snapshot-dir`)",
+        ),
+    ),
+)
+TABLE = (MIGRATE,)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True, metavar="{migrate}")
-    migrate = sub.add_parser(
-        "migrate",
-        help="compress the raw contents of a store in place (resumable, safe while filemon runs)",
+    settings_spec.add_subcommand(
+        sub,
+        MIGRATE,
         description="Compress the raw contents of a snapshot store in place. Resumable; safe while filemon runs.",
-    )
-    migrate.add_argument(
-        "--root",
-        type=Path,
-        default=os.environ.get("WATCHER_SNAPSHOT_DIR") or None,
-        metavar="DIR",
-        help="the snapshot store (filemon's --snapshot-dir) [WATCHER_SNAPSHOT_DIR]",
     )
     return p
 
@@ -49,13 +64,15 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     from watcher_core import snapshots  # zstandard: only when the command runs, so --help works everywhere
 
-    if args.root is None:
-        sys.stderr.write(f"{PROG} migrate: --root is required (or set WATCHER_SNAPSHOT_DIR)\n")
+    try:
+        root = settings_spec.resolve(MIGRATE.settings, args).root
+    except settings_spec.SettingsError as exc:
+        sys.stderr.write(f"{PROG} migrate: {exc}\n")
         return 2
-    if not args.root.is_dir():
-        sys.stderr.write(f"{PROG} migrate: --root: {args.root} is not a directory\n")
+    if not root.is_dir():
+        sys.stderr.write(f"{PROG} migrate: --root: {root} is not a directory\n")
         return 2
-    total = len(snapshots.shards(args.root))
+    total = len(snapshots.shards(root))
     done = 0
     last = 0.0
 
@@ -70,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
                 "already\n"
             )
 
-    sys.stderr.write(f"{PROG} migrate: compressing the raw contents of {args.root} ({total} directories)\n")
+    sys.stderr.write(f"{PROG} migrate: compressing the raw contents of {root} ({total} directories)\n")
     try:
-        report = snapshots.migrate(args.root, progress=progress)
+        report = snapshots.migrate(root, progress=progress)
     except OSError as exc:
         sys.stderr.write(f"{PROG} migrate: {exc}; run it again to go on where it stopped\n")
         return 1

@@ -34,16 +34,41 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
-from watcher_core import identity, snapshots, wire
+from watcher_core import identity, settings_spec, snapshots, wire
+from watcher_core.settings_spec import Setting
 
+from .. import settings
 from . import adapter, timezones
 from .adapter import Scope
 from .schemas import BuildLogCreate, RunLogCreate
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PROG = "watcher import legacy"
-DEFAULT_DATABASE_URL = "sqlite:///data/watcher.db"
-DEFAULT_SNAPSHOT_DIR = "data/snapshots"
+OPTIONS = (
+    Setting(
+        "database",
+        flag="--database",
+        required=True,
+        parse=settings_spec.path,
+        metavar="FILE",
+        doc="the old backend's SQLite database (tables `snapshot`, `buildlog`, `runlog`), read only",
+    ),
+    Setting(
+        "snapshots",
+        flag="--snapshots",
+        parse=settings_spec.path,
+        metavar="DIR",
+        default_doc="none (saves without contents)",
+        doc="the old filemon's snapshot folder, `{class_div}/{hw}/{id}/{filename}/{YYYYMMDD_HHMMSS}{ext}`",
+    ),
+    settings_spec.pick(
+        settings.SETTINGS, "database_url", default_doc=None, doc="this backend's database; created and migrated if new"
+    ),
+    settings_spec.pick(
+        settings.SETTINGS, "snapshot_dir", doc="this backend's snapshot store (filemon's volume); created if missing"
+    ),
+    Setting("quiet", flag="--quiet", flag_value=True, default=False, doc="no progress lines on stderr"),
+)
 NODE, SOURCE = "legacy-import", "import"
 E = TypeVar("E")  # _valid returns the model it was given
 BATCH = 1000
@@ -415,25 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--database-url sqlite:///data/watcher.db --snapshot-dir data/snapshots"
         ),
     )
-    p.add_argument("--database", metavar="FILE", required=True, help="the old backend's SQLite database (read only)")
-    p.add_argument(
-        "--snapshots",
-        metavar="DIR",
-        help="the old filemon's snapshot folder ({class_div}/{hw}/{id}/{filename}/{time}{ext}); "
-        "without it saves are imported without their contents",
-    )
-    p.add_argument(
-        "--database-url",
-        metavar="URL",
-        help=f"this backend's database (env WATCHER_DATABASE_URL; default {DEFAULT_DATABASE_URL})",
-    )
-    p.add_argument(
-        "--snapshot-dir",
-        metavar="DIR",
-        help=f"this backend's snapshot store, filemon's volume (env WATCHER_SNAPSHOT_DIR; "
-        f"default {DEFAULT_SNAPSHOT_DIR})",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    settings_spec.add_arguments(p, OPTIONS)
     return parser
 
 
@@ -474,17 +481,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.source is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    env = os.environ
-    old_db = Path(args.database)
+    try:
+        opts = settings_spec.resolve(OPTIONS, args)
+    except settings_spec.SettingsError as exc:
+        sys.stderr.write(f"{PROG}: {exc}\n")
+        return EXIT_USAGE
+    old_db = opts.database
     if not old_db.is_file():
         sys.stderr.write(f"{PROG}: --database: {old_db} is not a file\n")
         return EXIT_USAGE
-    folder = Path(args.snapshots) if args.snapshots else None
+    folder = opts.snapshots
     if folder is not None and not folder.is_dir():
         sys.stderr.write(f"{PROG}: --snapshots: {folder} is not a directory\n")
         return EXIT_USAGE
-    url = args.database_url or env.get("WATCHER_DATABASE_URL") or DEFAULT_DATABASE_URL
-    store_dir = Path(args.snapshot_dir or env.get("WATCHER_SNAPSHOT_DIR") or DEFAULT_SNAPSHOT_DIR)
+    url = opts.database_url
+    store_dir = opts.snapshot_dir
 
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
     from sqlmodel import Session
@@ -499,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
 
     def progress(done: int, total: int) -> None:
-        if not args.quiet:
+        if not opts.quiet:
             sys.stderr.write(f"{PROG}: {done}/{total} rows ({100 * done // max(total, 1)}%)\n")
             sys.stderr.flush()
 

@@ -6,6 +6,8 @@ Every test uses a fresh identity (``ident``), so the module can share one server
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -90,6 +92,31 @@ def test_every_event_type_is_stored_and_the_timeline_is_in_time_order(backend, i
     assert all(e["timestamp"].endswith("Z") for e in got)
 
 
+def test_process_stderr_is_stored_as_sent(backend, ident, tmp_path):
+    # What the real gcc and python3 print (quotes, carets, a traceback), a full-size capture with
+    # non-ASCII text, and a process whose stderr was not captured.
+    (tmp_path / "main.c").write_text("int main(void) { return x; }\n")
+    gcc = subprocess.run(["gcc", "-c", "main.c"], cwd=tmp_path, capture_output=True, text=True)
+    (tmp_path / "calc.py").write_text("print(1 / 0)\n")
+    python = subprocess.run([sys.executable, "calc.py"], cwd=tmp_path, capture_output=True, text=True)
+    assert gcc.returncode == 1 and "undeclared" in gcc.stderr and "ZeroDivisionError" in python.stderr
+    full = ("오류 " * wire.MAX_STDERR_BYTES)[: wire.MAX_STDERR_BYTES]
+    events = [
+        wire_event("process.compile", timestamp=at(0), **ident, exit_code=1, stderr=gcc.stderr),
+        wire_event("process.run", timestamp=at(1), **ident, kind="python", exit_code=1, stderr=python.stderr),
+        wire_event("process.run", timestamp=at(2), **ident, exit_code=1, stderr=full, stderr_truncated=True),
+        wire_event("process.compile", timestamp=at(3), **ident),
+    ]
+    assert backend.post_events(events).json()["accepted"] == 4
+    got = timeline_of(backend, ident)["events"]
+    assert [(e["stderr"], e["stderr_truncated"]) for e in got] == [
+        (gcc.stderr, False),
+        (python.stderr, False),
+        (full, True),
+        (None, False),
+    ]
+
+
 def test_same_batch_twice_is_stored_once(backend, ident):
     batch = [wire_event("file.save", timestamp=at(i), **ident) for i in range(5)]
     assert backend.post_events(batch).json() == {"accepted": 5, "duplicates": 0, "rejected": []}
@@ -153,6 +180,9 @@ BAD_PROCESS_EVENTS = {
     "unknown kind": ("process.run", {"kind": "java"}, "kind"),
     "exit code out of range": ("process.run", {"exit_code": 300}, "exit_code"),
     "ended before started": ("process.run", {"ended_at": "2020-01-01T00:00:00Z"}, "ended_at"),
+    "NUL in stderr": ("process.compile", {"stderr": "a.c:1:1: error\x00"}, "stderr"),
+    "stderr over the limit": ("process.run", {"stderr": "x" * (wire.MAX_STDERR_BYTES + 1)}, "stderr"),
+    "stderr not text": ("process.run", {"stderr": ["a"]}, "stderr"),
 }
 
 
