@@ -1,5 +1,6 @@
 """``watcher outbox``: look at an agent's outbox and bring dead-lettered events back.
 
+    watcher outbox status                               # queued, dead-lettered, and who has the most queued
     watcher outbox dead-letters list                    # in the agent's pod: kubectl exec ds/watcher-filemon -- ...
     watcher outbox dead-letters requeue --all           # after the backend was fixed or upgraded
     watcher outbox dead-letters requeue --event-id ID ...
@@ -21,13 +22,17 @@ from pathlib import Path
 from watcher_agents import config
 from watcher_agents.delivery.outbox import Outbox
 
+MOST_QUEUED = 5  # students shown by `watcher outbox status`
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="watcher outbox", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = p.add_subparsers(dest="what", required=True, metavar="{dead-letters,status}")
-    status = sub.add_parser("status", help="events queued and dead-lettered")
+    status = sub.add_parser(
+        "status", help="events queued and dead-lettered, and the students with the most events queued"
+    )
     dead = sub.add_parser("dead-letters", help="events the backend refused for good")
     dead_sub = dead.add_subparsers(dest="action", required=True, metavar="{list,requeue}")
     listing = dead_sub.add_parser("list", help="one JSON object per line, newest first")
@@ -66,7 +71,18 @@ def main(argv: list[str] | None = None) -> int:
     with Outbox(path) as outbox:
         if args.what == "status":
             print(
-                json.dumps({"outbox": str(path), "queued": outbox.depth(), "dead_letters": outbox.dead_letter_count()})
+                json.dumps(
+                    {
+                        "outbox": str(path),
+                        "queued": outbox.depth(),
+                        "dead_letters": outbox.dead_letter_count(),
+                        # a flood shows here: the outbox serves students in turn, so it delays only its own
+                        "most_queued": [
+                            {"student": student or None, "events": n}
+                            for student, n in outbox.queued_by_student(MOST_QUEUED)
+                        ],
+                    }
+                )
             )
         elif args.action == "list":
             for d in outbox.dead_letters(limit=max(1, args.limit)):
