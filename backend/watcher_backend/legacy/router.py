@@ -15,7 +15,6 @@ This router is included after the v1 routers, so ``/api/v1/...`` always wins.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -47,8 +46,6 @@ from .schemas import (
     TopStudent,
     Trend,
 )
-
-log = logging.getLogger("watcher_backend.legacy")
 
 router = APIRouter(tags=["legacy"])
 # the platform backend reads without a token (auth.require_legacy_read says from where)
@@ -137,16 +134,8 @@ def _time(parse: Callable[[], datetime], field: str, value: str, where: str = "p
         raise invalid(field, str(exc), value, where) from None
 
 
-def _zone(read: Callable[[], Any]):
-    try:
-        return read()
-    except timezones.LegacyTimeError as exc:  # a bad setting: say which one, do not guess
-        log.error("legacy API: bad setting %s", exc)
-        raise HTTPException(status_code=500, detail=str(exc)) from None
-
-
-def _body_time(value: datetime) -> datetime:
-    zone = _zone(timezones.naive_body_zone)
+def _body_time(request: Request, value: datetime) -> datetime:
+    zone = request.app.state.settings.legacy_naive_zone
     return _time(lambda: timezones.body_datetime_to_utc(value, zone), "timestamp", value.isoformat(), "body")
 
 
@@ -307,7 +296,7 @@ def post_build_log(
     session: Session = Depends(get_session),
 ):
     scope = scope_of(class_div, hw_name, student_id)
-    when = _body_time(body.timestamp)
+    when = _body_time(request, body.timestamp)
     _store_one(request, session, _build(lambda: adapter.build_event(scope, body, when)))
     return Message(message="Build log registered successfully")
 
@@ -327,7 +316,7 @@ def post_run_log(
     session: Session = Depends(get_session),
 ):
     scope = scope_of(class_div, hw_name, student_id)
-    when = _body_time(body.timestamp)
+    when = _body_time(request, body.timestamp)
     _store_one(request, session, _build(lambda: adapter.run_event(scope, body, when)))
     return Message(message="Run log registered successfully")
 
@@ -426,7 +415,7 @@ def post_snapshot(
 ):
     scope = scope_of(class_div, hw_name, student_id)
     path = path_of(filename)
-    zone = _zone(timezones.snapshot_path_zone)
+    zone = request.app.state.settings.legacy_snapshot_zone
     when = _time(lambda: timezones.parse_snapshot_timestamp(timestamp, zone), "timestamp", timestamp)
     _store_one(request, session, _build(lambda: adapter.snapshot_event(scope, path, when, body.bytes)))
     return Message(message="Snapshot registered successfully")
