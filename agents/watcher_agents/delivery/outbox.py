@@ -304,8 +304,8 @@ class Outbox:
             return self._depth > 0
 
     def _recount(self) -> None:
-        """The counters from the tables: at start, and when the outbox is believed empty (cheap then), since
-        `watcher outbox` in another process may have requeued events."""
+        """The counters and each student's last turn from the tables: at start, and when the outbox is
+        believed empty (cheap then), since `watcher outbox` in another process may have requeued events."""
         self._check_open()
         by_student = self._conn.execute("SELECT student, MAX(turn), COUNT(*), SUM(size) FROM outbox GROUP BY student")
         self._depth = self._bytes = 0
