@@ -1,5 +1,6 @@
 """``watcher outbox``: look at an agent's outbox and bring dead-lettered events back.
 
+    watcher outbox status                               # queued, dead-lettered, and who has the most queued
     watcher outbox dead-letters list                    # in the agent's pod: kubectl exec ds/watcher-filemon -- ...
     watcher outbox dead-letters requeue --all           # after the backend was fixed or upgraded
     watcher outbox dead-letters requeue --event-id ID ...
@@ -22,7 +23,9 @@ from watcher_agents.delivery.outbox import Outbox
 from watcher_core import settings_spec
 from watcher_core.settings_spec import Setting, Subcommand
 
-STATUS = Subcommand("outbox status", "events queued and dead-lettered, as JSON")
+STATUS = Subcommand(
+    "outbox status", "events queued and dead-lettered, and the students with the most events queued, as JSON"
+)
 LIST = Subcommand(
     "outbox dead-letters list",
     "the dead letters, newest first, one JSON object per line (`event_id`, `type`, `dead_at`, `error`, `event`)",
@@ -84,6 +87,8 @@ SHARED = (
 )
 TABLE = (STATUS, LIST, REQUEUE, *SHARED)
 
+MOST_QUEUED = 5  # students shown by `watcher outbox status`
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -121,7 +126,18 @@ def main(argv: list[str] | None = None) -> int:
     with Outbox(path) as outbox:
         if args.what == "status":
             print(
-                json.dumps({"outbox": str(path), "queued": outbox.depth(), "dead_letters": outbox.dead_letter_count()})
+                json.dumps(
+                    {
+                        "outbox": str(path),
+                        "queued": outbox.depth(),
+                        "dead_letters": outbox.dead_letter_count(),
+                        # a flood shows here: the outbox serves students in turn, so it delays only its own
+                        "most_queued": [
+                            {"student": student or None, "events": n}
+                            for student, n in outbox.queued_by_student(MOST_QUEUED)
+                        ],
+                    }
+                )
             )
         elif args.action == "list":
             for d in outbox.dead_letters(limit=opts.limit):
