@@ -5,8 +5,6 @@ A real backend over HTTP; the number of examples is bounded so the run stays nea
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 import schemathesis
@@ -44,7 +42,6 @@ def test_every_route_with_every_credential_answers_within_its_schema_and_never_a
     failures: list[str] = []
     codes: dict[str | None, set[int]] = {c: set() for c in CREDENTIALS}
     open_to_all: set[str] = set()  # operations that served a request without a token
-    started = time.monotonic()
     for credential in CREDENTIALS:
         headers = live.headers(credential) if credential else {}
         for operation in operations:
@@ -79,7 +76,6 @@ def test_every_route_with_every_credential_answers_within_its_schema_and_never_a
                     fuzz()
                 except Unsatisfiable:
                     assert mode is GenerationMode.NEGATIVE, operation.path  # nothing invalid to make
-    elapsed = time.monotonic() - started
     assert failures == [], f"{len(failures)} failures:\n" + "\n".join(failures[:30])
     # the handlers were reached, and each credential was treated as what it is
     assert 200 in codes["admin"] and 200 in codes["read"] and 200 in codes["ingest"]
@@ -87,7 +83,6 @@ def test_every_route_with_every_credential_answers_within_its_schema_and_never_a
     assert open_to_all <= PUBLIC, open_to_all
     assert 403 in codes["ingest"] and 403 in codes["read"]
     assert "Traceback" not in live.logs()
-    assert elapsed < 120, f"the run took {elapsed:.0f} s"
 
 
 @pytest.mark.parametrize(
