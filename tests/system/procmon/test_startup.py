@@ -69,7 +69,9 @@ def test_a_restart_shows_how_long_procmon_was_down(tmp_path, ebpf_ready):
         pm.start(ready=False)
         wait_healthy(pm)
         down = pm.metric("procmon_downtime_seconds")
-        assert 3 <= down < 30, pm.log()[-2000:]
+        # from the last heartbeat to the new start: at least the 3 s it was dead, at most until now (its BPF
+        # programs compile at start, which took over 50 s on a loaded machine: no fixed bound)
+        assert 3 <= down <= time.time() - last + 1, pm.log()[-2000:]
         assert pm.metric("procmon_last_seen_before_start_timestamp_seconds") == last
         assert killed_at - 2 <= last <= killed_at
         lines = [line for line in pm.log().splitlines() if "procmon was down for" in line]
