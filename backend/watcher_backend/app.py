@@ -27,6 +27,7 @@ from watcher_core import __version__, wire
 
 from . import migrate, rollups, store
 from .db import make_engine
+from .ingest_writer import IngestWriter
 from .metrics import Metrics, MetricsMiddleware
 from .routers import admin, events, health, queries, snapshot_gc, snapshots
 from .settings import Settings
@@ -149,6 +150,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.metrics = Metrics()
+    app.state.writer = IngestWriter(engine)  # group commit of every ingest request
 
     app.include_router(health.router)
     app.include_router(events.router)

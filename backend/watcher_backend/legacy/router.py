@@ -26,7 +26,7 @@ from sqlmodel import Session
 
 from watcher_core import identity, wire
 
-from .. import rollups, store
+from .. import rollups
 from ..auth import get_session, require_legacy_read, require_scope
 from . import adapter, stats, timezones
 from .adapter import Scope
@@ -123,8 +123,8 @@ def path_of(filename: str) -> str:
         raise invalid("filename", f"{exc} (nested folders are joined with '@', e.g. src@util.c)", filename) from None
 
 
-def _store_one(request: Request, session: Session, event: wire.Event) -> None:
-    result = store.ingest(session, [event])
+async def _store_one(request: Request, event: wire.Event) -> None:
+    result = await request.app.state.writer.write([event])
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
         metrics.events.labels(event.type, "accepted" if result.accepted else "duplicate").inc()
@@ -298,17 +298,16 @@ def run_avg(class_div: ClassDiv, hw_name: HwName, session: Session = Depends(get
     dependencies=INGEST,
     summary="Record a compile (stored as a process.compile event)",
 )
-def post_build_log(
+async def post_build_log(
     request: Request,
     class_div: ClassDiv,
     hw_name: HwName,
     student_id: StudentId,
     body: BuildLogCreate,
-    session: Session = Depends(get_session),
 ):
     scope = scope_of(class_div, hw_name, student_id)
     when = _body_time(body.timestamp)
-    _store_one(request, session, _build(lambda: adapter.build_event(scope, body, when)))
+    await _store_one(request, _build(lambda: adapter.build_event(scope, body, when)))
     return Message(message="Build log registered successfully")
 
 
@@ -318,17 +317,16 @@ def post_build_log(
     dependencies=INGEST,
     summary="Record a program run (stored as a process.run event)",
 )
-def post_run_log(
+async def post_run_log(
     request: Request,
     class_div: ClassDiv,
     hw_name: HwName,
     student_id: StudentId,
     body: RunLogCreate,
-    session: Session = Depends(get_session),
 ):
     scope = scope_of(class_div, hw_name, student_id)
     when = _body_time(body.timestamp)
-    _store_one(request, session, _build(lambda: adapter.run_event(scope, body, when)))
+    await _store_one(request, _build(lambda: adapter.run_event(scope, body, when)))
     return Message(message="Run log registered successfully")
 
 
@@ -414,7 +412,7 @@ def get_run_logs(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, se
     dependencies=INGEST,
     summary="Record a snapshot (a save of `bytes` bytes; content is not sent)",
 )
-def post_snapshot(
+async def post_snapshot(
     request: Request,
     class_div: ClassDiv,
     hw_name: HwName,
@@ -422,13 +420,12 @@ def post_snapshot(
     filename: FileName,
     timestamp: SnapshotTs,
     body: SnapshotCreate,
-    session: Session = Depends(get_session),
 ):
     scope = scope_of(class_div, hw_name, student_id)
     path = path_of(filename)
     zone = _zone(timezones.snapshot_path_zone)
     when = _time(lambda: timezones.parse_snapshot_timestamp(timestamp, zone), "timestamp", timestamp)
-    _store_one(request, session, _build(lambda: adapter.snapshot_event(scope, path, when, body.bytes)))
+    await _store_one(request, _build(lambda: adapter.snapshot_event(scope, path, when, body.bytes)))
     return Message(message="Snapshot registered successfully")
 
 

@@ -63,9 +63,7 @@ async def post_events(
 ):
     raw = await request.body()
     cells_of = writer if isinstance(writer, identity.Student) else None
-    return await run_in_threadpool(
-        store_batch, request.app, raw, x_watcher_backlog, x_watcher_node, x_watcher_source, cells_of
-    )
+    return await store_batch(request.app, raw, x_watcher_backlog, x_watcher_node, x_watcher_source, cells_of)
 
 
 def parse_batch(raw: bytes) -> tuple[int, list[wire.Event], list[wire.Rejection]]:
@@ -152,21 +150,13 @@ def only_cells_of(
     return allowed, sorted(refused, key=lambda r: r.index)
 
 
-def store_batch(
+async def store_batch(
     app, raw: bytes, backlog: int | None, node: str | None, source: str | None, cells_of: identity.Student | None = None
 ) -> JSONResponse:
-    if app.state.engine.dialect.name == "sqlite":
-        # Parse and insert one batch at a time. Overlapping them only looks parallel: sqlite3 releases the
-        # GIL on every row it steps, and a parsing thread then holds it for a switch interval each time
-        # (the GIL convoy), which made two concurrent clients slower than one.
-        with store.sqlite_write_lock():
-            return _store_batch(app, raw, backlog, node, source, cells_of)
-    return _store_batch(app, raw, backlog, node, source, cells_of)
+    """Validate a request body and store its valid events through the app's group commit (ingest_writer).
 
-
-def _store_batch(
-    app, raw: bytes, backlog: int | None, node: str | None, source: str | None, cells_of: identity.Student | None
-) -> JSONResponse:
+    The body is parsed here, on the event loop: a thread of its own would hold the GIL while the writer's
+    thread steps SQLite, which releases it on every row and then waits for it (the GIL convoy)."""
     metrics = app.state.metrics
     size, valid, rejected = parse_batch(raw)
     if cells_of is not None:
@@ -180,19 +170,16 @@ def _store_batch(
             item = items[r.index]
             metrics.events.labels(type_label(item.get("type") if isinstance(item, dict) else None), "rejected").inc()
     accepted = duplicates = 0
-    if valid or (size == 0 and node and source):
-        with Session(app.state.engine) as session:  # store.ingest serialises SQLite writers itself
-            if valid:
-                result = store.ingest(session, valid, backlog=backlog)
-                accepted, duplicates = result.accepted, result.duplicates
-            elif node and source:  # an empty batch: the agent's heartbeat
-                store.touch_agent(session, node, source, backlog)
-        if valid:
-            for t, n in result.accepted_by_type.items():
-                metrics.events.labels(t, "accepted").inc(n)
-            for t, n in result.duplicates_by_type.items():
-                metrics.events.labels(t, "duplicate").inc(n)
-            metrics.observe_stored(valid, result.duplicates_by_type)
+    if valid:
+        result = await app.state.writer.write(valid, backlog)
+        accepted, duplicates = result.accepted, result.duplicates
+        for t, n in result.accepted_by_type.items():
+            metrics.events.labels(t, "accepted").inc(n)
+        for t, n in result.duplicates_by_type.items():
+            metrics.events.labels(t, "duplicate").inc(n)
+        metrics.observe_stored(valid, result.duplicates_by_type)
+    elif size == 0 and node and source:  # an empty batch: the agent's heartbeat
+        await run_in_threadpool(_heartbeat, app.state.engine, node, source, backlog)
     ignored = _ignored_fields(size, valid, rejected)
     if ignored:
         metrics.fields_ignored.inc(len(ignored))
@@ -221,3 +208,8 @@ def _store_batch(
     return JSONResponse(
         answer.model_dump(mode="json", exclude={"ignored"} if not ignored else None), status_code=status
     )
+
+
+def _heartbeat(engine, node: str, source: str, backlog: int | None) -> None:
+    with Session(engine) as session:
+        store.touch_agent(session, node, source, backlog)
