@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
@@ -17,11 +19,13 @@ from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter, ValidationError
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 
 from watcher_core import identity, wire
 
 from .. import store
 from ..auth import require_ingest_or_notebook
+from ..ingest_lane import LaneRoute
 from ..metrics import type_label
 
 log = logging.getLogger("watcher_backend.events")
@@ -29,6 +33,10 @@ router = APIRouter(prefix="/api/v1", tags=["ingest"])
 
 # Fast path: a batch whose events are all valid is validated straight from the JSON bytes in one call.
 _BATCH = TypeAdapter(list[wire.Event])
+
+# The headers' formats, for FastAPI's checks and the ingest lane's.
+NODE_PATTERN = r"^[A-Za-z0-9._-]{1,253}$"
+SOURCE_PATTERN = r"^(filemon|procmon|legacy|ipynb|import)$"
 
 _BODY_SCHEMA = {
     "type": "array",
@@ -55,11 +63,9 @@ async def post_events(
     ] = None,
     x_watcher_node: Annotated[
         str | None,
-        Header(pattern=r"^[A-Za-z0-9._-]{1,253}$", description="Reporting node (heartbeat on empty batches)"),
+        Header(pattern=NODE_PATTERN, description="Reporting node (heartbeat on empty batches)"),
     ] = None,
-    x_watcher_source: Annotated[
-        str | None, Header(pattern=r"^(filemon|procmon|legacy|ipynb|import)$", description="Reporting agent")
-    ] = None,
+    x_watcher_source: Annotated[str | None, Header(pattern=SOURCE_PATTERN, description="Reporting agent")] = None,
 ):
     raw = await request.body()
     cells_of = writer if isinstance(writer, identity.Student) else None
@@ -157,8 +163,21 @@ async def store_batch(
 
     The body is parsed here, on the event loop: a thread of its own would hold the GIL while the writer's
     thread steps SQLite, which releases it on every row and then waits for it (the GIL convoy)."""
+    return await store_parsed(app, raw, parse_batch(raw), backlog, node, source, cells_of)
+
+
+async def store_parsed(
+    app,
+    raw: bytes,
+    parsed: tuple[int, list[wire.Event], list[wire.Rejection]],
+    backlog: int | None,
+    node: str | None,
+    source: str | None,
+    cells_of: identity.Student | None = None,
+) -> JSONResponse:
+    """``store_batch`` of a body ``parse_batch`` has read."""
     metrics = app.state.metrics
-    size, valid, rejected = parse_batch(raw)
+    size, valid, rejected = parsed
     if cells_of is not None:
         valid, rejected = only_cells_of(cells_of, size, valid, rejected)
         node = source = None  # a student's kernel is no agent: no heartbeat
@@ -213,3 +232,23 @@ async def store_batch(
 def _heartbeat(engine, node: str, source: str, backlog: int | None) -> None:
     with Session(engine) as session:
         store.touch_agent(session, node, source, backlog)
+
+
+def _lane_post_events(app, params: Mapping[str, str], raw: bytes, headers: Headers):
+    """``post_events`` in the ingest lane (ingest_lane.py): the same checks and the same storing, for an
+    ingest token. Raises (the lane then leaves the request to the route) at a header it does not take as
+    plainly valid or a body ``parse_batch`` refuses."""
+    backlog_text, node, source = (headers.get(f"x-watcher-{name}") for name in ("backlog", "node", "source"))
+    backlog = None
+    if backlog_text is not None:
+        if not (backlog_text.isascii() and backlog_text.isdigit() and len(backlog_text) <= 18):
+            raise ValueError("X-Watcher-Backlog")
+        backlog = int(backlog_text)
+    for value, pattern in ((node, NODE_PATTERN), (source, SOURCE_PATTERN)):
+        if value is not None and not re.fullmatch(pattern, value):
+            raise ValueError(pattern)
+    parsed = parse_batch(raw)
+    return lambda: store_parsed(app, raw, parsed, backlog, node, source)
+
+
+LANE = {post_events: lambda route: LaneRoute(route, _lane_post_events)}
