@@ -151,18 +151,20 @@ def run_once(args, tag: str, env: dict | None, profile_dir: Path | None) -> dict
 LAYERS = [
     ("sqlite3: statements and commit", ("sqlite3", "do_commit", "do_execute", "do_executemany")),
     ("psycopg", ("psycopg",)),
-    ("rollups (Python)", ("rollups.py",)),
+    ("rollups at ingest", ("watcher_backend/rollups.py",)),
     ("store.ingest (Python)", ("watcher_backend/store.py",)),
-    ("SQLAlchemy", ("sqlalchemy/",)),
+    ("SQLAlchemy (sessions, statements)", ("sqlalchemy/",)),
     ("metrics (prometheus_client)", ("prometheus_client", "watcher_backend/metrics.py")),
-    ("pydantic validation and JSON", ("pydantic", "json/")),
-    ("legacy adapter and routes", ("watcher_backend/legacy/",)),
+    ("pydantic validation and JSON", ("pydantic", "json/", "watcher_core/wire.py")),
+    ("old API: adapter, paths, times", ("watcher_backend/legacy/", "watcher_core/identity.py", "pathlib.py")),
     ("events route", ("routers/events.py",)),
-    ("auth", ("watcher_backend/auth.py", "fastapi/security")),
-    ("FastAPI dependencies and encoding", ("fastapi/",)),
-    ("Starlette routing and middleware", ("starlette/", "watcher_backend/app.py")),
-    ("HTTP parsing (uvicorn, h11, httptools)", ("uvicorn/", "h11/", "httptools")),
-    ("thread hand-offs (anyio, threads)", ("anyio/", "threading.py", "concurrent/")),
+    ("auth", ("watcher_backend/auth.py", "fastapi/security", "hmac.py")),
+    ("group commit hand-off", ("watcher_backend/ingest_writer.py",)),
+    ("ingest lane dispatch", ("watcher_backend/ingest_lane.py",)),
+    ("thread hand-offs and locks", ("anyio/", "threading.py", "concurrent/", "fastapi/concurrency.py")),
+    ("FastAPI routing, dependencies, encoding", ("fastapi/",)),
+    ("Starlette middleware, requests, responses", ("starlette/", "watcher_backend/app.py")),
+    ("HTTP protocol (uvicorn, h11, httptools)", ("uvicorn/", "h11/", "httptools")),
     ("event loop (asyncio, uvloop)", ("asyncio/", "uvloop", "selectors.py")),
 ]
 
@@ -205,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="wrk threads (default 1: one is far from busy)")
     p.add_argument("--repeat", type=int, default=3, help="runs, each on a fresh server and database (default 3)")
     p.add_argument("--against", metavar="REV", help="also run this git revision's backend, alternating run by run")
-    p.add_argument("--profile", action="store_true", help="py-spy the backend during the last run of this tree")
+    p.add_argument("--profile", action="store_true", help="py-spy the backend during the last run of each tree")
     p.add_argument("--keep-profiles", type=Path, metavar="DIR", help="with --profile: keep py-spy's stacks here")
     p.add_argument("--backend-arg", dest="backend_args", action="append", default=[], help="extra flag for it")
     p.add_argument("--no-write", action="store_true", help="do not write bench/results/backend.md")
@@ -223,14 +225,17 @@ def main(argv: list[str] | None = None) -> int:
         profile_dir = Path(stack.enter_context(tempfile.TemporaryDirectory())) if args.profile else None
         for i in range(args.repeat):
             for name, env in trees.items():
-                last = i == args.repeat - 1 and name == "this tree"
-                runs[name].append(run_once(args, f"r{i}", env, profile_dir if last else None))
+                prof = profile_dir / name.replace(" ", "_") if profile_dir and i == args.repeat - 1 else None
+                if prof:
+                    prof.mkdir()
+                runs[name].append(run_once(args, f"r{i}", env, prof))
                 print(f"run {i + 1}, {name}: {json.dumps(runs[name][-1])}", flush=True)
-        profiles = {kind: summarise_profile(profile_dir / f"{kind}.txt") for kind in KINDS} if profile_dir else {}
-        if profile_dir and args.keep_profiles:
-            args.keep_profiles.mkdir(parents=True, exist_ok=True)
-            for kind in KINDS:
-                shutil.copy(profile_dir / f"{kind}.txt", args.keep_profiles / f"{kind}.txt")
+        profiles = {}
+        for name in trees if profile_dir else ():
+            folder = profile_dir / name.replace(" ", "_")
+            profiles[name] = {kind: summarise_profile(folder / f"{kind}.txt") for kind in KINDS}
+            if args.keep_profiles:
+                shutil.copytree(folder, args.keep_profiles / folder.name, dirs_exist_ok=True)
     report(args, {name: medians(r) for name, r in runs.items()}, profiles, load)
     return 0
 
@@ -292,15 +297,21 @@ def report(args, med: dict[str, dict[str, dict[str, float]]], profiles: dict, lo
             f"{args.against} ran with this virtual environment but without httptools and uvloop (hidden from it), "
             "as its image was built."
         )
-    for kind, shares in profiles.items():
+    if profiles:
         lines += [
             "",
-            f"Where the backend's CPU went, {KINDS[kind]} (py-spy, 250 samples/s, busy samples by innermost layer):",
+            "Where the backend's CPU went (py-spy --gil, 250 samples/s, during the last run of each tree: each "
+            "sample counts for the innermost layer of its stack; sqlite3's C code runs without the GIL, so the "
+            "database's own work is under-counted here and shows in the CPU per request):",
             "",
-            "| layer | share |",
-            "|---|---|",
-            *(f"| {name} | {share:.0%} |" for name, share in shares if share >= 0.005),
+            "| layer | " + " | ".join(f"{KINDS[k]}, {n}" for n in profiles for k in KINDS) + " |",
+            "|---|" + "---|" * (len(profiles) * len(KINDS)),
         ]
+        layers = [name for name, _ in LAYERS] + ["other"]
+        for layer in layers:
+            cells = [dict(profiles[n][k]).get(layer, 0.0) for n in profiles for k in KINDS]
+            if max(cells) >= 0.005:
+                lines.append(f"| {layer} | " + " | ".join(f"{c:.0%}" for c in cells) + " |")
     print("\n".join(lines))
     if not args.no_write:
         key = "singles_against" if args.against else "singles"
