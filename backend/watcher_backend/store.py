@@ -234,7 +234,8 @@ def _sqlite_bulk_insert(session: Session, events: Sequence[wire.Event], received
     """The hot path of ingest on SQLite: one DB-API executemany of plain tuples, inside the session's
     transaction. SQLAlchemy's per-value bind processing costs more than the insert itself at 1000 rows.
     ``received``: each event's received_at."""
-    rows = [tuple(map(_values(ev, sqlite_text(now), sqlite_text).get, _COLUMNS)) for ev, now in zip(events, received)]
+    texts = {now: sqlite_text(now) for now in set(received)}  # one per batch of the group
+    rows = [tuple(map(_values(ev, texts[now], sqlite_text).get, _COLUMNS)) for ev, now in zip(events, received)]
     cursor = _driver_cursor(session)
     try:
         cursor.executemany(_SQLITE_INSERT, rows)
