@@ -263,7 +263,9 @@ def report(args, med: dict[str, dict[str, dict[str, float]]], profiles: dict, lo
     names = list(med)
     command = (
         f".venv/bin/python bench/backend_singles.py --seconds {args.seconds:g} --connections {args.connections} "
-        f"--repeat {args.repeat}" + (f" --against {args.against}" if args.against else "")
+        f"--repeat {args.repeat}"
+        + (f" --against {args.against}" if args.against else "")
+        + (" --profile" if args.profile else "")
     )
     lines = [
         f"Single-event requests at {args.connections} connections: wrk (Debian's, C, {args.threads} thread) on "
