@@ -36,7 +36,8 @@ lint: venv  ## ruff (lint and format), mypy on core and backend, and the import-
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
 
-generate: venv  ## rewrite every generated file: the CRD and the chart's copy, the plain bundle, the alert rules, the dashboard, the golden files
+generate: venv  ## rewrite every generated file: the settings tables of docs/configuration.md, the CRD and the chart's copy, the plain bundle, the alert rules, the dashboard, the golden files
+	$(PY) -m watcher_core.settings_docs docs/configuration.md
 	$(PY) -m watcher_operator.crd > crds/watcherdeployments.watcher.jcode.io.yaml
 	cp crds/watcherdeployments.watcher.jcode.io.yaml charts/watcher-operator/crds/
 	$(PY) -m watcher_operator.alerts > deploy/prometheus-rules.yaml

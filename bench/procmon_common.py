@@ -10,8 +10,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -24,7 +27,7 @@ from results_file import ResultsFile, machine  # noqa: E402,F401  (machine: re-e
 from support.cgroups import cgroup2_root  # noqa: E402
 from support.ports import free_port  # noqa: E402
 
-ORDER = ["execs", "overhead", "gcc"]
+ORDER = ["execs", "execs_against", "overhead", "overhead_against", "overhead_stderr", "gcc"]
 RESULTS = ResultsFile("procmon", "procmon benchmarks", ORDER)
 write_section = RESULTS.write_section
 
@@ -99,11 +102,31 @@ class Cgroup:
                 time.sleep(0.05)
 
 
+@contextmanager
+def revision(rev: str) -> Iterator[dict[str, str]]:
+    """A temporary git worktree of ``rev``; yields the environment that runs its procmon (PYTHONPATH
+    ahead of this tree's editable install)."""
+    tree = Path(tempfile.mkdtemp(prefix="procmon-against-")) / "tree"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), rev], check=True)
+    try:
+        yield {"PYTHONPATH": os.pathsep.join(str(tree / d) for d in ("core", "agents"))}
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+
+
 class Procmon:
-    def __init__(self, ws: Path, state: Path, log: Path, *extra: str, backend_url: str = "http://127.0.0.1:9"):
+    def __init__(
+        self,
+        ws: Path,
+        state: Path,
+        log: Path,
+        *extra: str,
+        backend_url: str = "http://127.0.0.1:9",
+        env: dict[str, str] | None = None,
+    ):
         self.port = free_port()
         self.state = state
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")} | (env or {})
         self.argv = [
             sys.executable,
             "-m",

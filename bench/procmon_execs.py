@@ -3,6 +3,7 @@ procmon and libbpf-tools' execsnoop attached in the same run. Counts what each c
 
     .venv/bin/python bench/procmon_execs.py              # 20,000 execs, 2 workers
     .venv/bin/python bench/procmon_execs.py --execs 5000
+    .venv/bin/python bench/procmon_execs.py --against REV   # this tree's procmon and REV's, alternating
 
 procmon's count is the strict one: process.run events in its outbox, each attributed to the student
 and assignment (the program lives ~1 ms, so this also measures the /proc reads at exec time). Results
@@ -12,6 +13,7 @@ go to bench/results/procmon.md (section "execs"). Needs root.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import subprocess
 import sys
@@ -19,15 +21,107 @@ import tempfile
 import time
 from pathlib import Path
 
-from procmon_common import SPAWN_C, TINY_C, Cgroup, Procmon, build, execsnoop_path, machine, require_root, write_section
+from procmon_common import (
+    SPAWN_C,
+    TINY_C,
+    Cgroup,
+    Procmon,
+    build,
+    execsnoop_path,
+    machine,
+    median,
+    require_root,
+    revision,
+    write_section,
+)
+
+
+def captured_of(pm: Procmon, execs: int, quiet: float = 10) -> int:
+    """process.run events of tinyprog in procmon's outbox, once all are there or their number has not
+    grown for ``quiet`` seconds (a procmon that processes a long poll in one go writes nothing meanwhile)."""
+    deadline = time.monotonic() + 120
+    captured, since = 0, time.monotonic()
+    while time.monotonic() < deadline:
+        now = pm.outbox_rows('body LIKE \'%"target":"tinyprog"%\'')
+        if now >= execs:
+            return now
+        if now != captured:
+            captured, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+        time.sleep(0.5)
+    return captured
+
+
+def one_storm(tmp: Path, ws: Path, hw: Path, spawn: Path, tiny: Path, args, tag: str, env=None) -> dict:
+    """One storm with a fresh procmon: what it captured, lost, and its CPU and peak RSS."""
+    pm = Procmon(ws, tmp / f"state-{tag}", tmp / "procmon.log", env=env).start()
+    cg = Cgroup("execs")
+    try:
+        wall = float(cg.run([str(spawn), str(args.execs), str(args.workers), str(tiny)], hw).stdout.split()[0])
+        pm.wait_stable('procmon_kernel_events_total{type="exec"}')
+        captured = captured_of(pm, args.execs)
+        status = Path(f"/proc/{pm.proc.pid}/status").read_text()
+        hwm = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+        fields = Path(f"/proc/{pm.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        lost = pm.metric("procmon_events_lost_total")
+    finally:
+        cg.remove()
+        pm.stop()
+    return {"rate": args.execs / wall, "captured": captured, "lost": lost, "cpu": cpu, "rss_mib": hwm / 1024}
+
+
+def against(args) -> int:
+    """Storms with this tree's procmon and REV's, alternating; medians side by side (section execs_against)."""
+    tmp = Path(tempfile.mkdtemp(prefix="procmon-execs-"))
+    ws = tmp / "ws"
+    hw = ws / "bench-1-000001" / "hw1"
+    hw.mkdir(parents=True)
+    tiny = build(TINY_C, hw / "tinyprog", "-static")
+    spawn = build(SPAWN_C, tmp / "spawn")
+    runs: dict[str, list[dict]] = {"this tree": [], args.against: []}
+    with revision(args.against) as old_env:
+        for r in range(args.rounds):
+            order = [("this tree", None), (args.against, old_env)]
+            for label, env in order if r % 2 == 0 else order[::-1]:
+                runs[label].append(
+                    one_storm(tmp, ws, hw, spawn, tiny, args, f"{r}-{len(runs[label])}-{r % 2}{label[:4]}", env)
+                )
+                print(label, runs[label][-1], flush=True)
+    rows = []
+    for label, rs in runs.items():
+        m = {k: median([x[k] for x in rs]) for k in rs[0]}
+        worst = min(x["captured"] for x in rs)
+        rows.append(
+            f"| {label} | {m['rate']:,.0f} | **{m['captured']:,.0f} / {args.execs:,}** (worst {worst:,}) "
+            f"| {m['lost']:.0f} | {m['cpu']:.2f} s | {m['rss_mib']:.0f} MiB |"
+        )
+    body = f"""Side by side with revision {args.against}: {args.rounds} storms each of {args.execs:,} fork+exec+wait of the tiny student
+program ({args.workers} parallel loops), each with a fresh procmon, this tree's and {args.against}'s (a temporary git worktree)
+alternating; medians.
+Machine: {machine()} (shared with other work).
+Command: `.venv/bin/python bench/procmon_execs.py --execs {args.execs} --workers {args.workers} --rounds {args.rounds} --against {args.against}`
+
+| procmon of | execs/s | runs captured and attributed | lost | procmon CPU (whole run) | procmon peak RSS |
+|---|---|---|---|---|---|
+{chr(10).join(rows)}
+"""
+    write_section("execs_against", f"Capture side by side with {args.against} (bench/procmon_execs.py --against)", body)
+    print(body)
+    return 0
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--execs", type=int, default=20000, help="execs of the tiny program (default 20000)")
     p.add_argument("--workers", type=int, default=2, help="parallel fork+exec loops (default 2 = nproc here)")
+    p.add_argument("--rounds", type=int, default=3, help="storms per procmon with --against (default 3)")
+    p.add_argument("--against", metavar="REV", help="instead: this tree's procmon and REV's, alternating storms")
     args = p.parse_args(argv)
     require_root()
+    if args.against:
+        return against(args)
     tmp = Path(tempfile.mkdtemp(prefix="procmon-execs-"))
     ws = tmp / "ws"
     hw = ws / "bench-1-000001" / "hw1"
@@ -51,17 +145,7 @@ def main(argv=None) -> int:
         cg.remove()
     rate = args.execs / wall
     pm.wait_stable('procmon_kernel_events_total{type="exec"}')
-    deadline = time.monotonic() + 120
-    captured = 0
-    while time.monotonic() < deadline:
-        captured = pm.outbox_rows('body LIKE \'%"target":"tinyprog"%\'')
-        if captured >= args.execs:
-            break
-        time.sleep(0.5)
-        if captured == pm.outbox_rows('body LIKE \'%"target":"tinyprog"%\''):
-            time.sleep(2)
-            if captured == pm.outbox_rows('body LIKE \'%"target":"tinyprog"%\''):
-                break
+    captured = captured_of(pm, args.execs, quiet=2.5)
     lost = pm.metric("procmon_events_lost_total")
     kexec = pm.metric('procmon_kernel_events_total{type="exec"}') - kexec0
     from_parent = pm.metric("procmon_cwd_from_parent_total")

@@ -9,6 +9,7 @@ libbpf-tools' execsnoop is measured in the same rounds for comparison.
 
     .venv/bin/python bench/procmon_overhead.py                 # 5 rounds x 2,000 execs per arm, one loop
     .venv/bin/python bench/procmon_overhead.py --rounds 3 --execs 2000
+    .venv/bin/python bench/procmon_overhead.py --against REV   # this tree's procmon and REV's, side by side
 
 Results go to bench/results/procmon.md (section "overhead"). Needs root.
 """
@@ -34,6 +35,7 @@ from procmon_common import (
     machine,
     median,
     require_root,
+    revision,
     write_section,
 )
 
@@ -43,12 +45,202 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def loop(cg: Cgroup, spawn: Path, n: int, workers: int, prog: Path, cwd: Path, cpu_out: list | None = None) -> float:
-    """Wall time of the loop; appends the CPU time of its processes to ``cpu_out``."""
-    wall, cpu = (float(x) for x in cg.run([str(spawn), str(n), str(workers), str(prog)], cwd).stdout.split())
+def loop(cg: Cgroup, spawn: Path, n: int, workers: int, prog, cwd: Path, cpu_out: list | None = None) -> float:
+    """Wall time of ``n`` runs of ``prog`` (a path, or an argv list); appends the CPU time of its processes
+    to ``cpu_out``."""
+    argv = [str(a) for a in prog] if isinstance(prog, list) else [str(prog)]
+    out = cg.run([str(spawn), str(n), str(workers), *argv], cwd).stdout.split()
+    wall, cpu = float(out[-2]), float(out[-1])
     if cpu_out is not None:
         cpu_out.append(cpu)
     return wall
+
+
+def procmon_arm(name, state, tmp, ws, cg, spawn, prog, cwd, args, loop_cpu: list, env=None, extra=(), n=None):
+    """One measured loop with a procmon started for it: (wall, procmon's CPU seconds, its counters)."""
+    n = n or args.execs
+    pm = Procmon(ws, state, tmp / "procmon.log", "--cgroup-learn-seconds", "0.5", *extra, env=env).start()
+    try:
+        if name == "other":
+            # let procmon learn that this cgroup is not a student's (then the kernel drops it)
+            deadline = time.monotonic() + 30
+            while pm.metric('procmon_cgroups{verdict="ignored"}') < 1 and time.monotonic() < deadline:
+                loop(cg, spawn, 50, 1, prog, cwd)
+                time.sleep(0.2)
+        before = pm.metric('procmon_events_filtered_total{reason="cgroup_not_student"}')
+        cpu0 = cpu_seconds(pm.proc.pid)
+        wall = loop(cg, spawn, n, args.workers, prog, cwd, loop_cpu)
+        if name != "other":
+            pm.wait_stable("procmon_pending_processes", quiet=0.5)
+        pm_cpu = cpu_seconds(pm.proc.pid) - cpu0
+        stats = {
+            "filtered_in_kernel": pm.metric('procmon_events_filtered_total{reason="cgroup_not_student"}') - before,
+            "lost": pm.metric("procmon_events_lost_total"),
+        }
+    finally:
+        pm.stop()
+    return wall, pm_cpu, stats
+
+
+def compare_scenario(name: str, tmp: Path, ws: Path, spawn: Path, prog, cwd: Path, args, arms: dict, n=None):
+    """The loop without procmon and with each procmon of ``arms`` (label -> (environment, extra arguments)),
+    the order of the arms turning every round. Per arm: median wall overhead and loop-CPU overhead against
+    the same round's loop without procmon, procmon's own CPU per 1,000 execs, lost events."""
+    n = n or args.execs
+    cg = Cgroup(name)
+    labels = ["without", *arms]
+    wall: dict[str, list[float]] = {k: [] for k in labels}
+    loop_cpu: dict[str, list[float]] = {k: [] for k in labels}
+    pm_cpu: dict[str, list[float]] = {k: [] for k in arms}
+    lost: dict[str, float] = {k: 0.0 for k in arms}
+    try:
+        loop(cg, spawn, max(1, n // 4), args.workers, prog, cwd)  # warm caches
+        for r in range(args.rounds):
+            order = labels[r % len(labels) :] + labels[: r % len(labels)]
+            for label in order:
+                if label == "without":
+                    wall[label].append(loop(cg, spawn, n, args.workers, prog, cwd, loop_cpu[label]))
+                    continue
+                env, extra = arms[label]
+                state = tmp / f"state-{name}-{r}-{len(pm_cpu[label])}-{abs(hash(label))}"
+                w, c, stats = procmon_arm(
+                    name, state, tmp, ws, cg, spawn, prog, cwd, args, loop_cpu[label], env, extra, n
+                )
+                wall[label].append(w)
+                pm_cpu[label].append(c)
+                lost[label] += stats["lost"]
+    finally:
+        cg.remove()
+    out = {"without": {"wall": median(wall["without"])}}
+    for label in arms:
+        out[label] = {
+            "wall": median(wall[label]),
+            "overhead": median([b / a - 1 for a, b in zip(wall["without"], wall[label])]),
+            "cpu_overhead": median([b / a - 1 for a, b in zip(loop_cpu["without"], loop_cpu[label])]),
+            "cpu_per_1000": median(pm_cpu[label]) / n * 1000,
+            "lost": lost[label],
+        }
+    return out
+
+
+def against(args) -> int:
+    """This tree's procmon and REV's, side by side in the same rounds (section overhead_against)."""
+    tmp = Path(tempfile.mkdtemp(prefix="procmon-overhead-"))
+    ws, hw, other_dir, spawn, student_prog, other_prog = setup(tmp)
+    with revision(args.against) as old_env:
+        arms = {"this tree": (None, ()), args.against: (old_env, ())}
+        results = {
+            "student": compare_scenario("student", tmp, ws, spawn, student_prog, hw, args, arms),
+            "other": compare_scenario("other", tmp, ws, spawn, other_prog, other_dir, args, arms),
+        }
+    rows = []
+    for workload, res in results.items():
+        for label in arms:
+            m = res[label]
+            rows.append(
+                f"| {workload} | {label} | {res['without']['wall']:.3f} s | {m['wall']:.3f} s | **{100 * m['overhead']:+.1f} %** "
+                f"| {100 * m['cpu_overhead']:+.1f} % | {m['cpu_per_1000']:.3f} s | {m['lost']:.0f} |"
+            )
+    body = f"""Side by side with revision {args.against}: the exec loop of the "overhead" section without procmon, with this
+tree's procmon and with {args.against}'s (a temporary git worktree), {args.rounds} rounds per workload with the order of the
+three arms turning every round; medians, overheads as median per-round ratios to the loop without procmon.
+Machine: {machine()} (shared with other work: a few % of noise).
+Command: `.venv/bin/python bench/procmon_overhead.py --rounds {args.rounds} --execs {args.execs} --workers {args.workers} --against {args.against}`
+
+| workload | procmon of | without | with | wall overhead | loop CPU overhead | procmon CPU per 1,000 execs | lost |
+|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+"""
+    write_section(
+        "overhead_against", f"Overhead side by side with {args.against} (bench/procmon_overhead.py --against)", body
+    )
+    print(body)
+    return 0
+
+
+WRITER_C = r"""
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+/* writer N: N writes of 64 bytes, every other one to stdout and to stderr (both /dev/null) */
+int main(int argc, char **argv) {
+    long n = atol(argv[1]);
+    int null = open("/dev/null", O_WRONLY);
+    dup2(null, 1); dup2(null, 2);
+    char line[64];
+    for (int i = 0; i < 63; i++) line[i] = 'x';
+    line[63] = '\n';
+    for (long i = 0; i < n; i++)
+        if (write(1 + (i & 1), line, sizeof line) != sizeof line) return 1;
+    return 0;
+}
+"""
+WARN_C = "int main(void) { int unused; return 0; }\n"
+
+
+def stderr_overhead(args) -> int:
+    """The write capture's cost: a write-heavy student program and a compile loop, without procmon and
+    with procmon capturing stderr on and off (section overhead_stderr)."""
+    import shutil
+
+    tmp = Path(tempfile.mkdtemp(prefix="procmon-overhead-"))
+    ws, hw, other_dir, spawn, _student_prog, _other_prog = setup(tmp)
+    writer = build(WRITER_C, hw / "writer")
+    (hw / "warn.c").write_text(WARN_C)
+    gcc = shutil.which("gcc")
+    arms = {"capture on": (None, ("--capture-stderr", "on")), "capture off": (None, ("--capture-stderr", "off"))}
+    writes = args.writes
+    results = {
+        "writes": compare_scenario("writes", tmp, ws, spawn, [writer, writes], hw, args, arms, n=args.writer_runs),
+        "compiles": compare_scenario(
+            "compiles", tmp, ws, spawn, [gcc, "-Wall", "-c", "warn.c", "-o", "warn.o"], hw, args, arms, n=args.compiles
+        ),
+        "execs": compare_scenario("student", tmp, ws, spawn, _student_prog, hw, args, arms),
+    }
+    what = {
+        "writes": f"{args.writer_runs} runs of a student program making {writes:,} writes of 64 B each, "
+        "every other one to stdout and to stderr (/dev/null)",
+        "compiles": f"{args.compiles} compiles `gcc -Wall -c warn.c` (a warning on stderr each)",
+        "execs": f'the student exec loop of the "overhead" section ({args.execs:,} execs)',
+    }
+    rows = []
+    for workload, res in results.items():
+        for label in arms:
+            m = res[label]
+            rows.append(
+                f"| {workload} | {label} | {res['without']['wall']:.3f} s | {m['wall']:.3f} s "
+                f"| **{100 * m['overhead']:+.1f} %** | {100 * m['cpu_overhead']:+.1f} % | {m['lost']:.0f} |"
+            )
+    body = f"""The stderr capture (bpf_stderr.c on the `write`/`writev` tracepoints) side by side: each loop without procmon,
+with procmon capturing stderr (`--capture-stderr on`, the default) and with it off, {args.rounds} rounds with the order of
+the three arms turning every round; medians, overheads as median per-round ratios to the loop without procmon.
+{chr(10).join(f"* {k}: {v}" for k, v in what.items())}.
+Machine: {machine()} (shared with other work: a few % of noise).
+Command: `.venv/bin/python bench/procmon_overhead.py --stderr --rounds {args.rounds} --execs {args.execs} --writes {writes} --writer-runs {args.writer_runs} --compiles {args.compiles}`
+
+| workload | procmon | without | with | wall overhead | loop CPU overhead | lost |
+|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+The targets of the "overhead" section (student execs <= 5 %) hold for the exec loop with the capture on.
+"""
+    write_section(
+        "overhead_stderr", "stderr capture: write-heavy and compile loops (bench/procmon_overhead.py --stderr)", body
+    )
+    print(body)
+    return 0
+
+
+def setup(tmp: Path):
+    ws = tmp / "ws"
+    hw = ws / "bench-1-000002" / "hw1"
+    hw.mkdir(parents=True)
+    other_dir = tmp / "elsewhere"
+    other_dir.mkdir()
+    spawn = build(SPAWN_C, tmp / "spawn")
+    student_prog = build(TINY_C, hw / "tinyprog", "-static")
+    other_prog = build(TINY_C, other_dir / "tinyprog", "-static")
+    return ws, hw, other_dir, spawn, student_prog, other_prog
 
 
 def run_scenario(name: str, tmp: Path, ws: Path, spawn: Path, prog: Path, cwd: Path, args, snoop_bin):
@@ -63,27 +255,11 @@ def run_scenario(name: str, tmp: Path, ws: Path, spawn: Path, prog: Path, cwd: P
                 if arm == "off":
                     off.append(loop(cg, spawn, args.execs, args.workers, prog, cwd, off_cpu))
                 elif arm == "procmon":
-                    pm = Procmon(
-                        ws, tmp / f"state-{name}-{r}", tmp / "procmon.log", "--cgroup-learn-seconds", "0.5"
-                    ).start()
-                    if name == "other":
-                        # let procmon learn that this cgroup is not a student's (then the kernel drops it)
-                        deadline = time.monotonic() + 30
-                        while pm.metric('procmon_cgroups{verdict="ignored"}') < 1 and time.monotonic() < deadline:
-                            loop(cg, spawn, 50, 1, prog, cwd)
-                            time.sleep(0.2)
-                    before = pm.metric('procmon_events_filtered_total{reason="cgroup_not_student"}')
-                    cpu0 = cpu_seconds(pm.proc.pid)
-                    on.append(loop(cg, spawn, args.execs, args.workers, prog, cwd, on_cpu))
-                    if name == "student":
-                        pm.wait_stable("procmon_pending_processes", quiet=0.5)
-                    cpu.append(cpu_seconds(pm.proc.pid) - cpu0)
-                    stats = {
-                        "filtered_in_kernel": pm.metric('procmon_events_filtered_total{reason="cgroup_not_student"}')
-                        - before,
-                        "lost": pm.metric("procmon_events_lost_total"),
-                    }
-                    pm.stop()
+                    wall, pm_cpu, stats = procmon_arm(
+                        name, tmp / f"state-{name}-{r}", tmp, ws, cg, spawn, prog, cwd, args, on_cpu
+                    )
+                    on.append(wall)
+                    cpu.append(pm_cpu)
                 elif snoop_bin:
                     out = open(tmp / "execsnoop.txt", "wb")
                     sp = subprocess.Popen([snoop_bin], stdout=out, stderr=subprocess.STDOUT)
@@ -120,17 +296,29 @@ def main(argv=None) -> int:
     p.add_argument(
         "--workers", type=int, default=1, help="parallel fork+exec loops (default 1: one exec loop, like a shell loop)"
     )
+    p.add_argument(
+        "--against",
+        metavar="REV",
+        help="instead: this tree's procmon and REV's (a temporary git worktree) side by side in the same rounds "
+        "(section overhead_against)",
+    )
+    p.add_argument(
+        "--stderr",
+        action="store_true",
+        help="instead: the stderr capture's cost on a write-heavy program, a compile loop and the exec loop, "
+        "capture on / off / no procmon side by side (section overhead_stderr)",
+    )
+    p.add_argument("--writes", type=int, default=200_000, help="writes per run of the writer (--stderr)")
+    p.add_argument("--writer-runs", type=int, default=10, help="runs of the writer per loop (--stderr)")
+    p.add_argument("--compiles", type=int, default=20, help="compiles per loop (--stderr)")
     args = p.parse_args(argv)
     require_root()
+    if args.against:
+        return against(args)
+    if args.stderr:
+        return stderr_overhead(args)
     tmp = Path(tempfile.mkdtemp(prefix="procmon-overhead-"))
-    ws = tmp / "ws"
-    hw = ws / "bench-1-000002" / "hw1"
-    hw.mkdir(parents=True)
-    other_dir = tmp / "elsewhere"
-    other_dir.mkdir()
-    spawn = build(SPAWN_C, tmp / "spawn")
-    student_prog = build(TINY_C, hw / "tinyprog", "-static")
-    other_prog = build(TINY_C, other_dir / "tinyprog", "-static")
+    ws, hw, other_dir, spawn, student_prog, other_prog = setup(tmp)
     snoop_bin = execsnoop_path()
     student = run_scenario("student", tmp, ws, spawn, student_prog, hw, args, snoop_bin)
     other = run_scenario("other", tmp, ws, spawn, other_prog, other_dir, args, snoop_bin)

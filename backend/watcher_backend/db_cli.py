@@ -15,7 +15,6 @@ written before the event that names it, so a store copied later holds every cont
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -24,10 +23,59 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from .db import make_engine, normalise_url
-from .settings import DEFAULT_DATA_DIR
+from watcher_core import settings_spec
+from watcher_core.settings_spec import Setting, Subcommand
 
-DEFAULT_URL = f"sqlite:///{DEFAULT_DATA_DIR / 'watcher.db'}"
+from . import settings
+from .db import make_engine, normalise_url
+
+DATABASE_URL = settings_spec.pick(settings.SETTINGS, "database_url", default_doc=None, doc="the database")
+SUBCOMMANDS = (
+    Subcommand(
+        "db backup",
+        "copy the database while the backend runs. SQLite uses its online backup; PostgreSQL uses "
+        "`pg_dump --format=custom`",
+        (
+            Setting(
+                "output",
+                flag="--output",
+                required=True,
+                parse=settings_spec.path,
+                metavar="FILE",
+                doc="the backup file; an existing file is never overwritten",
+            ),
+        ),
+    ),
+    Subcommand(
+        "db restore",
+        "put a backup into a database. Stop the backend first. SQLite copies the file; PostgreSQL runs "
+        "`pg_restore --clean` in one transaction",
+        (
+            Setting(
+                "input",
+                flag="--input",
+                required=True,
+                parse=settings_spec.path,
+                metavar="FILE",
+                doc="a file made by `watcher db backup`",
+            ),
+            Setting(
+                "force",
+                flag="--force",
+                flag_value=True,
+                default=False,
+                doc="replace a database that already holds events (refused otherwise)",
+            ),
+        ),
+    ),
+    Subcommand("db current", "print the schema revision of the database and the newest this version knows"),
+    Subcommand(
+        "db upgrade",
+        "migrate the schema to the newest revision and build the rollups for `WATCHER_IDLE_GAP_SECONDS` (the "
+        "backend also does it at every start; do it first on a large database: it reads every event once)",
+    ),
+)
+TABLE = (*SUBCOMMANDS, DATABASE_URL)
 
 
 class DbError(Exception):
@@ -39,24 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="watcher db", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = p.add_subparsers(dest="what", required=True, metavar="{backup,restore,current,upgrade}")
-    backup = sub.add_parser("backup", help="copy the database to a file, while the backend runs")
-    backup.add_argument("--output", type=Path, required=True, help="the backup file to write (must not exist)")
-    restore = sub.add_parser("restore", help="put a backup into a database (stop the backend first)")
-    restore.add_argument("--input", type=Path, required=True, help="a file made by watcher db backup")
-    restore.add_argument("--force", action="store_true", help="replace a database that already holds events")
-    current = sub.add_parser("current", help="the schema revision of the database")
-    upgrade = sub.add_parser(
-        "upgrade",
-        help="migrate the schema to the newest revision and build the rollups for WATCHER_IDLE_GAP_SECONDS "
-        "(do it before starting a backend on a large database: it reads every event once)",
-    )
-    for parser in (backup, restore, current, upgrade):
-        parser.add_argument("--database-url", help=f"the database [WATCHER_DATABASE_URL, default {DEFAULT_URL}]")
+    for subcommand in SUBCOMMANDS:
+        settings_spec.add_subcommand(sub, subcommand, DATABASE_URL)
     return p
 
 
-def _url(args) -> str:
-    return normalise_url(args.database_url or os.environ.get("WATCHER_DATABASE_URL") or DEFAULT_URL)
+def options(args: argparse.Namespace) -> settings_spec.Resolved:
+    """The subcommand's settings and the database URL; SettingsError for a bad one."""
+    subcommand = next(s for s in SUBCOMMANDS if s.name == f"db {args.what}")
+    return settings_spec.resolve((*subcommand.settings, DATABASE_URL), args)
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -166,7 +205,7 @@ def _build_rollups(engine) -> None:
 
     from sqlmodel import Session
 
-    from . import rollups, settings
+    from . import rollups
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     with Session(engine) as session:
@@ -178,12 +217,17 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    url = _url(args)
+    try:
+        opts = options(args)
+    except settings_spec.SettingsError as exc:
+        print(f"watcher db {args.what}: {exc}", file=sys.stderr)
+        return 2
+    url = normalise_url(opts.database_url)
     try:
         if args.what == "backup":
-            print(backup(url, args.output), file=sys.stderr)
+            print(backup(url, opts.output), file=sys.stderr)
         elif args.what == "restore":
-            print(restore(url, args.input, args.force), file=sys.stderr)
+            print(restore(url, opts.input, opts.force), file=sys.stderr)
             print("start the backend on it: its migrations bring an older backup's schema up to date", file=sys.stderr)
         else:
             from . import migrate

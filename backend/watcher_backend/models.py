@@ -87,6 +87,9 @@ class Event(SQLModel, table=True):
     output: str | None = Field(default=None, sa_column=Column(String(1024), nullable=True))
     kind: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
     target: str | None = Field(default=None, sa_column=Column(String(1024), nullable=True))
+    # what a compiler or the Python interpreter wrote to stderr (process.compile / process.run); revision 0008
+    stderr: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
+    stderr_truncated: bool | None = Field(default=None, nullable=True)
     # notebook.cell (also started_at / ended_at / duration_ms); revision 0006
     error: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
     cell_id: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))

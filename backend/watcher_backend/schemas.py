@@ -55,6 +55,10 @@ class EventOut(BaseModel):
     output: str | None = None
     kind: str | None = None
     target: str | None = None
+    stderr: str | None = Field(
+        None, description="Process events: what the compiler or Python wrote to stderr; null = not captured"
+    )
+    stderr_truncated: bool | None = Field(None, description="Process events: stderr was longer than what is kept")
     error: str | None = Field(None, description="notebook.cell: the exception's class; null on success")
     cell_id: str | None = None
     cell_index: int | None = None

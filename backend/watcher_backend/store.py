@@ -46,6 +46,10 @@ _known = set(wire.COMMON_FIELDS) | {"type", "received_at"} | {c for cols in _TYP
 # One table per fact: a field added to a wire model needs its column in models.Event (and a migration).
 assert _known == set(_COLUMNS), f"models.Event columns differ from the wire fields: {_known ^ set(_COLUMNS)}"
 _DATETIME_COLUMNS = {"timestamp", "received_at", "started_at", "ended_at"}
+# Flags that default to False on the wire: rows stored before their column existed read as False.
+_FLAG_COLUMNS = frozenset(
+    name for model in wire.MODELS.values() for name, info in model.model_fields.items() if info.annotation is bool
+)
 
 
 def _values(ev: wire.Event, received_at: Any, to_time) -> dict[str, Any]:
@@ -423,8 +427,8 @@ def event_dict(row) -> dict[str, Any]:
         value = m[name]
         if name in wire.JSON_FIELDS:
             value = json.loads(value) if value else []
-        elif name == "argv_truncated":
-            value = bool(value)  # rows stored before it existed read as False
+        elif name in _FLAG_COLUMNS:
+            value = bool(value)
         out[name] = value
     judged = wire.succeeded_from(t, out)
     if judged is not None:

@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "an agent's outbox: what waits, what was refused; requeue dead letters",
     ),
     "notebook": ("watcher_core.notebook_cli", "the IPython hook for notebook cell runs, and students' tokens for it"),
+    "snapshots": ("watcher_core.snapshots_cli", "the snapshot store: compress a store written before compression"),
 }
 # The pyproject extra that brings each command's dependencies (each image installs only its own); None: the
 # standard library is enough (every image has the command).
@@ -48,6 +49,7 @@ EXTRAS: dict[str, str | None] = {
     "outbox": "agents",
     "db": "backend",
     "notebook": None,
+    "snapshots": "agents",
 }
 
 

@@ -24,6 +24,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from watcher_core import settings_spec
+from watcher_core.settings_spec import setting
+
 # Name pieces. Course codes are lowercase-friendly identifiers that may contain hyphens; sections and
 # student ids are alphanumeric without hyphens (that is what makes parsing from the right unambiguous).
 COURSE_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62}[A-Za-z0-9])?")
@@ -77,14 +80,52 @@ class FileIdentity:
     path: str  # POSIX, relative to the assignment folder, never empty, never with '..'
 
 
+def _extensions(extensions: tuple[str, ...]) -> tuple[str, ...]:
+    for ext in extensions:
+        if not ext.startswith("."):
+            raise ValueError(f"extension {ext!r} must start with a dot, e.g. '.c'")
+    return extensions
+
+
 @dataclass(frozen=True)
 class LayoutRules:
     """The configurable part of the rules. Defaults match the JCode platform."""
 
-    assignment_pattern: str = DEFAULT_ASSIGNMENT_PATTERN
-    extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
-    ignore_dirs: tuple[str, ...] = DEFAULT_IGNORE_DIRS
-    max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    # The agents' settings (filemon has all four; procmon the assignment pattern and the ignored folders).
+    assignment_pattern: str = setting(
+        DEFAULT_ASSIGNMENT_PATTERN,
+        flag="--assignment-pattern",
+        env="WATCHER_ASSIGNMENT_PATTERN",
+        parse=settings_spec.regex,
+        metavar="REGEX",
+        doc="assignment folder names (a whole-name match)",
+    )
+    extensions: tuple[str, ...] = setting(
+        DEFAULT_EXTENSIONS,
+        flag="--extensions",
+        env="WATCHER_EXTENSIONS",
+        parse=lambda raw: _extensions(settings_spec.csv(raw)),
+        metavar="LIST",
+        doc="tracked file extensions, comma-separated (case-sensitive)",
+    )
+    ignore_dirs: tuple[str, ...] = setting(
+        DEFAULT_IGNORE_DIRS,
+        flag="--ignore-dirs",
+        env="WATCHER_IGNORE_DIRS",
+        parse=settings_spec.csv,
+        metavar="LIST",
+        doc="folder name patterns (fnmatch, comma-separated) that are never student work: filemon does not "
+        "watch or scan them, procmon does not attribute what runs in them",
+    )
+    max_file_size: int = setting(
+        DEFAULT_MAX_FILE_SIZE,
+        flag="--max-file-size",
+        env="WATCHER_MAX_FILE_SIZE",
+        parse=settings_spec.positive_byte_size,
+        metavar="SIZE",
+        default_doc="`1048576` (1 MiB)",
+        doc="larger files are recorded as `file.too_large`, without content (a size: `1048576`, `64k`, `512M`, `1G`)",
+    )
     _assignment_re: re.Pattern = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -95,9 +136,10 @@ class LayoutRules:
         object.__setattr__(self, "_assignment_re", compiled)
         object.__setattr__(self, "extensions", tuple(self.extensions))
         object.__setattr__(self, "ignore_dirs", tuple(self.ignore_dirs))
-        for ext in self.extensions:
-            if not ext.startswith("."):
-                raise IdentityError(f"extension {ext!r} must start with a dot, e.g. '.c'")
+        try:
+            _extensions(self.extensions)
+        except ValueError as exc:
+            raise IdentityError(str(exc)) from None
         if self.max_file_size <= 0:
             raise IdentityError(f"max file size must be positive, got {self.max_file_size}")
 

@@ -1,6 +1,6 @@
 """One log setup for every component: a line per record on stderr (``kubectl logs``).
 
-``WATCHER_LOG_FORMAT``:
+``WATCHER_LOG_FORMAT`` (``format_setting``):
 
 * ``text``: ``2026-12-04T10:00:00+0000 INFO filemon watcher_agents.filemon: message`` (the agents' and the
   operator's default);
@@ -14,19 +14,38 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
-FORMAT_ENV = "WATCHER_LOG_FORMAT"
+from watcher_core import settings_spec
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 FORMATS = ("text", "plain", "json")
 
 
-def log_format(env: Mapping[str, str], default: str = "text") -> str:
-    """The format ``env`` asks for (else ``default``); ValueError naming the variable for anything else."""
-    value = (env.get(FORMAT_ENV) or default).strip().lower()
-    if value not in FORMATS:
-        raise ValueError(f"{FORMAT_ENV} must be one of {', '.join(FORMATS)}, got {value!r}")
-    return value
+def level_setting() -> Any:
+    """``--log-level`` / ``WATCHER_LOG_LEVEL``, the same for every component (a settings dataclass field)."""
+    return settings_spec.setting(
+        "INFO",
+        flag="--log-level",
+        env="WATCHER_LOG_LEVEL",
+        parse=settings_spec.one_of(LEVELS, case=str.upper),
+        metavar="LEVEL",
+        doc="log level, any case",
+    )
+
+
+def format_setting(default: str) -> Any:
+    """``WATCHER_LOG_FORMAT`` (a settings dataclass field); the backend's default differs from the others'."""
+    return settings_spec.setting(
+        default,
+        env="WATCHER_LOG_FORMAT",
+        parse=settings_spec.one_of(FORMATS),
+        doc="`text`: one line per record, `<time> <level> <component> <logger>: <message>`; `plain`: the "
+        "message alone (the backend's default, so `kubectl logs` shows the deployment guide's start-up lines "
+        "exactly); `json`: one JSON object per line (`time`, `level`, `component`, `logger`, `message`, "
+        "`exception`) for log collectors",
+    )
 
 
 class JsonFormatter(logging.Formatter):

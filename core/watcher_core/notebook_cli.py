@@ -10,13 +10,50 @@ The token lets that student's kernel post its own notebook.cell events and nothi
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from importlib import resources
 
-from watcher_core import cell_tokens, identity, secret_settings
+from watcher_core import cell_tokens, identity, notebook_hook, settings_spec
+from watcher_core.settings_spec import Setting, Subcommand
 
 HOOK_FILE = "notebook_hook.py"
+
+HOOK = Subcommand("notebook hook", "print the IPython startup file (what the operator puts in `<name>-hook-config`)")
+TOKEN = Subcommand(
+    "notebook token",
+    "print one student's notebook token, derived from the backend's notebook key",
+    (
+        Setting(
+            "key",
+            env="WATCHER_NOTEBOOK_KEY",
+            secret=True,
+            required=True,
+            parse=settings_spec.min_length(cell_tokens.MIN_KEY_LENGTH),
+            doc="the backend's notebook key",
+        ),
+        Setting(
+            "course",
+            flag="--course",
+            required=True,
+            metavar="COURSE",
+            doc="the course, as in the workspace folder (`os`)",
+        ),
+        Setting("section", flag="--section", required=True, metavar="SECTION", doc="the section (`1`)"),
+        Setting(
+            "student",
+            flag="--student",
+            required=True,
+            metavar="ID",
+            doc="the student id as in the workspace folder, leading zeros kept",
+        ),
+    ),
+)
+TABLE = (HOOK, TOKEN)
+# The hook reads its own environment (it may import nothing of ours); these rows describe its table.
+HOOK_TABLE = tuple(
+    Setting(argument, env=variable, default=default, default_doc=shown, secret=argument == "token", doc=doc)
+    for variable, argument, default, shown, doc in notebook_hook.ENVIRONMENT
+)
 
 
 def hook_source() -> str:
@@ -29,11 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="watcher notebook", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = p.add_subparsers(dest="what", required=True, metavar="{hook,token}")
-    sub.add_parser("hook", help="print the IPython startup file")
-    t = sub.add_parser("token", help="print a student's notebook token (key from WATCHER_NOTEBOOK_KEY[_FILE])")
-    t.add_argument("--course", required=True)
-    t.add_argument("--section", required=True)
-    t.add_argument("--student", required=True, help="the student id as in the workspace folder (leading zeros kept)")
+    settings_spec.add_subcommand(sub, HOOK)
+    settings_spec.add_subcommand(sub, TOKEN)
     return p
 
 
@@ -46,17 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(hook_source())
         return 0
     try:
-        key = secret_settings.read_secret(os.environ, "WATCHER_NOTEBOOK_KEY")
-    except secret_settings.SecretSettingError as exc:
+        opts = settings_spec.resolve(TOKEN.settings, args)
+    except settings_spec.SettingsError as exc:
         sys.stderr.write(f"watcher notebook token: {exc}\n")
         return 2
-    if not key:
-        sys.stderr.write(
-            "watcher notebook token: set WATCHER_NOTEBOOK_KEY or WATCHER_NOTEBOOK_KEY_FILE to the "
-            "backend's notebook key\n"
-        )
-        return 2
-    student = identity.Student(args.course, args.section, args.student)
+    student = identity.Student(opts.course, opts.section, opts.student)
     for name, value, rule in (
         ("--course", student.course, identity.COURSE_RE),
         ("--section", student.section, identity.SECTION_RE),
@@ -66,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"watcher notebook token: {name} {value!r} is not a valid {name[2:]} name\n")
             return 2
     try:
-        print(cell_tokens.derive(key, student))
+        print(cell_tokens.derive(opts.key, student))
     except ValueError as exc:
         sys.stderr.write(f"watcher notebook token: WATCHER_NOTEBOOK_KEY: {exc}\n")
         return 2

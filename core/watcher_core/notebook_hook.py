@@ -115,21 +115,55 @@ class Config:
         return None
 
 
+# The pod's environment, read when the kernel starts: (variable, Config argument, default, how the default
+# reads, meaning). docs/configuration.md ("The notebook hook") is generated from this table. A bad value is
+# replaced by the default: the student's cell never fails because of a setting.
+ENVIRONMENT = (
+    (
+        "WATCHER_NOTEBOOK_TOKEN",
+        "token",
+        None,
+        "none (events are spooled, counted as `no_token`, never sent)",
+        "the student's token (`watcher notebook token`); it also names the student. `WATCHER_NOTEBOOK_TOKEN_FILE` "
+        "names a file holding it instead, read again before every send (a Secret mounted later is picked up)",
+    ),
+    ("WATCHER_BACKEND_URL", "url", DEFAULT_URL, None, "the backend, as for the agents"),
+    ("WATCHER_NOTEBOOK_WORKSPACE", "workspace", DEFAULT_WORKSPACE, None, "the student's folder in the pod"),
+    (
+        "WATCHER_ASSIGNMENT_PATTERN",
+        "pattern",
+        DEFAULT_PATTERN,
+        None,
+        "assignment folder names, as for the agents (a bad one is reported in `status.json` as `config_error`)",
+    ),
+    ("WATCHER_NOTEBOOK_SPOOL", "spool_dir", DEFAULT_SPOOL, None, "the spool and `status.json`"),
+    (
+        "WATCHER_NOTEBOOK_TIMEOUT",
+        "timeout",
+        TIMEOUT,
+        None,
+        "seconds per request to the backend (the cell never waits for it)",
+    ),
+)
+
+
 def config_from_env(env=None):
     env = os.environ if env is None else env
-    try:
-        timeout = float(env.get("WATCHER_NOTEBOOK_TIMEOUT") or TIMEOUT)
-    except ValueError:
-        timeout = TIMEOUT
-    return Config(
-        url=env.get("WATCHER_BACKEND_URL") or DEFAULT_URL,
-        token=env.get("WATCHER_NOTEBOOK_TOKEN"),
-        token_file=env.get("WATCHER_NOTEBOOK_TOKEN_FILE"),
-        workspace=env.get("WATCHER_NOTEBOOK_WORKSPACE") or DEFAULT_WORKSPACE,
-        pattern=env.get("WATCHER_ASSIGNMENT_PATTERN") or DEFAULT_PATTERN,
-        spool_dir=env.get("WATCHER_NOTEBOOK_SPOOL") or DEFAULT_SPOOL,
-        timeout=timeout,
-    )
+    kwargs = {}
+    for variable, argument, default, _shown, _doc in ENVIRONMENT:
+        raw = (env.get(variable) or "").strip()
+        if argument == "token":
+            kwargs["token"] = raw or None
+            kwargs["token_file"] = (env.get(variable + "_FILE") or "").strip() or None
+        elif argument == "timeout":
+            try:
+                value = float(raw or default)
+            except ValueError:
+                value = default
+            kwargs[argument] = value if 0 < value < float("inf") else default
+        else:
+            kwargs[argument] = raw or default
+    return Config(**kwargs)
 
 
 # ------------------------------------------------------------------ pure functions (unit-tested)

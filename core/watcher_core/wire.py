@@ -40,6 +40,9 @@ MAX_BATCH_EVENTS = 1000  # events in one POST
 MAX_BATCH_BYTES = 4 * 1024 * 1024  # body size of one POST; larger -> 413
 MAX_ARGV_ITEMS = 256
 MAX_ARG_LENGTH = 8192
+# What a compiler or the Python interpreter wrote to its standard error, as procmon captured it: at most this
+# many characters (procmon reads at most this many bytes per process and flags the rest as cut).
+MAX_STDERR_BYTES = 16384
 
 FILE_SAVE: Final = "file.save"
 FILE_DELETE: Final = "file.delete"
@@ -165,6 +168,15 @@ class _Process(_Event):
     started_at: UtcTime
     ended_at: UtcTime | None = None
     pid: int | None = Field(None, ge=1)
+    # No NUL: PostgreSQL text cannot store it.
+    stderr: str | None = Field(
+        None,
+        max_length=MAX_STDERR_BYTES,
+        pattern=r"^[^\x00]*$",
+        description="What the compiler or the Python interpreter wrote to its standard error (at most "
+        f"{MAX_STDERR_BYTES} characters); None = not captured. Never a student program's output",
+    )
+    stderr_truncated: bool = Field(False, description="The process wrote more to stderr than `stderr` holds")
 
     @model_validator(mode="after")
     def _times_in_order(self):

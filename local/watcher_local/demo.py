@@ -27,7 +27,9 @@ from pathlib import Path
 
 import httpx
 
-from watcher_local.stack import LocalStack, free_port, port_is_free, say_safely
+from watcher_core import settings_spec
+from watcher_core.settings_spec import Setting
+from watcher_local.stack import PROCMON_MODES, LocalStack, free_port, port_is_free, say_safely
 from watcher_local.tables import local_time, render
 
 COURSE, SECTION, ASSIGNMENT = "os", "1", "hw1"
@@ -170,36 +172,66 @@ def _pct(rate) -> str:
     return "-" if rate is None else f"{rate * 100:.0f}%"
 
 
+OPTIONS = (
+    Setting(
+        "data_dir",
+        flag="--data-dir",
+        parse=settings_spec.path,
+        metavar="DIR",
+        default_doc="a temporary directory, removed at the end",
+        doc="keep the workspace (`DIR/workspace`) and the database, snapshots, outboxes, tokens and logs "
+        "(`DIR/data`) here",
+    ),
+    Setting(
+        "port",
+        flag="--port",
+        default=3000,
+        parse=settings_spec.port(1),
+        metavar="PORT",
+        doc="the backend's port; a free one is chosen if it is taken",
+    ),
+    Setting(
+        "procmon",
+        flag="--procmon",
+        default="auto",
+        parse=settings_spec.one_of(PROCMON_MODES),
+        metavar="MODE",
+        doc="procmon's tracing mode: `auto`, `ebpf`, `proc-connector` or `off` (tracing needs root)",
+    ),
+    Setting(
+        "keep_running",
+        flag="--keep-running",
+        flag_value=True,
+        default=False,
+        doc="leave the stack running after the report until Ctrl-C, to explore the API docs",
+    ),
+    Setting(
+        "timeout",
+        flag="--timeout",
+        default=60.0,
+        parse=settings_spec.seconds(zero=False),
+        metavar="SECONDS",
+        doc="how long to wait for the events",
+    ),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="watcher demo",
         description="Start the whole system on this machine, simulate two students working on hw1 "
         "(a failing and a fixed compile, runs, a deleted file), and print what Watcher recorded.",
     )
-    p.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        help="keep the workspace, database and logs here (default: a temporary directory)",
-    )
-    p.add_argument("--port", type=int, default=3000, help="backend port; a free one is chosen if it is taken")
-    p.add_argument(
-        "--procmon",
-        choices=["auto", "ebpf", "proc-connector", "off"],
-        default="auto",
-        help="procmon tracing mode (default: auto; needs root)",
-    )
-    p.add_argument(
-        "--keep-running",
-        action="store_true",
-        help="leave the stack running after the report until Ctrl-C, to explore the API docs",
-    )
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the events (default: 60)")
+    settings_spec.add_arguments(p, OPTIONS)
     return p
 
 
 def _main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = settings_spec.resolve(OPTIONS, build_parser().parse_args(argv))
+    except settings_spec.SettingsError as exc:
+        print(f"watcher demo: bad setting {exc}", file=sys.stderr)
+        return 2
     say = say_safely("demo: ")
     if shutil.which("gcc") is None:
         say("gcc is not installed; install it (apt-get install gcc) to see compiles")

@@ -31,6 +31,9 @@ from pathlib import Path
 
 import httpx
 
+from watcher_core import settings_spec
+from watcher_core.settings_spec import Setting
+
 AGENT_STOP_SECONDS = 20.0
 BACKEND_STOP_SECONDS = 10.0
 
@@ -387,42 +390,84 @@ class LocalStack:
         self.stop()
 
 
+PROCMON_MODES = ("auto", "ebpf", "proc-connector", "off")
+OPTIONS = (
+    Setting(
+        "workspace",
+        flag="--workspace",
+        required=True,
+        parse=settings_spec.path,
+        metavar="DIR",
+        doc="the workspace root to watch (created if missing)",
+    ),
+    Setting(
+        "data_dir",
+        flag="--data-dir",
+        default=Path("./watcher-data"),
+        parse=settings_spec.path,
+        metavar="DIR",
+        doc="database, snapshots, outboxes, tokens and logs",
+    ),
+    Setting(
+        "port",
+        flag="--port",
+        default=3000,
+        parse=settings_spec.port(1),
+        metavar="PORT",
+        doc="the backend's port (on `127.0.0.1`); a port in use is one line and exit 2",
+    ),
+    Setting(
+        "database_url",
+        flag="--database-url",
+        redact=True,
+        metavar="URL",
+        default_doc="SQLite at `<data-dir>/watcher.db`",
+        doc="the backend's database, e.g. `postgresql://user@host:5432/watcher` (needs the `postgres` extra)",
+    ),
+    Setting(
+        "filemon_metrics_port",
+        flag="--filemon-metrics-port",
+        default=9090,
+        parse=settings_spec.port(1),
+        metavar="PORT",
+        doc="filemon's `/metrics` and `/healthz`",
+    ),
+    Setting(
+        "procmon_metrics_port",
+        flag="--procmon-metrics-port",
+        default=9091,
+        parse=settings_spec.port(1),
+        metavar="PORT",
+        doc="procmon's `/metrics` and `/healthz`",
+    ),
+    Setting(
+        "procmon",
+        flag="--procmon",
+        default="auto",
+        parse=settings_spec.one_of(PROCMON_MODES),
+        metavar="MODE",
+        doc="procmon's tracing mode: `auto`, `ebpf`, `proc-connector`, or `off` (run without procmon); eBPF "
+        "needs root and bcc",
+    ),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="watcher local",
         description="Run backend, filemon and procmon together on this machine over a workspace laid out as "
         "{course}-{section}-{student_id}/hwN/... . Ctrl-C stops everything cleanly and flushes the agents' outboxes.",
     )
-    p.add_argument("--workspace", required=True, type=Path, help="the workspace root to watch (created if missing)")
-    p.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path("./watcher-data"),
-        help="database, snapshots, outboxes, tokens and logs (default: ./watcher-data)",
-    )
-    p.add_argument("--port", type=int, default=3000, help="backend port (default: 3000)")
-    p.add_argument(
-        "--database-url",
-        default=None,
-        help="backend database (default: SQLite at <data-dir>/watcher.db; e.g. postgresql://user@host/db)",
-    )
-    p.add_argument(
-        "--filemon-metrics-port", type=int, default=9090, help="filemon /metrics and /healthz (default: 9090)"
-    )
-    p.add_argument(
-        "--procmon-metrics-port", type=int, default=9091, help="procmon /metrics and /healthz (default: 9091)"
-    )
-    p.add_argument(
-        "--procmon",
-        choices=["auto", "ebpf", "proc-connector", "off"],
-        default="auto",
-        help="procmon tracing mode; eBPF needs root and bcc, 'off' runs without procmon (default: auto)",
-    )
+    settings_spec.add_arguments(p, OPTIONS)
     return p
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = settings_spec.resolve(OPTIONS, build_parser().parse_args(argv))
+    except settings_spec.SettingsError as exc:
+        print(f"watcher local: bad setting {exc}", file=sys.stderr)
+        return 2
     for label, port in (
         ("--port", args.port),
         ("--filemon-metrics-port", args.filemon_metrics_port),

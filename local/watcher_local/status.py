@@ -4,13 +4,45 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
 
+from watcher_core import settings_spec
+from watcher_core.settings_spec import Setting
 from watcher_local.tables import ago, local_time, render
+
+BACKEND_URL = Setting(
+    "backend_url",
+    flag="--backend-url",
+    env="WATCHER_BACKEND_URL",
+    default="http://127.0.0.1:3000",
+    parse=settings_spec.http_url,
+    metavar="URL",
+    doc="the backend to ask (the agents' default for the same variable is the in-cluster Service)",
+)
+TOKEN = (
+    Setting(
+        "read_token",
+        flag="--token-file",
+        env="WATCHER_READ_TOKEN",
+        secret=True,
+        default_doc="none",
+        doc="a read token; the flag, like `WATCHER_READ_TOKEN_FILE`, names a file holding it",
+    ),
+    Setting(
+        "data_dir",
+        flag="--data-dir",
+        parse=settings_spec.path,
+        metavar="DIR",
+        default_doc="`./watcher-data` if it has a `tokens.json`",
+        doc="take the read token from a `watcher local` data directory's `tokens.json`",
+    ),
+)
+JSON = Setting("json", flag="--json", flag_value=True, default=False, doc="print the API's raw JSON answer")
+OPTIONS = (BACKEND_URL, *TOKEN, JSON)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,37 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Show events stored by type, the agents seen per node with their last report, and their "
         "outbox backlogs, for a running local or remote backend.",
     )
-    p.add_argument(
-        "--backend-url",
-        default=os.environ.get("WATCHER_BACKEND_URL", "http://127.0.0.1:3000"),
-        help="backend to ask (env WATCHER_BACKEND_URL; default http://127.0.0.1:3000)",
-    )
-    p.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        help="a 'watcher local' data directory: its tokens.json supplies the read token",
-    )
-    p.add_argument(
-        "--token-file",
-        type=Path,
-        default=None,
-        help="file holding a read token (env WATCHER_READ_TOKEN or WATCHER_READ_TOKEN_FILE)",
-    )
-    p.add_argument("--json", action="store_true", help="print the raw JSON answer")
+    settings_spec.add_arguments(p, OPTIONS)
     return p
 
 
-def read_token(args) -> str | None:
-    """Flags first (--token-file, --data-dir), then the environment, then ./watcher-data if present."""
-    if args.token_file:
-        return args.token_file.read_text().strip()
-    if args.data_dir:
-        return json.loads((args.data_dir / "tokens.json").read_text())["read"]
-    if os.environ.get("WATCHER_READ_TOKEN"):
-        return os.environ["WATCHER_READ_TOKEN"]
-    if os.environ.get("WATCHER_READ_TOKEN_FILE"):
-        return Path(os.environ["WATCHER_READ_TOKEN_FILE"]).read_text().strip()
+def read_token(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> str | None:
+    """--token-file, then --data-dir's tokens.json, then WATCHER_READ_TOKEN (or its file), then
+    ./watcher-data if present. SettingsError for an unreadable token file."""
+    values = settings_spec.resolve(TOKEN, args, env)
+    if values.origin("read_token") == "--token-file":
+        return values.read_token
+    if values.data_dir:
+        return json.loads((values.data_dir / "tokens.json").read_text())["read"]
+    if values.read_token:
+        return values.read_token
     if Path("./watcher-data/tokens.json").exists():
         return json.loads(Path("./watcher-data/tokens.json").read_text())["read"]
     return None
@@ -88,15 +103,19 @@ def format_status(status: dict) -> str:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
+        opts = settings_spec.resolve((BACKEND_URL, JSON), args)
         token = read_token(args)
+    except settings_spec.SettingsError as exc:
+        print(f"watcher status: bad setting {exc}", file=sys.stderr)
+        return 2
     except (OSError, KeyError, ValueError) as exc:
         print(f"watcher status: cannot read the read token: {exc}", file=sys.stderr)
         return 2
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        r = httpx.get(f"{args.backend_url.rstrip('/')}/api/v1/status", headers=headers, timeout=10)
+        r = httpx.get(f"{opts.backend_url.rstrip('/')}/api/v1/status", headers=headers, timeout=10)
     except httpx.HTTPError as exc:
-        print(f"watcher status: cannot reach {args.backend_url}: {exc}. Is the backend running?", file=sys.stderr)
+        print(f"watcher status: cannot reach {opts.backend_url}: {exc}. Is the backend running?", file=sys.stderr)
         return 1
     if r.status_code in (401, 403):
         print(
@@ -106,7 +125,7 @@ def main(argv: list[str]) -> int:
         )
         return 1
     if r.status_code != 200:
-        print(f"watcher status: {args.backend_url} answered {r.status_code}: {r.text[:200]}", file=sys.stderr)
+        print(f"watcher status: {opts.backend_url} answered {r.status_code}: {r.text[:200]}", file=sys.stderr)
         return 1
-    print(json.dumps(r.json(), indent=2) if args.json else format_status(r.json()))
+    print(json.dumps(r.json(), indent=2) if opts.json else format_status(r.json()))
     return 0

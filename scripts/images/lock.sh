@@ -7,7 +7,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 uv="${UV:-$root/.venv/bin/uv}"
-[ -x "$uv" ] || "$root/.venv/bin/pip" install -q "$root[lock]" 2>/dev/null || "$root/.venv/bin/pip" install -q 'uv>=0.5'
+[ -x "$uv" ] || "$root/.venv/bin/pip" install -q -e "$root[lock]" 2>/dev/null || "$root/.venv/bin/pip" install -q 'uv>=0.5'
 locks="$root/docker/locks"
 # The images run Debian bookworm's Python 3.11; --universal keeps the lock valid on amd64 and arm64.
 compile() {  # output, then uv pip compile arguments

@@ -19,6 +19,14 @@ Bounds. ``max_events`` and ``max_bytes`` (of stored JSON) cap the queue; ``put``
 for the whole batch (all or nothing) rather than growing without limit. A full disk raises
 ``OutboxDiskFull``; both are ``OutboxUnavailable``: the caller counts it, keeps running and retries later.
 
+Order: students in turn. One student's flood (100,000 new files, an exec storm) must not hold up every
+classmate's events on the node, so the outbox is not one FIFO: each event gets a *turn* when it is put,
+the one after its student's last queued event, and no earlier than the last turn of the batch being
+sent. Batches are the events in (turn, id) order: each student's events stay in their order, every
+student with events waiting has one in each turn, and a classmate's save put behind 100,000 events of a
+flood is in the next batch. Events of no student (no course, section and student id) are one more
+student here. The turns live in the table (column ``turn``, indexed), so a restart keeps the order.
+
 Events the backend rejected *permanently* (HTTP 422 with a rejection naming the event) move to a
 dead-letter table, kept for inspection, counted, and never retried by themselves: ``watcher outbox
 dead-letters list|requeue`` shows them and puts them back in the queue (after the backend is fixed or
@@ -31,9 +39,10 @@ import json
 import logging
 import os
 import sqlite3
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -50,7 +59,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     event_id TEXT NOT NULL,
     body TEXT NOT NULL,
     size INTEGER NOT NULL,
-    enqueued_at REAL NOT NULL
+    enqueued_at REAL NOT NULL,
+    student TEXT NOT NULL DEFAULT '',
+    turn INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -86,25 +97,49 @@ class Serialized(NamedTuple):
 
     event_id: str
     body: str
+    student: str  # student_key: whose turn it takes
 
     @classmethod
     def of(cls, event: Any) -> Serialized:
-        return cls(*_event_json(event))
+        return event if isinstance(event, Serialized) else cls._make(_serialize(event))
 
 
-def _event_json(event: Any) -> tuple[str, str]:
-    """(event_id, JSON text) for a wire.Event model, an already-dumped dict or a Serialized."""
+def student_key(event: Mapping[str, Any]) -> str:
+    """Whose event this is, for serving students in turn: ``course/section/student_id``, or ``""`` for an
+    event that names no student. Interned: the events of one student share one string."""
+    course, section, student_id = event.get("course"), event.get("section"), event.get("student_id")
+    if isinstance(course, str) and isinstance(section, str) and isinstance(student_id, str):
+        return sys.intern(f"{course}/{section}/{student_id}")
+    return ""
+
+
+def _student_of_body(body: str) -> str:
+    """student_key of stored JSON text (dead letters have no student column: they are requeued rarely)."""
+    try:
+        event = json.loads(body)
+    except ValueError:
+        return ""
+    return student_key(event) if isinstance(event, dict) else ""
+
+
+def _serialize(event: Any) -> tuple[str, str, str]:
+    """(event_id, JSON text, student_key) of a wire.Event model, an already-dumped dict or a Serialized."""
     if isinstance(event, Serialized):
         return event
     if hasattr(event, "model_dump_json"):
-        return event.event_id, event.model_dump_json()
+        return event.event_id, event.model_dump_json(), student_key(vars(event))
     if isinstance(event, dict):
-        return str(event.get("event_id", "")), json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+        body = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+        return str(event.get("event_id", "")), body, student_key(event)
     raise TypeError(f"cannot store {type(event).__name__} in the outbox: expected a wire event or a dict")
 
 
 class Outbox:
-    """Thread-safe: one connection guarded by a lock (writers are few, transactions short)."""
+    """Thread-safe: one connection guarded by a lock (writers are few, transactions short).
+
+    The last turn taken for sending (``_turn_now``, never going back) and each student's last queued turn
+    (``_last_turn``) are kept in memory; both are read from the table on open.
+    """
 
     def __init__(
         self,
@@ -131,7 +166,11 @@ class Outbox:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
         self._conn.executescript(_SCHEMA)
+        _migrate(self._conn, self.path)
         self._closed = False
+        self._turn_now = 0
+        self._last_turn: dict[str, int] = {}
+        self._prune_at = 1024
         self._recount()
 
     # --- writing -----------------------------------------------------------------------------------
@@ -151,25 +190,30 @@ class Outbox:
         Raises OutboxFull when a bound would be exceeded and OutboxDiskFull when SQLite cannot write;
         in both cases nothing (not even ``also``) is committed.
         """
-        rows = []
         now = time.time()
-        for event in events:
-            event_id, body = _event_json(event)
-            rows.append((event_id, body, len(body.encode("utf-8")), now))
-        added = sum(r[2] for r in rows)
+        serialized = [_serialize(event) for event in events]
+        sizes = [len(body.encode("utf-8")) for _, body, _ in serialized]
+        added = sum(sizes)
         with self._lock:
             self._check_open()
-            if rows and (self._depth + len(rows) > self.max_events or self._bytes + added > self.max_bytes):
+            if serialized and (self._depth + len(serialized) > self.max_events or self._bytes + added > self.max_bytes):
                 raise OutboxFull(
                     f"outbox full: {self._depth} events / {self._bytes} bytes stored, "
                     f"bounds {self.max_events} events / {self.max_bytes} bytes"
                 )
+            turns, last_turns = self._turns([student for _, _, student in serialized])
+            rows = [
+                (event_id, body, size, now, student, turn)
+                for (event_id, body, student), size, turn in zip(serialized, sizes, turns)
+            ]
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     if rows:
                         self._conn.executemany(
-                            "INSERT INTO outbox (event_id, body, size, enqueued_at) VALUES (?, ?, ?, ?)", rows
+                            "INSERT INTO outbox (event_id, body, size, enqueued_at, student, turn) "
+                            "VALUES (?, ?, ?, ?, ?, ?)",
+                            rows,
                         )
                     if also is not None:
                         also(self._conn)
@@ -183,8 +227,25 @@ class Outbox:
                 raise
             self._depth += len(rows)
             self._bytes += added
+            self._last_turn.update(last_turns)
             if rows:
                 self._not_empty.notify_all()
+
+    def _turns(self, students: Sequence[str]) -> tuple[list[int], dict[str, int]]:
+        """The turns of the next events of these students, in order: each after its student's last queued
+        one, and not before the last turn taken for sending (a student with nothing queued joins it). Also
+        each student's new last turn, to keep once the events are committed."""
+        now, queued = self._turn_now, self._last_turn
+        last: dict[str, int] = {}
+        turns = []
+        for student in students:
+            previous = last.get(student)
+            if previous is None:
+                previous = queued.get(student, -1)
+            turn = previous + 1 if previous >= now else now
+            last[student] = turn
+            turns.append(turn)
+        return turns, last
 
     def _rollback(self) -> None:
         try:
@@ -195,22 +256,40 @@ class Outbox:
     # --- reading and acknowledging -----------------------------------------------------------------
 
     def peek_batch(self, n: int, max_bytes: int | None = None) -> list[tuple[int, dict]]:
-        """The oldest ``n`` events as (rowid, event dict), without removing them.
+        """The next ``n`` events in turn order as (rowid, event dict), without removing them: students in
+        turn, each student's events oldest first.
 
         With ``max_bytes``, stops before the batch's JSON would exceed it (but always returns at least
         one event if there is one, so an oversized event still reaches the backend and gets an answer).
         """
         with self._lock:
             self._check_open()
-            cur = self._conn.execute("SELECT id, body, size FROM outbox ORDER BY id LIMIT ?", (max(1, n),))
+            cur = self._conn.execute("SELECT id, body, size, turn FROM outbox ORDER BY turn, id LIMIT ?", (max(1, n),))
             out: list[tuple[int, dict]] = []
             total = 0
-            for rowid, body, size in cur:
+            last_turn = None
+            for rowid, body, size, turn in cur:
                 if max_bytes is not None and out and total + size + 1 > max_bytes:
                     break
                 total += size + 1
                 out.append((rowid, json.loads(body)))
+                last_turn = turn
+            if last_turn is None:
+                self._last_turn.clear()  # nothing queued: nobody is ahead of anybody
+            else:
+                self._serving(last_turn)
             return out
+
+    def _serving(self, turn: int) -> None:
+        """Turns up to ``turn`` are being sent: every event left has a turn at least this one, so an event
+        put from now on takes no earlier turn (a student with nothing queued joins it). Students whose last
+        turn is behind it no longer matter."""
+        if turn <= self._turn_now:
+            return
+        self._turn_now = turn
+        if len(self._last_turn) > self._prune_at:
+            self._last_turn = {k: t for k, t in self._last_turn.items() if t >= turn}
+            self._prune_at = 2 * len(self._last_turn) + 1024
 
     def wait_for_events(self, timeout: float) -> bool:
         """Block until the outbox holds something (True) or ``timeout`` passes (False)."""
@@ -225,12 +304,20 @@ class Outbox:
             return self._depth > 0
 
     def _recount(self) -> None:
-        """The counters from the tables: at start, and when the outbox is believed empty (cheap then), since
-        `watcher outbox` in another process may have requeued events."""
+        """The counters and each student's last turn from the tables: at start, and when the outbox is
+        believed empty (cheap then), since `watcher outbox` in another process may have requeued events."""
         self._check_open()
-        count, total = self._conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
-        self._depth, self._bytes = int(count), int(total)
+        by_student = self._conn.execute("SELECT student, MAX(turn), COUNT(*), SUM(size) FROM outbox GROUP BY student")
+        self._depth = self._bytes = 0
+        self._last_turn = {}
+        for student, last, count, size in by_student:
+            self._last_turn[student] = int(last)
+            self._depth += int(count)
+            self._bytes += int(size)
         self._dead = int(self._conn.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0])
+        head = self._conn.execute("SELECT MIN(turn) FROM outbox").fetchone()[0]
+        if head is not None:
+            self._serving(int(head))
 
     def ack(self, rowids: Iterable[int]) -> int:
         """Remove delivered events. Returns how many were removed (unknown ids are ignored)."""
@@ -305,11 +392,20 @@ class Outbox:
                 where = f" WHERE event_id IN ({','.join('?' * len(params))})"
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                moved = self._conn.execute(
-                    "INSERT INTO outbox (event_id, body, size, enqueued_at) SELECT event_id, body, "
-                    f"length(CAST(body AS BLOB)), enqueued_at FROM dead_letters{where} ORDER BY id",
-                    params,
-                ).rowcount
+                letters = self._conn.execute(
+                    f"SELECT event_id, body, enqueued_at FROM dead_letters{where} ORDER BY id", params
+                ).fetchall()
+                students = [_student_of_body(body) for _, body, _ in letters]
+                turns, _ = self._turns(students)  # the turns are read again from the table below
+                rows = [
+                    (event_id, body, len(body.encode("utf-8")), enqueued_at, student, turn)
+                    for (event_id, body, enqueued_at), student, turn in zip(letters, students, turns)
+                ]
+                self._conn.executemany(
+                    "INSERT INTO outbox (event_id, body, size, enqueued_at, student, turn) VALUES (?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                moved = len(rows)
                 self._conn.execute(f"DELETE FROM dead_letters{where}", params)
                 self._conn.execute("COMMIT")
             except BaseException:
@@ -319,6 +415,16 @@ class Outbox:
             if moved:
                 self._not_empty.notify_all()
             return int(moved)
+
+    def queued_by_student(self, limit: int = 10) -> list[tuple[str, int]]:
+        """The students with the most events waiting, most first: (student_key, events)."""
+        with self._lock:
+            self._check_open()
+            rows = self._conn.execute(
+                "SELECT student, COUNT(*) AS n FROM outbox GROUP BY student ORDER BY n DESC, student LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [(student, int(n)) for student, n in rows]
 
     def dead_letters(self, limit: int = 100) -> list[dict]:
         """The most recent dead letters: event_id, event, error, dead_at."""
@@ -368,6 +474,34 @@ class Outbox:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Bring an outbox written by an older agent (one FIFO, before turns) up to this schema, in place and
+    in one transaction: an upgrade killed midway leaves the old file as it was.
+
+    No row is rewritten, so the upgrade takes about as long as reading the file once (building the index),
+    however large the backlog: a node whose backend was down may hold a million events, and the agent
+    must pass its liveness probe. The old events all get turn 0 and no student: they go first, in their
+    old order, and everything put after the upgrade takes turns behind them (each student's new events
+    after their old ones)."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'outbox_turn' AND tbl_name = 'outbox'").fetchone():
+        return  # up to date: no write lock taken (`watcher outbox` opens the file of a running agent)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
+        if "turn" not in columns:
+            conn.execute("ALTER TABLE outbox ADD COLUMN student TEXT NOT NULL DEFAULT ''")
+            conn.execute("ALTER TABLE outbox ADD COLUMN turn INTEGER NOT NULL DEFAULT 0")
+            log.info("outbox %s: upgraded; its queued events go first, then students take turns", path)
+        conn.execute("CREATE INDEX IF NOT EXISTS outbox_turn ON outbox (turn)")
+        conn.execute("COMMIT")
+    except BaseException:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        raise
 
 
 def _chunks(items: list, size: int):

@@ -1,7 +1,8 @@
 """The sender: ships batches from the outbox to ``POST {backend}/api/v1/events`` until they are stored.
 
-One background thread, one keep-alive HTTP connection (httpx). Each batch is the oldest events of the
-outbox; the backend answers with a ``wire.BatchResult``:
+One background thread, one keep-alive HTTP connection (httpx). Each batch is the outbox's next events
+in its delivery order: students in turn, each student's events oldest first (``outbox.py``), so one
+student's flood does not hold up the others' events. The backend answers with a ``wire.BatchResult``:
 
 * 200 / 422 with a BatchResult: accepted and duplicate events are acknowledged (removed), rejected
   ones (named by index) go to the dead-letter table: the backend will never take them, retrying would

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sqlite3
 import sys
 import time
@@ -22,7 +21,8 @@ from watcher_agents.filemon.metrics import FilemonMetrics
 from watcher_agents.filemon.pipeline import Pipeline
 from watcher_agents.filemon.state import StateStore
 from watcher_agents.filemon.watcher import Watcher
-from watcher_core import identity
+from watcher_core import identity, logs, settings_spec
+from watcher_core.settings_spec import setting
 
 log = logging.getLogger("watcher_agents.filemon")
 
@@ -31,106 +31,101 @@ DEFAULT_SNAPSHOT_DIR = "/watcher/snapshots"
 
 @dataclass(frozen=True)
 class FilemonSettings:
-    snapshot_dir: Path
-    quiet: float
-    max_wait: float
-    rules: identity.LayoutRules
-    workers: int
-    flush_timeout: float
-    poll_interval: float
-    snapshot_gc_interval: float = gc.DEFAULT_INTERVAL  # 0: no collector
-    snapshot_gc_grace: float = gc.DEFAULT_GRACE
+    snapshot_dir: Path = setting(
+        Path(DEFAULT_SNAPSHOT_DIR),
+        flag="--snapshot-dir",
+        env="WATCHER_SNAPSHOT_DIR",
+        parse=settings_spec.path,
+        metavar="DIR",
+        doc="the content-addressed snapshot store; created if missing, must be writable (the backend reads it)",
+    )
+    quiet: float = setting(
+        0.3,
+        flag="--debounce",
+        env="WATCHER_DEBOUNCE_SECONDS",
+        parse=settings_spec.seconds(zero=True),
+        metavar="SECONDS",
+        doc="quiet period after the last change before a file is read",
+    )
+    max_wait: float = setting(
+        3.0,
+        flag="--max-wait",
+        env="WATCHER_DEBOUNCE_MAX_WAIT_SECONDS",
+        parse=settings_spec.seconds(zero=False),
+        metavar="SECONDS",
+        doc="a file that keeps changing is still snapshotted at least this often (and not less than the debounce)",
+    )
+    rules: identity.LayoutRules = settings_spec.group(identity.LayoutRules)
+    workers: int = setting(
+        8,
+        flag="--workers",
+        env="WATCHER_FILEMON_WORKERS",
+        parse=settings_spec.whole_number(1),
+        metavar="N",
+        doc="threads that read, hash and snapshot files",
+    )
+    flush_timeout: float = config.flush_timeout()
+    poll_interval: float = setting(
+        30.0,
+        flag="--poll-interval",
+        env="WATCHER_POLL_INTERVAL_SECONDS",
+        parse=settings_spec.seconds(zero=False),
+        metavar="SECONDS",
+        doc="how often folders that could not be watched (inotify limits) are scanned again",
+    )
+    snapshot_gc_interval: float = setting(
+        gc.DEFAULT_INTERVAL,
+        flag="--snapshot-gc-interval",
+        env="WATCHER_SNAPSHOT_GC_INTERVAL_SECONDS",
+        parse=settings_spec.seconds(zero=True),
+        metavar="SECONDS",
+        doc="how often filemon asks the backend for erased contents and removes them from the snapshot store; "
+        "the first run comes after a random delay up to this, so the nodes do not ask at once. `0` turns the "
+        "collector off",
+    )
+    snapshot_gc_grace: float = setting(
+        gc.DEFAULT_GRACE,
+        flag="--snapshot-gc-grace",
+        env="WATCHER_SNAPSHOT_GC_GRACE_SECONDS",
+        parse=settings_spec.seconds(zero=True),
+        metavar="SECONDS",
+        default_doc="`86400` (one day)",
+        doc="an erased content saved within this period is kept and asked for again later: an event referring "
+        "to it may still be in some node's outbox",
+    )
+
+
+SETTINGS = settings_spec.settings_of(FilemonSettings)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="watcher filemon",
-        description="Watch the student workspaces with inotify, snapshot every saved source file into the "
-        "snapshot store and report file.save / file.delete / file.too_large events to the backend "
-        "through a durable local outbox. Metrics and health on the metrics port (/metrics, /healthz).",
-        epilog="Every flag is also an environment variable (in brackets). See docs/configuration.md.",
+        description=settings_spec.fill(
+            "Watch the student workspaces with inotify, snapshot every saved source file into the snapshot "
+            "store and report file.save / file.delete / file.too_large events to the backend through a durable "
+            "local outbox. Metrics and health on the metrics port (/metrics, /healthz)."
+        ),
+        epilog=settings_spec.epilog((*config.agent_settings("filemon"), *SETTINGS)),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     config.add_agent_arguments(parser, agent="filemon")
-    g = parser.add_argument_group("filemon settings")
-    g.add_argument(
-        "--snapshot-dir",
-        metavar="DIR",
-        help=f"content-addressed snapshot store [WATCHER_SNAPSHOT_DIR, default {DEFAULT_SNAPSHOT_DIR}]",
-    )
-    g.add_argument(
-        "--debounce",
-        metavar="SECONDS",
-        help="quiet period after the last change before a file is snapshotted [WATCHER_DEBOUNCE_SECONDS, default 0.3]",
-    )
-    g.add_argument(
-        "--max-wait",
-        metavar="SECONDS",
-        help="snapshot a file that keeps changing at least this often [WATCHER_DEBOUNCE_MAX_WAIT_SECONDS, default 3]",
-    )
-    config.add_layout_arguments(g, with_files=True)
-    g.add_argument(
-        "--workers",
-        metavar="N",
-        help="threads reading, hashing and snapshotting files [WATCHER_FILEMON_WORKERS, default 8]",
-    )
-    config.add_flush_timeout_argument(g)
-    g.add_argument(
-        "--poll-interval",
-        metavar="SECONDS",
-        help="how often directories that could not be watched (inotify limits) are rescanned "
-        "[WATCHER_POLL_INTERVAL_SECONDS, default 30]",
-    )
-    g.add_argument(
-        "--snapshot-gc-interval",
-        metavar="SECONDS",
-        help="how often to ask the backend for erased contents and remove them from the snapshot "
-        f"store; 0 turns this off [WATCHER_SNAPSHOT_GC_INTERVAL_SECONDS, default "
-        f"{gc.DEFAULT_INTERVAL:g}]",
-    )
-    g.add_argument(
-        "--snapshot-gc-grace",
-        metavar="SECONDS",
-        help="an erased content saved within this period is kept (an event referring to it may "
-        f"still be on its way) [WATCHER_SNAPSHOT_GC_GRACE_SECONDS, default {gc.DEFAULT_GRACE:g}]",
+    settings_spec.add_arguments(
+        parser.add_argument_group("filemon settings (each also an environment variable)"), SETTINGS
     )
     return parser
 
 
-def _seconds(text: str) -> float:
-    """A duration >= 0 that a timer can wait for (no nan, no inf)."""
-    value = config.non_negative_float(text)
-    if math.isinf(value):
-        raise ValueError("must be a finite number of seconds")
-    return value
-
-
 def resolve_filemon(args: argparse.Namespace, env=None) -> FilemonSettings:
-    s = config.setting
-    snapshot_dir = Path(s(args, "snapshot_dir", "WATCHER_SNAPSHOT_DIR", DEFAULT_SNAPSHOT_DIR, str, env))
-    config.ensure_writable_dir(snapshot_dir, "snapshot dir", "--snapshot-dir", "WATCHER_SNAPSHOT_DIR")
-    quiet = s(args, "debounce", "WATCHER_DEBOUNCE_SECONDS", 0.3, config.non_negative_float, env)
-    max_wait = s(args, "max_wait", "WATCHER_DEBOUNCE_MAX_WAIT_SECONDS", 3.0, config.positive_float, env)
-    if max_wait < quiet:
-        raise config.ConfigError(
-            f"--max-wait ({max_wait}) must be at least --debounce ({quiet}) "
-            "(variables WATCHER_DEBOUNCE_MAX_WAIT_SECONDS, WATCHER_DEBOUNCE_SECONDS)"
+    values = settings_spec.resolve(SETTINGS, args, env)
+    config.ensure_writable_dir(values, "snapshot_dir", "snapshot dir")
+    if values.max_wait < values.quiet:
+        raise values.error(
+            "max_wait",
+            f"must be at least the debounce: --max-wait {values.max_wait:g} < --debounce {values.quiet:g} "
+            "(variables WATCHER_DEBOUNCE_MAX_WAIT_SECONDS, WATCHER_DEBOUNCE_SECONDS)",
         )
-    rules = config.resolve_layout(args, with_files=True, env=env)
-    return FilemonSettings(
-        snapshot_dir=snapshot_dir,
-        quiet=quiet,
-        max_wait=max_wait,
-        rules=rules,
-        workers=s(args, "workers", "WATCHER_FILEMON_WORKERS", 8, config.positive_int, env),
-        flush_timeout=config.resolve_flush_timeout(args, env),
-        poll_interval=s(args, "poll_interval", "WATCHER_POLL_INTERVAL_SECONDS", 30.0, config.positive_float, env),
-        snapshot_gc_interval=s(
-            args, "snapshot_gc_interval", "WATCHER_SNAPSHOT_GC_INTERVAL_SECONDS", gc.DEFAULT_INTERVAL, _seconds, env
-        ),
-        snapshot_gc_grace=s(
-            args, "snapshot_gc_grace", "WATCHER_SNAPSHOT_GC_GRACE_SECONDS", gc.DEFAULT_GRACE, _seconds, env
-        ),
-    )
+    return settings_spec.build(FilemonSettings, values)
 
 
 class Filemon:
@@ -219,8 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = config.resolve(args, agent="filemon")
         fm = resolve_filemon(args)
-        config.setup_logging(settings.log_level, "filemon")
-    except config.ConfigError as exc:
+        logs.setup(settings.log_level, "filemon", settings.log_format)
+    except settings_spec.SettingsError as exc:
         return config.fail(exc, "filemon")
     try:
         agent = Filemon(settings, fm)

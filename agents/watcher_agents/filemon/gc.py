@@ -17,7 +17,9 @@ to the back of its queue and offers it again later. The grace period covers even
 also touches it (``write_snapshot``), which restarts its grace period.
 
 Every filemon replica may collect on the same store: ``remove_unreferenced`` is idempotent and race-free
-against saves, and "missing" (another node was first) is reported like "removed".
+against saves, and "missing" (another node was first) is reported like "removed". It rewrites whole the
+deltas that still need a content as their base before removing it, under the store lock (one removal at a
+time across nodes); a lock that stays taken is an error for that content, offered again next run.
 
 A failed exchange with the backend (down, 4xx, 5xx, an answer that is not the contract) is counted in
 ``filemon_snapshot_gc_total{result="error"}`` and logged once per streak of failures, with what to do;
@@ -77,9 +79,8 @@ class RunReport:
 
 
 def stored_size(root: str | os.PathLike, sha256: str) -> int:
-    """Size of a stored content (also one a dead collector left aside), 0 if it is not there.
-
-    Contents are addressed by their hash, so the size read before the removal is the size removed."""
+    """Size of a stored content as stored (compressed; also one a dead collector left aside), 0 if it is not
+    there. Contents are addressed by their hash, so the size read before the removal is the size removed."""
     path = snapshots.snapshot_path(root, sha256)
     for candidate in (path, path.with_name(snapshots.GC_PREFIX + sha256)):
         try:

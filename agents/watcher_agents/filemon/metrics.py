@@ -39,9 +39,22 @@ class FilemonMetrics:
         )
         self.snapshot_bytes = Counter(
             "filemon_snapshot_bytes_written_total",
-            "Bytes written to the snapshot store (new contents only)",
+            "Bytes written to the snapshot store (new contents only, compressed)",
             registry=registry,
         )
+        self.snapshot_content_bytes = Counter(
+            "filemon_snapshot_content_bytes_total",
+            "Size of the new contents written to the snapshot store, before compression",
+            registry=registry,
+        )
+        self.snapshot_forms = Counter(
+            "filemon_snapshots_stored_total",
+            "New contents written to the snapshot store, by form: whole (zstd) or delta (against a base)",
+            ["form"],
+            registry=registry,
+        )
+        for f in ("whole", "delta"):
+            self.snapshot_forms.labels(f)
         self.snapshots = Counter(
             "filemon_snapshots_written_total", "New contents written to the snapshot store", registry=registry
         )

@@ -277,8 +277,10 @@ class Pipeline:
                 # Same content, new mtime (touch, or a save without changes): remember the mtime so scans skip it.
                 self._put([], StateStore.upsert(FileState(rel, KIND_SAVE, size, mtime_ns, digest)), rel)
             return "unchanged"
+        # The previous version's base is the likeliest to make this save a small delta (snapshots.py).
+        previous = prev.sha256 if prev is not None and prev.kind == KIND_SAVE else None
         try:
-            _, written = snapshots.write_snapshot(self.snapshot_dir, data, digest)
+            stored = snapshots.store_snapshot(self.snapshot_dir, data, digest, previous=previous)
         except OSError as exc:
             self.metrics.errors.labels("snapshot").inc()
             if not self._snapshot_error_logged:  # one line per outage, not one per file
@@ -295,9 +297,11 @@ class Pipeline:
         if self._snapshot_error_logged:
             log.info("snapshot store %s is writable again", self.snapshot_dir)
             self._snapshot_error_logged = False
-        if written:
+        if stored.written:
             self.metrics.snapshots.inc()
-            self.metrics.snapshot_bytes.inc(len(data))
+            self.metrics.snapshot_bytes.inc(stored.stored_bytes)
+            self.metrics.snapshot_content_bytes.inc(len(data))
+            self.metrics.snapshot_forms.labels(stored.form).inc()
         else:
             self.metrics.snapshot_reused.inc()
         event = wire.FileSave(

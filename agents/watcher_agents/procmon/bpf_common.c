@@ -1,11 +1,13 @@
 // procmon: what the exec and exit programs share (events, maps, the cgroup filter).
 //
-// Compiled by bcc at run time, prepended to bpf_exec.c and bpf_exit.c (one object, one set of maps).
+// Compiled by bcc at run time, prepended to bpf_exec.c, bpf_chdir.c and bpf_exit.c (one object, one
+// set of maps).
 // Only tracepoint fields and BPF helpers are used, never task_struct offsets: the node's kernel
 // headers may not match the running kernel, and a wrong offset silently reads garbage.
 //
 // The loader defines: ARGV_SIZE (power of two), ARG_CHUNK, MAX_ARGS, USE_RINGBUF (kernel >= 5.8),
-// HAVE_GROUP_DEAD (sched_process_exit has the group_dead field), RINGBUF_PAGES / PERF_PAGES.
+// HAVE_GROUP_DEAD (sched_process_exit has the group_dead field), RINGBUF_PAGES / PERF_PAGES,
+// CAPTURE_STDERR and STDERR_MAX (bpf_stderr.c compiled in, its per-process budget in bytes).
 
 #define EV_EXEC 1
 #define EV_EXIT 2
@@ -27,7 +29,9 @@
 #define C_EXEC          2       // exec events sent
 #define C_EXIT          3       // exit events sent
 #define C_ARGV_MISSING  4       // exec without a matching execve entry
-#define N_COUNTERS      5
+#define C_STDERR_LOST   5       // stderr events dropped (ring/perf buffer full)
+#define C_STDERR_TRUNCATED 6    // owners whose stderr went past STDERR_MAX (the rest not sent)
+#define N_COUNTERS      7
 
 // One exec. Sent with a variable length: the header plus argv_len bytes of argv.
 struct exec_event {
@@ -59,20 +63,6 @@ struct exit_event {
     u64 start_ns;               // ktime of the exec
     u64 ktime_ns;               // ktime of the exit
     char comm[16];
-};
-
-// A process changed its working directory (user space reads the new one from /proc at once: a
-// shell that `cd`s and then runs a 1 ms program is the witness of that program's cwd). chdir also
-// carries the path it was given: a child that chdir's and execs a 1 ms program (Python's
-// subprocess with cwd=, libuv's spawn) is gone before /proc can be read, and only this says where
-// it ran.
-#define CHDIR_PATH_SIZE 256
-struct chdir_event {
-    u8  type;
-    u8  has_path;               // 1: path is the chdir argument (absolute, or relative to the old cwd)
-    u8  pad[2];
-    u32 pid;
-    char path[CHDIR_PATH_SIZE];
 };
 
 // What we remember about a process between its exec and its exit (only processes not filtered).
@@ -109,8 +99,6 @@ BPF_TABLE("lru_hash", u32, u32, parents, 65536);
 // Processes between exec and exit. User space deletes those it does not care about, so only
 // compiles and runs of students produce exit events.
 BPF_TABLE("lru_hash", u32, struct proc_state, tracked, 65536);
-// chdir argument (a user pointer) by thread id, from sys_enter_chdir to sys_exit_chdir.
-BPF_TABLE("lru_hash", u32, u64, chdir_args, 1024);
 
 static __always_inline void count(int slot) {
     u64 *c = counters.lookup(&slot);
@@ -139,3 +127,10 @@ static __always_inline int emit(void *ctx, void *data, u32 size, int wake) {
     return events.perf_submit(ctx, data, size);
 #endif
 }
+
+#ifndef CAPTURE_STDERR
+// Without bpf_stderr.c its hooks in the exec and exit programs do nothing.
+#define stderr_on_exec(tgid) do {} while (0)
+#define stderr_on_fork(parent, child) do {} while (0)
+#define stderr_on_exit(tid) do {} while (0)
+#endif

@@ -1,5 +1,6 @@
 // procmon: exec events (argv at execve entry, the event itself at sched_process_exec) and ppid
-// tracking from sched_process_fork.
+// tracking from sched_process_fork. Each exec of a cgroup not filtered starts a `tracked` entry
+// (bpf_exit.c reports its exit unless user space untracks it).
 
 // execve/execveat entry: copy argv from the caller's memory while it still exists (after the exec
 // the old address space is gone). Stored by thread id until the exec succeeds.
@@ -116,6 +117,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     struct proc_state st = {};
     st.start_ns = e->ktime_ns;
     tracked.update(&tgid, &st);
+    stderr_on_exec(tgid);
     return 0;
 }
 
@@ -127,42 +129,6 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {
     u32 child = args->child_pid;
     u32 parent = bpf_get_current_pid_tgid() >> 32;
     parents.update(&child, &parent);
+    stderr_on_fork(parent, child);
     return 0;
-}
-
-// chdir/fchdir succeeded in a cgroup we watch: tell user space (rare; shells and build tools).
-static __always_inline int cwd_changed(void *ctx, long ret, int with_path) {
-    u64 pid_tgid = bpf_get_current_pid_tgid();
-    u32 tid = (u32)pid_tgid;
-    u64 *arg = with_path ? chdir_args.lookup(&tid) : NULL;
-    u64 ptr = arg ? *arg : 0;
-    if (arg)
-        chdir_args.delete(&tid);
-    if (ret != 0 || filtered_out(bpf_get_current_cgroup_id()))
-        return 0;
-    struct chdir_event e = {};
-    e.type = EV_CHDIR;
-    e.pid = pid_tgid >> 32;
-    if (ptr && bpf_probe_read_user_str(e.path, sizeof(e.path), (const void *)ptr) > 0)
-        e.has_path = 1;
-    if (emit(ctx, &e, sizeof(e), 1))
-        count(C_LOST);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_chdir) {
-    if (filtered_out(bpf_get_current_cgroup_id()))
-        return 0;
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    u64 ptr = (u64)args->filename;
-    chdir_args.update(&tid, &ptr);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_chdir) {
-    return cwd_changed(args, args->ret, 1);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_fchdir) {
-    return cwd_changed(args, args->ret, 0);
 }

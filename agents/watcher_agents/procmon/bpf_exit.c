@@ -71,6 +71,8 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
     u8 how_extra = 0;
     if (!filtered_out(bpf_get_current_cgroup_id()))
         parents.delete(&tid);   // a task that never exec'd (or a thread)
+    if (tid != tgid)
+        stderr_on_exit(tid);    // a thread's inherited entry
 #ifdef HAVE_GROUP_DEAD
     if (!args->group_dead)
         return 0;
@@ -79,6 +81,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
         return 0;
     how_extra = H_LEADER_ONLY;
 #endif
+    stderr_on_exit(tgid);
     struct proc_state *s = tracked.lookup(&tgid);
     if (!s)
         return 0;

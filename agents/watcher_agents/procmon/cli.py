@@ -15,104 +15,20 @@ from watcher_agents.procmon.heartbeat import Heartbeat
 from watcher_agents.procmon.heartbeat import gap as heartbeat_gap
 from watcher_agents.procmon.metrics import ProcmonMetrics
 from watcher_agents.procmon.pipeline import Pipeline
-from watcher_core import identity
+from watcher_core import identity, logs, settings_spec
+from watcher_core.settings_spec import setting
 
 log = logging.getLogger("watcher_agents.procmon")
 
 MODES = ("auto", "ebpf", "proc-connector")
 
 
-@dataclass(frozen=True)
-class ProcmonSettings:
-    mode: str
-    classes: Classes
-    rules: identity.LayoutRules
-    argv_max_bytes: int
-    argv_max_args: int
-    kernel_filter: bool
-    cgroup_learn_seconds: float
-    cgroup_ignore_ttl: float
-    buffer: str
-    ring_buffer_pages: int
-    flush_timeout: float
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="watcher procmon",
-        description="Per-node process monitor: traces exec and exit with eBPF tracepoints (or the netlink "
-        "process connector as a fallback), attributes each compile and run to a student and "
-        "assignment, and delivers process.compile / process.run events through the durable "
-        "outbox. Metrics and /healthz on the metrics port.",
-    )
-    config.add_agent_arguments(parser, agent="procmon")
-    g = parser.add_argument_group("procmon settings (each also an environment variable)")
-    g.add_argument(
-        "--mode",
-        choices=MODES,
-        help="tracer: ebpf (bcc, tracepoints), proc-connector (netlink, no eBPF), or auto: eBPF and "
-        "the connector if eBPF cannot load [WATCHER_PROCMON_MODE, default auto]",
-    )
-    g.add_argument(
-        "--compilers",
-        metavar="LIST",
-        help="compiler base names; version suffixes and target prefixes are matched too "
-        f"[WATCHER_PROCMON_COMPILERS, default {','.join(DEFAULT_COMPILERS)}]",
-    )
-    g.add_argument(
-        "--interpreters",
-        metavar="LIST",
-        help="python interpreter base names (python3.X matches python3) "
-        f"[WATCHER_PROCMON_INTERPRETERS, default {','.join(DEFAULT_INTERPRETERS)}]",
-    )
-    g.add_argument(
-        "--argv-max-bytes",
-        metavar="N",
-        help="argv bytes copied per exec, a power of two 256-32768; more is flagged argv_truncated "
-        "[WATCHER_PROCMON_ARGV_MAX_BYTES, default 4096]",
-    )
-    g.add_argument(
-        "--argv-max-args",
-        metavar="N",
-        help="arguments copied per exec (1-256) [WATCHER_PROCMON_ARGV_MAX_ARGS, default 64]",
-    )
-    g.add_argument(
-        "--kernel-filter",
-        choices=("on", "off"),
-        help="drop execs of cgroups without student processes in the kernel "
-        "[WATCHER_PROCMON_KERNEL_FILTER, default on]",
-    )
-    g.add_argument(
-        "--cgroup-learn-seconds",
-        metavar="SECONDS",
-        help="a cgroup showing no student process for this long is filtered in the kernel "
-        "[WATCHER_PROCMON_CGROUP_LEARN_SECONDS, default 5]",
-    )
-    g.add_argument(
-        "--cgroup-ignore-ttl",
-        metavar="SECONDS",
-        help="a filtered cgroup is looked at again after this long [WATCHER_PROCMON_CGROUP_IGNORE_TTL, default 600]",
-    )
-    g.add_argument(
-        "--buffer",
-        choices=("auto", "ring", "perf"),
-        help="kernel-to-user buffer: ring (5.8+) or perf; auto picks ring when the kernel has it "
-        "[WATCHER_PROCMON_BUFFER, default auto]",
-    )
-    g.add_argument(
-        "--ring-buffer-pages",
-        metavar="N",
-        help="ring buffer size in 4 KiB pages, a power of two [WATCHER_PROCMON_RING_BUFFER_PAGES, "
-        "default 2048 = 8 MiB]",
-    )
-    config.add_layout_arguments(g, with_files=False)
-    config.add_flush_timeout_argument(g)
-    return parser
-
-
 def _power_of_two(low: int, high: int):
     def parse(text: str) -> int:
-        value = int(text)
+        try:
+            value = int(text.strip())
+        except ValueError:
+            value = 0
         if value < low or value > high or value & (value - 1):
             raise ValueError(f"must be a power of two between {low} and {high}")
         return value
@@ -120,54 +36,136 @@ def _power_of_two(low: int, high: int):
     return parse
 
 
-def _bounded_int(low: int, high: int):
-    def parse(text: str) -> int:
-        value = int(text)
-        if not low <= value <= high:
-            raise ValueError(f"must be between {low} and {high}")
-        return value
-
-    return parse
+def _compilers(text: str) -> tuple[str, ...]:
+    names = settings_spec.csv(text)
+    if not names:
+        raise ValueError("must name at least one compiler")
+    return names
 
 
-def _choice(options):
-    def parse(text: str) -> str:
-        value = text.strip().lower()
-        if value not in options:
-            raise ValueError(f"must be one of {', '.join(options)}")
-        return value
+@dataclass(frozen=True)
+class ProcmonSettings:
+    mode: str = setting(
+        "auto",
+        flag="--mode",
+        env="WATCHER_PROCMON_MODE",
+        parse=settings_spec.one_of(MODES),
+        metavar="MODE",
+        doc="the tracer: `ebpf` (bcc, tracepoints), `proc-connector` (netlink, no eBPF), or `auto`: eBPF, else "
+        "the connector",
+    )
+    compilers: tuple[str, ...] = setting(
+        DEFAULT_COMPILERS,
+        flag="--compilers",
+        env="WATCHER_PROCMON_COMPILERS",
+        parse=_compilers,
+        metavar="LIST",
+        doc="compiler base names, comma-separated; version suffixes and target prefixes match too (at least one)",
+    )
+    interpreters: tuple[str, ...] = setting(
+        DEFAULT_INTERPRETERS,
+        flag="--interpreters",
+        env="WATCHER_PROCMON_INTERPRETERS",
+        parse=settings_spec.csv,
+        metavar="LIST",
+        doc="Python interpreter base names, comma-separated (`python3.X` matches `python3`)",
+    )
+    rules: identity.LayoutRules = settings_spec.group(identity.LayoutRules, only=("assignment_pattern", "ignore_dirs"))
+    argv_max_bytes: int = setting(
+        4096,
+        flag="--argv-max-bytes",
+        env="WATCHER_PROCMON_ARGV_MAX_BYTES",
+        parse=_power_of_two(256, 32768),
+        metavar="N",
+        doc="argv bytes copied per exec: a power of two, 256-32768; longer command lines are flagged `argv_truncated`",
+    )
+    argv_max_args: int = setting(
+        64,
+        flag="--argv-max-args",
+        env="WATCHER_PROCMON_ARGV_MAX_ARGS",
+        parse=settings_spec.whole_number(1, 256),
+        metavar="N",
+        doc="arguments copied per exec",
+    )
+    kernel_filter: bool = setting(
+        True,
+        flag="--kernel-filter",
+        env="WATCHER_PROCMON_KERNEL_FILTER",
+        parse=settings_spec.one_of({"on": True, "off": False}),
+        doc="drop execs of cgroups without student processes in the kernel",
+    )
+    cgroup_learn_seconds: float = setting(
+        5.0,
+        flag="--cgroup-learn-seconds",
+        env="WATCHER_PROCMON_CGROUP_LEARN_SECONDS",
+        parse=settings_spec.seconds(zero=True),
+        metavar="SECONDS",
+        doc="a cgroup showing no student process for this long is filtered in the kernel",
+    )
+    cgroup_ignore_ttl: float = setting(
+        600.0,
+        flag="--cgroup-ignore-ttl",
+        env="WATCHER_PROCMON_CGROUP_IGNORE_TTL",
+        parse=settings_spec.seconds(zero=False),
+        metavar="SECONDS",
+        doc="a filtered cgroup is looked at again after this long",
+    )
+    buffer: str = setting(
+        "auto",
+        flag="--buffer",
+        env="WATCHER_PROCMON_BUFFER",
+        parse=settings_spec.one_of(("auto", "ring", "perf")),
+        doc="kernel-to-user buffer: `ring` (kernel 5.8+) or `perf`; `auto` picks ring when the kernel has it",
+    )
+    ring_buffer_pages: int = setting(
+        2048,
+        flag="--ring-buffer-pages",
+        env="WATCHER_PROCMON_RING_BUFFER_PAGES",
+        parse=_power_of_two(16, 1 << 20),
+        metavar="N",
+        default_doc="`2048` (8 MiB)",
+        doc="ring buffer size in 4 KiB pages: a power of two, 16-1048576",
+    )
+    capture_stderr: bool = setting(
+        True,
+        flag="--capture-stderr",
+        env="WATCHER_CAPTURE_STDERR",
+        parse=settings_spec.one_of({"on": True, "off": False}),
+        doc="record what compiles and runs (and their children: cc1, ld) write to stderr (fd 2, never stdout), "
+        "up to 16 KiB per process, `stderr_truncated` past it ([procmon.md](procmon.md#stderr-of-compiles-and-runs)); "
+        "eBPF only: the process connector cannot see writes and says so once at start",
+    )
+    flush_timeout: float = config.flush_timeout()
 
-    return parse
+    @property
+    def classes(self) -> Classes:
+        return Classes(self.compilers, self.interpreters)
+
+
+SETTINGS = settings_spec.settings_of(ProcmonSettings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="watcher procmon",
+        description=settings_spec.fill(
+            "Per-node process monitor: traces exec and exit with eBPF tracepoints (or the netlink process "
+            "connector as a fallback), attributes each compile and run to a student and assignment, and "
+            "delivers process.compile / process.run events through the durable outbox. Metrics and /healthz "
+            "on the metrics port."
+        ),
+        epilog=settings_spec.epilog((*config.agent_settings("procmon"), *SETTINGS)),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    config.add_agent_arguments(parser, agent="procmon")
+    settings_spec.add_arguments(
+        parser.add_argument_group("procmon settings (each also an environment variable)"), SETTINGS
+    )
+    return parser
 
 
 def resolve_procmon(args: argparse.Namespace, env=None) -> ProcmonSettings:
-    s = config.setting
-    compilers = s(args, "compilers", "WATCHER_PROCMON_COMPILERS", DEFAULT_COMPILERS, config.csv_list, env)
-    interpreters = s(args, "interpreters", "WATCHER_PROCMON_INTERPRETERS", DEFAULT_INTERPRETERS, config.csv_list, env)
-    if not compilers:
-        raise config.ConfigError("--compilers must name at least one compiler (variable WATCHER_PROCMON_COMPILERS)")
-    return ProcmonSettings(
-        mode=s(args, "mode", "WATCHER_PROCMON_MODE", "auto", _choice(MODES), env),
-        classes=Classes(tuple(compilers), tuple(interpreters)),
-        rules=config.resolve_layout(args, with_files=False, env=env),
-        argv_max_bytes=s(
-            args, "argv_max_bytes", "WATCHER_PROCMON_ARGV_MAX_BYTES", 4096, _power_of_two(256, 32768), env
-        ),
-        argv_max_args=s(args, "argv_max_args", "WATCHER_PROCMON_ARGV_MAX_ARGS", 64, _bounded_int(1, 256), env),
-        kernel_filter=s(args, "kernel_filter", "WATCHER_PROCMON_KERNEL_FILTER", "on", _choice(("on", "off")), env)
-        == "on",
-        cgroup_learn_seconds=s(
-            args, "cgroup_learn_seconds", "WATCHER_PROCMON_CGROUP_LEARN_SECONDS", 5.0, config.non_negative_float, env
-        ),
-        cgroup_ignore_ttl=s(
-            args, "cgroup_ignore_ttl", "WATCHER_PROCMON_CGROUP_IGNORE_TTL", 600.0, config.positive_float, env
-        ),
-        buffer=s(args, "buffer", "WATCHER_PROCMON_BUFFER", "auto", _choice(("auto", "ring", "perf")), env),
-        ring_buffer_pages=s(
-            args, "ring_buffer_pages", "WATCHER_PROCMON_RING_BUFFER_PAGES", 2048, _power_of_two(16, 1 << 20), env
-        ),
-        flush_timeout=config.resolve_flush_timeout(args, env),
-    )
+    return settings_spec.build(ProcmonSettings, settings_spec.resolve(SETTINGS, args, env))
 
 
 def open_tracer(ps: ProcmonSettings, pipeline: Pipeline):
@@ -184,6 +182,7 @@ def open_tracer(ps: ProcmonSettings, pipeline: Pipeline):
             ring_pages=ps.ring_buffer_pages,
             buffer=ps.buffer,
             kernel_filter=ps.kernel_filter,
+            capture_stderr=ps.capture_stderr,
         )
         try:
             tracer.load()
@@ -196,6 +195,8 @@ def open_tracer(ps: ProcmonSettings, pipeline: Pipeline):
     tracer = ProcConnectorTracer(pipeline.on_exec, pipeline.on_exit)
     try:
         tracer.load()
+        if ps.capture_stderr:
+            log.warning("the process connector sees no writes: stderr is not captured (events carry stderr null)")
         return tracer
     except ConnectorUnavailable as exc:
         log.error("process connector unavailable: %s; nothing can trace processes here", exc)
@@ -207,8 +208,8 @@ def main(argv: list[str]) -> int:
     try:
         settings = config.resolve(args, agent="procmon")
         ps = resolve_procmon(args)
-        config.setup_logging(settings.log_level, "procmon")
-    except config.ConfigError as exc:
+        logs.setup(settings.log_level, "procmon", settings.log_format)
+    except settings_spec.SettingsError as exc:
         return config.fail(exc, "procmon")
     from watcher_agents.delivery.runtime import AgentRuntime
 

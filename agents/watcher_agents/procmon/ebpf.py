@@ -1,5 +1,7 @@
-"""The eBPF tracer: compiles bpf_common.c + bpf_exec.c + bpf_exit.c with bcc, attaches them to
-tracepoints only (no kprobes), and turns raw events into ``ExecEvent`` / ``ExitEvent``.
+"""The eBPF tracer (a ``tracer.Tracer``): compiles bpf_common.c and one small program per concern
+(bpf_stderr.c when stderr is captured, bpf_exec.c, bpf_chdir.c, bpf_exit.c) with bcc, attaches them to
+tracepoints only (no kprobes), and turns raw events into ``ExecEvent`` / ``ExitEvent`` /
+``StderrEvent``.
 
 * Ring buffer on kernels >= 5.8, perf buffer before. Every event is copied out of the buffer in the
   callback (``ctypes.string_at``), never kept as a view into ring memory (the old system's bug).
@@ -23,20 +25,21 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from watcher_agents.procmon.events import ExecEvent, ExitEvent
+from watcher_agents.procmon.events import ExecEvent, ExitEvent, StderrEvent
+from watcher_agents.procmon.tracer import TracerUnavailable
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
-BPF_SOURCES = ("bpf_common.c", "bpf_exec.c", "bpf_exit.c")
+BPF_SOURCES = ("bpf_common.c", "bpf_exec.c", "bpf_chdir.c", "bpf_exit.c")
+STDERR_SOURCE = "bpf_stderr.c"  # after bpf_common.c: its hooks are called by the exec and exit programs
 
-EV_EXEC, EV_EXIT, EV_CHDIR = 1, 2, 3
+EV_EXEC, EV_EXIT, EV_CHDIR, EV_STDERR = 1, 2, 3, 4
 F_ARGV_TRUNCATED, F_ARGV_MISSING, F_PPID_KNOWN = 0x01, 0x02, 0x04
 H_EXIT_GROUP, H_THREAD_EXIT, H_LEADER_ONLY = 0x01, 0x02, 0x04
-C_LOST, C_FILTERED_EXEC, C_EXEC, C_EXIT, C_ARGV_MISSING = range(5)
-COUNTER_NAMES = ("lost", "filtered_exec", "exec", "exit", "argv_missing")
+F_STDERR_TRUNCATED = 0x01
+COUNTER_NAMES = ("lost", "filtered_exec", "exec", "exit", "argv_missing", "stderr_lost", "stderr_truncated")
 
-VERDICT_STUDENT, VERDICT_IGNORE = 1, 2
 SIGKILL = 9
 BPF_NOEXIST = 1  # bpf_update_elem flag: create only
 
@@ -44,13 +47,11 @@ BPF_NOEXIST = 1  # bpf_update_elem flag: create only
 _EXEC_HEAD = struct.Struct("<BBHIIIIIQQ16s256s")
 _EXIT = struct.Struct("<BBBBIIiiIQQ16s")
 _CHDIR = struct.Struct("<BB2xI256s")
+_STDERR_HEAD = struct.Struct("<BBHII4x")
+STDERR_MAX = 16384  # bytes of stderr per compile or run (its children included)
 POLL_MS = 50
 BATCH_WAIT_S = 0.002
 TRACING_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
-
-
-class TracerUnavailable(Exception):
-    """eBPF cannot be used here; the message says why in one line."""
 
 
 def exit_status(
@@ -107,6 +108,12 @@ def decode_chdir(raw: bytes) -> tuple[int, str | None]:
         return struct.unpack_from("<I", raw, 4)[0], None
     _t, has_path, pid, path = _CHDIR.unpack_from(raw)
     return pid, (_cstr(path) or None) if has_path else None
+
+
+def decode_stderr(raw: bytes) -> StderrEvent:
+    _t, flags, length, pid, owner = _STDERR_HEAD.unpack_from(raw)
+    data = raw[_STDERR_HEAD.size : _STDERR_HEAD.size + length]
+    return StderrEvent(pid=pid, owner=owner, data=data, truncated=bool(flags & F_STDERR_TRUNCATED))
 
 
 def _cstr(raw: bytes) -> str:
@@ -180,11 +187,15 @@ class EbpfTracer:
         buffer: str = "auto",
         kernel_filter: bool = True,
         wake_on_exec: bool = True,
+        capture_stderr: bool = True,
+        stderr_max: int = STDERR_MAX,
     ) -> None:
         if argv_size < 256 or argv_size & (argv_size - 1) or argv_size > 32768:
             raise ValueError("argv size must be a power of two between 256 and 32768")
         self.on_exec, self.on_exit = on_exec, on_exit
         self.on_chdir: Callable[[int, str | None], None] = lambda pid, path=None: None
+        self.on_stderr: Callable[[StderrEvent], None] = lambda ev: None
+        self.captures_stderr, self.stderr_max = capture_stderr, stderr_max
         self.argv_size, self.max_args, self.arg_chunk = argv_size, max_args, min(arg_chunk, argv_size)
         self.ring_pages, self.buffer, self.kernel_filter = ring_pages, buffer, kernel_filter
         self.wake_on_exec = wake_on_exec
@@ -228,6 +239,11 @@ class EbpfTracer:
             "syscalls/sys_enter_exit_group",
             "signal/signal_deliver",
             "signal/signal_generate",
+            *(
+                ("syscalls/sys_enter_write", "syscalls/sys_exit_write", "syscalls/sys_enter_writev")
+                if self.captures_stderr
+                else ()
+            ),
         ):
             if not Path(tdir, "events", tp).is_dir():
                 raise TracerUnavailable(f"tracepoint {tp.replace('/', ':')} not found under {tdir}/events")
@@ -242,7 +258,11 @@ class EbpfTracer:
             cflags.append("-DUSE_RINGBUF")
         if group_dead:
             cflags.append("-DHAVE_GROUP_DEAD")
-        text = "\n".join((HERE / name).read_text() for name in BPF_SOURCES)
+        sources = list(BPF_SOURCES)
+        if self.captures_stderr:
+            cflags += ["-DCAPTURE_STDERR", f"-DSTDERR_MAX={self.stderr_max}"]
+            sources.insert(1, STDERR_SOURCE)
+        text = "\n".join((HERE / name).read_text() for name in sources)
         kernel_build = Path(f"/lib/modules/{platform.release()}/build")
         if not kernel_build.exists():
             raise TracerUnavailable(
@@ -268,12 +288,14 @@ class EbpfTracer:
             self.close()
             raise TracerUnavailable(f"cannot open the event buffer: {_one_line(exc)}") from None
         log.info(
-            "eBPF programs attached (%s buffer, group_dead %s, argv %d bytes / %d args, kernel filter %s)",
+            "eBPF programs attached (%s buffer, group_dead %s, argv %d bytes / %d args, kernel filter %s, "
+            "stderr capture %s)",
             "ring" if self.use_ringbuf else "perf",
             "yes" if group_dead else "no (leader exit)",
             self.argv_size,
             self.max_args,
             "on" if self.kernel_filter else "off",
+            f"on ({self.stderr_max} bytes per process)" if self.captures_stderr else "off",
         )
 
     # --- events ----------------------------------------------------------------------------------
@@ -298,6 +320,8 @@ class EbpfTracer:
                 self.on_exit(decode_exit(raw))
             elif raw[0] == EV_CHDIR:
                 self.on_chdir(*decode_chdir(raw))
+            elif raw[0] == EV_STDERR:
+                self.on_stderr(decode_stderr(raw))
         except Exception:  # a bad event must never stop the poll loop
             log.exception("cannot handle a kernel event")
 
@@ -378,6 +402,15 @@ class EbpfTracer:
         leaf.start_ns = start_ns
         lib = sys.modules["bcc.libbcc"].lib
         return lib.bpf_update_elem(table.map_fd, ctypes.byref(key), ctypes.byref(leaf), BPF_NOEXIST) == 0
+
+    def ignore_stderr(self, pid: int) -> None:
+        """Drop the kernel's ``capture`` entry of ``pid``: its writes (and its later children's) are not sent."""
+        if not self.captures_stderr or self.bpf is None:
+            return
+        try:
+            del self.bpf["capture"][ctypes.c_uint(pid)]
+        except KeyError:
+            pass
 
     def counters(self) -> dict[str, int]:
         if self.bpf is None:

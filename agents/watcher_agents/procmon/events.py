@@ -1,4 +1,4 @@
-"""What the tracers hand to the pipeline: one exec, one exit. Both tracers (eBPF and the netlink
+"""What the tracers hand to the pipeline: one exec, one exit, and (eBPF) what a process wrote to stderr. Both tracers (eBPF and the netlink
 process connector) produce these, so classification and attribution do not care where they came from."""
 
 from __future__ import annotations
@@ -31,3 +31,14 @@ class ExitEvent:
     signal: int | None  # terminating signal (1..64) or None
     start_ns: int | None = None  # ktime of the exec this exit belongs to (eBPF), None if unknown
     comm: str = ""
+
+
+@dataclass
+class StderrEvent:
+    """Bytes a process wrote to fd 2 (eBPF only), for the record of ``owner``: the process itself, or
+    the compile or run whose process tree it belongs to (gcc's cc1, as, collect2, ld)."""
+
+    pid: int  # the writer
+    owner: int  # whose record they join, as the kernel saw it
+    data: bytes
+    truncated: bool = False  # the owner's budget ran out here: what followed was not sent

@@ -61,6 +61,16 @@ class ProcmonMetrics:
             "was not seen): adopted from /proc and reported at their exit",
             registry=registry,
         )
+        self.stderr_bytes = Counter(
+            "procmon_stderr_bytes",
+            "Bytes that compiles and runs (and their children) wrote to stderr, kept with their event",
+            registry=registry,
+        )
+        self.stderr_truncated = Counter(
+            "procmon_stderr_truncated",
+            "Compiles and runs whose stderr was cut (past the per-process bound, or procmon's memory bound)",
+            registry=registry,
+        )
         self.dropped = Counter(
             "procmon_events_dropped_total", "Events dropped in user space", ["reason"], registry=registry
         )
@@ -122,6 +132,11 @@ class _Collector:
         for reason, value in sorted(m.filtered_counts.items()):
             filt.add_metric([reason], float(value))
         yield filt
+        stderr_lost = CounterMetricFamily(
+            "procmon_stderr_lost", "stderr writes the kernel could not send (ring/perf buffer full)"
+        )
+        stderr_lost.add_metric([], float(counters.get("stderr_lost", 0)))
+        yield stderr_lost
         argv = CounterMetricFamily("procmon_argv_missing", "Exec events without argv from execve (read from /proc)")
         argv.add_metric([], float(counters.get("argv_missing", 0)))
         yield argv

@@ -4,7 +4,8 @@ Subscribes to ``CN_IDX_PROC`` on a ``NETLINK_CONNECTOR`` socket and receives PRO
 PROC_EVENT_EXIT (with the wait status: exit code and terminating signal) and PROC_EVENT_FORK.
 It carries pids only, so argv, cwd, the executable and the hostname are read from /proc right when
 the exec arrives (a process that is already gone keeps only what /proc still had). There is no
-in-kernel filter: every exec on the node reaches user space. Needs CAP_NET_ADMIN.
+in-kernel filter: every exec on the node reaches user space, and no write does (what compilers write to
+stderr is not captured in this mode). Needs CAP_NET_ADMIN.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from watcher_agents.procmon.events import ExecEvent, ExitEvent
+from watcher_agents.procmon.events import ExecEvent, ExitEvent, StderrEvent
+from watcher_agents.procmon.tracer import TracerUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ _EXIT = struct.Struct("=iiII")  # pid, tgid, exit_code (wait status), exit_signa
 _FORK = struct.Struct("=iiii")  # parent pid, parent tgid, child pid, child tgid
 
 
-class ConnectorUnavailable(Exception):
+class ConnectorUnavailable(TracerUnavailable):
     pass
 
 
@@ -77,6 +79,8 @@ def parse_messages(data: bytes):
 
 
 class ProcConnectorTracer:
+    """A ``tracer.Tracer`` on the netlink process connector: pids only, no kernel state to update."""
+
     mode = "proc-connector"
 
     def __init__(
@@ -94,6 +98,9 @@ class ProcConnectorTracer:
         self.deferred: dict[int, tuple[int, int | None, int | None]] = {}
         self._last_sweep = 0.0
         self.after_poll: Callable[[], None] = lambda: None
+        self.on_chdir: Callable[[int, str | None], None] = lambda pid, path=None: None  # not reported
+        self.on_stderr: Callable[[StderrEvent], None] = lambda ev: None  # writes are not seen
+        self.captures_stderr = False
 
     def load(self) -> None:
         try:
@@ -217,6 +224,9 @@ class ProcConnectorTracer:
 
     def track(self, pid: int, start_ns: int) -> bool:
         return True  # every exit reaches user space
+
+    def ignore_stderr(self, pid: int) -> None:
+        pass
 
 
 def _other_threads(tgid: int, exclude: set[int]) -> bool:

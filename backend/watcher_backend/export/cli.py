@@ -14,17 +14,131 @@ import os
 import shutil
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from watcher_core import identity
+from watcher_core import identity, settings_spec
+from watcher_core.settings_spec import Setting
+
+from .. import settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-DEFAULT_DATABASE_URL = "sqlite:///data/watcher.db"
-DEFAULT_SNAPSHOT_DIR = "data/snapshots"
-PSEUDONYM_ENV = "WATCHER_EXPORT_PSEUDONYMIZE_KEY"
+
+
+def parse_time(raw: str) -> datetime:
+    text = raw.strip()
+    try:
+        if len(text) == 10:
+            value = datetime.strptime(text, "%Y-%m-%d")
+        else:
+            value = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        raise ValueError("is not a time; use ISO 8601 (2025-03-01T09:00:00+09:00) or a date (2025-03-01)") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _matching(rule, what: str):
+    def parse(raw: str) -> str:
+        if not rule.fullmatch(raw):
+            raise ValueError(f"must be {what}")
+        return raw
+
+    return parse
+
+
+def _assignment(raw: str) -> str:
+    if not 0 < len(raw) <= 64:
+        raise ValueError("must be 1-64 characters")
+    return raw
+
+
+OPTIONS = (
+    settings_spec.pick(
+        settings.SETTINGS,
+        "database_url",
+        doc="the backend's database (`sqlite:///PATH`, which must exist, or `postgresql://…`)",
+        default_doc=None,
+    ),
+    settings_spec.pick(settings.SETTINGS, "snapshot_dir", doc="the backend's snapshot store (must exist)"),
+    Setting(
+        "out",
+        flag="--out",
+        required=True,
+        parse=settings_spec.path,
+        metavar="DIR",
+        doc="the output directory; created if missing; must be empty unless `--force`",
+    ),
+    Setting(
+        "force",
+        flag="--force",
+        flag_value=True,
+        default=False,
+        doc="write into a non-empty `--out` (the dataset files and `CodeStates/` are replaced)",
+    ),
+    Setting(
+        "course",
+        flag="--course",
+        parse=_matching(identity.COURSE_RE, "letters, digits, '-' or '_'"),
+        metavar="C",
+        default_doc="all",
+        doc="only this course",
+    ),
+    Setting(
+        "section",
+        flag="--section",
+        parse=_matching(identity.SECTION_RE, "1-16 letters or digits"),
+        metavar="S",
+        default_doc="all",
+        doc="only this section (needs `--course`)",
+    ),
+    Setting(
+        "assignment",
+        flag="--assignment",
+        parse=_assignment,
+        metavar="A",
+        default_doc="all",
+        doc="only this assignment (needs `--course`)",
+    ),
+    Setting(
+        "student",
+        flag="--student",
+        parse=_matching(identity.STUDENT_ID_RE, "1-32 letters or digits"),
+        metavar="ID",
+        default_doc="all",
+        doc="only this student id (a string: `000123` keeps its zeros)",
+    ),
+    Setting(
+        "since",
+        flag="--since",
+        parse=parse_time,
+        metavar="TIME",
+        doc="events at or after TIME: ISO 8601 (`2025-03-01T09:00:00+09:00`) or a date (`2025-03-01`); no offset = UTC",
+    ),
+    Setting("until", flag="--until", parse=parse_time, metavar="TIME", doc="events before TIME (the same forms)"),
+    Setting(
+        "key",
+        flag="--pseudonymize-key",
+        env="WATCHER_EXPORT_PSEUDONYMIZE_KEY",
+        redact=True,
+        parse=settings_spec.min_length(16, "it is what protects the ids"),
+        metavar="KEY",
+        default_doc="off",
+        doc="`SubjectID` = HMAC-SHA256(KEY, student id) pseudonym; keep it secret, reuse it to link exports. "
+        "Prefer the variable: a flag is visible in `ps`",
+    ),
+    Setting(
+        "with_argv",
+        flag="--with-argv",
+        flag_value=True,
+        default=False,
+        doc="add the command lines of compiles and runs (`X-Argv`); off because argv may contain secrets",
+    ),
+    Setting("quiet", flag="--quiet", flag_value=True, default=False, doc="no progress lines on stderr"),
+)
 
 
 class UsageError(Exception):
@@ -61,124 +175,35 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--database-url",
-        metavar="URL",
-        help=f"the backend's database, sqlite:///PATH or postgresql://... "
-        f"(env WATCHER_DATABASE_URL; default {DEFAULT_DATABASE_URL})",
-    )
-    p.add_argument(
-        "--snapshot-dir",
-        metavar="DIR",
-        help=f"the backend's snapshot store, for file contents "
-        f"(env WATCHER_SNAPSHOT_DIR; default {DEFAULT_SNAPSHOT_DIR})",
-    )
-    p.add_argument(
-        "--out",
-        metavar="DIR",
-        required=True,
-        help="where to write the dataset; created if missing, must be empty unless --force",
-    )
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="write into a non-empty --out directory (replaces the dataset files and CodeStates/)",
-    )
-    p.add_argument("--course", metavar="C", help="only this course (e.g. os, data-structure)")
-    p.add_argument("--section", metavar="S", help="only this section of --course (e.g. 1)")
-    p.add_argument("--assignment", metavar="A", help="only this assignment of --course (e.g. hw1)")
-    p.add_argument("--student", metavar="ID", help="only this student id (a string: 000123 keeps its zeros)")
-    p.add_argument(
-        "--since",
-        metavar="TIME",
-        help="only events at or after TIME: ISO 8601 (2025-03-01T09:00:00+09:00) or a date (2025-03-01); "
-        "without an offset it is UTC",
-    )
-    p.add_argument("--until", metavar="TIME", help="only events before TIME (same forms as --since)")
-    p.add_argument(
-        "--pseudonymize-key",
-        metavar="KEY",
-        help=f"replace student ids by HMAC-SHA256(KEY, id) pseudonyms in SubjectID (env {PSEUDONYM_ENV}); "
-        "keep the key secret and reuse it to link exports",
-    )
-    p.add_argument(
-        "--with-argv",
-        action="store_true",
-        help="add the command lines of compiles and runs (X-Argv); they may contain secrets",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    settings_spec.add_arguments(p, OPTIONS)
     return parser
 
 
 # ------------------------------------------------------------------------------------------ options
 
 
-def parse_time(option: str, text: str) -> datetime:
-    raw = text.strip()
-    try:
-        if len(raw) == 10:
-            value = datetime.strptime(raw, "%Y-%m-%d")
-        else:
-            value = datetime.fromisoformat(raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw)
-    except ValueError:
-        raise UsageError(
-            f"{option}: {text!r} is not a time; use ISO 8601 (2025-03-01T09:00:00+09:00) or a date (2025-03-01)"
-        ) from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
-def check_options(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
-    """Validate and resolve the options; raises UsageError naming the first bad one."""
-    if args.section and not args.course:
+def check_options(args: argparse.Namespace, env: Mapping[str, str]) -> settings_spec.Resolved:
+    """The options, resolved and checked together; SettingsError or UsageError names the first bad one."""
+    opts = settings_spec.resolve(OPTIONS, args, env)
+    if opts.section and not opts.course:
         raise UsageError("--section: needs --course (a section number means nothing without its course)")
-    if args.assignment and not args.course:
+    if opts.assignment and not opts.course:
         raise UsageError("--assignment: needs --course (hw1 exists in every course)")
-    if args.course and not identity.COURSE_RE.fullmatch(args.course):
-        raise UsageError(f"--course: {args.course!r} must be letters, digits, '-' or '_'")
-    if args.section and not identity.SECTION_RE.fullmatch(args.section):
-        raise UsageError(f"--section: {args.section!r} must be 1-16 letters or digits")
-    if args.assignment and not (0 < len(args.assignment) <= 64):
-        raise UsageError("--assignment: must be 1-64 characters")
-    if args.student and not identity.STUDENT_ID_RE.fullmatch(args.student):
-        raise UsageError(f"--student: {args.student!r} must be 1-32 letters or digits")
-    since = parse_time("--since", args.since) if args.since else None
-    until = parse_time("--until", args.until) if args.until else None
-    if since and until and until <= since:
+    if opts.since and opts.until and opts.until <= opts.since:
         raise UsageError("--until: must be after --since")
-
-    database_url = args.database_url or env.get("WATCHER_DATABASE_URL") or DEFAULT_DATABASE_URL
-    if not (database_url.startswith("sqlite") or database_url.startswith("postgres")):
-        raise UsageError(
-            f"--database-url: must start with sqlite:/// or postgresql:// (got {database_url.split(':', 1)[0]!r})"
-        )
-    if database_url.startswith("sqlite:///") and not database_url.startswith("sqlite:///:memory:"):
-        db_file = Path(database_url[len("sqlite:///") :])
+    url = opts.database_url
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        db_file = Path(url[len("sqlite:///") :])
         if not db_file.is_file():
             raise UsageError(f"--database-url: SQLite database {db_file} does not exist")
-
-    snapshot_dir = Path(args.snapshot_dir or env.get("WATCHER_SNAPSHOT_DIR") or DEFAULT_SNAPSHOT_DIR)
-    if not snapshot_dir.is_dir():
-        raise UsageError(f"--snapshot-dir: {snapshot_dir} is not a directory")
-
-    out = Path(args.out)
+    if not opts.snapshot_dir.is_dir():
+        raise UsageError(f"--snapshot-dir: {opts.snapshot_dir} is not a directory")
+    out = opts.out
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out: {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not args.force:
+    if out.is_dir() and any(out.iterdir()) and not opts.force:
         raise UsageError(f"--out: {out} is not empty (choose a new directory, or pass --force to write into it)")
-
-    key = args.pseudonymize_key if args.pseudonymize_key is not None else env.get(PSEUDONYM_ENV)
-    if key is not None and len(key) < 16:
-        raise UsageError("--pseudonymize-key: must be at least 16 characters (it is what protects the ids)")
-    return {
-        "database_url": database_url,
-        "snapshot_dir": snapshot_dir,
-        "out": out,
-        "since": since,
-        "until": until,
-        "key": key,
-    }
+    return opts
 
 
 def pseudonymizer(key: str | None):
@@ -231,8 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     prog = "watcher export progsnap2"
     try:
-        opts = check_options(args, dict(os.environ))
-    except UsageError as exc:
+        opts = check_options(args, os.environ)
+    except (UsageError, settings_spec.SettingsError) as exc:
         sys.stderr.write(f"{prog}: {exc}\n")
         return EXIT_USAGE
 
@@ -252,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         stale = opts["out"] / "CodeStates"
-        if args.force and stale.is_dir():  # folders of an earlier export would look like part of this one
+        if opts.force and stale.is_dir():  # folders of an earlier export would look like part of this one
             shutil.rmtree(stale)
         if not inspect(engine).has_table("event"):
             sys.stderr.write(
@@ -261,16 +286,16 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_FAILED
 
         def progress(stats: progsnap2.ExportStats) -> None:
-            if not args.quiet:
+            if not opts.quiet:
                 sys.stderr.write(f"{prog}: {stats.events} events, {stats.rows} rows, {stats.code_states} code states\n")
                 sys.stderr.flush()
 
         events = iter_events(
             engine,
-            course=args.course,
-            section=args.section,
-            assignment=args.assignment,
-            student=args.student,
+            course=opts.course,
+            section=opts.section,
+            assignment=opts.assignment,
+            student=opts.student,
             since=opts["since"],
             until=opts["until"],
         )
@@ -279,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             opts["out"],
             opts["snapshot_dir"],
             subject_id=pseudonymizer(opts["key"]),
-            with_argv=args.with_argv,
+            with_argv=opts.with_argv,
             progress=progress,
         )
     except SQLAlchemyError as exc:

@@ -23,6 +23,7 @@ is saved again or deleted.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import json
 import os
@@ -399,7 +400,10 @@ def _write_code_state(folder: Path, files: dict[str, str], store: Path) -> int:
         rel = identity.check_relative_path(path)  # stored paths are already checked; never trust them twice
         dest = tmp / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(snapshots.snapshot_path(store, sha), dest)
+        data = snapshots.read_snapshot(store, sha)  # stored compressed (or raw, in an older store)
+        if data is None:
+            raise FileNotFoundError(errno.ENOENT, "removed from the snapshot store during the export", sha)
+        dest.write_bytes(data)
         copied += 1
     if folder.exists():
         shutil.rmtree(folder)

@@ -34,16 +34,41 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
-from watcher_core import identity, snapshots, wire
+from watcher_core import identity, settings_spec, snapshots, wire
+from watcher_core.settings_spec import Setting
 
+from .. import settings
 from . import adapter, timezones
 from .adapter import Scope
 from .schemas import BuildLogCreate, RunLogCreate
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PROG = "watcher import legacy"
-DEFAULT_DATABASE_URL = "sqlite:///data/watcher.db"
-DEFAULT_SNAPSHOT_DIR = "data/snapshots"
+OPTIONS = (
+    Setting(
+        "database",
+        flag="--database",
+        required=True,
+        parse=settings_spec.path,
+        metavar="FILE",
+        doc="the old backend's SQLite database (tables `snapshot`, `buildlog`, `runlog`), read only",
+    ),
+    Setting(
+        "snapshots",
+        flag="--snapshots",
+        parse=settings_spec.path,
+        metavar="DIR",
+        default_doc="none (saves without contents)",
+        doc="the old filemon's snapshot folder, `{class_div}/{hw}/{id}/{filename}/{YYYYMMDD_HHMMSS}{ext}`",
+    ),
+    settings_spec.pick(
+        settings.SETTINGS, "database_url", default_doc=None, doc="this backend's database; created and migrated if new"
+    ),
+    settings_spec.pick(
+        settings.SETTINGS, "snapshot_dir", doc="this backend's snapshot store (filemon's volume); created if missing"
+    ),
+    Setting("quiet", flag="--quiet", flag_value=True, default=False, doc="no progress lines on stderr"),
+)
 NODE, SOURCE = "legacy-import", "import"
 E = TypeVar("E")  # _valid returns the model it was given
 BATCH = 1000
@@ -119,6 +144,7 @@ class Folder:
         self.files: dict[tuple[str, str, str, str], list[FolderFile]] = {}
         self.ids: dict[tuple[str, str], set[str]] = {}  # (class_div, hw) -> folder ids
         self._ids_seen: dict[tuple[str, str, str], str] = {}
+        self.stored: dict[tuple[str, str, str, str], str] = {}  # the sha256 of the last content stored per file
         if root is not None:
             self._scan(root, report)
 
@@ -248,16 +274,20 @@ def snapshot_events(row: dict, folder: Folder, report: Report) -> wire.Event:
     if not isinstance(size, int) or size < 0:
         raise BadRow("file_size is not a size")
     event = _valid(lambda: adapter.snapshot_event(scope, path, when, size))
-    data = folder.take((class_div, hw, sid, str(row["filename"])), when, size)
-    return _with_content(event, data, folder, report)
+    key = (class_div, hw, sid, str(row["filename"]))
+    return _with_content(event, folder.take(key, when, size), key, folder, report)
 
 
-def _with_content(event: wire.FileSave, data: bytes | None, folder: Folder, report: Report) -> wire.Event:
+def _with_content(
+    event: wire.FileSave, data: bytes | None, key: tuple[str, str, str, str], folder: Folder, report: Report
+) -> wire.Event:
     if data is None:
         report.without_content += 1
         return _imported(event)
     report.with_content += 1
-    sha, _ = snapshots.write_snapshot(folder.store, data)
+    # Another version of the same file: the store keeps this one as a delta when that is small.
+    sha, _ = snapshots.write_snapshot(folder.store, data, previous=folder.stored.get(key))
+    folder.stored[key] = sha
     return _imported(event).model_copy(update={"sha256": sha, "size": len(data)})
 
 
@@ -289,7 +319,7 @@ def disk_only_event(key: tuple[str, str, str, str], f: FolderFile, folder: Folde
     data = f.path.read_bytes()
     report.disk_only += 1
     event = _valid(lambda: adapter.snapshot_event(scope, path, f.time, len(data)))
-    return _with_content(event, data, folder, report)
+    return _with_content(event, data, key, folder, report)
 
 
 # ------------------------------------------------------------------------------------------ driver
@@ -410,25 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--database-url sqlite:///data/watcher.db --snapshot-dir data/snapshots"
         ),
     )
-    p.add_argument("--database", metavar="FILE", required=True, help="the old backend's SQLite database (read only)")
-    p.add_argument(
-        "--snapshots",
-        metavar="DIR",
-        help="the old filemon's snapshot folder ({class_div}/{hw}/{id}/{filename}/{time}{ext}); "
-        "without it saves are imported without their contents",
-    )
-    p.add_argument(
-        "--database-url",
-        metavar="URL",
-        help=f"this backend's database (env WATCHER_DATABASE_URL; default {DEFAULT_DATABASE_URL})",
-    )
-    p.add_argument(
-        "--snapshot-dir",
-        metavar="DIR",
-        help=f"this backend's snapshot store, filemon's volume (env WATCHER_SNAPSHOT_DIR; "
-        f"default {DEFAULT_SNAPSHOT_DIR})",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    settings_spec.add_arguments(p, OPTIONS)
     return parser
 
 
@@ -469,17 +481,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.source is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    env = os.environ
-    old_db = Path(args.database)
+    try:
+        opts = settings_spec.resolve(OPTIONS, args)
+    except settings_spec.SettingsError as exc:
+        sys.stderr.write(f"{PROG}: {exc}\n")
+        return EXIT_USAGE
+    old_db = opts.database
     if not old_db.is_file():
         sys.stderr.write(f"{PROG}: --database: {old_db} is not a file\n")
         return EXIT_USAGE
-    folder = Path(args.snapshots) if args.snapshots else None
+    folder = opts.snapshots
     if folder is not None and not folder.is_dir():
         sys.stderr.write(f"{PROG}: --snapshots: {folder} is not a directory\n")
         return EXIT_USAGE
-    url = args.database_url or env.get("WATCHER_DATABASE_URL") or DEFAULT_DATABASE_URL
-    store_dir = Path(args.snapshot_dir or env.get("WATCHER_SNAPSHOT_DIR") or DEFAULT_SNAPSHOT_DIR)
+    url = opts.database_url
+    store_dir = opts.snapshot_dir
 
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
     from sqlmodel import Session
@@ -494,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
 
     def progress(done: int, total: int) -> None:
-        if not args.quiet:
+        if not opts.quiet:
             sys.stderr.write(f"{PROG}: {done}/{total} rows ({100 * done // max(total, 1)}%)\n")
             sys.stderr.flush()
 

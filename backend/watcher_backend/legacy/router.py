@@ -16,7 +16,6 @@ This router is included after the v1 routers, so ``/api/v1/...`` always wins.
 from __future__ import annotations
 
 import json
-import logging
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -53,8 +52,6 @@ from .schemas import (
     TopStudent,
     Trend,
 )
-
-log = logging.getLogger("watcher_backend.legacy")
 
 router = APIRouter(tags=["legacy"])
 # the platform backend reads without a token (auth.require_legacy_read says from where)
@@ -149,16 +146,8 @@ def _time(parse: Callable[[], datetime], field: str, value: str, where: str = "p
         raise invalid(field, str(exc), value, where) from None
 
 
-def _zone(read: Callable[[], Any]):
-    try:
-        return read()
-    except timezones.LegacyTimeError as exc:  # a bad setting: say which one, do not guess
-        log.error("legacy API: bad setting %s", exc)
-        raise HTTPException(status_code=500, detail=str(exc)) from None
-
-
-def _body_time(value: datetime) -> datetime:
-    zone = _zone(timezones.naive_body_zone)
+def _body_time(app, value: datetime) -> datetime:
+    zone = app.state.settings.legacy_naive_zone
     return _time(lambda: timezones.body_datetime_to_utc(value, zone), "timestamp", value.isoformat(), "body")
 
 
@@ -317,7 +306,7 @@ async def post_build_log(
     student_id: StudentId,
     body: BuildLogCreate,
 ):
-    await _store_one(request.app, build_log_event(class_div, hw_name, student_id, body))
+    await _store_one(request.app, build_log_event(request.app, class_div, hw_name, student_id, body))
     return Message(message=BUILD_LOGGED)
 
 
@@ -326,9 +315,9 @@ RUN_LOGGED = "Run log registered successfully"
 SNAPSHOT_LOGGED = "Snapshot registered successfully"
 
 
-def build_log_event(class_div: str, hw_name: str, student_id: str, body: BuildLogCreate) -> wire.Event:
+def build_log_event(app, class_div: str, hw_name: str, student_id: str, body: BuildLogCreate) -> wire.Event:
     scope = scope_of(class_div, hw_name, student_id)
-    when = _body_time(body.timestamp)
+    when = _body_time(app, body.timestamp)
     return _build(lambda: adapter.build_event(scope, body, when))
 
 
@@ -345,13 +334,13 @@ async def post_run_log(
     student_id: StudentId,
     body: RunLogCreate,
 ):
-    await _store_one(request.app, run_log_event(class_div, hw_name, student_id, body))
+    await _store_one(request.app, run_log_event(request.app, class_div, hw_name, student_id, body))
     return Message(message=RUN_LOGGED)
 
 
-def run_log_event(class_div: str, hw_name: str, student_id: str, body: RunLogCreate) -> wire.Event:
+def run_log_event(app, class_div: str, hw_name: str, student_id: str, body: RunLogCreate) -> wire.Event:
     scope = scope_of(class_div, hw_name, student_id)
-    when = _body_time(body.timestamp)
+    when = _body_time(app, body.timestamp)
     return _build(lambda: adapter.run_event(scope, body, when))
 
 
@@ -446,16 +435,18 @@ async def post_snapshot(
     timestamp: SnapshotTs,
     body: SnapshotCreate,
 ):
-    await _store_one(request.app, snapshot_event(class_div, hw_name, student_id, filename, timestamp, body))
+    await _store_one(
+        request.app, snapshot_event(request.app, class_div, hw_name, student_id, filename, timestamp, body)
+    )
     return Message(message=SNAPSHOT_LOGGED)
 
 
 def snapshot_event(
-    class_div: str, hw_name: str, student_id: str, filename: str, timestamp: str, body: SnapshotCreate
+    app, class_div: str, hw_name: str, student_id: str, filename: str, timestamp: str, body: SnapshotCreate
 ) -> wire.Event:
     scope = scope_of(class_div, hw_name, student_id)
     path = path_of(filename)
-    zone = _zone(timezones.snapshot_path_zone)
+    zone = app.state.settings.legacy_snapshot_zone
     when = _time(lambda: timezones.parse_snapshot_timestamp(timestamp, zone), "timestamp", timestamp)
     return _build(lambda: adapter.snapshot_event(scope, path, when, body.bytes))
 
@@ -500,7 +491,7 @@ def _lane(body_model: type[BaseModel], make: Callable[..., wire.Event], message:
             if not value.isascii() or (pattern is not None and not re.fullmatch(pattern, value)):
                 raise ValueError(name)
         body = body_model.model_validate(json.loads(raw))  # what FastAPI does with a JSON body
-        event = make(**params, body=body)
+        event = make(app, **params, body=body)
 
         async def run() -> Response:
             await _store_one(app, event)

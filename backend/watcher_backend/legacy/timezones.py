@@ -26,9 +26,7 @@ Bad input raises ``LegacyTimeError`` (a ValueError) whose message the router ret
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 
 KST = timezone(timedelta(hours=9), "KST")
@@ -47,35 +45,23 @@ _ZONES = {"UTC": UTC, "KST": KST, "ASIA/SEOUL": KST}  # keys: ZONE_NAMES upper-c
 # nine-hour shift to KST would overflow ``datetime``.
 MIN_YEAR, MAX_YEAR = 1970, 9998
 
-SNAPSHOT_TZ_ENV = "WATCHER_LEGACY_SNAPSHOT_TZ"
-NAIVE_TZ_ENV = "WATCHER_LEGACY_NAIVE_TZ"
-
 
 class LegacyTimeError(ValueError):
     """A legacy timestamp cannot be read. The message says what was expected."""
 
 
-def zone_setting(env: Mapping[str, str] | None, name: str, default: str) -> timezone:
-    """Read one of the two legacy zone settings (``UTC`` or ``KST``/``Asia/Seoul``)."""
-    env = os.environ if env is None else env
-    raw = (env.get(name) or default).strip()
+# What the two zone settings (the backend's WATCHER_LEGACY_SNAPSHOT_TZ and WATCHER_LEGACY_NAIVE_TZ) accept,
+# any case; the CRD's enum. Their default is the old writers' clocks (UTC), not the platform's zone: the
+# platform never writes.
+ZONE_NAMES = ("UTC", "KST", "Asia/Seoul")
+
+
+def zone(raw: str) -> timezone:
+    """A zone setting's value: ``UTC`` or ``KST``/``Asia/Seoul``, any case."""
     try:
-        return _ZONES[raw.upper()]
+        return _ZONES[raw.strip().upper()]
     except KeyError:
-        raise LegacyTimeError(f"{name}: must be UTC or KST (Asia/Seoul), got {raw!r}") from None
-
-
-# The defaults are the old writers' clocks (UTC), not the platform's zone: the platform never writes.
-DEFAULT_WRITER_ZONE = "UTC"
-ZONE_NAMES = ("UTC", "KST", "Asia/Seoul")  # what the two settings accept (any case); the CRD's enum
-
-
-def snapshot_path_zone(env: Mapping[str, str] | None = None) -> timezone:
-    return zone_setting(env, SNAPSHOT_TZ_ENV, DEFAULT_WRITER_ZONE)
-
-
-def naive_body_zone(env: Mapping[str, str] | None = None) -> timezone:
-    return zone_setting(env, NAIVE_TZ_ENV, DEFAULT_WRITER_ZONE)
+        raise ValueError("must be UTC or KST (Asia/Seoul)") from None
 
 
 def parse_snapshot_timestamp(text: str, zone: timezone = KST) -> datetime:

@@ -6,7 +6,10 @@ Every test uses a fresh identity (``ident``), so the module can share one server
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -89,6 +92,31 @@ def test_every_event_type_is_stored_and_the_timeline_is_in_time_order(backend, i
     assert all(e["timestamp"].endswith("Z") for e in got)
 
 
+def test_process_stderr_is_stored_as_sent(backend, ident, tmp_path):
+    # What the real gcc and python3 print (quotes, carets, a traceback), a full-size capture with
+    # non-ASCII text, and a process whose stderr was not captured.
+    (tmp_path / "main.c").write_text("int main(void) { return x; }\n")
+    gcc = subprocess.run(["gcc", "-c", "main.c"], cwd=tmp_path, capture_output=True, text=True)
+    (tmp_path / "calc.py").write_text("print(1 / 0)\n")
+    python = subprocess.run([sys.executable, "calc.py"], cwd=tmp_path, capture_output=True, text=True)
+    assert gcc.returncode == 1 and "undeclared" in gcc.stderr and "ZeroDivisionError" in python.stderr
+    full = ("오류 " * wire.MAX_STDERR_BYTES)[: wire.MAX_STDERR_BYTES]
+    events = [
+        wire_event("process.compile", timestamp=at(0), **ident, exit_code=1, stderr=gcc.stderr),
+        wire_event("process.run", timestamp=at(1), **ident, kind="python", exit_code=1, stderr=python.stderr),
+        wire_event("process.run", timestamp=at(2), **ident, exit_code=1, stderr=full, stderr_truncated=True),
+        wire_event("process.compile", timestamp=at(3), **ident),
+    ]
+    assert backend.post_events(events).json()["accepted"] == 4
+    got = timeline_of(backend, ident)["events"]
+    assert [(e["stderr"], e["stderr_truncated"]) for e in got] == [
+        (gcc.stderr, False),
+        (python.stderr, False),
+        (full, True),
+        (None, False),
+    ]
+
+
 def test_same_batch_twice_is_stored_once(backend, ident):
     batch = [wire_event("file.save", timestamp=at(i), **ident) for i in range(5)]
     assert backend.post_events(batch).json() == {"accepted": 5, "duplicates": 0, "rejected": []}
@@ -152,6 +180,9 @@ BAD_PROCESS_EVENTS = {
     "unknown kind": ("process.run", {"kind": "java"}, "kind"),
     "exit code out of range": ("process.run", {"exit_code": 300}, "exit_code"),
     "ended before started": ("process.run", {"ended_at": "2020-01-01T00:00:00Z"}, "ended_at"),
+    "NUL in stderr": ("process.compile", {"stderr": "a.c:1:1: error\x00"}, "stderr"),
+    "stderr over the limit": ("process.run", {"stderr": "x" * (wire.MAX_STDERR_BYTES + 1)}, "stderr"),
+    "stderr not text": ("process.run", {"stderr": ["a"]}, "stderr"),
 }
 
 
@@ -339,6 +370,35 @@ def test_binary_snapshots_diff_without_error(backend):
         assert r.status_code == 200
         assert r.json()["binary"] is True and "\ufffd" in r.json()["diff"]
         assert http.get(f"/api/v1/snapshots/{a}").headers["content-type"] == "application/octet-stream"
+
+
+def test_a_mixed_store_serves_raw_whole_and_delta_contents_and_their_diffs(backend):
+    """Contents a filemon older than compression stored raw, next to whole and delta ones (a store being
+    migrated, or never migrated): the API serves and diffs them alike."""
+    old = (Path(__file__).resolve().parents[3] / "bench" / "corpus" / "library.c").read_bytes()  # real C
+    new = old + b"int main(void) { return line_3(); }\n"
+    raw_sha = snapshots.sha256_of(old)
+    (backend.snapshot_dir / raw_sha[:2]).mkdir(parents=True, exist_ok=True)
+    (backend.snapshot_dir / raw_sha[:2] / raw_sha).write_bytes(old)  # as the old filemon wrote it
+    delta = snapshots.store_snapshot(backend.snapshot_dir, new, previous=raw_sha)
+    whole = snapshots.store_snapshot(backend.snapshot_dir, b"print('hello')\n")
+    assert (delta.form, whole.form) == ("delta", "whole") and delta.stored_bytes < len(new) // 10
+    with backend.client("read") as http:
+        assert http.get(f"/api/v1/snapshots/{raw_sha}").content == old
+        assert http.get(f"/api/v1/snapshots/{delta.sha256}").content == new
+        assert http.get(f"/api/v1/snapshots/{whole.sha256}").content == b"print('hello')\n"
+        diff = http.get("/api/v1/diff", params={"from": raw_sha, "to": delta.sha256}).json()
+        assert diff["diff"].splitlines()[-1] == "+int main(void) { return line_3(); }"
+
+
+def test_a_damaged_snapshot_is_503_naming_it_not_wrong_bytes(backend):
+    sha = snapshots.write_snapshot(backend.snapshot_dir, b"int main(void) { return 0; }\n" * 20)[0]
+    path = backend.snapshot_dir / sha[:2] / sha
+    path.write_bytes(path.read_bytes()[:-4] + b"XXXX")  # a flipped tail: it no longer decompresses to its sha
+    with backend.client("read") as http:
+        r = http.get(f"/api/v1/snapshots/{sha}")
+        assert r.status_code == 503 and sha in r.json()["detail"] and "damaged" in r.json()["detail"]
+        assert http.get("/api/v1/diff", params={"from": sha, "to": sha}).status_code == 503
 
 
 # ------------------------------------------------------------------------------------------- queries

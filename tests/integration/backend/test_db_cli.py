@@ -59,7 +59,7 @@ def test_a_backup_taken_while_writing_restores_to_the_same_answers(tmp_path):
     with run_backend(tmp_path / "b", database_url=new_url) as new:
         after = answers(new)
     assert after == before
-    assert watcher_db("current", "--database-url", new_url).stdout.strip() == "revision 0007; newest 0007"
+    assert watcher_db("current", "--database-url", new_url).stdout.strip() == "revision 0008; newest 0008"
 
 
 def test_refusals_say_what_to_do(tmp_path):

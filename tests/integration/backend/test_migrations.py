@@ -10,7 +10,7 @@ from sqlmodel import Session, SQLModel
 from watcher_backend import db, migrate, models, store  # noqa: F401  (models registers the tables)
 from watcher_core import wire
 
-HEAD = "0007"
+HEAD = "0008"
 
 
 def test_migrations_from_empty_match_the_models(database_url):
@@ -69,4 +69,26 @@ def test_upgrade_from_the_first_revision_keeps_the_data(database_url):
         # erasing data written before revision 0005 queues its snapshot contents like any other
         assert store.delete_student(session, "000123") == ({"event": 2}, 1)
         assert store.unreferenced_contents(session, 10) == (["c" * 64], 0)
+    engine.dispose()
+
+
+def test_process_rows_from_before_0008_read_as_stderr_not_captured(database_url):
+    engine = db.make_engine(database_url)
+    migrate.upgrade(engine, "0007")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                'INSERT INTO event (event_id, type, "timestamp", received_at, node, source, course, section, '
+                "student_id, assignment, path, argv, argv_truncated, cwd, exit_code, started_at, compiler, sources) "
+                "VALUES ('ev-old-00000002', 'process.compile', '2026-01-01 00:00:00.000000', "
+                "'2026-01-01 00:00:01.000000', 'n1', 'procmon', 'os', '1', '000123', 'hw1', 'main.c', "
+                "'[\"gcc\", \"main.c\"]', false, '.', 1, '2026-01-01 00:00:00.000000', 'gcc', '[\"main.c\"]')"
+            )
+        )
+    migrate.upgrade(engine)
+    with Session(engine) as session:
+        events, _ = store.timeline(session, "os", "1", "hw1", "000123")
+        assert [(e["event_id"], e["stderr"], e["stderr_truncated"]) for e in events] == [
+            ("ev-old-00000002", None, False)
+        ]
     engine.dispose()

@@ -45,6 +45,7 @@ def test_dead_letters_are_listed_requeued_and_delivered_by_the_running_sender(tm
             "outbox": str(state / "outbox.sqlite3"),
             "queued": 0,
             "dead_letters": 1,
+            "most_queued": [],
         }
         sender = Sender(
             outbox,
@@ -89,5 +90,12 @@ def test_requeue_of_named_events_and_a_missing_outbox_say_what_happened(tmp_path
     assert r.returncode == 0 and "requeued 1 event(s); 1 dead letter(s) left" in r.stderr
     with Outbox(state / "outbox.sqlite3") as outbox:
         assert [e["event_id"] for _, e in outbox.peek_batch(10)] == [b["event_id"]]
+    with Outbox(state / "outbox.sqlite3") as outbox:
+        outbox.put([wire_event(student_id="666", path=f"f{i}.c") for i in range(30)] + [wire_event(path="x.c")])
+    status = json.loads(outbox_cli(state, "status").stdout)
+    assert status["queued"] == 32 and status["most_queued"][:2] == [
+        {"student": "os/1/666", "events": 30},
+        {"student": "os/1/202400001", "events": 2},
+    ]
     missing = outbox_cli(tmp_path / "nowhere", "status")
     assert missing.returncode == 2 and "no outbox at" in missing.stderr and "--state-dir" in missing.stderr

@@ -369,3 +369,25 @@ def test_force_replaces_an_earlier_export(exported, tmp_path):
     rows = read(out / "MainTable.csv")
     assert [r["CourseID"] for r in rows] == ["algo"]
     assert {p.name for p in (out / "CodeStates").iterdir()} == {rows[0]["CodeStateID"]}
+
+
+def test_code_states_are_whole_contents_from_a_compressed_and_mixed_store(tmp_path):
+    """The export reads through the store: a content the old filemon stored raw, and a later version stored as
+    a delta against it, come out as the files the student saved."""
+    store = tmp_path / "store"
+    lines = (Path(__file__).resolve().parents[3] / "bench" / "corpus" / "library.c").read_bytes().splitlines(True)
+    v1, v2 = b"".join(lines[:100]), b"".join(lines[:106])
+    raw = snapshots.sha256_of(v1)
+    (store / raw[:2]).mkdir(parents=True)
+    (store / raw[:2] / raw).write_bytes(v1)
+    delta = snapshots.store_snapshot(store, v2, previous=raw)
+    assert delta.form == "delta"
+    events = [
+        wire.FileSave(source="filemon", path="main.c", sha256=sha, size=len(data), **common(i)).model_dump()
+        for i, (sha, data) in enumerate([(raw, v1), (delta.sha256, v2)])
+    ]
+    stats = progsnap2.write_dataset(events, tmp_path / "out", store)
+    rows = read(tmp_path / "out" / "MainTable.csv")
+    states = tmp_path / "out" / "CodeStates"
+    assert stats.missing_snapshots == 0 and stats.files_copied == 2
+    assert [(states / r["CodeStateID"] / "main.c").read_bytes() for r in rows] == [v1, v2]

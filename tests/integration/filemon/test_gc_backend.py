@@ -90,6 +90,7 @@ def test_erasing_a_student_removes_their_own_contents_and_keeps_shared_and_recen
         )
         age(backend, STARTER)  # old enough to go: only B's reference may keep it
         age(backend, mine)
+        mine_on_disk = snapshots.snapshot_path(backend.snapshot_dir, sha(mine)).stat().st_size  # compressed
 
         assert erase(backend, a)["contents_queued"] == 3
         report = agent.collector.run_once()
@@ -99,7 +100,7 @@ def test_erasing_a_student_removes_their_own_contents_and_keeps_shared_and_recen
         assert stored(backend, STARTER)  # B still refers to the starter code
         assert stored(backend, fresh)  # saved within the grace period
         assert gc_count(agent, "removed") == 1 and gc_count(agent, "recent") == 1 and gc_count(agent, "error") == 0
-        assert agent.runtime.registry.get_sample_value("filemon_snapshot_gc_bytes_removed_total") == len(mine)
+        assert agent.runtime.registry.get_sample_value("filemon_snapshot_gc_bytes_removed_total") == mine_on_disk
         assert agent.runtime.registry.get_sample_value("filemon_snapshot_gc_last_run_timestamp_seconds") > 0
         # B's timeline still has its content.
         b_save = by_path(timeline(backend, b), "file.save")["main.c"][-1]

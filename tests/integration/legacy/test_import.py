@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from support.backend import run_backend
+from watcher_core import snapshots
 
 OLD_SCHEMA = """
 CREATE TABLE snapshot (id INTEGER PRIMARY KEY AUTOINCREMENT, class_div VARCHAR NOT NULL, hw_name VARCHAR NOT NULL,
@@ -194,6 +195,8 @@ def test_every_old_save_keeps_its_content(imported):
         ("b.c", "2025-07-30T06:40:00"): None,  # the old folder had no file for it
         ("a.c", "2025-07-30T06:45:00"): b"final!",  # only on disk: the old backend never had it
     }
+    # Written compressed into the store, like filemon's saves.
+    assert {snapshots.stored_form(backend.snapshot_dir, e["sha256"]) for e in saves if e["sha256"]} == {"whole"}
 
 
 def test_bad_options_and_a_database_that_is_not_the_old_one_say_what_to_do(tmp_path):

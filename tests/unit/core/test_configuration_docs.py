@@ -1,8 +1,9 @@
 """docs/configuration.md is the one configuration reference; these tests keep it from going stale.
 
-Every long flag a command's parser offers must be documented in that command's section, and every
-``WATCHER_*`` environment variable the code reads must be documented somewhere in the page. A new flag
-or variable without its line in the reference fails here, in seconds, with the names to add.
+Its tables must be what the settings' declarations generate (``make generate``). Every long flag a
+command's parser offers must be documented in that command's section, and every ``WATCHER_*`` environment
+variable the code reads must be documented somewhere in the page. A new flag or variable without its line
+in the reference fails here, in seconds, with the names to add.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from watcher_core import cli
+from watcher_core import cli, settings_docs
 
 ROOT = Path(__file__).resolve().parents[3]
 DOC = ROOT / "docs" / "configuration.md"
@@ -38,6 +39,7 @@ COMMAND_SECTIONS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("db", "restore"): ("`watcher db`",),
     ("outbox", "dead-letters", "list"): ("`watcher outbox`",),
     ("outbox", "dead-letters", "requeue"): ("`watcher outbox`",),
+    ("snapshots", "migrate"): ("`watcher snapshots`",),
 }
 
 _ENV_LITERAL = re.compile(r"""["'](WATCHER_[A-Z0-9_]+)["']""")
@@ -130,6 +132,17 @@ def test_every_environment_variable_read_by_the_code_is_documented(doc):
     assert {"WATCHER_DATABASE_URL", "WATCHER_INGEST_TOKEN_FILE", "WATCHER_PROCMON_MODE"} <= variables
     missing = sorted(v for v in variables if not _mentions(doc, v))
     assert not missing, f"docs/configuration.md does not document these environment variables: {missing}"
+
+
+def test_the_tables_are_what_the_declarations_generate(doc):
+    assert settings_docs.render(doc) == doc, "docs/configuration.md is stale: run make generate"
+
+
+def test_the_generated_check_catches_a_stale_table(doc):
+    stale = doc.replace("| `--port PORT` | `WATCHER_PORT` |", "| `--port PORT` | `WATCHER_PORT_X` |", 1)
+    assert stale != doc and settings_docs.render(stale) == doc
+    with pytest.raises(ValueError, match="no block for: backend"):
+        settings_docs.render(doc.replace("<!-- settings: backend -->", "<!-- removed -->"))
 
 
 def test_the_check_catches_an_undocumented_name(doc):

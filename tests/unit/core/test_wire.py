@@ -42,6 +42,7 @@ def test_every_type_round_trips():
             compiler="gcc",
             sources=["a.c", "b.c"],
             output="a",
+            stderr="a.c:1:14: error: 'x' undeclared (first use in this function)\n",
         ),
         base(
             type="process.run",
@@ -53,6 +54,8 @@ def test_every_type_round_trips():
             started_at=t0,
             kind="binary",
             target="a",
+            stderr="Traceback (most recent call last):\n" * 400,
+            stderr_truncated=True,
         ),
     ]
     for raw in samples:
@@ -60,6 +63,20 @@ def test_every_type_round_trips():
         assert ev.type == raw["type"]
         again = wire.parse_event(ev.model_dump(mode="json"))
         assert again == ev
+
+
+def test_process_stderr_is_bounded_text_without_nul_and_optional():
+    t0 = "2026-11-26T08:00:00Z"
+    run = base(type="process.run", source="procmon", argv=["./a"], cwd=".", started_at=t0, kind="binary")
+    ev = wire.parse_event(run)
+    assert (ev.stderr, ev.stderr_truncated) == (None, False)  # not captured
+    assert wire.parse_event({**run, "stderr": "é" * wire.MAX_STDERR_BYTES}).stderr == "é" * wire.MAX_STDERR_BYTES
+    for bad in ("x" * (wire.MAX_STDERR_BYTES + 1), "a\x00b", 42):
+        with pytest.raises(ValidationError) as exc:
+            wire.parse_event({**run, "stderr": bad})
+        assert wire.describe_error(exc.value).startswith("stderr:")
+    assert "stderr" not in wire.type_fields(wire.FILE_SAVE)
+    assert {"stderr", "stderr_truncated"} <= set(wire.type_fields(wire.PROCESS_COMPILE))
 
 
 def test_timestamps_are_normalised_to_utc_and_naive_is_rejected():

@@ -5,6 +5,9 @@ import argparse
 import pytest
 
 from watcher_agents import config
+from watcher_agents.filemon.cli import FilemonSettings
+from watcher_agents.procmon.cli import ProcmonSettings
+from watcher_core import identity, settings_spec
 
 
 def _resolve(argv, env, **kw):
@@ -72,7 +75,7 @@ def test_token_file(tmp_path):
 )
 def test_errors_are_one_line_naming_the_setting(tmp_path, argv, env, words):
     env = {"WATCHER_WORKSPACE_ROOT": str(tmp_path), "WATCHER_STATE_DIR": str(tmp_path / "s"), **env}
-    with pytest.raises(config.ConfigError) as info:
+    with pytest.raises(settings_spec.SettingsError) as info:
         _resolve(argv, env)
     message = str(info.value)
     assert "\n" not in message
@@ -83,30 +86,38 @@ def test_errors_are_one_line_naming_the_setting(tmp_path, argv, env, words):
 def test_unwritable_state_dir(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(config.ConfigError, match="state dir"):
+    with pytest.raises(settings_spec.SettingsError, match="state dir"):
         _resolve(["--state-dir", str(blocker / "sub")], {"WATCHER_WORKSPACE_ROOT": str(tmp_path)})
 
 
 def test_byte_size():
-    assert config.byte_size("64k") == 65536
-    assert config.byte_size("1G") == 1024**3
-    assert config.byte_size("100") == 100
+    assert settings_spec.byte_size("64k") == 65536
+    assert settings_spec.byte_size("1G") == 1024**3
+    assert settings_spec.byte_size("100") == 100
     with pytest.raises(ValueError):
-        config.byte_size("lots")
+        settings_spec.byte_size("lots")
+
+
+LAYOUT = {s.name for s in settings_spec.settings_of(identity.LayoutRules)}
 
 
 def _layout(argv, env, *, with_files):
+    """The layout rules and the flush timeout as filemon (with files) or procmon declares them."""
+    settings = [
+        s
+        for s in settings_spec.settings_of(FilemonSettings if with_files else ProcmonSettings)
+        if s.name in LAYOUT or s.name == "flush_timeout"
+    ]
     parser = argparse.ArgumentParser()
-    group = parser.add_argument_group("agent")
-    config.add_layout_arguments(group, with_files=with_files)
-    config.add_flush_timeout_argument(group)
-    args = parser.parse_args(argv)
-    return config.resolve_layout(args, with_files=with_files, env=env), config.resolve_flush_timeout(args, env)
+    settings_spec.add_arguments(parser.add_argument_group("agent"), settings)
+    values = settings_spec.resolve(settings, parser.parse_args(argv), env)
+    names = [s.name for s in settings if s.name in LAYOUT]
+    return settings_spec.build(identity.LayoutRules, values, only=names), values["flush_timeout"]
 
 
 def test_layout_and_flush_timeout_flag_over_env_over_default():
     rules, flush = _layout([], {}, with_files=True)
-    assert rules == config.identity.LayoutRules() and flush == 10.0
+    assert rules == identity.LayoutRules() and flush == 10.0
     env = {
         "WATCHER_EXTENSIONS": ".c, .rs",
         "WATCHER_MAX_FILE_SIZE": "64k",
@@ -124,7 +135,7 @@ def test_layout_without_files_has_no_file_flags_and_ignores_their_variables():
     rules, _ = _layout(
         ["--ignore-dirs", "a,b"], {"WATCHER_EXTENSIONS": "c", "WATCHER_MAX_FILE_SIZE": "x"}, with_files=False
     )
-    assert rules.ignore_dirs == ("a", "b") and rules.extensions == config.identity.DEFAULT_EXTENSIONS
+    assert rules.ignore_dirs == ("a", "b") and rules.extensions == identity.DEFAULT_EXTENSIONS
     with pytest.raises(SystemExit):
         _layout(["--extensions", ".c"], {}, with_files=False)
 
@@ -140,7 +151,7 @@ def test_layout_without_files_has_no_file_flags_and_ignores_their_variables():
     ],
 )
 def test_layout_errors_are_one_line_naming_flag_and_variable(argv, env, words):
-    with pytest.raises(config.ConfigError) as info:
+    with pytest.raises(settings_spec.SettingsError) as info:
         _layout(argv, env, with_files=True)
     message = str(info.value)
     assert "\n" not in message

@@ -4,8 +4,8 @@ import socket
 
 import pytest
 
-from watcher_agents import config
 from watcher_agents.filemon import cli
+from watcher_core import settings_spec
 
 
 def _fm(argv, env):
@@ -33,7 +33,7 @@ def test_defaults_and_env(tmp_path):
     ],
 )
 def test_bad_values_name_the_setting(tmp_path, argv, env, words):
-    with pytest.raises(config.ConfigError) as info:
+    with pytest.raises(settings_spec.SettingsError) as info:
         _fm(["--snapshot-dir", str(tmp_path / "s"), *argv], env)
     for word in words:
         assert word in str(info.value)

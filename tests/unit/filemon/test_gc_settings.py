@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from watcher_agents import config
 from watcher_agents.filemon import cli
+from watcher_core import settings_spec
 
 
 def _fm(tmp_path, argv=(), env=None):
@@ -54,7 +54,7 @@ def test_variables_and_flags_win_over_them(tmp_path):
     ],
 )
 def test_a_bad_value_names_its_flag_and_variable(tmp_path, argv, env, flag, variable):
-    with pytest.raises(config.ConfigError) as info:
+    with pytest.raises(settings_spec.SettingsError) as info:
         _fm(tmp_path, argv, env)
     assert flag in str(info.value) and variable in str(info.value)
 

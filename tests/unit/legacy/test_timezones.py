@@ -3,13 +3,25 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from watcher_backend.legacy import timezones as lt
+from watcher_backend.settings import SettingsError, from_env
+
+
+def snapshot_path_zone(env):
+    """The zone the backend reads snapshot write URLs in, with this environment."""
+    return from_env(env).legacy_snapshot_zone
+
+
+def naive_body_zone(env):
+    """The zone the backend reads naive log-body times in, with this environment."""
+    return from_env(env).legacy_naive_zone
+
 
 UTC = UTC
 
 
 def test_snapshot_path_timestamp_is_the_old_filemons_utc_clock_by_default():
     # The old filemon posts its UTC container clock; the old server read it as UTC and listed KST (+9 h).
-    zone = lt.snapshot_path_zone({})
+    zone = snapshot_path_zone({})
     assert zone is lt.UTC
     t = lt.parse_snapshot_timestamp("20250730_061753", zone)
     assert t == datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)
@@ -17,7 +29,7 @@ def test_snapshot_path_timestamp_is_the_old_filemons_utc_clock_by_default():
 
 
 def test_snapshot_path_timestamp_in_kst_when_set_for_a_writer_on_korea_time():
-    zone = lt.snapshot_path_zone({"WATCHER_LEGACY_SNAPSHOT_TZ": "KST"})
+    zone = snapshot_path_zone({"WATCHER_LEGACY_SNAPSHOT_TZ": "KST"})
     assert zone is lt.KST
     t = lt.parse_snapshot_timestamp("20250730_151753", zone)
     assert t == datetime(2025, 7, 30, 6, 17, 53, tzinfo=UTC)
@@ -26,7 +38,7 @@ def test_snapshot_path_timestamp_in_kst_when_set_for_a_writer_on_korea_time():
 
 
 def test_naive_log_times_are_utc_by_default_aware_ones_exact():
-    zone = lt.naive_body_zone({})
+    zone = naive_body_zone({})
     assert lt.body_datetime_to_utc(datetime(2025, 7, 30, 6, 17, 53), zone) == datetime(
         2025, 7, 30, 6, 17, 53, tzinfo=UTC
     )
@@ -97,15 +109,15 @@ def test_bad_range_bound():
 
 
 def test_zone_settings():
-    assert lt.snapshot_path_zone({}) is lt.UTC
-    assert lt.snapshot_path_zone({"WATCHER_LEGACY_SNAPSHOT_TZ": ""}) is lt.UTC
-    assert lt.naive_body_zone({}) is lt.UTC
-    assert lt.snapshot_path_zone({"WATCHER_LEGACY_SNAPSHOT_TZ": "Asia/Seoul"}) is lt.KST
-    assert lt.snapshot_path_zone({"WATCHER_LEGACY_SNAPSHOT_TZ": "utc"}) is lt.UTC
-    assert lt.naive_body_zone({"WATCHER_LEGACY_NAIVE_TZ": "kst"}) is lt.KST
+    assert snapshot_path_zone({}) is lt.UTC
+    assert snapshot_path_zone({"WATCHER_LEGACY_SNAPSHOT_TZ": ""}) is lt.UTC
+    assert naive_body_zone({}) is lt.UTC
+    assert snapshot_path_zone({"WATCHER_LEGACY_SNAPSHOT_TZ": "Asia/Seoul"}) is lt.KST
+    assert snapshot_path_zone({"WATCHER_LEGACY_SNAPSHOT_TZ": "utc"}) is lt.UTC
+    assert naive_body_zone({"WATCHER_LEGACY_NAIVE_TZ": "kst"}) is lt.KST
     assert {name.upper() for name in lt.ZONE_NAMES} == set(lt._ZONES)
-    with pytest.raises(lt.LegacyTimeError) as err:
-        lt.naive_body_zone({"WATCHER_LEGACY_NAIVE_TZ": "PST"})
+    with pytest.raises(SettingsError) as err:
+        naive_body_zone({"WATCHER_LEGACY_NAIVE_TZ": "PST"})
     assert "WATCHER_LEGACY_NAIVE_TZ" in str(err.value)
 
 

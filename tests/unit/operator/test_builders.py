@@ -580,6 +580,7 @@ def test_privacy_settings_reach_the_components_as_they_read_them(tmp_path):
 
 
 def test_legacy_time_zones_reach_the_backend_as_it_reads_them():
+    from watcher_backend import settings as backend_settings
     from watcher_backend.legacy import timezones
     from watcher_operator import crd
 
@@ -591,8 +592,9 @@ def test_legacy_time_zones_reach_the_backend_as_it_reads_them():
     r["spec"]["backend"] = {"legacySnapshotTimeZone": "KST", "legacyNaiveTimeZone": "Asia/Seoul"}
     objs = by_key(build_children(r, INPUTS))
     env = _literal_env(objs["Deployment", "watcher-backend"]["spec"]["template"]["spec"]["containers"][0])
-    assert timezones.snapshot_path_zone(env) is timezones.KST
-    assert timezones.naive_body_zone(env) is timezones.KST
+    read = backend_settings.from_env(env)  # as the backend reads them
+    assert read.legacy_snapshot_zone is timezones.KST
+    assert read.legacy_naive_zone is timezones.KST
 
 
 def test_unset_retention_keeps_everything_and_the_collector_runs_with_filemon_defaults(tmp_path):

@@ -13,10 +13,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from watcher_agents.procmon import procfs
+from watcher_agents.procmon.adoption import Running
 from watcher_agents.procmon.attribution import Attributor
 from watcher_agents.procmon.events import ExecEvent, ExitEvent
 from watcher_agents.procmon.metrics import ProcmonMetrics
-from watcher_agents.procmon.pipeline import Pending, Pipeline, Running, event_id, exit_matches
+from watcher_agents.procmon.pipeline import Pipeline
+from watcher_agents.procmon.records import Pending, event_id, exit_matches
 from watcher_core import wire
 
 ROOT = "/watcher/codes"
@@ -133,6 +135,7 @@ def test_event_id_of_an_adopted_process_is_the_same_in_every_run():
 
 class RecordingTracer:
     mode = "ebpf"
+    captures_stderr = False
 
     def __init__(self, refuse=()):
         self.tracked, self.untracked, self.verdicts = [], [], {}
@@ -147,6 +150,9 @@ class RecordingTracer:
     def untrack(self, pid, start_ns):
         self.untracked.append((pid, start_ns))
 
+    def ignore_stderr(self, pid):
+        pass
+
     def set_cgroup_verdict(self, cgroup_id, verdict):
         self.verdicts[cgroup_id] = verdict
 
@@ -159,7 +165,7 @@ def pipe():
     p = Pipeline(node="node-1", attributor=Attributor(ROOT), outbox=None, metrics=ProcmonMetrics(CollectorRegistry()))
     p.attach(RecordingTracer())
     yield p
-    p.hostnames.close()
+    p.context.close()
 
 
 def running(pid, filename, argv, ppid, cwd=HW, tick_shift=0, cgroup_id=77):

@@ -7,10 +7,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from watcher_agents.procmon.attribution import Attributor
+from watcher_agents.procmon.context import ProcessContext
 from watcher_agents.procmon.ebpf import decode_chdir
 from watcher_agents.procmon.events import ExecEvent
 from watcher_agents.procmon.metrics import ProcmonMetrics
-from watcher_agents.procmon.pipeline import Pipeline
 
 GONE = 4_194_304 + 4242  # above any pid_max: /proc/<pid> never exists
 PARENT_GONE = GONE + 1
@@ -26,33 +26,46 @@ def test_decode_chdir():
     assert decode_chdir(struct.pack("<BxxxI", 3, 78)) == (78, None)  # the pid-only layout
 
 
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
 @pytest.fixture
-def pipe():
-    p = Pipeline(node="n", attributor=Attributor("/ws"), outbox=None, metrics=ProcmonMetrics(CollectorRegistry()))
-    yield p
-    p.hostnames.close()
+def clock():
+    return Clock()
 
 
-def test_the_own_chdir_path_is_the_cwd_of_a_gone_process(pipe):
-    pipe.recent[PARENT_GONE] = ("/somewhere/else", None)  # the parent ran outside the workspace
-    pipe.on_chdir(GONE, "/ws/os-1-2020/hw1/../hw1")
+@pytest.fixture
+def ctx(clock):
+    c = ProcessContext(ProcmonMetrics(CollectorRegistry()), clock=clock)
+    yield c
+    c.close()
+
+
+def test_the_own_chdir_path_is_the_cwd_of_a_gone_process(ctx):
+    ctx.on_chdir(PARENT_GONE, "/somewhere/else")  # the parent ran outside the workspace
+    ctx.on_chdir(GONE, "/ws/os-1-2020/hw1/../hw1")
     ev = ExecEvent(pid=GONE, ktime_ns=1, filename="./quick", argv=["./quick"], ppid=PARENT_GONE)
-    pipe.enrich(ev)
+    ctx.enrich(ev)
     assert ev.cwd == "/ws/os-1-2020/hw1"
-    assert pipe.metrics.cwd_from_chdir._value.get() == 1
-    result = pipe.attributor.attribute(ev)
+    assert ctx.metrics.cwd_from_chdir._value.get() == 1
+    result = Attributor("/ws").attribute(ev)
     assert (result.type, result.kind, result.target, result.assignment) == ("process.run", "binary", "quick", "hw1")
 
 
-def test_a_relative_chdir_is_resolved_against_the_known_cwd(pipe):
-    pipe.on_chdir(GONE, "/ws/os-1-2020")
-    pipe.on_chdir(GONE, "hw2")
-    assert pipe.own_cwd[GONE][0] == "/ws/os-1-2020/hw2"
+def test_a_relative_chdir_is_resolved_against_the_known_cwd(ctx):
+    ctx.on_chdir(GONE, "/ws/os-1-2020")
+    ctx.on_chdir(GONE, "hw2")
+    assert ctx.cwd_of(GONE) == "/ws/os-1-2020/hw2"
 
 
-def test_an_old_chdir_is_not_trusted(pipe, monkeypatch):
-    pipe.on_chdir(GONE, "/ws/os-1-2020/hw1")
-    pipe.own_cwd[GONE] = (pipe.own_cwd[GONE][0], pipe.own_cwd[GONE][1] - 60)  # a minute ago: maybe another process
+def test_an_old_chdir_is_not_trusted(ctx, clock):
+    ctx.on_chdir(GONE, "/ws/os-1-2020/hw1")
+    clock.now += 60  # a minute later: maybe another process with that pid
     ev = ExecEvent(pid=GONE, ktime_ns=1, filename="./quick", argv=["./quick"])
-    pipe.enrich(ev)
+    ctx.enrich(ev)
     assert ev.cwd is None

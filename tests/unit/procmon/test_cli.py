@@ -49,3 +49,14 @@ def test_help_mentions_every_setting(capsys):
         "--node-name",
     ):
         assert name in out
+
+
+def test_capture_stderr_is_on_by_default_and_can_be_turned_off(monkeypatch, tmp_path, capsys):
+    assert cli.resolve_procmon(cli.build_parser().parse_args([])).capture_stderr is True
+    monkeypatch.setenv("WATCHER_CAPTURE_STDERR", "off")
+    assert cli.resolve_procmon(cli.build_parser().parse_args([])).capture_stderr is False
+    assert cli.resolve_procmon(cli.build_parser().parse_args(["--capture-stderr", "on"])).capture_stderr is True
+    monkeypatch.setenv("WATCHER_CAPTURE_STDERR", "maybe")
+    rc = cli.main(["--workspace-root", str(tmp_path), "--state-dir", str(tmp_path / "s")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "WATCHER_CAPTURE_STDERR" in err[0]

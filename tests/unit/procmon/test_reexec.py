@@ -15,7 +15,8 @@ from prometheus_client import CollectorRegistry
 from watcher_agents.procmon.attribution import Attributor
 from watcher_agents.procmon.events import ExecEvent, ExitEvent
 from watcher_agents.procmon.metrics import ProcmonMetrics
-from watcher_agents.procmon.pipeline import Pipeline, ktime_to_wall
+from watcher_agents.procmon.pipeline import Pipeline
+from watcher_agents.procmon.records import ktime_to_wall
 from watcher_core import wire
 
 ROOT = "/watcher/codes"
@@ -30,12 +31,16 @@ class FakeTracer:
     """What the pipeline asks of a tracer, recorded (no kernel in a unit test)."""
 
     mode = "ebpf"
+    captures_stderr = False
 
     def __init__(self):
         self.untracked: list[tuple[int, int]] = []
 
     def untrack(self, pid, start_ns):
         self.untracked.append((pid, start_ns))
+
+    def ignore_stderr(self, pid):
+        pass
 
     def set_cgroup_verdict(self, cgroup_id, verdict):
         pass
@@ -49,7 +54,7 @@ def pipe():
     p = Pipeline(node="node-1", attributor=Attributor(ROOT), outbox=None, metrics=ProcmonMetrics(CollectorRegistry()))
     p.attach(FakeTracer())
     yield p
-    p.hostnames.close()
+    p.context.close()
 
 
 def exec_(filename, argv, at_ms, pid=PID, ppid=PPID, cwd=HW):
