@@ -9,6 +9,8 @@ RESULTS = ResultsFile(
         "ingest",
         "ingest_prefilled",
         "ingest_postgres",
+        "singles",
+        "singles_against",
         "queries",
         "queries_postgres",
         "class_queries",

@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         "--against",
         metavar="REV",
         help="also measure the backend of this git revision (a temporary worktree), interleaved run by run, "
-        "and report both side by side with their ratio (section ingest_against_<shape>)",
+        "and report both side by side with their ratio (section ingest_against_<shape>[_<REV>])",
     )
     p.add_argument("--no-write", action="store_true", help="do not write bench/results/backend.md")
     args = p.parse_args(argv)
@@ -210,8 +210,10 @@ def compare(args) -> int:
         lines.append(f"| {key} | {new[key]:,.1f} | {old[key]:,.1f} | {new[key] / old[key]:.2f} |")
     print("\n".join(lines))
     if not args.no_write:
+        # the revision in the key for any other than the one the rollups were measured against
+        key = f"ingest_against_{args.shape}" + ("" if args.against == "627b511" else f"_{args.against}")
         write_section(
-            f"ingest_against_{args.shape}",
+            key,
             f"Ingest side by side with {args.against}, shape {args.shape} (bench/backend_ingest.py)",
             "\n".join(lines),
         )

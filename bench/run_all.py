@@ -1,7 +1,7 @@
 """Run every benchmark under bench/ and assemble bench/RESULTS.md with a plot (bench/results.png).
 
 Runs, one after the other (they would disturb each other's figures on a shared machine), every
-``bench/{backend,delivery,filemon,procmon,e2e,images}_*.py`` that is a script, with exactly the command(s) its result
+``bench/{backend,delivery,filemon,procmon,e2e,images,load}_*.py`` that is a script, with exactly the command(s) its result
 file documents (``Command: `...` `` in ``bench/results/*.md``: one per section, e.g. a ``--postgres``
 variant), or its default arguments when it has none yet (``--quick``: the smaller presets below),
 showing each one's output as it goes. Each script writes its own section
@@ -31,12 +31,14 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS_DIR = BENCH / "results"
-PREFIXES = ("backend_", "delivery_", "filemon_", "procmon_", "e2e_", "images_")
+PREFIXES = ("backend_", "delivery_", "filemon_", "procmon_", "e2e_", "images_", "load_")
 
 # Smaller presets for --quick (documented by each script's --help).
 QUICK = {
     "backend_ingest.py": [["--events", "20000", "--singles", "500"]],
     "backend_queries.py": [["--events", "200000", "--requests", "100"]],
+    "backend_singles.py": [["--seconds", "5", "--repeat", "1"]],
+    "load_model.py": [["--minutes", "1"]],
     "backend_class_queries.py": [["--events", "1000000", "--requests", "5"]],
     "delivery_outbox.py": [["--events", "20000", "--repeat", "1"]],
     "filemon_idle.py": [["--dirs", "1000", "--idle-seconds", "10"]],

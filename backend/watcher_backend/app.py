@@ -13,11 +13,13 @@ import asyncio
 import contextlib
 import importlib
 import logging
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import TypeAdapter
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,6 +29,8 @@ from watcher_core import __version__, wire
 
 from . import migrate, rollups, store
 from .db import make_engine
+from .ingest_lane import IngestLane, LaneRoute
+from .ingest_writer import IngestWriter
 from .metrics import Metrics, MetricsMiddleware
 from .routers import admin, events, health, queries, snapshot_gc, snapshots
 from .settings import Settings
@@ -99,15 +103,27 @@ def _purge_once(engine: Engine, days: int) -> int:
         return store.purge_older_than(session, store.retention_cutoff(days))
 
 
-def _include_legacy(app: FastAPI) -> bool:
+def _include_legacy(app: FastAPI) -> Any:
+    """The old API's router module, included, or None when it is not installed."""
     try:
         legacy = importlib.import_module("watcher_backend.legacy.router")
     except ModuleNotFoundError as exc:
         if exc.name == "watcher_backend.legacy.router":
-            return False
+            return None
         raise
     app.include_router(legacy.router)
-    return True
+    return legacy
+
+
+def _lane_routes(routers: list[Any]) -> list[LaneRoute]:
+    """The ingest lane's routes, each with the APIRoute it stands in for, in the app's route order."""
+    lanes = []
+    for module in routers:
+        for route in module.router.routes:
+            make = module.LANE.get(getattr(route, "endpoint", None)) if isinstance(route, APIRoute) else None
+            if make is not None:
+                lanes.append(make(route))
+    return lanes
 
 
 def _build_rollups(engine: Engine, idle_gap_seconds: int) -> None:
@@ -149,6 +165,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.metrics = Metrics()
+    app.state.writer = IngestWriter(engine)  # group commit of every ingest request
 
     app.include_router(health.router)
     app.include_router(events.router)
@@ -156,17 +173,31 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(snapshot_gc.router)  # before snapshots: /snapshots/{sha256} would shadow it
     app.include_router(snapshots.router)
     app.include_router(admin.router)
-    app.state.legacy = _include_legacy(app)
+    legacy = _include_legacy(app)
+    app.state.legacy = legacy is not None
 
-    @app.exception_handler(SQLAlchemyError)
-    async def database_error(request: Request, exc: SQLAlchemyError):
+    def database_unavailable(method: str, path: str, exc: Exception) -> JSONResponse:
         app.state.metrics.db_errors.inc()
-        log.error("database error on %s %s: %s", request.method, request.url.path, str(exc).splitlines()[0][:300])
+        log.error("database error on %s %s: %s", method, path, str(exc).splitlines()[0][:300])
         return JSONResponse(
             {"detail": f"database unavailable ({type(exc).__name__}); retry later"},
             status_code=503,
             headers={"Retry-After": "5"},
         )
+
+    @app.exception_handler(SQLAlchemyError)
+    async def database_error(request: Request, exc: SQLAlchemyError):
+        return database_unavailable(request.method, request.url.path, exc)
+
+    # Innermost of our middleware (added first): the metrics, the body limit and CORS see its requests too.
+    app.add_middleware(
+        IngestLane,
+        owner=app,
+        settings=settings,
+        routes=_lane_routes([events] + ([legacy] if legacy is not None else [])),
+        on_database_error=lambda scope, exc: database_unavailable(scope["method"], scope["path"], exc),
+        database_errors=(SQLAlchemyError,),
+    )
 
     if settings.cors_origins:
         app.add_middleware(

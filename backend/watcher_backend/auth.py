@@ -120,18 +120,19 @@ def _check(
 
 
 def require_scope(scope: str):
-    """A dependency that lets the request through only with a token granting ``scope``."""
+    """A dependency that lets the request through only with a token granting ``scope``. The checks are
+    coroutines: they only compare strings, and a plain function would cost every request a thread hand-off."""
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}")
 
-    def check(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> set[str]:
+    async def check(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> set[str]:
         return _check(scope, request.app.state.settings, credentials)
 
     check.__name__ = f"require_{scope}_scope"
     return check
 
 
-def require_ingest_or_notebook(
+async def require_ingest_or_notebook(
     request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
 ) -> set[str] | identity.Student:
     """``POST /api/v1/events``: the ingest scope, or a notebook token (then only that student's cells)."""
@@ -158,7 +159,7 @@ def is_legacy_reader(host: str | None, settings: Settings) -> bool:
     return any(address in network for network in settings.legacy_reads_from)
 
 
-def require_legacy_read(
+async def require_legacy_read(
     request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
 ) -> set[str]:
     """The old API's GETs: a ``read`` token, or no token at all from a ``WATCHER_LEGACY_READS_FROM`` source."""

@@ -307,29 +307,28 @@ class _Sql:
         return out
 
     def read(self, cursor: Any, keys: Sequence[Key]) -> dict[Key, dict[str, Any]]:
-        """The stored rows of ``keys`` (on PostgreSQL locked FOR UPDATE in key order), one query per
-        assignment of the batch."""
+        """The stored rows of ``keys`` (on PostgreSQL locked FOR UPDATE in key order): one statement per 200
+        keys, the keys as VALUES joined with the rollups' primary key (single-event requests of many
+        students share a commit: one statement per assignment cost more than the rest of ``apply``)."""
         p = "%s" if self.postgres else "?"
-        by_assignment: dict[tuple[str, str, str], list[str]] = {}
-        for course, section, assignment, student in keys:
-            by_assignment.setdefault((course, section, assignment), []).append(student)
-        out: dict[Key, dict[str, Any]] = {}
         names = [c for c in _ROLLUP_COLUMNS if c not in _KEY]
-        for scope, students in by_assignment.items():
-            for start in range(0, len(students), 500):
-                chunk = students[start : start + 500]
-                q = (
-                    f"SELECT student_id, {', '.join(names)} FROM student_rollup WHERE course = {p} AND section = {p}"
-                    f" AND assignment = {p} AND student_id IN ({', '.join(p for _ in chunk)})"
-                )
-                if self.postgres:
-                    q += " ORDER BY student_id FOR UPDATE"
-                cursor.execute(q, (*scope, *chunk))
-                for student, *values in cursor.fetchall():
-                    row = dict(zip(names, values))
-                    for name in ("first_activity", "last_activity", "latest_snap_at"):
-                        row[name] = self._from_db(row[name])
-                    out[(*scope, student)] = row
+        on = " AND ".join(f"r.{c} = k.{c}" for c in _KEY)
+        out: dict[Key, dict[str, Any]] = {}
+        for start in range(0, len(keys), 200):
+            chunk = keys[start : start + 200]
+            values = ", ".join(f"({p}, {p}, {p}, {p})" for _ in chunk)
+            q = (
+                f"WITH k ({', '.join(_KEY)}) AS (VALUES {values}) "
+                f"SELECT {', '.join(f'r.{c}' for c in (*_KEY, *names))} FROM k JOIN student_rollup r ON {on}"
+            )
+            if self.postgres:
+                q += f" ORDER BY {', '.join(f'r.{c}' for c in _KEY)} FOR UPDATE OF r"
+            cursor.execute(q, [v for key in chunk for v in key])
+            for found in cursor.fetchall():
+                row = dict(zip(names, found[4:]))
+                for name in ("first_activity", "last_activity", "latest_snap_at"):
+                    row[name] = self._from_db(row[name])
+                out[(found[0], found[1], found[2], found[3])] = row
         return out
 
 

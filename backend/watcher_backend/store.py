@@ -14,7 +14,7 @@ import json
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -116,6 +116,16 @@ def _is_busy(exc: OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+@dataclass(frozen=True)
+class Batch:
+    """One request's events, as ``ingest_many`` stores them with others'. ``backlog``: what the agent said it
+    still has queued; ``received_at``: the time to store (default: now, unique to this batch)."""
+
+    events: Sequence[wire.Event]
+    backlog: int | None = None
+    received_at: datetime | None = None
+
+
 def ingest(
     session: Session,
     events: Sequence[wire.Event],
@@ -131,10 +141,18 @@ def ingest(
     unpack as ``accepted, duplicates = ingest(session, events)``. Thread-safe; on SQLite a write that
     meets a lock held by another process is retried (after a rollback) when ``commit`` is True.
     """
+    return ingest_many(session, [Batch(events, backlog, received_at)], commit=commit)[0]
+
+
+def ingest_many(session: Session, batches: Sequence[Batch], *, commit: bool = True) -> list[IngestResult]:
+    """Store several requests' batches in one transaction (group commit, ``ingest_writer``): one insert
+    statement, one rollup update and one commit for all of them. Each batch's result is what ``ingest``
+    would have answered for it alone, after the batches before it: an event in two batches is stored
+    with the first and is a duplicate in the second, and each keeps its own ``received_at``."""
     with write_lock(session):
         for attempt in range(3):
             try:
-                return _ingest(session, events, received_at=received_at, backlog=backlog, commit=commit)
+                return _ingest(session, batches, commit=commit)
             except OperationalError as exc:
                 if not commit or attempt == 2 or session.get_bind().dialect.name != "sqlite" or not _is_busy(exc):
                     raise
@@ -149,58 +167,62 @@ _NOW_LOCK = threading.Lock()
 
 def _unique_now() -> datetime:
     """The current UTC time, strictly later than the previous call in this process (by 1 us if need be),
-    so ``received_at`` tells this call's rows from those of a concurrent call."""
+    so ``received_at`` tells this batch's rows from those of any other."""
     with _NOW_LOCK:
         now = max(datetime.now(UTC), _LAST_NOW[0] + timedelta(microseconds=1))
         _LAST_NOW[0] = now
         return now
 
 
-def _ingest(
-    session: Session,
-    events: Sequence[wire.Event],
-    *,
-    received_at: datetime | None = None,
-    backlog: int | None = None,
-    commit: bool = True,
-) -> IngestResult:
-    now = received_at or _unique_now()
-    seen: set[str] = set()
+def _ingest(session: Session, batches: Sequence[Batch], *, commit: bool = True) -> list[IngestResult]:
+    nows = [batch.received_at or _unique_now() for batch in batches]
+    owner: dict[str, int] = {}  # event_id -> the batch that stores it: the first that has it
     fresh: list[wire.Event] = []
-    for ev in events:
-        if ev.event_id not in seen:
-            seen.add(ev.event_id)
-            fresh.append(ev)
-    accepted_by_type: dict[str, int] = defaultdict(int)
-    duplicates_by_type: dict[str, int] = defaultdict(int)
-    for ev in events:
-        duplicates_by_type[ev.type] += 1
+    received: list[datetime] = []
+    for index, (batch, now) in enumerate(zip(batches, nows)):
+        for ev in batch.events:
+            if ev.event_id not in owner:
+                owner[ev.event_id] = index
+                fresh.append(ev)
+                received.append(now)
+    written: list[wire.Event] = []
     if fresh:
         if session.get_bind().dialect.name == "postgresql":
             # Insert in event_id order: concurrent batches that overlap then lock keys in the same order
             # and wait for each other instead of deadlocking. RETURNING names exactly the rows we wrote.
-            fresh.sort(key=lambda ev: ev.event_id)
-            stored = _postgres_bulk_insert(session, fresh, now)
-        elif _sqlite_bulk_insert(session, fresh, now) == len(fresh):
-            stored = {ev.event_id for ev in fresh}  # the common case: every event is new
+            order = sorted(range(len(fresh)), key=lambda i: fresh[i].event_id)
+            fresh, received = [fresh[i] for i in order], [received[i] for i in order]
+            stored = _postgres_bulk_insert(session, fresh, received)
+        elif _sqlite_bulk_insert(session, fresh, received) == len(fresh):
+            stored = set(owner)  # the common case: every event is new
         else:
-            # Some were stored before: the rows carrying this call's (unique) received_at are ours.
-            stored = _existing_ids(session, [ev.event_id for ev in fresh], received_at=now)
+            # Some were stored before: the rows carrying one of these batches' (unique) received_at are ours.
+            stored = _existing_ids(session, [ev.event_id for ev in fresh], received_at=set(nows))
         written = [ev for ev in fresh if ev.event_id in stored]  # in the order they were inserted
-        for ev in written:
-            accepted_by_type[ev.type] += 1
-            duplicates_by_type[ev.type] -= 1
         rollups.apply(session, written)
-    _touch_agents(session, events, now, backlog)
+    _touch_agents(session, batches, nows)
     if commit:
         session.commit()
-    accepted = sum(accepted_by_type.values())
-    return IngestResult(
-        accepted=accepted,
-        duplicates=len(events) - accepted,
-        accepted_by_type={k: v for k, v in accepted_by_type.items() if v},
-        duplicates_by_type={k: v for k, v in duplicates_by_type.items() if v},
-    )
+    accepted_by_type: list[dict[str, int]] = [defaultdict(int) for _ in batches]
+    for ev in written:
+        accepted_by_type[owner[ev.event_id]][ev.type] += 1
+    results = []
+    for batch, accepted in zip(batches, accepted_by_type):
+        duplicates_by_type: dict[str, int] = defaultdict(int)
+        for ev in batch.events:
+            duplicates_by_type[ev.type] += 1
+        for t, n in accepted.items():
+            duplicates_by_type[t] -= n
+        total = sum(accepted.values())
+        results.append(
+            IngestResult(
+                accepted=total,
+                duplicates=len(batch.events) - total,
+                accepted_by_type={k: v for k, v in accepted.items() if v},
+                duplicates_by_type={k: v for k, v in duplicates_by_type.items() if v},
+            )
+        )
+    return results
 
 
 _SQLITE_INSERT = (
@@ -212,11 +234,12 @@ _SQLITE_INSERT = (
 )
 
 
-def _sqlite_bulk_insert(session: Session, events: Sequence[wire.Event], now: datetime) -> int:
+def _sqlite_bulk_insert(session: Session, events: Sequence[wire.Event], received: Sequence[datetime]) -> int:
     """The hot path of ingest on SQLite: one DB-API executemany of plain tuples, inside the session's
-    transaction. SQLAlchemy's per-value bind processing costs more than the insert itself at 1000 rows."""
-    received = sqlite_text(now)
-    rows = [tuple(map(_values(ev, received, sqlite_text).get, _COLUMNS)) for ev in events]
+    transaction. SQLAlchemy's per-value bind processing costs more than the insert itself at 1000 rows.
+    ``received``: each event's received_at."""
+    texts = {now: sqlite_text(now) for now in set(received)}  # one per batch of the group
+    rows = [tuple(map(_values(ev, texts[now], sqlite_text).get, _COLUMNS)) for ev, now in zip(events, received)]
     cursor = _driver_cursor(session)
     try:
         cursor.executemany(_SQLITE_INSERT, rows)
@@ -245,11 +268,12 @@ _POSTGRES_INSERT = (
 )
 
 
-def _postgres_bulk_insert(session: Session, events: Sequence[wire.Event], now: datetime) -> set[str]:
+def _postgres_bulk_insert(session: Session, events: Sequence[wire.Event], received: Sequence[datetime]) -> set[str]:
     """One psycopg executemany (pipelined) with RETURNING: the event_ids this call actually inserted."""
     cursor = _driver_cursor(session)
     try:
-        cursor.executemany(_POSTGRES_INSERT, [_postgres_row(ev, now) for ev in events], returning=True)
+        rows = [_postgres_row(ev, now) for ev, now in zip(events, received)]
+        cursor.executemany(_POSTGRES_INSERT, rows, returning=True)
         stored: set[str] = set()
         while True:
             row = cursor.fetchone()
@@ -261,39 +285,55 @@ def _postgres_bulk_insert(session: Session, events: Sequence[wire.Event], now: d
         cursor.close()
 
 
-def _existing_ids(session: Session, ids: list[str], received_at: datetime | None = None) -> set[str]:
+def _existing_ids(session: Session, ids: list[str], received_at: set[datetime] | None = None) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         q = select(EVENT.c.event_id).where(EVENT.c.event_id.in_(chunk))
         if received_at is not None:
-            q = q.where(EVENT.c.received_at == received_at)
+            q = q.where(EVENT.c.received_at.in_(sorted(received_at)))
         found.update(session.execute(q).scalars())
     return found
 
 
-def _touch_agents(session: Session, events: Iterable[wire.Event], now: datetime, backlog: int | None) -> None:
-    counts: dict[tuple[str, str], int] = defaultdict(int)
-    for ev in events:
-        counts[(ev.node, ev.source)] += 1
-    if not counts:
+def _touch_agents(session: Session, batches: Sequence[Batch], nows: Sequence[datetime]) -> None:
+    """Record which agents (node + source) reported, in one statement for all the batches: per agent the
+    events received are added up, ``last_seen`` is the last batch's time and ``backlog`` the last backlog
+    an agent sent (a batch without one keeps what is stored), as if the batches came one after another."""
+    agents: dict[tuple[str, str], dict[str, Any]] = {}
+    for batch, now in zip(batches, nows):
+        counts: dict[tuple[str, str], int] = defaultdict(int)
+        for ev in batch.events:
+            counts[(ev.node, ev.source)] += 1
+        for key, n in counts.items():
+            row = agents.get(key)
+            if row is None:
+                row = agents[key] = {"first_seen": now, "events_received": 0, "backlog": None}
+            row["last_seen"] = now
+            row["events_received"] += n
+            if batch.backlog is not None:
+                row["backlog"] = batch.backlog
+    if not agents:
         return
+    postgres = session.get_bind().dialect.name == "postgresql"
+    to_time = naive_utc if postgres else sqlite_text
     rows = [
-        {"node": node, "source": source, "first_seen": now, "last_seen": now, "events_received": n, "backlog": backlog}
-        for (node, source), n in sorted(counts.items())
+        (node, source, to_time(row["first_seen"]), to_time(row["last_seen"]), row["events_received"], row["backlog"])
+        for (node, source), row in sorted(agents.items())
     ]
-    stmt = _insert(session, AGENT)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["node", "source"],
-        set_={
-            "last_seen": stmt.excluded.last_seen,
-            "events_received": AGENT.c.events_received + stmt.excluded.events_received,
-            "backlog": func.coalesce(stmt.excluded.backlog, AGENT.c.backlog)
-            if backlog is None
-            else stmt.excluded.backlog,
-        },
-    )
-    session.execute(stmt, rows)
+    cursor = _driver_cursor(session)  # plain tuples: SQLAlchemy's statement handling cost more than the upsert
+    try:
+        cursor.executemany(_AGENT_UPSERT.replace("?", "%s") if postgres else _AGENT_UPSERT, rows)
+    finally:
+        cursor.close()
+
+
+_AGENT_UPSERT = (
+    "INSERT INTO agent (node, source, first_seen, last_seen, events_received, backlog) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (node, source) DO UPDATE SET last_seen = excluded.last_seen, "
+    "events_received = agent.events_received + excluded.events_received, "
+    "backlog = COALESCE(excluded.backlog, agent.backlog)"
+)
 
 
 def touch_agent(session: Session, node: str, source: str, backlog: int | None, now: datetime | None = None) -> None:

@@ -296,16 +296,22 @@ def check_relative_path(path: str) -> str:
 
 
 def relative_to(abs_path: str, root: str) -> str | None:
-    """``/a/b/c`` relative to ``/a`` is ``b/c``; None when outside. Pure string logic, no filesystem."""
-    p = PurePosixPath(abs_path)
-    r = PurePosixPath(root)
-    if ".." in p.parts:
+    """``/a/b/c`` relative to ``/a`` is ``b/c``; None when outside. Pure string logic, no filesystem: the
+    parts as ``PurePosixPath`` reads them, compared without building paths (it is on every old API write
+    and procmon attribution)."""
+    (anchor, parts), (base_anchor, base) = _posix_parts(abs_path), _posix_parts(root)
+    if anchor != base_anchor or ".." in parts or parts[: len(base)] != base:
         return None
-    try:
-        rel = p.relative_to(r)
-    except ValueError:
-        return None
-    return str(rel) if str(rel) != "." else "."
+    return "/".join(parts[len(base) :]) or "."
+
+
+def _posix_parts(path: str) -> tuple[str, list[str]]:
+    """``PurePosixPath(path)``'s anchor (``/``, ``//`` for exactly two leading slashes, or none) and names
+    (without empty ones and ``.``)."""
+    stripped = path.lstrip("/")
+    leading = len(path) - len(stripped)
+    anchor = "" if leading == 0 else "//" if leading == 2 else "/"
+    return anchor, [p for p in stripped.split("/") if p and p != "."]
 
 
 def _clean_parts(rel: str | PurePosixPath) -> list[str]:

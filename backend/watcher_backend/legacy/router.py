@@ -15,18 +15,24 @@ This router is included after the v1 routers, so ``/api/v1/...`` always wins.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import re
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
-from pydantic import ValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
 from sqlmodel import Session
+from starlette.datastructures import Headers
+from starlette.responses import Response
 
 from watcher_core import identity, wire
 
-from .. import rollups, store
+from .. import rollups
 from ..auth import get_session, require_legacy_read, require_scope
+from ..ingest_lane import LaneRoute
 from . import adapter, stats, timezones
 from .adapter import Scope
 from .schemas import (
@@ -56,22 +62,28 @@ MAX_INTERVAL_MINUTES = 10 * 366 * 24 * 60  # ten years; larger values overflow d
 
 # Path parameters carry their formats in the OpenAPI schema (clients and fuzzers see them); a value that
 # does not match is a 422 naming the parameter. The handlers check the same rules again (scope_of).
+PATTERNS = {
+    "class_div": rf"^{identity.COURSE_RE.pattern}-{identity.SECTION_RE.pattern}$",
+    "hw_name": rf"^{adapter.ASSIGNMENT_RE.pattern}$",
+    "student_id": rf"^{identity.STUDENT_ID_RE.pattern}$",
+    "timestamp": r"^\d{8}_\d{6}(\..*)?$",
+}
 ClassDiv = Annotated[
     str,
     Path(
-        pattern=rf"^{identity.COURSE_RE.pattern}-{identity.SECTION_RE.pattern}$",
+        pattern=PATTERNS["class_div"],
         description="{course}-{section}, e.g. os-1 or data-structure-2 (split at the last '-')",
     ),
 ]
-HwName = Annotated[str, Path(pattern=rf"^{adapter.ASSIGNMENT_RE.pattern}$", description="Assignment folder, e.g. hw1")]
+HwName = Annotated[str, Path(pattern=PATTERNS["hw_name"], description="Assignment folder, e.g. hw1")]
 StudentId = Annotated[
-    str, Path(pattern=rf"^{identity.STUDENT_ID_RE.pattern}$", description="Student id, a string (leading zeros kept)")
+    str, Path(pattern=PATTERNS["student_id"], description="Student id, a string (leading zeros kept)")
 ]
 FileName = Annotated[str, Path(description="Path in the assignment folder, folders joined with '@' (src@util.c)")]
 SnapshotTs = Annotated[
     str,
     Path(
-        pattern=r"^\d{8}_\d{6}(\..*)?$",
+        pattern=PATTERNS["timestamp"],
         description="YYYYMMDD_HHMMSS, the writer's UTC clock by default (WATCHER_LEGACY_SNAPSHOT_TZ, docs/legacy-api.md); a trailing .ext is ignored",
     ),
 ]
@@ -120,9 +132,9 @@ def path_of(filename: str) -> str:
         raise invalid("filename", f"{exc} (nested folders are joined with '@', e.g. src@util.c)", filename) from None
 
 
-def _store_one(request: Request, session: Session, event: wire.Event) -> None:
-    result = store.ingest(session, [event])
-    metrics = getattr(request.app.state, "metrics", None)
+async def _store_one(app, event: wire.Event) -> None:
+    result = await app.state.writer.write([event])
+    metrics = getattr(app.state, "metrics", None)
     if metrics is not None:
         metrics.events.labels(event.type, "accepted" if result.accepted else "duplicate").inc()
 
@@ -134,8 +146,8 @@ def _time(parse: Callable[[], datetime], field: str, value: str, where: str = "p
         raise invalid(field, str(exc), value, where) from None
 
 
-def _body_time(request: Request, value: datetime) -> datetime:
-    zone = request.app.state.settings.legacy_naive_zone
+def _body_time(app, value: datetime) -> datetime:
+    zone = app.state.settings.legacy_naive_zone
     return _time(lambda: timezones.body_datetime_to_utc(value, zone), "timestamp", value.isoformat(), "body")
 
 
@@ -287,18 +299,26 @@ def run_avg(class_div: ClassDiv, hw_name: HwName, session: Session = Depends(get
     dependencies=INGEST,
     summary="Record a compile (stored as a process.compile event)",
 )
-def post_build_log(
+async def post_build_log(
     request: Request,
     class_div: ClassDiv,
     hw_name: HwName,
     student_id: StudentId,
     body: BuildLogCreate,
-    session: Session = Depends(get_session),
 ):
+    await _store_one(request.app, build_log_event(request.app, class_div, hw_name, student_id, body))
+    return Message(message=BUILD_LOGGED)
+
+
+BUILD_LOGGED = "Build log registered successfully"
+RUN_LOGGED = "Run log registered successfully"
+SNAPSHOT_LOGGED = "Snapshot registered successfully"
+
+
+def build_log_event(app, class_div: str, hw_name: str, student_id: str, body: BuildLogCreate) -> wire.Event:
     scope = scope_of(class_div, hw_name, student_id)
-    when = _body_time(request, body.timestamp)
-    _store_one(request, session, _build(lambda: adapter.build_event(scope, body, when)))
-    return Message(message="Build log registered successfully")
+    when = _body_time(app, body.timestamp)
+    return _build(lambda: adapter.build_event(scope, body, when))
 
 
 @router.post(
@@ -307,18 +327,21 @@ def post_build_log(
     dependencies=INGEST,
     summary="Record a program run (stored as a process.run event)",
 )
-def post_run_log(
+async def post_run_log(
     request: Request,
     class_div: ClassDiv,
     hw_name: HwName,
     student_id: StudentId,
     body: RunLogCreate,
-    session: Session = Depends(get_session),
 ):
+    await _store_one(request.app, run_log_event(request.app, class_div, hw_name, student_id, body))
+    return Message(message=RUN_LOGGED)
+
+
+def run_log_event(app, class_div: str, hw_name: str, student_id: str, body: RunLogCreate) -> wire.Event:
     scope = scope_of(class_div, hw_name, student_id)
-    when = _body_time(request, body.timestamp)
-    _store_one(request, session, _build(lambda: adapter.run_event(scope, body, when)))
-    return Message(message="Run log registered successfully")
+    when = _body_time(app, body.timestamp)
+    return _build(lambda: adapter.run_event(scope, body, when))
 
 
 def _build(make: Callable[[], wire.Event]) -> wire.Event:
@@ -403,7 +426,7 @@ def get_run_logs(class_div: ClassDiv, hw_name: HwName, student_id: StudentId, se
     dependencies=INGEST,
     summary="Record a snapshot (a save of `bytes` bytes; content is not sent)",
 )
-def post_snapshot(
+async def post_snapshot(
     request: Request,
     class_div: ClassDiv,
     hw_name: HwName,
@@ -411,14 +434,21 @@ def post_snapshot(
     filename: FileName,
     timestamp: SnapshotTs,
     body: SnapshotCreate,
-    session: Session = Depends(get_session),
 ):
+    await _store_one(
+        request.app, snapshot_event(request.app, class_div, hw_name, student_id, filename, timestamp, body)
+    )
+    return Message(message=SNAPSHOT_LOGGED)
+
+
+def snapshot_event(
+    app, class_div: str, hw_name: str, student_id: str, filename: str, timestamp: str, body: SnapshotCreate
+) -> wire.Event:
     scope = scope_of(class_div, hw_name, student_id)
     path = path_of(filename)
-    zone = request.app.state.settings.legacy_snapshot_zone
+    zone = app.state.settings.legacy_snapshot_zone
     when = _time(lambda: timezones.parse_snapshot_timestamp(timestamp, zone), "timestamp", timestamp)
-    _store_one(request, session, _build(lambda: adapter.snapshot_event(scope, path, when, body.bytes)))
-    return Message(message="Snapshot registered successfully")
+    return _build(lambda: adapter.snapshot_event(scope, path, when, body.bytes))
 
 
 @router.get(
@@ -446,3 +476,35 @@ def list_snapshots(
 ):
     scope = student_scope(session, class_div, hw_name, student_id)
     return adapter.snapshot_times(adapter.snaps(session, scope, path_of(filename)))
+
+
+# ------------------------------------------------------------------------------------------ ingest lane
+
+
+def _lane(body_model: type[BaseModel], make: Callable[..., wire.Event], message: str) -> Callable[[Any], LaneRoute]:
+    """The ingest lane's stand-in (ingest_lane.py) for one of the writes above: FastAPI's checks of the path
+    parameters and the body, then the route's own event builder; anything it is not sure of raises."""
+
+    def prepare(app, params: Mapping[str, str], raw: bytes, headers: Headers):
+        for name, value in params.items():
+            pattern = PATTERNS.get(name)
+            if not value.isascii() or (pattern is not None and not re.fullmatch(pattern, value)):
+                raise ValueError(name)
+        body = body_model.model_validate(json.loads(raw))  # what FastAPI does with a JSON body
+        event = make(app, **params, body=body)
+
+        async def run() -> Response:
+            await _store_one(app, event)
+            return JSONResponse({"message": message})
+
+        return run
+
+    return lambda route: LaneRoute(route, prepare)
+
+
+# In the order of the routes above: a log's path is also a snapshot's path shape ("logs/build").
+LANE = {
+    post_build_log: _lane(BuildLogCreate, build_log_event, BUILD_LOGGED),
+    post_run_log: _lane(RunLogCreate, run_log_event, RUN_LOGGED),
+    post_snapshot: _lane(SnapshotCreate, snapshot_event, SNAPSHOT_LOGGED),
+}

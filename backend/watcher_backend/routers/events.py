@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
@@ -17,11 +19,13 @@ from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter, ValidationError
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 
 from watcher_core import identity, wire
 
 from .. import store
 from ..auth import require_ingest_or_notebook
+from ..ingest_lane import LaneRoute
 from ..metrics import type_label
 
 log = logging.getLogger("watcher_backend.events")
@@ -29,6 +33,10 @@ router = APIRouter(prefix="/api/v1", tags=["ingest"])
 
 # Fast path: a batch whose events are all valid is validated straight from the JSON bytes in one call.
 _BATCH = TypeAdapter(list[wire.Event])
+
+# The headers' formats, for FastAPI's checks and the ingest lane's.
+NODE_PATTERN = r"^[A-Za-z0-9._-]{1,253}$"
+SOURCE_PATTERN = r"^(filemon|procmon|legacy|ipynb|import)$"
 
 _BODY_SCHEMA = {
     "type": "array",
@@ -55,17 +63,13 @@ async def post_events(
     ] = None,
     x_watcher_node: Annotated[
         str | None,
-        Header(pattern=r"^[A-Za-z0-9._-]{1,253}$", description="Reporting node (heartbeat on empty batches)"),
+        Header(pattern=NODE_PATTERN, description="Reporting node (heartbeat on empty batches)"),
     ] = None,
-    x_watcher_source: Annotated[
-        str | None, Header(pattern=r"^(filemon|procmon|legacy|ipynb|import)$", description="Reporting agent")
-    ] = None,
+    x_watcher_source: Annotated[str | None, Header(pattern=SOURCE_PATTERN, description="Reporting agent")] = None,
 ):
     raw = await request.body()
     cells_of = writer if isinstance(writer, identity.Student) else None
-    return await run_in_threadpool(
-        store_batch, request.app, raw, x_watcher_backlog, x_watcher_node, x_watcher_source, cells_of
-    )
+    return await store_batch(request.app, raw, x_watcher_backlog, x_watcher_node, x_watcher_source, cells_of)
 
 
 def parse_batch(raw: bytes) -> tuple[int, list[wire.Event], list[wire.Rejection]]:
@@ -152,23 +156,44 @@ def only_cells_of(
     return allowed, sorted(refused, key=lambda r: r.index)
 
 
-def store_batch(
+async def store_batch(
     app, raw: bytes, backlog: int | None, node: str | None, source: str | None, cells_of: identity.Student | None = None
 ) -> JSONResponse:
+    """Validate a request body and store its valid events through the app's group commit (ingest_writer).
+
+    A small body is parsed on the event loop (a thread hand-off would cost more). A large one is parsed in
+    a worker thread, on SQLite holding the write lock: parsing a batch while the writer's thread steps SQLite
+    only looks parallel, since sqlite3 releases the GIL on every row and the parser then holds it for a
+    switch interval each time (the GIL convoy), which made two concurrent clients slower than one."""
+    if len(raw) <= LOOP_PARSE_BYTES:
+        parsed = parse_batch(raw)
+    else:
+        parsed = await run_in_threadpool(_parse_large, app, raw)
+    return await store_parsed(app, raw, parsed, backlog, node, source, cells_of)
+
+
+LOOP_PARSE_BYTES = 64 * 1024  # about a hundred events
+
+
+def _parse_large(app, raw: bytes) -> tuple[int, list[wire.Event], list[wire.Rejection]]:
     if app.state.engine.dialect.name == "sqlite":
-        # Parse and insert one batch at a time. Overlapping them only looks parallel: sqlite3 releases the
-        # GIL on every row it steps, and a parsing thread then holds it for a switch interval each time
-        # (the GIL convoy), which made two concurrent clients slower than one.
         with store.sqlite_write_lock():
-            return _store_batch(app, raw, backlog, node, source, cells_of)
-    return _store_batch(app, raw, backlog, node, source, cells_of)
+            return parse_batch(raw)
+    return parse_batch(raw)
 
 
-def _store_batch(
-    app, raw: bytes, backlog: int | None, node: str | None, source: str | None, cells_of: identity.Student | None
+async def store_parsed(
+    app,
+    raw: bytes,
+    parsed: tuple[int, list[wire.Event], list[wire.Rejection]],
+    backlog: int | None,
+    node: str | None,
+    source: str | None,
+    cells_of: identity.Student | None = None,
 ) -> JSONResponse:
+    """``store_batch`` of a body ``parse_batch`` has read."""
     metrics = app.state.metrics
-    size, valid, rejected = parse_batch(raw)
+    size, valid, rejected = parsed
     if cells_of is not None:
         valid, rejected = only_cells_of(cells_of, size, valid, rejected)
         node = source = None  # a student's kernel is no agent: no heartbeat
@@ -180,19 +205,16 @@ def _store_batch(
             item = items[r.index]
             metrics.events.labels(type_label(item.get("type") if isinstance(item, dict) else None), "rejected").inc()
     accepted = duplicates = 0
-    if valid or (size == 0 and node and source):
-        with Session(app.state.engine) as session:  # store.ingest serialises SQLite writers itself
-            if valid:
-                result = store.ingest(session, valid, backlog=backlog)
-                accepted, duplicates = result.accepted, result.duplicates
-            elif node and source:  # an empty batch: the agent's heartbeat
-                store.touch_agent(session, node, source, backlog)
-        if valid:
-            for t, n in result.accepted_by_type.items():
-                metrics.events.labels(t, "accepted").inc(n)
-            for t, n in result.duplicates_by_type.items():
-                metrics.events.labels(t, "duplicate").inc(n)
-            metrics.observe_stored(valid, result.duplicates_by_type)
+    if valid:
+        result = await app.state.writer.write(valid, backlog)
+        accepted, duplicates = result.accepted, result.duplicates
+        for t, n in result.accepted_by_type.items():
+            metrics.events.labels(t, "accepted").inc(n)
+        for t, n in result.duplicates_by_type.items():
+            metrics.events.labels(t, "duplicate").inc(n)
+        metrics.observe_stored(valid, result.duplicates_by_type)
+    elif size == 0 and node and source:  # an empty batch: the agent's heartbeat
+        await run_in_threadpool(_heartbeat, app.state.engine, node, source, backlog)
     ignored = _ignored_fields(size, valid, rejected)
     if ignored:
         metrics.fields_ignored.inc(len(ignored))
@@ -221,3 +243,30 @@ def _store_batch(
     return JSONResponse(
         answer.model_dump(mode="json", exclude={"ignored"} if not ignored else None), status_code=status
     )
+
+
+def _heartbeat(engine, node: str, source: str, backlog: int | None) -> None:
+    with Session(engine) as session:
+        store.touch_agent(session, node, source, backlog)
+
+
+def _lane_post_events(app, params: Mapping[str, str], raw: bytes, headers: Headers):
+    """``post_events`` in the ingest lane (ingest_lane.py): the same checks and the same storing, for an
+    ingest token. Raises (the lane then leaves the request to the route) at a header it does not take as
+    plainly valid or a body ``parse_batch`` refuses."""
+    backlog_text, node, source = (headers.get(f"x-watcher-{name}") for name in ("backlog", "node", "source"))
+    backlog = None
+    if backlog_text is not None:
+        if not (backlog_text.isascii() and backlog_text.isdigit() and len(backlog_text) <= 18):
+            raise ValueError("X-Watcher-Backlog")
+        backlog = int(backlog_text)
+    for value, pattern in ((node, NODE_PATTERN), (source, SOURCE_PATTERN)):
+        if value is not None and not re.fullmatch(pattern, value):
+            raise ValueError(pattern)
+    if len(raw) > LOOP_PARSE_BYTES:
+        raise ValueError("a large batch: the route parses it apart from the writer")
+    parsed = parse_batch(raw)
+    return lambda: store_parsed(app, raw, parsed, backlog, node, source)
+
+
+LANE = {post_events: lambda route: LaneRoute(route, _lane_post_events)}

@@ -140,3 +140,28 @@ def test_check_relative_path_normalises():
     assert identity.check_relative_path(".") == "."
     with pytest.raises(IdentityError, match="longer"):
         identity.check_relative_path("a/" * 600)
+
+
+def test_relative_to_reads_paths_as_pure_posix_paths_do():
+    """relative_to compares PurePosixPath's parts without building paths; the same answer on every shape."""
+    import random
+    from pathlib import PurePosixPath
+
+    def by_pathlib(abs_path: str, root: str) -> str | None:
+        p, r = PurePosixPath(abs_path), PurePosixPath(root)
+        if ".." in p.parts:
+            return None
+        try:
+            return str(p.relative_to(r))
+        except ValueError:
+            return None
+
+    atoms = ["", "/", "//", "///", "a", "b", ".", "..", "hw1", "x.c", " ", "a b", "\\", "é"]
+    rng = random.Random(7)
+    for _ in range(50_000):
+        a = "".join(rng.choice(atoms) + rng.choice(("/", "", "//")) for _ in range(rng.randrange(6)))
+        r = "".join(rng.choice(atoms) + rng.choice(("/", "", "//")) for _ in range(rng.randrange(4)))
+        assert identity.relative_to(a, r) == by_pathlib(a, r), (a, r)
+    assert identity.relative_to("/home/coder/project/hw1/a.c", "/home/coder/project") == "hw1/a.c"
+    assert identity.relative_to("/home/coder/project", "/home/coder/project/") == "."
+    assert identity.relative_to("/home/coder/other/a.c", "/home/coder/project") is None
