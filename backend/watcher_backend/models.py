@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, Index, Integer, String, Table, Text, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -200,6 +200,36 @@ ROLLUP_STATE_TABLE = Table(
     Column("built_at", UtcDateTime(), nullable=False),
 )
 
+
+# ----------------------------------------------------------------------------------------- diagnostics
+# What a compiler or Python told the student, parsed from a process event's stderr at ingest
+# (``diagnosis.py``, ``watcher_core.diagnostics``; revision 0009): one row per diagnostic, in the order
+# printed (``seq``). The stderr stays the truth: the rows can be rebuilt from it. The event's scope, student
+# and time are repeated here so an assignment's frequent errors and the research measures read this table
+# alone, by its own index, instead of every event of the assignment.
+DIAGNOSTIC_TABLE = Table(
+    "diagnostic",
+    SQLModel.metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("event_id", String(128), nullable=False),
+    Column("seq", Integer(), nullable=False),
+    Column("course", String(64), nullable=False),
+    Column("section", String(16), nullable=False),
+    Column("assignment", String(64), nullable=False),
+    Column("student_id", String(32), nullable=False),
+    Column("timestamp", UtcDateTime(), nullable=False),
+    Column("kind", String(16), nullable=False),  # error | warning | note | exception
+    Column("file", String(1024), nullable=True),  # relative to the assignment folder when in_assignment
+    Column("line", Integer(), nullable=True),
+    Column("col", Integer(), nullable=True),
+    Column("message", Text(), nullable=False),
+    Column("error_class", String(512), nullable=False),
+    # the warning option (-Wunused-variable), or the exception's type (NameError)
+    Column("flag", String(128), nullable=True),
+    Column("in_assignment", Boolean(), nullable=False),
+    Index("ix_diagnostic_event", "event_id"),
+    Index("ix_diagnostic_scope", "course", "section", "assignment", "student_id", "timestamp"),
+)
 
 # The SQLAlchemy tables behind the models, typed (SQLModel does not declare __table__ to type checkers).
 EVENT_TABLE: Table = Event.__table__  # type: ignore[attr-defined]

@@ -22,6 +22,24 @@ class Ready(BaseModel):
     detail: str | None = None
 
 
+class DiagnosticOut(BaseModel):
+    """One message a compiler printed, or the exception that ended a Python run (``watcher_core.diagnostics``)."""
+
+    kind: Literal["error", "warning", "note", "exception"]
+    file: str | None = Field(
+        description="Relative to the assignment folder when in_assignment; else as the tool printed it"
+    )
+    line: int | None
+    col: int | None
+    message: str = Field(description="As printed; an exception's is 'Type: message'")
+    error_class: str = Field(
+        description="The message with identifiers, literals and numbers masked and types generic: the same "
+        "mistake has the same class across students"
+    )
+    flag: str | None = Field(description="The warning's option (-Wunused-variable), or the exception's type")
+    in_assignment: bool = Field(description="The file is inside the assignment folder")
+
+
 class EventOut(BaseModel):
     """A stored event; only the fields of its type are present."""
 
@@ -59,6 +77,12 @@ class EventOut(BaseModel):
         None, description="Process events: what the compiler or Python wrote to stderr; null = not captured"
     )
     stderr_truncated: bool | None = Field(None, description="Process events: stderr was longer than what is kept")
+    diagnostics: list[DiagnosticOut] | None = Field(
+        None, description="process.compile: what the compiler reported, in order; null = stderr not captured"
+    )
+    exception: DiagnosticOut | None = Field(
+        None, description="process.run (Python): the uncaught exception that ended it; null = none or not captured"
+    )
     error: str | None = Field(None, description="notebook.cell: the exception's class; null on success")
     cell_id: str | None = None
     cell_index: int | None = None
@@ -218,3 +242,27 @@ class Purged(BaseModel):
     retention_days: int
     cutoff: datetime
     purged: int
+
+
+class ErrorExample(BaseModel):
+    message: str
+    file: str | None
+    line: int | None
+
+
+class ErrorClass(BaseModel):
+    kind: Literal["error", "warning", "note", "exception"]
+    error_class: str
+    count: int = Field(description="Times it was printed")
+    student_count: int
+    students: list[str] = Field(description="The students who hit it")
+    example: ErrorExample = Field(description="The first message of this class stored")
+    flag: str | None = Field(description="The example's warning option or exception type")
+
+
+class ErrorClasses(BaseModel):
+    course: str
+    section: str
+    assignment: str
+    kinds: list[str]
+    classes: list[ErrorClass] = Field(description="Most frequent first")

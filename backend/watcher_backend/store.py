@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from watcher_core import wire
 
-from . import rollups
+from . import diagnosis, rollups
 from .models import AGENT_TABLE as AGENT
 from .models import COUNTERS, naive_utc, sqlite_text
 from .models import ERASED_TABLE as ERASED
@@ -200,6 +200,7 @@ def _ingest(session: Session, batches: Sequence[Batch], *, commit: bool = True) 
             stored = _existing_ids(session, [ev.event_id for ev in fresh], received_at=set(nows))
         written = [ev for ev in fresh if ev.event_id in stored]  # in the order they were inserted
         rollups.apply(session, written)
+        diagnosis.apply(session, written)
     _touch_agents(session, batches, nows)
     if commit:
         session.commit()
@@ -819,10 +820,11 @@ def delete_student(
     with write_lock(session):
         queued = _queue_erased_contents(session, where)
         touched = rollups.forget(session, where)
+        diagnostics = diagnosis.forget(session, where)
         n = _rowcount(session.execute(delete(EVENT).where(where)))
         rollups.refresh(session, touched)
         session.commit()
-    return {"event": int(n)}, queued
+    return {"event": int(n), "diagnostic": diagnostics}, queued
 
 
 def purge_older_than(session: Session, cutoff: datetime, *, chunk: int = 10_000) -> int:
@@ -835,6 +837,7 @@ def purge_older_than(session: Session, cutoff: datetime, *, chunk: int = 10_000)
             if ids:
                 _queue_erased_contents(session, EVENT.c.id.in_(ids))
                 touched = rollups.forget(session, EVENT.c.id.in_(ids))
+                diagnosis.forget(session, EVENT.c.id.in_(ids))
                 session.execute(delete(EVENT).where(EVENT.c.id.in_(ids)))
                 rollups.refresh(session, touched)
             session.commit()

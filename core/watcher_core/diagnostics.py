@@ -128,10 +128,17 @@ def _mask_quoted(match: re.Match) -> str:
     return "<lit>"
 
 
+# gcc/clang: "; did you mean 'total'?"; Python 3.10+: ". Did you mean: 'values'?"
+_SUGGESTION = re.compile(r"(?:;\s*did you mean|\.\s*Did you mean:?)\s.*\?\s*$")
+
+
 def normalise(message: str) -> str:
     """The error class of a message: quoted identifiers -> ``<id>``, types -> ``<type>``, string and other
     literals -> ``<str>`` / ``<lit>``, numbers -> ``<n>``; quotes become ASCII, spaces are collapsed."""
-    text = _QUOTED.sub(_mask_quoted, message)
+    # A suggestion depends on the student's other names: "'totl' undeclared; did you mean 'total'?" is the
+    # same mistake as without one.
+    text = _SUGGESTION.sub("", message)
+    text = _QUOTED.sub(_mask_quoted, text)
     text = _NUMBER.sub("<n>", text)
     text = re.sub(r"\s+", " ", text).strip()
     return text[:MAX_CLASS]

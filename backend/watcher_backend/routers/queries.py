@@ -9,10 +9,10 @@ from sqlmodel import Session
 
 from watcher_core import wire
 
-from .. import store
+from .. import diagnosis, store
 from ..auth import get_session, require_scope
 from ..params import AssignmentPath, CoursePath, Cursor, Limit, SectionPath, Since, StudentPath, Until
-from ..schemas import AssignmentSummary, Courses, Status, Timeline
+from ..schemas import AssignmentSummary, Courses, ErrorClasses, Status, Timeline
 
 router = APIRouter(prefix="/api/v1", tags=["queries"], dependencies=[Depends(require_scope("read"))])
 
@@ -84,6 +84,7 @@ def student_timeline(
         )
     except store.BadCursor as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None
+    diagnosis.attach(session, events)
     return {
         "course": course,
         "section": section,
@@ -92,6 +93,34 @@ def student_timeline(
         "events": events,
         "next_cursor": next_cursor,
     }
+
+
+DiagnosticKind = Literal["error", "warning", "note", "exception"]
+
+
+@router.get(
+    ASSIGNMENT + "/errors",
+    response_model=ErrorClasses,
+    summary="The most frequent compiler errors and Python exceptions of an assignment, and who hit them",
+)
+def assignment_errors(
+    course: CoursePath,
+    section: SectionPath,
+    assignment: AssignmentPath,
+    kind: Annotated[
+        list[DiagnosticKind] | None,
+        Query(description="Only these kinds (repeatable); default error and exception"),
+    ] = None,
+    since: Since = None,
+    until: Until = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="Error classes to list")] = 20,
+    session: Session = Depends(get_session),
+):
+    kinds = sorted(set(kind or ("error", "exception")))
+    classes = diagnosis.top_classes(
+        session, course, section, assignment, kinds=kinds, since=since, until=until, limit=limit
+    )
+    return {"course": course, "section": section, "assignment": assignment, "kinds": kinds, "classes": classes}
 
 
 @router.get("/status", response_model=Status, summary="Events stored by type and the agents that report")

@@ -10,7 +10,7 @@ from sqlmodel import Session, SQLModel
 from watcher_backend import db, migrate, models, store  # noqa: F401  (models registers the tables)
 from watcher_core import wire
 
-HEAD = "0008"
+HEAD = "0009"
 
 
 def test_migrations_from_empty_match_the_models(database_url):
@@ -67,7 +67,7 @@ def test_upgrade_from_the_first_revision_keeps_the_data(database_url):
         assert tuple(store.ingest(session, [new])) == (1, 0)
         assert store.status(session)["agents"][0]["node"] == "n1"
         # erasing data written before revision 0005 queues its snapshot contents like any other
-        assert store.delete_student(session, "000123") == ({"event": 2}, 1)
+        assert store.delete_student(session, "000123") == ({"event": 2, "diagnostic": 0}, 1)
         assert store.unreferenced_contents(session, 10) == (["c" * 64], 0)
     engine.dispose()
 
@@ -91,4 +91,51 @@ def test_process_rows_from_before_0008_read_as_stderr_not_captured(database_url)
         assert [(e["event_id"], e["stderr"], e["stderr_truncated"]) for e in events] == [
             ("ev-old-00000002", None, False)
         ]
+    engine.dispose()
+
+
+def test_revision_0009_parses_the_stderr_stored_before_it(database_url):
+    engine = db.make_engine(database_url)
+    migrate.upgrade(engine, "0008")
+    insert = text(
+        'INSERT INTO event (event_id, type, "timestamp", received_at, node, source, course, section, '
+        "student_id, assignment, path, argv, argv_truncated, cwd, exit_code, started_at, compiler, sources, kind, "
+        "stderr, stderr_truncated) VALUES (:id, :type, '2026-01-01 00:00:00.000000', '2026-01-01 00:00:01.000000', "
+        "'n1', 'procmon', 'os', '1', '000123', 'hw1', :path, '[]', false, 'src', 1, "
+        "'2026-01-01 00:00:00.000000', :compiler, '[]', :kind, :stderr, false)"
+    )
+    with engine.begin() as conn:
+        conn.execute(
+            insert,
+            [
+                {
+                    "id": "ev-old-compile-1",
+                    "type": "process.compile",
+                    "path": "src/main.c",
+                    "compiler": "gcc",
+                    "kind": None,
+                    "stderr": "main.c:3:5: error: 'y' undeclared (first use in this function)\n"
+                    "main.c:4:9: warning: unused variable 'x' [-Wunused-variable]\n",
+                },
+                {
+                    "id": "ev-old-run-1",
+                    "type": "process.run",
+                    "path": "src/a.py",
+                    "compiler": None,
+                    "kind": "python",
+                    "stderr": 'Traceback (most recent call last):\n  File "a.py", line 2, in <module>\n'
+                    "ZeroDivisionError: division by zero\n",
+                },
+            ],
+        )
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT event_id, kind, file, line, error_class, flag FROM diagnostic ORDER BY event_id, seq")
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("ev-old-compile-1", "error", "src/main.c", 3, "<id> undeclared (first use in this function)", None),
+        ("ev-old-compile-1", "warning", "src/main.c", 4, "unused variable <id>", "-Wunused-variable"),
+        ("ev-old-run-1", "exception", "src/a.py", 2, "ZeroDivisionError: division by zero", "ZeroDivisionError"),
+    ]
     engine.dispose()

@@ -49,7 +49,7 @@ def test_only_contents_nobody_refers_to_are_offered(backend, ident):
     )
 
     answer = erase(backend, ident)
-    assert answer["deleted"] == {"event": 5} and answer["contents_queued"] == 3
+    assert answer["deleted"] == {"event": 5, "diagnostic": 0} and answer["contents_queued"] == 3
     assert "queued for removal" in answer["note"]
 
     offered = all_unreferenced(backend)

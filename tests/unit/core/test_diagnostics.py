@@ -150,6 +150,12 @@ def test_python_classes():
     assert normalise("ValueError: invalid literal for int() with base 10: 'abc'") == (
         "ValueError: invalid literal for int() with base <n>: <id>"
     )
+    assert normalise("NameError: name 'valuez' is not defined. Did you mean: 'values'?") == (
+        "NameError: name <id> is not defined"
+    )
+    assert normalise("'totl' undeclared (first use in this function); did you mean 'total'?") == (
+        "<id> undeclared (first use in this function)"
+    )
     assert normalise("IndexError: list index out of range") == "IndexError: list index out of range"
     assert normalise("IndentationError: expected an indented block after 'if' statement on line 1") == (
         "IndentationError: expected an indented block after 'if' statement on line <n>"
