@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from watcher_core import diagnostics, wire
 
+from . import measures
 from .models import DIAGNOSTIC_TABLE as DIAG
 from .models import EVENT_TABLE as EVENT
 
@@ -248,3 +249,33 @@ def compile_history(
         )
     if current is not None:
         yield current, history
+
+
+def assignment_measures(session: Session, course: str, section: str, assignment: str) -> list[dict[str, Any]]:
+    """EQ, RED and Watwin of every student who compiled in the assignment (``measures``)."""
+    histories = {
+        student: measures.from_history(rows) for student, rows in compile_history(session, course, section, assignment)
+    }
+    return measures.student_rows(histories)
+
+
+def student_measures(session: Session, course: str, section: str, student_id: str) -> list[dict[str, Any]]:
+    """One student's measures in each assignment they compiled in. Watwin compares the student's times with
+    the whole assignment's, so each assignment's histories are read."""
+    q = (
+        select(EVENT.c.assignment)
+        .where(
+            EVENT.c.course == course,
+            EVENT.c.section == section,
+            EVENT.c.student_id == student_id,
+            EVENT.c.type == wire.PROCESS_COMPILE,
+        )
+        .distinct()
+        .order_by(EVENT.c.assignment)
+    )
+    out = []
+    for assignment in session.scalars(q):
+        rows = assignment_measures(session, course, section, assignment)
+        mine = next(r for r in rows if r["student_id"] == student_id)
+        out.append({"assignment": assignment} | {k: v for k, v in mine.items() if k != "student_id"})
+    return out

@@ -266,3 +266,37 @@ class ErrorClasses(BaseModel):
     assignment: str
     kinds: list[str]
     classes: list[ErrorClass] = Field(description="Most frequent first")
+
+
+class MeasureValues(BaseModel):
+    compiles: int
+    failed_compiles: int
+    error_quotient: float | None = Field(description="Jadud (2006), 0..1; null without a pair of compilations")
+    repeated_error_density: float | None = Field(
+        description="Becker (2016), >= 0; null with fewer than two compilations"
+    )
+    watwin: float | None = Field(
+        description="Watson, Li and Godwin (2013), 0..1; null without a failed compilation followed by another"
+    )
+
+
+class StudentMeasures(MeasureValues):
+    student_id: str
+
+
+class AssignmentMeasures(BaseModel):
+    course: str
+    section: str
+    assignment: str
+    students: list[StudentMeasures]
+
+
+class AssignmentMeasure(MeasureValues):
+    assignment: str
+
+
+class StudentAssignmentsMeasures(BaseModel):
+    course: str
+    section: str
+    student_id: str
+    assignments: list[AssignmentMeasure]

@@ -12,7 +12,15 @@ from watcher_core import wire
 from .. import diagnosis, store
 from ..auth import get_session, require_scope
 from ..params import AssignmentPath, CoursePath, Cursor, Limit, SectionPath, Since, StudentPath, Until
-from ..schemas import AssignmentSummary, Courses, ErrorClasses, Status, Timeline
+from ..schemas import (
+    AssignmentMeasures,
+    AssignmentSummary,
+    Courses,
+    ErrorClasses,
+    Status,
+    StudentAssignmentsMeasures,
+    Timeline,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["queries"], dependencies=[Depends(require_scope("read"))])
 
@@ -121,6 +129,36 @@ def assignment_errors(
         session, course, section, assignment, kinds=kinds, since=since, until=until, limit=limit
     )
     return {"course": course, "section": section, "assignment": assignment, "kinds": kinds, "classes": classes}
+
+
+@router.get(
+    ASSIGNMENT + "/measures",
+    response_model=AssignmentMeasures,
+    summary="Error Quotient, Repeated Error Density and Watwin of each student of an assignment",
+)
+def assignment_measures(
+    course: CoursePath,
+    section: SectionPath,
+    assignment: AssignmentPath,
+    session: Session = Depends(get_session),
+):
+    students = diagnosis.assignment_measures(session, course, section, assignment)
+    return {"course": course, "section": section, "assignment": assignment, "students": students}
+
+
+@router.get(
+    "/courses/{course}/sections/{section}/students/{student_id}/measures",
+    response_model=StudentAssignmentsMeasures,
+    summary="Error Quotient, Repeated Error Density and Watwin of one student in each assignment",
+)
+def student_measures(
+    course: CoursePath,
+    section: SectionPath,
+    student_id: StudentPath,
+    session: Session = Depends(get_session),
+):
+    assignments = diagnosis.student_measures(session, course, section, student_id)
+    return {"course": course, "section": section, "student_id": student_id, "assignments": assignments}
 
 
 @router.get("/status", response_model=Status, summary="Events stored by type and the agents that report")

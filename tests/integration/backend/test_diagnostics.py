@@ -175,3 +175,31 @@ def test_retention_purges_diagnostics_with_their_events(session, outputs):
     assert count(session) == 5
     assert store.purge_older_than(session, T0 - timedelta(days=365)) == 1
     assert count(session) == 1  # the warning of the compile that stays
+
+
+def test_measures_per_assignment_and_per_student(backend, ident, outputs):
+    """The worked example of tests/unit/backend/test_measures.py's EQ, through ingest and HTTP: the same
+    error at the same line twice, then another error, a success, and the first error again."""
+    undeclared = outputs["broken"]
+    warned_only = outputs["warned"]
+    other_error = "broken.c:9:1: error: expected declaration or statement at end of input\n"
+    stderrs = [undeclared, undeclared, other_error, warned_only, undeclared]
+    codes = [1, 1, 1, 0, 1]
+    events = [
+        compile_event(ident, text, "broken.c", T0 + timedelta(seconds=10 * i), exit_code=code)
+        for i, (text, code) in enumerate(zip(stderrs, codes))
+    ]
+    events.append(compile_event(ident | {"assignment": "hw2"}, undeclared, "broken.c", T0))
+    assert backend.post_events(events).status_code == 200
+    with backend.client() as http:
+        base = f"/api/v1/courses/{ident['course']}/sections/1"
+        [row] = http.get(f"{base}/assignments/hw1/measures").json()["students"]
+        assert (row["student_id"], row["compiles"], row["failed_compiles"]) == (ident["student_id"], 5, 4)
+        assert row["error_quotient"] == pytest.approx(10 / 44, abs=1e-6)
+        assert row["repeated_error_density"] == pytest.approx(0.5)  # one string of two: 1/2
+        assert 0 < row["watwin"] <= 1
+        mine = http.get(f"{base}/students/{ident['student_id']}/measures").json()["assignments"]
+        assert [(a["assignment"], a["compiles"]) for a in mine] == [("hw1", 5), ("hw2", 1)]
+        assert mine[0]["error_quotient"] == row["error_quotient"]
+        assert mine[1]["error_quotient"] is None  # one compilation: no pair
+        assert http.get(f"{base}/students/not-an-id!/measures").status_code == 422
