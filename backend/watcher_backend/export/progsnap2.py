@@ -7,9 +7,11 @@ Mapping, one stored event at a time (events of one student in time order):
 | file.save            | File.Edit, CodeStateID = the student's assignment folder after the save             |
 | file.delete          | File.Delete, CodeStateID = the folder after the deletion                            |
 | file.too_large       | File.Edit without CodeStateID, LoggingErrorID=content-not-kept                      |
-| process.compile      | Compile (CompileResult Success/Error); when it failed also a Compile.Error row,     |
-|                      | ParentEventID = the Compile, IsFabricatedEvent=true (only the exit status is known) |
-| process.run          | Run.Program (ExecutionResult Success, or Error on non-zero exit or a signal)        |
+| process.compile      | Compile (CompileResult Success/Error), then a Compile.Error per error and a         |
+|                      | Compile.Warning per warning the compiler printed (ParentEventID = the Compile);     |
+|                      | a failed compile without a parsed error gets one fabricated Compile.Error           |
+| process.run          | Run.Program (ExecutionResult Success, or Error on non-zero exit or a signal); a     |
+|                      | Python exception in X-Exception / X-ExceptionMessage with its SourceLocation        |
 | notebook.cell        | Run.Program of the notebook (ExecutionResult Success, or Error: X-Exception names it) |
 
 A CodeState is the whole assignment folder of one student (Directory representation): every file whose
@@ -34,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from watcher_core import __version__, identity, snapshots, wire
+from watcher_core import __version__, diagnostics, identity, snapshots, wire
 
 PROGSNAP2_VERSION = "6.0.0"
 
@@ -56,6 +58,7 @@ COLUMNS = [
     "CompileResult",
     "CompileMessageType",
     "CompileMessageData",
+    "SourceLocation",
     "ExecutionResult",
     "LoggingErrorID",
     "IsFabricatedEvent",
@@ -67,6 +70,7 @@ COLUMNS = [
     "X-DurationMs",
     "X-Argv",
     "X-Exception",
+    "X-ExceptionMessage",
     "X-CellID",
 ]
 
@@ -275,7 +279,23 @@ class Mapper:
                 row["CompileResult"] = "Success" if ok else "Error"
                 if ok:
                     row["CompileMessageType"] = "Success"
-            if known and not ok:
+            found = _diagnostics(ev)
+            reported = [d for d in found if d.kind in ("error", "warning")]
+            for n, d in enumerate(reported):
+                kind = "Error" if d.kind == "error" else "Warning"
+                msg = self._base(ev, f"Compile.{kind}", f"{ev['event_id']}:{d.kind}:{n}")
+                msg.update(
+                    ToolInstances=row["ToolInstances"],
+                    CodeStateID=cid,
+                    ParentEventID=ev["event_id"],
+                    CompileMessageType=d.error_class,
+                    CompileMessageData=d.message,
+                    **_location(d),
+                )
+                rows.append(msg)
+            if known and not ok and not any(d.kind == "error" for d in found):
+                # Nothing parsed (stderr not captured, or nothing we recognise): say that it failed, and that
+                # this row is made up from the exit status.
                 err = self._base(ev, "Compile.Error", f"{ev['event_id']}:error")
                 err.update(
                     ToolInstances=row["ToolInstances"],
@@ -299,7 +319,31 @@ class Mapper:
                 row["ExecutionResult"] = "Success" if ok else "Error"
             if ev.get("kind") == "python":
                 row["ToolInstances"] = f"{TOOL};python"
+            raised = [d for d in _diagnostics(ev) if d.kind == "exception"]
+            if raised:
+                exc = raised[-1]
+                row["X-Exception"] = exc.flag or ""
+                row["X-ExceptionMessage"] = exc.message
+                if exc.in_assignment and exc.file:
+                    row.update(_location(exc))
         return Mapped(rows, new)
+
+
+def _diagnostics(ev: dict[str, Any]) -> list[diagnostics.Diagnostic]:
+    """What the compiler or Python reported, parsed from the stored stderr (the same parse as the backend's
+    ``diagnostic`` table: ``watcher_core.diagnostics``)."""
+    return diagnostics.for_process(
+        ev["type"], ev.get("stderr"), cwd=ev.get("cwd") or ".", assignment=ev["assignment"], kind=ev.get("kind")
+    )
+
+
+def _location(d: diagnostics.Diagnostic) -> dict[str, str]:
+    """CodeStateSection and SourceLocation (``Text:line:col``, ``Text:line`` without a column) of a
+    diagnostic in the assignment's files; blank for a file outside the code state (a system header)."""
+    if not (d.in_assignment and d.file):
+        return {"CodeStateSection": "", "SourceLocation": ""}
+    where = "" if d.line is None else f"Text:{d.line}" + ("" if d.col is None else f":{d.col}")
+    return {"CodeStateSection": d.file, "SourceLocation": where}
 
 
 def _str(value: Any) -> str:
@@ -435,12 +479,21 @@ written in the ProgSnap2 format (https://cssplice.github.io/progsnap2/).
 * a saved source file -> `File.Edit`; a deleted file -> `File.Delete`;
   a file over the size limit -> `File.Edit` without CodeStateID and `LoggingErrorID=content-not-kept`.
 * a compiler run (gcc, g++, clang...) -> `Compile` with `CompileResult` Success or Error
-  (exit status 0 and no signal = Success). When it failed, a `Compile.Error` row follows with
-  `ParentEventID` = the Compile and **`IsFabricatedEvent=true`**: Watcher records only the exit status,
-  not the diagnostics, so `CompileMessageType` is `Unknown` and `CompileMessageData` states the exit status
-  or signal. Its EventID is the Compile's EventID plus `:error`.
+  (exit status 0 and no signal = Success), then one `Compile.Error` row per error and one
+  `Compile.Warning` row per warning the compiler printed, in its order (`ParentEventID` = the Compile;
+  EventID = the Compile's plus `:error:<n>` / `:warning:<n>`): `CompileMessageType` is the error class
+  (the message with identifiers, literals and numbers masked, so the same mistake has the same type across
+  students), `CompileMessageData` the message as printed, `CodeStateSection` the file and `SourceLocation`
+  `Text:<line>:<column>` (`Text:<line>` without a column; both blank for a file outside the code state,
+  such as a system header). A failed compile whose diagnostics are unknown (stderr not captured, or
+  nothing recognised in it) gets one `Compile.Error` with **`IsFabricatedEvent=true`**,
+  `CompileMessageType=Unknown` and the exit status or signal as `CompileMessageData` (EventID: the
+  Compile's plus `:error`).
 * a program run (student binary or `python x.py`) -> `Run.Program` with `ExecutionResult` Success
-  (exit 0) or Error (non-zero exit or killed by a signal); `ExecutionID` = its EventID.
+  (exit 0) or Error (non-zero exit or killed by a signal); `ExecutionID` = its EventID. A Python run that
+  ended in an uncaught exception has its type in `X-Exception`, its message in `X-ExceptionMessage`, and,
+  when it was raised in the assignment's files, that file as `CodeStateSection` and the line as
+  `SourceLocation` (the innermost frame in the student's files).
 * a notebook cell run -> `Run.Program` with `CodeStateSection` = the notebook, `ToolInstances` ending in
   `ipykernel`, `ExecutionResult` Success or Error (the cell raised; `X-Exception` names the class).
 
@@ -453,7 +506,8 @@ written in the ProgSnap2 format (https://cssplice.github.io/progsnap2/).
 | X-Signal | signal number that ended the process (e.g. 11 = SIGSEGV) |
 | X-DurationMs | process run time in milliseconds, when known |
 | X-Argv | the command line as a JSON list (only with `--with-argv`; it may contain secrets) |
-| X-Exception | the exception class a notebook cell raised (e.g. ZeroDivisionError), blank on success |
+| X-Exception | the exception class a notebook cell or a Python run raised (e.g. ZeroDivisionError), blank on success |
+| X-ExceptionMessage | a Python run's uncaught exception as printed (`NameError: name 'x' is not defined`) |
 | X-CellID | the front end's id of a notebook cell (the same cell keeps it across re-runs) |
 
 ## Logging errors

@@ -182,3 +182,79 @@ def test_timestamps_are_iso_utc():
     assert ps.iso(datetime(2025, 3, 2, 10, 0, tzinfo=timezone(timedelta(hours=9)))) == "2025-03-02T01:00:00.000+00:00"
     assert ps.iso("2025-03-02T01:00:00Z") == "2025-03-02T01:00:00.000+00:00"
     assert ps.iso(None) == ""
+
+
+GCC_STDERR = (
+    "a.c: In function ‘main’:\n"
+    "a.c:3:5: error: expected ‘,’ or ‘;’ before ‘total’\n"
+    "    3 |     total += 1;\n"
+    "      |     ^~~~~\n"
+    "a.c:4:12: error: ‘totl’ undeclared (first use in this function); did you mean ‘total’?\n"
+    "a.c:4:12: note: each undeclared identifier is reported only once for each function it appears in\n"
+    "src/b.h:2:9: warning: unused variable ‘x’ [-Wunused-variable]\n"
+    "/usr/include/stdio.h:356:12: note: expected ‘const char *’ but argument is of type ‘int’\n"
+)
+PY_STDERR = (
+    "Traceback (most recent call last):\n"
+    '  File "/home/coder/project/data-structure/hw1/main.py", line 4, in <module>\n'
+    "    print(ratio(1, 0))\n"
+    '  File "/home/coder/project/data-structure/hw1/main.py", line 2, in ratio\n'
+    "    return a / b\n"
+    "ZeroDivisionError: division by zero\n"
+)
+
+
+def test_compile_errors_and_warnings_from_stderr():
+    compile_ = proc(3, "process.compile", "a.c", 1, compiler="gcc", sources=["a.c"], output="a", stderr=GCC_STDERR)
+    rows, _, _ = map_all(EVENTS[:2] + [compile_])
+    mine = [r for r in rows if r["ParentEventID"] == "ev-0003-test"]
+    assert [(r["EventType"], r["EventID"]) for r in mine] == [
+        ("Compile.Error", "ev-0003-test:error:0"),
+        ("Compile.Error", "ev-0003-test:error:1"),
+        ("Compile.Warning", "ev-0003-test:warning:2"),
+    ]
+    first, second, warning = mine
+    assert first["CompileMessageType"] == "expected ',' or ';' before <id>"
+    assert first["CompileMessageData"] == "expected ‘,’ or ‘;’ before ‘total’"
+    assert (first["CodeStateSection"], first["SourceLocation"]) == ("a.c", "Text:3:5")
+    assert second["CompileMessageType"] == "<id> undeclared (first use in this function)"
+    assert (warning["CodeStateSection"], warning["SourceLocation"]) == ("src/b.h", "Text:2:9")
+    assert all(r["IsFabricatedEvent"] == "" and r["CodeStateID"] == rows[1]["CodeStateID"] for r in mine)
+    # nothing fabricated when the errors are known
+    assert not any(r["EventID"] == "ev-0003-test:error" for r in rows)
+
+
+def test_a_failed_compile_without_known_errors_is_still_fabricated():
+    for stderr in (None, "", "something gcc never prints\n"):
+        compile_ = proc(4, "process.compile", "a.c", 1, compiler="gcc", sources=["a.c"], stderr=stderr)
+        rows, _, _ = map_all([compile_])
+        assert [(r["EventType"], r["IsFabricatedEvent"], r["CompileMessageType"]) for r in rows] == [
+            ("Compile", "", ""),
+            ("Compile.Error", "true", "Unknown"),
+        ]
+    # a successful compile with a warning: the warning only
+    compile_ = proc(
+        5,
+        "process.compile",
+        "a.c",
+        0,
+        compiler="gcc",
+        sources=["a.c"],
+        stderr=GCC_STDERR.split("a.c:3")[0] + "a.c:2:9: warning: unused variable ‘y’ [-Wunused-variable]\n",
+    )
+    rows, _, _ = map_all([compile_])
+    assert [r["EventType"] for r in rows] == ["Compile", "Compile.Warning"]
+
+
+def test_python_exception_on_run_program():
+    run = proc(10, "process.run", "main.py", 1, kind="python", target="main.py", stderr=PY_STDERR)
+    [row], _, _ = map_all([run])
+    assert (row["EventType"], row["ExecutionResult"]) == ("Run.Program", "Error")
+    assert (row["X-Exception"], row["X-ExceptionMessage"]) == (
+        "ZeroDivisionError",
+        "ZeroDivisionError: division by zero",
+    )
+    assert (row["CodeStateSection"], row["SourceLocation"]) == ("main.py", "Text:2")
+    binary = proc(11, "process.run", "a", 1, kind="binary", target="a", stderr="Segmentation fault?\n")
+    [row], _, _ = map_all([binary])
+    assert row["X-Exception"] == row["SourceLocation"] == ""  # a student program's own stderr is not parsed
