@@ -32,6 +32,18 @@ from support.backend import run_backend  # noqa: E402
 from watcher_core import wire  # noqa: E402
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
+# What gcc -Wall printed for a student's failed compile (C.UTF-8), for --stderr: what the backend parses.
+GCC_STDERR = (
+    "src/file1.c: In function ‘main’:\n"
+    "src/file1.c:7:5: error: expected ‘,’ or ‘;’ before ‘total’\n"
+    "    7 |     total += 1;\n      |     ^~~~~\n"
+    "src/file1.c:8:12: error: ‘totl’ undeclared (first use in this function); did you mean ‘total’?\n"
+    "    8 |     return totl;\n      |            ^~~~\n      |            total\n"
+    "src/file1.c:8:12: note: each undeclared identifier is reported only once for each function it appears in\n"
+    "src/file1.c:6:9: warning: unused variable ‘total’ [-Wunused-variable]\n"
+    "    6 |     int total = 0\n      |         ^~~~~\n"
+)
+STDERR = [False]  # --stderr: failed compiles carry GCC_STDERR, successful ones an empty stderr
 
 
 def make_events(n: int, tag: str, shape: str = "spread", batch: int = 1000) -> list[dict]:
@@ -80,6 +92,7 @@ def make_events(n: int, tag: str, shape: str = "spread", batch: int = 1000) -> l
                     "compiler": "gcc",
                     "sources": ["src/file1.c"],
                     "output": "a.out",
+                    **({"stderr": GCC_STDERR if i % 2 else ""} if STDERR[0] else {}),
                 }
             )
         elif kind < 19:
@@ -151,8 +164,14 @@ def main(argv: list[str] | None = None) -> int:
         help="also measure the backend of this git revision (a temporary worktree), interleaved run by run, "
         "and report both side by side with their ratio (section ingest_against_<shape>[_<REV>])",
     )
+    p.add_argument(
+        "--stderr",
+        action="store_true",
+        help="compiles carry what gcc printed (failed ones: 4 diagnostics, ~700 bytes), as procmon captures it",
+    )
     p.add_argument("--no-write", action="store_true", help="do not write bench/results/backend.md")
     args = p.parse_args(argv)
+    STDERR[0] = args.stderr
     if args.against:
         return compare(args)
 
@@ -201,7 +220,8 @@ def compare(args) -> int:
         f"server and database; shape `{args.shape}`. Machine: nproc={os.cpu_count()}, kernel {platform.release()}, "
         f"load average {load:.1f} at start (shared).",
         f"Command: `.venv/bin/python bench/backend_ingest.py --events {args.events} --batch {args.batch} "
-        f"--singles {args.singles} --repeat {args.repeat} --shape {args.shape} --against {args.against}`",
+        f"--singles {args.singles} --repeat {args.repeat} --shape {args.shape}"
+        f"{' --stderr' if args.stderr else ''} --against {args.against}`",
         "",
         f"| measurement | this tree | {args.against} | ratio |",
         "|---|---|---|---|",
@@ -212,9 +232,11 @@ def compare(args) -> int:
     if not args.no_write:
         # the revision in the key for any other than the one the rollups were measured against
         key = f"ingest_against_{args.shape}" + ("" if args.against == "627b511" else f"_{args.against}")
+        key += "_stderr" if args.stderr else ""
+        with_stderr = ", compiles with their stderr" if args.stderr else ""
         write_section(
             key,
-            f"Ingest side by side with {args.against}, shape {args.shape} (bench/backend_ingest.py)",
+            f"Ingest side by side with {args.against}, shape {args.shape}{with_stderr} (bench/backend_ingest.py)",
             "\n".join(lines),
         )
     return 0
