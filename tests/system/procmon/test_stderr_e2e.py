@@ -1,6 +1,7 @@
 """Issue 13, end to end: a scripted student in a simulated pod (its own cgroup, UTS and mount namespaces)
 makes the usual mistakes; the real eBPF program captures what gcc and Python wrote to stderr, and the real
-backend serves it with each compile and run (the student's timeline)."""
+backend serves it with each compile and run (the student's timeline), parsed into diagnostics with the
+right file, line and error class, and counted in the assignment's frequent errors."""
 
 from __future__ import annotations
 
@@ -27,6 +28,15 @@ COMPILER = {
 PYTHON_ERRORS = {
     "name.py": (4, "NameError", "name 'totl' is not defined"),
     "zero.py": (2, "ZeroDivisionError", "division by zero"),
+}
+# what the backend made of it: the first diagnostic of each compile, the exception of each run
+CLASSES = {
+    "undeclared.c": ("error", 3, "<id> undeclared (first use in this function)", None),
+    "semicolon.c": ("error", 4, "expected ',' or ';' before 'return'", None),
+    "mismatch.c": ("error", 3, "incompatible types when initializing type <type> using type <type>", None),
+    "warning.c": ("warning", 4, "unused variable <id>", "-Wunused-variable"),
+    "name.py": ("exception", 4, "NameError: name <id> is not defined", "NameError"),
+    "zero.py": ("exception", 2, "ZeroDivisionError: division by zero", "ZeroDivisionError"),
 }
 
 
@@ -55,3 +65,17 @@ def test_a_students_mistakes_reach_the_backend_with_file_line_and_class(stack, c
         frames = re.findall(r'^  File "([^"]+)", line (\d+)', tb, re.M)
         assert frames[-1] == (f"/home/coder/project/hw1/{name}", str(line)), tb
         assert tb.splitlines()[-1].startswith(f"{cls}: {message}"), tb  # then maybe "Did you mean"
+
+    parsed = {name: ev["diagnostics"][0] for name, ev in compiles.items()} | {
+        name: ev["exception"] for name, ev in runs.items()
+    }
+    for name, (kind, line, error_class, flag) in CLASSES.items():
+        d = parsed[name]
+        assert (d["kind"], d["file"], d["line"], d["error_class"], d["flag"]) == (kind, name, line, error_class, flag)
+        assert d["in_assignment"] is True
+    with backend.client() as http:
+        base = "/api/v1/courses/os/sections/3/assignments/hw1"
+        classes = http.get(f"{base}/errors", params={"kind": ["error", "warning", "exception"]}).json()["classes"]
+    counted = {(c["kind"], c["error_class"]): c for c in classes}
+    for kind, _, error_class, _ in CLASSES.values():
+        assert counted[(kind, error_class)]["students"] == ["202400201"], (kind, error_class)
