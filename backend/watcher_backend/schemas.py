@@ -218,3 +218,65 @@ class Purged(BaseModel):
     retention_days: int
     cutoff: datetime
     purged: int
+
+
+# ------------------------------------------------------------------------------------------ dashboard
+
+
+class DayActivity(BaseModel):
+    day: str = Field(description="YYYY-MM-DD in the platform's zone (WATCHER_TIME_ZONE)")
+    active_students: int
+    saves: int
+    compiles: int
+    compile_successes: int
+    runs: int
+
+
+class AssignmentActivity(BaseModel):
+    section: str
+    assignment: str
+    students: int
+    events: int
+    saves: int
+    compiles: int
+    compile_successes: int
+    compile_success_rate: float | None
+    runs: int
+    first_activity: datetime | None
+    last_activity: datetime | None
+    days: list[DayActivity]
+
+
+class CourseActivity(BaseModel):
+    """A course's assignments over time (the dashboard's course page)."""
+
+    course: str
+    time_zone: str = Field(description="IANA zone the days are counted in")
+    assignments: list[AssignmentActivity]
+
+
+class Thresholds(BaseModel):
+    stuck_compiles: int = Field(description="Failing compiles in a row (none successful since) that flag 'stuck'")
+    paste_bytes: int = Field(description="Bytes one save adds to one file that flag 'large paste'")
+
+
+class StudentActivity(StudentSummary):
+    failed_compiles: int
+    fail_streak: int = Field(description="Failing compiles since the last successful one")
+    max_fail_streak: int
+    max_growth: int = Field(description="The most bytes one save added to one file (a new file counts from empty)")
+    max_growth_path: str | None
+    max_growth_at: datetime | None
+    stuck: bool = Field(description="fail_streak >= thresholds.stuck_compiles")
+    large_paste: bool = Field(description="max_growth >= thresholds.paste_bytes")
+    heat: list[list[int]] = Field(description="[hour offset from heat_start, events] of each hour with activity")
+
+
+class AssignmentActivityView(AssignmentSummary):
+    """An assignment's students with their flags and heat strips (the dashboard's assignment page)."""
+
+    time_zone: str
+    thresholds: Thresholds
+    heat_start: datetime | None = Field(description="The UTC hour the heat strips start at")
+    heat_hours: int = Field(description="Hours from heat_start to the last hour with activity")
+    per_student: list[StudentActivity]  # type: ignore[assignment]

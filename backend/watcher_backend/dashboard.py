@@ -1,0 +1,173 @@
+"""The dashboard's reads (``/ui`` and its JSON under ``/api/v1``), from the rollups kept at ingest only.
+
+A course's assignments, an assignment's students and their heat strips read ``student_rollup``,
+``file_state`` and ``activity_hour`` (a row per student, or per student and hour), never the events, so
+an assignment of 400,000 events answers as fast as one of 400. A student's timeline is the paged
+``/timeline`` route. Flags are raw numbers in the rollups; the thresholds apply here, so a changed
+threshold needs no rebuild.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from . import rollups, store
+from .models import ACTIVITY_HOUR_TABLE as HOURS
+from .models import STUDENT_ROLLUP_TABLE as ROLLUP
+
+_HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a student is flagged: ``stuck_compiles`` failing compiles in a row (none successful since), a
+    ``paste_bytes`` growth of one file in one save."""
+
+    stuck_compiles: int
+    paste_bytes: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"stuck_compiles": self.stuck_compiles, "paste_bytes": self.paste_bytes}
+
+
+def _aware(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite returns aggregates of datetimes as text
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def local_day(hour: datetime, zone: ZoneInfo) -> str:
+    """The day (YYYY-MM-DD) in ``zone`` that a UTC hour bucket falls in."""
+    return hour.astimezone(zone).date().isoformat()
+
+
+def course_view(session: Session, course: str, zone_name: str, sections: set[str] | None = None) -> dict[str, Any]:
+    """Every assignment of a course with its totals and, per day in the platform's zone, its active
+    students, saves, compiles (and successes) and runs. ``sections``: only these (a scoped reader)."""
+    scope = (ROLLUP.c.section, ROLLUP.c.assignment)
+    q = select(
+        *scope,
+        func.count().label("students"),
+        *(func.sum(ROLLUP.c[name]).label(name) for name in ("events", "saves", "compiles", "compile_successes")),
+        func.sum(ROLLUP.c.runs).label("runs"),
+        func.min(ROLLUP.c.first_activity).label("first_activity"),
+        func.max(ROLLUP.c.last_activity).label("last_activity"),
+    ).where(ROLLUP.c.course == course)
+    if sections is not None:
+        q = q.where(ROLLUP.c.section.in_(sorted(sections)))
+    totals = list(session.execute(q.group_by(*scope).order_by(*scope)).mappings())
+
+    zone = ZoneInfo(zone_name)
+    hq = select(
+        HOURS.c.section, HOURS.c.assignment, HOURS.c.student_id, HOURS.c.hour, *(HOURS.c[n] for n in _DAY_COUNTS)
+    ).where(HOURS.c.course == course)
+    if sections is not None:
+        hq = hq.where(HOURS.c.section.in_(sorted(sections)))
+    days: dict[tuple[str, str], dict[str, list[Any]]] = defaultdict(dict)
+    for section, assignment, student, hour, *counts in session.execute(hq):
+        day = local_day(_aware(hour), zone)  # type: ignore[arg-type]
+        per_day = days[(section, assignment)].get(day)
+        if per_day is None:
+            per_day = days[(section, assignment)][day] = [set(), *([0] * len(_DAY_COUNTS))]
+        per_day[0].add(student)
+        for i, n in enumerate(counts, start=1):
+            per_day[i] += int(n)
+
+    assignments = []
+    for row in totals:
+        key = (row["section"], row["assignment"])
+        compiles, ok = int(row["compiles"] or 0), int(row["compile_successes"] or 0)
+        assignments.append(
+            {
+                "section": row["section"],
+                "assignment": row["assignment"],
+                "students": int(row["students"]),
+                "events": int(row["events"] or 0),
+                "saves": int(row["saves"] or 0),
+                "compiles": compiles,
+                "compile_successes": ok,
+                "compile_success_rate": rollups.success_rate(ok, compiles),
+                "runs": int(row["runs"] or 0),
+                "first_activity": _aware(row["first_activity"]),
+                "last_activity": _aware(row["last_activity"]),
+                "days": [
+                    {"day": day, "active_students": len(v[0])} | dict(zip(_DAY_COUNTS, v[1:]))
+                    for day, v in sorted(days.get(key, {}).items())
+                ],
+            }
+        )
+    return {"course": course, "time_zone": zone_name, "assignments": assignments}
+
+
+_DAY_COUNTS = ("saves", "compiles", "compile_successes", "runs")
+
+
+def assignment_view(
+    session: Session,
+    course: str,
+    section: str,
+    assignment: str,
+    *,
+    idle_gap_seconds: int,
+    thresholds: Thresholds,
+    zone_name: str,
+) -> dict[str, Any]:
+    """An assignment's students: the summary's row of each, failed compiles, the flags with the numbers
+    behind them, and each student's events per hour (the heat strip) from the assignment's first hour."""
+    summary = store.summary(session, course, section, assignment, idle_gap_seconds=idle_gap_seconds)
+    where = and_(ROLLUP.c.course == course, ROLLUP.c.section == section, ROLLUP.c.assignment == assignment)
+    flags = {
+        r.student_id: r
+        for r in session.execute(select(ROLLUP.c.student_id, *(ROLLUP.c[c] for c in rollups.FLAG_COLUMNS)).where(where))
+    }
+    hwhere = and_(HOURS.c.course == course, HOURS.c.section == section, HOURS.c.assignment == assignment)
+    heat_rows = [
+        (student, _aware(hour), int(n))
+        for student, hour, n in session.execute(
+            select(HOURS.c.student_id, HOURS.c.hour, HOURS.c.events).where(hwhere).order_by(HOURS.c.hour)
+        )
+    ]
+    start = heat_rows[0][1] if heat_rows else None
+    hours = 0
+    heat: dict[str, list[list[int]]] = defaultdict(list)
+    for student, hour, n in heat_rows:
+        offset = int((hour - start) // _HOUR)  # type: ignore[operator]
+        heat[student].append([offset, n])
+        hours = max(hours, offset + 1)
+
+    students = []
+    for row in summary["per_student"]:
+        f = flags.get(row["student_id"])
+        fail_streak = int(f.fail_streak) if f else 0
+        max_growth = int(f.max_growth) if f else 0
+        students.append(
+            row
+            | {
+                "failed_compiles": row["compiles"] - row["compile_successes"],
+                "fail_streak": fail_streak,
+                "max_fail_streak": int(f.max_fail_streak) if f else 0,
+                "max_growth": max_growth,
+                "max_growth_path": f.max_growth_path if f else None,
+                "max_growth_at": _aware(f.max_growth_at) if f else None,
+                "stuck": fail_streak >= thresholds.stuck_compiles,
+                "large_paste": max_growth >= thresholds.paste_bytes,
+                "heat": heat.get(row["student_id"], []),
+            }
+        )
+    totals = {k: v for k, v in summary.items() if k != "per_student"}
+    return totals | {
+        "time_zone": zone_name,
+        "thresholds": thresholds.as_dict(),
+        "heat_start": start,
+        "heat_hours": hours,
+        "per_student": students,
+    }
