@@ -14,6 +14,14 @@ A notebook token (``nb1.…``, ``watcher_core.cell_tokens``, verified against ``
 credential that lives in a student's pod: it may post ``notebook.cell`` events of the student it names and
 nothing else (``require_ingest_or_notebook``; every other route answers 403 saying so).
 
+Reads return a principal, ``Reader`` (``require_read``, ``require_admin``, ``require_legacy_read``): who
+reads (``.name``), whether they are an admin (``.is_admin``) and which (course, section) pairs they may
+see (``.allows(course, section)``, ``.grants``; ``None`` = every course). The environment tokens and the
+platform's token-less legacy reads see every course. A read whose path names a course and section
+(``/courses/{course}/sections/{section}/...``, the old API's ``{class_div}``) is refused with 403 before
+its handler runs when the reader may not see that section; routes without one in the path filter by
+``Reader.grants`` themselves (``store.readable``).
+
 Answers: no token or an unknown token -> 401 with ``WWW-Authenticate: Bearer``; a valid token without the
 scope -> 403. Tokens are compared with ``hmac.compare_digest``.
 
@@ -36,6 +44,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -50,6 +59,52 @@ bearer = HTTPBearer(auto_error=False, description="A token of scope ingest, read
 
 # A token grants these scopes.
 GRANTS = {"ingest": {"ingest"}, "read": {"read"}, "admin": {"admin", "read"}}
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """One course a reader may see: all of its sections (``section=None``) or just one."""
+
+    course: str
+    section: str | None = None
+
+    def covers(self, course: str, section: str) -> bool:
+        return self.course == course and (self.section is None or self.section == section)
+
+    def __str__(self) -> str:
+        return self.course if self.section is None else f"{self.course}/{self.section}"
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """Who reads and what they may see. ``grants=None``: every course and section."""
+
+    name: str
+    is_admin: bool = False
+    grants: tuple[Grant, ...] | None = None
+
+    @property
+    def every_course(self) -> bool:
+        return self.grants is None
+
+    def allows(self, course: str, section: str) -> bool:
+        return self.grants is None or any(g.covers(course, section) for g in self.grants)
+
+    def allows_course(self, course: str) -> bool:
+        """Whether any section of ``course`` is visible (a course listing shows it, filtered)."""
+        return self.grants is None or any(g.course == course for g in self.grants)
+
+    def refuse(self, course: str, section: str) -> HTTPException:
+        """The 403 for a read of a section this reader may not see; it names what the reader may see."""
+        allowed = ", ".join(str(g) for g in self.grants or ()) or "nothing"
+        return HTTPException(
+            status_code=status.HTTP_403_FORBIDDEN,
+            detail=f"{self.name} may not read course {course!r} section {section!r} (it may read: {allowed})",
+        )
+
+    def check(self, course: str, section: str) -> None:
+        if not self.allows(course, section):
+            raise self.refuse(course, section)
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -161,21 +216,72 @@ def is_legacy_reader(host: str | None, settings: Settings) -> bool:
 
 async def require_legacy_read(
     request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
-) -> set[str]:
-    """The old API's GETs: a ``read`` token, or no token at all from a ``WATCHER_LEGACY_READS_FROM`` source."""
+) -> Reader:
+    """The old API's GETs: a ``read`` token, or no token at all from a ``WATCHER_LEGACY_READS_FROM`` source
+    (the platform, which sees every course as it always did)."""
     settings: Settings = request.app.state.settings
     host = request.client.host if request.client else None
     if credentials is None and settings.auth_enabled and is_legacy_reader(host, settings):
         request.app.state.metrics.legacy_tokenless_reads.inc()
-        return {LEGACY_READ}
+        return _reader({LEGACY_READ}, None, settings)
     if settings.legacy_reads_from:
         why = f"{host} is not in WATCHER_LEGACY_READS_FROM"
     else:
         why = "WATCHER_LEGACY_READS_FROM is not set"
-    return _check(
+    granted = _check(
         "read",
         settings,
         credentials,
         missing=f"missing bearer token (Authorization: Bearer <token>); the old API is read without "
         f"one only from the platform's addresses, and {why}",
     )
+    return _enforce_path(request, _reader(granted, credentials, settings))
+
+
+def _reader(granted: set[str], credentials: HTTPAuthorizationCredentials | None, settings: Settings) -> Reader:
+    """The principal of a request that passed the environment-token check (every course)."""
+    if not settings.auth_enabled:
+        return Reader("insecure-no-auth", is_admin=True)
+    if LEGACY_READ in granted:
+        return Reader("platform (token-less legacy read)")
+    admin = "admin" in granted
+    return Reader("admin token" if admin else "read token", is_admin=admin)
+
+
+def path_section(request: Request) -> tuple[str, str] | None:
+    """The (course, section) a read's path names, or None. A malformed one is left to the route's own
+    validation (a 422 naming the parameter)."""
+    params = request.path_params
+    course, section = params.get("course"), params.get("section")
+    if isinstance(course, str) and isinstance(section, str):
+        return course, section
+    class_div = params.get("class_div")
+    if isinstance(class_div, str):
+        try:
+            return identity.parse_class_div(class_div)
+        except identity.IdentityError:
+            return None
+    return None
+
+
+def _enforce_path(request: Request, reader: Reader) -> Reader:
+    where = path_section(request)
+    if where is not None:
+        reader.check(*where)
+    return reader
+
+
+async def require_read(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Reader:
+    """A read: a token with the ``read`` scope. Returns the ``Reader``; a path naming a section the reader
+    may not see is a 403 here. FastAPI caches it per request, so a handler that also asks for it
+    (``reader: Reader = Depends(require_read)``) gets the same object without a second check."""
+    settings: Settings = request.app.state.settings
+    granted = _check("read", settings, credentials)
+    return _enforce_path(request, _reader(granted, credentials, settings))
+
+
+async def require_admin(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Reader:
+    """Admin routes: a token with the ``admin`` scope (which sees every course)."""
+    settings: Settings = request.app.state.settings
+    granted = _check("admin", settings, credentials)
+    return _reader(granted, credentials, settings)
