@@ -50,6 +50,12 @@ def local_day(hour: datetime, zone: ZoneInfo) -> str:
     return hour.astimezone(zone).date().isoformat()
 
 
+def sections_of(session: Session, course: str) -> list[str]:
+    """The sections of a course that have activity."""
+    q = select(ROLLUP.c.section).where(ROLLUP.c.course == course).distinct().order_by(ROLLUP.c.section)
+    return list(session.execute(q).scalars())
+
+
 def course_view(session: Session, course: str, zone_name: str, sections: set[str] | None = None) -> dict[str, Any]:
     """Every assignment of a course with its totals and, per day in the platform's zone, its active
     students, saves, compiles (and successes) and runs. ``sections``: only these (a scoped reader)."""

@@ -1,23 +1,26 @@
 """The dashboard's JSON (read scope): a course's assignments over time, an assignment's students with their
-flags and heat strips, and an assignment's ProgSnap2 export as a streamed zip. The pages are ``ui.py``."""
+flags and heat strips, and an assignment's ProgSnap2 export as a streamed zip. The pages are ``ui.py``.
+
+Every route depends on ``auth.require_read``: a path naming a section the reader may not see is a 403 before
+the handler runs, and a course's page shows only the sections the reader may see."""
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import StreamingResponse
 from sqlmodel import Session
 
 from .. import dashboard
-from ..auth import get_session, require_scope
+from ..auth import Reader, get_session, require_read
 from ..export import archive, progsnap2
 from ..export.cli import iter_events
 from ..params import AssignmentPath, CoursePath, SectionPath
 from ..schemas import AssignmentActivityView, CourseActivity
 
-router = APIRouter(prefix="/api/v1", tags=["dashboard"], dependencies=[Depends(require_scope("read"))])
+router = APIRouter(prefix="/api/v1", tags=["dashboard"], dependencies=[Depends(require_read)])
 
 ASSIGNMENT = "/courses/{course}/sections/{section}/assignments/{assignment}"
 
@@ -28,8 +31,21 @@ def _thresholds(request: Request) -> dashboard.Thresholds:
 
 
 @router.get("/courses/{course}/activity", response_model=CourseActivity, summary="A course's assignments over time")
-def course_activity(request: Request, course: CoursePath, session: Session = Depends(get_session)):
-    return dashboard.course_view(session, course, request.app.state.settings.time_zone)
+def course_activity(
+    request: Request,
+    course: CoursePath,
+    session: Session = Depends(get_session),
+    reader: Reader = Depends(require_read),
+):
+    sections = None
+    if not reader.every_course:
+        if not reader.allows_course(course):
+            allowed = ", ".join(str(g) for g in reader.grants or ()) or "nothing"
+            raise HTTPException(
+                status_code=403, detail=f"{reader.name} may not read course {course!r} (it may read: {allowed})"
+            )
+        sections = {s for s in dashboard.sections_of(session, course) if reader.allows(course, s)}
+    return dashboard.course_view(session, course, request.app.state.settings.time_zone, sections)
 
 
 @router.get(

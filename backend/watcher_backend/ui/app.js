@@ -154,6 +154,7 @@ function sortableTable(columns, rows, { sortKey, descending = false, id } = {}) 
       const cmp = x === y ? 0 : x === null || x === undefined ? -1 : y === null || y === undefined ? 1 : x < y ? -1 : 1;
       return desc ? -cmp : cmp;
     });
+    table.sortedRows = sorted;  // what the CSV export writes: the table as shown
     heads.forEach((th, i) => th.setAttribute("aria-sort", columns[i].key === key ? (desc ? "descending" : "ascending") : "none"));
     tbody.replaceChildren(...sorted.map((r) => h("tr", { "data-row": r[columns[0].key] },
       columns.map((col) => h("td", { class: col.text ? "text" : null }, col.render ? col.render(r) : value(col, r) ?? "")))));
@@ -249,11 +250,12 @@ async function viewCourse(course) {
     { key: "first_activity", label: L.firstActivity, render: (r) => fmtTime(r.first_activity), csv: (r) => fmtTime(r.first_activity) },
     { key: "last_activity", label: L.lastActivity, render: (r) => fmtTime(r.last_activity), csv: (r) => fmtTime(r.last_activity) },
   ];
+  const table = sortableTable(columns, data.assignments, { id: "assignments" });
   main.replaceChildren(
     h("h1", {}, `${L.course} ${course}`),
     h("p", { class: "muted" }, `${L.timesIn} ${zone}`),
-    h("div", { class: "toolbar" }, h("button", { id: "export-csv", onclick: () => downloadCsv(`${course}-assignments.csv`, columns, data.assignments) }, L.exportCsv)),
-    sortableTable(columns, data.assignments, { id: "assignments" }),
+    h("div", { class: "toolbar" }, h("button", { id: "export-csv", onclick: () => downloadCsv(`${course}-assignments.csv`, columns, table.sortedRows) }, L.exportCsv)),
+    table,
   );
   for (const a of data.assignments) {
     const days = a.days;
@@ -300,6 +302,7 @@ async function viewAssignment(course, section, assignment) {
     try { download(await api(`${base}/export/progsnap2`, "blob"), `progsnap2-${course}-${section}-${assignment}.zip`); }
     finally { exportButton.disabled = false; exportButton.textContent = L.exportProgsnap2; }
   });
+  const table = sortableTable(columns, data.per_student, { id: "students" });
   main.replaceChildren(
     h("h1", {}, `${assignment} · ${course} ${L.section} ${section}`),
     h("div", { class: "card" },
@@ -307,9 +310,9 @@ async function viewAssignment(course, section, assignment) {
       h("p", { class: "muted", id: "thresholds" }, L.thresholds(data.thresholds)),
       h("p", { class: "muted" }, `${L.timesIn} ${zone}`)),
     h("div", { class: "toolbar" },
-      h("button", { id: "export-csv", onclick: () => downloadCsv(`${course}-${section}-${assignment}-students.csv`, columns, data.per_student) }, L.exportCsv),
+      h("button", { id: "export-csv", onclick: () => downloadCsv(`${course}-${section}-${assignment}-students.csv`, columns, table.sortedRows) }, L.exportCsv),
       exportButton),
-    sortableTable(columns, data.per_student, { id: "students" }),
+    table,
   );
 }
 
@@ -326,6 +329,8 @@ const commandLine = (e) => (e.argv ? e.argv.join(" ") : "");
 async function viewStudent(course, section, assignment, student) {
   setCrumbs([[course, `/ui${coursePath(course)}`], [`${L.section} ${section}`], [assignment, `/ui${assignmentPath(course, section, assignment)}`], [student]]);
   const base = `/api/v1${assignmentPath(course, section, assignment)}/students/${enc(student)}`;
+  // Contents are addressed by hash alone: say whose save it is, so a section-scoped token may open it.
+  const owner = `course=${enc(course)}&section=${enc(section)}&assignment=${enc(assignment)}&student_id=${enc(student)}`;
   // Bounded: the first page (1000 events) draws at once; "load more" fetches the next.
   const first = await api(`${base}/timeline?limit=1000`);
   const events = first.events;
@@ -361,8 +366,8 @@ async function viewStudent(course, section, assignment, student) {
     const i = saves.findIndex((x) => x.id === e.id);
     const prev = i > 0 ? saves[i - 1] : null;
     const [text, diff] = await Promise.all([
-      api(`/api/v1/snapshots/${e.sha256}`, "text"),
-      prev ? api(`/api/v1/diff?from=${prev.sha256}&to=${e.sha256}`) : Promise.resolve(null),
+      api(`/api/v1/snapshots/${e.sha256}?${owner}`, "text"),
+      prev ? api(`/api/v1/diff?from=${prev.sha256}&to=${e.sha256}&${owner}`) : Promise.resolve(null),
     ]);
     const diffPre = h("pre", { class: "code diff", id: "diff" });
     if (!diff) diffPre.textContent = L.firstSave;
@@ -432,7 +437,7 @@ async function viewStudent(course, section, assignment, student) {
       const e = saves[Number(slider.value)];
       label.textContent = `${L.version} ${Number(slider.value) + 1} / ${saves.length} · ${fmtTime(e.timestamp)}`;
       const mine = ++token;
-      const text = await api(`/api/v1/snapshots/${e.sha256}`, "text");
+      const text = await api(`/api/v1/snapshots/${e.sha256}?${owner}`, "text");
       if (mine === token) { pre.textContent = text; pre.dataset.version = slider.value; }
     }
     function pick() { const n = byFile.get(select.value).length; slider.max = n - 1; slider.value = n - 1; show(); }
