@@ -22,6 +22,10 @@ platform's token-less legacy reads see every course. A read whose path names a c
 its handler runs when the reader may not see that section; routes without one in the path filter by
 ``Reader.grants`` themselves (``store.readable``).
 
+Named tokens (``wtk_…``, ``tokens.py``; ``watcher tokens``, ``/api/v1/admin/tokens``) grant ``read``
+(limited to the courses and sections they name) or ``admin``, until they expire or are revoked: then a
+401 says which. They are looked up in the database only when the token is none of the environment's.
+
 Answers: no token or an unknown token -> 401 with ``WWW-Authenticate: Bearer``; a valid token without the
 scope -> 403. Tokens are compared with ``hmac.compare_digest``.
 
@@ -45,34 +49,27 @@ import hmac
 import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from watcher_core import cell_tokens, identity
 
+from . import tokens
 from .settings import SCOPES, Settings
+from .tokens import Grant
+
+__all__ = ["Grant", "Reader", "get_session", "require_admin", "require_read", "require_legacy_read", "require_scope"]
 
 # auto_error=False: we answer 401 ourselves (FastAPI's default is 403 for a missing header).
 bearer = HTTPBearer(auto_error=False, description="A token of scope ingest, read or admin")
 
 # A token grants these scopes.
 GRANTS = {"ingest": {"ingest"}, "read": {"read"}, "admin": {"admin", "read"}}
-
-
-@dataclass(frozen=True, slots=True)
-class Grant:
-    """One course a reader may see: all of its sections (``section=None``) or just one."""
-
-    course: str
-    section: str | None = None
-
-    def covers(self, course: str, section: str) -> bool:
-        return self.course == course and (self.section is None or self.section == section)
-
-    def __str__(self) -> str:
-        return self.course if self.section is None else f"{self.course}/{self.section}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +157,8 @@ def _check(
         raise _unauthorized(missing)
     granted = scopes_of(credentials.credentials, settings)
     if granted is None:
+        if tokens.looks_like(credentials.credentials) and scope == "ingest":
+            raise _unauthorized("a named token (wtk_...) grants read or admin, never ingest")
         if notebook_student(credentials.credentials, settings) is not None:
             raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=NOTEBOOK_ONLY)
         if cell_tokens.looks_like(credentials.credentials):
@@ -228,14 +227,14 @@ async def require_legacy_read(
         why = f"{host} is not in WATCHER_LEGACY_READS_FROM"
     else:
         why = "WATCHER_LEGACY_READS_FROM is not set"
-    granted = _check(
+    reader = await _principal(
         "read",
-        settings,
+        request,
         credentials,
         missing=f"missing bearer token (Authorization: Bearer <token>); the old API is read without "
         f"one only from the platform's addresses, and {why}",
     )
-    return _enforce_path(request, _reader(granted, credentials, settings))
+    return _enforce_path(request, reader)
 
 
 def _reader(granted: set[str], credentials: HTTPAuthorizationCredentials | None, settings: Settings) -> Reader:
@@ -271,17 +270,57 @@ def _enforce_path(request: Request, reader: Reader) -> Reader:
     return reader
 
 
+def _named(engine: Engine, token: str) -> tokens.Token | None:
+    with Session(engine) as session:
+        return tokens.lookup(session, token)
+
+
+def _when(value: datetime | None) -> str:
+    return value.isoformat().replace("+00:00", "Z") if value else "?"
+
+
+def named_reader(found: tokens.Token | None, scope: str, now: datetime | None = None) -> Reader:
+    """The principal of a named token, or the 401/403 that refuses it (saying why)."""
+    if found is None:
+        raise _unauthorized("invalid bearer token")
+    state = found.state(now or datetime.now(UTC))
+    if state == "revoked":
+        raise _unauthorized(f"token {found.name!r} was revoked at {_when(found.revoked_at)}")
+    if state == "expired":
+        raise _unauthorized(f"token {found.name!r} expired at {_when(found.expires_at)}")
+    granted = GRANTS[found.scope]
+    if scope not in granted:
+        raise HTTPException(
+            status_code=status.HTTP_403_FORBIDDEN, detail=f"token {found.name!r} lacks the '{scope}' scope"
+        )
+    return Reader(f"token {found.name!r}", is_admin="admin" in granted, grants=found.grants)
+
+
+async def _principal(
+    scope: str, request: Request, credentials: HTTPAuthorizationCredentials | None, **check: str
+) -> Reader:
+    """The reader behind a request needing ``scope``: an environment token (no database), else a named
+    token (one indexed lookup, in a worker thread: the event loop never waits on the database)."""
+    settings: Settings = request.app.state.settings
+    if (
+        settings.auth_enabled
+        and credentials is not None
+        and tokens.looks_like(credentials.credentials)
+        and scopes_of(credentials.credentials, settings) is None
+    ):
+        found = await run_in_threadpool(_named, request.app.state.engine, credentials.credentials)
+        return named_reader(found, scope)
+    granted = _check(scope, settings, credentials, **check)
+    return _reader(granted, credentials, settings)
+
+
 async def require_read(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Reader:
     """A read: a token with the ``read`` scope. Returns the ``Reader``; a path naming a section the reader
     may not see is a 403 here. FastAPI caches it per request, so a handler that also asks for it
     (``reader: Reader = Depends(require_read)``) gets the same object without a second check."""
-    settings: Settings = request.app.state.settings
-    granted = _check("read", settings, credentials)
-    return _enforce_path(request, _reader(granted, credentials, settings))
+    return _enforce_path(request, await _principal("read", request, credentials))
 
 
 async def require_admin(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Reader:
     """Admin routes: a token with the ``admin`` scope (which sees every course)."""
-    settings: Settings = request.app.state.settings
-    granted = _check("admin", settings, credentials)
-    return _reader(granted, credentials, settings)
+    return await _principal("admin", request, credentials)

@@ -126,6 +126,31 @@ class ErasedContent(SQLModel, table=True):
     queued_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
+class AccessToken(SQLModel, table=True):
+    """A named read or admin token (``watcher tokens``, ``/api/v1/admin/tokens``; ``tokens.py``).
+
+    Only the sha256 of the secret is stored: the secret is shown once, at creation. ``grants``: JSON list
+    of ``course`` or ``course/section`` a read token may see; NULL = every course (admin tokens always).
+    A revoked token keeps its row (who had it, when it was last used), so its name is never reused.
+    """
+
+    __tablename__ = "access_token"
+    __table_args__ = (
+        UniqueConstraint("name", name="uq_access_token_name"),
+        UniqueConstraint("token_sha256", name="uq_access_token_sha256"),  # the lookup of every request
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(Integer(), primary_key=True, autoincrement=True))
+    name: str = Field(sa_column=Column(String(64), nullable=False))
+    token_sha256: str = Field(sa_column=Column(String(64), nullable=False))
+    scope: str = Field(sa_column=Column(String(16), nullable=False))
+    grants: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    expires_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    last_used_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+
+
 # ------------------------------------------------------------------------------------------- rollups
 # Kept by ingest (``rollups.py``) so an assignment's summary, the old API's assignment statistics and the
 # course listing read one row per student instead of every event (revision 0007). The events stay the
@@ -171,7 +196,7 @@ STUDENT_ROLLUP_TABLE = Table(
     Column("latest_snap_at", UtcDateTime(), nullable=True),
     Column("latest_snap_path", String(1024), nullable=True),
     Column("latest_snap_size", BigInteger(), nullable=True),
-    # The dashboard's flags (revision 0009), raw numbers: the thresholds (WATCHER_STUCK_COMPILES,
+    # The dashboard's flags (revision 0010), raw numbers: the thresholds (WATCHER_STUCK_COMPILES,
     # WATCHER_PASTE_BYTES) are applied when read, so changing them needs no rebuild.
     # Failing compiles since the last successful one (the current streak), and the longest streak.
     Column("fail_streak", BigInteger(), nullable=False, default=0),
@@ -183,7 +208,7 @@ STUDENT_ROLLUP_TABLE = Table(
 )
 
 # A student's events per hour (UTC, truncated): the dashboard's heat strips and its charts over time, read
-# without scanning the events (revision 0009). Zones whose offset is not whole hours see shifted buckets.
+# without scanning the events (revision 0010). Zones whose offset is not whole hours see shifted buckets.
 HOUR_COUNTERS = ("events", "saves", "compiles", "compile_successes", "runs")
 ACTIVITY_HOUR_TABLE = Table(
     "activity_hour",
@@ -227,6 +252,7 @@ ROLLUP_STATE_TABLE = Table(
 EVENT_TABLE: Table = Event.__table__  # type: ignore[attr-defined]
 AGENT_TABLE: Table = Agent.__table__  # type: ignore[attr-defined]
 ERASED_TABLE: Table = ErasedContent.__table__  # type: ignore[attr-defined]
+TOKEN_TABLE: Table = AccessToken.__table__  # type: ignore[attr-defined]
 
 
 def sqlite_text(value: datetime | None) -> str | None:

@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+import hashlib
+from datetime import UTC, datetime, timedelta
+
 import pytest
+from sqlalchemy import select
 from sqlmodel import Session
 
 from support.backend import wire_event
-from watcher_backend import auth, db, migrate, rollups, store
+from watcher_backend import auth, db, migrate, rollups, store, tokens
+from watcher_backend.models import TOKEN_TABLE
 from watcher_core import wire
 
 TA = auth.Reader("token ta-os-1", grants=(auth.Grant("os", "1"),))
@@ -74,3 +79,87 @@ def test_saved_by_checks_every_content_against_the_student(session):
     assert not store.saved_by(session, ["a" * 64, "b" * 64], "os", "1", "hw1", "202400001")
     assert not store.saved_by(session, ["b" * 64], "os", "1", "hw1", "202400001")
     assert store.saved_by(session, ["b" * 64], "os", "2", "hw1", "202400002")
+
+
+# ------------------------------------------------------------------------------------------ named tokens
+
+
+def test_grants_parse_from_course_or_course_slash_section():
+    assert tokens.parse_grant("os") == auth.Grant("os")
+    assert tokens.parse_grant(" os/1 ") == auth.Grant("os", "1")
+    for bad in ("os/", "o s", "os/1/2", "../x", ""):
+        with pytest.raises(tokens.TokenError, match="^courses:"):
+            tokens.parse_grant(bad)
+
+
+NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"name": "bad name"}, "name"),
+        ({"scope": "ingest"}, "scope"),
+        ({"courses": ()}, "courses"),  # a read token names what it reads
+        ({"courses": ("os",), "every_course": True}, "courses"),
+        ({"scope": "admin", "courses": ("os",)}, "courses"),
+        ({"expires_at": NOW}, "expires_at"),
+    ],
+)
+def test_a_bad_token_request_names_the_field(kwargs, field):
+    request = {"name": "ta", "scope": "read", "courses": ("os/1",), "every_course": False, "expires_at": None}
+    with pytest.raises(tokens.TokenError, match=f"^{field}:"):
+        tokens.check_request(**(request | kwargs), now=NOW)
+
+
+def test_only_the_digest_is_stored_and_the_secret_finds_the_token(session):
+    made, secret = tokens.create(session, "ta-os-1", "read", ["os/1", "os/1"], now=NOW)
+    assert secret.startswith("wtk_") and len(secret) > 40
+    assert made.grants == (auth.Grant("os", "1"),)  # repeats dropped
+    stored = session.execute(select(TOKEN_TABLE)).one()._mapping
+    assert secret not in {str(v) for v in stored.values()}
+    assert stored["token_sha256"] == hashlib.sha256(secret.encode()).hexdigest()
+    found = tokens.lookup(session, secret, now=NOW)
+    assert found is not None and found.name == "ta-os-1" and found.last_used_at == NOW
+    assert tokens.lookup(session, secret[:-1] + ("A" if secret[-1] != "A" else "B"), now=NOW) is None
+
+
+def test_last_used_is_written_at_most_once_a_minute(session):
+    _, secret = tokens.create(session, "ta", "read", ["os"], now=NOW)
+    tokens.lookup(session, secret, now=NOW)
+    assert tokens.lookup(session, secret, now=NOW + timedelta(seconds=59)).last_used_at == NOW
+    later = NOW + timedelta(minutes=1)
+    assert tokens.lookup(session, secret, now=later).last_used_at == later
+
+
+def test_names_are_never_reused_and_revoking_keeps_the_first_time(session):
+    tokens.create(session, "ta", "read", ["os"], now=NOW)
+    tokens.revoke(session, "ta", NOW)
+    with pytest.raises(tokens.Conflict, match="^name:"):
+        tokens.create(session, "ta", "read", ["os"], now=NOW)
+    again = tokens.revoke(session, "ta", NOW + timedelta(hours=1))
+    assert again is not None and again.revoked_at == NOW and again.state(NOW) == "revoked"
+    assert tokens.revoke(session, "nobody", NOW) is None
+
+
+def test_a_named_token_is_refused_saying_why(session):
+    _, secret = tokens.create(session, "ta", "read", ["os/1"], expires_at=NOW + timedelta(days=1), now=NOW)
+    found = tokens.lookup(session, secret, now=NOW)
+    reader = auth.named_reader(found, "read", now=NOW)
+    assert reader.name == "token 'ta'" and reader.grants == (auth.Grant("os", "1"),) and not reader.is_admin
+    with pytest.raises(auth.HTTPException) as err:
+        auth.named_reader(found, "admin", now=NOW)
+    assert err.value.status_code == 403 and "lacks the 'admin' scope" in err.value.detail
+    with pytest.raises(auth.HTTPException) as err:
+        auth.named_reader(found, "read", now=NOW + timedelta(days=1))
+    assert err.value.status_code == 401 and err.value.detail == "token 'ta' expired at 2026-12-08T12:00:00Z"
+    revoked = tokens.revoke(session, "ta", NOW)
+    with pytest.raises(auth.HTTPException) as err:
+        auth.named_reader(revoked, "read", now=NOW)
+    assert err.value.status_code == 401 and err.value.detail == "token 'ta' was revoked at 2026-12-07T12:00:00Z"
+
+
+def test_an_admin_token_sees_every_course(session):
+    made, secret = tokens.create(session, "ops", "admin", now=NOW)
+    reader = auth.named_reader(tokens.lookup(session, secret, now=NOW), "read", now=NOW)
+    assert made.grants is None and reader.every_course and reader.is_admin
