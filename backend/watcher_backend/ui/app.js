@@ -14,6 +14,7 @@ const LABELS = {
   en: {
     signIn: "Sign in", signOut: "Sign out", token: "token", other: "한국어",
     needToken: "Sign in with a read token to see the data.", badToken: "The token was refused",
+    forbidden: "Not for this token",
     courses: "Courses", course: "Course", section: "Section", assignment: "Assignment", assignments: "Assignments",
     student: "Student", students: "Students", activeStudents: "Active students", events: "Events", saves: "Saves",
     compiles: "Compiles", failedCompiles: "Failed compiles", successRate: "Compile success", runs: "Runs",
@@ -34,6 +35,7 @@ const LABELS = {
   ko: {
     signIn: "로그인", signOut: "로그아웃", token: "토큰", other: "English",
     needToken: "데이터를 보려면 읽기 토큰으로 로그인하세요.", badToken: "토큰이 거부되었습니다",
+    forbidden: "이 토큰으로는 볼 수 없습니다",
     courses: "과목", course: "과목", section: "분반", assignment: "과제", assignments: "과제",
     student: "학생", students: "학생", activeStudents: "활동 학생", events: "이벤트", saves: "저장",
     compiles: "컴파일", failedCompiles: "실패한 컴파일", successRate: "컴파일 성공률", runs: "실행",
@@ -486,8 +488,10 @@ function setupBar() {
 setupBar();
 route().then(ready, (err) => {
   if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
-    main.replaceChildren(h("p", { class: "error", id: "auth-error" }, sessionStorage.getItem(TOKEN_KEY) ? `${L.badToken}: ${err.message}` : L.needToken));
-    if (sessionStorage.getItem(TOKEN_KEY)) { document.getElementById("signin").hidden = false; }
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    const why = !token ? L.needToken : err.status === 403 ? `${L.forbidden}: ${err.message}` : `${L.badToken}: ${err.message}`;
+    main.replaceChildren(h("p", { class: "error", id: "auth-error" }, why));
+    if (token && err.status === 401) { document.getElementById("signin").hidden = false; }
   } else {
     main.replaceChildren(h("p", { class: "error", id: "load-error" }, String(err.message || err)));
   }

@@ -172,3 +172,30 @@ def test_a_wrong_token_is_refused_on_the_page(backend, driver):
     browser.follow(driver, driver.find_element(By.ID, "signin-button"))
     assert "The token was refused" in driver.find_element(By.ID, "auth-error").text
     assert not driver.find_elements(By.CSS_SELECTOR, ".course")
+
+
+def test_a_section_scoped_token_sees_only_its_section(backend, driver):
+    with backend.client("admin") as http:
+        r = http.post("/api/v1/admin/tokens", json={"name": "ta-os-1", "courses": ["os/1"]})
+    assert r.status_code == 201, r.text
+    sign_in(driver, backend, r.json()["token"])
+    listed = texts(driver, ".course tbody tr td:nth-child(2)")
+    assert listed and set(listed) == {"1"}  # the courses page: section 1's assignments only
+    browser.follow(driver, driver.find_element(By.LINK_TEXT, "os"))
+    assert texts(driver, "#assignments tbody tr td:nth-child(2)") == ["1", "1"]
+    assert len(driver.find_elements(By.CSS_SELECTOR, ".assignment-charts")) == 2
+    assert classroom.S_OTHER_SECTION not in driver.page_source
+
+    # its own students' code opens (the page says whose save it is); section 2 is refused
+    browser.open(driver, backend.url + f"/ui/courses/os/sections/1/assignments/hw1/students/{classroom.S_STEADY}")
+    driver.find_elements(By.CSS_SELECTOR, "#events tr.save")[0].click()
+    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID, "code"))
+    assert driver.find_element(By.ID, "code").text == classroom.UTIL_VERSIONS[0].rstrip("\n")
+    for page in (
+        "/ui/courses/os/sections/2/assignments/hw1",
+        f"/ui/courses/os/sections/2/assignments/hw1/students/{classroom.S_OTHER_SECTION}",
+    ):
+        browser.open(driver, backend.url + page)
+        refused = driver.find_element(By.ID, "auth-error").text
+        assert refused.startswith("Not for this token") and "may not read course 'os' section '2'" in refused
+        assert not driver.find_elements(By.CSS_SELECTOR, "#students, #events")
