@@ -163,10 +163,12 @@ def test_the_course_view_counts_days_in_the_platform_zone(session):
 # ------------------------------------------------------------------------------------------ over HTTP
 
 
+SERVED_ENV = {"WATCHER_STUCK_COMPILES": "3", "WATCHER_PASTE_BYTES": "1000", "WATCHER_TIME_ZONE": "Asia/Seoul"}
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    env = {"WATCHER_STUCK_COMPILES": "3", "WATCHER_PASTE_BYTES": "1000", "WATCHER_TIME_ZONE": "Asia/Seoul"}
-    handle = run_backend(tmp_path_factory.mktemp("dash"), env=env)
+    handle = run_backend(tmp_path_factory.mktemp("dash"), env=SERVED_ENV)
     yield handle
     handle.stop()
 
