@@ -34,13 +34,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from backend_class_queries import ASSIGNMENTS, PER_STUDENT, STUDENTS, rows  # noqa: E402
+import backend_class_queries  # noqa: E402
+from backend_class_queries import rows  # noqa: E402
 from backend_queries import generate  # noqa: E402
 from results_file import RESULTS_DIR, ResultsFile, machine  # noqa: E402
 
 from support import browser  # noqa: E402
 from support.backend import run_backend  # noqa: E402
 
+STUDENTS, ASSIGNMENTS, PER_STUDENT = 200, 10, 2000
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jcode-watcher"
 COURSE, SECTION = "course00", "1"
 TARGETS_MS = {"assignment view": 1000.0, "student timeline": 300.0}
@@ -57,6 +59,9 @@ def migration_head() -> str:
 
 def seeded_database(log) -> tuple[Path, str]:
     """The cached class database (rollups built), made on the first run for this migration head."""
+    # the generator reads the class's shape from its module (--smoke makes it smaller)
+    backend_class_queries.STUDENTS, backend_class_queries.ASSIGNMENTS = STUDENTS, ASSIGNMENTS
+    backend_class_queries.PER_STUDENT = PER_STUDENT
     total = STUDENTS * ASSIGNMENTS * PER_STUDENT
     path = CACHE / f"dashboard-{migration_head()}-{STUDENTS}x{ASSIGNMENTS}x{PER_STUDENT}.db"
     if path.exists():
@@ -98,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--loads", type=int, default=40, help="page loads per view (default 40)")
     p.add_argument("--no-write", action="store_true", help="do not write bench/results/dashboard.*")
+    p.add_argument("--smoke", action="store_true", help="a class of 20 x 2 x 200 events, to try the script (no write)")
     args = p.parse_args(argv)
+    if args.smoke:
+        global STUDENTS, ASSIGNMENTS, PER_STUDENT
+        STUDENTS, ASSIGNMENTS, PER_STUDENT = 20, 2, 200
+        args.no_write = True
 
     def log(msg: str) -> None:
         print(f"dashboard: {msg}", flush=True)

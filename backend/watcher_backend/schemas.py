@@ -311,3 +311,21 @@ class AssignmentActivityView(AssignmentSummary):
     heat_start: datetime | None = Field(description="The UTC hour the heat strips start at")
     heat_hours: int = Field(description="Hours from heat_start to the last hour with activity")
     per_student: list[StudentActivity]  # type: ignore[assignment]
+
+
+class CompactTimeline(BaseModel):
+    """A page of a student's events for the dashboard: each event an array in ``columns`` order (id, time in
+    ms since the epoch, index into ``types``, index into ``paths``, size, sha256, exit_code, signal, argv,
+    error); the fields an event's type does not have are null."""
+
+    course: str
+    section: str
+    assignment: str
+    student_id: str
+    types: list[str]
+    columns: list[str]
+    paths: list[str]
+    events: list[
+        tuple[int, int, int, int, int | None, str | None, int | None, int | None, list[str] | None, str | None]
+    ]
+    next_cursor: str | None

@@ -243,3 +243,35 @@ def test_pages_are_served_offline_with_versioned_assets(served):
     assert asset.status_code == 200 and "immutable" in asset.headers["cache-control"]
     assert "Asia/Seoul" in page.text  # the platform zone reaches the page
     assert httpx.get(served.url + "/ui/assets/x/evil.js").status_code == 404
+
+
+def test_the_compact_timeline_says_what_the_timeline_says_page_by_page(served):
+    base = dict(course="tl", section="1", assignment="hw1", student_id="400")
+    events = [
+        wire_event("file.save", **base, path="a.c", size=12, sha256="a" * 64, timestamp=T0),
+        wire_event("process.compile", **base, exit_code=1, timestamp=T0 + timedelta(seconds=1)),
+        wire_event("process.run", **base, exit_code=None, signal=11, timestamp=T0 + timedelta(seconds=2)),
+        wire_event("file.delete", **base, path="b.c", timestamp=T0 + timedelta(seconds=3)),
+        wire_event("file.save", **base, path="a.c", size=30, sha256="b" * 64, timestamp=T0 + timedelta(seconds=3)),
+    ]
+    assert served.post_events(events).status_code == 200
+    url = "/api/v1/courses/tl/sections/1/assignments/hw1/students/400"
+    compact, cursor = [], None
+    with served.client("read") as http:
+        full = http.get(url + "/timeline", params={"limit": 1000}).json()["events"]
+        while True:
+            page = http.get(url + "/events", params={"limit": 2} | ({"cursor": cursor} if cursor else {})).json()
+            assert len(page["events"]) <= 2
+            compact += [dict(zip(page["columns"], e)) | {"page": page} for e in page["events"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        bad = http.get(url + "/events", params={"cursor": "nonsense"})
+    assert bad.status_code == 422 and "cursor" in bad.text
+    assert len(compact) == len(full) == 5
+    for c, f in zip(compact, full):
+        page = c.pop("page")
+        assert c["id"] == f["id"] and page["types"][c["type"]] == f["type"] and page["paths"][c["path"]] == f["path"]
+        assert c["time_ms"] == int(datetime.fromisoformat(f["timestamp"]).timestamp() * 1000)
+        for name in ("size", "sha256", "exit_code", "signal", "argv", "error"):
+            assert c[name] == f.get(name), name
