@@ -85,10 +85,17 @@ function s(tag, attrs, ...children) {
 
 const zone = CONFIG.timeZone;
 const locale = LANG === "ko" ? "ko-KR" : "en-GB";
-const timeFmt = new Intl.DateTimeFormat(locale, { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
-const shortFmt = new Intl.DateTimeFormat(locale, { timeZone: zone, month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hour12: false });
-const fmtTime = (iso) => (iso ? timeFmt.format(new Date(iso)) : "");
-const fmtShort = (ms) => shortFmt.format(new Date(ms));
+// Made on first use, not at load: building a formatter loads the zone data, and the page's JSON request
+// should start before that.
+let timeFmt = null, shortFmt = null;
+function fmtTime(iso) {
+  timeFmt ||= new Intl.DateTimeFormat(locale, { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+  return iso ? timeFmt.format(new Date(iso)) : "";
+}
+function fmtShort(ms) {
+  shortFmt ||= new Intl.DateTimeFormat(locale, { timeZone: zone, month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hour12: false });
+  return shortFmt.format(new Date(ms));
+}
 const fmtPct = (x) => (x === null || x === undefined ? "" : `${(x * 100).toFixed(1)}%`);
 function fmtDuration(seconds) {
   const m = Math.round(seconds / 60);
