@@ -11,10 +11,11 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from sqlalchemy import update
 from sqlmodel import Session
 
-from support.backend import wire_event
+from support.backend import run_backend, wire_event
 from watcher_backend import db
 from watcher_backend.models import TOKEN_TABLE
 from watcher_core import snapshots
@@ -170,3 +171,58 @@ def test_the_cli_has_help():
         [sys.executable, "-m", "watcher_core", "tokens", "create", "--help"], capture_output=True, text=True, timeout=60
     )
     assert r.returncode == 0 and "--course COURSE[/SECTION]" in r.stdout and "WATCHER_DATABASE_URL" in r.stdout
+
+
+# ------------------------------------------------------------------------------- single sign-on (oauth2-proxy)
+
+
+@pytest.fixture(scope="module")
+def behind_proxy(tmp_path_factory):
+    """A backend that trusts the reverse proxy at 127.0.0.1; 127.0.0.2 plays any other peer."""
+    env = {
+        "WATCHER_SSO_TRUSTED_PROXIES": "127.0.0.1/32",
+        "WATCHER_SSO_GROUPS": "/os-ta-1=os/1,/os-prof=os,/os-prof=db/3",
+        "WATCHER_SSO_ADMIN_GROUPS": "/watcher-admins",
+    }
+    with run_backend(tmp_path_factory.mktemp("sso"), env=env) as b:
+        b.post_events([wire_event("file.save", course="os", section=s) for s in ("1", "2")])
+        yield b
+
+
+def signed_in(user: str, groups: str, **extra: str) -> dict[str, str]:
+    return {"X-Forwarded-User": user, "X-Forwarded-Email": f"{user}@example.org", "X-Forwarded-Groups": groups} | extra
+
+
+def summary(section: str) -> str:
+    return f"/api/v1/courses/os/sections/{section}/assignments/hw1/summary"
+
+
+def test_a_person_signed_in_by_the_trusted_proxy_reads_what_their_groups_map_to(behind_proxy):
+    with httpx.Client(base_url=behind_proxy.url) as http:
+        ta = signed_in("kim", "/students,/os-ta-1")
+        assert http.get(summary("1"), headers=ta).status_code == 200
+        r = http.get(summary("2"), headers=ta)
+        assert r.status_code == 403 and r.json()["detail"].startswith("sso 'kim' <kim@example.org> may not read")
+        prof = signed_in("lee", "/os-prof")
+        assert http.get(summary("2"), headers=prof).status_code == 200
+        listing = http.get("/api/v1/courses", headers=prof).json()["courses"]
+        assert {c["course"] for c in listing} == {"os"}
+        nobody = signed_in("park", "/students")
+        r = http.get(summary("1"), headers=nobody)
+        assert r.status_code == 403 and "it may read: nothing" in r.json()["detail"]
+        assert http.get("/api/v1/admin/tokens", headers=prof).status_code == 403
+        assert http.get("/api/v1/admin/tokens", headers=signed_in("root", "/watcher-admins")).status_code == 200
+        # oauth2-proxy may pass the OIDC token on as a bearer: it is not a watcher token, the person counts
+        with_oidc = ta | {"Authorization": "Bearer eyJhbGciOiJSUzI1NiJ9.e30.sig"}
+        assert http.get(summary("1"), headers=with_oidc).status_code == 200
+        # a watcher token sent through the proxy is that token, not the person
+        r = http.get(summary("2"), headers=ta | behind_proxy.headers("read"))
+        assert r.status_code == 200
+
+
+def test_the_headers_of_any_other_peer_are_ignored(behind_proxy):
+    elsewhere = httpx.HTTPTransport(local_address="127.0.0.2")
+    with httpx.Client(base_url=behind_proxy.url, transport=elsewhere) as http:
+        r = http.get(summary("1"), headers=signed_in("root", "/watcher-admins,/os-prof"))
+        assert r.status_code == 401 and r.json()["detail"].startswith("missing bearer token")
+        assert http.get(summary("1"), headers=behind_proxy.headers("read")).status_code == 200
