@@ -24,6 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from . import store
 from .grants import Grant, GrantError, parse_grant
 from .models import TOKEN_TABLE as TOKEN
 
@@ -157,8 +158,9 @@ def create(
         "expires_at": expires_at,
     }
     try:
-        session.execute(TOKEN.insert().values(**values))
-        session.commit()
+        with store.write_lock(session):
+            session.execute(TOKEN.insert().values(**values))
+            session.commit()
     except IntegrityError:
         session.rollback()
         raise Conflict(f"name: a token named {name!r} exists (names of revoked tokens are not reused)") from None
@@ -177,8 +179,9 @@ def get(session: Session, name: str) -> Token | None:
 def revoke(session: Session, name: str, now: datetime | None = None) -> Token | None:
     """Revoke a token (again: no change, its first revocation time stays). None: no such token."""
     now = now or datetime.now(UTC)
-    session.execute(update(TOKEN).where(TOKEN.c.name == name, TOKEN.c.revoked_at.is_(None)).values(revoked_at=now))
-    session.commit()
+    with store.write_lock(session):
+        session.execute(update(TOKEN).where(TOKEN.c.name == name, TOKEN.c.revoked_at.is_(None)).values(revoked_at=now))
+        session.commit()
     return get(session, name)
 
 
@@ -193,7 +196,8 @@ def lookup(session: Session, token: str, now: datetime | None = None) -> Token |
     if found.state(now) == "active" and (
         found.last_used_at is None or now - found.last_used_at >= LAST_USED_RESOLUTION
     ):
-        session.execute(update(TOKEN).where(TOKEN.c.name == found.name).values(last_used_at=now))
-        session.commit()
+        with store.write_lock(session):
+            session.execute(update(TOKEN).where(TOKEN.c.name == found.name).values(last_used_at=now))
+            session.commit()
         found = replace(found, last_used_at=now)
     return found

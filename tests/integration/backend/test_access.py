@@ -226,3 +226,48 @@ def test_the_headers_of_any_other_peer_are_ignored(behind_proxy):
         r = http.get(summary("1"), headers=signed_in("root", "/watcher-admins,/os-prof"))
         assert r.status_code == 401 and r.json()["detail"].startswith("missing bearer token")
         assert http.get(summary("1"), headers=behind_proxy.headers("read")).status_code == 200
+
+
+# ------------------------------------------------------------------------------------------- read audit
+
+
+def test_who_read_whose_code_is_in_the_audit_for_admins(backend, ident):
+    v1, v2 = b"v1\n", b"v2\n"
+    sha1, _ = snapshots.write_snapshot(backend.snapshot_dir, v1)
+    sha2, _ = snapshots.write_snapshot(backend.snapshot_dir, v2)
+    backend.post_events(
+        [
+            wire_event("file.save", **ident, sha256=sha1, size=3),
+            wire_event("file.save", **ident, sha256=sha2, size=3),
+        ]
+    )
+    name = f"audited-{ident['course']}"
+    token = make_token(backend, name=name, courses=[f"{ident['course']}/1"])
+    with httpx.Client(base_url=backend.url, headers=bearer(token)) as http:
+        assert http.get(f"/api/v1/snapshots/{sha1}", params=ident).status_code == 200
+        assert http.get("/api/v1/diff", params={"from": sha1, "to": sha2} | ident).status_code == 200
+        refused = ident | {"section": "2"}
+        assert http.get(f"/api/v1/snapshots/{sha1}", params=refused).status_code == 403  # not a read
+        assert http.get("/api/v1/admin/audit").status_code == 403
+    with backend.client("read") as http:
+        assert http.get(f"/api/v1/snapshots/{sha2}").status_code == 200  # by hash alone: no student named
+    with backend.client("admin") as http:
+        page = http.get("/api/v1/admin/audit", params={"reader": f"token '{name}'"}).json()
+        assert [(e["route"], e["sha256"], e["to_sha256"]) for e in page["entries"]] == [
+            ("GET /api/v1/diff", sha1, sha2),
+            ("GET /api/v1/snapshots/{sha256}", sha1, None),
+        ]
+        assert all(e["student_id"] == ident["student_id"] and e["section"] == "1" for e in page["entries"])
+        by_student = http.get("/api/v1/admin/audit", params={"student_id": ident["student_id"]}).json()["entries"]
+        assert len(by_student) == 2
+        anonymous = http.get("/api/v1/admin/audit", params={"reader": "read token", "limit": 1000}).json()
+        assert any(e["sha256"] == sha2 and e["student_id"] is None for e in anonymous["entries"])
+        first = http.get("/api/v1/admin/audit", params={"course": ident["course"], "limit": 1}).json()
+        second = http.get(
+            "/api/v1/admin/audit", params={"course": ident["course"], "limit": 1, "cursor": first["next_cursor"]}
+        ).json()
+        assert first["entries"][0]["route"] == "GET /api/v1/diff"
+        assert second["entries"][0]["route"] == "GET /api/v1/snapshots/{sha256}" and second["next_cursor"] is None
+        r = http.get("/api/v1/admin/audit", params={"cursor": "x"})
+        assert r.status_code == 422 and r.json()["detail"].startswith("cursor:")
+        assert http.get("/api/v1/admin/audit", params={"since": "2026-01-01T00:00:00"}).status_code == 422
