@@ -5,6 +5,8 @@ tests/security/test_access_routes.py."""
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import subprocess
 import sys
@@ -271,3 +273,29 @@ def test_who_read_whose_code_is_in_the_audit_for_admins(backend, ident):
         r = http.get("/api/v1/admin/audit", params={"cursor": "x"})
         assert r.status_code == 422 and r.json()["detail"].startswith("cursor:")
         assert http.get("/api/v1/admin/audit", params={"since": "2026-01-01T00:00:00"}).status_code == 422
+
+
+# ------------------------------------------------------------------------------- secrets in command lines
+
+
+def test_a_secret_in_a_command_line_is_replaced_alike_in_the_api_the_old_api_and_the_export(backend, ident, tmp_path):
+    argv = ["mysql", "-uroot", "-pHunter2", "--password=Hunter2", "https://kim:Hunter2@db/x"]
+    shown = ["mysql", "-uroot", "-p***", "--password=***", "https://kim:***@db/x"]
+    backend.post_events([wire_event("process.compile", **ident, argv=argv)])
+    student = f"/api/v1/courses/{ident['course']}/sections/1/assignments/hw1/students/{ident['student_id']}"
+    legacy = f"/api/{ident['course']}-1/hw1/{ident['student_id']}/logs/build"
+    with backend.client("admin") as http:  # the admin sees the same: nobody is shown the secret
+        (event,) = http.get(student + "/timeline").json()["events"]
+        assert event["argv"] == shown
+        (log,) = http.get(legacy).json()
+        assert log["cmdline"] == " ".join(shown)
+    out = tmp_path / "export"
+    proc = subprocess.run(
+        [sys.executable, "-m", "watcher_core", "export", "progsnap2", "--database-url", backend.database_url,
+         "--snapshot-dir", str(backend.snapshot_dir), "--out", str(out), "--course", ident["course"], "--with-argv"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader((out / "MainTable.csv").open(newline="", encoding="utf-8")))
+    assert [json.loads(r["X-Argv"]) for r in rows if r["X-Argv"]] == [shown]
+    assert "Hunter2" not in (out / "MainTable.csv").read_text(encoding="utf-8")
