@@ -60,8 +60,8 @@ from sqlmodel import Session
 from watcher_core import cell_tokens, identity
 
 from . import tokens
+from .grants import Grant, merge
 from .settings import SCOPES, Settings
-from .tokens import Grant
 
 __all__ = ["Grant", "Reader", "get_session", "require_admin", "require_read", "require_legacy_read", "require_scope"]
 
@@ -201,8 +201,8 @@ async def require_ingest_or_notebook(
 LEGACY_READ = "legacy-read"  # what a token-less platform request gets: the old API's GETs, nothing else
 
 
-def is_legacy_reader(host: str | None, settings: Settings) -> bool:
-    if not host or not settings.legacy_reads_from:
+def peer_in(host: str | None, networks) -> bool:
+    if not host or not networks:
         return False
     try:
         address = ipaddress.ip_address(host)
@@ -210,7 +210,11 @@ def is_legacy_reader(host: str | None, settings: Settings) -> bool:
         return False
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
-    return any(address in network for network in settings.legacy_reads_from)
+    return any(address in network for network in networks)
+
+
+def is_legacy_reader(host: str | None, settings: Settings) -> bool:
+    return peer_in(host, settings.legacy_reads_from)
 
 
 async def require_legacy_read(
@@ -296,12 +300,45 @@ def named_reader(found: tokens.Token | None, scope: str, now: datetime | None = 
     return Reader(f"token {found.name!r}", is_admin="admin" in granted, grants=found.grants)
 
 
+MAX_GROUPS = 200  # a header from the trusted proxy, still bounded
+
+
+def sso_reader(request: Request, settings: Settings) -> Reader | None:
+    """The person the trusted reverse proxy signed in (``X-Forwarded-User``, ``-Email``, ``-Groups``), or
+    None: single sign-on off, a peer that is not a trusted proxy (its headers are ignored), or no user."""
+    if not settings.sso_trusted_proxies:
+        return None
+    if not peer_in(request.client.host if request.client else None, settings.sso_trusted_proxies):
+        return None
+    user = (request.headers.get("x-forwarded-user") or "").strip()[:256]
+    if not user:
+        return None
+    email = (request.headers.get("x-forwarded-email") or "").strip()[:256]
+    groups = {g.strip() for g in (request.headers.get("x-forwarded-groups") or "").split(",")[:MAX_GROUPS]} - {""}
+    name = f"sso {user!r}" + (f" <{email}>" if email and email != user else "")
+    if groups & set(settings.sso_admin_groups):
+        return Reader(name, is_admin=True)
+    mapped = [grant for group, grant in settings.sso_groups if group in groups]
+    if not mapped:
+        return Reader(name, grants=())  # signed in, reads nothing: every read is a 403 saying so
+    return Reader(name, grants=merge(*((g,) if g is not None else None for g in mapped)))
+
+
 async def _principal(
     scope: str, request: Request, credentials: HTTPAuthorizationCredentials | None, **check: str
 ) -> Reader:
     """The reader behind a request needing ``scope``: an environment token (no database), else a named
-    token (one indexed lookup, in a worker thread: the event loop never waits on the database)."""
+    token (one indexed lookup, in a worker thread: the event loop never waits on the database), else a
+    person signed in by the trusted reverse proxy (whose own bearer, an OIDC token, means nothing here)."""
     settings: Settings = request.app.state.settings
+    person = sso_reader(request, settings) if settings.auth_enabled else None
+    if person is not None and (
+        credentials is None
+        or not (tokens.looks_like(credentials.credentials) or scopes_of(credentials.credentials, settings))
+    ):
+        if scope == "admin" and not person.is_admin:
+            raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=f"{person.name} is not an admin")
+        return person
     if (
         settings.auth_enabled
         and credentials is not None

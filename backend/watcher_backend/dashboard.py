@@ -20,6 +20,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from watcher_core import wire
+from watcher_core.redact import redact_argv
 
 from . import rollups, store
 from .models import ACTIVITY_HOUR_TABLE as HOURS
@@ -219,7 +220,8 @@ def timeline_page(
     events = []
     for r in rows:
         path = paths.setdefault(r.path, len(paths))
-        argv = json.loads(r.argv) if r.argv else None
+        # known secrets replaced, as everywhere a command line leaves the backend (docs/security.md)
+        argv = redact_argv(json.loads(r.argv)) if r.argv else None
         ms = int(r.timestamp.timestamp() * 1000)
         events.append([r.id, ms, _TYPE_INDEX[r.type], path, r.size, r.sha256, r.exit_code, r.signal, argv, r.error])
     return {

@@ -151,6 +151,31 @@ class AccessToken(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
 
 
+class ReadAudit(SQLModel, table=True):
+    """Who read whose code: one row per snapshot content, diff or export served (``audit.py``), read by
+    admins at ``/api/v1/admin/audit``. The student columns are what the request named (a reader of every
+    course may fetch a content by its hash alone: then they are NULL). Kept when a student is erased or
+    events expire: it is the record of access, and names no code."""
+
+    __tablename__ = "read_audit"
+    __table_args__ = (
+        Index("ix_read_audit_at", "at"),
+        Index("ix_read_audit_student", "student_id", "id"),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    reader: str = Field(sa_column=Column(String(300), nullable=False))
+    route: str = Field(sa_column=Column(String(200), nullable=False))
+    course: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    section: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
+    assignment: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    student_id: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    path: str | None = Field(default=None, sa_column=Column(String(1024), nullable=True))
+    sha256: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    to_sha256: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+
+
 # ------------------------------------------------------------------------------------------- rollups
 # Kept by ingest (``rollups.py``) so an assignment's summary, the old API's assignment statistics and the
 # course listing read one row per student instead of every event (revision 0007). The events stay the
@@ -196,7 +221,7 @@ STUDENT_ROLLUP_TABLE = Table(
     Column("latest_snap_at", UtcDateTime(), nullable=True),
     Column("latest_snap_path", String(1024), nullable=True),
     Column("latest_snap_size", BigInteger(), nullable=True),
-    # The dashboard's flags (revision 0010), raw numbers: the thresholds (WATCHER_STUCK_COMPILES,
+    # The dashboard's flags (revision 0011), raw numbers: the thresholds (WATCHER_STUCK_COMPILES,
     # WATCHER_PASTE_BYTES) are applied when read, so changing them needs no rebuild.
     # Failing compiles since the last successful one (the current streak), and the longest streak.
     Column("fail_streak", BigInteger(), nullable=False, default=0),
@@ -208,7 +233,7 @@ STUDENT_ROLLUP_TABLE = Table(
 )
 
 # A student's events per hour (UTC, truncated): the dashboard's heat strips and its charts over time, read
-# without scanning the events (revision 0010). Zones whose offset is not whole hours see shifted buckets.
+# without scanning the events (revision 0011). Zones whose offset is not whole hours see shifted buckets.
 HOUR_COUNTERS = ("events", "saves", "compiles", "compile_successes", "runs")
 ACTIVITY_HOUR_TABLE = Table(
     "activity_hour",
@@ -253,6 +278,7 @@ EVENT_TABLE: Table = Event.__table__  # type: ignore[attr-defined]
 AGENT_TABLE: Table = Agent.__table__  # type: ignore[attr-defined]
 ERASED_TABLE: Table = ErasedContent.__table__  # type: ignore[attr-defined]
 TOKEN_TABLE: Table = AccessToken.__table__  # type: ignore[attr-defined]
+AUDIT_TABLE: Table = ReadAudit.__table__  # type: ignore[attr-defined]
 
 
 def sqlite_text(value: datetime | None) -> str | None:

@@ -251,6 +251,25 @@ class TokenList(BaseModel):
     tokens: list[TokenInfo]
 
 
+class AuditEntry(BaseModel):
+    id: int
+    at: datetime
+    reader: str = Field(description="Who: 'read token', \"token 'ta-os-1'\", \"sso 'kim' <kim@...>\", ...")
+    route: str = Field(description="Method and path template, e.g. GET /api/v1/snapshots/{sha256}")
+    course: str | None
+    section: str | None
+    assignment: str | None
+    student_id: str | None
+    path: str | None
+    sha256: str | None
+    to_sha256: str | None = Field(description="The newer side of a diff")
+
+
+class AuditPage(BaseModel):
+    entries: list[AuditEntry]
+    next_cursor: str | None
+
+
 # ------------------------------------------------------------------------------------------ dashboard
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from watcher_core import wire
+from watcher_core.redact import redact_argv
 
 from . import rollups
 from .models import AGENT_TABLE as AGENT
@@ -468,6 +469,8 @@ def event_dict(row) -> dict[str, Any]:
         value = m[name]
         if name in wire.JSON_FIELDS:
             value = json.loads(value) if value else []
+            if name == "argv":  # shown with known secrets replaced (docs/security.md); stored as run
+                value = redact_argv(value)
         elif name in _FLAG_COLUMNS:
             value = bool(value)
         out[name] = value

@@ -24,8 +24,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from watcher_core import identity
-
+from . import store
+from .grants import Grant, GrantError, parse_grant
 from .models import TOKEN_TABLE as TOKEN
 
 PREFIX = "wtk_"
@@ -41,30 +41,6 @@ class TokenError(ValueError):
 
 class Conflict(TokenError):
     """A token of that name exists (revoked ones too: names are never reused)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Grant:
-    """One course a reader may see: all of its sections (``section=None``) or just one."""
-
-    course: str
-    section: str | None = None
-
-    def covers(self, course: str, section: str) -> bool:
-        return self.course == course and (self.section is None or self.section == section)
-
-    def __str__(self) -> str:
-        return self.course if self.section is None else f"{self.course}/{self.section}"
-
-
-def parse_grant(text: str) -> Grant:
-    """``os`` (every section of os) or ``os/1`` (section 1 only)."""
-    course, sep, section = text.strip().partition("/")
-    if not identity.COURSE_RE.fullmatch(course):
-        raise TokenError(f"courses: {text!r} is not a course (letters, digits, '-', '_'), e.g. os or os/1")
-    if sep and not identity.SECTION_RE.fullmatch(section):
-        raise TokenError(f"courses: {text!r}: the section after '/' is letters or digits, e.g. os/1")
-    return Grant(course, section if sep else None)
 
 
 def digest(token: str) -> str:
@@ -153,8 +129,10 @@ def check_request(
         return None
     if not courses:
         raise TokenError("courses: a read token names the courses (os) or sections (os/1) it may read, or every_course")
-    grants = tuple(dict.fromkeys(parse_grant(c) for c in courses))  # in order, without repeats
-    return grants
+    try:
+        return tuple(dict.fromkeys(parse_grant(c) for c in courses))  # in order, without repeats
+    except GrantError as exc:
+        raise TokenError(f"courses: {exc}") from None
 
 
 def create(
@@ -180,8 +158,9 @@ def create(
         "expires_at": expires_at,
     }
     try:
-        session.execute(TOKEN.insert().values(**values))
-        session.commit()
+        with store.write_lock(session):
+            session.execute(TOKEN.insert().values(**values))
+            session.commit()
     except IntegrityError:
         session.rollback()
         raise Conflict(f"name: a token named {name!r} exists (names of revoked tokens are not reused)") from None
@@ -200,8 +179,9 @@ def get(session: Session, name: str) -> Token | None:
 def revoke(session: Session, name: str, now: datetime | None = None) -> Token | None:
     """Revoke a token (again: no change, its first revocation time stays). None: no such token."""
     now = now or datetime.now(UTC)
-    session.execute(update(TOKEN).where(TOKEN.c.name == name, TOKEN.c.revoked_at.is_(None)).values(revoked_at=now))
-    session.commit()
+    with store.write_lock(session):
+        session.execute(update(TOKEN).where(TOKEN.c.name == name, TOKEN.c.revoked_at.is_(None)).values(revoked_at=now))
+        session.commit()
     return get(session, name)
 
 
@@ -216,7 +196,8 @@ def lookup(session: Session, token: str, now: datetime | None = None) -> Token |
     if found.state(now) == "active" and (
         found.last_used_at is None or now - found.last_used_at >= LAST_USED_RESOLUTION
     ):
-        session.execute(update(TOKEN).where(TOKEN.c.name == found.name).values(last_used_at=now))
-        session.commit()
+        with store.write_lock(session):
+            session.execute(update(TOKEN).where(TOKEN.c.name == found.name).values(last_used_at=now))
+            session.commit()
         found = replace(found, last_used_at=now)
     return found

@@ -35,6 +35,7 @@ NO_COURSE_IN_PATH = {
     "/api/v1/diff": "needs the student whose saves they are",
     "/api/v1/status": "names no student: counts by type and agents",
     "/api/v1/admin/tokens": "admin scope",
+    "/api/v1/admin/audit": "admin scope",
     "/api/v1/snapshots/unreferenced": "ingest scope (filemon's store clean-up)",
     "/health": "public",
     "/healthz": "public",
@@ -133,6 +134,7 @@ def test_another_sections_contents_and_diffs_stay_closed_even_by_hash(backend):
 def test_the_admin_routes_refuse_a_section_token(backend):
     with httpx.Client(base_url=backend.url, headers=backend.ta) as http:
         assert http.get("/api/v1/admin/tokens").status_code == 403
+        assert http.get("/api/v1/admin/audit").status_code == 403
         assert http.get("/api/v1/snapshots/unreferenced").status_code == 401  # never ingest
         assert http.delete("/api/v1/students/202400002").status_code == 403
         assert http.post("/api/v1/admin/retention").status_code == 403

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlmodel import Session
 
-from .. import dashboard, store
+from .. import audit, dashboard, store
 from ..auth import Reader, get_session, require_read
 from ..export import archive, progsnap2
 from ..export.cli import iter_events
@@ -104,9 +104,19 @@ def student_events(
     response_class=StreamingResponse,
     responses={200: {"content": {"application/zip": {}}}},
 )
-def export_progsnap2(request: Request, course: CoursePath, section: SectionPath, assignment: AssignmentPath):
+def export_progsnap2(
+    request: Request,
+    course: CoursePath,
+    section: SectionPath,
+    assignment: AssignmentPath,
+    session: Session = Depends(get_session),
+    reader: Reader = Depends(require_read),
+):
     app = request.app
     name = f"progsnap2-{course}-{section}-{assignment}"
+    # An export reads every student's code of the assignment: one audit row naming the assignment.
+    route = f"{request.method} {getattr(request.scope.get('route'), 'path', request.url.path)}"
+    audit.record(session, reader.name, route, {"course": course, "section": section, "assignment": assignment})
 
     def body() -> Iterator[bytes]:
         # Written to a temporary folder first (CodeStates are folders the mapper fills as it goes), then

@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from watcher_core import identity, snapshots
 
-from .. import store
+from .. import audit, store
 from ..auth import Reader, get_session, require_read
 from ..diffing import decode_text, unified_diff
 from ..params import AssignmentPath, CoursePath, Cursor, Limit, SectionPath, Sha256Path, Since, StudentPath, Until
@@ -69,6 +69,11 @@ def check_owner(
     return course, section, assignment, student_id
 
 
+def _route(request: Request) -> str:
+    route = request.scope.get("route")
+    return f"{request.method} {getattr(route, 'path', request.url.path)}"
+
+
 def _content(request: Request, sha256: str) -> bytes:
     try:
         data = snapshots.read_snapshot(request.app.state.settings.snapshot_dir, sha256)
@@ -101,6 +106,7 @@ def get_snapshot(
     owner = {"course": course, "section": section, "assignment": assignment, "student_id": student_id}
     check_owner(session, reader, [sha256], owner)
     data = _content(request, sha256)
+    audit.record(session, reader.name, _route(request), owner | {"sha256": sha256})
     _, binary = decode_text(data)
     media = "application/octet-stream" if binary else "text/plain; charset=utf-8"
     return Response(
@@ -126,6 +132,7 @@ def get_diff(
     owner = {"course": course, "section": section, "assignment": assignment, "student_id": student_id}
     check_owner(session, reader, [from_sha256, to_sha256], owner)
     old, new = _content(request, from_sha256), _content(request, to_sha256)
+    audit.record(session, reader.name, _route(request), owner | {"sha256": from_sha256, "to_sha256": to_sha256})
     text, binary = unified_diff(old, new, from_sha256[:12], to_sha256[:12], context)
     return Diff(from_sha256=from_sha256, to_sha256=to_sha256, identical=(old == new), binary=binary, diff=text)
 

@@ -5,16 +5,19 @@ tests/security/test_access_routes.py."""
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from sqlalchemy import update
 from sqlmodel import Session
 
-from support.backend import wire_event
+from support.backend import run_backend, wire_event
 from watcher_backend import db
 from watcher_backend.models import TOKEN_TABLE
 from watcher_core import snapshots
@@ -170,3 +173,129 @@ def test_the_cli_has_help():
         [sys.executable, "-m", "watcher_core", "tokens", "create", "--help"], capture_output=True, text=True, timeout=60
     )
     assert r.returncode == 0 and "--course COURSE[/SECTION]" in r.stdout and "WATCHER_DATABASE_URL" in r.stdout
+
+
+# ------------------------------------------------------------------------------- single sign-on (oauth2-proxy)
+
+
+@pytest.fixture(scope="module")
+def behind_proxy(tmp_path_factory):
+    """A backend that trusts the reverse proxy at 127.0.0.1; 127.0.0.2 plays any other peer."""
+    env = {
+        "WATCHER_SSO_TRUSTED_PROXIES": "127.0.0.1/32",
+        "WATCHER_SSO_GROUPS": "/os-ta-1=os/1,/os-prof=os,/os-prof=db/3",
+        "WATCHER_SSO_ADMIN_GROUPS": "/watcher-admins",
+    }
+    with run_backend(tmp_path_factory.mktemp("sso"), env=env) as b:
+        b.post_events([wire_event("file.save", course="os", section=s) for s in ("1", "2")])
+        yield b
+
+
+def signed_in(user: str, groups: str, **extra: str) -> dict[str, str]:
+    return {"X-Forwarded-User": user, "X-Forwarded-Email": f"{user}@example.org", "X-Forwarded-Groups": groups} | extra
+
+
+def summary(section: str) -> str:
+    return f"/api/v1/courses/os/sections/{section}/assignments/hw1/summary"
+
+
+def test_a_person_signed_in_by_the_trusted_proxy_reads_what_their_groups_map_to(behind_proxy):
+    with httpx.Client(base_url=behind_proxy.url) as http:
+        ta = signed_in("kim", "/students,/os-ta-1")
+        assert http.get(summary("1"), headers=ta).status_code == 200
+        r = http.get(summary("2"), headers=ta)
+        assert r.status_code == 403 and r.json()["detail"].startswith("sso 'kim' <kim@example.org> may not read")
+        prof = signed_in("lee", "/os-prof")
+        assert http.get(summary("2"), headers=prof).status_code == 200
+        listing = http.get("/api/v1/courses", headers=prof).json()["courses"]
+        assert {c["course"] for c in listing} == {"os"}
+        nobody = signed_in("park", "/students")
+        r = http.get(summary("1"), headers=nobody)
+        assert r.status_code == 403 and "it may read: nothing" in r.json()["detail"]
+        assert http.get("/api/v1/admin/tokens", headers=prof).status_code == 403
+        assert http.get("/api/v1/admin/tokens", headers=signed_in("root", "/watcher-admins")).status_code == 200
+        # oauth2-proxy may pass the OIDC token on as a bearer: it is not a watcher token, the person counts
+        with_oidc = ta | {"Authorization": "Bearer eyJhbGciOiJSUzI1NiJ9.e30.sig"}
+        assert http.get(summary("1"), headers=with_oidc).status_code == 200
+        # a watcher token sent through the proxy is that token, not the person
+        r = http.get(summary("2"), headers=ta | behind_proxy.headers("read"))
+        assert r.status_code == 200
+
+
+def test_the_headers_of_any_other_peer_are_ignored(behind_proxy):
+    elsewhere = httpx.HTTPTransport(local_address="127.0.0.2")
+    with httpx.Client(base_url=behind_proxy.url, transport=elsewhere) as http:
+        r = http.get(summary("1"), headers=signed_in("root", "/watcher-admins,/os-prof"))
+        assert r.status_code == 401 and r.json()["detail"].startswith("missing bearer token")
+        assert http.get(summary("1"), headers=behind_proxy.headers("read")).status_code == 200
+
+
+# ------------------------------------------------------------------------------------------- read audit
+
+
+def test_who_read_whose_code_is_in_the_audit_for_admins(backend, ident):
+    v1, v2 = b"v1\n", b"v2\n"
+    sha1, _ = snapshots.write_snapshot(backend.snapshot_dir, v1)
+    sha2, _ = snapshots.write_snapshot(backend.snapshot_dir, v2)
+    backend.post_events(
+        [
+            wire_event("file.save", **ident, sha256=sha1, size=3),
+            wire_event("file.save", **ident, sha256=sha2, size=3),
+        ]
+    )
+    name = f"audited-{ident['course']}"
+    token = make_token(backend, name=name, courses=[f"{ident['course']}/1"])
+    with httpx.Client(base_url=backend.url, headers=bearer(token)) as http:
+        assert http.get(f"/api/v1/snapshots/{sha1}", params=ident).status_code == 200
+        assert http.get("/api/v1/diff", params={"from": sha1, "to": sha2} | ident).status_code == 200
+        refused = ident | {"section": "2"}
+        assert http.get(f"/api/v1/snapshots/{sha1}", params=refused).status_code == 403  # not a read
+        assert http.get("/api/v1/admin/audit").status_code == 403
+    with backend.client("read") as http:
+        assert http.get(f"/api/v1/snapshots/{sha2}").status_code == 200  # by hash alone: no student named
+    with backend.client("admin") as http:
+        page = http.get("/api/v1/admin/audit", params={"reader": f"token '{name}'"}).json()
+        assert [(e["route"], e["sha256"], e["to_sha256"]) for e in page["entries"]] == [
+            ("GET /api/v1/diff", sha1, sha2),
+            ("GET /api/v1/snapshots/{sha256}", sha1, None),
+        ]
+        assert all(e["student_id"] == ident["student_id"] and e["section"] == "1" for e in page["entries"])
+        by_student = http.get("/api/v1/admin/audit", params={"student_id": ident["student_id"]}).json()["entries"]
+        assert len(by_student) == 2
+        anonymous = http.get("/api/v1/admin/audit", params={"reader": "read token", "limit": 1000}).json()
+        assert any(e["sha256"] == sha2 and e["student_id"] is None for e in anonymous["entries"])
+        first = http.get("/api/v1/admin/audit", params={"course": ident["course"], "limit": 1}).json()
+        second = http.get(
+            "/api/v1/admin/audit", params={"course": ident["course"], "limit": 1, "cursor": first["next_cursor"]}
+        ).json()
+        assert first["entries"][0]["route"] == "GET /api/v1/diff"
+        assert second["entries"][0]["route"] == "GET /api/v1/snapshots/{sha256}" and second["next_cursor"] is None
+        r = http.get("/api/v1/admin/audit", params={"cursor": "x"})
+        assert r.status_code == 422 and r.json()["detail"].startswith("cursor:")
+        assert http.get("/api/v1/admin/audit", params={"since": "2026-01-01T00:00:00"}).status_code == 422
+
+
+# ------------------------------------------------------------------------------- secrets in command lines
+
+
+def test_a_secret_in_a_command_line_is_replaced_alike_in_the_api_the_old_api_and_the_export(backend, ident, tmp_path):
+    argv = ["mysql", "-uroot", "-pHunter2", "--password=Hunter2", "https://kim:Hunter2@db/x"]
+    shown = ["mysql", "-uroot", "-p***", "--password=***", "https://kim:***@db/x"]
+    backend.post_events([wire_event("process.compile", **ident, argv=argv)])
+    student = f"/api/v1/courses/{ident['course']}/sections/1/assignments/hw1/students/{ident['student_id']}"
+    legacy = f"/api/{ident['course']}-1/hw1/{ident['student_id']}/logs/build"
+    with backend.client("admin") as http:  # the admin sees the same: nobody is shown the secret
+        (event,) = http.get(student + "/timeline").json()["events"]
+        assert event["argv"] == shown
+        (log,) = http.get(legacy).json()
+        assert log["cmdline"] == " ".join(shown)
+    out = tmp_path / "export"
+    proc = subprocess.run(
+        [sys.executable, "-m", "watcher_core", "export", "progsnap2", "--database-url", backend.database_url,
+         "--snapshot-dir", str(backend.snapshot_dir), "--out", str(out), "--course", ident["course"], "--with-argv"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader((out / "MainTable.csv").open(newline="", encoding="utf-8")))
+    assert [json.loads(r["X-Argv"]) for r in rows if r["X-Argv"]] == [shown]
+    assert "Hunter2" not in (out / "MainTable.csv").read_text(encoding="utf-8")

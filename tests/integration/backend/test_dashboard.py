@@ -1,9 +1,10 @@
 """The dashboard's data: activity per hour and the flags (failing-compile streaks, the largest growth of one
-save) kept at ingest equal what the events say, a rebuild gives the same, revision 0010 backfills them, and
+save) kept at ingest equal what the events say, a rebuild gives the same, revision 0011 backfills them, and
 the JSON routes, the export and the pages answer over real HTTP.
 """
 
 import io
+import json
 import random
 import zipfile
 from collections import Counter
@@ -128,9 +129,9 @@ def test_erasing_a_student_takes_their_hours_and_flags_too(session):
     assert (flags, hours) == (want_flags, want_hours)
 
 
-def test_revision_0010_backfills_by_rebuilding_from_the_events(database_url):
+def test_revision_0011_backfills_by_rebuilding_from_the_events(database_url):
     engine = db.make_engine(database_url)
-    migrate.upgrade(engine, "0009")
+    migrate.upgrade(engine, "0010")
     events = scripted_students(seed=3, n=120)
     with Session(engine) as s:
         store.ingest(s, events)  # rollups not built: events only
@@ -231,6 +232,11 @@ def test_the_progsnap2_export_streams_a_zip_of_the_assignment(served):
     assert "progsnap2-exp-1-hw1/MainTable.csv" in names and "progsnap2-exp-1-hw1/DatasetMetadata.csv" in names
     main = archive.read("progsnap2-exp-1-hw1/MainTable.csv").decode()
     assert "File.Edit" in main and "Compile" in main and "300" in main
+    with served.client("admin") as http:  # an export reads every student's code: audited, once
+        rows = http.get("/api/v1/admin/audit", params={"course": "exp"}).json()["entries"]
+    assert [(r["route"], r["section"], r["assignment"], r["student_id"]) for r in rows] == [
+        ("GET /api/v1/courses/{course}/sections/{section}/assignments/{assignment}/export/progsnap2", "1", "hw1", None)
+    ]
 
 
 def test_pages_are_served_offline_with_versioned_assets(served):
@@ -250,7 +256,14 @@ def test_the_compact_timeline_says_what_the_timeline_says_page_by_page(served):
     events = [
         wire_event("file.save", **base, path="a.c", size=12, sha256="a" * 64, timestamp=T0),
         wire_event("process.compile", **base, exit_code=1, timestamp=T0 + timedelta(seconds=1)),
-        wire_event("process.run", **base, exit_code=None, signal=11, timestamp=T0 + timedelta(seconds=2)),
+        wire_event(
+            "process.run",
+            **base,
+            argv=["./main", "--password=hunter2"],
+            exit_code=None,
+            signal=11,
+            timestamp=T0 + timedelta(seconds=2),
+        ),
         wire_event("file.delete", **base, path="b.c", timestamp=T0 + timedelta(seconds=3)),
         wire_event("file.save", **base, path="a.c", size=30, sha256="b" * 64, timestamp=T0 + timedelta(seconds=3)),
     ]
@@ -262,6 +275,7 @@ def test_the_compact_timeline_says_what_the_timeline_says_page_by_page(served):
         while True:
             page = http.get(url + "/events", params={"limit": 2} | ({"cursor": cursor} if cursor else {})).json()
             assert len(page["events"]) <= 2
+            assert "hunter2" not in json.dumps(page)  # known secrets replaced, as on /timeline
             compact += [dict(zip(page["columns"], e)) | {"page": page} for e in page["events"]]
             cursor = page["next_cursor"]
             if cursor is None:

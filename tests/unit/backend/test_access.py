@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,9 +12,10 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from support.backend import wire_event
-from watcher_backend import auth, db, migrate, rollups, store, tokens
+from watcher_backend import auth, db, grants, migrate, rollups, settings, store, tokens
 from watcher_backend.models import TOKEN_TABLE
 from watcher_core import wire
+from watcher_core.settings_spec import SettingsError
 
 TA = auth.Reader("token ta-os-1", grants=(auth.Grant("os", "1"),))
 PROF = auth.Reader("token prof-os", grants=(auth.Grant("os"),))
@@ -85,11 +87,11 @@ def test_saved_by_checks_every_content_against_the_student(session):
 
 
 def test_grants_parse_from_course_or_course_slash_section():
-    assert tokens.parse_grant("os") == auth.Grant("os")
-    assert tokens.parse_grant(" os/1 ") == auth.Grant("os", "1")
+    assert grants.parse_grant("os") == auth.Grant("os")
+    assert grants.parse_grant(" os/1 ") == auth.Grant("os", "1")
     for bad in ("os/", "o s", "os/1/2", "../x", ""):
-        with pytest.raises(tokens.TokenError, match="^courses:"):
-            tokens.parse_grant(bad)
+        with pytest.raises(grants.GrantError, match="e.g."):
+            grants.parse_grant(bad)
 
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -163,3 +165,39 @@ def test_an_admin_token_sees_every_course(session):
     made, secret = tokens.create(session, "ops", "admin", now=NOW)
     reader = auth.named_reader(tokens.lookup(session, secret, now=NOW), "read", now=NOW)
     assert made.grants is None and reader.every_course and reader.is_admin
+
+
+# -------------------------------------------------------------------------------------- single sign-on
+
+
+def test_the_group_map_reads_group_equals_course_or_section_or_star():
+    parsed = settings.group_map("/os-ta-1=os/1, os-prof=os ,a=b=db,ops=*")
+    assert parsed == (
+        ("/os-ta-1", auth.Grant("os", "1")),
+        ("os-prof", auth.Grant("os")),
+        ("a=b", auth.Grant("db")),
+        ("ops", None),
+    )
+    for bad in ("os/1", "=os", "ta=os/1/2", "ta=o s"):
+        with pytest.raises(ValueError, match=re.escape(repr(bad))):
+            settings.group_map(bad)
+
+
+def test_sso_settings_must_come_together():
+    base = {"WATCHER_READ_TOKEN": "r" * 20}
+    with pytest.raises(SettingsError, match="^WATCHER_SSO_TRUSTED_PROXIES"):
+        settings.from_env(base | {"WATCHER_SSO_GROUPS": "ta=os/1"}).validate()
+    with pytest.raises(SettingsError, match="^WATCHER_SSO_GROUPS"):
+        settings.from_env(base | {"WATCHER_SSO_TRUSTED_PROXIES": "10.0.0.0/8"}).validate()
+    with pytest.raises(SettingsError, match="WATCHER_SSO_GROUPS.*'nonsense'"):
+        settings.from_env(base | {"WATCHER_SSO_GROUPS": "nonsense"})
+    ok = settings.from_env(base | {"WATCHER_SSO_TRUSTED_PROXIES": "10.0.0.0/8", "WATCHER_SSO_ADMIN_GROUPS": "ops"})
+    assert ok.validate().sso_admin_groups == ("ops",)
+
+
+def test_several_groups_add_up_and_every_course_wins():
+    assert grants.merge((auth.Grant("os", "1"),), (auth.Grant("os", "2"), auth.Grant("os", "1"))) == (
+        auth.Grant("os", "1"),
+        auth.Grant("os", "2"),
+    )
+    assert grants.merge((auth.Grant("os", "1"),), None) is None
