@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from watcher_core import wire
@@ -50,9 +50,12 @@ def _aware(value: Any) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def local_day(hour: datetime, zone: ZoneInfo) -> str:
-    """The day (YYYY-MM-DD) in ``zone`` that a UTC hour bucket falls in."""
-    return hour.astimezone(zone).date().isoformat()
+def _local_date(session: Session, offset: timedelta):
+    """SQL for the date of ``activity_hour.hour`` (naive UTC) shifted by ``offset``."""
+    minutes = int(offset.total_seconds() // 60)
+    if session.get_bind().dialect.name == "postgresql":
+        return func.date(HOURS.c.hour + literal_column(f"interval '{minutes} minutes'"))
+    return func.date(HOURS.c.hour, f"{minutes:+d} minutes")
 
 
 def sections_of(session: Session, course: str) -> list[str]:
@@ -77,21 +80,23 @@ def course_view(session: Session, course: str, zone_name: str, sections: set[str
         q = q.where(ROLLUP.c.section.in_(sorted(sections)))
     totals = list(session.execute(q.group_by(*scope).order_by(*scope)).mappings())
 
-    zone = ZoneInfo(zone_name)
+    # Days are counted in SQL (a course holds a row per student and hour: hundreds of thousands), with the
+    # zone's offset of today: exact for zones without daylight saving time, such as Asia/Seoul.
+    day = _local_date(session, datetime.now(ZoneInfo(zone_name)).utcoffset() or timedelta(0))
     hq = select(
-        HOURS.c.section, HOURS.c.assignment, HOURS.c.student_id, HOURS.c.hour, *(HOURS.c[n] for n in _DAY_COUNTS)
+        HOURS.c.section,
+        HOURS.c.assignment,
+        day.label("day"),
+        func.count(HOURS.c.student_id.distinct()),
+        *(func.sum(HOURS.c[n]) for n in _DAY_COUNTS),
     ).where(HOURS.c.course == course)
     if sections is not None:
         hq = hq.where(HOURS.c.section.in_(sorted(sections)))
-    days: dict[tuple[str, str], dict[str, list[Any]]] = defaultdict(dict)
-    for section, assignment, student, hour, *counts in session.execute(hq):
-        day = local_day(_aware(hour), zone)  # type: ignore[arg-type]
-        per_day = days[(section, assignment)].get(day)
-        if per_day is None:
-            per_day = days[(section, assignment)][day] = [set(), *([0] * len(_DAY_COUNTS))]
-        per_day[0].add(student)
-        for i, n in enumerate(counts, start=1):
-            per_day[i] += int(n)
+    hq = hq.group_by(HOURS.c.section, HOURS.c.assignment, day)
+    days: dict[tuple[str, str], dict[str, list[int]]] = defaultdict(dict)
+    for section, assignment, when, students, *counts in session.execute(hq):
+        day_text = when.isoformat() if isinstance(when, date) else str(when)  # SQLite: text already
+        days[(section, assignment)][day_text] = [int(students), *(int(n or 0) for n in counts)]
 
     assignments = []
     for row in totals:
@@ -111,7 +116,7 @@ def course_view(session: Session, course: str, zone_name: str, sections: set[str
                 "first_activity": _aware(row["first_activity"]),
                 "last_activity": _aware(row["last_activity"]),
                 "days": [
-                    {"day": day, "active_students": len(v[0])} | dict(zip(_DAY_COUNTS, v[1:]))
+                    {"day": day, "active_students": v[0]} | dict(zip(_DAY_COUNTS, v[1:]))
                     for day, v in sorted(days.get(key, {}).items())
                 ],
             }
