@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, literal_column, select
+from sqlalchemy import Integer, and_, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from watcher_core import wire
@@ -26,6 +26,7 @@ from . import rollups, store
 from .models import ACTIVITY_HOUR_TABLE as HOURS
 from .models import EVENT_TABLE as EVENT
 from .models import STUDENT_ROLLUP_TABLE as ROLLUP
+from .models import sqlite_text
 
 _HOUR = timedelta(hours=1)
 
@@ -48,6 +49,41 @@ def _aware(value: Any) -> datetime | None:
     if isinstance(value, str):  # SQLite returns aggregates of datetimes as text
         value = datetime.fromisoformat(value)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+HEAT_BINS = 120  # a heat strip's cells at most: an assignment of three weeks has about 500 hours
+
+
+def _heat(
+    session: Session, course: str, section: str, assignment: str
+) -> tuple[datetime | None, int, int, dict[str, list[list[int]]]]:
+    """Each student's events in bins of ``per`` hours from the assignment's first hour: (first hour, hours
+    from it to the last one with activity, per, student -> [[bin, events], ...]). Binned in SQL: an
+    assignment of 200 students holds tens of thousands of student-hours, a strip needs 120 numbers."""
+    where = and_(HOURS.c.course == course, HOURS.c.section == section, HOURS.c.assignment == assignment)
+    first, last = session.execute(select(func.min(HOURS.c.hour), func.max(HOURS.c.hour)).where(where)).one()
+    start, end = _aware(first), _aware(last)
+    if start is None or end is None:
+        return None, 0, 1, {}
+    hours = int((end - start) // _HOUR) + 1
+    per = -(-hours // HEAT_BINS)  # whole hours per bin, so at most HEAT_BINS bins
+    bin_: Any
+    if session.get_bind().dialect.name == "postgresql":
+        elapsed = func.extract("epoch", HOURS.c.hour - start.replace(tzinfo=None)) / 3600
+        bin_ = func.floor(elapsed / per)
+    else:  # julianday: days as a double; rounded, since the hours are whole
+        elapsed = func.round((func.julianday(HOURS.c.hour) - func.julianday(sqlite_text(start))) * 24)
+        bin_ = func.cast(elapsed / per, Integer)
+    q = (
+        select(HOURS.c.student_id, bin_.label("bin"), func.sum(HOURS.c.events))
+        .where(where)
+        .group_by(HOURS.c.student_id, bin_)
+        .order_by(HOURS.c.student_id, bin_)
+    )
+    heat: dict[str, list[list[int]]] = defaultdict(list)
+    for student, b, n in session.execute(q):
+        heat[student].append([int(b), int(n)])
+    return start, hours, per, heat
 
 
 def _local_date(session: Session, offset: timedelta):
@@ -145,20 +181,7 @@ def assignment_view(
         r.student_id: r
         for r in session.execute(select(ROLLUP.c.student_id, *(ROLLUP.c[c] for c in rollups.FLAG_COLUMNS)).where(where))
     }
-    hwhere = and_(HOURS.c.course == course, HOURS.c.section == section, HOURS.c.assignment == assignment)
-    heat_rows = [
-        (student, _aware(hour), int(n))
-        for student, hour, n in session.execute(
-            select(HOURS.c.student_id, HOURS.c.hour, HOURS.c.events).where(hwhere).order_by(HOURS.c.hour)
-        )
-    ]
-    start = heat_rows[0][1] if heat_rows else None
-    hours = 0
-    heat: dict[str, list[list[int]]] = defaultdict(list)
-    for student, hour, n in heat_rows:
-        offset = int((hour - start) // _HOUR)  # type: ignore[operator]
-        heat[student].append([offset, n])
-        hours = max(hours, offset + 1)
+    start, hours, per, heat = _heat(session, course, section, assignment)
 
     students = []
     for row in summary["per_student"]:
@@ -185,6 +208,7 @@ def assignment_view(
         "thresholds": thresholds.as_dict(),
         "heat_start": start,
         "heat_hours": hours,
+        "heat_bin_hours": per,
         "per_student": students,
     }
 

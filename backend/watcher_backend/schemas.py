@@ -319,7 +319,10 @@ class StudentActivity(StudentSummary):
     max_growth_at: datetime | None
     stuck: bool = Field(description="fail_streak >= thresholds.stuck_compiles")
     large_paste: bool = Field(description="max_growth >= thresholds.paste_bytes")
-    heat: list[list[int]] = Field(description="[hour offset from heat_start, events] of each hour with activity")
+    heat: list[list[int]] = Field(
+        description="[bin, events] of each bin with activity: bin n covers heat_bin_hours hours from heat_start "
+        "+ n * heat_bin_hours"
+    )
 
 
 class AssignmentActivityView(AssignmentSummary):
@@ -329,6 +332,7 @@ class AssignmentActivityView(AssignmentSummary):
     thresholds: Thresholds
     heat_start: datetime | None = Field(description="The UTC hour the heat strips start at")
     heat_hours: int = Field(description="Hours from heat_start to the last hour with activity")
+    heat_bin_hours: int = Field(description="Hours per heat strip cell (at most 120 cells)")
     per_student: list[StudentActivity]  # type: ignore[assignment]
 
 

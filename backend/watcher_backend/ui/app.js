@@ -198,17 +198,15 @@ function lineChart(title, days, series) {
   return h("div", { class: "chart" }, h("div", { class: "title" }, title), svg, legend);
 }
 
-// A student's events per hour, binned to fit: darker = more events.
-function heatStrip(cells, hours, width = 240) {
-  const bins = Math.max(1, Math.min(hours, 120));
-  const per = hours / bins;
-  const counts = new Array(bins).fill(0);
-  for (const [offset, n] of cells) counts[Math.min(bins - 1, Math.floor(offset / per))] += n;
-  const max = Math.max(1, ...counts);
+// A student's activity: events per bin of heat_bin_hours hours (binned by the backend), darker = more.
+// Drawn as one string per strip: an assignment page holds 200 strips of up to 120 cells.
+function heatStrip(cells, bins, width = 240) {
+  bins = Math.max(1, bins);
+  const max = Math.max(1, ...cells.map(([, n]) => n));
   const w = width / bins;
+  const rects = cells.map(([b, n]) => `<rect x="${(b * w).toFixed(2)}" y="0" width="${Math.max(w, 1).toFixed(2)}" height="14" fill="rgba(47,111,222,${(0.2 + 0.8 * n / max).toFixed(2)})"/>`);
   const svg = s("svg", { class: "heat", width, height: 14, viewBox: `0 0 ${width} 14` });
-  svg.append(s("rect", { x: 0, y: 0, width, height: 14, fill: "#eef1f5" }));
-  counts.forEach((n, i) => { if (n) svg.append(s("rect", { x: (i * w).toFixed(2), y: 0, width: Math.max(w, 1).toFixed(2), height: 14, fill: `rgba(47,111,222,${(0.2 + 0.8 * n / max).toFixed(2)})` })); });
+  svg.innerHTML = `<rect x="0" y="0" width="${width}" height="14" fill="#eef1f5"/>${rects.join("")}`;
   return svg;
 }
 
@@ -302,7 +300,7 @@ async function viewAssignment(course, section, assignment) {
       render: (r) => h("span", {},
         r.stuck ? h("span", { class: "flag stuck", title: `${r.fail_streak}` }, L.stuck) : null,
         r.large_paste ? h("span", { class: "flag paste", title: `${r.max_growth_path}: +${r.max_growth} ${L.bytes}` }, L.largePaste) : null) },
-    { key: "heat", label: L.activity, text: true, value: (r) => r.events, csv: (r) => r.events, render: (r) => heatStrip(r.heat, data.heat_hours) },
+    { key: "heat", label: L.activity, text: true, value: (r) => r.events, csv: (r) => r.events, render: (r) => heatStrip(r.heat, Math.ceil(data.heat_hours / data.heat_bin_hours)) },
   ];
   const exportButton = h("button", { id: "export-progsnap2" }, L.exportProgsnap2);
   exportButton.addEventListener("click", async () => {

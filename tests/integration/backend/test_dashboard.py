@@ -161,6 +161,20 @@ def test_the_course_view_counts_days_in_the_platform_zone(session):
     assert [(d["day"], d["saves"], d["active_students"]) for d in utc] == [("2026-03-02", 2, 1)]
 
 
+def test_heat_strips_are_binned_to_at_most_120_cells_of_whole_hours(session):
+    rollups.ensure_built(session, GAP)
+    who = dict(course="os", section="1", assignment="hw9", student_id="7")
+    start = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
+    at = [start + timedelta(minutes=10), start + timedelta(minutes=50), start + timedelta(hours=130, minutes=5)]
+    at.append(start + timedelta(hours=300, minutes=59))
+    store.ingest(session, [wire.parse_event(wire_event("process.run", **who, timestamp=t)) for t in at])
+    view = dashboard.assignment_view(
+        session, "os", "1", "hw9", idle_gap_seconds=GAP, thresholds=dashboard.Thresholds(5, 800), zone_name="UTC"
+    )
+    assert view["heat_start"] == start and view["heat_hours"] == 301 and view["heat_bin_hours"] == 3
+    assert view["per_student"][0]["heat"] == [[0, 2], [43, 1], [100, 1]]  # hours 0, 130 and 300, by 3
+
+
 # ------------------------------------------------------------------------------------------ over HTTP
 
 
@@ -199,7 +213,7 @@ def test_assignment_activity_flags_students_by_the_configured_thresholds(served)
         "a.c",
     )
     assert not rows["100"]["large_paste"] and not rows["200"]["stuck"]
-    assert got["heat_hours"] == 3 and rows["200"]["heat"] == [[0, 1], [2, 1]]
+    assert (got["heat_hours"], got["heat_bin_hours"]) == (3, 1) and rows["200"]["heat"] == [[0, 1], [2, 1]]
     with served.client("read") as http:
         course = http.get("/api/v1/courses/dash/activity").json()
     (hw3,) = course["assignments"]
