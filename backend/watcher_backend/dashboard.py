@@ -69,7 +69,7 @@ def _heat(
     per = -(-hours // HEAT_BINS)  # whole hours per bin, so at most HEAT_BINS bins
     bin_: Any
     if session.get_bind().dialect.name == "postgresql":
-        elapsed = func.extract("epoch", HOURS.c.hour - start.replace(tzinfo=None)) / 3600
+        elapsed = func.extract("epoch", HOURS.c.hour - start) / 3600
         bin_ = func.floor(elapsed / per)
     else:  # julianday: days as a double; rounded, since the hours are whole
         elapsed = func.round((func.julianday(HOURS.c.hour) - func.julianday(sqlite_text(start))) * 24)
