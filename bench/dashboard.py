@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 {machine()}; load average {load:.1f} at the start. Headless Chromium {driver.capabilities.get("browserVersion", "?")};
 {args.loads} full page loads per view, interleaved, of random assignments and students of one course of
 {STUDENTS} students x {ASSIGNMENTS} assignments x {PER_STUDENT:,} events ({STUDENTS * ASSIGNMENTS * PER_STUDENT:,}
-events; SQLite; {how.split(",")[0]}). "ready" is navigation timing: the navigation's start to the page's
+events; SQLite; the database {"cached" if how.startswith("cached") else "generated in this run"}). "ready" is navigation timing: the navigation's start to the page's
 `watcher-ready` mark (data fetched and drawn); "API" is the resource timing of the page's JSON request.
 A student timeline page draws its first {rows_shown:,} events (paged: "load more" fetches the next).
 
