@@ -375,6 +375,11 @@ async function viewStudent(course, section, assignment, student) {
   };
   axis.addEventListener("click", onSave);
   list.addEventListener("click", onSave);
+  axis.addEventListener("mouseover", (ev) => {
+    const mark = ev.target.closest(".mark");
+    const e = mark && byId.get(Number(mark.dataset.id));
+    if (e && !mark.firstChild) mark.append(s("title", {}, `${fmtTime(e.timestamp)} ${L[TYPE_LABEL[e.type]]} ${e.path} ${outcome(e)} ${commandLine(e)}`));
+  });
 
   main.replaceChildren(
     h("h1", {}, `${student} · ${assignment}`),
@@ -422,30 +427,45 @@ async function viewStudent(course, section, assignment, student) {
     if (events.length) {
       parts.push(`<text x="${P}" y="${H - 2}">${esc(fmtShort(t0))}</text><text x="${W - P}" y="${H - 2}" text-anchor="end">${esc(fmtShort(t1))}</text>`);
     }
+    // Tooltips are made when the pointer first reaches a mark (below), not for every mark up front.
     for (const e of events) {
       const cx = x(e.timestamp), cy = rows[e.type];
-      const tip = `<title>${esc(`${fmtTime(e.timestamp)} ${L[TYPE_LABEL[e.type]]} ${e.path} ${outcome(e)} ${commandLine(e)}`)}</title>`;
-      if (e.type === "file.save") parts.push(`<circle class="mark save" cx="${cx}" cy="${cy}" r="4" fill="var(--save)" data-id="${e.id}">${tip}</circle>`);
-      else if (e.type.startsWith("file.")) parts.push(`<circle class="mark" cx="${cx}" cy="${cy}" r="4" fill="none" stroke="var(--muted)">${tip}</circle>`);
-      else parts.push(`<rect class="mark" x="${(cx - 3).toFixed(1)}" y="${cy - 4}" width="6" height="8" fill="${succeeded(e) ? "var(--ok)" : "var(--fail)"}">${tip}</rect>`);
+      if (e.type === "file.save") parts.push(`<circle class="mark save" cx="${cx}" cy="${cy}" r="4" fill="var(--save)" data-id="${e.id}"/>`);
+      else if (e.type.startsWith("file.")) parts.push(`<circle class="mark" cx="${cx}" cy="${cy}" r="4" fill="none" stroke="var(--muted)" data-id="${e.id}"/>`);
+      else parts.push(`<rect class="mark" x="${(cx - 3).toFixed(1)}" y="${cy - 4}" width="6" height="8" fill="${succeeded(e) ? "var(--ok)" : "var(--fail)"}" data-id="${e.id}"/>`);
     }
     const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", id: "axis" });
     svg.innerHTML = parts.join("");
     axis.replaceChildren(h("h2", {}, L.timeline), svg);
   }
 
+  // The table scrolls in a box of about ten rows: the first FIRST_ROWS are drawn with the page, the rest
+  // right after it (a task of its own, so the page is usable first).
+  const FIRST_ROWS = 150;
+  let listToken = 0;
   function drawList() {
-    const rows = events.map((e) => {
+    delete list.dataset.complete;
+    const rowHtml = (e) => {
       const cls = e.type === "file.save" ? ` class="save${e.id === selectedId ? " selected" : ""}"` : "";
       const proc = !e.type.startsWith("file.");
       const detail = proc ? outcome(e) : e.size === null || e.size === undefined ? "" : `${e.size} ${L.bytes}`;
       return `<tr data-id="${e.id}"${cls}><td>${esc(fmtTime(e.timestamp))}</td><td class="text">${esc(L[TYPE_LABEL[e.type]] || e.type)}</td>` +
         `<td class="text">${esc(e.path)}</td><td class="text ${proc ? (succeeded(e) ? "ok" : "error") : ""}">${esc(detail)}</td>` +
         `<td class="text">${esc(commandLine(e))}</td></tr>`;
-    });
+    };
     const head = [L.time, L.type, L.file, L.detail, L.command].map((t, i) => `<th${i ? ' class="text"' : ""}>${esc(t)}</th>`).join("");
-    list.innerHTML = `<table id="events"><thead><tr>${head}</tr></thead><tbody>${rows.join("")}</tbody></table>`;
+    list.innerHTML = `<table id="events"><thead><tr>${head}</tr></thead><tbody>${events.slice(0, FIRST_ROWS).map(rowHtml).join("")}</tbody></table>`;
     count.textContent = `${events.length} ${L.shown}`;
+    const mine = ++listToken;
+    if (events.length > FIRST_ROWS) {
+      setTimeout(() => {
+        if (mine !== listToken) return;  // drawn again meanwhile ("load more")
+        list.querySelector("tbody").insertAdjacentHTML("beforeend", events.slice(FIRST_ROWS).map(rowHtml).join(""));
+        list.dataset.complete = "1";
+      }, 0);
+    } else {
+      list.dataset.complete = "1";
+    }
   }
 
   function drawReplay() {

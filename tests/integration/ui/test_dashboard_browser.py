@@ -199,3 +199,24 @@ def test_a_section_scoped_token_sees_only_its_section(backend, driver):
         refused = driver.find_element(By.ID, "auth-error").text
         assert refused.startswith("Not for this token") and "may not read course 'os' section '2'" in refused
         assert not driver.find_elements(By.CSS_SELECTOR, "#students, #events")
+
+
+def test_a_long_timeline_shows_its_first_page_whole_then_loads_more(backend, driver):
+    script = classroom.Script(backend, "202600077", "1", "hw3", classroom.T0)
+    for i in range(1100):  # more than a page (1,000) and than the rows drawn with the page (150)
+        script.run(exit_code=i % 3, after=7)
+    for start in range(0, 1100, 500):
+        res = backend.post_events(script.events[start : start + 500])
+        assert res.status_code == 200 and res.json()["accepted"] == len(script.events[start : start + 500])
+    browser.open(driver, backend.url + "/ui")
+    driver.execute_script("sessionStorage.setItem('watcher.token', arguments[0])", backend.tokens["read"])
+    browser.open(driver, backend.url + "/ui/courses/os/sections/1/assignments/hw3/students/202600077")
+    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".events[data-complete]"))
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#events tbody tr")) == 1000
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#axis .mark")) == 1000
+    more = driver.find_element(By.ID, "load-more")
+    more.click()
+    WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "shown").text.startswith("1100 "))
+    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".events[data-complete]"))
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#events tbody tr")) == 1100
+    assert not more.is_displayed()
