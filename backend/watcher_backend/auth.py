@@ -26,6 +26,11 @@ Named tokens (``wtk_…``, ``tokens.py``; ``watcher tokens``, ``/api/v1/admin/to
 (limited to the courses and sections they name) or ``admin``, until they expire or are revoked: then a
 401 says which. They are looked up in the database only when the token is none of the environment's.
 
+Single sign-on (``sso_reader``): from a peer in ``WATCHER_SSO_TRUSTED_PROXIES`` (oauth2-proxy), a request
+without a watcher token is the person ``X-Forwarded-User`` names, reading what ``X-Forwarded-Groups`` map
+to in ``WATCHER_SSO_GROUPS`` (admins: ``WATCHER_SSO_ADMIN_GROUPS``). From any other peer those headers
+are ignored.
+
 Answers: no token or an unknown token -> 401 with ``WWW-Authenticate: Bearer``; a valid token without the
 scope -> 403. Tokens are compared with ``hmac.compare_digest``.
 
@@ -33,12 +38,13 @@ Use in a router (the legacy router does the same)::
 
     from fastapi import APIRouter, Depends
     from sqlmodel import Session
-    from watcher_backend.auth import get_session, require_scope
+    from watcher_backend.auth import Reader, get_session, require_read
 
-    router = APIRouter()
+    router = APIRouter(dependencies=[Depends(require_read)])  # a {course}/{section} path is checked here
 
-    @router.get("/thing", dependencies=[Depends(require_scope("read"))])
-    def thing(session: Session = Depends(get_session)): ...
+    @router.get("/things")
+    def things(session: Session = Depends(get_session), reader: Reader = Depends(require_read)):
+        ...  # no section in the path: filter with store.readable(reader.grants, ...) or reader.check(...)
 
 ``get_session`` yields one SQLModel ``Session`` per request on the app's engine (``app.state.engine``).
 """

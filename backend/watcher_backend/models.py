@@ -221,7 +221,7 @@ STUDENT_ROLLUP_TABLE = Table(
     Column("latest_snap_at", UtcDateTime(), nullable=True),
     Column("latest_snap_path", String(1024), nullable=True),
     Column("latest_snap_size", BigInteger(), nullable=True),
-    # The dashboard's flags (revision 0011), raw numbers: the thresholds (WATCHER_STUCK_COMPILES,
+    # The dashboard's flags (revision 0010), raw numbers: the thresholds (WATCHER_STUCK_COMPILES,
     # WATCHER_PASTE_BYTES) are applied when read, so changing them needs no rebuild.
     # Failing compiles since the last successful one (the current streak), and the longest streak.
     Column("fail_streak", BigInteger(), nullable=False, default=0),
@@ -233,7 +233,7 @@ STUDENT_ROLLUP_TABLE = Table(
 )
 
 # A student's events per hour (UTC, truncated): the dashboard's heat strips and its charts over time, read
-# without scanning the events (revision 0011). Zones whose offset is not whole hours see shifted buckets.
+# without scanning the events (revision 0010). Zones whose offset is not whole hours see shifted buckets.
 HOUR_COUNTERS = ("events", "saves", "compiles", "compile_successes", "runs")
 ACTIVITY_HOUR_TABLE = Table(
     "activity_hour",

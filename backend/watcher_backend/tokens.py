@@ -117,6 +117,8 @@ def check_request(
         )
     if scope not in SCOPES:
         raise TokenError(f"scope: {scope!r} is not one of {', '.join(SCOPES)}")
+    if expires_at is not None and expires_at.year >= 9999:  # UTC of 9999-12-31T23:00-14:00 is year 10000
+        raise TokenError(f"expires_at: {expires_at.isoformat()} is too far away (before 9999, or none: never)")
     if expires_at is not None and expires_at <= now:
         raise TokenError(f"expires_at: {expires_at.isoformat()} is not in the future")
     if scope == "admin":

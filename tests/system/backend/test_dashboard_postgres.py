@@ -1,5 +1,5 @@
 """The dashboard's data tests of tests/integration/backend/test_dashboard.py, on PostgreSQL: the hours and
-flags kept at ingest (another dialect's upserts), revision 0011's backfill, and the routes over HTTP."""
+flags kept at ingest (another dialect's upserts), revision 0010's backfill, and the routes over HTTP."""
 
 import secrets
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select
@@ -106,6 +106,7 @@ NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
         ({"courses": ("os",), "every_course": True}, "courses"),
         ({"scope": "admin", "courses": ("os",)}, "courses"),
         ({"expires_at": NOW}, "expires_at"),
+        ({"expires_at": datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-14)))}, "expires_at"),
     ],
 )
 def test_a_bad_token_request_names_the_field(kwargs, field):

@@ -6,8 +6,8 @@ new columns, empties the other rollups and removes rollup_state's row, and the b
 (``rollups.ensure_built``) recomputes every rollup, the new ones included, from the events, logging its
 progress. Until then queries scan the events, as before revision 0007 was built.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-07
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 from watcher_backend.models import UtcDateTime
 
-revision = "0011"
-down_revision = "0010"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
