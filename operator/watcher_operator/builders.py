@@ -13,10 +13,10 @@ import base64
 import functools
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 
-from watcher_operator import alerts
+from watcher_operator import alerts, rollout
 from watcher_operator.crd import API_VERSION, KIND
 from watcher_operator.defaults import spec_with_defaults
 
@@ -81,6 +81,10 @@ class Inputs:
     notebook_key: str | None = None  # generate-once key of the notebook tokens (spec.notebook)
     service_monitors_available: bool = False
     prometheus_rules_available: bool = False
+    # the live backend Deployment (None: absent) and the version label of each live agent DaemonSet:
+    # the rollout order holds the agents until the backend runs the new version (watcher_operator.rollout)
+    backend_rollout: rollout.BackendRollout | None = None
+    agent_versions: dict[str, str | None] = field(default_factory=dict)
 
 
 def target_from_resource(resource: dict) -> Target:
@@ -782,6 +786,14 @@ def build_dashboard_config(t: Target) -> dict:
         # the sidecar writes every dashboard ConfigMap's keys into one folder: the key names the resource
         "data": {f"jcode-watcher-{t.namespace}-{t.name}.json": json.dumps(board, indent=2, sort_keys=True)},
     }
+
+
+def agents_held(t: Target, inputs: Inputs) -> rollout.Hold | None:
+    """The agent DaemonSets that keep their live spec this reconcile: backend first, then the agents."""
+    wanted = {c: version_label(t, c) for c in inputs.agent_versions}
+    return rollout.agents_held(
+        image(t, "backend"), inputs.backend_rollout, inputs.agent_versions, wanted, names(t.name)["backend"]
+    )
 
 
 def build_children(resource: dict, inputs: Inputs | None = None) -> list[dict]:

@@ -132,9 +132,13 @@ def register(registry: kopf.OperatorRegistry, config: HandlerConfig) -> None:
                 logger.warning("reconcile after child deletion deferred: %s", exc)
         else:
             try:
-                reconciler.refresh_status(*owner)
+                out = reconciler.refresh_status(*owner)
             except ApiError as err:
                 logger.error("status refresh of %s/%s failed: %s", *owner, err)
+                return
+            for action in out.actions:  # agents released after the backend's rollout
+                logger.info(action)
+                kopf.info(_ref(*owner), reason="Reconciled", message=action)
 
     # Workloads: their status drives the conditions; any managed child deleted by hand is recreated at once.
     @kopf.on.event("apps", "v1", "deployments", labels=MANAGED, id="workload_event", registry=registry)
