@@ -239,9 +239,7 @@ def test_filemon_in_node_mode_records_only_its_nodes_students(cp, ns, backend, t
         (root / "-".join(elsewhere) / "hw1" / "main.c").write_bytes(data)
         wait_until(
             lambda: [
-                e
-                for e in by_path(timeline(backend, here), "file.save").get("main.c", [])
-                if e["sha256"] == sha(data)
+                e for e in by_path(timeline(backend, here), "file.save").get("main.c", []) if e["sha256"] == sha(data)
             ],
             30,
             message="the node's student's save",
