@@ -98,7 +98,7 @@ class FilemonSettings:
         flag="--scope",
         env="WATCHER_FILEMON_SCOPE",
         parse=settings_spec.one_of(("volume", "node")),
-        metavar="volume|node",
+        metavar="SCOPE",
         doc="`volume`: watch every student folder of the workspace volume; `node`: only the folders of the "
         "student pods on this node (a pod watch on the Kubernetes API with the pod's service account; the "
         "node is `--node-name`)",
