@@ -150,6 +150,11 @@ def register(registry: kopf.OperatorRegistry, config: HandlerConfig) -> None:
     @kopf.on.event("v1", "secrets", labels=MANAGED, id="child_event", registry=registry)
     @kopf.on.event("v1", "configmaps", labels=MANAGED, id="child_event", registry=registry)
     @kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=MANAGED, id="child_event", registry=registry)
+    @kopf.on.event("v1", "serviceaccounts", labels=MANAGED, id="child_event", registry=registry)
+    @kopf.on.event("rbac.authorization.k8s.io", "v1", "roles", labels=MANAGED, id="child_event", registry=registry)
+    @kopf.on.event(
+        "rbac.authorization.k8s.io", "v1", "rolebindings", labels=MANAGED, id="child_event", registry=registry
+    )
     def child_event(event: dict, body, logger: logging.Logger, **_) -> None:
         if event.get("type") == "DELETED":
             on_child_event(event, body, logger)

@@ -74,6 +74,17 @@ def _owned_by(obj: dict, uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
 
 
+def _ours_elsewhere(obj: dict, t: Target) -> bool:
+    """A child in another namespace (no owner reference possible): ours by its instance and manager labels."""
+    labels = obj["metadata"].get("labels") or {}
+    return (
+        obj["metadata"].get("namespace") != t.namespace
+        and labels.get("app.kubernetes.io/instance") == t.name
+        and labels.get(builders.OWNER_NAMESPACE_LABEL) == t.namespace
+        and labels.get("app.kubernetes.io/managed-by") == builders.MANAGER
+    )
+
+
 def _decode(secret: dict, key: str) -> str | None:
     raw = (secret.get("data") or {}).get(key)
     if raw is None:
@@ -380,7 +391,7 @@ class Reconciler:
                 if kind == "PersistentVolumeClaim":
                     self._ensure_claim(t, obj, out)
                     continue
-                live = self.kube.get(obj["apiVersion"], kind, t.namespace, name)
+                live = self.kube.get(obj["apiVersion"], kind, obj["metadata"]["namespace"], name)
                 if live is not None and is_subset(obj, live):
                     continue
                 self.kube.apply(obj)
@@ -458,10 +469,11 @@ class Reconciler:
                         crd_known[crd] = False
                 if not crd_known[crd]:
                     continue
+            ns = builders.child_namespace(t, key)
             try:
-                live = self.kube.get(api_version, kind, t.namespace, name)
-                if live is not None and _owned_by(live, t.uid):
-                    self.kube.delete(api_version, kind, t.namespace, name)
+                live = self.kube.get(api_version, kind, ns, name)
+                if live is not None and (_owned_by(live, t.uid) or _ours_elsewhere(live, t)):
+                    self.kube.delete(api_version, kind, ns, name)
                     out.actions.append(f"deleted {kind} {name} (no longer in the spec)")
             except ApiError as err:
                 out.problems.append(Problem("PruneFailed", f"{kind} {name}: {err}"))
