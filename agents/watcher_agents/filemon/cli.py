@@ -133,6 +133,13 @@ class FilemonSettings:
         doc="node mode: a regex on the pod name whose group `workspace` (else its first group) is the pod's "
         "folder; a folder must be named `{course}-{section}-{student_id}`",
     )
+    service_account_dir: Path = setting(
+        pods.SERVICE_ACCOUNT,
+        env="WATCHER_SERVICE_ACCOUNT_DIR",
+        parse=settings_spec.path,
+        doc="node mode: where the pod's service account token and CA certificate are (Kubernetes mounts them "
+        "here; benchmarks outside a pod point it elsewhere)",
+    )
 
 
 SETTINGS = settings_spec.settings_of(FilemonSettings)
@@ -212,7 +219,7 @@ class Filemon:
         self.pods: pods.PodWatch | None = None
         if fm.scope == "node":
             self.pods = pods.PodWatch(
-                kube or pods.KubeAccess.in_cluster(),
+                kube or pods.KubeAccess.in_cluster(fm.service_account_dir),
                 settings.node_name,
                 pods.PodTable(pods.Mapping(fm.workspace_annotation, fm.workspace_pattern)),
                 self._workspace_change,

@@ -397,6 +397,45 @@ def test_an_upgrade_rolls_out_the_backend_before_the_agents(cluster, namespace, 
     assert "Traceback" not in op.output()
 
 
+def test_node_scope_grants_filemon_pod_reads_in_the_students_namespace_and_takes_them_back(
+    cluster, namespace, kube, run_operator
+):
+    prepare(cluster, namespace)
+    students = f"{namespace}-students"
+    cluster.kubectl("create", "namespace", students)
+    try:
+        op = run_operator(namespace, "--standalone")
+        spec = {"scope": "node", "studentPods": {"namespace": students, "labels": {"role": "student"}}}
+        apply(cluster, minimal(namespace, filemon=spec))
+        rbac = "rbac.authorization.k8s.io/v1"
+        wait_for(lambda: kube.get(rbac, "RoleBinding", students, "watcher-filemon-pods"), 60, "RoleBinding")
+        role = kube.get(rbac, "Role", students, "watcher-filemon-pods")
+        assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+        account = f"system:serviceaccount:{namespace}:watcher-filemon"
+        assert kube.get("v1", "ServiceAccount", namespace, "watcher-filemon") is not None
+        can = cluster.kubectl("auth", "can-i", "watch", "pods", "-n", students, f"--as={account}", check=False)
+        assert can.stdout.strip() == "yes"
+        elsewhere = cluster.kubectl("auth", "can-i", "list", "pods", "-n", namespace, f"--as={account}", check=False)
+        assert elsewhere.stdout.strip() == "no"
+        ds = kube.get("apps/v1", "DaemonSet", namespace, "watcher-filemon")["spec"]["template"]["spec"]
+        assert ds["serviceAccountName"] == "watcher-filemon"
+        env = {e["name"]: e.get("value") for e in ds["containers"][0]["env"]}
+        assert env["WATCHER_POD_NAMESPACE"] == students and env["WATCHER_POD_SELECTOR"] == "role=student"
+        # a Role deleted by hand comes back
+        cluster.kubectl("-n", students, "delete", "role", "watcher-filemon-pods")
+        wait_for(lambda: kube.get(rbac, "Role", students, "watcher-filemon-pods"), 60, "Role repaired")
+        # back to the whole volume: the grant is taken back (pruned by labels: no owner reference there)
+        apply(cluster, minimal(namespace, filemon={"scope": "volume", "studentPods": {"namespace": students}}))
+        for kind in ("Role", "RoleBinding"):
+            wait_for(lambda: kube.get(rbac, kind, students, "watcher-filemon-pods") is None, 60, f"{kind} pruned")
+        wait_for(lambda: kube.get("v1", "ServiceAccount", namespace, "watcher-filemon") is None, 60, "SA pruned")
+        ds = kube.get("apps/v1", "DaemonSet", namespace, "watcher-filemon")["spec"]["template"]["spec"]
+        assert ds.get("automountServiceAccountToken") is False
+        assert "Traceback" not in op.output()
+    finally:
+        cluster.kubectl("delete", "namespace", students, "--wait=false", check=False)
+
+
 def test_delete_claims_on_delete_removes_data_claims(cluster, namespace, kube, run_operator):
     prepare(cluster, namespace)
     run_operator(namespace, "--standalone")
