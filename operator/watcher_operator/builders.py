@@ -582,6 +582,9 @@ def build_filemon_daemonset(t: Target) -> dict:
     }
     if node_local(t):
         pod_spec["serviceAccountName"] = n["filemon_account"]
+        # the deprecated alias too, so server-side apply removes both when the scope goes back to volume:
+        # the API server copies the name into it, and alone it would keep naming the pruned account
+        pod_spec["serviceAccount"] = n["filemon_account"]
     if _pull_secrets(t):
         pod_spec["imagePullSecrets"] = _pull_secrets(t)
     _scheduling(pod_spec, f)

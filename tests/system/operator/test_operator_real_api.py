@@ -431,6 +431,9 @@ def test_node_scope_grants_filemon_pod_reads_in_the_students_namespace_and_takes
         wait_for(lambda: kube.get("v1", "ServiceAccount", namespace, "watcher-filemon") is None, 60, "SA pruned")
         ds = kube.get("apps/v1", "DaemonSet", namespace, "watcher-filemon")["spec"]["template"]["spec"]
         assert ds.get("automountServiceAccountToken") is False
+        # no pod may name the deleted account (its pods could not be created)
+        assert ds.get("serviceAccountName", "default") == "default", ds.get("serviceAccountName")
+        assert ds.get("serviceAccount", "default") == "default", ds.get("serviceAccount")
         assert "Traceback" not in op.output()
     finally:
         cluster.kubectl("delete", "namespace", students, "--wait=false", check=False)
