@@ -265,3 +265,11 @@ def test_filemon_in_node_mode_records_only_its_nodes_students(cp, ns, backend, t
         # dropping a folder is not deleting its files
         assert by_path(timeline(backend, here), "file.delete") == {}
         assert metric(agent, "filemon_student_pods") == 1
+
+        # a pod whose folder does not exist yet: the folder is watched as soon as it appears
+        newcomer = ("os", "3", "3003")
+        make_pod(cp, ns, "jcode-os-3-3003", NODE)
+        wait_until(lambda: metric(agent, "filemon_workspaces_watched") == 2, 30, message="newcomer's pod")
+        (root / "-".join(newcomer) / "hw1").mkdir(parents=True)
+        (root / "-".join(newcomer) / "hw1" / "first.c").write_text("int first;\n")
+        wait_until(lambda: by_path(timeline(backend, newcomer), "file.save").get("first.c"), 30, message="first.c")
