@@ -190,6 +190,8 @@ class Filemon:
     ) -> None:
         self.settings = settings
         self.fm = fm
+        # first: outside a pod, node scope fails here, before any port or file is opened
+        access = (kube or pods.KubeAccess.in_cluster(fm.service_account_dir)) if fm.scope == "node" else None
         self.runtime = AgentRuntime(settings, metrics_host=metrics_host, sender_options=sender_options)
         self.metrics = FilemonMetrics(self.runtime.registry)
         self.state = StateStore(self.runtime.outbox.connection, self.runtime.outbox.lock)
@@ -217,9 +219,9 @@ class Filemon:
         )
         self.pipeline.on_retry = self.watcher.retry
         self.pods: pods.PodWatch | None = None
-        if fm.scope == "node":
+        if access is not None:
             self.pods = pods.PodWatch(
-                kube or pods.KubeAccess.in_cluster(fm.service_account_dir),
+                access,
                 settings.node_name,
                 pods.PodTable(pods.Mapping(fm.workspace_annotation, fm.workspace_pattern)),
                 self._workspace_change,

@@ -181,11 +181,20 @@ class KubeAccess:
     def in_cluster(cls, root: Path = SERVICE_ACCOUNT, env: dict | None = None) -> KubeAccess:
         env = os.environ if env is None else env
         host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT", "443")
-        if not host or not (root / "token").exists():
+        missing = [
+            what
+            for what, ok in (
+                ("KUBERNETES_SERVICE_HOST", bool(host)),
+                (str(root / "token"), (root / "token").exists()),
+                (str(root / "ca.crt"), (root / "ca.crt").exists()),
+            )
+            if not ok
+        ]
+        if missing:
             raise ApiFailure(
                 "config",
-                "node-local watching needs the Kubernetes API from inside the pod: KUBERNETES_SERVICE_HOST "
-                f"and a service account token in {root} (automountServiceAccountToken) are missing",
+                "node-local watching needs the Kubernetes API from inside the pod (the service account's "
+                f"token mounted: automountServiceAccountToken); missing: {', '.join(missing)}",
             )
         if ":" in host:
             host = f"[{host}]"

@@ -99,8 +99,38 @@ def test_node_mode_outside_a_pod_says_what_is_missing(tmp_path):
     with pytest.raises(pods.ApiFailure, match="KUBERNETES_SERVICE_HOST"):
         pods.KubeAccess.in_cluster(tmp_path, env={})
     (tmp_path / "token").write_text("t\n")
+    with pytest.raises(pods.ApiFailure, match="ca.crt"):
+        pods.KubeAccess.in_cluster(tmp_path, env={"KUBERNETES_SERVICE_HOST": "10.96.0.1"})
+    (tmp_path / "ca.crt").write_text("")
     access = pods.KubeAccess.in_cluster(tmp_path, env={"KUBERNETES_SERVICE_HOST": "10.96.0.1"})
     assert access.url == "https://10.96.0.1:443" and access.headers() == {"Authorization": "Bearer t"}
     # the kubelet rotates the token file: it is read again for each request
     (tmp_path / "token").write_text("t2")
     assert access.headers() == {"Authorization": "Bearer t2"}
+
+
+def test_main_in_node_scope_outside_a_pod_exits_with_one_line(tmp_path, capsys, monkeypatch):
+    import os
+
+    for k in list(os.environ):
+        if k.startswith("WATCHER_") or k.startswith("KUBERNETES_"):
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("WATCHER_SERVICE_ACCOUNT_DIR", str(tmp_path / "no-account"))
+    rc = cli.main(
+        [
+            "--workspace-root",
+            str(tmp_path),
+            "--state-dir",
+            str(tmp_path / "st"),
+            "--snapshot-dir",
+            str(tmp_path / "snap"),
+            "--metrics-port",
+            "0",
+            "--backend-url",
+            "http://127.0.0.1:9",
+            "--scope",
+            "node",
+        ]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and any("--scope node" in line and "KUBERNETES_SERVICE_HOST" in line for line in err), err
