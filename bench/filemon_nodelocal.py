@@ -146,12 +146,13 @@ def main(argv=None) -> int:
             f"| inotify watches in use | {v['watches']:,.0f} | **{n['watches']:,.0f}** |",
             f"| resident memory (RSS) | {v['rss']:.1f} MB (peak {v['peak']:.1f}) | **{n['rss']:.1f} MB** "
             f"(peak {n['peak']:.1f}) |",
-            f"| files scanned and recorded at startup | {v['files']:,} in {v['startup']:.1f} s | "
-            f"{n['files']:,} in {n['startup']:.1f} s |",
+            f"| files recorded at startup (time to settle after the startup scan) | {v['files']:,} "
+            f"({v['startup']:.1f} s) | {n['files']:,} ({n['startup']:.1f} s) |",
             "",
             f"Node scope watches the root plus 5 directories per student of the node: {1 + 5 * len(on_node):,} "
             f"expected; the whole volume {1 + 5 * len(students):,}. Watches per node follow the node's students "
-            "(class / nodes), not the class.",
+            "(class / nodes), not the class. RSS is filemon's user space; the kernel's memory for the watches "
+            "themselves (about 1 KB each on 64-bit) is not in it and shrinks with them.",
         ]
     )
     print(body)
