@@ -240,7 +240,7 @@ class EbpfTracer:
             "signal/signal_deliver",
             "signal/signal_generate",
             *(
-                ("syscalls/sys_enter_write", "syscalls/sys_exit_write", "syscalls/sys_enter_writev")
+                ("syscalls/sys_enter_write", "syscalls/sys_enter_writev")
                 if self.captures_stderr
                 else ()
             ),
