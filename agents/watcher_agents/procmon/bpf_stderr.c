@@ -11,11 +11,11 @@
 // one event (F_STDERR_TRUNCATED) says so. Each event carries at most STDERR_CHUNK bytes: a longer
 // write is sent in several.
 
-// What it costs: only the entry of write and writev is hooked, never their exit. On every write of every
-// process the kernel runs the program (about 75 ns on the benchmark machine, whatever the program does:
-// the price is the tracepoint's, see bench/results/procmon.md "stderr capture"); the program rejects
-// any fd but 2 with one comparison, and a write to fd 2 by a process with no `capture` entry with one
-// hash lookup. A second hook on the exit cost as much again, for every write.
+// What it costs: only the entry of write and writev is hooked, never their exit. On every write of
+// every process the kernel runs the program: about 80 ns on the benchmark machine whatever the program
+// does, the price is the tracepoint's (bench/results/procmon.md, "Price of a hook on the write path").
+// The program rejects any fd but 2 with one comparison, and a write to fd 2 by a process with no
+// `capture` entry with one hash lookup. A second hook on the exit cost as much again, for every write.
 
 #define EV_STDERR 4
 #define F_STDERR_TRUNCATED 0x01
@@ -44,7 +44,7 @@ BPF_TABLE("lru_hash", u32, struct capture, capture, 65536);
 // A write whose buffer could not be read at its entry: a page the program has not touched yet (a string
 // literal in its first write) is only faulted in by the write itself, and a tracepoint cannot fault.
 // Read again, by thread id, at the thread's next write to fd 2 (before that write: the order holds) or
-// at its end (exit, exit_group, a fatal signal, sched_process_exit), whichever comes first, and never
+// at its end (exit, exit_group, a fatal signal, sched_process_exit, execve), whichever comes first, and never
 // at the write's own exit: hooking sys_exit_write would cost every write on the node. A page the write
 // faulted in was not touched by the program before, so it is read-only data (or a buffer never
 // written), and it still holds what was written. What is lost: the byte count the write returned (the
@@ -59,8 +59,10 @@ BPF_TABLE("lru_hash", u32, struct stderr_retry, stderr_retry, 1024);
 // One event under construction per CPU (too large for the 512-byte stack).
 BPF_PERCPU_ARRAY(stderr_scratch, struct stderr_event, 1);
 
-// exec (sched_process_exec, cgroup not filtered): its own owner unless it inherited one.
+// exec (sched_process_exec, cgroup not filtered): its own owner unless it inherited one. A write still
+// waiting to be read is dropped: its address was in the old program's memory (execve's entry read it).
 static __always_inline void stderr_on_exec(u32 tgid) {
+    stderr_retry.delete(&tgid);
     struct capture fresh = {};
     fresh.owner = tgid;
     capture.insert(&tgid, &fresh);      // no-op if an entry exists
@@ -168,7 +170,8 @@ static __always_inline struct capture *stderr_writer(u32 tgid, struct capture **
 }
 
 // The write of this thread waiting to be read again, if any (`writer`: the thread's process's entry).
-static __always_inline void stderr_retry_now(void *ctx, u32 tgid, struct capture *writer, struct capture *budget) {
+static __always_inline void stderr_retry_now(void *ctx, u32 tgid, struct capture *writer,
+                                             struct capture *budget) {
     if (!writer->retries)
         return;     // the common case: nothing waits
     u32 tid = (u32)bpf_get_current_pid_tgid();
