@@ -6,8 +6,10 @@ real CLI (a subprocess) exports the database and snapshot store, and the dataset
 from __future__ import annotations
 
 import csv
+import shutil
 import subprocess
 import sys
+import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -145,6 +147,8 @@ def exported(tmp_path_factory, export_backend):
                 "--pseudonymize-key",
                 "k" * 20,
                 "--with-argv",
+                "--term",
+                "Spring 2025",
             ],
             capture_output=True,
             text=True,
@@ -269,6 +273,7 @@ def test_filters_pseudonyms_and_argv(exported):
         ("File.Save", "os", "os:hw2"),
     ]
     assert rows[0]["SubjectID"].startswith("S") and "000124" not in rows[0]["SubjectID"]
+    assert {(r["TermID"], r["CourseSectionID"]) for r in rows} == {("Spring 2025", "os-2@Spring 2025")}
     assert (exported[2] / "CodeStates" / rows[0]["CodeStateID"] / "solve.py").read_bytes() == PY
 
 
@@ -429,3 +434,46 @@ def test_code_states_are_whole_contents_from_a_compressed_and_mixed_store(tmp_pa
     assert stats.missing_snapshots == 0 and stats.files_copied == 2
     saves = [r for r in rows if r["EventType"] == "File.Save"]
     assert [(states / r["CodeStateID"] / "main.c").read_bytes() for r in saves] == [v1, v2]
+
+
+def test_partial_and_empty_code_states_survive_zip_and_git(tmp_path):
+    """A file over the size limit leaves later CodeStates partial (the other files, marked and listed), not
+    blank; a folder with every file deleted is a CodeState that survives zip and git (its placeholder)."""
+    store = tmp_path / "store"
+    events = [
+        save(1, "main.c", A1, store),
+        wire.FileTooLarge(source="filemon", path="big.c", size=5_000_000, limit=1_048_576, **common(2)),
+        compile_(3, 0),
+        wire.FileDelete(source="filemon", path="main.c", **common(4)),
+        wire.FileDelete(source="filemon", path="big.c", **common(5)),
+        compile_(6, 1),
+    ]
+    out = tmp_path / "dataset"
+    progsnap2.write_dataset([e.model_dump() for e in events], out, store)
+    rows = {r["EventID"].rsplit("-", 1)[1] + r["EventID"].partition(":")[2]: r for r in read(out / "MainTable.csv")}
+    partial, empty = rows["0003"], rows["0005"]
+    assert (rows["0002"]["CodeStateID"], rows["0002"]["LoggingErrorID"]) == ("", "content-not-kept")
+    assert partial["CodeStateID"] != "" and partial["X-CodeStateIsPartial"] == "true"
+    # after main.c is deleted the folder holds only big.c, of unknown content: partial too, and no file known
+    only_big = rows["0004"]["CodeStateID"]
+    assert read(out / "LinkTables" / "PartialCodeStates.csv") == [
+        {"CodeStateID": cid, "MissingFile": "big.c", "LoggingErrorID": "content-not-kept"}
+        for cid in (partial["CodeStateID"], only_big)
+    ]
+    assert [p.name for p in (out / "CodeStates" / partial["CodeStateID"]).iterdir()] == ["main.c"]
+    assert rows["0006"]["CodeStateID"] == empty["CodeStateID"] and empty["X-CodeStateIsPartial"] == ""
+    placeholder = [progsnap2.EMPTY_CODE_STATE_PLACEHOLDER]
+    assert [p.name for p in (out / "CodeStates" / empty["CodeStateID"]).iterdir()] == placeholder
+
+    archive = shutil.make_archive(str(tmp_path / "dataset"), "zip", out)
+    with zipfile.ZipFile(archive) as z:
+        z.extractall(tmp_path / "unzipped")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "-c", "init.defaultBranch=main"]
+    subprocess.run([*git, "init", "-q", str(out)], check=True)
+    subprocess.run([*git, "-C", str(out), "add", "-A"], check=True)
+    subprocess.run([*git, "-C", str(out), "commit", "-q", "-m", "dataset"], check=True)
+    subprocess.run([*git, "clone", "-q", str(out), str(tmp_path / "cloned")], check=True)
+    shutil.rmtree(tmp_path / "cloned" / ".git")
+    for copy in (tmp_path / "unzipped", tmp_path / "cloned"):
+        assert [p.name for p in (copy / "CodeStates" / empty["CodeStateID"]).iterdir()] == placeholder
+        # (the autouse check validates both copies as datasets too)
