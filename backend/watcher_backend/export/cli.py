@@ -20,13 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from watcher_core import __version__, identity, settings_spec, wire
+from watcher_core import __version__, identity, settings_spec
 from watcher_core.settings_spec import Setting
 
 from .. import settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-FILE_EVENT_TYPES = (wire.FILE_SAVE, wire.FILE_DELETE, wire.FILE_TOO_LARGE)
 
 
 def parse_time(raw: str) -> datetime:
@@ -272,6 +271,7 @@ def iter_events(
     from sqlalchemy import or_, select
 
     from .. import store
+    from . import progsnap2
 
     table = store.EVENT
     q = select(table)
@@ -286,7 +286,7 @@ def iter_events(
     if since is not None:
         # File events before the window come too (the writer only folds them into the folders), so the
         # window's CodeStates hold the files saved before it.
-        q = q.where(or_(table.c.timestamp >= since, table.c.type.in_(FILE_EVENT_TYPES)))
+        q = q.where(or_(table.c.timestamp >= since, table.c.type.in_(progsnap2.FILE_EVENT_TYPES)))
     if until is not None:
         q = q.where(table.c.timestamp < until)
     q = q.order_by(table.c.student_id, table.c.timestamp, table.c.id)

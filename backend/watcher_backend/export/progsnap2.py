@@ -109,6 +109,7 @@ EMPTY_CODE_STATE_PLACEHOLDER = ".progsnap2-empty-code-state"
 EDIT_TYPE = "GenericEdit"
 
 TOOL = f"JCode;JCode Watcher {__version__}"
+FILE_EVENT_TYPES = (wire.FILE_SAVE, wire.FILE_DELETE, wire.FILE_TOO_LARGE)
 
 
 def iso(value: datetime | str | None) -> str:
@@ -265,6 +266,8 @@ class Mapper:
     def prime(self, ev: dict[str, Any]) -> None:
         """Take in a file event from before the export's window: it writes no row, but the folder it leaves
         is where the window starts, so a save gives the same CodeState in a full and a windowed export."""
+        if ev["type"] not in FILE_EVENT_TYPES:  # compiles and runs before the window change no folder
+            return
         key = (ev["course"], ev["section"], ev["student_id"], ev["assignment"])
         folder = self._folders.setdefault(key, _Folder())
         self._apply_file_event(ev, folder)

@@ -240,6 +240,7 @@ def test_windowed_mapping_starts_from_the_folder_before_the_window():
     mapper = ps.Mapper()
     for e in EVENTS[:2]:
         mapper.prime(e)
+    mapper.prime(proc(0, "process.run", "a", 0, kind="binary", target="a"))  # not a file event: changes nothing
     window = [row for e in EVENTS[2:5] for row in mapper.feed(e).rows]
     assert [r["CodeStateID"] for r in window] == [r["CodeStateID"] for r in full[4:]]
     assert window[0]["Order"] == "1"
