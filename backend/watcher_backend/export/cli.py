@@ -148,7 +148,8 @@ OPTIONS = (
         parse=settings_spec.min_length(16, "it is what protects the ids"),
         metavar="KEY",
         default_doc="off",
-        doc="`SubjectID` = HMAC-SHA256(KEY, student id) pseudonym; keep it secret, reuse it to link exports. "
+        doc="`SubjectID` = HMAC-SHA256(KEY, student id) pseudonym, and EventIDs keyed the same way; keep it "
+        "secret, reuse it to link exports. "
         "Prefer the variable: a flag is visible in `ps`",
     ),
     Setting(
@@ -234,6 +235,16 @@ def pseudonymizer(key: str | None):
     return lambda sid: "S" + hmac.new(secret, sid.encode(), hashlib.sha256).hexdigest()[:20]
 
 
+def event_pseudonymizer(key: str | None):
+    """EventIDs under the same key: a stored EventID is a plain hash of facts that can include the student id
+    (the old API's) or paths, so it could be matched by guessing; keyed, it cannot. Domain-separated from
+    the SubjectIDs, stable across exports with the same key."""
+    if key is None:
+        return lambda eid: eid
+    secret = key.encode()
+    return lambda eid: "E" + hmac.new(secret, b"event\x00" + eid.encode(), hashlib.sha256).hexdigest()[:32]
+
+
 def provenance(opts: settings_spec.Resolved, now: datetime | None = None) -> dict[str, str]:
     """How the dataset was made, for DatasetMetadata (``X-`` properties) and the README: the tool, the
     filters and window, and what was done to the ids. Never the key itself."""
@@ -256,6 +267,7 @@ def provenance(opts: settings_spec.Resolved, now: datetime | None = None) -> dic
         "SubjectIDs": "pseudonymised: S + the first 20 hex digits of HMAC-SHA256(key, student id)"
         if opts["key"]
         else "the institution's student ids (not pseudonymised)",
+        "EventIDs": "pseudonymised with the same key (HMAC-SHA256)" if opts["key"] else "as stored by Watcher",
         "CommandLines": "included (X-Argv)" if opts.with_argv else "left out",
     }
 
@@ -355,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
             opts["out"],
             opts["snapshot_dir"],
             subject_id=pseudonymizer(opts["key"]),
+            event_id=event_pseudonymizer(opts["key"]),
             with_argv=opts.with_argv,
             term=opts.term,
             idle_gap_seconds=opts.idle_gap_seconds,

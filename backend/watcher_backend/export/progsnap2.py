@@ -196,12 +196,14 @@ class Mapper:
         *,
         has_content: Callable[[str], bool] = lambda sha: True,
         subject_id: Callable[[str], str] = lambda sid: sid,
+        event_id: Callable[[str], str] = lambda eid: eid,
         with_argv: bool = False,
         term: str | None = None,
         idle_gap_seconds: float = 300,
     ):
         self._has_content = has_content
         self._subject_id = subject_id
+        self._event_id = event_id
         self._with_argv = with_argv
         self._term = term or ""
         self._gap_us = round(idle_gap_seconds * 1_000_000)
@@ -303,7 +305,11 @@ class Mapper:
     def feed(self, ev: dict[str, Any]) -> Mapped:
         key = (ev["course"], ev["section"], ev["student_id"], ev["assignment"])
         folder = self._folders.setdefault(key, _Folder())
-        ev = {**ev, "_session": self._session(key, ev)}
+        # Stored EventIDs are hashes of facts that include the student id (the old API's) or the path: with
+        # pseudonymised subjects they are pseudonymised too, before anything (ParentEventID, ExecutionID,
+        # SessionID) is derived from them.
+        ev = {**ev, "event_id": self._event_id(ev["event_id"])}
+        ev["_session"] = self._session(key, ev)
         mapped = self._feed(ev, folder)
         for row in mapped.rows:
             self._mark_gaps(row)
@@ -454,6 +460,7 @@ def write_dataset(
     snapshot_dir: str | os.PathLike | None,
     *,
     subject_id: Callable[[str], str] = lambda sid: sid,
+    event_id: Callable[[str], str] = lambda eid: eid,
     with_argv: bool = False,
     term: str | None = None,
     idle_gap_seconds: float = 300,
@@ -490,6 +497,7 @@ def write_dataset(
     mapper = Mapper(
         has_content=has_content,
         subject_id=subject_id,
+        event_id=event_id,
         with_argv=with_argv,
         term=term,
         idle_gap_seconds=idle_gap_seconds,

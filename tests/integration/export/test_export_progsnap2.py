@@ -274,6 +274,11 @@ def test_filters_pseudonyms_and_argv(exported):
     ]
     assert rows[0]["SubjectID"].startswith("S") and "000124" not in rows[0]["SubjectID"]
     assert {(r["TermID"], r["CourseSectionID"]) for r in rows} == {("Spring 2025", "os-2@Spring 2025")}
+    # pseudonymised subjects get keyed EventIDs too (a stored one is a plain hash of facts); the edit row
+    # derived from the save keeps pointing at it
+    assert rows[1]["EventID"].startswith("E") and "ev-export" not in rows[1]["EventID"]
+    assert rows[0]["EventID"] == rows[1]["EventID"] + ":edit"
+    assert rows[1]["SessionID"] == "session:" + rows[0]["EventID"].removesuffix(":edit")
     assert (exported[2] / "CodeStates" / rows[0]["CodeStateID"] / "solve.py").read_bytes() == PY
 
 
