@@ -344,9 +344,7 @@ NOT_AN_EXPORT = ".not-an-export"
 
 def datasets_under(root: str | Path) -> list[Path]:
     """Every exported dataset folder (one with a DatasetMetadata.csv) below ``root``."""
-    return sorted(
-        p.parent for p in Path(root).rglob("DatasetMetadata.csv") if not (p.parent / NOT_AN_EXPORT).exists()
-    )
+    return sorted(p.parent for p in Path(root).rglob("DatasetMetadata.csv") if not (p.parent / NOT_AN_EXPORT).exists())
 
 
 _validated: set[Path] = set()
