@@ -31,7 +31,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS_DIR = BENCH / "results"
-PREFIXES = ("backend_", "delivery_", "filemon_", "procmon_", "e2e_", "images_", "load_")
+PREFIXES = ("backend_", "delivery_", "filemon_", "procmon_", "e2e_", "images_", "load_", "dashboard")
 
 # Smaller presets for --quick (documented by each script's --help).
 QUICK = {
@@ -42,10 +42,12 @@ QUICK = {
     "backend_class_queries.py": [["--events", "1000000", "--requests", "5"]],
     "delivery_outbox.py": [["--events", "20000", "--repeat", "1"]],
     "filemon_idle.py": [["--dirs", "1000", "--idle-seconds", "10"]],
+    "filemon_nodelocal.py": [["--students", "200", "--nodes", "20"]],
     "filemon_storm.py": [["--saves", "2000", "--students", "100", "--seconds", "5"]],
     "procmon_execs.py": [["--execs", "5000"]],
     "procmon_overhead.py": [["--rounds", "3", "--execs", "1000"]],
     "e2e_classroom.py": [["--duration", "30"]],
+    "dashboard.py": [["--loads", "10"]],
 }
 
 

@@ -1,7 +1,7 @@
 """The ``diagnostic`` table: what compilers and Python told students, kept at ingest and read by the API.
 
 Rows come from ``watcher_core.diagnostics`` (the parser) over a process event's ``stderr``; they are written
-in the ingest transaction (``apply``, next to the rollups), rebuilt from stored stderr by revision 0009
+in the ingest transaction (``apply``, next to the rollups), rebuilt from stored stderr by revision 0011
 (``backfill``) and deleted with their events (``forget``: a student's erasure, the retention purge).
 """
 
@@ -72,7 +72,7 @@ def forget(session: Session, where) -> int:
 
 
 def backfill(connection: Connection, *, chunk: int = 1000) -> int:
-    """Parse every stored process event's stderr into diagnostics (revision 0009). Returns the rows written."""
+    """Parse every stored process event's stderr into diagnostics (revision 0011). Returns the rows written."""
     columns = [EVENT.c[name] for name in ("id", "event_id", "type", "course", "section", "assignment")]
     columns += [EVENT.c[name] for name in ("student_id", "timestamp", "cwd", "kind", "stderr")]
     last, written = 0, 0

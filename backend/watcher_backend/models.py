@@ -126,6 +126,56 @@ class ErasedContent(SQLModel, table=True):
     queued_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
+class AccessToken(SQLModel, table=True):
+    """A named read or admin token (``watcher tokens``, ``/api/v1/admin/tokens``; ``tokens.py``).
+
+    Only the sha256 of the secret is stored: the secret is shown once, at creation. ``grants``: JSON list
+    of ``course`` or ``course/section`` a read token may see; NULL = every course (admin tokens always).
+    A revoked token keeps its row (who had it, when it was last used), so its name is never reused.
+    """
+
+    __tablename__ = "access_token"
+    __table_args__ = (
+        UniqueConstraint("name", name="uq_access_token_name"),
+        UniqueConstraint("token_sha256", name="uq_access_token_sha256"),  # the lookup of every request
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(Integer(), primary_key=True, autoincrement=True))
+    name: str = Field(sa_column=Column(String(64), nullable=False))
+    token_sha256: str = Field(sa_column=Column(String(64), nullable=False))
+    scope: str = Field(sa_column=Column(String(16), nullable=False))
+    grants: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    expires_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    last_used_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+
+
+class ReadAudit(SQLModel, table=True):
+    """Who read whose code: one row per snapshot content, diff or export served (``audit.py``), read by
+    admins at ``/api/v1/admin/audit``. The student columns are what the request named (a reader of every
+    course may fetch a content by its hash alone: then they are NULL). Kept when a student is erased or
+    events expire: it is the record of access, and names no code."""
+
+    __tablename__ = "read_audit"
+    __table_args__ = (
+        Index("ix_read_audit_at", "at"),
+        Index("ix_read_audit_student", "student_id", "id"),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    reader: str = Field(sa_column=Column(String(300), nullable=False))
+    route: str = Field(sa_column=Column(String(200), nullable=False))
+    course: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    section: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
+    assignment: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    student_id: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    path: str | None = Field(default=None, sa_column=Column(String(1024), nullable=True))
+    sha256: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    to_sha256: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+
+
 # ------------------------------------------------------------------------------------------- rollups
 # Kept by ingest (``rollups.py``) so an assignment's summary, the old API's assignment statistics and the
 # course listing read one row per student instead of every event (revision 0007). The events stay the
@@ -171,6 +221,28 @@ STUDENT_ROLLUP_TABLE = Table(
     Column("latest_snap_at", UtcDateTime(), nullable=True),
     Column("latest_snap_path", String(1024), nullable=True),
     Column("latest_snap_size", BigInteger(), nullable=True),
+    # The dashboard's flags (revision 0010), raw numbers: the thresholds (WATCHER_STUCK_COMPILES,
+    # WATCHER_PASTE_BYTES) are applied when read, so changing them needs no rebuild.
+    # Failing compiles since the last successful one (the current streak), and the longest streak.
+    Column("fail_streak", BigInteger(), nullable=False, default=0),
+    Column("max_fail_streak", BigInteger(), nullable=False, default=0),
+    # The most bytes one save added to one file (a new file counts from empty), which file and when.
+    Column("max_growth", BigInteger(), nullable=False, default=0),
+    Column("max_growth_path", String(1024), nullable=True),
+    Column("max_growth_at", UtcDateTime(), nullable=True),
+)
+
+# A student's events per hour (UTC, truncated): the dashboard's heat strips and its charts over time, read
+# without scanning the events (revision 0010). Zones whose offset is not whole hours see shifted buckets.
+HOUR_COUNTERS = ("events", "saves", "compiles", "compile_successes", "runs")
+ACTIVITY_HOUR_TABLE = Table(
+    "activity_hour",
+    SQLModel.metadata,
+    *_scope_columns(
+        Column("student_id", String(32), primary_key=True),
+        Column("hour", UtcDateTime(), primary_key=True),
+    ),
+    *(Column(name, BigInteger(), nullable=False, default=0) for name in HOUR_COUNTERS),
 )
 
 # The latest file event of each file: the summary's code size and file count.
@@ -203,7 +275,7 @@ ROLLUP_STATE_TABLE = Table(
 
 # ----------------------------------------------------------------------------------------- diagnostics
 # What a compiler or Python told the student, parsed from a process event's stderr at ingest
-# (``diagnosis.py``, ``watcher_core.diagnostics``; revision 0009): one row per diagnostic, in the order
+# (``diagnosis.py``, ``watcher_core.diagnostics``; revision 0011): one row per diagnostic, in the order
 # printed (``seq``). The stderr stays the truth: the rows can be rebuilt from it. The event's scope, student
 # and time are repeated here so an assignment's frequent errors and the research measures read this table
 # alone, by its own index, instead of every event of the assignment.
@@ -235,6 +307,8 @@ DIAGNOSTIC_TABLE = Table(
 EVENT_TABLE: Table = Event.__table__  # type: ignore[attr-defined]
 AGENT_TABLE: Table = Agent.__table__  # type: ignore[attr-defined]
 ERASED_TABLE: Table = ErasedContent.__table__  # type: ignore[attr-defined]
+TOKEN_TABLE: Table = AccessToken.__table__  # type: ignore[attr-defined]
+AUDIT_TABLE: Table = ReadAudit.__table__  # type: ignore[attr-defined]
 
 
 def sqlite_text(value: datetime | None) -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 
 class Health(BaseModel):
@@ -300,3 +300,137 @@ class StudentAssignmentsMeasures(BaseModel):
     section: str
     student_id: str
     assignments: list[AssignmentMeasure]
+
+
+class TokenCreate(BaseModel):
+    """A named token to make. A read token names the courses (``os``) or sections (``os/1``) it may
+    read, or says ``every_course``; an admin token names none (it sees every course)."""
+
+    name: str = Field(min_length=1, max_length=64, description="Unique, e.g. ta-os-1 (names are never reused)")
+    scope: Literal["read", "admin"] = "read"
+    courses: list[str] = Field(default_factory=list, max_length=200, description='e.g. ["os/1", "db"]')
+    every_course: bool = False
+    expires_at: AwareDatetime | None = Field(default=None, description="RFC 3339 with offset; none: never")
+    expires_in_days: int | None = Field(default=None, ge=1, le=3660, description="Instead of expires_at")
+
+
+class TokenInfo(BaseModel):
+    name: str
+    scope: Literal["read", "admin"]
+    courses: list[str] | None = Field(description="What it may read; null: every course")
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None = Field(description="To the minute")
+    revoked_at: datetime | None
+    state: Literal["active", "expired", "revoked"]
+
+
+class TokenCreated(TokenInfo):
+    token: str = Field(description="The secret: shown this once, stored only as its sha256")
+
+
+class TokenList(BaseModel):
+    tokens: list[TokenInfo]
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: datetime
+    reader: str = Field(description="Who: 'read token', \"token 'ta-os-1'\", \"sso 'kim' <kim@...>\", ...")
+    route: str = Field(description="Method and path template, e.g. GET /api/v1/snapshots/{sha256}")
+    course: str | None
+    section: str | None
+    assignment: str | None
+    student_id: str | None
+    path: str | None
+    sha256: str | None
+    to_sha256: str | None = Field(description="The newer side of a diff")
+
+
+class AuditPage(BaseModel):
+    entries: list[AuditEntry]
+    next_cursor: str | None
+
+
+# ------------------------------------------------------------------------------------------ dashboard
+
+
+class DayActivity(BaseModel):
+    day: str = Field(description="YYYY-MM-DD in the platform's zone (WATCHER_TIME_ZONE)")
+    active_students: int
+    saves: int
+    compiles: int
+    compile_successes: int
+    runs: int
+
+
+class AssignmentActivity(BaseModel):
+    section: str
+    assignment: str
+    students: int
+    events: int
+    saves: int
+    compiles: int
+    compile_successes: int
+    compile_success_rate: float | None
+    runs: int
+    first_activity: datetime | None
+    last_activity: datetime | None
+    days: list[DayActivity]
+
+
+class CourseActivity(BaseModel):
+    """A course's assignments over time (the dashboard's course page)."""
+
+    course: str
+    time_zone: str = Field(description="IANA zone the days are counted in")
+    assignments: list[AssignmentActivity]
+
+
+class Thresholds(BaseModel):
+    stuck_compiles: int = Field(description="Failing compiles in a row (none successful since) that flag 'stuck'")
+    paste_bytes: int = Field(description="Bytes one save adds to one file that flag 'large paste'")
+
+
+class StudentActivity(StudentSummary):
+    failed_compiles: int
+    fail_streak: int = Field(description="Failing compiles since the last successful one")
+    max_fail_streak: int
+    max_growth: int = Field(description="The most bytes one save added to one file (a new file counts from empty)")
+    max_growth_path: str | None
+    max_growth_at: datetime | None
+    stuck: bool = Field(description="fail_streak >= thresholds.stuck_compiles")
+    large_paste: bool = Field(description="max_growth >= thresholds.paste_bytes")
+    heat: list[list[int]] = Field(
+        description="[bin, events] of each bin with activity: bin n covers heat_bin_hours hours from heat_start "
+        "+ n * heat_bin_hours"
+    )
+
+
+class AssignmentActivityView(AssignmentSummary):
+    """An assignment's students with their flags and heat strips (the dashboard's assignment page)."""
+
+    time_zone: str
+    thresholds: Thresholds
+    heat_start: datetime | None = Field(description="The UTC hour the heat strips start at")
+    heat_hours: int = Field(description="Hours from heat_start to the last hour with activity")
+    heat_bin_hours: int = Field(description="Hours per heat strip cell (at most 120 cells)")
+    per_student: list[StudentActivity]  # type: ignore[assignment]
+
+
+class CompactTimeline(BaseModel):
+    """A page of a student's events for the dashboard: each event an array in ``columns`` order (id, time in
+    ms since the epoch, index into ``types``, index into ``paths``, size, sha256, exit_code, signal, argv,
+    error); the fields an event's type does not have are null."""
+
+    course: str
+    section: str
+    assignment: str
+    student_id: str
+    types: list[str]
+    columns: list[str]
+    paths: list[str]
+    events: list[
+        tuple[int, int, int, int, int | None, str | None, int | None, int | None, list[str] | None, str | None]
+    ]
+    next_cursor: str | None

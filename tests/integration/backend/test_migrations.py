@@ -10,7 +10,7 @@ from sqlmodel import Session, SQLModel
 from watcher_backend import db, migrate, models, store  # noqa: F401  (models registers the tables)
 from watcher_core import wire
 
-HEAD = "0009"
+HEAD = "0011"
 
 
 def test_migrations_from_empty_match_the_models(database_url):
@@ -94,9 +94,9 @@ def test_process_rows_from_before_0008_read_as_stderr_not_captured(database_url)
     engine.dispose()
 
 
-def test_revision_0009_parses_the_stderr_stored_before_it(database_url):
+def test_revision_0011_parses_the_stderr_stored_before_it(database_url):
     engine = db.make_engine(database_url)
-    migrate.upgrade(engine, "0008")
+    migrate.upgrade(engine, "0010")
     insert = text(
         'INSERT INTO event (event_id, type, "timestamp", received_at, node, source, course, section, '
         "student_id, assignment, path, argv, argv_truncated, cwd, exit_code, started_at, compiler, sources, kind, "

@@ -4,8 +4,8 @@ Every process event stored since revision 0008 with a captured stderr is parsed 
 and the research measures cover what was recorded before this version. The parse is the current one of
 ``watcher_core.diagnostics`` (pure; a later revision may parse again after an improvement of it).
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-07
 """
 
@@ -17,8 +17,8 @@ from alembic import op
 from watcher_backend import diagnosis
 from watcher_backend.models import BigId, UtcDateTime
 
-revision = "0009"
-down_revision = "0008"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
