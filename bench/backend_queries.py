@@ -164,19 +164,30 @@ def backend_has_legacy(http: httpx.Client) -> bool:
     return "/api/build_avg/{class_div}/{hw_name}" in http.get("/openapi.json").json()["paths"]
 
 
-def measure(http: httpx.Client, paths: list[tuple[str, dict]]) -> tuple[float, float]:
+def measure_paths(
+    http: httpx.Client, paths: list[tuple[str, dict]], pid: int | None = None
+) -> tuple[float, float, float]:
+    """p50 and p95 in ms, and with ``pid`` the backend's CPU ms per request (nan without)."""
     lat = []
+    cpu0 = against.cpu_seconds(pid) if pid else 0.0
     for path, params in paths:
         t = time.perf_counter()
         r = http.get(path, params=params)
         lat.append((time.perf_counter() - t) * 1000)
         if r.status_code != 200:
             raise SystemExit(f"{path}: {r.status_code} {r.text[:200]}")
-    return statistics.median(lat), statistics.quantiles(lat, n=20)[18]
+    cpu = (against.cpu_seconds(pid) - cpu0) * 1000 / len(paths) if pid else float("nan")
+    return statistics.median(lat), statistics.quantiles(lat, n=20)[18], cpu
 
 
-def queries(http: httpx.Client, rng: random.Random, requests: int) -> dict[str, tuple[float, float]]:
-    """Every query type in turn, ``requests`` times (the old API's and the course listing a quarter as often)."""
+def queries(
+    http: httpx.Client, rng: random.Random, requests: int, pid: int | None = None
+) -> dict[str, tuple[float, float, float]]:
+    """Every query type in turn, ``requests`` times (the old API's and the course listing a quarter as often):
+    p50, p95 and the backend's (``pid``) CPU ms per request of each."""
+
+    def measure(http, paths):
+        return measure_paths(http, paths, pid)
 
     def assignment():
         return f"/api/v1/courses/course{rng.randrange(COURSES):02d}/sections/1/assignments/hw{rng.randrange(ASSIGNMENTS) + 1}"
@@ -295,7 +306,7 @@ def run(args, pg) -> int:
         backend = run_backend(Path(tmp), database_url=url, timeout=STARTUP_TIMEOUT)
         try:
             with backend.client("read") as http:
-                results = queries(http, rng, args.requests)
+                results = queries(http, rng, args.requests, backend.process.pid)
         finally:
             backend.stop()
 
@@ -308,10 +319,10 @@ def run(args, pg) -> int:
         f"Command: `.venv/bin/python bench/backend_queries.py --events {args.events} --requests {args.requests}"
         f"{' --postgres' if pg else ''}`",
         "",
-        "| query (real HTTP, one client) | p50 | p95 |",
-        "|---|---|---|",
+        "| query (real HTTP, one client) | p50 | p95 | backend CPU per request |",
+        "|---|---|---|---|",
     ]
-    lines += [f"| {name} | {p50:.1f} ms | **{p95:.1f} ms** |" for name, (p50, p95) in results.items()]
+    lines += [f"| {n} | {p50:.1f} ms | **{p95:.1f} ms** | {cpu:.1f} ms |" for n, (p50, p95, cpu) in results.items()]
     lines += ["", "Target: assignment summary and student timeline p95 < 200 ms with 1,000,000 stored events."]
     print("\n".join(lines))
     if not args.no_write:
@@ -331,7 +342,8 @@ def run_against(args) -> int:
     for both trees: one random seed per run). Medians over the runs of each query's p50 and p95."""
     load = os.getloadavg()[0]
     rev = against.checkout(args.against, hide=against.HTTP_SPEEDUPS if args.as_built else ())
-    here = f"this tree ({against.this_tree()})"
+    mine = against.this_tree()  # once: a commit made while it runs must not rename the column
+    here = f"this tree ({mine})"
     trees = {here: None, args.against: rev}
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
     gen: dict[str, float] = {}
@@ -365,10 +377,14 @@ def run_against(args) -> int:
                     if i == 0:
                         print(f"{name}: backend up in {time.perf_counter() - started:.0f} s", flush=True)
                     with backend.client("read") as http:
-                        results = queries(http, random.Random(1000 + i), args.requests)
+                        results = queries(http, random.Random(1000 + i), args.requests, backend.process.pid)
                 finally:
                     backend.stop()
-                flat = {f"{q} {m}": v for q, (p50, p95) in results.items() for m, v in (("p50", p50), ("p95", p95))}
+                flat = {
+                    f"{q} {m}": v
+                    for q, figures in results.items()
+                    for m, v in zip(("p50", "p95", "cpu"), figures, strict=True)
+                }
                 runs[name].append(flat)
                 print(f"run {i + 1}, {name}: " + ", ".join(f"{k} {v:.1f}" for k, v in flat.items()), flush=True)
     med = {name: against.medians(r) for name, r in runs.items()}
@@ -385,29 +401,38 @@ def run_against(args) -> int:
     )
     per_assignment = args.events // (COURSES * ASSIGNMENTS)
     lines = [
-        f"This tree ({against.this_tree()}) side by side with {args.against} ({rev.short}): {args.events:,} events "
+        f"This tree ({mine}) side by side with {args.against} ({rev.short}): {args.events:,} events "
         f"in SQLite (WAL), {COURSES} courses x {ASSIGNMENTS} assignments x {STUDENTS} students (~{per_assignment:,} "
         "events per assignment), the same events generated into a database of each tree's own schema (its "
         f"migrations); {args.repeat} runs per tree alternating, each a backend started on its database and every "
         f"query type asked {args.requests} times (the old API's and the course listing {args.requests // 4}) "
         "by one client over loopback HTTP, the same requests for both trees. Figures are medians over the runs "
-        f"of each run's p50 and p95; {packages}.",
+        f"of each run's p50, p95 and backend CPU per request; {packages}.",
         against.machine_line(m),
         f"Command: `{command}`",
         "",
-        f"| query | p50, {here} | p50, {args.against} | ratio | p95, {here} | p95, {args.against} | ratio |",
-        "|---|---|---|---|---|---|---|",
+        f"| query | p50, {here} | p50, {args.against} | ratio | p95, {here} | p95, {args.against} | ratio "
+        f"| backend CPU per request, {here} | {args.against} | ratio | CPU ratio run by run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     new, old = med[here], med[args.against]
     for q in dict.fromkeys(k.rsplit(" ", 1)[0] for k in new):
         cells = []
-        for stat in ("p50", "p95"):
+        for stat, fmt in (("p50", "{:.1f} ms"), ("p95", "{:.1f} ms"), ("cpu", "{:.2f} ms")):
             a, b = new.get(f"{q} {stat}"), old.get(f"{q} {stat}")
-            cells += [f"{a:.1f} ms", f"{b:.1f} ms" if b is not None else "-", f"{a / b:.2f}" if b else "-"]
+            cells += [fmt.format(a), fmt.format(b) if b is not None else "-", f"{a / b:.2f}" if b else "-"]
+        pairs = [
+            mine[f"{q} cpu"] / theirs[f"{q} cpu"]
+            for mine, theirs in zip(runs[here], runs[args.against], strict=True)
+            if theirs.get(f"{q} cpu")
+        ]
+        cells.append(f"{min(pairs):.2f}-{max(pairs):.2f}" if pairs else "-")
         lines.append(f"| {q} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Ratio: this tree / the revision (below 1 is faster). Per-run figures: bench/results/queries_against.json.",
+        "Ratio: this tree / the revision (below 1 is faster). The backend's CPU per request (user + system "
+        "time of its process over each query type's requests, /proc) is the figure a shared machine disturbs "
+        "least; p50 and p95 include waiting for a core. Per-run figures: bench/results/queries_against.json.",
     ]
     print("\n".join(lines))
     if not args.no_write:
@@ -416,7 +441,7 @@ def run_against(args) -> int:
             {
                 "benchmark": "bench/backend_queries.py --against",
                 "command": command,
-                "trees": {here: against.this_tree(), args.against: rev.sha},
+                "trees": {here: mine, args.against: rev.sha},
                 "machine": m,
                 "events": args.events,
                 "generated_s": gen,

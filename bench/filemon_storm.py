@@ -215,7 +215,8 @@ FIGURES = [  # (key, label, format)
 def main_against(args) -> int:
     load = os.getloadavg()[0]
     rev = against.checkout(args.against, hide=against.HTTP_SPEEDUPS if args.as_built else ())
-    here = f"this tree ({against.this_tree()})"
+    mine = against.this_tree()  # once: a commit made while it runs must not rename the column
+    here = f"this tree ({mine})"
     trees = {here: None, args.against: rev.env}
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
     for i in range(args.repeat):
@@ -236,7 +237,7 @@ def main_against(args) -> int:
     )
     complete = all(r["missing"] == 0 and r["twice"] == 0 for rs in runs.values() for r in rs)
     lines = [
-        f"This tree ({against.this_tree()}) side by side with {args.against} ({rev.short}): {args.repeat} storms "
+        f"This tree ({mine}) side by side with {args.against} ({rev.short}): {args.repeat} storms "
         f"per tree alternating, each {runs[here][0]['saves']:,} saves ({runs[here][0]['files']:,} files in "
         f"{args.students} student directories) over {args.seconds:g} s with a fresh filemon and backend (SQLite) of "
         f"the tree, debounce {args.debounce} s; medians over the storms; {packages}.",
@@ -266,7 +267,7 @@ def main_against(args) -> int:
             {
                 "benchmark": "bench/filemon_storm.py --against",
                 "command": command,
-                "trees": {here: against.this_tree(), args.against: rev.sha},
+                "trees": {here: mine, args.against: rev.sha},
                 "machine": m,
                 "runs": runs,
                 "medians": med,
