@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         "--against",
         metavar="REV",
         help="also run this git revision's backend on the same events (its own schema), alternating run by run, "
-        "and report both side by side (section queries_against, SQLite)",
+        "and report both side by side (section queries_against_<REV>, SQLite)",
     )
     p.add_argument("--repeat", type=int, default=3, help="with --against: runs per tree (default 3)")
     p.add_argument(
@@ -432,12 +432,13 @@ def run_against(args) -> int:
         "",
         "Ratio: this tree / the revision (below 1 is faster). The backend's CPU per request (user + system "
         "time of its process over each query type's requests, /proc) is the figure a shared machine disturbs "
-        "least; p50 and p95 include waiting for a core. Per-run figures: bench/results/queries_against.json.",
+        "least; p50 and p95 include waiting for a core. Per-run figures: "
+        f"bench/results/queries_against_{args.against}.json.",
     ]
     print("\n".join(lines))
     if not args.no_write:
         against.write_json(
-            "queries_against",
+            f"queries_against_{args.against}",
             {
                 "benchmark": "bench/backend_queries.py --against",
                 "command": command,
@@ -450,7 +451,7 @@ def run_against(args) -> int:
             },
         )
         write_section(
-            "queries_against",
+            f"queries_against_{args.against}",
             f"Query latency side by side with {args.against} (bench/backend_queries.py --against)",
             "\n".join(lines),
         )

@@ -4,7 +4,7 @@ Measures: time from the last save until the last one is queryable in the backend
 each save to its record being stored (the backend's received_at, same machine clock); filemon's CPU
 seconds per 1,000 events (from /proc); and checks every saved version is recorded exactly once.
 ``--against REV`` runs REV's filemon and backend (bench/against.py) and this tree's in turn, storm by storm,
-each on fresh folders and a fresh database, and reports the medians side by side (section storm_against).
+each on fresh folders and a fresh database, and reports the medians side by side (section storm_against_<REV>).
 
     .venv/bin/python bench/filemon_storm.py [--saves 10000 --students 500 --seconds 10]
     .venv/bin/python bench/filemon_storm.py --against REV [--repeat 3]
@@ -16,10 +16,13 @@ import argparse
 import hashlib
 import os
 import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -57,12 +60,52 @@ def parse_args(argv=None):
         help="with --against: hide httptools and uvloop from REV's backend (as its image was built); by default "
         "both trees run with the same packages, so only their code differs",
     )
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="py-spy filemon and the backend during each storm (raw stacks in DIR) and print where their CPU "
+        "went, by module; a profiled storm's figures are not comparable (sampling costs CPU), so use "
+        "it apart from a measuring run",
+    )
     ap.add_argument("--no-write", action="store_true", help="do not update bench/results/filemon.md")
     return ap.parse_args(argv)
 
 
-def storm(args, env: dict | None = None) -> dict[str, float]:
-    """One storm on fresh folders and a fresh database; ``env`` runs another revision (its PYTHONPATH)."""
+def py_spy() -> str:
+    local = Path(sys.executable).parent / "py-spy"
+    found = str(local) if local.exists() else shutil.which("py-spy")
+    if not found:
+        raise SystemExit("py-spy is not installed (pip install py-spy)")
+    return found
+
+
+def spy(pid: int, out: Path) -> subprocess.Popen:
+    """py-spy record of a process's busy threads (idle ones left out), raw collapsed stacks."""
+    return subprocess.Popen(
+        [py_spy(), "record", "--nonblocking", "--pid", str(pid), "--format", "raw", "--rate", "100", "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def where(stacks: Path, top: int = 12) -> list[tuple[str, float]]:
+    """Share of the samples per innermost frame's module (file name, with its package folder)."""
+    counts: Counter[str] = Counter()
+    for line in stacks.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        frame = stack.split(";")[-1]  # "function (path/to/module.py:line)"
+        path = frame.rsplit("(", 1)[-1].split(":", 1)[0]
+        counts["/".join(Path(path).parts[-2:])] += int(n)
+    total = sum(counts.values()) or 1
+    return [(name, n / total) for name, n in counts.most_common(top)]
+
+
+def storm(args, env: dict | None = None, profile: Path | None = None) -> dict[str, float]:
+    """One storm on fresh folders and a fresh database; ``env`` runs another revision (its PYTHONPATH);
+    ``profile``: py-spy both processes during the storm, stacks in profile/{filemon,backend}.txt."""
     tmp = Path(tempfile.mkdtemp(prefix=PREFIX))
     ws = tmp / "ws"
     names = [f"f{i}.c" if i % 2 == 0 else f"m{i}.py" for i in range(args.files)]
@@ -89,6 +132,14 @@ def storm(args, env: dict | None = None) -> dict[str, float]:
                 env=env,
             ).start()
             try:
+                spies = []
+                if profile:
+                    profile.mkdir(parents=True, exist_ok=True)
+                    spies = [
+                        spy(fm.proc.pid, profile / "filemon.txt"),
+                        spy(backend.process.pid, profile / "backend.txt"),
+                    ]
+                    time.sleep(1)  # attached
                 cpu0 = cpu_seconds(fm.proc.pid)
                 backend_cpu0 = cpu_seconds(backend.process.pid)
                 saved: dict[str, float] = {}  # sha -> wall time the save finished
@@ -124,6 +175,9 @@ def storm(args, env: dict | None = None) -> dict[str, float]:
                 drain = all_queryable - last_save
                 cpu = cpu_seconds(fm.proc.pid) - cpu0
                 backend_cpu = cpu_seconds(backend.process.pid) - backend_cpu0
+                for one in spies:
+                    one.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+                    one.wait(60)
 
                 # per-save latency and exactly-once check from the stored records
                 latencies = []
@@ -172,6 +226,8 @@ def storm(args, env: dict | None = None) -> dict[str, float]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.profile and not args.against:
+        raise SystemExit("--profile goes with --against")
     if args.against:
         return main_against(args)
     r = storm(args)
@@ -221,7 +277,8 @@ def main_against(args) -> int:
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
     for i in range(args.repeat):
         for name, env in trees.items():
-            runs[name].append(storm(args, env))
+            profile = args.profile / ("this-tree" if env is None else args.against) if args.profile else None
+            runs[name].append(storm(args, env, profile if i == args.repeat - 1 else None))
             print(f"run {i + 1}, {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in runs[name][-1].items()), flush=True)
     med = {name: against.medians(r) for name, r in runs.items()}
     m = against.machine(load)
@@ -257,13 +314,23 @@ def main_against(args) -> int:
     )
     lines += [
         "",
-        "Ratio: this tree / the revision (below 1 is less). Per-storm figures: bench/results/storm_against.json.",
+        "Ratio: this tree / the revision (below 1 is less). Per-storm figures: "
+        f"bench/results/storm_against_{args.against}.json.",
     ]
+    if args.profile:
+        lines += ["", f"Where the CPU went in the last storm of each tree (py-spy, busy threads, {args.profile}):"]
+        for process in ("filemon", "backend"):
+            for name in trees:
+                folder = args.profile / ("this-tree" if name == here else args.against)
+                shares = where(folder / f"{process}.txt")
+                lines.append(f"- {process}, {name}: " + ", ".join(f"{m} {v:.0%}" for m, v in shares))
     body = "\n".join(lines)
     print(body)
+    if args.profile:
+        return 0  # sampled: not figures to record
     if not args.no_write:
         against.write_json(
-            "storm_against",
+            f"storm_against_{args.against}",
             {
                 "benchmark": "bench/filemon_storm.py --against",
                 "command": command,
@@ -274,7 +341,9 @@ def main_against(args) -> int:
             },
         )
         write_section(
-            "storm_against", f"Storm side by side with {args.against} (bench/filemon_storm.py --against)", body
+            f"storm_against_{args.against}",
+            f"Storm side by side with {args.against} (bench/filemon_storm.py --against)",
+            body,
         )
     return 0 if complete else 1
 
