@@ -53,6 +53,11 @@ def parse_args(argv=None):
         metavar="REV",
         help="storms with REV's filemon and backend and this tree's in turn; medians side by side",
     )
+    ap.add_argument(
+        "--tree",
+        metavar="REV",
+        help="with --against: run REV in place of this tree (e.g. a midpoint, to tell which commits made a difference)",
+    )
     ap.add_argument("--repeat", type=int, default=3, help="with --against: storms per tree (default 3)")
     ap.add_argument(
         "--as-built",
@@ -226,8 +231,8 @@ def storm(args, env: dict | None = None, profile: Path | None = None) -> dict[st
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.profile and not args.against:
-        raise SystemExit("--profile goes with --against")
+    if (args.profile or args.tree) and not args.against:
+        raise SystemExit("--profile and --tree go with --against")
     if args.against:
         return main_against(args)
     r = storm(args)
@@ -270,21 +275,28 @@ FIGURES = [  # (key, label, format)
 
 def main_against(args) -> int:
     load = os.getloadavg()[0]
-    rev = against.checkout(args.against, hide=against.HTTP_SPEEDUPS if args.as_built else ())
+    hide = against.HTTP_SPEEDUPS if args.as_built else ()
+    rev = against.checkout(args.against, hide=hide)
+    section = f"storm_{args.tree}_against_{args.against}" if args.tree else f"storm_against_{args.against}"
     mine = against.this_tree()  # once: a commit made while it runs must not rename the column
-    here = f"this tree ({mine})"
-    trees = {here: None, args.against: rev.env}
+    here, first_env = f"this tree ({mine})", None
+    if args.tree:
+        first = against.checkout(args.tree, hide=hide)
+        mine, here, first_env = first.sha[:7], args.tree, first.env
+    trees = {here: first_env, args.against: rev.env}
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
     for i in range(args.repeat):
         for name, env in trees.items():
-            profile = args.profile / ("this-tree" if env is None else args.against) if args.profile else None
+            profile = args.profile / ("first" if name == here else "second") if args.profile else None
             runs[name].append(storm(args, env, profile if i == args.repeat - 1 else None))
             print(f"run {i + 1}, {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in runs[name][-1].items()), flush=True)
     med = {name: against.medians(r) for name, r in runs.items()}
     m = against.machine(load)
     command = (
         f".venv/bin/python bench/filemon_storm.py --saves {args.saves} --students {args.students} "
-        f"--files {args.files} --seconds {args.seconds:g} --repeat {args.repeat} --against {args.against}"
+        f"--files {args.files} --seconds {args.seconds:g} --repeat {args.repeat}"
+        + (f" --tree {args.tree}" if args.tree else "")
+        + f" --against {args.against}"
         + (" --as-built" if args.as_built else "")
     )
     packages = (
@@ -294,7 +306,8 @@ def main_against(args) -> int:
     )
     complete = all(r["missing"] == 0 and r["twice"] == 0 for rs in runs.values() for r in rs)
     lines = [
-        f"This tree ({mine}) side by side with {args.against} ({rev.short}): {args.repeat} storms "
+        f"{'This tree' if not args.tree else args.tree} ({mine}) side by side with {args.against} ({rev.short}): "
+        f"{args.repeat} storms "
         f"per tree alternating, each {runs[here][0]['saves']:,} saves ({runs[here][0]['files']:,} files in "
         f"{args.students} student directories) over {args.seconds:g} s with a fresh filemon and backend (SQLite) of "
         f"the tree, debounce {args.debounce} s; medians over the storms; {packages}.",
@@ -314,14 +327,14 @@ def main_against(args) -> int:
     )
     lines += [
         "",
-        "Ratio: this tree / the revision (below 1 is less). Per-storm figures: "
-        f"bench/results/storm_against_{args.against}.json.",
+        f"Ratio: {'this tree' if not args.tree else args.tree} / {args.against} (below 1 is less). Per-storm "
+        f"figures: bench/results/{section}.json.",
     ]
     if args.profile:
         lines += ["", f"Where the CPU went in the last storm of each tree (py-spy, busy threads, {args.profile}):"]
         for process in ("filemon", "backend"):
             for name in trees:
-                folder = args.profile / ("this-tree" if name == here else args.against)
+                folder = args.profile / ("first" if name == here else "second")
                 shares = where(folder / f"{process}.txt")
                 lines.append(f"- {process}, {name}: " + ", ".join(f"{m} {v:.0%}" for m, v in shares))
     body = "\n".join(lines)
@@ -330,7 +343,7 @@ def main_against(args) -> int:
         return 0  # sampled: not figures to record
     if not args.no_write:
         against.write_json(
-            f"storm_against_{args.against}",
+            section,
             {
                 "benchmark": "bench/filemon_storm.py --against",
                 "command": command,
@@ -341,8 +354,9 @@ def main_against(args) -> int:
             },
         )
         write_section(
-            f"storm_against_{args.against}",
-            f"Storm side by side with {args.against} (bench/filemon_storm.py --against)",
+            section,
+            f"Storm{' of ' + args.tree if args.tree else ''} side by side with {args.against} "
+            "(bench/filemon_storm.py --against)",
             body,
         )
     return 0 if complete else 1
