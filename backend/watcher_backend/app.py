@@ -32,7 +32,7 @@ from .db import make_engine
 from .ingest_lane import IngestLane, LaneRoute
 from .ingest_writer import IngestWriter
 from .metrics import Metrics, MetricsMiddleware
-from .routers import admin, events, health, queries, snapshot_gc, snapshots
+from .routers import admin, audit, events, health, queries, snapshot_gc, snapshots, tokens
 from .settings import Settings
 
 log = logging.getLogger("watcher_backend")
@@ -173,6 +173,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(snapshot_gc.router)  # before snapshots: /snapshots/{sha256} would shadow it
     app.include_router(snapshots.router)
     app.include_router(admin.router)
+    app.include_router(tokens.router)
+    app.include_router(audit.router)
     legacy = _include_legacy(app)
     app.state.legacy = legacy is not None
 

@@ -126,6 +126,56 @@ class ErasedContent(SQLModel, table=True):
     queued_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
+class AccessToken(SQLModel, table=True):
+    """A named read or admin token (``watcher tokens``, ``/api/v1/admin/tokens``; ``tokens.py``).
+
+    Only the sha256 of the secret is stored: the secret is shown once, at creation. ``grants``: JSON list
+    of ``course`` or ``course/section`` a read token may see; NULL = every course (admin tokens always).
+    A revoked token keeps its row (who had it, when it was last used), so its name is never reused.
+    """
+
+    __tablename__ = "access_token"
+    __table_args__ = (
+        UniqueConstraint("name", name="uq_access_token_name"),
+        UniqueConstraint("token_sha256", name="uq_access_token_sha256"),  # the lookup of every request
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(Integer(), primary_key=True, autoincrement=True))
+    name: str = Field(sa_column=Column(String(64), nullable=False))
+    token_sha256: str = Field(sa_column=Column(String(64), nullable=False))
+    scope: str = Field(sa_column=Column(String(16), nullable=False))
+    grants: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    expires_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    last_used_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+
+
+class ReadAudit(SQLModel, table=True):
+    """Who read whose code: one row per snapshot content, diff or export served (``audit.py``), read by
+    admins at ``/api/v1/admin/audit``. The student columns are what the request named (a reader of every
+    course may fetch a content by its hash alone: then they are NULL). Kept when a student is erased or
+    events expire: it is the record of access, and names no code."""
+
+    __tablename__ = "read_audit"
+    __table_args__ = (
+        Index("ix_read_audit_at", "at"),
+        Index("ix_read_audit_student", "student_id", "id"),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    reader: str = Field(sa_column=Column(String(300), nullable=False))
+    route: str = Field(sa_column=Column(String(200), nullable=False))
+    course: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    section: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
+    assignment: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    student_id: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    path: str | None = Field(default=None, sa_column=Column(String(1024), nullable=True))
+    sha256: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    to_sha256: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+
+
 # ------------------------------------------------------------------------------------------- rollups
 # Kept by ingest (``rollups.py``) so an assignment's summary, the old API's assignment statistics and the
 # course listing read one row per student instead of every event (revision 0007). The events stay the
@@ -205,6 +255,8 @@ ROLLUP_STATE_TABLE = Table(
 EVENT_TABLE: Table = Event.__table__  # type: ignore[attr-defined]
 AGENT_TABLE: Table = Agent.__table__  # type: ignore[attr-defined]
 ERASED_TABLE: Table = ErasedContent.__table__  # type: ignore[attr-defined]
+TOKEN_TABLE: Table = AccessToken.__table__  # type: ignore[attr-defined]
+AUDIT_TABLE: Table = ReadAudit.__table__  # type: ignore[attr-defined]
 
 
 def sqlite_text(value: datetime | None) -> str | None:

@@ -598,8 +598,9 @@ def success_rate(successes: int, total: int) -> float | None:
     return round(successes / total, 4) if total else None
 
 
-def assignment_counts(session: Session, course: str | None, limit: int, offset: int) -> list[Any]:
-    """The course listing's rows (one per assignment: counts, students, first and last activity)."""
+def assignment_counts(session: Session, course: str | None, limit: int, offset: int, where=None) -> list[Any]:
+    """The course listing's rows (one per assignment: counts, students, first and last activity);
+    ``where``: a further condition on the rollup rows (the sections a reader may see)."""
     q = select(
         ROLLUP.c.course,
         ROLLUP.c.section,
@@ -614,6 +615,8 @@ def assignment_counts(session: Session, course: str | None, limit: int, offset: 
     )
     if course is not None:
         q = q.where(ROLLUP.c.course == course)
+    if where is not None:
+        q = q.where(where)
     scope = (ROLLUP.c.course, ROLLUP.c.section, ROLLUP.c.assignment)
     return list(session.execute(q.group_by(*scope).order_by(*scope).limit(limit + 1).offset(offset)))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 
 class Health(BaseModel):
@@ -218,3 +218,53 @@ class Purged(BaseModel):
     retention_days: int
     cutoff: datetime
     purged: int
+
+
+class TokenCreate(BaseModel):
+    """A named token to make. A read token names the courses (``os``) or sections (``os/1``) it may
+    read, or says ``every_course``; an admin token names none (it sees every course)."""
+
+    name: str = Field(min_length=1, max_length=64, description="Unique, e.g. ta-os-1 (names are never reused)")
+    scope: Literal["read", "admin"] = "read"
+    courses: list[str] = Field(default_factory=list, max_length=200, description='e.g. ["os/1", "db"]')
+    every_course: bool = False
+    expires_at: AwareDatetime | None = Field(default=None, description="RFC 3339 with offset; none: never")
+    expires_in_days: int | None = Field(default=None, ge=1, le=3660, description="Instead of expires_at")
+
+
+class TokenInfo(BaseModel):
+    name: str
+    scope: Literal["read", "admin"]
+    courses: list[str] | None = Field(description="What it may read; null: every course")
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None = Field(description="To the minute")
+    revoked_at: datetime | None
+    state: Literal["active", "expired", "revoked"]
+
+
+class TokenCreated(TokenInfo):
+    token: str = Field(description="The secret: shown this once, stored only as its sha256")
+
+
+class TokenList(BaseModel):
+    tokens: list[TokenInfo]
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: datetime
+    reader: str = Field(description="Who: 'read token', \"token 'ta-os-1'\", \"sso 'kim' <kim@...>\", ...")
+    route: str = Field(description="Method and path template, e.g. GET /api/v1/snapshots/{sha256}")
+    course: str | None
+    section: str | None
+    assignment: str | None
+    student_id: str | None
+    path: str | None
+    sha256: str | None
+    to_sha256: str | None = Field(description="The newer side of a diff")
+
+
+class AuditPage(BaseModel):
+    entries: list[AuditEntry]
+    next_cursor: str | None

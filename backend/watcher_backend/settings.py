@@ -19,6 +19,7 @@ from pathlib import Path
 from watcher_core import cell_tokens, logs, settings_spec, wire
 from watcher_core.settings_spec import Setting, SettingsError, derived, setting
 
+from .grants import Grant, GrantError, parse_grant
 from .legacy import timezones
 
 SCOPES = ("ingest", "read", "admin")
@@ -87,6 +88,25 @@ def networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, .
             out.append(ipaddress.ip_network(item, strict=False))
         except ValueError:
             raise ValueError(f"{item!r} is not an address or CIDR (e.g. 10.42.0.0/16)") from None
+    return tuple(out)
+
+
+def group_map(raw: str) -> tuple[tuple[str, Grant | None], ...]:
+    """``group=course[/section],...``: which courses a single sign-on group reads; ``group=*``: every
+    course. A group may appear several times (several sections)."""
+    out: list[tuple[str, Grant | None]] = []
+    for item in settings_spec.csv(raw):
+        group, sep, target = item.rpartition("=")
+        group, target = group.strip(), target.strip()
+        if not sep or not group:
+            raise ValueError(f"{item!r} is not group=course[/section] (e.g. os-ta-1=os/1)")
+        if target == "*":
+            out.append((group, None))
+            continue
+        try:
+            out.append((group, parse_grant(target)))
+        except GrantError as exc:
+            raise ValueError(f"{item!r}: {exc}") from None
     return tuple(out)
 
 
@@ -195,6 +215,33 @@ class Settings:
         "(its GETs only; never a write, `/api/v1` or admin), for the JCode platform backend, which cannot "
         "send one. A refused token-less read answers 401 saying why",
     )
+    # Single sign-on through an OIDC-aware reverse proxy (oauth2-proxy in front of Keycloak): its headers name
+    # who reads, and are believed only from these peers (auth.sso_reader).
+    sso_trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = setting(
+        (),
+        env="WATCHER_SSO_TRUSTED_PROXIES",
+        parse=networks,
+        default_doc="none (single sign-on off)",
+        doc="comma-separated addresses or CIDRs of the reverse proxy (oauth2-proxy) whose `X-Forwarded-User`, "
+        "`X-Forwarded-Email` and `X-Forwarded-Groups` name who reads; from any other peer those headers are "
+        "ignored",
+    )
+    sso_groups: tuple[tuple[str, Grant | None], ...] = setting(
+        (),
+        env="WATCHER_SSO_GROUPS",
+        parse=group_map,
+        default_doc="none",
+        doc="what each single sign-on group reads: `group=course[/section]`, comma-separated, a group may "
+        "repeat (`os-ta-1=os/1,os-prof=os`); `group=*` reads every course. A person reads what all their "
+        "groups read; in none of them: 403",
+    )
+    sso_admin_groups: tuple[str, ...] = setting(
+        (),
+        env="WATCHER_SSO_ADMIN_GROUPS",
+        parse=settings_spec.csv,
+        default_doc="none",
+        doc="comma-separated single sign-on groups whose members are admins (every course, the admin routes)",
+    )
     # The zones of the old API's naive writer times (legacy.timezones).
     legacy_snapshot_zone: timezone = setting(
         timezones.UTC,
@@ -236,6 +283,18 @@ class Settings:
                 f"authentication is off but the backend would listen on {self.host}, where anyone who reaches it "
                 "reads every student's code and can erase it; listen on 127.0.0.1 (--host 127.0.0.1), or add "
                 "--insecure-no-auth-on-network (WATCHER_AUTH=off-on-network) if no one else can reach this network",
+            )
+        if (self.sso_groups or self.sso_admin_groups) and not self.sso_trusted_proxies:
+            raise SettingsError(
+                "WATCHER_SSO_TRUSTED_PROXIES",
+                "WATCHER_SSO_GROUPS or WATCHER_SSO_ADMIN_GROUPS is set but no proxy is trusted, so no one could "
+                "sign in; name the reverse proxy's addresses (e.g. 10.42.3.0/24)",
+            )
+        if self.sso_trusted_proxies and not (self.sso_groups or self.sso_admin_groups):
+            raise SettingsError(
+                "WATCHER_SSO_GROUPS",
+                "WATCHER_SSO_TRUSTED_PROXIES is set but no group reads anything; map groups to courses "
+                "(e.g. os-ta-1=os/1) or set WATCHER_SSO_ADMIN_GROUPS",
             )
         if self.auth_enabled and not self.tokens:
             raise SettingsError(

@@ -17,20 +17,22 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import and_, case, delete, func, or_, select
+from sqlalchemy import and_, case, delete, false, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from watcher_core import wire
+from watcher_core.redact import redact_argv
 
 from . import rollups
 from .models import AGENT_TABLE as AGENT
 from .models import COUNTERS, naive_utc, sqlite_text
 from .models import ERASED_TABLE as ERASED
 from .models import EVENT_TABLE as EVENT
+from .models import STUDENT_ROLLUP_TABLE as ROLLUP
 
 FILE_TYPES = (wire.FILE_SAVE, wire.FILE_DELETE, wire.FILE_TOO_LARGE)
 
@@ -405,6 +407,46 @@ def _scope(course: str, section: str, assignment: str, student_id: str | None = 
 # --------------------------------------------------------------------------------------------- reads
 
 
+class GrantLike(Protocol):
+    """A (course, section) a reader may see; ``section=None``: every section (``auth.Grant``)."""
+
+    @property
+    def course(self) -> str: ...
+    @property
+    def section(self) -> str | None: ...
+
+
+def readable(grants: Sequence[GrantLike] | None, course_col=EVENT.c.course, section_col=EVENT.c.section):
+    """The SQL condition "a row a reader with these grants may see"; None when they see everything.
+    Works on any table with course and section columns (the events, the rollups)."""
+    if grants is None:
+        return None
+    if not grants:
+        return false()
+    return or_(
+        *(
+            course_col == g.course if g.section is None else and_(course_col == g.course, section_col == g.section)
+            for g in grants
+        )
+    )
+
+
+def saved_by(
+    session: Session, sha256s: Sequence[str], course: str, section: str, assignment: str, student_id: str
+) -> bool:
+    """Whether every one of these contents is a file.save of this student in this assignment. Uses the
+    student index (a student's rows, not the table: the event table has no index on sha256)."""
+    wanted = set(sha256s)
+    q = (
+        select(EVENT.c.sha256)
+        .where(
+            _scope(course, section, assignment, student_id), EVENT.c.type == wire.FILE_SAVE, EVENT.c.sha256.in_(wanted)
+        )
+        .distinct()
+    )
+    return {r[0] for r in session.execute(q)} == wanted
+
+
 def event_dict(row) -> dict[str, Any]:
     """An ``event`` row as the API shows it (JSON lists decoded; only the fields of its type)."""
     m = row._mapping if hasattr(row, "_mapping") else row
@@ -427,6 +469,8 @@ def event_dict(row) -> dict[str, Any]:
         value = m[name]
         if name in wire.JSON_FIELDS:
             value = json.loads(value) if value else []
+            if name == "argv":  # shown with known secrets replaced (docs/security.md); stored as run
+                value = redact_argv(value)
         elif name in _FLAG_COLUMNS:
             value = bool(value)
         out[name] = value
@@ -723,13 +767,16 @@ def course_listing(
     until: datetime | None = None,
     limit: int = 200,
     offset: int = 0,
+    grants: Sequence[GrantLike] | None = None,
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Courses -> sections -> assignments with counts. Pages over (course, section, assignment) groups.
-    Read from the rollups unless a time window asks for the events themselves."""
+    Read from the rollups unless a time window asks for the events themselves. ``grants``: only the
+    sections a reader may see (None: all)."""
     if since is None and until is None and rollups.built_gap(session) is not None:
-        rows = rollups.assignment_counts(session, course, limit, offset)
+        where = readable(grants, ROLLUP.c.course, ROLLUP.c.section)
+        rows = rollups.assignment_counts(session, course, limit, offset, where=where)
     else:
-        rows = _assignment_counts_scan(session, course, since, until, limit, offset)
+        rows = _assignment_counts_scan(session, course, since, until, limit, offset, readable(grants))
     next_offset = offset + limit if len(rows) > limit else None
     rows = rows[:limit]
     courses: dict[str, dict[str, list]] = {}
@@ -754,7 +801,13 @@ def course_listing(
 
 
 def _assignment_counts_scan(
-    session: Session, course: str | None, since: datetime | None, until: datetime | None, limit: int, offset: int
+    session: Session,
+    course: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    offset: int,
+    where=None,
 ) -> list[Any]:
     """The course listing's rows computed from the events (what the rollups replace; windows need it)."""
     q = select(
@@ -769,6 +822,8 @@ def _assignment_counts_scan(
     )
     if course is not None:
         q = q.where(EVENT.c.course == course)
+    if where is not None:
+        q = q.where(where)
     q = _time_range(q, since, until)
     q = (
         q.group_by(EVENT.c.course, EVENT.c.section, EVENT.c.assignment)

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "bring the old Watcher's data over (its database and snapshot folder)",
     ),
     "db": ("watcher_backend.db_cli", "back up and restore the backend's database; its schema revision and migrations"),
+    "tokens": ("watcher_backend.tokens_cli", "named read and admin tokens: create, list, revoke"),
     "outbox": (
         "watcher_agents.delivery.outbox_cli",
         "an agent's outbox: what waits, what was refused; requeue dead letters",
@@ -48,6 +49,7 @@ EXTRAS: dict[str, str | None] = {
     "import": "backend",
     "outbox": "agents",
     "db": "backend",
+    "tokens": "backend",
     "notebook": None,
     "snapshots": "agents",
 }

@@ -36,6 +36,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "export": ("watcher_backend.export.cli:OPTIONS", "[export](#watcher-export-progsnap2)"),
     "import": ("watcher_backend.legacy.importer:OPTIONS", "[import](#watcher-import-legacy)"),
     "db": ("watcher_backend.db_cli:TABLE", "[db](#watcher-db)"),
+    "tokens": ("watcher_backend.tokens_cli:TABLE", "[tokens](#watcher-tokens)"),
     "outbox": ("watcher_agents.delivery.outbox_cli:TABLE", "[outbox](#watcher-outbox)"),
     "snapshots": ("watcher_core.snapshots_cli:TABLE", "[snapshots](#watcher-snapshots)"),
     "notebook": ("watcher_core.notebook_cli:TABLE", "[notebook](#watcher-notebook)"),

@@ -216,7 +216,14 @@ class Cluster(ControlPlane):
                     cmdline = (pid / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
                 except OSError:
                     continue
-                if marker in cmdline or str(BIN_DIR) in cmdline or "containerd-shim" in cmdline:
+                # A kube binary counts only when it runs from this cluster's folder: the API server tests
+                # start their own control planes from the same BIN_DIR, and may run while the cluster stops.
+                try:
+                    cwd = os.readlink(pid / "cwd")
+                except OSError:
+                    cwd = ""
+                from_here = str(BIN_DIR) in cmdline and cwd.startswith(marker)
+                if marker in cmdline or from_here or "containerd-shim" in cmdline:
                     found.append(f"process {pid.name}: {cmdline[:200]}")
         for line in Path("/proc/self/mountinfo").read_text().splitlines():
             point = line.split()[4]

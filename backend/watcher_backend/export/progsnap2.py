@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from watcher_core import __version__, identity, snapshots, wire
+from watcher_core.redact import redact_argv
 
 PROGSNAP2_VERSION = "6.0.0"
 
@@ -261,7 +262,8 @@ class Mapper:
         row["X-DurationMs"] = "" if ev.get("duration_ms") is None else f"{float(ev['duration_ms']):.3f}"
         if self._with_argv:
             argv = ev.get("argv") or []
-            row["X-Argv"] = json.dumps(argv if isinstance(argv, list) else json.loads(argv), ensure_ascii=False)
+            argv = redact_argv(argv if isinstance(argv, list) else json.loads(argv))  # known secrets replaced
+            row["X-Argv"] = json.dumps(argv, ensure_ascii=False)
         rows = [row]
         if is_compile:
             sources = ev.get("sources") or []

@@ -23,6 +23,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from watcher_core import identity, wire
+from watcher_core.redact import redact_argv
 
 from ..models import EVENT_TABLE
 from . import timezones
@@ -333,7 +334,7 @@ def logs(session: Session, scope: Scope, event_types: tuple[str, ...]) -> list[L
             LogRow(
                 type=m["type"],
                 timestamp=m["timestamp"],
-                argv=json.loads(m["argv"]) if m["argv"] else [],
+                argv=redact_argv(json.loads(m["argv"])) if m["argv"] else [],  # known secrets replaced
                 cwd=m["cwd"] or ".",
                 exit_code=m["exit_code"],
                 signal=m["signal"],

@@ -11,12 +11,12 @@ from sqlmodel import Session
 from watcher_core import identity
 
 from .. import store
-from ..auth import get_session, require_scope
+from ..auth import get_session, require_admin
 from ..params import StudentPath
 from ..schemas import Deleted, Purged
 
 log = logging.getLogger("watcher_backend.admin")
-router = APIRouter(prefix="/api/v1", tags=["admin"], dependencies=[Depends(require_scope("admin"))])
+router = APIRouter(prefix="/api/v1", tags=["admin"], dependencies=[Depends(require_admin)])
 
 SNAPSHOT_NOTE = (
     "The student's snapshot contents are queued for removal: filemon removes from its store every one that "

@@ -1,4 +1,7 @@
-"""Analytics reads (read scope): course listing, assignment summary, student timeline, store status."""
+"""Analytics reads (read scope): course listing, assignment summary, student timeline, store status.
+
+Every route depends on ``auth.require_read``: a path naming a section the reader may not see is a 403
+before the handler runs; the course listing shows only what the reader may see."""
 
 from __future__ import annotations
 
@@ -10,11 +13,11 @@ from sqlmodel import Session
 from watcher_core import wire
 
 from .. import store
-from ..auth import get_session, require_scope
+from ..auth import Reader, get_session, require_read
 from ..params import AssignmentPath, CoursePath, Cursor, Limit, SectionPath, Since, StudentPath, Until
 from ..schemas import AssignmentSummary, Courses, Status, Timeline
 
-router = APIRouter(prefix="/api/v1", tags=["queries"], dependencies=[Depends(require_scope("read"))])
+router = APIRouter(prefix="/api/v1", tags=["queries"], dependencies=[Depends(require_read)])
 
 ASSIGNMENT = "/courses/{course}/sections/{section}/assignments/{assignment}"
 EventType = Literal[wire.EVENT_TYPES]  # type: ignore[valid-type]  # the one list of event types
@@ -28,9 +31,10 @@ def list_courses(
     limit: Annotated[int, Query(ge=1, le=1000, description="Assignments per page")] = 200,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     session: Session = Depends(get_session),
+    reader: Reader = Depends(require_read),
 ):
     listing, next_offset = store.course_listing(
-        session, course=course, since=since, until=until, limit=limit, offset=offset
+        session, course=course, since=since, until=until, limit=limit, offset=offset, grants=reader.grants
     )
     return {"courses": listing, "next_offset": next_offset}
 

@@ -354,6 +354,30 @@ def test_files_snapshots_content_and_diff(backend, ident):
         assert http.get("/api/v1/snapshots/NOTASHA").status_code == 422
 
 
+def test_contents_and_diffs_named_with_their_student_are_checked_against_that_students_saves(backend, ident):
+    mine, theirs = b"mine\n", b"a classmate's\n"
+    sha_mine, _ = snapshots.write_snapshot(backend.snapshot_dir, mine)
+    sha_theirs, _ = snapshots.write_snapshot(backend.snapshot_dir, theirs)
+    classmate = ident | {"student_id": "9" + ident["student_id"][1:]}
+    backend.post_events(
+        [
+            wire_event("file.save", **ident, sha256=sha_mine, size=len(mine)),
+            wire_event("file.save", **classmate, sha256=sha_theirs, size=len(theirs)),
+        ]
+    )
+    with backend.client("read") as http:
+        r = http.get(f"/api/v1/snapshots/{sha_mine}", params=ident)
+        assert r.status_code == 200 and r.content == mine
+        r = http.get(f"/api/v1/snapshots/{sha_theirs}", params=ident)
+        assert r.status_code == 404 and f"not a save of student {ident['student_id']}" in r.json()["detail"]
+        r = http.get("/api/v1/diff", params={"from": sha_mine, "to": sha_theirs} | ident)
+        assert r.status_code == 404 and sha_theirs in r.json()["detail"]
+        assert http.get("/api/v1/diff", params={"from": sha_mine, "to": sha_mine} | ident).status_code == 200
+        partial = {"course": ident["course"], "section": "1"}
+        r = http.get(f"/api/v1/snapshots/{sha_mine}", params=partial)
+        assert r.status_code == 422 and r.json()["detail"].startswith("assignment:")
+
+
 def test_an_unreadable_snapshot_is_503_not_500(backend):
     sha = "d" * 64
     (backend.snapshot_dir / sha[:2] / sha).mkdir(parents=True)  # a directory where the file should be
