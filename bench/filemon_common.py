@@ -19,7 +19,14 @@ from results_file import ResultsFile, machine  # noqa: E402,F401  (machine: re-e
 
 from support.ports import free_port  # noqa: E402
 
-ORDER = ["storm", "storm_against_6543424", "storm_a72110e_against_6543424", "idle", "snapshot_store"]
+ORDER = [
+    "storm",
+    "storm_against_6543424",
+    "storm_a72110e_against_6543424",
+    "storm_against_a72110e",
+    "idle",
+    "snapshot_store",
+]
 RESULTS = ResultsFile("filemon", "filemon benchmarks", ORDER)
 write_section = RESULTS.write_section
 CLK_TCK = os.sysconf("SC_CLK_TCK")

@@ -216,7 +216,7 @@ def main(argv=None) -> int:
             "Latency per save (each write includes its fsync; reads are warm, from the page cache). Write CPU "
             "is this process's user + system time around each write: a delta creates two files (its entry in "
             "the base's index, then itself), a raw or whole save one, and creating a file is most of a write's "
-            "CPU on some file systems; the difference is filemon's extra CPU per save in bench/filemon_storm.py:",
+            "CPU on some file systems:",
             "",
             *lat,
         ]
