@@ -25,6 +25,7 @@ ORDER = [
     "storm_a72110e_against_6543424",
     "storm_against_a72110e",
     "idle",
+    "nodelocal",
     "snapshot_store",
 ]
 RESULTS = ResultsFile("filemon", "filemon benchmarks", ORDER)

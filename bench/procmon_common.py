@@ -27,7 +27,7 @@ from results_file import ResultsFile, machine  # noqa: E402,F401  (machine: re-e
 from support.cgroups import cgroup2_root  # noqa: E402
 from support.ports import free_port  # noqa: E402
 
-ORDER = ["execs", "execs_against", "overhead", "overhead_against", "overhead_stderr", "gcc"]
+ORDER = ["execs", "execs_against", "overhead", "overhead_against", "overhead_stderr", "write_hooks", "gcc"]
 RESULTS = ResultsFile("procmon", "procmon benchmarks", ORDER)
 write_section = RESULTS.write_section
 

@@ -42,6 +42,7 @@ QUICK = {
     "backend_class_queries.py": [["--events", "1000000", "--requests", "5"]],
     "delivery_outbox.py": [["--events", "20000", "--repeat", "1"]],
     "filemon_idle.py": [["--dirs", "1000", "--idle-seconds", "10"]],
+    "filemon_nodelocal.py": [["--students", "200", "--nodes", "20"]],
     "filemon_storm.py": [["--saves", "2000", "--students", "100", "--seconds", "5"]],
     "procmon_execs.py": [["--execs", "5000"]],
     "procmon_overhead.py": [["--rounds", "3", "--execs", "1000"]],

@@ -48,13 +48,21 @@ _US = timedelta(microseconds=1)
 COUNTER_OF_TYPE = {t: name for name, (t, only_ok) in COUNTERS.items() if t is not None and not only_ok}
 
 
+def continues_work(earlier: datetime, later: datetime, gap_us: int) -> tuple[bool, int]:
+    """Whether two consecutive events of one student's assignment belong to one stretch of work (the gap is
+    not longer than the idle gap), and the gap in microseconds. The one definition behind time on task
+    (``active_us``) and the export's SessionID, so a session is exactly a run of counted time."""
+    d = (later - earlier) // _US
+    return d <= gap_us, d
+
+
 def active_us(ordered: Sequence[datetime], gap_us: int) -> int:
     """Time on task in microseconds: the sum of the gaps between consecutive events (``ordered`` sorted)
     that are not longer than the idle gap. A longer gap is a break and adds nothing."""
     total = 0
     for a, b in zip(ordered, ordered[1:]):
-        d = (b - a) // _US
-        if d <= gap_us:
+        same, d = continues_work(a, b, gap_us)
+        if same:
             total += d
     return total
 

@@ -13,14 +13,16 @@ import base64
 import functools
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 
-from watcher_operator import alerts
+from watcher_operator import alerts, rollout
 from watcher_operator.crd import API_VERSION, KIND
 from watcher_operator.defaults import spec_with_defaults
 
 MANAGER = "watcher-operator"
+# on children in another namespace (no owner reference there): the namespace of the resource they belong to
+OWNER_NAMESPACE_LABEL = "watcher.jcode.io/owner-namespace"
 PART_OF = "jcode-watcher"
 
 # Paths inside the containers (the components' documented defaults).
@@ -81,6 +83,10 @@ class Inputs:
     notebook_key: str | None = None  # generate-once key of the notebook tokens (spec.notebook)
     service_monitors_available: bool = False
     prometheus_rules_available: bool = False
+    # the live backend Deployment (None: absent) and the version label of each live agent DaemonSet:
+    # the rollout order holds the agents until the backend runs the new version (watcher_operator.rollout)
+    backend_rollout: rollout.BackendRollout | None = None
+    agent_versions: dict[str, str | None] = field(default_factory=dict)
 
 
 def target_from_resource(resource: dict) -> Target:
@@ -104,6 +110,8 @@ def names(name: str) -> dict[str, str]:
         "backend_pvc": f"{name}-backend-pvc",
         "filemon": f"{name}-filemon",
         "filemon_pvc": f"{name}-filemon-storage-pvc",
+        "filemon_account": f"{name}-filemon",
+        "filemon_pods_role": f"{name}-filemon-pods",
         "procmon": f"{name}-procmon",
         "registry_secret": f"{name}-harbor-registry-secret",
         "tokens_secret": f"{name}-tokens",
@@ -506,6 +514,17 @@ def build_filemon_daemonset(t: Target) -> dict:
     ]
     if f.get("extensions"):
         env.append({"name": "WATCHER_EXTENSIONS", "value": ",".join(f["extensions"])})
+    if node_local(t):
+        pods = f["studentPods"]
+        env += [
+            {"name": "WATCHER_FILEMON_SCOPE", "value": "node"},
+            {"name": "WATCHER_POD_NAMESPACE", "value": students_namespace(t)},
+        ]
+        if pods.get("labels"):
+            selector = ",".join(f"{k}={v}" for k, v in sorted(pods["labels"].items()))
+            env.append({"name": "WATCHER_POD_SELECTOR", "value": selector})
+        if pods.get("workspacePattern"):
+            env.append({"name": "WATCHER_POD_WORKSPACE_PATTERN", "value": pods["workspacePattern"]})
     workspace_mount = {"name": "workspace", "mountPath": WORKSPACE_MOUNT, "readOnly": True}
     if t.spec["workspace"].get("subPath"):
         workspace_mount["subPath"] = t.spec["workspace"]["subPath"]
@@ -545,7 +564,8 @@ def build_filemon_daemonset(t: Target) -> dict:
         ],
     }
     pod_spec: dict = {
-        "automountServiceAccountToken": False,
+        # node scope reads pods through the API with its own account's token; otherwise no token at all
+        "automountServiceAccountToken": node_local(t),
         "securityContext": {"runAsUser": 0, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container],
         "volumes": [
@@ -560,10 +580,71 @@ def build_filemon_daemonset(t: Target) -> dict:
         ],
         "terminationGracePeriodSeconds": 30,
     }
+    if node_local(t):
+        pod_spec["serviceAccountName"] = n["filemon_account"]
+        # the deprecated alias too, so server-side apply removes both when the scope goes back to volume:
+        # the API server copies the name into it, and alone it would keep naming the pruned account
+        pod_spec["serviceAccount"] = n["filemon_account"]
     if _pull_secrets(t):
         pod_spec["imagePullSecrets"] = _pull_secrets(t)
     _scheduling(pod_spec, f)
     return _daemonset(t, "filemon", pod_spec)
+
+
+def node_local(t: Target) -> bool:
+    """filemon watches only the folders of its node's student pods (spec.filemon.scope: node)."""
+    return bool(t.spec["filemon"]["enabled"]) and t.spec["filemon"]["scope"] == "node"
+
+
+def students_namespace(t: Target) -> str:
+    return t.spec["filemon"]["studentPods"].get("namespace") or t.namespace
+
+
+def child_namespace(t: Target, key: str) -> str:
+    """Where a child named by ``names()[key]`` lives: the pod-reading Role and its binding are in the
+    students' namespace, everything else in the resource's."""
+    return students_namespace(t) if key == "filemon_pods_role" else t.namespace
+
+
+def build_filemon_service_account(t: Target) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": metadata(t, names(t.name)["filemon_account"], "filemon"),
+        # mounted only where asked: the DaemonSet's pod spec says so
+        "automountServiceAccountToken": False,
+    }
+
+
+def _students_metadata(t: Target, name: str) -> dict:
+    ns = students_namespace(t)
+    # an owner reference cannot cross namespaces (the garbage collector would delete the child at once):
+    # in another namespace the operator's pruning removes it
+    meta = metadata(t, name, "filemon", owned=ns == t.namespace)
+    meta["namespace"] = ns
+    meta["labels"][OWNER_NAMESPACE_LABEL] = t.namespace
+    return meta
+
+
+def build_filemon_pods_role(t: Target) -> dict:
+    """Exactly what the pod watch needs: read pods, in the students' namespace only."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _students_metadata(t, names(t.name)["filemon_pods_role"]),
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}],
+    }
+
+
+def build_filemon_pods_binding(t: Target) -> dict:
+    n = names(t.name)
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _students_metadata(t, n["filemon_pods_role"]),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": n["filemon_pods_role"]},
+        "subjects": [{"kind": "ServiceAccount", "name": n["filemon_account"], "namespace": t.namespace}],
+    }
 
 
 def build_procmon_daemonset(t: Target) -> dict:
@@ -784,6 +865,14 @@ def build_dashboard_config(t: Target) -> dict:
     }
 
 
+def agents_held(t: Target, inputs: Inputs) -> rollout.Hold | None:
+    """The agent DaemonSets that keep their live spec this reconcile: backend first, then the agents."""
+    wanted = {c: version_label(t, c) for c in inputs.agent_versions}
+    return rollout.agents_held(
+        image(t, "backend"), inputs.backend_rollout, inputs.agent_versions, wanted, names(t.name)["backend"]
+    )
+
+
 def build_children(resource: dict, inputs: Inputs | None = None) -> list[dict]:
     """Every child the resource asks for, in apply order (what others reference comes first)."""
     inputs = inputs or Inputs()
@@ -803,6 +892,8 @@ def build_children(resource: dict, inputs: Inputs | None = None) -> list[dict]:
     if uses_sqlite(t):  # an existing claim is kept (claims are never pruned) when a database is set later
         out.append(build_backend_pvc(t))
     out += [build_filemon_pvc(t), build_backend_service(t), build_backend_deployment(t)]
+    if node_local(t):
+        out += [build_filemon_service_account(t), build_filemon_pods_role(t), build_filemon_pods_binding(t)]
     if s["filemon"]["enabled"]:
         out += [build_filemon_service(t), build_filemon_daemonset(t)]
     if s["procmon"]["enabled"]:
@@ -833,6 +924,9 @@ def managed_kinds() -> list[tuple[str, str, str]]:
         ("v1", "ConfigMap", "hook_config"),
         ("v1", "ConfigMap", "dashboard"),
         ("v1", "Service", "filemon"),
+        ("v1", "ServiceAccount", "filemon_account"),
+        ("rbac.authorization.k8s.io/v1", "Role", "filemon_pods_role"),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding", "filemon_pods_role"),
         ("v1", "Service", "procmon"),
         ("v1", "Service", "backend_service"),
         ("apps/v1", "Deployment", "backend"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-CONDITION_TYPES = ("Ready", "BackendReady", "FilemonReady", "ProcmonReady", "Degraded")
+CONDITION_TYPES = ("Ready", "BackendReady", "FilemonReady", "ProcmonReady", "Progressing", "Degraded")
 
 
 def now_rfc3339() -> str:

@@ -346,6 +346,40 @@ def spec_schema() -> dict:
                     ),
                     "nodeSelector": _string_map("Node labels selecting the worker nodes that run student pods."),
                     "tolerations": _tolerations(),
+                    "scope": _str(
+                        "What each filemon pod watches: `volume`, every student folder of the workspace volume; "
+                        "`node`, only the folders of the student pods on its own node (a pod watch on the "
+                        "Kubernetes API: the operator adds ServiceAccount <name>-filemon and, in the students' "
+                        "namespace, Role and RoleBinding <name>-filemon-pods granting pods get/list/watch only). "
+                        "inotify watches per node then follow the node's students, not the class "
+                        "(filemon's WATCHER_FILEMON_SCOPE).",
+                        enum=["volume", "node"],
+                        default="volume",
+                    ),
+                    "studentPods": _obj(
+                        "Node scope: which pods are the students' and how each names its workspace folder.",
+                        {
+                            "namespace": _str(
+                                "The students' namespace (default: this resource's). The operator must be "
+                                "allowed to manage Roles there (watch it, or all namespaces).",
+                                pattern=DNS_1035_PATTERN,
+                                maxLength=63,
+                            ),
+                            "labels": _string_map(
+                                "Labels every student pod has (filemon's WATCHER_POD_SELECTOR); unset: every "
+                                "pod of the namespace whose name maps to a folder."
+                            ),
+                            "workspacePattern": _str(
+                                "A regex on the pod name whose group `workspace` (else its first group) is the "
+                                "pod's folder below the workspace root (filemon's WATCHER_POD_WORKSPACE_PATTERN). "
+                                "Unset: the platform's names, jcode-{course}-{section}-{student_id} with a "
+                                "Deployment's suffix. A pod's annotation watcher.jcode.io/workspace wins.",
+                                minLength=1,
+                                maxLength=512,
+                            ),
+                        },
+                        default={},
+                    ),
                 },
                 default={},
             ),

@@ -132,9 +132,13 @@ def register(registry: kopf.OperatorRegistry, config: HandlerConfig) -> None:
                 logger.warning("reconcile after child deletion deferred: %s", exc)
         else:
             try:
-                reconciler.refresh_status(*owner)
+                out = reconciler.refresh_status(*owner)
             except ApiError as err:
                 logger.error("status refresh of %s/%s failed: %s", *owner, err)
+                return
+            for action in out.actions:  # agents released after the backend's rollout
+                logger.info(action)
+                kopf.info(_ref(*owner), reason="Reconciled", message=action)
 
     # Workloads: their status drives the conditions; any managed child deleted by hand is recreated at once.
     @kopf.on.event("apps", "v1", "deployments", labels=MANAGED, id="workload_event", registry=registry)
@@ -146,6 +150,11 @@ def register(registry: kopf.OperatorRegistry, config: HandlerConfig) -> None:
     @kopf.on.event("v1", "secrets", labels=MANAGED, id="child_event", registry=registry)
     @kopf.on.event("v1", "configmaps", labels=MANAGED, id="child_event", registry=registry)
     @kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=MANAGED, id="child_event", registry=registry)
+    @kopf.on.event("v1", "serviceaccounts", labels=MANAGED, id="child_event", registry=registry)
+    @kopf.on.event("rbac.authorization.k8s.io", "v1", "roles", labels=MANAGED, id="child_event", registry=registry)
+    @kopf.on.event(
+        "rbac.authorization.k8s.io", "v1", "rolebindings", labels=MANAGED, id="child_event", registry=registry
+    )
     def child_event(event: dict, body, logger: logging.Logger, **_) -> None:
         if event.get("type") == "DELETED":
             on_child_event(event, body, logger)

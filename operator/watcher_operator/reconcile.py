@@ -21,7 +21,8 @@ from watcher_operator.builders import Inputs, Target, build_children, names, tar
 from watcher_operator.conditions import now_rfc3339
 from watcher_operator.crd import API_VERSION, KIND
 from watcher_operator.kubeapi import ApiError, Kube
-from watcher_operator.status import Problem, compute_status, latest_event, pods_missing
+from watcher_operator.rollout import BackendRollout, Hold
+from watcher_operator.status import WAIT_REASON, Problem, compute_status, latest_event, pods_missing
 
 log = logging.getLogger("watcher_operator")
 
@@ -37,6 +38,7 @@ class Outcome:
     problems: list[Problem] = field(default_factory=list)
     status: dict | None = None
     gone: bool = False  # the resource no longer exists / is being deleted
+    hold: Hold | None = None  # agent DaemonSets left at their old version until the backend has rolled out
     previous_degraded: str = ""  # the Degraded message before this reconcile
 
     @property
@@ -70,6 +72,17 @@ def is_subset(desired, live) -> bool:
 
 def _owned_by(obj: dict, uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
+
+
+def _ours_elsewhere(obj: dict, t: Target) -> bool:
+    """A child in another namespace (no owner reference possible): ours by its instance and manager labels."""
+    labels = obj["metadata"].get("labels") or {}
+    return (
+        obj["metadata"].get("namespace") != t.namespace
+        and labels.get("app.kubernetes.io/instance") == t.name
+        and labels.get(builders.OWNER_NAMESPACE_LABEL) == t.namespace
+        and labels.get("app.kubernetes.io/managed-by") == builders.MANAGER
+    )
 
 
 def _decode(secret: dict, key: str) -> str | None:
@@ -129,13 +142,27 @@ class Reconciler:
             inputs = self._gather_inputs(t, out)
             if not out.blocking:
                 desired = build_children(resource, inputs)
+                out.hold = builders.agents_held(t, inputs)
                 self._apply_all(t, desired, out)
                 self._prune(t, desired, out)
-            out.status = self._write_status(t, resource, out.problems)
+            out.status = self._write_status(t, resource, out.problems, out.hold)
             return out
 
     def refresh_status(self, namespace: str, name: str) -> Outcome:
-        """Recompute status only (a child's status changed); problems seen by the last reconcile stay."""
+        """Recompute status only (a child's status changed); problems seen by the last reconcile stay.
+        While agents wait for the backend's rollout, a full reconcile instead: the backend's status
+        changing is what releases them."""
+        resource = self._fresh(namespace, name)
+        progressing = next(
+            (
+                c
+                for c in ((resource or {}).get("status") or {}).get("conditions") or []
+                if c.get("type") == "Progressing"
+            ),
+            None,
+        )
+        if progressing and progressing.get("reason") == WAIT_REASON and progressing.get("status") == "True":
+            return self.reconcile(namespace, name)
         with self._lock(namespace, name):
             resource = self._fresh(namespace, name)
             if resource is None:
@@ -244,7 +271,15 @@ class Reconciler:
             monitors = self._crd_available(SERVICE_MONITOR_CRD, "ServiceMonitorCheckFailed", out)
             if spec["monitoring"]["prometheusRules"]:
                 rules = self._crd_available(PROMETHEUS_RULE_CRD, "PrometheusRuleCheckFailed", out)
+        backend = self.kube.get("apps/v1", "Deployment", ns, names(t.name)["backend"])
+        agent_versions: dict[str, str | None] = {}
+        for comp in ("filemon", "procmon"):
+            live = self.kube.get("apps/v1", "DaemonSet", ns, names(t.name)[comp])
+            if live is not None:
+                agent_versions[comp] = (live["metadata"].get("labels") or {}).get(builders.rollout.VERSION_LABEL)
         return Inputs(
+            backend_rollout=BackendRollout.from_deployment(backend) if backend is not None else None,
+            agent_versions=agent_versions,
             registry_username=username,
             registry_password=password,
             tokens=tokens,
@@ -347,13 +382,16 @@ class Reconciler:
                 )
 
     def _apply_all(self, t: Target, desired: list[dict], out: Outcome) -> None:
+        held = {names(t.name)[c] for c in out.hold.components} if out.hold else set()
         for obj in desired:
             kind, name = obj["kind"], obj["metadata"]["name"]
+            if kind == "DaemonSet" and name in held:
+                continue  # kept at its old version: the backend goes first (Progressing says so)
             try:
                 if kind == "PersistentVolumeClaim":
                     self._ensure_claim(t, obj, out)
                     continue
-                live = self.kube.get(obj["apiVersion"], kind, t.namespace, name)
+                live = self.kube.get(obj["apiVersion"], kind, obj["metadata"]["namespace"], name)
                 if live is not None and is_subset(obj, live):
                     continue
                 self.kube.apply(obj)
@@ -431,10 +469,11 @@ class Reconciler:
                         crd_known[crd] = False
                 if not crd_known[crd]:
                     continue
+            ns = builders.child_namespace(t, key)
             try:
-                live = self.kube.get(api_version, kind, t.namespace, name)
-                if live is not None and _owned_by(live, t.uid):
-                    self.kube.delete(api_version, kind, t.namespace, name)
+                live = self.kube.get(api_version, kind, ns, name)
+                if live is not None and (_owned_by(live, t.uid) or _ours_elsewhere(live, t)):
+                    self.kube.delete(api_version, kind, ns, name)
                     out.actions.append(f"deleted {kind} {name} (no longer in the spec)")
             except ApiError as err:
                 out.problems.append(Problem("PruneFailed", f"{kind} {name}: {err}"))
@@ -452,7 +491,7 @@ class Reconciler:
             return None
         return latest_event(events)
 
-    def _write_status(self, t: Target, resource: dict, problems: list[Problem]) -> dict:
+    def _write_status(self, t: Target, resource: dict, problems: list[Problem], hold: Hold | None = None) -> dict:
         n = names(t.name)
         workloads = {
             "backend": self.kube.get("apps/v1", "Deployment", t.namespace, n["backend"]),
@@ -466,7 +505,7 @@ class Reconciler:
             if t.spec[comp]["enabled"] and pods_missing(workloads[comp])
         }
         previous = resource.get("status") or {}
-        status = compute_status(t, workloads, problems, previous, self.now(), failed_creates)
+        status = compute_status(t, workloads, problems, previous, self.now(), failed_creates, hold)
         current = {k: previous.get(k) for k in status}
         if current != status:
             self.kube.merge_patch(API_VERSION, KIND, t.namespace, t.name, {"status": status}, subresource="status")

@@ -7,6 +7,10 @@ from dataclasses import dataclass
 
 from watcher_operator.builders import Target, backend_replicas, backend_url, tokens_secret_name
 from watcher_operator.conditions import set_condition
+from watcher_operator.rollout import Hold
+
+# Progressing's reason while the agents are held at their old version (watcher_operator.rollout)
+WAIT_REASON = "AgentsWaitForBackend"
 
 
 @dataclass(frozen=True)
@@ -236,9 +240,11 @@ def compute_status(
     previous: dict | None,
     now: str,
     failed_creates: dict[str, dict | None] | None = None,
+    hold: Hold | None = None,
 ) -> dict:
     """`workloads`: live 'backend' Deployment, 'filemon'/'procmon' DaemonSets (None = absent);
-    `failed_creates`: the latest FailedCreate Event of the 'filemon'/'procmon' DaemonSet, if read."""
+    `failed_creates`: the latest FailedCreate Event of the 'filemon'/'procmon' DaemonSet, if read;
+    `hold`: the agents this reconcile kept at their old version until the backend has rolled out."""
     previous = previous or {}
     failed_creates = failed_creates or {}
     conds = previous.get("conditions") or []
@@ -277,6 +283,14 @@ def compute_status(
         conds = set_condition(
             conds, "Ready", True, "AllComponentsReady", "backend, filemon and procmon are ready", g, now
         )
+    rolling = [c for c in ("backend", "filemon", "procmon") if parts[c].reason in ("Progressing", "RolloutPending")]
+    if hold:
+        conds = set_condition(conds, "Progressing", True, WAIT_REASON, hold.message, g, now)
+    elif rolling:
+        msg = "; ".join(f"{c}: {parts[c].message}" for c in rolling)
+        conds = set_condition(conds, "Progressing", True, "RollingOut", msg, g, now)
+    else:
+        conds = set_condition(conds, "Progressing", False, "RolloutComplete", "no rollout under way", g, now)
     if problems:
         conds = set_condition(
             conds, "Degraded", True, problems[0].reason, "; ".join(p.message for p in problems), g, now

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from watcher_agents import config
 from watcher_agents.delivery.runtime import AgentRuntime
-from watcher_agents.filemon import gc
+from watcher_agents.filemon import gc, pods
 from watcher_agents.filemon.metrics import FilemonMetrics
 from watcher_agents.filemon.pipeline import Pipeline
 from watcher_agents.filemon.state import StateStore
@@ -93,6 +93,53 @@ class FilemonSettings:
         doc="an erased content saved within this period is kept and asked for again later: an event referring "
         "to it may still be in some node's outbox",
     )
+    scope: str = setting(
+        "volume",
+        flag="--scope",
+        env="WATCHER_FILEMON_SCOPE",
+        parse=settings_spec.one_of(("volume", "node")),
+        metavar="SCOPE",
+        doc="`volume`: watch every student folder of the workspace volume; `node`: only the folders of the "
+        "student pods on this node (a pod watch on the Kubernetes API with the pod's service account; the "
+        "node is `--node-name`)",
+    )
+    pod_namespace: str = setting(
+        "",
+        flag="--pod-namespace",
+        env="WATCHER_POD_NAMESPACE",
+        metavar="NAMESPACE",
+        default_doc="every namespace",
+        doc="node mode: the namespace of the student pods (a Role there suffices; every namespace needs a ClusterRole)",
+    )
+    pod_selector: str = setting(
+        "",
+        flag="--pod-selector",
+        env="WATCHER_POD_SELECTOR",
+        parse=pods.label_selector,
+        metavar="SELECTOR",
+        default_doc="every pod",
+        doc="node mode: the label selector of the student pods, e.g. `app.kubernetes.io/part-of=jcode`",
+    )
+    workspace_annotation: str = setting(
+        pods.DEFAULT_ANNOTATION,
+        env="WATCHER_POD_WORKSPACE_ANNOTATION",
+        doc="node mode: a pod annotation naming the pod's folder below the workspace root (it wins over the pattern)",
+    )
+    workspace_pattern: str = setting(
+        pods.DEFAULT_PATTERN,
+        env="WATCHER_POD_WORKSPACE_PATTERN",
+        parse=pods.pattern,
+        default_doc="`jcode-{course}-{section}-{student_id}` and a Deployment's suffix",
+        doc="node mode: a regex on the pod name whose group `workspace` (else its first group) is the pod's "
+        "folder; a folder must be named `{course}-{section}-{student_id}`",
+    )
+    service_account_dir: Path = setting(
+        pods.SERVICE_ACCOUNT,
+        env="WATCHER_SERVICE_ACCOUNT_DIR",
+        parse=settings_spec.path,
+        doc="node mode: where the pod's service account token and CA certificate are (Kubernetes mounts them "
+        "here; benchmarks outside a pod point it elsewhere)",
+    )
 
 
 SETTINGS = settings_spec.settings_of(FilemonSettings)
@@ -139,9 +186,12 @@ class Filemon:
         metrics_host: str = "0.0.0.0",
         sender_options: dict | None = None,
         collector_options: dict | None = None,
+        kube: pods.KubeAccess | None = None,
     ) -> None:
         self.settings = settings
         self.fm = fm
+        # first: outside a pod, node scope fails here, before any port or file is opened
+        access = (kube or pods.KubeAccess.in_cluster(fm.service_account_dir)) if fm.scope == "node" else None
         self.runtime = AgentRuntime(settings, metrics_host=metrics_host, sender_options=sender_options)
         self.metrics = FilemonMetrics(self.runtime.registry)
         self.state = StateStore(self.runtime.outbox.connection, self.runtime.outbox.lock)
@@ -165,8 +215,21 @@ class Filemon:
             quiet=fm.quiet,
             max_wait=fm.max_wait,
             poll_interval=fm.poll_interval,
+            node_local=fm.scope == "node",
         )
         self.pipeline.on_retry = self.watcher.retry
+        self.pods: pods.PodWatch | None = None
+        if access is not None:
+            self.pods = pods.PodWatch(
+                access,
+                settings.node_name,
+                pods.PodTable(pods.Mapping(fm.workspace_annotation, fm.workspace_pattern)),
+                self._workspace_change,
+                namespace=fm.pod_namespace,
+                selector=fm.pod_selector,
+                metrics=self.metrics,
+            )
+            self.runtime.health.register("pod watch alive", self.pods.alive)
         self.runtime.health.register("watch loop alive", self.watcher.alive)
         self.runtime.health.register("pipeline alive", self.pipeline.alive)
         self.collector: gc.SnapshotCollector | None = None
@@ -184,6 +247,12 @@ class Filemon:
         # collector must not get filemon restarted (filemon_snapshot_gc_last_run_timestamp_seconds alerts).
         self.runtime.health.add_detail("snapshot_collector", self._collector_state)
 
+    def _workspace_change(self, change: pods.Change) -> None:
+        if change.added:
+            self.watcher.workspace_added(change.workspace)
+        else:
+            self.watcher.workspace_dropped(change.workspace)
+
     def _collector_state(self) -> str:
         if self.collector is None:
             return "off"
@@ -192,6 +261,8 @@ class Filemon:
     def start(self) -> Filemon:
         self.pipeline.start()
         self.watcher.start()
+        if self.pods is not None:  # after the watcher: its changes are commands to the watch loop
+            self.pods.start()
         self.runtime.start()
         if self.collector is not None:
             self.collector.start()
@@ -202,6 +273,8 @@ class Filemon:
         started = time.monotonic()
         if self.collector is not None:  # before the runtime closes the HTTP client it uses
             self.collector.stop(timeout=max(1.0, self.fm.flush_timeout))
+        if self.pods is not None:
+            self.pods.stop()
         self.watcher.stop()
         self.pipeline.stop(timeout=max(1.0, self.fm.flush_timeout))
         left = max(0.5, self.fm.flush_timeout - (time.monotonic() - started))
@@ -224,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
             f"watcher filemon: cannot start: {exc} (metrics port {settings.metrics_port}, WATCHER_METRICS_PORT)\n"
         )
         return 1
+    except pods.ApiFailure as exc:  # node mode outside a pod (no service account)
+        sys.stderr.write(f"watcher filemon: --scope node (WATCHER_FILEMON_SCOPE): {exc}\n")
+        return 2
     except sqlite3.Error as exc:  # the state database is unreadable, locked or corrupt
         sys.stderr.write(
             f"watcher filemon: cannot open the state database {settings.outbox_path}: {exc} "
@@ -233,13 +309,17 @@ def main(argv: list[str] | None = None) -> int:
     agent.runtime.install_signal_handlers()
     log.info(
         "filemon starting: %s, snapshots in %s, debounce %.2f s (max %.1f s), size limit %d bytes, "
-        "snapshot collector %s",
+        "snapshot collector %s, scope %s",
         config.describe(settings),
         fm.snapshot_dir,
         fm.quiet,
         fm.max_wait,
         fm.rules.max_file_size,
         f"every {fm.snapshot_gc_interval:g} s (grace {fm.snapshot_gc_grace:g} s)" if fm.snapshot_gc_interval else "off",
+        f"node ({settings.node_name}: pods in {fm.pod_namespace or 'every namespace'}"
+        f"{', ' + fm.pod_selector if fm.pod_selector else ''})"
+        if fm.scope == "node"
+        else "volume",
     )
     agent.start()
     while not agent.runtime.stopping.wait(1.0):

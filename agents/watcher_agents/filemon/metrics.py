@@ -107,6 +107,34 @@ class FilemonMetrics:
             "Bytes of erased contents removed from the snapshot store",
             registry=registry,
         )
+        # Node-local watching (pods.py): only the workspaces of the student pods on this node are watched.
+        self.workspaces = Gauge(
+            "filemon_workspaces_watched",
+            "Student workspace folders filemon watches (node mode: those of the student pods on this node; "
+            "volume mode: every student folder found on the volume)",
+            registry=registry,
+        )
+        self.student_pods = Gauge(
+            "filemon_student_pods",
+            "Student pods on this node mapped to a workspace folder (node mode)",
+            registry=registry,
+        )
+        self.unmapped_pods = Gauge(
+            "filemon_unmapped_pods",
+            "Pods on this node selected as student pods that map to no workspace folder (node mode)",
+            registry=registry,
+        )
+        self.pod_relists = Counter(
+            "filemon_pod_relists_total",
+            "Pod lists after the watch's resourceVersion expired (410 Gone)",
+            registry=registry,
+        )
+        self.pod_watch_errors = Counter(
+            "filemon_pod_watch_errors_total",
+            "Failed requests of the pod watch, by reason (forbidden, unauthorized, http_<code>, ConnectError...)",
+            ["reason"],
+            registry=registry,
+        )
         self.snapshot_gc_last_run = Gauge(
             "filemon_snapshot_gc_last_run_timestamp_seconds",
             "Unix time the snapshot collector last finished a run with the backend answering (0: never)",

@@ -83,8 +83,13 @@ class Watcher:
         quiet: float = 0.3,
         max_wait: float = 3.0,
         poll_interval: float = 30.0,
+        node_local: bool = False,
     ) -> None:
         self.root = Path(root)
+        # node mode: only these student folders (those of the pods on this node, see pods.py) are watched;
+        # None: every student folder of the volume. The root itself is watched in both modes (one watch),
+        # so a folder that appears after its pod is seen.
+        self.only: set[str] | None = set() if node_local else None
         self.rules = rules
         self.pipeline = pipeline
         self.state = state
@@ -129,6 +134,16 @@ class Watcher:
     def retry(self, rel: str, delay: float) -> None:
         """Called by the pipeline (any thread): look at ``rel`` again after ``delay`` seconds."""
         self._commands.append(("retry", rel, delay))
+        self._wake()
+
+    def workspace_added(self, folder: str) -> None:
+        """Node mode, any thread: start watching the student folder ``folder`` (a pod for it arrived)."""
+        self._commands.append(("scope", True, folder))
+        self._wake()
+
+    def workspace_dropped(self, folder: str) -> None:
+        """Node mode, any thread: stop watching ``folder`` (its last pod on this node is gone)."""
+        self._commands.append(("scope", False, folder))
         self._wake()
 
     def inject(self, event) -> None:
@@ -198,6 +213,8 @@ class Watcher:
                 self.debouncer.retry_at(cmd[1], time.monotonic() + cmd[2])
             elif cmd[0] == "event":
                 self._handle(cmd[1])
+            elif cmd[0] == "scope":
+                self._scope(cmd[1], cmd[2])
         if self.rescan_requested:
             reason, self.rescan_requested = self.rescan_requested, None
             self._full_scan(reason)
@@ -239,8 +256,10 @@ class Watcher:
                 if self._should_watch_dir(rel):
                     self.metrics.dir_scans.inc()
                     self._walk(rel, on_file=lambda f: self.debouncer.changed(f, now))
-            elif mask & (F.DELETE | F.MOVED_FROM):
+            elif mask & (F.DELETE | F.MOVED_FROM) and self._in_scope(rel):
                 self._dir_gone(rel, moved=bool(mask & F.MOVED_FROM))
+            if not parent:
+                self._count_workspaces()
             return
         if mask & (F.CLOSE_WRITE | F.MOVED_TO | F.CREATE):
             ident, reason = classify(self.rules, rel)
@@ -255,6 +274,33 @@ class Watcher:
             # because a file has one debounce entry and one pipeline worker.
             if classify(self.rules, rel)[0] is not None:
                 self.debouncer.changed(rel, now)
+
+    def _scope(self, added: bool, folder: str) -> None:
+        if self.only is None:
+            return
+        if added:
+            self.only.add(folder)
+            if folder not in self.dirs and (self.root / folder).is_dir():
+                # like a startup scan of that folder: edits made while no node watched it are found
+                seen: set[str] = set()
+                self._walk(folder, on_file=lambda rel: self.pipeline.submit(rel, scan=True), seen=seen)
+                for known in self.state.under(folder):
+                    if known not in seen:
+                        self.pipeline.submit(known, scan=True)
+        else:
+            self.only.discard(folder)
+            # its files stay in the state store: the folder is still on the volume, only not here
+            self._forget_dir(folder, remove_watches=True)
+        self._count_workspaces()
+
+    def _count_workspaces(self) -> None:
+        if self.only is not None:
+            self.metrics.workspaces.set(len(self.only))
+        else:
+            self.metrics.workspaces.set(sum(1 for d in self.dirs if d and "/" not in d))
+
+    def _in_scope(self, rel: str) -> bool:
+        return self.only is None or rel.split("/", 1)[0] in self.only
 
     def _dir_gone(self, rel: str, *, moved: bool) -> None:
         self._forget_dir(rel, remove_watches=moved)
@@ -284,6 +330,8 @@ class Watcher:
         if self.rules.is_ignored_dir(parts[-1]):
             return False
         if len(parts) == 1:  # a student directory: {course}-{section}-{student_id}
+            if self.only is not None and parts[0] not in self.only:
+                return False  # node mode: no pod of this student on this node
             try:
                 identity.parse_student_dir(parts[0])
             except identity.IdentityError:
@@ -396,9 +444,10 @@ class Watcher:
         self._walk("", on_file=lambda rel: self.pipeline.submit(rel, scan=True), seen=seen)
         gone = 0
         for rel in self.state.under(""):
-            if rel not in seen:
+            if rel not in seen and self._in_scope(rel):
                 gone += 1
                 self.pipeline.submit(rel, scan=True)
+        self._count_workspaces()
         log.info(
             "%s scan: %d tracked files, %d known files no longer present, %d directories watched, %d not "
             "watched (%.2f s)",

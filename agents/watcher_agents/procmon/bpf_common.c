@@ -133,4 +133,5 @@ static __always_inline int emit(void *ctx, void *data, u32 size, int wake) {
 #define stderr_on_exec(tgid) do {} while (0)
 #define stderr_on_fork(parent, child) do {} while (0)
 #define stderr_on_exit(tid) do {} while (0)
+#define stderr_on_last(ctx) do {} while (0)
 #endif

@@ -53,11 +53,15 @@ done:
     return 0;
 }
 
+// The old program's memory is still there: a stderr write waiting to be read again is read now
+// (bpf_stderr.c), never after the exec from the new program's memory.
 TRACEPOINT_PROBE(syscalls, sys_enter_execve) {
+    stderr_on_last(args);
     return capture_argv((const char *const *)args->argv);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_execveat) {
+    stderr_on_last(args);
     return capture_argv((const char *const *)args->argv);
 }
 

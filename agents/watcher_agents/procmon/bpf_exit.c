@@ -19,6 +19,7 @@ static __always_inline int fatal_by_default(int sig) {
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_exit_group) {
+    stderr_on_last(args);   // a write to stderr still to be read (bpf_stderr.c)
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     struct proc_state *s = tracked.lookup(&tgid);
     if (s && !(s->how & H_EXIT_GROUP)) {
@@ -29,6 +30,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_exit_group) {
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_exit) {
+    stderr_on_last(args);
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     struct proc_state *s = tracked.lookup(&tgid);
     if (s) {
@@ -56,6 +58,7 @@ TRACEPOINT_PROBE(signal, signal_deliver) {
     int sig = args->sig;
     if (!fatal_by_default(sig) || args->sa_handler != 0)
         return 0;
+    stderr_on_last(args);
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     struct proc_state *s = tracked.lookup(&tgid);
     if (s && !s->sig_delivered)
@@ -71,6 +74,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
     u8 how_extra = 0;
     if (!filtered_out(bpf_get_current_cgroup_id()))
         parents.delete(&tid);   // a task that never exec'd (or a thread)
+    stderr_on_last(args);       // too late where the memory is gone already (older kernels): dropped
     if (tid != tgid)
         stderr_on_exit(tid);    // a thread's inherited entry
 #ifdef HAVE_GROUP_DEAD

@@ -11,6 +11,12 @@
 // one event (F_STDERR_TRUNCATED) says so. Each event carries at most STDERR_CHUNK bytes: a longer
 // write is sent in several.
 
+// What it costs: only the entry of write and writev is hooked, never their exit. On every write of
+// every process the kernel runs the program: about 80 ns on the benchmark machine whatever the program
+// does, the price is the tracepoint's (bench/results/procmon.md, "Price of a hook on the write path").
+// The program rejects any fd but 2 with one comparison, and a write to fd 2 by a process with no
+// `capture` entry with one hash lookup. A second hook on the exit cost as much again, for every write.
+
 #define EV_STDERR 4
 #define F_STDERR_TRUNCATED 0x01
 #define STDERR_CHUNK 4096       // power of two: the verifier's bound for one copy
@@ -21,6 +27,7 @@ struct capture {
     u32 owner;                  // tgid whose record the writes join
     u32 sent;                   // bytes sent for this owner (kept on the owner's own entry)
     u32 truncated;              // the owner's budget ran out (the flag event was sent)
+    u32 retries;                // writes of this process waiting in stderr_retry (kept on its own entry)
 };
 
 struct stderr_event {
@@ -34,22 +41,28 @@ struct stderr_event {
 };
 
 BPF_TABLE("lru_hash", u32, struct capture, capture, 65536);
-// A write whose buffer could not be read at entry: a page the program has not touched yet (a string
+// A write whose buffer could not be read at its entry: a page the program has not touched yet (a string
 // literal in its first write) is only faulted in by the write itself, and a tracepoint cannot fault.
-// Read again at the write's exit, by thread id; `retries` (entries waiting) spares every other write's
-// exit the hash lookup.
+// Read again, by thread id, at the thread's next write to fd 2 (before that write: the order holds) or
+// at its end (exit, exit_group, a fatal signal, sched_process_exit, execve), whichever comes first, and never
+// at the write's own exit: hooking sys_exit_write would cost every write on the node. A page the write
+// faulted in was not touched by the program before, so it is read-only data (or a buffer never
+// written), and it still holds what was written. What is lost: the byte count the write returned (the
+// whole buffer is sent; a write that failed before copying fails to read here too), and the retry of a
+// thread killed by another thread's exit_group on a kernel that runs sched_process_exit after the
+// memory is gone.
 struct stderr_retry {
     u64 buf;                    // the part not sent yet
     u64 len;
-    u64 done;                   // bytes of the write before it (sent at entry)
 };
 BPF_TABLE("lru_hash", u32, struct stderr_retry, stderr_retry, 1024);
-BPF_ARRAY(stderr_retries, s64, 1);
 // One event under construction per CPU (too large for the 512-byte stack).
 BPF_PERCPU_ARRAY(stderr_scratch, struct stderr_event, 1);
 
-// exec (sched_process_exec, cgroup not filtered): its own owner unless it inherited one.
+// exec (sched_process_exec, cgroup not filtered): its own owner unless it inherited one. A write still
+// waiting to be read is dropped: its address was in the old program's memory (execve's entry read it).
 static __always_inline void stderr_on_exec(u32 tgid) {
+    stderr_retry.delete(&tgid);
     struct capture fresh = {};
     fresh.owner = tgid;
     capture.insert(&tgid, &fresh);      // no-op if an entry exists
@@ -68,6 +81,7 @@ static __always_inline void stderr_on_fork(u32 parent, u32 child) {
 
 static __always_inline void stderr_on_exit(u32 tid) {
     capture.delete(&tid);
+    stderr_retry.delete(&tid);
 }
 
 // The owner's budget ran out: one event says so.
@@ -88,13 +102,12 @@ static __always_inline void stderr_cut(void *ctx, struct stderr_event *e, struct
 
 // Sends `len` bytes of `buf` for `owner`, within its budget, a chunk per event. Returns 0 when the
 // budget has run out (nothing more of this write, or of this writev, is sent).
-static __always_inline int stderr_send(void *ctx, struct capture *budget, u32 pid, u32 owner,
-                                       const char *buf, u64 len, int at_entry) {
+static __always_inline int stderr_send(void *ctx, struct capture *writer, struct capture *budget, u32 pid,
+                                       u32 owner, const char *buf, u64 len, int at_entry) {
     int zero = 0;
     struct stderr_event *e = stderr_scratch.lookup(&zero);
     if (!e || budget->truncated)
         return 0;
-    u64 done = 0;
     for (int i = 0; i < STDERR_CHUNKS; i++) {
         if (len == 0)
             return 1;
@@ -119,25 +132,20 @@ static __always_inline int stderr_send(void *ctx, struct capture *budget, u32 pi
         e->owner = owner;
         if (bpf_probe_read_user(e->data, n, buf)) {
             __sync_fetch_and_add(&budget->sent, -n);
-            if (at_entry) {     // not faulted in yet: read the rest at the exit of the write
+            if (at_entry) {     // not faulted in yet: read the rest later (stderr_retry)
                 u32 tid = (u32)bpf_get_current_pid_tgid();
                 struct stderr_retry r = {};
                 r.buf = (u64)buf;
                 r.len = len;
-                r.done = done;
-                stderr_retry.update(&tid, &r);
-                int zero = 0;
-                s64 *waiting = stderr_retries.lookup(&zero);
-                if (waiting)
-                    __sync_fetch_and_add(waiting, 1);
+                if (stderr_retry.insert(&tid, &r) == 0)
+                    __sync_fetch_and_add(&writer->retries, 1);
             }
-            return 0;   // at the exit: the write failed (EFAULT), nothing was written
+            return 0;   // read again: the write failed before copying it, nothing was written
         }
         if (emit(ctx, e, offsetof(struct stderr_event, data) + n, 0))
             count(C_STDERR_LOST);
         buf += n;
         len -= n;
-        done += n;
     }
     if (len > 0) {      // longer than STDERR_CHUNKS chunks: the rest is cut
         stderr_cut(ctx, e, budget, pid, owner);
@@ -161,42 +169,40 @@ static __always_inline struct capture *stderr_writer(u32 tgid, struct capture **
     return c;
 }
 
+// The write of this thread waiting to be read again, if any (`writer`: the thread's process's entry).
+static __always_inline void stderr_retry_now(void *ctx, u32 tgid, struct capture *writer,
+                                             struct capture *budget) {
+    if (!writer->retries)
+        return;     // the common case: nothing waits
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct stderr_retry *r = stderr_retry.lookup(&tid);
+    if (!r)
+        return;     // another thread's (or evicted: this process's fd-2 writes keep one more lookup)
+    u64 buf = r->buf, len = r->len;
+    stderr_retry.delete(&tid);
+    __sync_fetch_and_add(&writer->retries, -1);
+    stderr_send(ctx, writer, budget, tgid, writer->owner, (const char *)buf, len, 0);
+}
+
+// The end of a thread (exit, exit_group, a fatal signal taken, sched_process_exit): its last chance.
+static __always_inline void stderr_on_last(void *ctx) {
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    struct capture *budget = NULL;
+    struct capture *c = stderr_writer(tgid, &budget);
+    if (c && budget)
+        stderr_retry_now(ctx, tgid, c, budget);
+}
+
 TRACEPOINT_PROBE(syscalls, sys_enter_write) {
     if (args->fd != 2)
-        return 0;
+        return 0;   // every other write on the node: this comparison only
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     struct capture *budget = NULL;
     struct capture *c = stderr_writer(tgid, &budget);
     if (!c || !budget)
         return 0;
-    stderr_send(args, budget, tgid, c->owner, (const char *)args->buf, args->count, 1);
-    return 0;
-}
-
-// The exit of a write whose buffer could not be read at its entry: the kernel has copied it by now.
-TRACEPOINT_PROBE(syscalls, sys_exit_write) {
-    int zero = 0;
-    s64 *waiting = stderr_retries.lookup(&zero);
-    if (!waiting || *waiting <= 0)
-        return 0;       // the common case: one array lookup
-    u64 pid_tgid = bpf_get_current_pid_tgid();
-    u32 tid = (u32)pid_tgid;
-    struct stderr_retry *r = stderr_retry.lookup(&tid);
-    if (!r)
-        return 0;
-    u64 buf = r->buf, len = r->len, done = r->done;
-    stderr_retry.delete(&tid);
-    __sync_fetch_and_add(waiting, -1);
-    if (args->ret <= (s64)done)
-        return 0;
-    if (len > (u64)args->ret - done)
-        len = (u64)args->ret - done;    // what was written of it
-    u32 tgid = pid_tgid >> 32;
-    struct capture *budget = NULL;
-    struct capture *c = stderr_writer(tgid, &budget);
-    if (!c || !budget)
-        return 0;
-    stderr_send(args, budget, tgid, c->owner, (const char *)buf, len, 0);
+    stderr_retry_now(args, tgid, c, budget);
+    stderr_send(args, c, budget, tgid, c->owner, (const char *)args->buf, args->count, 1);
     return 0;
 }
 
@@ -213,6 +219,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_writev) {
     struct capture *c = stderr_writer(tgid, &budget);
     if (!c || !budget)
         return 0;
+    stderr_retry_now(args, tgid, c, budget);
     u32 owner = c->owner;
     const struct stderr_iovec *vec = (const struct stderr_iovec *)args->vec;
     u64 vlen = args->vlen;
@@ -222,7 +229,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_writev) {
         struct stderr_iovec iov = {};
         if (bpf_probe_read_user(&iov, sizeof(iov), &vec[i]))
             return 0;
-        if (!stderr_send(args, budget, tgid, owner, iov.base, iov.len, 0))
+        if (!stderr_send(args, c, budget, tgid, owner, iov.base, iov.len, 0))
             return 0;
     }
     if (vlen > STDERR_IOVECS) {     // iovecs past the ones looked at: cut

@@ -133,7 +133,9 @@ class ProcmonSettings:
         parse=settings_spec.one_of({"on": True, "off": False}),
         doc="record what compiles and runs (and their children: cc1, ld) write to stderr (fd 2, never stdout), "
         "up to 16 KiB per process, `stderr_truncated` past it ([procmon.md](procmon.md#stderr-of-compiles-and-runs)); "
-        "eBPF only: the process connector cannot see writes and says so once at start",
+        "eBPF only: the process connector cannot see writes and says so once at start; costs every `write` on the "
+        "node about 90 ns of CPU ([procmon.md](procmon.md#stderr-of-compiles-and-runs)): `off` where write-heavy work "
+        "shares the node",
     )
     flush_timeout: float = config.flush_timeout()
 

@@ -239,11 +239,7 @@ class EbpfTracer:
             "syscalls/sys_enter_exit_group",
             "signal/signal_deliver",
             "signal/signal_generate",
-            *(
-                ("syscalls/sys_enter_write", "syscalls/sys_exit_write", "syscalls/sys_enter_writev")
-                if self.captures_stderr
-                else ()
-            ),
+            *(("syscalls/sys_enter_write", "syscalls/sys_enter_writev") if self.captures_stderr else ()),
         ):
             if not Path(tdir, "events", tp).is_dir():
                 raise TracerUnavailable(f"tracepoint {tp.replace('/', ':')} not found under {tdir}/events")

@@ -11,6 +11,7 @@ import argparse
 import hashlib
 import hmac
 import os
+import re
 import shutil
 import sys
 import textwrap
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from watcher_core import identity, settings_spec
+from watcher_core import __version__, identity, settings_spec
 from watcher_core.settings_spec import Setting
 
 from .. import settings
@@ -48,6 +49,9 @@ def _matching(rule, what: str):
         return raw
 
     return parse
+
+
+TERM_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,31}")
 
 
 def _assignment(raw: str) -> str:
@@ -120,6 +124,23 @@ OPTIONS = (
     ),
     Setting("until", flag="--until", parse=parse_time, metavar="TIME", doc="events before TIME (the same forms)"),
     Setting(
+        "term",
+        flag="--term",
+        parse=_matching(TERM_RE, "1-32 letters, digits, spaces, '.', '_' or '-' (e.g. 'Spring 2025' or 2025-1)"),
+        metavar="TERM",
+        default_doc="none",
+        doc="the term of the exported course (`TermID`, also in `CourseSectionID` as `<course>-<section>@TERM`: "
+        "ProgSnap2 sections must not share ids across terms)",
+    ),
+    settings_spec.pick(
+        settings.SETTINGS,
+        "idle_gap_seconds",
+        flag="--idle-gap-seconds",
+        metavar="S",
+        doc="a gap longer than this between a student's events on an assignment starts a new `SessionID`; "
+        "the backend's time-on-task setting, so sessions are the runs of counted time",
+    ),
+    Setting(
         "key",
         flag="--pseudonymize-key",
         env="WATCHER_EXPORT_PSEUDONYMIZE_KEY",
@@ -127,7 +148,8 @@ OPTIONS = (
         parse=settings_spec.min_length(16, "it is what protects the ids"),
         metavar="KEY",
         default_doc="off",
-        doc="`SubjectID` = HMAC-SHA256(KEY, student id) pseudonym; keep it secret, reuse it to link exports. "
+        doc="`SubjectID` = HMAC-SHA256(KEY, student id) pseudonym, and EventIDs keyed the same way; keep it "
+        "secret, reuse it to link exports. "
         "Prefer the variable: a flag is visible in `ps`",
     ),
     Setting(
@@ -213,16 +235,55 @@ def pseudonymizer(key: str | None):
     return lambda sid: "S" + hmac.new(secret, sid.encode(), hashlib.sha256).hexdigest()[:20]
 
 
+def event_pseudonymizer(key: str | None):
+    """EventIDs under the same key: a stored EventID is a plain hash of facts that can include the student id
+    (the old API's) or paths, so it could be matched by guessing; keyed, it cannot. Domain-separated from
+    the SubjectIDs, stable across exports with the same key."""
+    if key is None:
+        return lambda eid: eid
+    secret = key.encode()
+    return lambda eid: "E" + hmac.new(secret, b"event\x00" + eid.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def provenance(opts: settings_spec.Resolved, now: datetime | None = None) -> dict[str, str]:
+    """How the dataset was made, for DatasetMetadata (``X-`` properties) and the README: the tool, the
+    filters and window, and what was done to the ids. Never the key itself."""
+
+    def when(value: datetime | None) -> str:
+        return value.isoformat(timespec="seconds") if value is not None else ""
+
+    return {
+        "ExportedBy": f"JCode Watcher {__version__} (watcher export progsnap2)",
+        "ExportedAt": when(now or datetime.now(UTC)),
+        "FilterCourse": opts.course or "",
+        "FilterSection": opts.section or "",
+        "FilterAssignment": opts.assignment or "",
+        # The student filter as it appears in SubjectID: the pseudonym when ids are pseudonymised.
+        "FilterStudent": pseudonymizer(opts["key"])(opts.student) if opts.student else "",
+        "Since": when(opts["since"]),
+        "Until": when(opts["until"]),
+        "Term": opts.term or "",
+        "IdleGapSeconds": str(opts.idle_gap_seconds),
+        "SubjectIDs": "pseudonymised: S + the first 20 hex digits of HMAC-SHA256(key, student id)"
+        if opts["key"]
+        else "the institution's student ids (not pseudonymised)",
+        "EventIDs": "pseudonymised with the same key (HMAC-SHA256)" if opts["key"] else "as stored by Watcher",
+        "CommandLines": "included (X-Argv)" if opts.with_argv else "left out",
+    }
+
+
 # ------------------------------------------------------------------------------------------ reading
 
 
 def iter_events(
     engine, *, course=None, section=None, assignment=None, student=None, since=None, until=None, batch: int = 1000
 ) -> Iterator[dict[str, Any]]:
-    """Stored events, by student then time, as ``store.event_dict`` dicts; streamed in batches."""
-    from sqlalchemy import select
+    """Stored events, by student then time, as ``store.event_dict`` dicts; streamed in batches. With
+    ``since``, also the file events before it (saves, deletes, files over the limit)."""
+    from sqlalchemy import or_, select
 
     from .. import store
+    from . import progsnap2
 
     table = store.EVENT
     q = select(table)
@@ -235,7 +296,9 @@ def iter_events(
         if value is not None:
             q = q.where(table.c[column] == value)
     if since is not None:
-        q = q.where(table.c.timestamp >= since)
+        # File events before the window come too (the writer only folds them into the folders), so the
+        # window's CodeStates hold the files saved before it.
+        q = q.where(or_(table.c.timestamp >= since, table.c.type.in_(progsnap2.FILE_EVENT_TYPES)))
     if until is not None:
         q = q.where(table.c.timestamp < until)
     q = q.order_by(table.c.student_id, table.c.timestamp, table.c.id)
@@ -304,7 +367,12 @@ def main(argv: list[str] | None = None) -> int:
             opts["out"],
             opts["snapshot_dir"],
             subject_id=pseudonymizer(opts["key"]),
+            event_id=event_pseudonymizer(opts["key"]),
             with_argv=opts.with_argv,
+            term=opts.term,
+            idle_gap_seconds=opts.idle_gap_seconds,
+            since=opts["since"],
+            provenance=provenance(opts),
             progress=progress,
         )
     except SQLAlchemyError as exc:

@@ -18,6 +18,7 @@ from sqlalchemy import update
 from sqlmodel import Session
 
 from support.backend import run_backend, wire_event
+from support.progsnap2_spec import assert_valid_dataset
 from watcher_backend import db
 from watcher_backend.models import TOKEN_TABLE
 from watcher_core import snapshots
@@ -299,3 +300,4 @@ def test_a_secret_in_a_command_line_is_replaced_alike_in_the_api_the_old_api_and
     rows = list(csv.DictReader((out / "MainTable.csv").open(newline="", encoding="utf-8")))
     assert [json.loads(r["X-Argv"]) for r in rows if r["X-Argv"]] == [shown]
     assert "Hunter2" not in (out / "MainTable.csv").read_text(encoding="utf-8")
+    assert_valid_dataset(out)  # every export the suite writes is checked against the ProgSnap2 spec

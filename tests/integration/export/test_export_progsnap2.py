@@ -6,13 +6,16 @@ real CLI (a subprocess) exports the database and snapshot store, and the dataset
 from __future__ import annotations
 
 import csv
+import shutil
 import subprocess
 import sys
+import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from support.progsnap2_spec import every_export_is_valid  # noqa: F401  (autouse: validates every export)
 from watcher_backend.export import progsnap2
 from watcher_core import snapshots, wire
 
@@ -144,6 +147,8 @@ def exported(tmp_path_factory, export_backend):
                 "--pseudonymize-key",
                 "k" * 20,
                 "--with-argv",
+                "--term",
+                "Spring 2025",
             ],
             capture_output=True,
             text=True,
@@ -161,7 +166,7 @@ def test_export_succeeds_and_reports(exported):
     out, proc, _, os_proc, _, _ = exported
     assert proc.returncode == 0, proc.stderr
     assert os_proc.returncode == 0, os_proc.stderr
-    assert "wrote 12 rows from 11 events" in proc.stderr
+    assert "wrote 15 rows from 11 events" in proc.stderr
     assert sorted(p.name for p in out.iterdir()) == [
         "CodeStates",
         "DatasetMetadata.csv",
@@ -169,6 +174,7 @@ def test_export_succeeds_and_reports(exported):
         "MainTable.csv",
         "README.md",
     ]
+    assert sorted(p.name for p in (out / "LinkTables").iterdir()) == ["LoggingErrors.csv", "PartialCodeStates.csv"]
 
 
 def test_metadata(exported):
@@ -178,6 +184,20 @@ def test_metadata(exported):
     assert meta["EventOrderScopeColumns"] == "SubjectID"
     assert meta["CodeStateRepresentation"] == "Directory"
     assert meta["Version"] == progsnap2.PROGSNAP2_VERSION
+    # provenance: the tool, the filters and the window, what was done to the ids
+    assert meta["X-ExportedBy"].startswith("JCode Watcher ")
+    assert (meta["X-FilterCourse"], meta["X-FilterSection"], meta["X-Since"], meta["X-Term"]) == (
+        "data-structure",
+        "",
+        "",
+        "",
+    )
+    assert meta["X-SubjectIDs"].startswith("the institution's student ids")
+    assert meta["X-IdleGapSeconds"] == "300"
+    os_meta = {r["Property"]: r["Value"] for r in read(exported[2] / "DatasetMetadata.csv")}
+    assert os_meta["X-SubjectIDs"].startswith("pseudonymised") and "k" * 20 not in str(os_meta)
+    assert os_meta["X-CommandLines"] == "included (X-Argv)"
+    assert "X-FilterAssignment`: hw2" in (exported[2] / "README.md").read_text()
 
 
 def test_main_table_rows(exported):
@@ -185,52 +205,61 @@ def test_main_table_rows(exported):
     assert list(rows[0].keys()) == progsnap2.COLUMNS
     assert [(r["EventType"], r["CodeStateSection"]) for r in rows] == [
         ("File.Edit", "main.c"),
+        ("File.Save", "main.c"),
         ("File.Edit", "inc/defs.h"),
+        ("File.Save", "inc/defs.h"),
         ("Compile", "main.c"),
         ("Run.Program", "main"),
         ("File.Edit", "main.c"),
+        ("File.Save", "main.c"),
         ("Compile", "main.c"),
         ("Compile.Error", "main.c"),
         ("Run.Program", "main"),
-        ("File.Edit", "data.c"),
+        ("File.Save", "data.c"),
         ("File.Delete", "data.c"),
         ("File.Delete", "inc/defs.h"),
-        ("File.Edit", "notes.c"),
+        ("File.Save", "notes.c"),
     ]  # the legacy save is at 10:15 KST = 01:15 UTC, after the delete at 01:10
+    by_id = {r["EventID"]: r for r in rows}
     assert {r["SubjectID"] for r in rows} == {"000123"}
     assert [int(r["Order"]) for r in rows] == list(range(1, len(rows) + 1))
-    assert rows[2]["CompileResult"] == "Success" and rows[5]["CompileResult"] == "Error"
-    err = rows[6]
-    assert (err["ParentEventID"], err["IsFabricatedEvent"]) == (rows[5]["EventID"], "true")
-    assert (
-        rows[3]["ExecutionResult"] == "Success"
-        and rows[7]["ExecutionResult"] == "Error"
-        and rows[7]["X-Signal"] == "11"
-    )
-    assert rows[8]["CodeStateID"] == "" and rows[8]["LoggingErrorID"] == "content-not-kept"
-    assert rows[11]["LoggingErrorID"] == "content-not-recorded" and rows[11]["X-Source"] == "legacy"
+    compiles = [r for r in rows if r["EventType"] == "Compile"]
+    assert [c["CompileResult"] for c in compiles] == ["Success", "Error"]
+    err = by_id[compiles[1]["EventID"] + ":error"]
+    assert (err["ParentEventID"], err["IsFabricatedEvent"]) == (compiles[1]["EventID"], "true")
+    runs = [r for r in rows if r["EventType"] == "Run.Program"]
+    assert [(r["ExecutionResult"], r["X-Signal"]) for r in runs] == [("Success", ""), ("Error", "11")]
+    big = rows[11]
+    assert (big["CodeStateID"], big["LoggingErrorID"]) == ("", "content-not-kept")
+    assert rows[14]["LoggingErrorID"] == "content-not-recorded" and rows[14]["X-Source"] == "legacy"
     assert rows[0]["ClientTimestamp"] == "2025-03-02T01:01:00.000+00:00"
     assert rows[0]["ServerTimestamp"] != ""
     assert all(r["CourseID"] == "data-structure" and r["CourseSectionID"] == "data-structure-2" for r in rows)
     assert all(r["X-Argv"] == "" for r in rows)
+    # one minute apart, under the 300 s idle gap: one session, named after its first event; the legacy save
+    # comes hours later (the ClientTimestamp above), after a break: a session of its own
+    assert {r["SessionID"] for r in rows[:14]} == {"session:" + rows[1]["EventID"]}
+    assert rows[14]["SessionID"] == "session:" + rows[14]["EventID"]
+    assert rows[14]["ClientTimestamp"] > rows[13]["ClientTimestamp"]
 
 
 def test_code_states_hold_the_folder_after_each_event(exported):
     out = exported[0]
     rows = read(out / "MainTable.csv")
+    saves = {r["EventID"].rsplit("-", 1)[1]: r for r in rows if r["EventType"] in ("File.Save", "File.Delete")}
     states = out / "CodeStates"
 
     def folder(row):
         d = states / row["CodeStateID"]
         return {str(p.relative_to(d)): p.read_bytes() for p in d.rglob("*") if p.is_file()}
 
-    assert folder(rows[0]) == {"main.c": A1}
-    assert folder(rows[1]) == {"main.c": A1, "inc/defs.h": H1}
-    assert rows[2]["CodeStateID"] == rows[1]["CodeStateID"]  # what was compiled
-    assert folder(rows[4]) == {"main.c": A2, "inc/defs.h": H1}
-    assert rows[5]["CodeStateID"] == rows[6]["CodeStateID"] == rows[4]["CodeStateID"]
-    assert rows[9]["CodeStateID"] == rows[4]["CodeStateID"]  # data.c gone: the folder is known again
-    assert folder(rows[10]) == {"main.c": A2}
+    assert folder(saves["0001"]) == {"main.c": A1}
+    assert folder(saves["0002"]) == {"main.c": A1, "inc/defs.h": H1}
+    assert rows[4]["CodeStateID"] == saves["0002"]["CodeStateID"]  # what was compiled
+    assert folder(saves["0005"]) == {"main.c": A2, "inc/defs.h": H1}
+    assert rows[8]["CodeStateID"] == rows[9]["CodeStateID"] == saves["0005"]["CodeStateID"]
+    assert saves["0009"]["CodeStateID"] == saves["0005"]["CodeStateID"]  # data.c gone: the folder is whole again
+    assert folder(saves["0010"]) == {"main.c": A2}
     every = {r["CodeStateID"] for r in rows if r["CodeStateID"]}
     assert {p.name for p in states.iterdir()} == every
     errors = read(out / "LinkTables" / "LoggingErrors.csv")
@@ -239,8 +268,17 @@ def test_code_states_hold_the_folder_after_each_event(exported):
 
 def test_filters_pseudonyms_and_argv(exported):
     rows = read(exported[2] / "MainTable.csv")
-    assert [(r["EventType"], r["CourseID"], r["AssignmentID"]) for r in rows] == [("File.Edit", "os", "os:hw2")]
+    assert [(r["EventType"], r["CourseID"], r["AssignmentID"]) for r in rows] == [
+        ("File.Edit", "os", "os:hw2"),
+        ("File.Save", "os", "os:hw2"),
+    ]
     assert rows[0]["SubjectID"].startswith("S") and "000124" not in rows[0]["SubjectID"]
+    assert {(r["TermID"], r["CourseSectionID"]) for r in rows} == {("Spring 2025", "os-2@Spring 2025")}
+    # pseudonymised subjects get keyed EventIDs too (a stored one is a plain hash of facts); the edit row
+    # derived from the save keeps pointing at it
+    assert rows[1]["EventID"].startswith("E") and "ev-export" not in rows[1]["EventID"]
+    assert rows[0]["EventID"] == rows[1]["EventID"] + ":edit"
+    assert rows[1]["SessionID"] == "session:" + rows[0]["EventID"].removesuffix(":edit")
     assert (exported[2] / "CodeStates" / rows[0]["CodeStateID"] / "solve.py").read_bytes() == PY
 
 
@@ -273,7 +311,14 @@ def test_since_until_and_bad_options(exported, tmp_path):
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    assert [r["EventType"] for r in read(tmp_path / "window" / "MainTable.csv")] == ["Compile", "Run.Program"]
+    window = read(tmp_path / "window" / "MainTable.csv")
+    assert [r["EventType"] for r in window] == ["Compile", "Run.Program"]
+    # the files saved before the window are in its CodeStates: the same CodeState as in the full export
+    full = read(exported[0] / "MainTable.csv")
+    assert [r["CodeStateID"] for r in window] == [full[4]["CodeStateID"], full[5]["CodeStateID"]] != ["", ""]
+    assert {p.name for p in (tmp_path / "window" / "CodeStates").iterdir()} == {full[4]["CodeStateID"]}
+    meta = {r["Property"]: r["Value"] for r in read(tmp_path / "window" / "DatasetMetadata.csv")}
+    assert (meta["X-Since"], meta["X-Until"]) == ("2025-03-02T01:03:00+00:00", "2025-03-02T01:05:00+00:00")
 
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
@@ -284,6 +329,8 @@ def test_since_until_and_bad_options(exported, tmp_path):
         (["--out", str(tmp_path / "a"), "--course", "bad course"], "--course"),
         (["--out", str(tmp_path / "full")], "--out"),
         (["--out", str(tmp_path / "a"), "--pseudonymize-key", "short"], "--pseudonymize-key"),
+        (["--out", str(tmp_path / "a"), "--term", "Spring/2025"], "--term"),
+        (["--out", str(tmp_path / "a"), "--idle-gap-seconds", "0"], "--idle-gap-seconds"),
         ([], "--out"),
     ]
     for extra, option in cases:
@@ -367,7 +414,7 @@ def test_force_replaces_an_earlier_export(exported, tmp_path):
     proc = subprocess.run(base + ["--course", "algo", "--force"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     rows = read(out / "MainTable.csv")
-    assert [r["CourseID"] for r in rows] == ["algo"]
+    assert [(r["EventType"], r["CourseID"]) for r in rows] == [("File.Edit", "algo"), ("File.Save", "algo")]
     assert {p.name for p in (out / "CodeStates").iterdir()} == {rows[0]["CodeStateID"]}
 
 
@@ -390,4 +437,48 @@ def test_code_states_are_whole_contents_from_a_compressed_and_mixed_store(tmp_pa
     rows = read(tmp_path / "out" / "MainTable.csv")
     states = tmp_path / "out" / "CodeStates"
     assert stats.missing_snapshots == 0 and stats.files_copied == 2
-    assert [(states / r["CodeStateID"] / "main.c").read_bytes() for r in rows] == [v1, v2]
+    saves = [r for r in rows if r["EventType"] == "File.Save"]
+    assert [(states / r["CodeStateID"] / "main.c").read_bytes() for r in saves] == [v1, v2]
+
+
+def test_partial_and_empty_code_states_survive_zip_and_git(tmp_path):
+    """A file over the size limit leaves later CodeStates partial (the other files, marked and listed), not
+    blank; a folder with every file deleted is a CodeState that survives zip and git (its placeholder)."""
+    store = tmp_path / "store"
+    events = [
+        save(1, "main.c", A1, store),
+        wire.FileTooLarge(source="filemon", path="big.c", size=5_000_000, limit=1_048_576, **common(2)),
+        compile_(3, 0),
+        wire.FileDelete(source="filemon", path="main.c", **common(4)),
+        wire.FileDelete(source="filemon", path="big.c", **common(5)),
+        compile_(6, 1),
+    ]
+    out = tmp_path / "dataset"
+    progsnap2.write_dataset([e.model_dump() for e in events], out, store)
+    rows = {r["EventID"].rsplit("-", 1)[1] + r["EventID"].partition(":")[2]: r for r in read(out / "MainTable.csv")}
+    partial, empty = rows["0003"], rows["0005"]
+    assert (rows["0002"]["CodeStateID"], rows["0002"]["LoggingErrorID"]) == ("", "content-not-kept")
+    assert partial["CodeStateID"] != "" and partial["X-CodeStateIsPartial"] == "true"
+    # after main.c is deleted the folder holds only big.c, of unknown content: partial too, and no file known
+    only_big = rows["0004"]["CodeStateID"]
+    assert read(out / "LinkTables" / "PartialCodeStates.csv") == [
+        {"CodeStateID": cid, "MissingFile": "big.c", "LoggingErrorID": "content-not-kept"}
+        for cid in (partial["CodeStateID"], only_big)
+    ]
+    assert [p.name for p in (out / "CodeStates" / partial["CodeStateID"]).iterdir()] == ["main.c"]
+    assert rows["0006"]["CodeStateID"] == empty["CodeStateID"] and empty["X-CodeStateIsPartial"] == ""
+    placeholder = [progsnap2.EMPTY_CODE_STATE_PLACEHOLDER]
+    assert [p.name for p in (out / "CodeStates" / empty["CodeStateID"]).iterdir()] == placeholder
+
+    archive = shutil.make_archive(str(tmp_path / "dataset"), "zip", out)
+    with zipfile.ZipFile(archive) as z:
+        z.extractall(tmp_path / "unzipped")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "-c", "init.defaultBranch=main"]
+    subprocess.run([*git, "init", "-q", str(out)], check=True)
+    subprocess.run([*git, "-C", str(out), "add", "-A"], check=True)
+    subprocess.run([*git, "-C", str(out), "commit", "-q", "-m", "dataset"], check=True)
+    subprocess.run([*git, "clone", "-q", str(out), str(tmp_path / "cloned")], check=True)
+    shutil.rmtree(tmp_path / "cloned" / ".git")
+    for copy in (tmp_path / "unzipped", tmp_path / "cloned"):
+        assert [p.name for p in (copy / "CodeStates" / empty["CodeStateID"]).iterdir()] == placeholder
+        # (the autouse check validates both copies as datasets too)

@@ -81,9 +81,10 @@ def running_filemon(
     extra: list[str] = (),
     before_start=None,
     collector_options: dict | None = None,
+    kube=None,
 ):
     """filemon in this process (so tests can read its metrics and inject faults). ``collector_options``
-    go to its snapshot collector (e.g. ``{"initial_delay": 0}``)."""
+    go to its snapshot collector (e.g. ``{"initial_delay": 0}``); ``kube``: the API server of node mode."""
     args = build_parser().parse_args(filemon_argv(root, state_dir, backend, extra=list(extra)))
     env = filemon_env(backend)
     settings = config.resolve(args, agent="filemon", env=env)
@@ -94,6 +95,7 @@ def running_filemon(
         metrics_host="127.0.0.1",
         sender_options={"backoff_base": 0.05, "backoff_cap": 1.0, "idle_wait": 0.2},
         collector_options=collector_options,
+        kube=kube,
     )
     if before_start:
         before_start(agent)

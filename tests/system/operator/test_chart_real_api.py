@@ -90,6 +90,30 @@ def test_chart_installs_and_its_service_account_can_run_the_operator(cluster, ku
         cluster.kubectl("-n", ns, "wait", "--for=condition=Ready", "--timeout=60s", "watcherdeployment/watcher")
         assert "created Deployment watcher-backend" in first.output()
         assert "created Deployment watcher-backend" not in second.output()
+        # node scope: the chart's account may grant filemon its pod-reading Role (RBAC refuses to let anyone
+        # grant rules it does not hold itself)
+        apply(cluster, minimal(ns, filemon={"scope": "node"}))
+        wait_for(
+            lambda: kube.get("rbac.authorization.k8s.io/v1", "RoleBinding", ns, "watcher-filemon-pods"),
+            60,
+            "filemon's Role granted by the chart's service account",
+        )
+        can_watch = cluster.kubectl(
+            "auth", "can-i", "watch", "pods", "-n", ns, f"--as=system:serviceaccount:{ns}:watcher-filemon", check=False
+        )
+        assert can_watch.stdout.strip() == "yes"
+        for verb, resource in (("delete", "pods"), ("list", "secrets"), ("create", "pods/exec")):
+            denied = cluster.kubectl(
+                "auth",
+                "can-i",
+                verb,
+                resource,
+                "-n",
+                ns,
+                f"--as=system:serviceaccount:{ns}:watcher-filemon",
+                check=False,
+            )
+            assert denied.stdout.strip() == "no", (verb, resource)
         for op in (first, second):
             out = op.output()
             # RBAC refusals show as kopf's APIForbiddenError / "Forbidden" ("403" alone would also match a

@@ -283,9 +283,15 @@ def test_update_drift_repair_and_garbage_collection(cluster, namespace, kube, ru
     wait_for(lambda: kube.get("apps/v1", "DaemonSet", namespace, "watcher-filemon") is None, 30, "filemon removed")
     wait_for(lambda: kube.get("v1", "Service", namespace, "watcher-filemon") is None, 30, "filemon svc removed")
     assert kube.get("v1", "PersistentVolumeClaim", namespace, "watcher-filemon-storage-pvc") is not None
-    assert kube.get("apps/v1", "DaemonSet", namespace, "watcher-procmon")["spec"]["template"]["spec"]["containers"][0][
-        "image"
-    ].endswith("watcher-procmon:1.1.0")
+    # procmon follows once the backend has rolled out (the rollout order: backend first)
+    mark_ready(kube, namespace)
+    wait_for(
+        lambda: kube.get("apps/v1", "DaemonSet", namespace, "watcher-procmon")["spec"]["template"]["spec"][
+            "containers"
+        ][0]["image"].endswith("watcher-procmon:1.1.0"),
+        30,
+        "procmon upgraded after the backend",
+    )
     wait_for(lambda: (condition(kube, namespace, "FilemonReady") or {}).get("reason") == "Disabled", 30)
     assert cluster.kubectl("-n", namespace, "get", "wd", "watcher", "--no-headers").stdout.split()[3] == "disabled"
 
@@ -327,6 +333,110 @@ def test_update_drift_repair_and_garbage_collection(cluster, namespace, kube, ru
         pvc = kube.get("v1", "PersistentVolumeClaim", namespace, claim)
         assert pvc is not None and not pvc["metadata"].get("deletionTimestamp"), claim
     assert "Traceback" not in op.output()
+
+
+def _image(kube: Kube, ns: str, kind: str, name: str) -> str:
+    return kube.get("apps/v1", kind, ns, name)["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def test_an_upgrade_rolls_out_the_backend_before_the_agents(cluster, namespace, kube, run_operator):
+    prepare(cluster, namespace)
+    op = run_operator(namespace, "--standalone")
+    apply(cluster, minimal(namespace))
+    wait_for(lambda: children_ready(kube, namespace), 60, "children")
+    mark_ready(kube, namespace)
+    wait_for(lambda: (condition(kube, namespace, "Ready") or {}).get("status") == "True", 30, "Ready")
+    old_tag = _image(kube, namespace, "DaemonSet", "watcher-filemon").rsplit(":", 1)[1]
+
+    doc = minimal(namespace)
+    doc["spec"]["image"]["tag"] = "9.9.9"
+    apply(cluster, doc)
+    wait_for(lambda: _image(kube, namespace, "Deployment", "watcher-backend").endswith(":9.9.9"), 30, "backend first")
+    wait_for(
+        lambda: (condition(kube, namespace, "Progressing") or {}).get("reason") == "AgentsWaitForBackend",
+        30,
+        "Progressing=AgentsWaitForBackend",
+    )
+    progressing = condition(kube, namespace, "Progressing")
+    assert progressing["status"] == "True" and f"filemon at {old_tag}" in progressing["message"]
+    # the backend's new pods are not available yet: the agents stay at the old version, resyncs included
+    time.sleep(3)
+    for ds in ("watcher-filemon", "watcher-procmon"):
+        assert _image(kube, namespace, "DaemonSet", ds).endswith(f":{old_tag}"), ds
+    # half-way: one replica updated, the old pod still there (a surge) -> still held
+    dep = kube.get("apps/v1", "Deployment", namespace, "watcher-backend")
+    kube.merge_patch(
+        "apps/v1",
+        "Deployment",
+        namespace,
+        "watcher-backend",
+        {
+            "status": {
+                "observedGeneration": dep["metadata"]["generation"],
+                "replicas": 2,
+                "updatedReplicas": 1,
+                "readyReplicas": 2,
+                "availableReplicas": 2,
+            }
+        },
+        subresource="status",
+    )
+    time.sleep(2)
+    assert _image(kube, namespace, "DaemonSet", "watcher-filemon").endswith(f":{old_tag}")
+    # rolled out: the backend's status event releases the agents at once
+    mark_ready(kube, namespace)
+    for ds in ("watcher-filemon", "watcher-procmon"):
+        wait_for(lambda: _image(kube, namespace, "DaemonSet", ds).endswith(":9.9.9"), 30, f"{ds} released")
+    mark_ready(kube, namespace)
+    wait_for(
+        lambda: (condition(kube, namespace, "Progressing") or {}).get("reason") == "RolloutComplete",
+        30,
+        "Progressing=False",
+    )
+    assert condition(kube, namespace, "Degraded")["status"] == "False"
+    assert "Traceback" not in op.output()
+
+
+def test_node_scope_grants_filemon_pod_reads_in_the_students_namespace_and_takes_them_back(
+    cluster, namespace, kube, run_operator
+):
+    prepare(cluster, namespace)
+    students = f"{namespace}-students"
+    cluster.kubectl("create", "namespace", students)
+    try:
+        op = run_operator(namespace, "--standalone")
+        spec = {"scope": "node", "studentPods": {"namespace": students, "labels": {"role": "student"}}}
+        apply(cluster, minimal(namespace, filemon=spec))
+        rbac = "rbac.authorization.k8s.io/v1"
+        wait_for(lambda: kube.get(rbac, "RoleBinding", students, "watcher-filemon-pods"), 60, "RoleBinding")
+        role = kube.get(rbac, "Role", students, "watcher-filemon-pods")
+        assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+        account = f"system:serviceaccount:{namespace}:watcher-filemon"
+        assert kube.get("v1", "ServiceAccount", namespace, "watcher-filemon") is not None
+        can = cluster.kubectl("auth", "can-i", "watch", "pods", "-n", students, f"--as={account}", check=False)
+        assert can.stdout.strip() == "yes"
+        elsewhere = cluster.kubectl("auth", "can-i", "list", "pods", "-n", namespace, f"--as={account}", check=False)
+        assert elsewhere.stdout.strip() == "no"
+        ds = kube.get("apps/v1", "DaemonSet", namespace, "watcher-filemon")["spec"]["template"]["spec"]
+        assert ds["serviceAccountName"] == "watcher-filemon"
+        env = {e["name"]: e.get("value") for e in ds["containers"][0]["env"]}
+        assert env["WATCHER_POD_NAMESPACE"] == students and env["WATCHER_POD_SELECTOR"] == "role=student"
+        # a Role deleted by hand comes back
+        cluster.kubectl("-n", students, "delete", "role", "watcher-filemon-pods")
+        wait_for(lambda: kube.get(rbac, "Role", students, "watcher-filemon-pods"), 60, "Role repaired")
+        # back to the whole volume: the grant is taken back (pruned by labels: no owner reference there)
+        apply(cluster, minimal(namespace, filemon={"scope": "volume", "studentPods": {"namespace": students}}))
+        for kind in ("Role", "RoleBinding"):
+            wait_for(lambda: kube.get(rbac, kind, students, "watcher-filemon-pods") is None, 60, f"{kind} pruned")
+        wait_for(lambda: kube.get("v1", "ServiceAccount", namespace, "watcher-filemon") is None, 60, "SA pruned")
+        ds = kube.get("apps/v1", "DaemonSet", namespace, "watcher-filemon")["spec"]["template"]["spec"]
+        assert ds.get("automountServiceAccountToken") is False
+        # no pod may name the deleted account (its pods could not be created)
+        assert ds.get("serviceAccountName", "default") == "default", ds.get("serviceAccountName")
+        assert ds.get("serviceAccount", "default") == "default", ds.get("serviceAccount")
+        assert "Traceback" not in op.output()
+    finally:
+        cluster.kubectl("delete", "namespace", students, "--wait=false", check=False)
 
 
 def test_delete_claims_on_delete_removes_data_claims(cluster, namespace, kube, run_operator):

@@ -37,6 +37,18 @@ int main(void) {
 }
 """
 
+# Their only stderr write is of a string literal, likely on a page the program never touched (the write
+# faults it in, a tracepoint cannot): read again at the process's end, exit_group or the fatal signal.
+LAST_WORDS = r"""
+#include <unistd.h>
+int main(void) { write(2, "last words\n", 11); return 3; }
+"""
+DIES = r"""
+#include <stdlib.h>
+#include <unistd.h>
+int main(void) { write(2, "before abort\n", 13); abort(); }
+"""
+
 
 def outbox(pm: Procmon) -> list[dict]:
     db = sqlite3.connect(str(pm.state / "outbox.sqlite3"))
@@ -104,6 +116,20 @@ def test_write_writev_and_stdio_are_captured_never_stdout(capturing, container):
     assert "to stdout" not in tb
     compile_ = events_of(pm, 1, student_id="202400102", type="process.compile")[0]
     assert (compile_["stderr"], compile_["stderr_truncated"]) == ("", False)
+
+
+def test_a_last_write_is_captured_when_the_process_ends_or_is_killed(capturing, container):
+    pm, ws = capturing
+    hw = ws / "os-1-202400105" / "hw1"
+    write(hw / "last.c", LAST_WORDS)
+    write(hw / "dies.c", DIES)
+    c = container("last")
+    assert c.sh(f"{GCC} last.c -o last && {GCC} dies.c -o dies", hw).returncode == 0
+    assert c.sh("./last", hw).returncode == 3
+    assert c.sh("./dies", hw).returncode != 0
+    runs = {e["target"]: e for e in events_of(pm, 2, student_id="202400105", type="process.run")}
+    assert (runs["last"]["stderr"], runs["last"]["exit_code"]) == ("last words\n", 3)
+    assert (runs["dies"]["stderr"], runs["dies"]["signal"]) == ("before abort\n", 6)
 
 
 def test_more_than_16_kib_is_cut_flagged_and_counted(capturing, container):

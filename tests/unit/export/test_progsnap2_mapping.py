@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from support.progsnap2_spec import assert_valid_rows
+from watcher_backend import store
 from watcher_backend.export import progsnap2 as ps
 
 GOLDEN = Path(__file__).parent / "golden" / "main_table.csv"
@@ -93,6 +95,7 @@ def to_csv(rows):
 
 def test_main_table_matches_golden_file():
     rows, _, _ = map_all(EVENTS)
+    assert_valid_rows(rows, logging_errors=ps.LOGGING_ERRORS)
     text = to_csv(rows)
     if os.environ.get("UPDATE_GOLDEN"):
         GOLDEN.write_text(text, encoding="utf-8")
@@ -101,28 +104,38 @@ def test_main_table_matches_golden_file():
 
 def test_key_facts_of_the_mapping():
     rows, states, mapper = map_all(EVENTS)
+    assert_valid_rows(rows, logging_errors=ps.LOGGING_ERRORS)
     by_id = {r["EventID"]: r for r in rows}
     types = [r["EventType"] for r in rows]
     assert types == [
         "File.Edit",
+        "File.Save",
         "File.Edit",
+        "File.Save",
         "Compile",
         "Compile",
         "Compile.Error",
         "Run.Program",
         "Run.Program",
         "File.Edit",
+        "File.Save",
         "File.Edit",
-        "File.Edit",
+        "File.Save",
+        "File.Save",  # too large: a save, no edit is observable
         "Run.Program",
         "File.Delete",
-        "File.Edit",
-        "File.Edit",
+        "File.Save",  # legacy: size only, no edit is observable
+        "File.Edit",  # snapshot missing: the hash changed, so an edit is observed
+        "File.Save",
         "File.Delete",
         "File.Edit",
+        "File.Save",
     ]
     assert [int(r["Order"]) for r in rows] == list(range(1, len(rows) + 1))
     assert len({r["EventID"] for r in rows}) == len(rows)
+    edit, save = by_id["ev-0001-test:edit"], by_id["ev-0001-test"]
+    assert (edit["EditType"], edit["IsFabricatedEvent"], save["EditType"]) == ("GenericEdit", "true", "")
+    assert edit["CodeStateID"] == save["CodeStateID"] != ""
     ok, bad, err = by_id["ev-0003-test"], by_id["ev-0004-test"], by_id["ev-0004-test:error"]
     assert (ok["CompileResult"], ok["CompileMessageType"]) == ("Success", "Success")
     assert bad["CompileResult"] == "Error"
@@ -136,41 +149,107 @@ def test_key_facts_of_the_mapping():
         == by_id["ev-0002-test"]["CodeStateID"]
         == ps.code_state_id({"a.c": SHA_A1, "src/b.h": SHA_B1})
     )
-    # returning to an earlier folder reuses its CodeStateID and does not write it again
+    # returning to an earlier folder reuses its CodeStateID and does not write it again; it is still an edit
     assert by_id["ev-0008-test"]["CodeStateID"] == ok["CodeStateID"]
-    assert [cid for cid, _ in states] == [
-        ps.code_state_id({"a.c": SHA_A1}),
-        ps.code_state_id({"a.c": SHA_A1, "src/b.h": SHA_B1}),
-        ps.code_state_id({"a.c": SHA_A2, "src/b.h": SHA_B1}),
-    ]
+    assert by_id["ev-0008-test:edit"]["EditType"] == "GenericEdit"
     big = by_id["ev-0009-test"]
-    assert (big["EventType"], big["CodeStateID"], big["LoggingErrorID"]) == ("File.Edit", "", "content-not-kept")
-    assert by_id["ev-0010-test"]["CodeStateID"] == ""  # folder not fully known while big.c is unknown
-    assert by_id["ev-0011-test"]["CodeStateID"] == ok["CodeStateID"]  # deleting it makes the folder known again
+    assert (big["EventType"], big["CodeStateID"], big["LoggingErrorID"]) == ("File.Save", "", "content-not-kept")
+    assert big["X-CodeStateIsPartial"] == ""  # no CodeState, so nothing is partial
+    # the run after it sees the other files (a partial CodeState, marked), not a blank
+    partial = by_id["ev-0010-test"]
+    assert partial["CodeStateID"] == ps.code_state_id({"a.c": SHA_A1, "src/b.h": SHA_B1, "big.c": None})
+    assert partial["X-CodeStateIsPartial"] == "true"
+    assert by_id["ev-0011-test"]["CodeStateID"] == ok["CodeStateID"]  # deleting it makes the folder whole again
+    assert by_id["ev-0011-test"]["X-CodeStateIsPartial"] == ""
     assert by_id["ev-0012-test"]["LoggingErrorID"] == "content-not-recorded"
     assert by_id["ev-0013-test"]["LoggingErrorID"] == "snapshot-missing"
     assert by_id["ev-0015-test"]["SubjectID"] == "000124"
+    assert [(s.id, s.files, s.missing) for s in states] == [
+        (ps.code_state_id({"a.c": SHA_A1}), {"a.c": SHA_A1}, {}),
+        (ps.code_state_id({"a.c": SHA_A1, "src/b.h": SHA_B1}), {"a.c": SHA_A1, "src/b.h": SHA_B1}, {}),
+        (ps.code_state_id({"a.c": SHA_A2, "src/b.h": SHA_B1}), {"a.c": SHA_A2, "src/b.h": SHA_B1}, {}),
+        (partial["CodeStateID"], {"a.c": SHA_A1, "src/b.h": SHA_B1}, {"big.c": "content-not-kept"}),
+    ]
     assert all(r["CourseSectionID"] == "data-structure-2" and r["AssignmentID"] == "data-structure:hw1" for r in rows)
-    assert mapper.logging_errors_used == {"content-not-kept", "content-not-recorded", "snapshot-missing"}
+    assert all(r["TermID"] == "" for r in rows)
+    assert mapper.logging_errors_used == {
+        "content-not-kept",
+        "content-not-recorded",
+        "snapshot-missing",
+        "diagnostic-not-recorded",
+    }
     assert all(r["X-Argv"] == "" for r in rows)
+
+
+def test_sessions_split_where_time_on_task_stops_counting():
+    """SessionID follows the idle-gap rule of time on task (rollups.active_us): a gap equal to the idle gap
+    still counts as work; one microsecond more is a break. Sessions are per student and assignment."""
+    gap = 300
+    times = [0, 60, 60 + gap, 60 + 2 * gap + 1, 60 + 2 * gap + 2]  # seconds
+    events = [
+        dict(ev(i, "file.save", "a.c", sha256=SHA_A1, size=1), timestamp=T0 + timedelta(seconds=t))
+        for i, t in enumerate(times)
+    ]
+    events.append(dict(ev(9, "file.save", "a.c", sha256=SHA_A1, size=1, assignment="hw2"), timestamp=T0))
+    rows, _, _ = map_all(events, idle_gap_seconds=gap)
+    sessions = [r["SessionID"] for r in rows if r["EventType"] == "File.Save"]
+    assert sessions == [
+        "session:ev-0000-test",
+        "session:ev-0000-test",
+        "session:ev-0000-test",
+        "session:ev-0003-test",
+        "session:ev-0003-test",
+        "session:ev-0009-test",  # another assignment is another session, even at the same time
+    ]
+    stamps = [e["timestamp"] for e in events[:5]]
+    # the same rule gives time on task: the gaps inside sessions count, the break does not
+    assert store.active_seconds(stamps, gap) == 60 + gap + 1
+
+
+def test_term_goes_into_term_and_section_ids():
+    rows, _, _ = map_all(EVENTS[:1], term="Spring 2025")
+    assert {(r["TermID"], r["CourseSectionID"]) for r in rows} == {("Spring 2025", "data-structure-2@Spring 2025")}
+
+
+def test_unknown_exit_status_is_a_logging_error_not_a_spec_violation():
+    rows, _, mapper = map_all(
+        [
+            proc(1, "process.compile", "a.c", None, compiler="cc", sources=[]),
+            proc(2, "process.run", ".", None, kind="other", target=None),
+        ]
+    )
+    assert [(r["CompileResult"], r["ExecutionResult"], r["LoggingErrorID"]) for r in rows] == [
+        ("", "", "result-not-recorded"),
+        ("", "", "result-not-recorded"),
+    ]
+    assert_valid_rows(rows, logging_errors=ps.LOGGING_ERRORS)
+    assert "result-not-recorded" in mapper.logging_errors_used
+
+
+def test_a_file_saved_again_unchanged_is_a_save_without_an_edit():
+    rows, _, _ = map_all(
+        [ev(1, "file.save", "a.c", sha256=SHA_A1, size=1), ev(2, "file.save", "a.c", sha256=SHA_A1, size=1)]
+    )
+    assert [r["EventType"] for r in rows] == ["File.Edit", "File.Save", "File.Save"]
+
+
+def test_windowed_mapping_starts_from_the_folder_before_the_window():
+    """Primed file events set up the folder and write nothing; the first row in the window then has the
+    CodeState a full export gives it."""
+    full, _, _ = map_all(EVENTS[:5])
+    mapper = ps.Mapper()
+    for e in EVENTS[:2]:
+        mapper.prime(e)
+    mapper.prime(proc(0, "process.run", "a", 0, kind="binary", target="a"))  # not a file event: changes nothing
+    window = [row for e in EVENTS[2:5] for row in mapper.feed(e).rows]
+    assert [r["CodeStateID"] for r in window] == [r["CodeStateID"] for r in full[4:]]
+    assert window[0]["Order"] == "1"
 
 
 def test_argv_only_on_request_and_subject_pseudonymised():
     rows, _, _ = map_all(EVENTS[2:3], with_argv=True, subject_id=lambda s: "S-" + s[::-1])
     assert rows[0]["X-Argv"] == '["gcc", "-o", "a", "a.c"]'
     assert rows[0]["SubjectID"] == "S-321000"
-
-
-def test_unknown_exit_status_leaves_results_blank():
-    rows, _, _ = map_all(
-        [
-            proc(1, "process.compile", "a.c", None, compiler="cc", sources=[]),
-            proc(2, "process.run", ".", None, kind="other", target=None),
-        ]
-    )
-    assert rows[0]["CompileResult"] == "" and len(rows) == 2
-    assert rows[0]["CodeStateSection"] == "a.c"
-    assert rows[1]["ExecutionResult"] == "" and rows[1]["CodeStateSection"] == ""
 
 
 def test_unknown_event_type_is_an_error():

@@ -724,3 +724,54 @@ def test_pull_secrets_join_the_managed_one_on_every_pod():
     r["spec"]["image"]["pullSecrets"] = []
     assert all(v == [] for v in pull_secrets(r).values())
     assert target_from_resource(load_example("minimal")).spec["image"]["pullSecrets"] == []  # the default
+
+
+def test_node_scope_renders_the_pod_watch_and_exactly_its_rbac():
+    r = load_example("minimal")
+    volume = by_key(build_children(r, INPUTS))
+    pod = volume[("DaemonSet", "watcher-filemon")]["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False and "serviceAccountName" not in pod
+    assert not any(k[0] in ("ServiceAccount", "Role", "RoleBinding") for k in volume)
+
+    r["spec"]["filemon"] = {
+        "scope": "node",
+        "studentPods": {
+            "namespace": "jcode",
+            "labels": {"role": "student", "app.kubernetes.io/part-of": "jcode"},
+            "workspacePattern": "^student-(?P<workspace>.+)$",
+        },
+    }
+    objs = build_children(r, INPUTS)
+    kinds = [o["kind"] for o in objs]
+    # the account and its grant exist before the DaemonSet that uses them
+    assert kinds.index("RoleBinding") < kinds.index("DaemonSet")
+    node = by_key(objs)
+    pod = node[("DaemonSet", "watcher-filemon")]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "watcher-filemon" and pod["automountServiceAccountToken"] is True
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in pod["containers"][0]["env"]}
+    assert env["WATCHER_FILEMON_SCOPE"] == "node" and env["WATCHER_POD_NAMESPACE"] == "jcode"
+    assert env["WATCHER_POD_SELECTOR"] == "app.kubernetes.io/part-of=jcode,role=student"
+    assert env["WATCHER_POD_WORKSPACE_PATTERN"] == "^student-(?P<workspace>.+)$"
+    assert env["WATCHER_NODE_NAME"] == {"fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}}
+    role = node[("Role", "watcher-filemon-pods")]
+    assert role["metadata"]["namespace"] == "jcode"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+    binding = node[("RoleBinding", "watcher-filemon-pods")]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "watcher-filemon", "namespace": "watcher"}]
+    assert binding["roleRef"]["name"] == "watcher-filemon-pods"
+    # no owner reference across namespaces (the garbage collector would delete them); labels say whose
+    for obj in (role, binding):
+        assert "ownerReferences" not in obj["metadata"]
+        assert obj["metadata"]["labels"][builders.OWNER_NAMESPACE_LABEL] == "watcher"
+    account = node[("ServiceAccount", "watcher-filemon")]
+    assert account["metadata"]["namespace"] == "watcher" and account["metadata"]["ownerReferences"]
+    # same namespace: owned like every other child
+    r["spec"]["filemon"]["studentPods"] = {}
+    same = by_key(build_children(r, INPUTS))
+    assert same[("Role", "watcher-filemon-pods")]["metadata"]["namespace"] == "watcher"
+    assert same[("Role", "watcher-filemon-pods")]["metadata"]["ownerReferences"]
+    env = {
+        e["name"]: e.get("value")
+        for e in same[("DaemonSet", "watcher-filemon")]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert "WATCHER_POD_SELECTOR" not in env and env["WATCHER_POD_NAMESPACE"] == "watcher"

@@ -131,7 +131,14 @@ def test_rbac_is_least_privilege():
         "customresourcedefinitions",
         "storageclasses",
         "namespaces",
+        # filemon's node scope (spec.filemon.scope: node)
+        "serviceaccounts",
+        "roles",
+        "rolebindings",
+        "pods",
     }
+    pod_rule = next(r for r in rules if r["resources"] == ["pods"])
+    assert set(pod_rule["verbs"]) == {"get", "list", "watch"}  # only what it grants filemon
     pvc_rule = next(r for r in rules if r["resources"] == ["persistentvolumeclaims"])
     assert "delete" not in pvc_rule["verbs"]  # the operator never deletes student data itself
     ns_rule = next(r for r in rules if r["resources"] == ["namespaces"])
