@@ -31,7 +31,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS_DIR = BENCH / "results"
-PREFIXES = ("backend_", "delivery_", "filemon_", "procmon_", "e2e_", "images_", "load_")
+PREFIXES = ("backend_", "delivery_", "filemon_", "procmon_", "e2e_", "images_", "load_", "dashboard")
 
 # Smaller presets for --quick (documented by each script's --help).
 QUICK = {
@@ -47,6 +47,7 @@ QUICK = {
     "procmon_execs.py": [["--execs", "5000"]],
     "procmon_overhead.py": [["--rounds", "3", "--execs", "1000"]],
     "e2e_classroom.py": [["--duration", "30"]],
+    "dashboard.py": [["--loads", "10"]],
 }
 
 

@@ -32,7 +32,7 @@ from .db import make_engine
 from .ingest_lane import IngestLane, LaneRoute
 from .ingest_writer import IngestWriter
 from .metrics import Metrics, MetricsMiddleware
-from .routers import admin, audit, events, health, queries, snapshot_gc, snapshots, tokens
+from .routers import admin, audit, dashboard, events, health, queries, snapshot_gc, snapshots, tokens, ui
 from .settings import Settings
 
 log = logging.getLogger("watcher_backend")
@@ -175,6 +175,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(tokens.router)
     app.include_router(audit.router)
+    app.include_router(dashboard.router)
+    app.include_router(ui.router)
     legacy = _include_legacy(app)
     app.state.legacy = legacy is not None
 

@@ -221,6 +221,28 @@ STUDENT_ROLLUP_TABLE = Table(
     Column("latest_snap_at", UtcDateTime(), nullable=True),
     Column("latest_snap_path", String(1024), nullable=True),
     Column("latest_snap_size", BigInteger(), nullable=True),
+    # The dashboard's flags (revision 0010), raw numbers: the thresholds (WATCHER_STUCK_COMPILES,
+    # WATCHER_PASTE_BYTES) are applied when read, so changing them needs no rebuild.
+    # Failing compiles since the last successful one (the current streak), and the longest streak.
+    Column("fail_streak", BigInteger(), nullable=False, default=0),
+    Column("max_fail_streak", BigInteger(), nullable=False, default=0),
+    # The most bytes one save added to one file (a new file counts from empty), which file and when.
+    Column("max_growth", BigInteger(), nullable=False, default=0),
+    Column("max_growth_path", String(1024), nullable=True),
+    Column("max_growth_at", UtcDateTime(), nullable=True),
+)
+
+# A student's events per hour (UTC, truncated): the dashboard's heat strips and its charts over time, read
+# without scanning the events (revision 0010). Zones whose offset is not whole hours see shifted buckets.
+HOUR_COUNTERS = ("events", "saves", "compiles", "compile_successes", "runs")
+ACTIVITY_HOUR_TABLE = Table(
+    "activity_hour",
+    SQLModel.metadata,
+    *_scope_columns(
+        Column("student_id", String(32), primary_key=True),
+        Column("hour", UtcDateTime(), primary_key=True),
+    ),
+    *(Column(name, BigInteger(), nullable=False, default=0) for name in HOUR_COUNTERS),
 )
 
 # The latest file event of each file: the summary's code size and file count.

@@ -31,7 +31,8 @@ from sqlalchemy.orm import Session
 
 from watcher_core import wire
 
-from .models import COUNTERS, naive_utc, sqlite_text
+from .models import ACTIVITY_HOUR_TABLE as HOURS
+from .models import COUNTERS, HOUR_COUNTERS, naive_utc, sqlite_text
 from .models import EVENT_TABLE as EVENT
 from .models import FILE_STATE_TABLE as FILES
 from .models import ROLLUP_STATE_TABLE as STATE
@@ -82,6 +83,61 @@ def _counted(event_type: str, ok: bool) -> tuple[str, ...]:
     )
 
 
+@functools.cache
+def _hour_counted(event_type: str, ok: bool) -> tuple[int, ...]:
+    """The positions in HOUR_COUNTERS an event of this type and outcome adds one to."""
+    return tuple(HOUR_COUNTERS.index(name) for name in _counted(event_type, ok) if name in HOUR_COUNTERS)
+
+
+def hour_of(ts: datetime) -> datetime:
+    """The UTC hour an event falls in (its bucket in activity_hour)."""
+    return ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+# What the flags follow: (time, type, path, size, succeeded) of a compile or a file event.
+Step = tuple[datetime, str, str, int | None, bool]
+
+
+@dataclass
+class Flags:
+    """The raw numbers behind the dashboard's flags "stuck" and "large paste" (thresholds apply on read).
+
+    ``advance`` folds steps in time order (on equal times, the order given). Ingest folds a batch after what
+    is stored, so an event older than the stored ones counts as if it came last; a rebuild restores the
+    time order. Both are exact for events that arrive in order, which is how agents deliver them."""
+
+    fail_streak: int = 0
+    max_fail_streak: int = 0
+    max_growth: int = 0
+    max_growth_path: str | None = None
+    max_growth_at: datetime | None = None
+
+    def advance(self, steps: Iterable[Step], sizes: dict[str, int]) -> None:
+        """``sizes``: each file's size before these steps (absent: a new file, from empty); updated."""
+        for ts, event_type, path, size, ok in sorted(steps, key=operator.itemgetter(0)):
+            if event_type == wire.PROCESS_COMPILE:
+                self.fail_streak = 0 if ok else self.fail_streak + 1
+                self.max_fail_streak = max(self.max_fail_streak, self.fail_streak)
+            elif event_type == wire.FILE_DELETE:
+                sizes[path] = 0
+            else:  # a save (a too-large save's size is known too)
+                new = int(size or 0)
+                growth = new - sizes.get(path, 0)
+                sizes[path] = new
+                if growth > self.max_growth:
+                    self.max_growth, self.max_growth_path, self.max_growth_at = growth, path, ts
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> Flags:
+        return cls(**{name: row[name] for name in FLAG_COLUMNS})
+
+    def values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in FLAG_COLUMNS)
+
+
+FLAG_COLUMNS = ("fail_streak", "max_fail_streak", "max_growth", "max_growth_path", "max_growth_at")
+
+
 @dataclass
 class Fold:
     """What a run of one student's events (in the order they were stored) adds to that student's rollup."""
@@ -92,11 +148,21 @@ class Fold:
     latest_snap: tuple[datetime, str, int] | None = None  # the latest by (time, path); the first on a tie
     files: dict[str, tuple[datetime, str, int | None]] = field(default_factory=dict)  # path -> (time, type, size)
     sizes: Counter[int] = field(default_factory=Counter)
+    hours: dict[datetime, list[int]] = field(default_factory=dict)  # UTC hour -> HOUR_COUNTERS
+    steps: list[Step] = field(default_factory=list)  # what the flags follow
 
     def add(self, event_type: str, ts: datetime, path: str, size: int | None, ok: bool | None) -> None:
         for name in _counted(event_type, bool(ok)):
             self.counts[name] += 1
         self.times.append(ts)
+        hour = hour_of(ts)
+        per_hour = self.hours.get(hour)
+        if per_hour is None:
+            per_hour = self.hours[hour] = [0] * len(HOUR_COUNTERS)
+        for i in _hour_counted(event_type, bool(ok)):
+            per_hour[i] += 1
+        if event_type == wire.PROCESS_COMPILE or event_type in FILE_TYPES:
+            self.steps.append((ts, event_type, path, size, bool(ok)))
         if event_type in FILE_TYPES:
             s = snap_size(event_type, size)
             self.snap_bytes += s
@@ -198,6 +264,9 @@ def apply(session: Session, events: Sequence[wire.Event]) -> None:
             and times_of[key][0] < stored[key]["last_activity"]
         }
         windows = sql.windows(cursor, late) if late else {}
+        # The sizes of the files before this batch, for the largest growth of one save.
+        with_files = [k for k in keys if k in stored and any(step[1] in FILE_TYPES for step in folds[k].steps)]
+        file_sizes = sql.file_sizes(cursor, with_files) if with_files else {}
         rows = []
         for key in keys:
             fold, row = folds[key], stored.get(key)
@@ -206,6 +275,7 @@ def apply(session: Session, events: Sequence[wire.Event]) -> None:
                 row = dict.fromkeys(COUNTERS, 0) | {"active_us": 0, "snap_bytes": 0, "last_activity": None}
                 row |= {"first_activity": None, "latest_snap_at": None, "latest_snap_path": None}
                 row["latest_snap_size"] = None
+                row |= dict(zip(FLAG_COLUMNS, Flags().values()))
             last, first = row["last_activity"], row["first_activity"]
             if last is None:
                 delta = active_us(times, gap * 1_000_000)
@@ -216,6 +286,8 @@ def apply(session: Session, events: Sequence[wire.Event]) -> None:
             latest = row["latest_snap_at"], row["latest_snap_path"], row["latest_snap_size"]
             if fold.latest_snap and (latest[0] is None or fold.latest_snap[:2] > (latest[0], latest[1])):
                 latest = fold.latest_snap
+            flags = Flags.of(row)
+            flags.advance(fold.steps, file_sizes.get(key, {}))
             rows.append(
                 (
                     *key,
@@ -227,11 +299,14 @@ def apply(session: Session, events: Sequence[wire.Event]) -> None:
                     sql.time(latest[0]),
                     latest[1],
                     latest[2],
+                    *flags.values()[:4],
+                    sql.time(flags.max_growth_at),
                 )
             )
         cursor.executemany(sql.upsert_rollup, rows)
     finally:
         cursor.close()
+    _upsert_hours(session, folds)
     _upsert_files(session, folds)
     _change_sizes(session, _size_counts(folds), +1)
 
@@ -249,6 +324,7 @@ class _Sql:
     upsert_rollup: str
     upsert_file: str
     add_size: str
+    add_hours: str
 
     @classmethod
     def of(cls, session: Session) -> _Sql:
@@ -266,7 +342,7 @@ class _Sql:
             return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(p for _ in columns)})"
 
         key = ", ".join(_KEY)
-        zero_columns = [*_KEY, *COUNTERS, "active_us", "snap_bytes"]
+        zero_columns = [*_KEY, *COUNTERS, "active_us", "snap_bytes", "fail_streak", "max_fail_streak", "max_growth"]
         zeros = ", ".join([p] * len(_KEY) + ["0"] * (len(zero_columns) - len(_KEY)))
         zero = f"INSERT INTO student_rollup ({', '.join(zero_columns)}) VALUES ({zeros}) ON CONFLICT ({key}) DO NOTHING"
         values = ", ".join(f"{c} = excluded.{c}" for c in _ROLLUP_COLUMNS if c not in _KEY)
@@ -278,7 +354,11 @@ class _Sql:
         add_size = insert("snap_size", ["course", "section", "assignment", "size", "count"]) + (
             " ON CONFLICT (course, section, assignment, size) DO UPDATE SET count = snap_size.count + excluded.count"
         )
-        return cls(postgres, zero, upsert_rollup, upsert_file, add_size)
+        added = ", ".join(f"{c} = activity_hour.{c} + excluded.{c}" for c in HOUR_COUNTERS)
+        add_hours = insert("activity_hour", [*_KEY, "hour", *HOUR_COUNTERS]) + (
+            f" ON CONFLICT ({key}, hour) DO UPDATE SET {added}"
+        )
+        return cls(postgres, zero, upsert_rollup, upsert_file, add_size, add_hours)
 
     def time(self, value: datetime | None) -> Any:
         return naive_utc(value) if self.postgres else sqlite_text(value)
@@ -334,9 +414,26 @@ class _Sql:
             cursor.execute(q, [v for key in chunk for v in key])
             for found in cursor.fetchall():
                 row = dict(zip(names, found[4:]))
-                for name in ("first_activity", "last_activity", "latest_snap_at"):
+                for name in ("first_activity", "last_activity", "latest_snap_at", "max_growth_at"):
                     row[name] = self._from_db(row[name])
                 out[(found[0], found[1], found[2], found[3])] = row
+        return out
+
+    def file_sizes(self, cursor: Any, keys: Sequence[Key]) -> dict[Key, dict[str, int]]:
+        """Each stored file's size (a deleted one: 0) of these students, one statement per 200 of them."""
+        p = "%s" if self.postgres else "?"
+        on = " AND ".join(f"f.{c} = k.{c}" for c in _KEY)
+        out: dict[Key, dict[str, int]] = {}
+        for start in range(0, len(keys), 200):
+            chunk = keys[start : start + 200]
+            values = ", ".join(f"({p}, {p}, {p}, {p})" for _ in chunk)
+            q = (
+                f"WITH k ({', '.join(_KEY)}) AS (VALUES {values}) "
+                f"SELECT {', '.join(f'f.{c}' for c in _KEY)}, f.path, f.type, f.size FROM k JOIN file_state f ON {on}"
+            )
+            cursor.execute(q, [v for key in chunk for v in key])
+            for course, section, assignment, student, path, event_type, size in cursor.fetchall():
+                out.setdefault((course, section, assignment, student), {})[path] = snap_size(event_type, size)
         return out
 
 
@@ -371,6 +468,18 @@ def _upsert_files(session: Session, folds: dict[Key, Fold]) -> None:
         cursor = _cursor(session)
         try:
             cursor.executemany(sql.upsert_file, rows)
+        finally:
+            cursor.close()
+
+
+def _upsert_hours(session: Session, folds: dict[Key, Fold]) -> None:
+    """Add each student's events per hour to activity_hour."""
+    sql = _Sql.of(session)
+    rows = [(*key, sql.time(hour), *counts) for key, fold in folds.items() for hour, counts in fold.hours.items()]
+    if rows:
+        cursor = _cursor(session)
+        try:
+            cursor.executemany(sql.add_hours, rows)
         finally:
             cursor.close()
 
@@ -443,6 +552,8 @@ def _write(session: Session, folds: dict[Key, Fold], gap: int) -> None:
     for key, fold in folds.items():
         times = sorted(fold.times)
         latest = fold.latest_snap or (None, None, None)
+        flags = Flags()
+        flags.advance(fold.steps, {})
         rollups.append(
             dict(zip(_KEY, key))
             | fold.counts
@@ -455,9 +566,11 @@ def _write(session: Session, folds: dict[Key, Fold], gap: int) -> None:
                 "latest_snap_path": latest[1],
                 "latest_snap_size": latest[2],
             }
+            | dict(zip(FLAG_COLUMNS, flags.values()))
         )
     if rollups:
         session.execute(ROLLUP.insert(), rollups)
+    _upsert_hours(session, folds)
     _upsert_files(session, folds)
 
 
@@ -465,7 +578,7 @@ def rebuild(session: Session, idle_gap_seconds: int, *, progress: Callable[[int,
     """Recompute every rollup from the events, for ``idle_gap_seconds``; returns the events read.
     One transaction (committed here): queries see the old rollups or the new ones, never half."""
     built_gap(session, lock="exclusive")
-    for table in (ROLLUP, FILES, SIZES, STATE):
+    for table in (ROLLUP, FILES, SIZES, HOURS, STATE):
         session.execute(delete(table))
     total = int(session.scalar(select(func.count()).select_from(EVENT)) or 0)
     done = 0
@@ -539,7 +652,7 @@ def refresh(session: Session, keys: Iterable[Key]) -> None:
     for start in range(0, len(keys), 200):
         chunk = keys[start : start + 200]
         where = or_(*(_key_where(EVENT, k) for k in chunk))
-        for table in (ROLLUP, FILES):
+        for table in (ROLLUP, FILES, HOURS):
             session.execute(delete(table).where(or_(*(_key_where(table, k) for k in chunk))))
         folds = {key: _fold_rows(rows) for key, rows in _stream(session, where)}
         _write(session, folds, gap)

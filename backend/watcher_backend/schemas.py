@@ -268,3 +268,87 @@ class AuditEntry(BaseModel):
 class AuditPage(BaseModel):
     entries: list[AuditEntry]
     next_cursor: str | None
+
+
+# ------------------------------------------------------------------------------------------ dashboard
+
+
+class DayActivity(BaseModel):
+    day: str = Field(description="YYYY-MM-DD in the platform's zone (WATCHER_TIME_ZONE)")
+    active_students: int
+    saves: int
+    compiles: int
+    compile_successes: int
+    runs: int
+
+
+class AssignmentActivity(BaseModel):
+    section: str
+    assignment: str
+    students: int
+    events: int
+    saves: int
+    compiles: int
+    compile_successes: int
+    compile_success_rate: float | None
+    runs: int
+    first_activity: datetime | None
+    last_activity: datetime | None
+    days: list[DayActivity]
+
+
+class CourseActivity(BaseModel):
+    """A course's assignments over time (the dashboard's course page)."""
+
+    course: str
+    time_zone: str = Field(description="IANA zone the days are counted in")
+    assignments: list[AssignmentActivity]
+
+
+class Thresholds(BaseModel):
+    stuck_compiles: int = Field(description="Failing compiles in a row (none successful since) that flag 'stuck'")
+    paste_bytes: int = Field(description="Bytes one save adds to one file that flag 'large paste'")
+
+
+class StudentActivity(StudentSummary):
+    failed_compiles: int
+    fail_streak: int = Field(description="Failing compiles since the last successful one")
+    max_fail_streak: int
+    max_growth: int = Field(description="The most bytes one save added to one file (a new file counts from empty)")
+    max_growth_path: str | None
+    max_growth_at: datetime | None
+    stuck: bool = Field(description="fail_streak >= thresholds.stuck_compiles")
+    large_paste: bool = Field(description="max_growth >= thresholds.paste_bytes")
+    heat: list[list[int]] = Field(
+        description="[bin, events] of each bin with activity: bin n covers heat_bin_hours hours from heat_start "
+        "+ n * heat_bin_hours"
+    )
+
+
+class AssignmentActivityView(AssignmentSummary):
+    """An assignment's students with their flags and heat strips (the dashboard's assignment page)."""
+
+    time_zone: str
+    thresholds: Thresholds
+    heat_start: datetime | None = Field(description="The UTC hour the heat strips start at")
+    heat_hours: int = Field(description="Hours from heat_start to the last hour with activity")
+    heat_bin_hours: int = Field(description="Hours per heat strip cell (at most 120 cells)")
+    per_student: list[StudentActivity]  # type: ignore[assignment]
+
+
+class CompactTimeline(BaseModel):
+    """A page of a student's events for the dashboard: each event an array in ``columns`` order (id, time in
+    ms since the epoch, index into ``types``, index into ``paths``, size, sha256, exit_code, signal, argv,
+    error); the fields an event's type does not have are null."""
+
+    course: str
+    section: str
+    assignment: str
+    student_id: str
+    types: list[str]
+    columns: list[str]
+    paths: list[str]
+    events: list[
+        tuple[int, int, int, int, int | None, str | None, int | None, int | None, list[str] | None, str | None]
+    ]
+    next_cursor: str | None

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from watcher_core import cell_tokens, logs, settings_spec, wire
 from watcher_core.settings_spec import Setting, SettingsError, derived, setting
@@ -89,6 +90,16 @@ def networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, .
         except ValueError:
             raise ValueError(f"{item!r} is not an address or CIDR (e.g. 10.42.0.0/16)") from None
     return tuple(out)
+
+
+def time_zone(raw: str) -> str:
+    """An IANA zone name (``Asia/Seoul``, ``UTC``); kept as the name, which the dashboard's browser uses."""
+    name = raw.strip()
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not an IANA time zone (e.g. Asia/Seoul, UTC)") from None
+    return name
 
 
 def group_map(raw: str) -> tuple[tuple[str, Grant | None], ...]:
@@ -258,6 +269,29 @@ class Settings:
         default_doc="`UTC`",
         doc="zone of the old API's log-body `timestamp`s without an offset: `UTC`, the old procmon's and the "
         "notebook hook's `datetime.now()` in a UTC container, or `KST`",
+    )
+    # The dashboard (/ui): its flags' thresholds, applied when read (the rollups keep the raw numbers), and
+    # the zone its times are shown in (stored times stay UTC).
+    stuck_compiles: int = setting(
+        5,
+        env="WATCHER_STUCK_COMPILES",
+        parse=settings_spec.whole_number(1),
+        doc='the dashboard flags a student "stuck" after this many failing compiles in a row (no successful '
+        "one since); whole number >= 1",
+    )
+    paste_bytes: int = setting(
+        800,
+        env="WATCHER_PASTE_BYTES",
+        parse=settings_spec.whole_number(1),
+        doc='the dashboard flags a "large paste" when one save makes a file this many bytes larger (a new '
+        "file counts from empty); whole number >= 1",
+    )
+    time_zone: str = setting(
+        "Asia/Seoul",
+        env="WATCHER_TIME_ZONE",
+        parse=time_zone,
+        default_doc="`Asia/Seoul`",
+        doc="IANA zone the dashboard shows times and groups days in (times are stored in UTC)",
     )
     # The secret the notebook hook's per-student tokens are derived from (watcher_core.cell_tokens). Unset: no
     # notebook token is accepted.

@@ -30,6 +30,7 @@ SAMPLES = {
 # GET routes that name no course: how each is kept from leaking another section (asserted below)
 NO_COURSE_IN_PATH = {
     "/api/v1/courses": "filtered to the token's sections",
+    "/api/v1/courses/{course}/activity": "filtered to the token's sections; 403 for a course it has none of",
     "/api/v1/snapshots/{sha256}": "needs the student whose save it is",
     "/api/v1/diff": "needs the student whose saves they are",
     "/api/v1/status": "names no student: counts by type and agents",
@@ -107,6 +108,14 @@ def test_the_course_listing_shows_only_the_tokens_section(backend):
     with httpx.Client(base_url=backend.url, headers=backend.ta) as http:
         listing = http.get("/api/v1/courses").json()["courses"]
     assert [(c["course"], s["section"]) for c in listing for s in c["sections"]] == [("os", "1")]
+
+
+def test_the_dashboards_course_page_shows_only_the_tokens_section(backend):
+    with httpx.Client(base_url=backend.url, headers=backend.ta) as http:
+        course = http.get("/api/v1/courses/os/activity").json()
+        assert [(a["section"], a["students"]) for a in course["assignments"]] == [("1", 1)]
+        r = http.get("/api/v1/courses/db/activity")
+        assert r.status_code == 403 and "ta-os-1" in r.text and "202400003" not in r.text
 
 
 def test_another_sections_contents_and_diffs_stay_closed_even_by_hash(backend):

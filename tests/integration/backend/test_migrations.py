@@ -10,7 +10,7 @@ from sqlmodel import Session, SQLModel
 from watcher_backend import db, migrate, models, store  # noqa: F401  (models registers the tables)
 from watcher_core import wire
 
-HEAD = "0009"
+HEAD = "0010"
 
 
 def test_migrations_from_empty_match_the_models(database_url):
