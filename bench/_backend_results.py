@@ -12,6 +12,7 @@ RESULTS = ResultsFile(
         "singles",
         "singles_against",
         "queries",
+        "queries_against_6543424",
         "queries_postgres",
         "class_queries",
         "class_queries_postgres",

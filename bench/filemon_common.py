@@ -19,7 +19,15 @@ from results_file import ResultsFile, machine  # noqa: E402,F401  (machine: re-e
 
 from support.ports import free_port  # noqa: E402
 
-ORDER = ["storm", "idle", "nodelocal", "snapshot_store"]
+ORDER = [
+    "storm",
+    "storm_against_6543424",
+    "storm_a72110e_against_6543424",
+    "storm_against_a72110e",
+    "idle",
+    "nodelocal",
+    "snapshot_store",
+]
 RESULTS = ResultsFile("filemon", "filemon benchmarks", ORDER)
 write_section = RESULTS.write_section
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -38,9 +46,10 @@ def rss_mb(pid: int) -> float:
 
 
 class Filemon:
-    def __init__(self, ws: Path, state: Path, backend, log: Path, extra: list[str] = ()):
+    def __init__(self, ws: Path, state: Path, backend, log: Path, extra: list[str] = (), env: dict | None = None):
+        """``env``: added to the environment (e.g. another revision's PYTHONPATH, bench/against.py)."""
         self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}, **(env or {})}
         env["WATCHER_INGEST_TOKEN"] = backend.tokens["ingest"]
         self.argv = [
             sys.executable,
