@@ -430,7 +430,10 @@ class CompactTimeline(BaseModel):
     types: list[str]
     columns: list[str]
     paths: list[str]
-    events: list[
-        tuple[int, int, int, int, int | None, str | None, int | None, int | None, list[str] | None, str | None]
-    ]
+    # A list per event rather than a tuple: a tuple publishes `prefixItems`, which schemathesis (and OpenAPI
+    # 3.0 tools) cannot read; `columns` names each position.
+    events: list[list[int | str | list[str] | None]] = Field(
+        description="One array per event in `columns` order: id, time (ms), type index, path index, size, sha256, "
+        "exit_code, signal, argv, error"
+    )
     next_cursor: str | None
