@@ -406,6 +406,74 @@ def test_editing_the_resource_reaches_the_running_pods(cluster, installed):
     )
 
 
+def filemon_metrics(cluster: Cluster, probe: str) -> dict[str, float]:
+    """filemon's unlabelled gauges and counters, read from a pod through its Service."""
+    out = run_pod(
+        cluster,
+        probe,
+        "import urllib.request\n"
+        "print(urllib.request.urlopen('http://watcher-filemon.watcher.svc.cluster.local:9090/metrics').read().decode())\n",
+    )
+    values = {}
+    for line in out.splitlines():
+        name, _, value = line.partition(" ")
+        if name.startswith("filemon_") and "{" not in name and value:
+            values[name] = float(value)
+    return values
+
+
+def test_node_scope_watches_only_the_student_pods_on_its_node(cluster, installed):
+    """Issue 14: filemon in node scope (spec.filemon.scope) watches the folders of the student pods the
+    kubelet runs on its node, found by a pod watch through the Role the operator grants, and nothing else of
+    the shared volume."""
+    cluster.kubectl(
+        "-n",
+        NS,
+        "patch",
+        "wd",
+        "watcher",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"filemon": {"scope": "node", "studentPods": {"labels": {"app": "jcode-student"}}}}}),
+    )
+
+    def rolled():
+        fm = pods(cluster, "watcher-filemon")
+        envs = [{e["name"]: e.get("value") for e in p["spec"]["containers"][0]["env"]} for p in fm]
+        return len(fm) == 1 and ready(fm[0]) and envs[0].get("WATCHER_FILEMON_SCOPE") == "node" and fm[0]
+
+    wait_for(rolled, 180, "filemon restarted in node scope")
+    role = get(cluster, "-n", NS, "get", "role", "watcher-filemon-pods")
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+
+    # a classmate's folder on the same volume, with no pod on this node: never watched
+    pv = get(cluster, "-n", NS, "get", "pvc", "jcode-vol-pvc")["spec"]["volumeName"]
+    root = Path(get(cluster, "get", "pv", pv)["spec"]["hostPath"]["path"])
+    (root / "os-1-202099999" / "hw1").mkdir(parents=True, exist_ok=True)
+
+    def watching():
+        m = filemon_metrics(cluster, f"probe-scope-{int(time.monotonic() * 1000) % 100000}")
+        return m.get("filemon_student_pods") == 1 and m.get("filemon_workspaces_watched") == 1 and m
+
+    wait_for(watching, 90, "filemon watching the one student pod's folder")
+    (root / "os-1-202099999" / "hw1" / "other.c").write_text("int main(void) { return 0; }\n")
+    node_c = "int node(void) { return 14; }\n"
+    save(cluster, "node.c", node_c)
+
+    def node_c_saved():
+        status, body = backend(cluster, TIMELINE)
+        events = json.loads(body) if status == 200 else {}
+        events = events.get("events", events) if isinstance(events, dict) else events
+        return [e for e in events if e["type"] == "file.save" and e["path"] == "node.c"]
+
+    (event,) = wait_for(node_c_saved, 90, "the student's save in node scope")
+    status, body = backend(cluster, f"/api/v1/snapshots/{event['sha256']}")
+    assert status == 200 and body.decode() == node_c
+    time.sleep(3)  # the classmate's file, written first, would be recorded by now
+    status, body = backend(cluster, TIMELINE.replace("202012345", "202099999"))
+    assert status == 200 and json.loads(body)["events"] == [], f"a folder with no pod on the node was watched: {body!r}"
+
+
 def test_deleting_the_resource_removes_its_children_but_not_the_data(cluster, installed):
     cluster.kubectl("-n", NS, "delete", "pod", STUDENT_POD, "--wait=false", check=False)
     cluster.kubectl("-n", NS, "delete", "wd", "watcher", "--timeout=120s", timeout=130)
