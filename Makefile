@@ -28,7 +28,7 @@ deps:  ## install every system package and tool the tests need (root, Debian 12)
 	@bash scripts/install-deps.sh
 
 test: deps lint  ## install everything, then lint and run every tier: quick, integration, system (a skip fails)
-	WATCHER_STRICT_SKIPS=1 $(VENV)/bin/pytest tests
+	WATCHER_STRICT_SKIPS=1 $(VENV)/bin/pytest --durations=30 tests
 
 lint: venv  ## ruff (lint and format), mypy on core and backend, and the import-layering contracts
 	$(VENV)/bin/ruff check .
