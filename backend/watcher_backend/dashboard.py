@@ -236,8 +236,8 @@ def timeline_page(
     cursor), as ``TIMELINE_COLUMNS`` arrays. Raises ``store.BadCursor``."""
     e = EVENT.c
     q = select(e.id, e.timestamp, e.type, e.path, e.size, e.sha256, e.exit_code, e.signal, e.argv, e.error)
-    q = q.where(store._scope(course, section, assignment, student_id))
-    after = store._after_cursor(cursor)
+    q = q.where(store.events_of(course, section, assignment, student_id))
+    after = store.after_cursor(cursor)
     if after is not None:
         q = q.where(after)
     rows = list(session.execute(q.order_by(e.timestamp, e.id).limit(limit + 1)))

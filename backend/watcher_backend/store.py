@@ -382,7 +382,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raise BadCursor("cursor: not a cursor returned by this API") from None
 
 
-def _after_cursor(cursor: str | None):
+def after_cursor(cursor: str | None):
+    """The condition for the events after a page's cursor (time, then id); None on the first page."""
     if not cursor:
         return None
     ts, row_id = decode_cursor(cursor)
@@ -398,7 +399,8 @@ def _time_range(q, since: datetime | None, until: datetime | None):
     return q
 
 
-def _scope(course: str, section: str, assignment: str, student_id: str | None = None):
+def events_of(course: str, section: str, assignment: str, student_id: str | None = None):
+    """The condition for one assignment's events, or one student's in it."""
     conds = [EVENT.c.course == course, EVENT.c.section == section, EVENT.c.assignment == assignment]
     if student_id is not None:
         conds.append(EVENT.c.student_id == student_id)
@@ -441,7 +443,9 @@ def saved_by(
     q = (
         select(EVENT.c.sha256)
         .where(
-            _scope(course, section, assignment, student_id), EVENT.c.type == wire.FILE_SAVE, EVENT.c.sha256.in_(wanted)
+            events_of(course, section, assignment, student_id),
+            EVENT.c.type == wire.FILE_SAVE,
+            EVENT.c.sha256.in_(wanted),
         )
         .distinct()
     )
@@ -503,11 +507,11 @@ def timeline(
     cursor: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One student's events in one assignment, oldest first. Returns (events, next_cursor or None)."""
-    q = select(EVENT).where(_scope(course, section, assignment, student_id))
+    q = select(EVENT).where(events_of(course, section, assignment, student_id))
     q = _time_range(q, since, until)
     if types:
         q = q.where(EVENT.c.type.in_(list(types)))
-    after = _after_cursor(cursor)
+    after = after_cursor(cursor)
     if after is not None:
         q = q.where(after)
     q = q.order_by(EVENT.c.timestamp, EVENT.c.id).limit(limit + 1)
@@ -538,7 +542,7 @@ def file_snapshots(
         EVENT.c.type == wire.FILE_SAVE,
     )
     q = _time_range(q, since, until)
-    after = _after_cursor(cursor)
+    after = after_cursor(cursor)
     if after is not None:
         q = q.where(after)
     q = q.order_by(EVENT.c.timestamp, EVENT.c.id).limit(limit + 1)
@@ -662,7 +666,7 @@ def summary_scan(
     idle_gap_seconds: float = 300,
 ) -> dict[str, Any]:
     """The assignment summary computed from every event of the assignment (what the rollups replace)."""
-    scope = _scope(course, section, assignment)
+    scope = events_of(course, section, assignment)
     per_student_q = select(
         EVENT.c.student_id,
         *(_counter_sql(name) for name in COUNTERS),
