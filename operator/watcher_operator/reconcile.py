@@ -122,51 +122,51 @@ class Reconciler:
     # --- entry points ---------------------------------------------------------------------------------
     def reconcile(self, namespace: str, name: str) -> Outcome:
         with self._lock(namespace, name):
-            resource = self._fresh(namespace, name)
-            if resource is None:
-                return Outcome(gone=True)
-            t = target_from_resource(resource)
-            out = Outcome()
-            for c in (resource.get("status") or {}).get("conditions") or []:
-                if c.get("type") == "Degraded" and c.get("status") == "True":
-                    out.previous_degraded = c.get("message", "")
-            if t.spec["paused"]:
-                out.problems.append(
-                    Problem(
-                        "Paused",
-                        "spec.paused is true: the operator creates, changes and deletes nothing until it is false",
-                    )
+            return self._reconcile_locked(namespace, name)
+
+    def _reconcile_locked(self, namespace: str, name: str) -> Outcome:
+        resource = self._fresh(namespace, name)
+        if resource is None:
+            return Outcome(gone=True)
+        t = target_from_resource(resource)
+        out = Outcome()
+        for c in (resource.get("status") or {}).get("conditions") or []:
+            if c.get("type") == "Degraded" and c.get("status") == "True":
+                out.previous_degraded = c.get("message", "")
+        if t.spec["paused"]:
+            out.problems.append(
+                Problem(
+                    "Paused",
+                    "spec.paused is true: the operator creates, changes and deletes nothing until it is false",
                 )
-                out.status = self._write_status(t, resource, out.problems)
-                return out
-            inputs = self._gather_inputs(t, out)
-            if not out.blocking:
-                desired = build_children(resource, inputs)
-                out.hold = builders.agents_held(t, inputs)
-                self._apply_all(t, desired, out)
-                self._prune(t, desired, out)
-            out.status = self._write_status(t, resource, out.problems, out.hold)
+            )
+            out.status = self._write_status(t, resource, out.problems)
             return out
+        inputs = self._gather_inputs(t, out)
+        if not out.blocking:
+            desired = build_children(resource, inputs)
+            out.hold = builders.agents_held(t, inputs)
+            self._apply_all(t, desired, out)
+            self._prune(t, desired, out)
+        out.status = self._write_status(t, resource, out.problems, out.hold)
+        return out
 
     def refresh_status(self, namespace: str, name: str) -> Outcome:
         """Recompute status only (a child's status changed); problems seen by the last reconcile stay.
         While agents wait for the backend's rollout, a full reconcile instead: the backend's status
         changing is what releases them."""
-        resource = self._fresh(namespace, name)
-        progressing = next(
-            (
-                c
-                for c in ((resource or {}).get("status") or {}).get("conditions") or []
-                if c.get("type") == "Progressing"
-            ),
-            None,
-        )
-        if progressing and progressing.get("reason") == WAIT_REASON and progressing.get("status") == "True":
-            return self.reconcile(namespace, name)
         with self._lock(namespace, name):
+            # read under the lock: a reconcile that has just put the agents on hold must not be undone
+            # by a status written from what was read before it
             resource = self._fresh(namespace, name)
             if resource is None:
                 return Outcome(gone=True)
+            progressing = next(
+                (c for c in (resource.get("status") or {}).get("conditions") or [] if c.get("type") == "Progressing"),
+                None,
+            )
+            if progressing and progressing.get("reason") == WAIT_REASON and progressing.get("status") == "True":
+                return self._reconcile_locked(namespace, name)
             t = target_from_resource(resource)
             degraded = next(
                 (c for c in (resource.get("status") or {}).get("conditions") or [] if c.get("type") == "Degraded"), None

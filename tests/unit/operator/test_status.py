@@ -433,3 +433,40 @@ def test_reconciler_without_permission_to_list_events_still_writes_status():
     )
     out = Reconciler(kube, now=lambda: NOW).refresh_status("watcher", "watcher")
     assert get_condition(out.status["conditions"], "ProcmonReady")["reason"] == "Progressing"
+
+
+def test_a_status_refresh_reads_the_resource_only_after_a_running_reconcile_has_finished():
+    """A refresh that read the status before a reconcile put the agents on hold, and wrote after it,
+    replaced Progressing=AgentsWaitForBackend by RollingOut (a fresh-clone CI run caught it on the
+    real API server). The refresh must read under the same lock the reconcile holds."""
+    import threading
+
+    from watcher_operator.reconcile import Reconciler
+
+    class Recording(FakeKube):
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.reads = threading.Event()
+
+        def get(self, api_version, kind, namespace, name):
+            if kind == "WatcherDeployment":
+                self.reads.set()
+            return super().get(api_version, kind, namespace, name)
+
+    kube = Recording(
+        {
+            ("WatcherDeployment", "watcher"): _resource(),
+            ("Deployment", "watcher-backend"): dep(),
+            ("DaemonSet", "watcher-filemon"): ds(),
+            ("DaemonSet", "watcher-procmon"): ds(),
+        },
+        [],
+    )
+    reconciler = Reconciler(kube, now=lambda: NOW)
+    running_reconcile = reconciler._lock("watcher", "watcher")  # as a reconcile in another handler holds it
+    with running_reconcile:
+        refresh = threading.Thread(target=reconciler.refresh_status, args=("watcher", "watcher"))
+        refresh.start()
+        assert not kube.reads.wait(0.5), "the refresh read the resource while a reconcile was running"
+    refresh.join(10)
+    assert kube.reads.is_set() and not refresh.is_alive() and len(kube.patches) == 1
