@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Integer, and_, func, literal_column, select
+from sqlalchemy import Integer, String, and_, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from watcher_core import wire
@@ -74,15 +74,22 @@ def _heat(
     else:  # julianday: days as a double; rounded, since the hours are whole
         elapsed = func.round((func.julianday(HOURS.c.hour) - func.julianday(sqlite_text(start))) * 24)
         bin_ = func.cast(elapsed / per, Integer)
-    q = (
-        select(HOURS.c.student_id, bin_.label("bin"), func.sum(HOURS.c.events))
+    cells = (
+        select(HOURS.c.student_id, bin_.label("bin"), func.sum(HOURS.c.events).label("n"))
         .where(where)
         .group_by(HOURS.c.student_id, bin_)
-        .order_by(HOURS.c.student_id, bin_)
+        .subquery()
     )
-    heat: dict[str, list[list[int]]] = defaultdict(list)
-    for student, b, n in session.execute(q):
-        heat[student].append([int(b), int(n)])
+    # Each student's cells come back as one JSON array built in SQL: 200 rows parsed by json.loads instead
+    # of ~20,000 (student, bin, events) rows through the driver (that was half the assignment page's time).
+    if session.get_bind().dialect.name == "postgresql":
+        strip = func.json_agg(func.json_build_array(cells.c.bin.cast(Integer), cells.c.n.cast(Integer)))
+    else:
+        strip = func.json_group_array(func.json_array(cells.c.bin, cells.c.n))
+    heat: dict[str, list[list[int]]] = {}
+    for student, text in session.execute(select(cells.c.student_id, strip.cast(String)).group_by(cells.c.student_id)):
+        heat[student] = sorted(json.loads(text))  # an aggregate's input order is not promised
+    return start, hours, per, heat
     return start, hours, per, heat
 
 

@@ -102,7 +102,7 @@ def test_course_assignment_student_diff_replay_exports_and_language(backend, dri
     assert [f.text for f in row(classroom.S_PASTE).find_elements(By.CSS_SELECTOR, ".flag")] == ["large paste"]
     assert not row(classroom.S_STEADY).find_elements(By.CSS_SELECTOR, ".flag")
     assert all(
-        r.find_elements(By.CSS_SELECTOR, "svg.heat rect")
+        r.find_elements(By.CSS_SELECTOR, "svg.heat path")
         for r in driver.find_elements(By.CSS_SELECTOR, "#students tbody tr")
     )
     saves = driver.find_element(By.CSS_SELECTOR, "#students th[data-key='saves']")
