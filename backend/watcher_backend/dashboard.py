@@ -60,13 +60,17 @@ def _int(n: int):
 
 
 def _heat(
-    session: Session, course: str, section: str, assignment: str
+    session: Session, course: str, section: str, assignment: str, span: tuple[Any, Any] = (None, None)
 ) -> tuple[datetime | None, int, int, dict[str, list[list[int]]]]:
     """Each student's events in bins of ``per`` hours from the assignment's first hour: (first hour, hours
     from it to the last one with activity, per, student -> [[bin, events], ...]). Binned in SQL: an
-    assignment of 200 students holds tens of thousands of student-hours, a strip needs 120 numbers."""
+    assignment of 200 students holds tens of thousands of student-hours, a strip needs 120 numbers.
+    ``span``: the assignment's first and last event if known (the summary has them), else read here."""
     where = and_(HOURS.c.course == course, HOURS.c.section == section, HOURS.c.assignment == assignment)
-    first, last = session.execute(select(func.min(HOURS.c.hour), func.max(HOURS.c.hour)).where(where)).one()
+    if span[0] is not None and span[1] is not None:  # their hours are the table's least and greatest
+        first, last = rollups.hour_of(span[0]), rollups.hour_of(span[1])
+    else:  # an index scan of every student-hour of the assignment
+        first, last = session.execute(select(func.min(HOURS.c.hour), func.max(HOURS.c.hour)).where(where)).one()
     if first is None or last is None:
         return None, 0, 1, {}
     first, last = int(first), int(last)
@@ -193,7 +197,8 @@ def assignment_view(
         r.student_id: r
         for r in session.execute(select(ROLLUP.c.student_id, *(ROLLUP.c[c] for c in rollups.FLAG_COLUMNS)).where(where))
     }
-    start, hours, per, heat = _heat(session, course, section, assignment)
+    span = (summary["first_activity"], summary["last_activity"])
+    start, hours, per, heat = _heat(session, course, section, assignment, span)
 
     students = []
     for row in summary["per_student"]:
