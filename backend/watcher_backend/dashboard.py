@@ -263,11 +263,18 @@ def timeline_page(
         rows = rows[:limit]
         next_cursor = store.encode_cursor(rows[-1].timestamp, rows[-1].id)
     paths: dict[str, int] = {}
+    # A student runs the same few command lines again and again: each distinct one is parsed and redacted
+    # once per page (a page of 1,000 events holds hundreds of command lines).
+    argvs: dict[str, list[str]] = {}
     events = []
     for r in rows:
         path = paths.setdefault(r.path, len(paths))
-        # known secrets replaced, as everywhere a command line leaves the backend (docs/security.md)
-        argv = redact_argv(json.loads(r.argv)) if r.argv else None
+        argv = None
+        if r.argv:
+            argv = argvs.get(r.argv)
+            if argv is None:
+                # known secrets replaced, as everywhere a command line leaves the backend (docs/security.md)
+                argv = argvs[r.argv] = redact_argv(json.loads(r.argv))
         ms = int(r.timestamp.timestamp() * 1000)
         events.append([r.id, ms, _TYPE_INDEX[r.type], path, r.size, r.sha256, r.exit_code, r.signal, argv, r.error])
     return {
