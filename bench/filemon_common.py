@@ -4,10 +4,14 @@ from /proc, and write one section of bench/results/filemon.md (keeping the other
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -43,6 +47,23 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def run_and_clean(main: Callable[[], int], prefix: str) -> int:
+    """Run a benchmark's main, then remove its scratch directories (named `prefix`...) even if it failed."""
+    try:
+        return main()
+    finally:
+        for leftover in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Idle:
+    rss: float  # MB at the end
+    peak: float  # MB, sampled
+    cpu: float  # CPU seconds used
+    span: float  # seconds measured
 
 
 class Filemon:
@@ -97,6 +118,28 @@ class Filemon:
             if line.startswith(name) and not line.startswith("#"):
                 total += float(line.rsplit(" ", 1)[1])
         return total
+
+    def settle(self, files: int, timeout: float = 600) -> float:
+        """Seconds until the startup scan's `files` were snapshotted and delivered (nothing queued)."""
+        t0 = time.monotonic()
+        while time.monotonic() < t0 + timeout:
+            if (
+                self.metric("watcher_outbox_events") == 0
+                and self.metric("filemon_pipeline_queue") == 0
+                and self.metric('file_events_total{event_type="create"}') >= files
+            ):
+                return time.monotonic() - t0
+            time.sleep(0.2)
+        raise RuntimeError(f"filemon did not settle in {timeout:.0f} s: see {self.log}")
+
+    def idle(self, seconds: float, every: float = 1.0) -> Idle:
+        """Memory and CPU over `seconds` of doing nothing."""
+        cpu0, t0 = cpu_seconds(self.proc.pid), time.monotonic()
+        peak = 0.0
+        while time.monotonic() - t0 < seconds:
+            peak = max(peak, rss_mb(self.proc.pid))
+            time.sleep(every)
+        return Idle(rss_mb(self.proc.pid), peak, cpu_seconds(self.proc.pid) - cpu0, time.monotonic() - t0)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

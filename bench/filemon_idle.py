@@ -10,13 +10,12 @@ delivery to finish, then samples RSS and CPU over an idle window.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from filemon_common import Filemon, cpu_seconds, machine, rss_mb, write_section
+from filemon_common import Filemon, machine, run_and_clean, write_section
 
 from support.backend import run_backend  # noqa: E402
 
@@ -44,28 +43,15 @@ def main(argv=None) -> int:
             files += 1
     print(f"idle: {students * 5} directories, {files} files; machine {machine()}")
     with run_backend(tmp) as backend:
+        fm = Filemon(ws, tmp / "state", backend, tmp / "filemon.log")
         t0 = time.monotonic()
-        fm = Filemon(ws, tmp / "state", backend, tmp / "filemon.log").start(timeout=300)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if (
-                fm.metric("watcher_outbox_events") == 0
-                and fm.metric("filemon_pipeline_queue") == 0
-                and fm.metric('file_events_total{event_type="create"}') >= files
-            ):
-                break
-            time.sleep(0.2)
-        startup = time.monotonic() - t0
+        fm.start(timeout=300)
         try:
+            fm.settle(files, timeout=300)
+            startup = time.monotonic() - t0
             watches = fm.metric("filemon_watches ")
-            cpu0, w0 = cpu_seconds(fm.proc.pid), time.monotonic()
-            peak = 0.0
-            while time.monotonic() - w0 < args.idle_seconds:
-                peak = max(peak, rss_mb(fm.proc.pid))
-                time.sleep(1)
-            cpu = cpu_seconds(fm.proc.pid) - cpu0
-            span = time.monotonic() - w0
-            rss = rss_mb(fm.proc.pid)
+            idle = fm.idle(args.idle_seconds)
+            rss, peak, cpu, span = idle.rss, idle.peak, idle.cpu, idle.span
         finally:
             fm.stop()
     body = "\n".join(
@@ -89,13 +75,5 @@ def main(argv=None) -> int:
     return 0
 
 
-def run(argv=None) -> int:
-    try:
-        return main(argv)
-    finally:
-        for leftover in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
-            shutil.rmtree(leftover, ignore_errors=True)
-
-
 if __name__ == "__main__":
-    sys.exit(run())
+    sys.exit(run_and_clean(main, PREFIX))

@@ -17,10 +17,9 @@ import json
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from filemon_common import Filemon, machine, rss_mb, write_section
+from filemon_common import Filemon, machine, run_and_clean, write_section
 
 from support.backend import run_backend  # noqa: E402
 from support.kube import ADMIN_TOKEN, ControlPlane, missing_binaries  # noqa: E402
@@ -52,29 +51,6 @@ def make_pods(cp: ControlPlane, students: list[str], nodes: int) -> None:
     for start in range(0, len(items), 200):
         doc = {"apiVersion": "v1", "kind": "List", "items": items[start : start + 200]}
         cp.kubectl("apply", "-f", "-", input=json.dumps(doc), timeout=300)
-
-
-def settle(fm: Filemon, files: int, timeout: float = 600) -> float:
-    t0 = time.monotonic()
-    deadline = t0 + timeout
-    while time.monotonic() < deadline:
-        if (
-            fm.metric("watcher_outbox_events") == 0
-            and fm.metric("filemon_pipeline_queue") == 0
-            and fm.metric('file_events_total{event_type="create"}') >= files
-        ):
-            return time.monotonic() - t0
-        time.sleep(0.2)
-    raise RuntimeError("filemon did not settle")
-
-
-def measure(fm: Filemon, seconds: float) -> tuple[float, float]:
-    peak = 0.0
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        peak = max(peak, rss_mb(fm.proc.pid))
-        time.sleep(0.5)
-    return rss_mb(fm.proc.pid), peak
 
 
 def main(argv=None) -> int:
@@ -117,13 +93,13 @@ def main(argv=None) -> int:
             )
             fm.start(timeout=300)
             try:
-                startup = settle(fm, files)
-                rss, peak = measure(fm, args.idle_seconds)
+                startup = fm.settle(files)
+                idle = fm.idle(args.idle_seconds, every=0.5)
                 rows[scope] = {
                     "watches": fm.metric("filemon_watches "),
                     "workspaces": fm.metric("filemon_workspaces_watched"),
-                    "rss": rss,
-                    "peak": peak,
+                    "rss": idle.rss,
+                    "peak": idle.peak,
                     "startup": startup,
                     "files": files,
                 }
@@ -161,13 +137,5 @@ def main(argv=None) -> int:
     return 0
 
 
-def run(argv=None) -> int:
-    try:
-        return main(argv)
-    finally:
-        for leftover in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
-            shutil.rmtree(leftover, ignore_errors=True)
-
-
 if __name__ == "__main__":
-    sys.exit(run())
+    sys.exit(run_and_clean(main, PREFIX))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Path, Query
+from fastapi import Depends, Path, Query
 from pydantic import AwareDatetime
 
 from watcher_core import identity
@@ -21,3 +22,20 @@ Since = Annotated[AwareDatetime | None, Query(description="Only events at or aft
 Until = Annotated[AwareDatetime | None, Query(description="Only events before this time (RFC 3339 with offset)")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size")]
 Cursor = Annotated[str | None, Query(max_length=200, description="next_cursor from the previous page")]
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One assignment, from the path: a dependency (`Annotated[Assignment, Depends()]`), so the routes under
+    /courses/{course}/sections/{section}/assignments/{assignment} declare the three parameters once."""
+
+    course: CoursePath
+    section: SectionPath
+    assignment: AssignmentPath
+
+    def ids(self) -> dict[str, str]:
+        """The three as a response echoes them."""
+        return {"course": self.course, "section": self.section, "assignment": self.assignment}
+
+
+AssignmentOf = Annotated[Assignment, Depends()]

@@ -14,7 +14,7 @@ from watcher_core import wire
 
 from .. import diagnosis, store
 from ..auth import Reader, get_session, require_read
-from ..params import AssignmentPath, CoursePath, Cursor, Limit, SectionPath, Since, StudentPath, Until
+from ..params import AssignmentOf, CoursePath, Cursor, Limit, SectionPath, Since, StudentPath, Until
 from ..schemas import (
     AssignmentMeasures,
     AssignmentSummary,
@@ -50,9 +50,7 @@ def list_courses(
 @router.get(ASSIGNMENT + "/summary", response_model=AssignmentSummary, summary="An assignment at a glance")
 def assignment_summary(
     request: Request,
-    course: CoursePath,
-    section: SectionPath,
-    assignment: AssignmentPath,
+    where: AssignmentOf,
     since: Since = None,
     until: Until = None,
     idle_gap_seconds: Annotated[
@@ -61,7 +59,9 @@ def assignment_summary(
     session: Session = Depends(get_session),
 ):
     idle = idle_gap_seconds or request.app.state.settings.idle_gap_seconds
-    return store.summary(session, course, section, assignment, since=since, until=until, idle_gap_seconds=idle)
+    return store.summary(
+        session, where.course, where.section, where.assignment, since=since, until=until, idle_gap_seconds=idle
+    )
 
 
 @router.get(
@@ -70,9 +70,7 @@ def assignment_summary(
     summary="A student's saves, deletes, compiles and runs in time order",
 )
 def student_timeline(
-    course: CoursePath,
-    section: SectionPath,
-    assignment: AssignmentPath,
+    where: AssignmentOf,
     student_id: StudentPath,
     since: Since = None,
     until: Until = None,
@@ -84,9 +82,9 @@ def student_timeline(
     try:
         events, next_cursor = store.timeline(
             session,
-            course,
-            section,
-            assignment,
+            where.course,
+            where.section,
+            where.assignment,
             student_id,
             since=since,
             until=until,
@@ -97,14 +95,7 @@ def student_timeline(
     except store.BadCursor as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None
     diagnosis.attach(session, events)
-    return {
-        "course": course,
-        "section": section,
-        "assignment": assignment,
-        "student_id": student_id,
-        "events": events,
-        "next_cursor": next_cursor,
-    }
+    return {**where.ids(), "student_id": student_id, "events": events, "next_cursor": next_cursor}
 
 
 DiagnosticKind = Literal["error", "warning", "note", "exception"]
@@ -116,9 +107,7 @@ DiagnosticKind = Literal["error", "warning", "note", "exception"]
     summary="The most frequent compiler errors and Python exceptions of an assignment, and who hit them",
 )
 def assignment_errors(
-    course: CoursePath,
-    section: SectionPath,
-    assignment: AssignmentPath,
+    where: AssignmentOf,
     kind: Annotated[
         list[DiagnosticKind] | None,
         Query(description="Only these kinds (repeatable); default error and exception"),
@@ -130,9 +119,9 @@ def assignment_errors(
 ):
     kinds = sorted(set(kind or ("error", "exception")))
     classes = diagnosis.top_classes(
-        session, course, section, assignment, kinds=kinds, since=since, until=until, limit=limit
+        session, where.course, where.section, where.assignment, kinds=kinds, since=since, until=until, limit=limit
     )
-    return {"course": course, "section": section, "assignment": assignment, "kinds": kinds, "classes": classes}
+    return {**where.ids(), "kinds": kinds, "classes": classes}
 
 
 @router.get(
@@ -140,14 +129,9 @@ def assignment_errors(
     response_model=AssignmentMeasures,
     summary="Error Quotient, Repeated Error Density and Watwin of each student of an assignment",
 )
-def assignment_measures(
-    course: CoursePath,
-    section: SectionPath,
-    assignment: AssignmentPath,
-    session: Session = Depends(get_session),
-):
-    students = diagnosis.assignment_measures(session, course, section, assignment)
-    return {"course": course, "section": section, "assignment": assignment, "students": students}
+def assignment_measures(where: AssignmentOf, session: Session = Depends(get_session)):
+    students = diagnosis.assignment_measures(session, where.course, where.section, where.assignment)
+    return {**where.ids(), "students": students}
 
 
 @router.get(

@@ -16,7 +16,7 @@ from integration.filemon.harness import by_path, metric, running_filemon, sha, t
 from prometheus_client import CollectorRegistry
 
 from support.backend import run_backend
-from support.kube import ADMIN_TOKEN, RESTRICTED_TOKEN, ControlPlane, missing_binaries
+from support.kube import ADMIN_TOKEN, RESTRICTED_TOKEN, ControlPlane
 from watcher_agents.filemon import pods
 from watcher_agents.filemon.metrics import FilemonMetrics
 
@@ -26,10 +26,7 @@ SELECTOR = "app.kubernetes.io/part-of=jcode,role=student"
 
 
 @pytest.fixture(scope="module")
-def cp():
-    missing = missing_binaries()
-    if missing:
-        pytest.skip(f"no Kubernetes control plane binaries ({', '.join(missing)}): run scripts/deps/kube.sh")
+def cp(kube_binaries):
     with ControlPlane(controller_manager=False) as plane:
         yield plane
 
@@ -43,9 +40,7 @@ class CompactingControlPlane(ControlPlane):
 
 
 @pytest.fixture(scope="module")
-def compacting_cp():
-    if missing_binaries():
-        pytest.skip("no Kubernetes control plane binaries: run scripts/deps/kube.sh")
+def compacting_cp(kube_binaries):
     with CompactingControlPlane(controller_manager=False) as plane:
         yield plane
 

@@ -24,7 +24,7 @@ from system.procmon.pm_helpers import Container as StudentContainer
 from system.procmon.pm_helpers import why_no_ebpf
 
 from support.backend import wire_event
-from support.kube import ControlPlane, missing_binaries
+from support.kube import ControlPlane
 from support.podman import (
     Podman,
     build_images,
@@ -376,10 +376,7 @@ def test_procmon_with_the_daemonset_privileges_records_a_students_compiles_and_r
 # --- operator ----------------------------------------------------------------------------------------
 
 
-def test_operator_answers_its_liveness_probe_and_reconciles_a_watcherdeployment(images, pods, tmp_path):
-    missing = missing_binaries()
-    if missing:
-        pytest.skip(f"no Kubernetes control plane binaries ({', '.join(missing)}): run scripts/deps/kube.sh")
+def test_operator_answers_its_liveness_probe_and_reconciles_a_watcherdeployment(images, pods, kube_binaries, tmp_path):
     kube_dir = tmp_path / "kube"
     with ControlPlane(kube_dir) as cp:
         # the image's user (10001) reads the kubeconfig and the API server's certificate

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from support.kube import ControlPlane, missing_binaries
+from support.kube import ControlPlane
 from support.ports import free_port
 from support.waiting import wait_for  # noqa: F401 - the operator tests import it from here
 
@@ -29,10 +29,7 @@ STORAGE_CLASS = {
 
 
 @pytest.fixture(scope="session")
-def cluster():
-    missing = missing_binaries()
-    if missing:
-        pytest.skip(f"no Kubernetes control plane binaries ({', '.join(missing)}): run scripts/deps/kube.sh")
+def cluster(kube_binaries):
     with ControlPlane() as cp:
         cp.kubectl("apply", "-f", str(CRD_FILE))
         cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/watcherdeployments.watcher.jcode.io")
