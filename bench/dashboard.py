@@ -212,7 +212,9 @@ axis and the table's first 150 rows before the ready mark, the table's other row
 
 The assignment view reads the rollups kept at ingest (one row per student from `student_rollup` and
 `file_state`, one per student and hour from `activity_hour`), never the 400,000 events of the assignment;
-the timeline is one indexed range read of at most 1,000 events.
+its heat strips are binned in SQL (whole hours since the epoch, revision 0012) and come back as one JSON
+array per student, drawn as one SVG path per shade. The timeline is one indexed range read of at most
+1,000 events. Both pages' JSON requests start from `index.html`, before the stylesheet and `app.js` load.
 """
     RESULTS.write_section("dashboard", "Dashboard pages in the browser (issue 12)", body)
     log(f"wrote {RESULTS.path} and {RESULTS_DIR / 'dashboard.json'}")
