@@ -196,12 +196,19 @@ def main(argv: list[str] | None = None) -> int:
         f"| < {s['target_p95_ms']:.0f} | {'met' if s['met'] else '**missed**'} |"
         for view, s in summary.items()
     )
+    database = (
+        "cached"
+        if how.startswith("cached")
+        else "an older schema's cached one, migrated in this run"
+        if how.startswith("migrated")
+        else "generated in this run"
+    )
     body = f"""Command: `{command}`
 
 {machine()}; load average {load:.1f} at the start. Headless Chromium {driver.capabilities.get("browserVersion", "?")};
 {args.loads} full page loads per view, interleaved, of random assignments and students of one course of
 {STUDENTS} students x {ASSIGNMENTS} assignments x {PER_STUDENT:,} events ({STUDENTS * ASSIGNMENTS * PER_STUDENT:,}
-events; SQLite; the database {"cached" if how.startswith("cached") else "generated in this run"}). "ready" is navigation timing: the navigation's start to the page's
+events; SQLite; the database {database}). "ready" is navigation timing: the navigation's start to the page's
 `watcher-ready` mark (data fetched and drawn); "API" is the resource timing of the page's JSON request.
 A student timeline page shows its first {rows_shown:,} events (paged: "load more" fetches the next): the
 axis and the table's first 150 rows before the ready mark, the table's other rows in the task after it.
