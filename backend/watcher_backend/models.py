@@ -233,14 +233,16 @@ STUDENT_ROLLUP_TABLE = Table(
 )
 
 # A student's events per hour (UTC, truncated): the dashboard's heat strips and its charts over time, read
-# without scanning the events (revision 0010). Zones whose offset is not whole hours see shifted buckets.
+# without scanning the events (revision 0010). ``hour`` is whole hours since the Unix epoch (revision 0012),
+# so binning a strip or counting days is integer arithmetic in SQL, not date parsing of every row. Zones
+# whose offset is not whole hours see shifted buckets.
 HOUR_COUNTERS = ("events", "saves", "compiles", "compile_successes", "runs")
 ACTIVITY_HOUR_TABLE = Table(
     "activity_hour",
     SQLModel.metadata,
     *_scope_columns(
         Column("student_id", String(32), primary_key=True),
-        Column("hour", UtcDateTime(), primary_key=True),
+        Column("hour", BigInteger(), primary_key=True, autoincrement=False),
     ),
     *(Column(name, BigInteger(), nullable=False, default=0) for name in HOUR_COUNTERS),
 )

@@ -89,9 +89,13 @@ def _hour_counted(event_type: str, ok: bool) -> tuple[int, ...]:
     return tuple(HOUR_COUNTERS.index(name) for name in _counted(event_type, ok) if name in HOUR_COUNTERS)
 
 
-def hour_of(ts: datetime) -> datetime:
-    """The UTC hour an event falls in (its bucket in activity_hour)."""
-    return ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_HOUR = timedelta(hours=1)
+
+
+def hour_of(ts: datetime) -> int:
+    """The UTC hour an event falls in (its bucket in activity_hour): whole hours since the Unix epoch."""
+    return (ts - EPOCH) // _HOUR
 
 
 # What the flags follow: (time, type, path, size, succeeded) of a compile or a file event.
@@ -148,7 +152,7 @@ class Fold:
     latest_snap: tuple[datetime, str, int] | None = None  # the latest by (time, path); the first on a tie
     files: dict[str, tuple[datetime, str, int | None]] = field(default_factory=dict)  # path -> (time, type, size)
     sizes: Counter[int] = field(default_factory=Counter)
-    hours: dict[datetime, list[int]] = field(default_factory=dict)  # UTC hour -> HOUR_COUNTERS
+    hours: dict[int, list[int]] = field(default_factory=dict)  # hour_of -> HOUR_COUNTERS
     steps: list[Step] = field(default_factory=list)  # what the flags follow
 
     def add(self, event_type: str, ts: datetime, path: str, size: int | None, ok: bool | None) -> None:
@@ -475,7 +479,7 @@ def _upsert_files(session: Session, folds: dict[Key, Fold]) -> None:
 def _upsert_hours(session: Session, folds: dict[Key, Fold]) -> None:
     """Add each student's events per hour to activity_hour."""
     sql = _Sql.of(session)
-    rows = [(*key, sql.time(hour), *counts) for key, fold in folds.items() for hour, counts in fold.hours.items()]
+    rows = [(*key, hour, *counts) for key, fold in folds.items() for hour, counts in fold.hours.items()]
     if rows:
         cursor = _cursor(session)
         try:

@@ -2,15 +2,16 @@
 
 from datetime import UTC, datetime
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlmodel import Session, SQLModel
 
-from watcher_backend import db, migrate, models, store  # noqa: F401  (models registers the tables)
+from watcher_backend import db, migrate, models, rollups, store  # noqa: F401  (models registers the tables)
 from watcher_core import wire
 
-HEAD = "0011"
+HEAD = "0012"
 
 
 def test_migrations_from_empty_match_the_models(database_url):
@@ -138,4 +139,44 @@ def test_revision_0011_parses_the_stderr_stored_before_it(database_url):
         ("ev-old-compile-1", "warning", "src/main.c", 4, "unused variable <id>", "-Wunused-variable"),
         ("ev-old-run-1", "exception", "src/a.py", 2, "ZeroDivisionError: division by zero", "ZeroDivisionError"),
     ]
+    engine.dispose()
+
+
+def test_revision_0012_numbers_the_activity_hours_in_place_and_back(database_url):
+    engine = db.make_engine(database_url)
+    migrate.upgrade(engine, "0011")
+    stored_at = ("2026-03-02 11:00:00.000000", "2026-03-02 23:00:00.000000", "1970-01-02 00:00:00.000000")
+    with engine.begin() as conn:
+        for i, hour in enumerate(stored_at):
+            conn.execute(
+                text(
+                    "INSERT INTO activity_hour (course, section, assignment, student_id, hour, events, saves, "
+                    "compiles, compile_successes, runs) VALUES ('os', '1', 'hw1', '7', :hour, :n, 1, 0, 0, 0)"
+                ),
+                {"hour": datetime.fromisoformat(hour) if conn.dialect.name == "postgresql" else hour, "n": i + 2},
+            )
+    migrate.upgrade(engine)  # converted in place: no rebuild, the same counts under the same hours
+    numbered = [
+        (
+            int((datetime.fromisoformat(h).replace(tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds())
+            // 3600,
+            i + 2,
+        )
+        for i, h in enumerate(stored_at)
+    ]
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT hour, events FROM activity_hour ORDER BY hour")).all()
+    assert [tuple(r) for r in rows] == sorted(numbered) and sorted(numbered)[0][0] == 24
+    assert numbered[0][0] == rollups.hour_of(datetime(2026, 3, 2, 11, 59, tzinfo=UTC))
+
+    cfg = migrate.alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0011")
+    with engine.connect() as conn:
+        back = conn.execute(text("SELECT hour, events FROM activity_hour ORDER BY hour")).all()
+    as_text = [str(h) if isinstance(h, str) else h.strftime("%Y-%m-%d %H:%M:%S.%f") for h, _ in back]
+    assert as_text == sorted(stored_at) and [n for _, n in back] == [4, 2, 3]
+    migrate.upgrade(engine)
+    assert migrate.current_revision(engine) == HEAD
     engine.dispose()

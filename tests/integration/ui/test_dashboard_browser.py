@@ -102,7 +102,7 @@ def test_course_assignment_student_diff_replay_exports_and_language(backend, dri
     assert [f.text for f in row(classroom.S_PASTE).find_elements(By.CSS_SELECTOR, ".flag")] == ["large paste"]
     assert not row(classroom.S_STEADY).find_elements(By.CSS_SELECTOR, ".flag")
     assert all(
-        r.find_elements(By.CSS_SELECTOR, "svg.heat rect")
+        r.find_elements(By.CSS_SELECTOR, "svg.heat path")
         for r in driver.find_elements(By.CSS_SELECTOR, "#students tbody tr")
     )
     saves = driver.find_element(By.CSS_SELECTOR, "#students th[data-key='saves']")
@@ -220,3 +220,17 @@ def test_a_long_timeline_shows_its_first_page_whole_then_loads_more(backend, dri
     WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".events[data-complete]"))
     assert len(driver.find_elements(By.CSS_SELECTOR, "#events tbody tr")) == 1100
     assert not more.is_displayed()
+
+
+def test_an_assignment_or_student_page_requests_its_data_once(backend, driver):
+    # index.html starts the request before app.js loads; app.js takes it over instead of asking again
+    browser.open(driver, backend.url + "/ui")
+    driver.execute_script("sessionStorage.setItem('watcher.token', arguments[0])", backend.tokens["read"])
+    base = "/ui/courses/os/sections/1/assignments/hw1"
+    for page, data in ((base, "/activity"), (f"{base}/students/{classroom.S_STEADY}", "/events?limit=1000")):
+        browser.open(driver, backend.url + page)
+        requested = driver.execute_script(
+            "return performance.getEntriesByType('resource').map(e => e.name).filter(n => n.includes('/api/v1/'))"
+        )
+        assert [n for n in requested if n.endswith(data)] == [backend.url + "/api/v1" + page[3:] + data]
+    assert driver.find_elements(By.CSS_SELECTOR, "#events tbody tr")
