@@ -65,6 +65,10 @@ DELTAS_SUFFIX = ".deltas"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _DELTA_MAGIC = 0x184D2A5A  # one of zstd's skippable frame magic numbers: zstd tools skip the header
 _DELTA_HEADER = struct.Struct("<II32s")  # magic, length of what follows (32), the base's sha256
+# The smallest delta there can be: its header, then a zstd frame of at least a magic number (4 bytes), a frame
+# header (2) and a block header (3). A content whose whole form is under 4x this is stored whole without
+# trying a delta: none could be under DELTA_MAX_FRACTION of it.
+_MIN_DELTA_SIZE = _DELTA_HEADER.size + 4 + 2 + 3
 
 
 class CorruptSnapshot(OSError):
@@ -103,6 +107,14 @@ def compress_delta(data: bytes, base: bytes, base_sha256: str) -> bytes:
         data
     )
     return _DELTA_HEADER.pack(_DELTA_MAGIC, 32, bytes.fromhex(base_sha256)) + frame
+
+
+def delta_may_pay(whole_size: int) -> bool:
+    """Whether a delta could be small enough to be stored instead of a whole form of ``whole_size`` bytes.
+    A tiny or very repetitive content (a 700-byte file of one line repeated compresses to ~55 bytes) is
+    stored whole anyway, and trying its delta (the store lock, reading the base, a dictionary compression)
+    made every save of such a file cost more: in the storm benchmark, all of them."""
+    return _MIN_DELTA_SIZE <= DELTA_MAX_FRACTION * whole_size
 
 
 def _header_base(blob: bytes) -> str | None:
@@ -290,7 +302,7 @@ def store_snapshot(
         pass
     final.parent.mkdir(parents=True, exist_ok=True)
     whole = compress_whole(data)
-    if previous is not None and previous != digest:
+    if previous is not None and previous != digest and delta_may_pay(len(whole)):
         with contextlib.suppress(OSError), store_lock(root, exclusive=False, timeout=0) as held:
             if held and (stored := _write_delta(root, data, digest, whole, previous)) is not None:
                 return stored
@@ -304,9 +316,11 @@ def _write_delta(root: str | os.PathLike, data: bytes, digest: str, whole: bytes
     blob = _read_file(snapshot_path(root, previous))
     if blob is None:
         return None
-    base = delta_base(blob, previous) or previous
+    form = form_of(blob, previous)
+    base = (_header_base(blob) if form == "delta" else None) or previous
     try:
-        base_data = _base_content(root, base, digest, aside=False)
+        # the previous version is itself the base (raw or whole): its bytes are read already
+        base_data = _base_content(root, base, digest, aside=False) if form == "delta" else _undelta(blob, base, form)
     except CorruptSnapshot:
         return None
     if base_data is None:

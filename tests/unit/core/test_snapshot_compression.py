@@ -296,3 +296,46 @@ def test_watcher_snapshots_migrate_reports_progress_and_totals_on_stderr(tmp_pat
         env={**os.environ, "WATCHER_SNAPSHOT_DIR": ""},
     )
     assert missing.returncode == 2 and "--root" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def storm_like(n: int, version: int) -> bytes:
+    """bench/filemon_storm.py's contents: a heading and one line repeated, ~55 bytes compressed."""
+    return (f"// 2024{n:06d} f{n}.c version {version}\n" + "int x = 0;\n" * 60).encode()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"x", b"int main(void) { return 0; }\n", storm_like(1, 0), version(3), version(12), version(40)],
+)
+def test_no_delta_is_ever_smaller_than_the_bound_that_skips_trying_one(data):
+    # The smallest delta of a content is against itself as base. Where delta_may_pay says no, even that one
+    # is over the quarter of the whole form, so skipping the attempt never stores a content larger.
+    sha = snapshots.sha256_of(data)
+    smallest = len(snapshots.compress_delta(data, data, sha))
+    assert smallest >= snapshots._MIN_DELTA_SIZE
+    whole = len(snapshots.compress_whole(data))
+    if not snapshots.delta_may_pay(whole):
+        assert smallest > snapshots.DELTA_MAX_FRACTION * whole
+
+
+def test_a_content_too_small_for_a_delta_to_pay_is_stored_whole_without_reading_its_previous_version(tmp_path):
+    first = snapshots.store_snapshot(tmp_path, storm_like(7, 0))
+    assert first.form == "whole" and not snapshots.delta_may_pay(first.stored_bytes)
+    # The previous version damaged: a delta attempt would have read it (and found it damaged); none is made.
+    snapshots.snapshot_path(tmp_path, first.sha256).write_bytes(b"damaged")
+    with snapshots.store_lock(tmp_path, exclusive=True):  # a removal running: no save may wait for it
+        second = snapshots.store_snapshot(tmp_path, storm_like(7, 1), previous=first.sha256)
+    assert second.form == "whole"
+    assert snapshots.read_snapshot(tmp_path, second.sha256) == storm_like(7, 1)
+    assert not snapshots._deltas_dir(tmp_path, first.sha256).exists()
+
+
+def test_a_typed_save_still_becomes_a_delta_of_its_previous_versions_base(tmp_path):
+    assert snapshots.delta_may_pay(len(snapshots.compress_whole(version(100))))
+    first = snapshots.store_snapshot(tmp_path, version(100))
+    second = snapshots.store_snapshot(tmp_path, version(104), previous=first.sha256)
+    third = snapshots.store_snapshot(tmp_path, version(110), previous=second.sha256)
+    assert (second.form, third.form) == ("delta", "delta")
+    blob = snapshots.snapshot_path(tmp_path, third.sha256).read_bytes()
+    assert snapshots.delta_base(blob, third.sha256) == first.sha256
+    assert snapshots.read_snapshot(tmp_path, third.sha256) == version(110)
