@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Path, Query
-from pydantic import AwareDatetime
 
-from watcher_core import identity
+from watcher_core import identity, wire
 
 CoursePath = Annotated[str, Path(pattern=rf"^{identity.COURSE_RE.pattern}$", description="Course code, e.g. os")]
 SectionPath = Annotated[str, Path(pattern=rf"^{identity.SECTION_RE.pattern}$", description="Section, e.g. 1")]
@@ -18,8 +17,8 @@ AssignmentPath = Annotated[
 ]
 Sha256Path = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="sha256 of the content (lowercase hex)")]
 
-Since = Annotated[AwareDatetime | None, Query(description="Only events at or after this time (RFC 3339 with offset)")]
-Until = Annotated[AwareDatetime | None, Query(description="Only events before this time (RFC 3339 with offset)")]
+Since = Annotated[wire.UtcTime | None, Query(description="Only events at or after this time (RFC 3339 with offset)")]
+Until = Annotated[wire.UtcTime | None, Query(description="Only events before this time (RFC 3339 with offset)")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size")]
 Cursor = Annotated[str | None, Query(max_length=200, description="next_cursor from the previous page")]
 

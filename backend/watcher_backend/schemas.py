@@ -8,7 +8,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
+
+from watcher_core import wire
 
 
 class Health(BaseModel):
@@ -310,7 +312,7 @@ class TokenCreate(BaseModel):
     scope: Literal["read", "admin"] = "read"
     courses: list[str] = Field(default_factory=list, max_length=200, description='e.g. ["os/1", "db"]')
     every_course: bool = False
-    expires_at: AwareDatetime | None = Field(default=None, description="RFC 3339 with offset; none: never")
+    expires_at: wire.UtcTime | None = Field(default=None, description="RFC 3339 with offset; none: never")
     expires_in_days: int | None = Field(default=None, ge=1, le=3660, description="Instead of expires_at")
 
 

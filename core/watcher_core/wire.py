@@ -59,7 +59,10 @@ SourceName = Literal["filemon", "procmon", "legacy", "ipynb", "import"]
 
 
 def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC: a 422 naming the field, not a 500
+        raise ValueError("out of range once converted to UTC (years 1 to 9999)") from None
 
 
 def _rel_path(value: str) -> str:
