@@ -21,17 +21,20 @@ function init(args)
   counter = 0
 end
 
-local function student(i)
-  local n = i % 2000
+-- Student n of 2,000 (class n % 40). Each thread visits all of them in turn, so a student's requests are
+-- 2,000 apart and arrive in time order, as one student's saves, compiles and runs do.
+local function student(n)
   return "c" .. tostring(n % 40), tostring(202400000 + math.floor(n / 40))
 end
 
-local function iso_now(i)
-  return os.date("!%Y-%m-%dT%H:%M:%S", os.time()) .. string.format(".%06d", i % 1000000)
+-- Whole seconds: a student's next request comes at least a second later at up to 2,000 requests/s, so its
+-- events never go back in time (the old filemon's snapshot times are whole seconds too).
+local function iso_now()
+  return os.date("!%Y-%m-%dT%H:%M:%S", os.time()) .. ".000000"
 end
 
-local function legacy(i)
-  local course, sid = student(i)
+local function legacy(i, n)
+  local course, sid = student(n)
   local base = "/api/" .. course .. "-1/hw1/" .. sid
   local kind = i % 3
   local headers = { ["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json" }
@@ -46,19 +49,19 @@ local function legacy(i)
       '{"timestamp": "%s", "exit_code": %d, "cmdline": "gcc -o main main.c -D%s_%d", '
         .. '"cwd": "/home/coder/project/hw1", "binary_path": "/usr/bin/x86_64-linux-gnu-gcc-12", '
         .. '"target_path": "/home/coder/project/hw1/main.c"}',
-      iso_now(i), i % 2, tag, i)
+      iso_now(), i % 2, tag, i)
     return wrk.format("POST", base .. "/logs/build", headers, body)
   end
   body = string.format(
     '{"timestamp": "%s", "exit_code": 0, "cmdline": "./main %s_%d", "cwd": "/home/coder/project/hw1", '
       .. '"target_path": "/home/coder/project/hw1/main", "process_type": "binary"}',
-    iso_now(i), tag, i)
+    iso_now(), tag, i)
   return wrk.format("POST", base .. "/logs/run", headers, body)
 end
 
-local function v1(i)
-  local course, sid = student(i)
-  local ts = iso_now(i) .. "Z"
+local function v1(i, n)
+  local course, sid = student(n)
+  local ts = iso_now() .. "Z"
   local common = string.format(
     '"event_id": "bench-%s-%010d", "timestamp": "%s", "node": "node-%d", "course": "%s", "section": "1", '
       .. '"student_id": "%s", "assignment": "hw1"',
@@ -86,12 +89,13 @@ local function v1(i)
 end
 
 function request()
-  local i = counter * 16 + thread_no
+  local i = counter * 16 + thread_no -- unique across up to 16 threads: makes every event new
+  local n = (counter + thread_no * 997) % 2000
   counter = counter + 1
   if mode == "legacy" then
-    return legacy(i)
+    return legacy(i, n)
   end
-  return v1(i)
+  return v1(i, n)
 end
 
 function done(summary, latency, requests)
