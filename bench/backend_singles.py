@@ -42,14 +42,30 @@ from _backend_results import write_section  # noqa: E402
 from support.backend import run_backend  # noqa: E402
 
 SCRIPT = ROOT / "bench" / "wrk_singles.lua"
+HIDDEN: list[str] = []  # modules hidden from the --against revision (it did not install them)
 KINDS = {"legacy": "old API writes", "v1": "/api/v1, one event"}
 TICKS = os.sysconf("SC_CLK_TCK")
+# py-spy from this interpreter's environment (the bench extra installs it there) or else from PATH
+PY_SPY = shutil.which("py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def tree_cpu(pid: int) -> float:
+    """User + system CPU so far of a process and its live descendants (``--workers``: the workers)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            total += cpu_seconds(p)
+            todo += [int(c) for t in Path(f"/proc/{p}/task").iterdir() for c in (t / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # ended meanwhile
+    return total
 
 
 def machine_busy() -> float:
@@ -100,9 +116,10 @@ def profiled(pid: int, out: Path, enabled: bool):
         return
     spy = subprocess.Popen(
         [
-            "py-spy",
+            PY_SPY or "py-spy",
             "record",
             "--gil",
+            "--subprocesses",
             "--nonblocking",
             "--pid",
             str(pid),
@@ -128,7 +145,11 @@ def run_once(args, tag: str, env: dict | None, profile_dir: Path | None) -> dict
     """One fresh server and database; each kind measured once, in turn."""
     out: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        backend = run_backend(Path(tmp), env=env, args=args.backend_args)
+        backend = run_backend(
+            Path(tmp),
+            env=env,
+            args=[*args.backend_args, *(["--workers", str(args.workers)] if args.workers > 1 and env is None else [])],
+        )
         try:
             pid = backend.process.pid
             token = backend.tokens["ingest"]
@@ -136,11 +157,11 @@ def run_once(args, tag: str, env: dict | None, profile_dir: Path | None) -> dict
                 wrk(backend.url, kind, token, f"warm{tag}", 2, args.connections, args.threads)
             for kind in KINDS:
                 before = stored_events(backend)
-                cpu0, busy0, wrk0, load0 = cpu_seconds(pid), machine_busy(), children_cpu(), os.getloadavg()[0]
+                cpu0, busy0, wrk0, load0 = tree_cpu(pid), machine_busy(), children_cpu(), os.getloadavg()[0]
                 prof = profile_dir / f"{kind}.txt" if profile_dir else None
                 with profiled(pid, prof, prof is not None) if prof else contextlib.nullcontext():
                     r = wrk(backend.url, kind, token, f"{kind}{tag}", args.seconds, args.connections, args.threads)
-                cpu = cpu_seconds(pid) - cpu0
+                cpu = tree_cpu(pid) - cpu0
                 busy, wrk_cpu = machine_busy() - busy0, children_cpu() - wrk0
                 stored = stored_events(backend) - before
                 answered = r["requests"] - r["non2xx"]
@@ -231,12 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--against", metavar="REV", help="also run this git revision's backend, alternating run by run")
     p.add_argument("--profile", action="store_true", help="py-spy the backend during the last run of each tree")
     p.add_argument("--keep-profiles", type=Path, metavar="DIR", help="with --profile: keep py-spy's stacks here")
+    p.add_argument("--workers", type=int, default=1, help="backend worker processes (watcher backend --workers)")
     p.add_argument("--backend-arg", dest="backend_args", action="append", default=[], help="extra flag for it")
     p.add_argument("--no-write", action="store_true", help="do not write bench/results/backend.md")
     args = p.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
-    if args.profile and shutil.which("py-spy") is None:
+    if args.profile and PY_SPY is None:
         raise SystemExit("py-spy is not installed (pip install py-spy)")
     load = os.getloadavg()[0]
     trees: dict[str, dict | None] = {"this tree": None}
@@ -265,14 +287,19 @@ def main(argv: list[str] | None = None) -> int:
 @contextlib.contextmanager
 def revision_env(rev: str):
     """The environment that runs another revision's backend from a temporary worktree, with the packages of
-    this virtual environment minus the HTTP parser and event loop it did not install (httptools, uvloop:
-    uvicorn would pick them up by itself)."""
+    this virtual environment minus the HTTP parser and event loop if its pyproject.toml did not install them
+    (httptools, uvloop: uvicorn would pick them up by itself)."""
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "tree"
         hide = Path(tmp) / "hide"
         hide.mkdir()
+        declared = subprocess.run(
+            ["git", "-C", str(ROOT), "show", f"{rev}:pyproject.toml"], capture_output=True, text=True
+        ).stdout
         for module in ("httptools", "uvloop"):
-            (hide / f"{module}.py").write_text(f"raise ImportError('{module} hidden: {rev} did not install it')\n")
+            if module not in declared:
+                HIDDEN.append(module)
+                (hide / f"{module}.py").write_text(f"raise ImportError('{module} hidden: {rev} did not install it')\n")
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), rev], check=True)
         try:
             path = [str(hide), *(str(tree / d) for d in ("core", "backend", "agents"))]
@@ -299,6 +326,7 @@ def report(args, med: dict[str, dict[str, dict[str, float]]], profiles: dict, lo
     command = (
         f".venv/bin/python bench/backend_singles.py --seconds {args.seconds:g} --connections {args.connections} "
         f"--repeat {args.repeat}"
+        + (f" --workers {args.workers}" if args.workers > 1 else "")
         + (f" --against {args.against}" if args.against else "")
         + (" --profile" if args.profile else "")
     )
@@ -342,8 +370,13 @@ def report(args, med: dict[str, dict[str, dict[str, float]]], profiles: dict, lo
     )
     if args.against:
         lines.append(
-            f"{args.against} ran with this virtual environment but without httptools and uvloop (hidden from it), "
-            "as its image was built."
+            f"{args.against} ran with this virtual environment"
+            + (f" but without {' and '.join(HIDDEN)} (hidden from it), as its image was built." if HIDDEN else ".")
+        )
+    if args.workers > 1:
+        lines.append(
+            f"This tree ran `watcher backend --workers {args.workers}`: {args.workers} server processes on one port; "
+            "its CPU is theirs and their parent's."
         )
     if profiles:
         lines += [

@@ -3,7 +3,7 @@
 Routers per resource (events, snapshots/files, queries, admin, health) plus, if present, the old platform
 API in ``legacy/router.py`` (included last, so the /api/v1 and static-prefix routes match first).
 Startup (lifespan): log ``Server starting on port N``; run the migrations; log ``Database initialized``;
-start the retention task; log ``API endpoints ready``. Reads go straight to the database (no cache), so a
+start the retention task and, on SQLite, the checkpoints; log ``API endpoints ready``. Reads go straight to the database (no cache), so a
 read always sees the writes before it.
 """
 
@@ -27,7 +27,7 @@ from sqlmodel import Session
 
 from watcher_core import __version__, wire
 
-from . import migrate, rollups, store
+from . import db, migrate, rollups, store
 from .db import make_engine
 from .ingest_lane import IngestLane, LaneRoute
 from .ingest_writer import IngestWriter
@@ -98,6 +98,30 @@ async def _retention_loop(app: FastAPI) -> None:
         await asyncio.sleep(settings.retention_interval_seconds)
 
 
+# How often the backend copies SQLite's write-ahead log into the database file.
+CHECKPOINT_SECONDS = 1.0
+
+
+async def _checkpoint_loop(app: FastAPI) -> None:
+    """SQLite: the write-ahead log is copied into the database file here, once a second, never by a commit
+    (``make_engine(background_checkpoints=True)``). A commit that ran the checkpoint held the write lock of
+    every worker for up to a hundred milliseconds: the tail latency of single-event requests."""
+    engine: Engine = app.state.engine
+    failing = False
+    while True:
+        try:
+            await asyncio.to_thread(db.checkpoint, engine)
+            if failing:
+                log.info("SQLite checkpoints work again")
+            failing = False
+        except Exception as exc:  # keep going: the log grows until one works, and commits still succeed
+            app.state.metrics.checkpoint_errors.inc()
+            if not failing:
+                log.warning("SQLite checkpoint failed, the write-ahead log grows until one works: %s", exc)
+            failing = True
+        await asyncio.sleep(CHECKPOINT_SECONDS)
+
+
 def _purge_once(engine: Engine, days: int) -> int:
     with Session(engine) as session:
         return store.purge_older_than(session, store.retention_cutoff(days))
@@ -132,9 +156,11 @@ def _build_rollups(engine: Engine, idle_gap_seconds: int) -> None:
         rollups.ensure_built(session, idle_gap_seconds)
 
 
-def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
-    """Build the app. ``engine`` defaults to one made from ``settings.database_url``."""
-    engine = engine or make_engine(settings.database_url)
+def create_app(settings: Settings, engine: Engine | None = None, *, housekeeping: bool = True) -> FastAPI:
+    """Build the app. ``engine`` defaults to one made from ``settings.database_url``. ``housekeeping``: this
+    app runs the background work, the retention purge and SQLite's checkpoints (of several workers, one
+    does)."""
+    engine = engine or make_engine(settings.database_url, background_checkpoints=True)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -143,14 +169,16 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             await asyncio.to_thread(migrate.upgrade, engine)
             await asyncio.to_thread(_build_rollups, engine, settings.idle_gap_seconds)
         log.info("Database initialized")
-        task = None
-        if settings.retention_days:
-            task = asyncio.create_task(_retention_loop(app))
+        tasks = []
+        if settings.retention_days and housekeeping:
+            tasks.append(asyncio.create_task(_retention_loop(app)))
+        if engine.dialect.name == "sqlite" and housekeeping:
+            tasks.append(asyncio.create_task(_checkpoint_loop(app)))
         log.info("API endpoints ready")
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

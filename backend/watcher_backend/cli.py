@@ -1,4 +1,4 @@
-"""``watcher backend``: run the central API server (uvicorn, one process)."""
+"""``watcher backend``: run the central API server (uvicorn; one process, or ``--workers N``: workers.py)."""
 
 from __future__ import annotations
 
@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError:
         pass  # a read-only snapshot volume is fine; missing content answers 404
 
-    import uvicorn
-
+    if settings.workers > 1:
+        return _serve_workers(settings)
     from .app import create_app
 
     try:
@@ -78,6 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"watcher backend: cannot reach the database (WATCHER_DATABASE_URL): {problem}", file=sys.stderr)
         return 1
+    server = _server(app, settings)
+    server.run()
+    return 0 if server.started else 1
+
+
+def _server(app, settings):
+    import uvicorn
+
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -88,8 +96,46 @@ def main(argv: list[str] | None = None) -> int:
         proxy_headers=True,
         lifespan="on",
     )
-    server = uvicorn.Server(config)
-    server.run()
+    return uvicorn.Server(config)
+
+
+def _serve_workers(settings) -> int:
+    """``--workers N``: migrate and build the rollups here, once; then fork the workers (workers.py)."""
+    from . import workers
+
+    folder = workers.metrics_folder()  # before anything imports prometheus_client
+    try:
+        from .app import _build_rollups
+        from .db import make_engine
+        from .migrate import upgrade
+
+        try:
+            engine = make_engine(settings.database_url)
+        except Exception as exc:
+            print(f"watcher backend: bad setting WATCHER_DATABASE_URL: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        problem = wait_for_database(engine, settings.database_wait_seconds)
+        if problem:
+            print(f"watcher backend: cannot reach the database (WATCHER_DATABASE_URL): {problem}", file=sys.stderr)
+            return 1
+        if settings.run_migrations:
+            upgrade(engine)
+            _build_rollups(engine, settings.idle_gap_seconds)
+        engine.dispose()  # the workers open their own connections
+        return workers.Supervisor(workers.worker_settings(settings), _serve_worker).run()
+    finally:
+        workers.remove_metrics_folder(folder)
+
+
+def _serve_worker(settings, index: int) -> int:
+    """In a forked worker: the app on its own SO_REUSEPORT socket."""
+    from . import store, workers
+    from .app import create_app
+
+    store.set_time_slot(index, settings.workers)
+    sock = workers.listening_socket(settings.host, settings.port)
+    server = _server(create_app(settings, housekeeping=index == 0), settings)
+    server.run(sockets=[sock])
     return 0 if server.started else 1
 
 

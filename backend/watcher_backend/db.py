@@ -7,6 +7,7 @@ the URL says ``postgresql://``; the psycopg 3 driver is selected automatically.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
@@ -24,7 +25,12 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
+# Pages in the write-ahead log after which a commit copies them into the database file (SQLite's automatic
+# checkpoint, run by the committing connection).
+WAL_AUTOCHECKPOINT_PAGES = 10000
+
+
+def _sqlite_pragmas(dbapi_conn, _record, autocheckpoint: int = WAL_AUTOCHECKPOINT_PAGES) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
@@ -32,11 +38,14 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     # Bigger page cache and fewer, larger WAL checkpoints: bulk ingest touches six b-trees per row.
     cur.execute("PRAGMA cache_size=-65536")
-    cur.execute("PRAGMA wal_autocheckpoint=10000")
+    cur.execute(f"PRAGMA wal_autocheckpoint={autocheckpoint}")
     cur.close()
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, background_checkpoints: bool = False) -> Engine:
+    """``background_checkpoints``: on SQLite, commits never copy the write-ahead log into the database file;
+    the caller runs ``checkpoint`` in the background instead (the backend server, so that no request waits
+    for a checkpoint that a commit ran)."""
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -50,7 +59,8 @@ def make_engine(url: str) -> Engine:
             max_overflow=16,
             pool_pre_ping=False,
         )
-        event.listen(engine, "connect", _sqlite_pragmas)
+        pages = 0 if background_checkpoints else WAL_AUTOCHECKPOINT_PAGES
+        event.listen(engine, "connect", functools.partial(_sqlite_pragmas, autocheckpoint=pages))
         return engine
     return create_engine(
         url,
@@ -60,3 +70,13 @@ def make_engine(url: str) -> Engine:
         # A dead database must fail fast (readiness, 503) instead of hanging requests.
         connect_args={"connect_timeout": 5},
     )
+
+
+def checkpoint(engine: Engine) -> tuple[int, int] | None:
+    """Copy what the write-ahead log holds into the database file without waiting for anyone (PASSIVE):
+    (frames in the log, frames copied); None when the engine is not SQLite on a file."""
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return None
+    with engine.connect() as conn:
+        _busy, log_frames, copied = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+    return int(log_frames), int(copied)

@@ -3,14 +3,21 @@
 ``endpoint`` is the matched route template (``/api/v1/snapshots/{sha256}``), never the raw path; requests
 that match no route share the label ``<unmatched>``. Each app gets its own registry, so several apps in
 one process (tests) do not collide.
+
+With several workers (``--workers``, workers.py) every worker writes its values to files in
+``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode, chosen when it is imported), and a
+scrape, whichever worker answers it, sums the counters and histograms of all of them; ``process_*`` then
+describe the worker that answered.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Mapping
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, disable_created_metrics
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from watcher_core import wire
@@ -63,6 +70,11 @@ class Metrics:
         self.db_errors = Counter(
             "watcher_database_errors_total", "Requests answered 503 because the database failed", registry=self.registry
         )
+        self.checkpoint_errors = Counter(
+            "watcher_sqlite_checkpoint_errors_total",
+            "Background SQLite checkpoints that failed (the write-ahead log grows until one works)",
+            registry=self.registry,
+        )
         self.fields_ignored = Counter(
             "watcher_events_unknown_fields_total",
             "Stored events that carried fields this backend does not know (from a newer agent), stored without them",
@@ -74,7 +86,10 @@ class Metrics:
             registry=self.registry,
         )
         self.ready = Gauge(
-            "watcher_backend_ready", "1 when the last readiness check reached the database", registry=self.registry
+            "watcher_backend_ready",
+            "1 when the last readiness check reached the database",
+            registry=self.registry,
+            multiprocess_mode="mostrecent",  # with several workers: the latest check of any of them
         )
         self.queryable_delay = Histogram(
             "watcher_event_queryable_delay_seconds",
@@ -93,6 +108,15 @@ class Metrics:
         for t in OUTCOME_TYPES:
             for outcome in ("succeeded", "failed"):
                 self.outcomes.labels(t, outcome)
+
+        self._scraped = self.registry
+        shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if shared:  # several workers: a scrape reads every worker's files
+            from prometheus_client import multiprocess
+
+            self._scraped = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self._scraped, path=shared)
+            ProcessCollector(registry=self._scraped)
 
     def observe_stored(
         self, events: Iterable[wire.Event], duplicates_by_type: Mapping[str, int], now: float | None = None
@@ -118,7 +142,7 @@ class Metrics:
             self.outcomes.labels(type_, outcome).inc(n)
 
     def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        return generate_latest(self._scraped), CONTENT_TYPE_LATEST
 
 
 KNOWN_TYPES = frozenset(wire.EVENT_TYPES)
@@ -135,6 +159,7 @@ class MetricsMiddleware:
     def __init__(self, app, metrics: Metrics):
         self.app = app
         self.metrics = metrics
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -156,5 +181,12 @@ class MetricsMiddleware:
             method = scope.get("method", "GET")
             if method not in ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"):
                 method = "OTHER"
-            self.metrics.requests.labels(method, endpoint, str(status_holder["code"])).inc()
-            self.metrics.duration.labels(method, endpoint).observe(time.perf_counter() - start)
+            key = (method, endpoint, status_holder["code"])
+            series = self._series.get(key)
+            if series is None:  # label lookups cost more than the update itself; the keys are few (routes)
+                series = self._series[key] = (
+                    self.metrics.requests.labels(method, endpoint, str(key[2])),
+                    self.metrics.duration.labels(method, endpoint),
+                )
+            series[0].inc()
+            series[1].observe(time.perf_counter() - start)

@@ -235,8 +235,15 @@ def usable(session: Session, idle_gap_seconds: float, since: datetime | None, un
 # ------------------------------------------------------------------------------------------- ingest
 
 
-def apply(session: Session, events: Sequence[wire.Event]) -> None:
-    """Fold the events this transaction has just stored (in the order they were stored) into the rollups.
+def folds(events: Sequence[wire.Event]) -> dict:
+    """What ``apply`` adds to each student's rollups for these events (in the order they are stored),
+    computed before the transaction: it reads nothing."""
+    return _fold_events(events)
+
+
+def apply(session: Session, events: Sequence[wire.Event], folded: dict | None = None) -> None:
+    """Fold the events this transaction has just stored (in the order they were stored) into the rollups;
+    ``folded``: ``folds(events)`` if already computed.
 
     The hot path of ingest, so its statements go to the driver's cursor as plain tuples (SQLAlchemy's
     per-value processing cost five times the inserts): read the students' rows, upsert their new values."""
@@ -252,7 +259,7 @@ def apply(session: Session, events: Sequence[wire.Event]) -> None:
         if state is None:
             return  # not built yet: the rebuild at start-up will count these events
         gap = int(state[0])
-        folds = _fold_events(events)
+        folds = folded if folded is not None else _fold_events(events)
         keys = sorted(folds)
         if sql.postgres:  # a row to lock for every student, also the new ones (another backend may add it)
             cursor.executemany(sql.zero, keys)

@@ -160,6 +160,17 @@ class Settings:
     # (--insecure-no-auth-on-network / WATCHER_AUTH=off-on-network): one mistyped flag must not open the
     # students' code and the admin erase to a whole network.
     no_auth_on_network: bool = False
+    # One Python process serves about a core's worth of requests (the GIL); more workers share the port
+    # (workers.py). SQLite's lock orders their writes; on PostgreSQL replicas are the other way to scale.
+    workers: int = setting(
+        1,
+        flag="--workers",
+        env="WATCHER_WORKERS",
+        parse=settings_spec.whole_number(1, 64),
+        metavar="N",
+        doc="server processes sharing the port (1-64), each with its own connections and group commit; "
+        "about one per core the backend may use. Metrics are summed over them",
+    )
     retention_days: int | None = setting(
         None,
         flag="--retention-days",

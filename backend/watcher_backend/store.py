@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import fcntl
 import json
+import os
 import threading
 import time
 from collections import defaultdict
@@ -21,6 +23,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import and_, case, delete, false, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -104,13 +107,55 @@ def sqlite_write_lock() -> threading.RLock:
     return _SQLITE_WRITE_LOCK
 
 
+# Between processes (``--workers``, or a CLI writing while the backend runs), writers of a database file
+# also hold an flock on ``<file>.writer-lock``: the kernel wakes the next one the moment the lock is free,
+# where SQLite's busy handler would poll with sleeps of up to 100 ms. A folder where the lock file cannot be
+# made leaves only the busy timeout, as before.
+_FILE_LOCKS: dict[str, int | None] = {}
+_HOLDS = [0]  # how deep this process's holder has taken write_lock (it is re-entrant)
+
+
+def _forget_file_locks() -> None:
+    """In a forked child: an inherited descriptor shares the parent's lock (flock is per open file), so
+    the child opens its own."""
+    for fd in _FILE_LOCKS.values():
+        if fd is not None:
+            os.close(fd)
+    _FILE_LOCKS.clear()
+
+
+os.register_at_fork(after_in_child=_forget_file_locks)
+
+
+def _file_lock(session: Session) -> int | None:
+    bind = session.get_bind()
+    database = (bind if isinstance(bind, Engine) else bind.engine).url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    if database not in _FILE_LOCKS:
+        try:
+            _FILE_LOCKS[database] = os.open(f"{database}.writer-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            _FILE_LOCKS[database] = None
+    return _FILE_LOCKS[database]
+
+
 @contextlib.contextmanager
 def write_lock(session: Session):
-    if session.get_bind().dialect.name == "sqlite":
-        with _SQLITE_WRITE_LOCK:
-            yield
-    else:
+    if session.get_bind().dialect.name != "sqlite":
         yield
+        return
+    with _SQLITE_WRITE_LOCK:
+        fd = _file_lock(session) if _HOLDS[0] == 0 else None
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        _HOLDS[0] += 1
+        try:
+            yield
+        finally:
+            _HOLDS[0] -= 1
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _is_busy(exc: OperationalError) -> bool:
@@ -151,10 +196,13 @@ def ingest_many(session: Session, batches: Sequence[Batch], *, commit: bool = Tr
     statement, one rollup update and one commit for all of them. Each batch's result is what ``ingest``
     would have answered for it alone, after the batches before it: an event in two batches is stored
     with the first and is a duplicate in the second, and each keeps its own ``received_at``."""
+    # Everything that needs no database is done before the write lock: with several workers
+    # (``--workers``) the lock is what they queue for, so the work under it bounds their requests/s.
+    prepared = _Prepared.of(batches, sqlite=session.get_bind().dialect.name == "sqlite")
     with write_lock(session):
         for attempt in range(3):
             try:
-                return _ingest(session, batches, commit=commit)
+                return _ingest(session, batches, prepared, commit=commit)
             except OperationalError as exc:
                 if not commit or attempt == 2 or session.get_bind().dialect.name != "sqlite" or not _is_busy(exc):
                     raise
@@ -165,43 +213,79 @@ def ingest_many(session: Session, batches: Sequence[Batch], *, commit: bool = Tr
 
 _LAST_NOW = [datetime.min.replace(tzinfo=UTC)]
 _NOW_LOCK = threading.Lock()
+# (this worker's index, workers): workers of one backend (``--workers``) take disjoint microseconds
+_TIME_SLOT = [0, 1]
+
+
+def set_time_slot(index: int, workers: int) -> None:
+    """Called once in each of ``workers`` worker processes of one backend: this one's ``received_at`` times
+    are then the microseconds congruent to ``index`` modulo ``workers``, so no two workers give one time."""
+    _TIME_SLOT[:] = [index, workers]
 
 
 def _unique_now() -> datetime:
-    """The current UTC time, strictly later than the previous call in this process (by 1 us if need be),
-    so ``received_at`` tells this batch's rows from those of any other."""
+    """The current UTC time, strictly later than the previous call in this process (by 1 us if need be)
+    and in this worker's slot, so ``received_at`` tells this batch's rows from those of any other."""
+    index, workers = _TIME_SLOT
     with _NOW_LOCK:
         now = max(datetime.now(UTC), _LAST_NOW[0] + timedelta(microseconds=1))
+        if workers > 1:
+            now += timedelta(microseconds=(index - now.microsecond) % workers)
         _LAST_NOW[0] = now
         return now
 
 
-def _ingest(session: Session, batches: Sequence[Batch], *, commit: bool = True) -> list[IngestResult]:
-    nows = [batch.received_at or _unique_now() for batch in batches]
-    owner: dict[str, int] = {}  # event_id -> the batch that stores it: the first that has it
-    fresh: list[wire.Event] = []
-    received: list[datetime] = []
-    for index, (batch, now) in enumerate(zip(batches, nows)):
-        for ev in batch.events:
-            if ev.event_id not in owner:
-                owner[ev.event_id] = index
-                fresh.append(ev)
-                received.append(now)
+@dataclass(frozen=True)
+class _Prepared:
+    """What ``_ingest`` needs of a group that no database read changes: each batch's ``received_at``, the
+    events new to the group (each stored with the first batch that has it) and, on SQLite, their rows and
+    rollup folds, for the common case that every one of them is new to the database."""
+
+    nows: list[datetime]
+    owner: dict[str, int]  # event_id -> the batch that stores it
+    fresh: list[wire.Event]
+    received: list[datetime]
+    sqlite_rows: list[tuple] | None
+    folds: dict | None
+
+    @classmethod
+    def of(cls, batches: Sequence[Batch], *, sqlite: bool) -> _Prepared:
+        nows = [batch.received_at or _unique_now() for batch in batches]
+        owner: dict[str, int] = {}
+        fresh: list[wire.Event] = []
+        received: list[datetime] = []
+        for index, (batch, now) in enumerate(zip(batches, nows)):
+            for ev in batch.events:
+                if ev.event_id not in owner:
+                    owner[ev.event_id] = index
+                    fresh.append(ev)
+                    received.append(now)
+        rows = _sqlite_rows(fresh, received) if sqlite and fresh else None
+        folds = rollups.folds(fresh) if sqlite and fresh else None
+        return cls(nows, owner, fresh, received, rows, folds)
+
+
+def _ingest(
+    session: Session, batches: Sequence[Batch], prepared: _Prepared, *, commit: bool = True
+) -> list[IngestResult]:
+    nows, owner, fresh, received = prepared.nows, prepared.owner, prepared.fresh, prepared.received
     written: list[wire.Event] = []
     if fresh:
+        folds = None
         if session.get_bind().dialect.name == "postgresql":
             # Insert in event_id order: concurrent batches that overlap then lock keys in the same order
             # and wait for each other instead of deadlocking. RETURNING names exactly the rows we wrote.
             order = sorted(range(len(fresh)), key=lambda i: fresh[i].event_id)
             fresh, received = [fresh[i] for i in order], [received[i] for i in order]
             stored = _postgres_bulk_insert(session, fresh, received)
-        elif _sqlite_bulk_insert(session, fresh, received) == len(fresh):
+        elif _sqlite_bulk_insert(session, prepared.sqlite_rows or []) == len(fresh):
             stored = set(owner)  # the common case: every event is new
+            folds = prepared.folds
         else:
             # Some were stored before: the rows carrying one of these batches' (unique) received_at are ours.
             stored = _existing_ids(session, [ev.event_id for ev in fresh], received_at=set(nows))
         written = [ev for ev in fresh if ev.event_id in stored]  # in the order they were inserted
-        rollups.apply(session, written)
+        rollups.apply(session, written, folds)
         diagnosis.apply(session, written)
     _touch_agents(session, batches, nows)
     if commit:
@@ -237,12 +321,16 @@ _SQLITE_INSERT = (
 )
 
 
-def _sqlite_bulk_insert(session: Session, events: Sequence[wire.Event], received: Sequence[datetime]) -> int:
-    """The hot path of ingest on SQLite: one DB-API executemany of plain tuples, inside the session's
-    transaction. SQLAlchemy's per-value bind processing costs more than the insert itself at 1000 rows.
-    ``received``: each event's received_at."""
+def _sqlite_rows(events: Sequence[wire.Event], received: Sequence[datetime]) -> list[tuple]:
+    """The event rows as ``_SQLITE_INSERT`` takes them. ``received``: each event's received_at."""
     texts = {now: sqlite_text(now) for now in set(received)}  # one per batch of the group
-    rows = [tuple(map(_values(ev, texts[now], sqlite_text).get, _COLUMNS)) for ev, now in zip(events, received)]
+    return [tuple(map(_values(ev, texts[now], sqlite_text).get, _COLUMNS)) for ev, now in zip(events, received)]
+
+
+def _sqlite_bulk_insert(session: Session, rows: list[tuple]) -> int:
+    """The hot path of ingest on SQLite: one DB-API executemany of plain tuples (``_sqlite_rows``), inside the
+    session's transaction. SQLAlchemy's per-value bind processing costs more than the insert itself at 1000
+    rows."""
     cursor = _driver_cursor(session)
     try:
         cursor.executemany(_SQLITE_INSERT, rows)

@@ -28,6 +28,10 @@ def register_standard_metrics(registry: Any, component: str) -> None:
     disable_created_metrics()
     ProcessCollector(registry=registry)
     info = Gauge(
-        BUILD_INFO, "Version of the running component (value is always 1)", ["component", "version"], registry=registry
+        BUILD_INFO,
+        "Version of the running component (value is always 1)",
+        ["component", "version"],
+        registry=registry,
+        multiprocess_mode="max",  # the backend's workers (prometheus_client multiprocess mode) report it once
     )
     info.labels(component, __version__).set(1)

@@ -378,6 +378,8 @@ def build_backend_deployment(t: Target) -> dict:
     # Only when set: the backend's own default (no variable) is "keep everything".
     if b.get("retentionDays") is not None:
         env.append({"name": "WATCHER_RETENTION_DAYS", "value": str(int(b["retentionDays"]))})
+    if b.get("workers") is not None:
+        env.append({"name": "WATCHER_WORKERS", "value": str(int(b["workers"]))})
     if t.spec["notebook"]["enabled"]:
         env.append(
             {

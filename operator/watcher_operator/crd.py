@@ -276,6 +276,13 @@ def spec_schema() -> dict:
                         minimum=1,
                         maximum=36500,
                     ),
+                    "workers": _int(
+                        "Server processes in the backend pod, sharing its port (the backend's WATCHER_WORKERS): "
+                        "one Python process serves about one core's worth of requests, so about one per core "
+                        "its resources allow. Unset = 1. Unlike replicas, this is fine with SQLite.",
+                        minimum=1,
+                        maximum=64,
+                    ),
                     "legacySnapshotTimeZone": _str(
                         "Zone of the YYYYMMDD_HHMMSS times old filemons put in the old API's snapshot URLs (the "
                         "backend's WATCHER_LEGACY_SNAPSHOT_TZ). Unset = UTC, the old agents' container clock.",

@@ -597,6 +597,21 @@ def test_legacy_time_zones_reach_the_backend_as_it_reads_them():
     assert read.legacy_naive_zone is timezones.KST
 
 
+def test_backend_workers_reach_the_backend_as_it_reads_them_and_unset_is_one_process():
+    from watcher_backend import settings as backend_settings
+
+    r = load_example("minimal")
+    unset = by_key(build_children(r, INPUTS))["Deployment", "watcher-backend"]["spec"]["template"]["spec"]
+    env = _literal_env(unset["containers"][0])
+    assert "WATCHER_WORKERS" not in env and backend_settings.from_env(env).workers == 1
+    r["spec"]["backend"] = {"workers": 3}  # with SQLite: workers share one pod, unlike replicas
+    objs = by_key(build_children(r, INPUTS))
+    deployment = objs["Deployment", "watcher-backend"]["spec"]
+    env = _literal_env(deployment["template"]["spec"]["containers"][0])
+    assert backend_settings.from_env(env).workers == 3
+    assert deployment["replicas"] == 1
+
+
 def test_unset_retention_keeps_everything_and_the_collector_runs_with_filemon_defaults(tmp_path):
     from watcher_agents.filemon import gc
     from watcher_backend import settings as backend_settings
