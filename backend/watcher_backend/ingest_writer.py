@@ -1,8 +1,9 @@
 """Group commit: concurrent ingest requests share one transaction.
 
 Every write of events (``POST /api/v1/events``, the old API's writes) hands its validated events to the
-app's ``IngestWriter`` and waits. One group at a time is written in a worker thread: everything waiting,
-in arrival order, in one transaction (``store.ingest_many``: one insert statement, one rollup update, one
+app's ``IngestWriter`` and waits (on SQLite their rows are made then, ``store.Batch.ready``). One group at a
+time is written in a worker thread: once it holds the write lock, everything waiting, in arrival order, in
+one transaction (``store.ingest_many``: one insert statement, one rollup update, one
 commit); then each request gets its own result, and what arrived meanwhile forms the next group. Alone, a
 request is written at once (nothing waits for a timer); under load one commit serves many requests, which
 is what makes single-event requests cheap (docs/backend.md, "Ingest").
@@ -47,12 +48,14 @@ class IngestWriter:
         self._waiting: deque[_Waiting] = deque()
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._taken: list[_Waiting] = []  # the group being written
+        self.sqlite = engine.dialect.name == "sqlite"
 
     async def write(self, events: Sequence[wire.Event], backlog: int | None = None) -> store.IngestResult:
         """Store valid events (``store.ingest``'s result for them), sharing a transaction with the requests
         that wait at the same time; returns after the commit. Database errors are raised as they are."""
         loop = asyncio.get_running_loop()
-        waiting = _Waiting(store.Batch(events, backlog), loop.create_future())
+        waiting = _Waiting(store.Batch(events, backlog).ready(sqlite=self.sqlite), loop.create_future())
         self._waiting.append(waiting)
         if self._task is None or self._task.done() or self._loop is not loop:
             # No group is being written (or only on a loop that has ended): write this one now. While a
@@ -63,18 +66,27 @@ class IngestWriter:
 
     async def _write_waiting(self) -> None:
         while self._waiting:
-            group = self._take()
             try:
-                answers = await asyncio.to_thread(self._write, [w.batch for w in group])
+                group, answers = await asyncio.to_thread(self._write_next)
             except BaseException as exc:  # cancelled (the loop is ending) or a bug: no request waits forever
-                for waiting in [*group, *self._waiting]:
+                for waiting in [*self._taken, *self._waiting]:
                     _answer(waiting, exc)
                 self._waiting.clear()
                 raise
             for waiting, answer in zip(group, answers):
                 _answer(waiting, answer)
 
+    def _write_next(self) -> tuple[list[_Waiting], list[store.IngestResult | Exception]]:
+        """In a worker thread: the write lock first, then the group: on SQLite with several workers
+        (``--workers``) the lock may be another's for a while, and what arrives meanwhile joins this group
+        (one commit for more requests). Only this thread takes from the queue; the event loop appends."""
+        with store.write_lock(self.engine):
+            group = self._taken = self._take()
+            return group, self._write([w.batch for w in group]) if group else []
+
     def _take(self) -> list[_Waiting]:
+        if not self._waiting:
+            return []
         group = [self._waiting.popleft()]
         events = len(group[0].batch.events)
         while self._waiting and events + len(self._waiting[0].batch.events) <= self.group_events:

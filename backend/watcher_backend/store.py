@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -19,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sqlalchemy import and_, case, delete, false, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -127,9 +128,15 @@ def _forget_file_locks() -> None:
 os.register_at_fork(after_in_child=_forget_file_locks)
 
 
-def _file_lock(session: Session) -> int | None:
-    bind = session.get_bind()
-    database = (bind if isinstance(bind, Engine) else bind.engine).url.database
+def _engine(bind: Session | Engine) -> Engine:
+    if isinstance(bind, Engine):
+        return bind
+    found = bind.get_bind()
+    return found if isinstance(found, Engine) else found.engine
+
+
+def _file_lock(engine: Engine) -> int | None:
+    database = engine.url.database
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
     if database not in _FILE_LOCKS:
@@ -141,12 +148,15 @@ def _file_lock(session: Session) -> int | None:
 
 
 @contextlib.contextmanager
-def write_lock(session: Session):
-    if session.get_bind().dialect.name != "sqlite":
+def write_lock(bind: Session | Engine):
+    """Held by every writer of a SQLite database (of a session's or an engine's), re-entrant; a no-op on
+    PostgreSQL."""
+    engine = _engine(bind)
+    if engine.dialect.name != "sqlite":
         yield
         return
     with _SQLITE_WRITE_LOCK:
-        fd = _file_lock(session) if _HOLDS[0] == 0 else None
+        fd = _file_lock(engine) if _HOLDS[0] == 0 else None
         if fd is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)
         _HOLDS[0] += 1
@@ -166,11 +176,21 @@ def _is_busy(exc: OperationalError) -> bool:
 @dataclass(frozen=True)
 class Batch:
     """One request's events, as ``ingest_many`` stores them with others'. ``backlog``: what the agent said it
-    still has queued; ``received_at``: the time to store (default: now, unique to this batch)."""
+    still has queued; ``received_at``: the time to store (default: now, unique to this batch); ``rows``: on
+    SQLite, the events' rows at that time, if made beforehand (``ready``)."""
 
     events: Sequence[wire.Event]
     backlog: int | None = None
     received_at: datetime | None = None
+    rows: list[tuple] | None = None
+
+    def ready(self, *, sqlite: bool) -> Batch:
+        """This batch with its ``received_at`` (now, unique) and, for SQLite, its rows: work that
+        ``ingest_many`` would otherwise do while it holds the write lock, which other workers queue for."""
+        now = self.received_at or _unique_now()
+        return dataclasses.replace(
+            self, received_at=now, rows=_sqlite_rows(self.events, [now] * len(self.events)) if sqlite else None
+        )
 
 
 def ingest(
@@ -254,13 +274,20 @@ class _Prepared:
         owner: dict[str, int] = {}
         fresh: list[wire.Event] = []
         received: list[datetime] = []
+        made: list[tuple | None] = []  # rows the batches brought (Batch.ready)
         for index, (batch, now) in enumerate(zip(batches, nows)):
-            for ev in batch.events:
+            for j, ev in enumerate(batch.events):
                 if ev.event_id not in owner:
                     owner[ev.event_id] = index
                     fresh.append(ev)
                     received.append(now)
-        rows = _sqlite_rows(fresh, received) if sqlite and fresh else None
+                    made.append(batch.rows[j] if batch.rows is not None else None)
+        rows = None
+        if sqlite and fresh:
+            missing = [i for i, row in enumerate(made) if row is None]
+            for i, row in zip(missing, _sqlite_rows([fresh[i] for i in missing], [received[i] for i in missing])):
+                made[i] = row
+            rows = cast(list[tuple], made)
         folds = rollups.folds(fresh) if sqlite and fresh else None
         return cls(nows, owner, fresh, received, rows, folds)
 

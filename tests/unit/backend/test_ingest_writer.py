@@ -67,6 +67,42 @@ def test_requests_that_wait_during_a_write_share_the_next_commit(engine, monkeyp
     assert stored(engine) == 21
 
 
+def test_requests_that_arrive_while_another_process_writes_join_the_group_taken_after_the_lock(
+    engine, monkeypatch, tmp_path
+):
+    """Another worker (``--workers``) holds the database file's write lock: the writer takes its group only once
+    it holds the lock, so the requests that queued meanwhile share one commit."""
+    import fcntl
+    import os
+
+    groups: list[int] = []
+    real = store.ingest_many
+    monkeypatch.setattr(store, "ingest_many", lambda s, b, **kw: groups.append(len(b)) or real(s, b, **kw))
+    writer = ingest_writer.IngestWriter(engine)
+    other = os.open(f"{tmp_path / 'w.db'}.writer-lock", os.O_RDWR | os.O_CREAT)  # another process's descriptor
+    fcntl.flock(other, fcntl.LOCK_EX)
+
+    async def main():
+        first = asyncio.create_task(writer.write(events(1)[0]))
+        try:
+            await asyncio.sleep(0.2)  # the writer thread now waits for the lock
+            rest = [asyncio.create_task(writer.write(batch)) for batch in events(20, student_id="202400002")]
+            await asyncio.sleep(0.05)
+            waited = list(groups)
+        finally:
+            fcntl.flock(other, fcntl.LOCK_UN)
+        return waited, await first, await asyncio.gather(*rest)
+
+    try:
+        waited, first, rest = asyncio.run(main())
+    finally:
+        os.close(other)
+    assert waited == []  # nothing written while the other process held the lock
+    assert groups == [21]
+    assert first.accepted == 1 and [r.accepted for r in rest] == [1] * 20
+    assert stored(engine) == 21
+
+
 def test_a_group_is_never_larger_than_its_event_limit(engine, monkeypatch):
     groups: list[int] = []
     real = store.ingest_many
