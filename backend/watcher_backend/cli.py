@@ -136,6 +136,8 @@ def _serve_worker(settings, index: int) -> int:
     sock = workers.listening_socket(settings.host, settings.port)
     server = _server(create_app(settings, housekeeping=index == 0), settings)
     server.run(sockets=[sock])
+    if not server.started:
+        logging.getLogger("watcher_backend").error("worker %d: the server did not start (see above)", index)
     return 0 if server.started else 1
 
 

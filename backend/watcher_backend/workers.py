@@ -116,6 +116,7 @@ class Supervisor:
         return 0
 
     def _start(self, index: int) -> None:
+        parent = os.getpid()
         pid = os.fork()
         if pid:
             self.children[pid] = (index, time.monotonic())
@@ -125,7 +126,10 @@ class Supervisor:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)  # uvicorn installs its own once serving
             _die_with_parent()
-            if os.getppid() == 1:  # the parent died before the line above: nothing would stop this worker
+            # The parent may have died before the line above, and nothing would stop this worker then. Compared
+            # with its pid, not with 1: in a container the parent is pid 1.
+            if os.getppid() != parent:
+                log.error("worker %d: the backend's main process is gone; not starting", index)
                 os._exit(1)
             code = self.serve(self.settings, index)
         except BaseException:

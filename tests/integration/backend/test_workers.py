@@ -194,3 +194,65 @@ def test_workers_stamp_received_at_in_disjoint_microseconds():
             assert times == sorted(set(times))  # still strictly increasing
     finally:
         store.set_time_slot(0, 1)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a PID namespace needs root (make test runs as root)")
+def test_workers_serve_when_the_backend_is_pid_1_as_in_a_container(tmp_path):
+    """In a container the backend's main process is pid 1: its workers must not take that for an orphan's
+    parent (a real pod found it: every worker exited and restarted)."""
+    from support.ports import free_port
+
+    port = free_port()
+    log = (tmp_path / "log").open("w")
+    proc = subprocess.Popen(
+        [
+            "unshare",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--kill-child",
+            sys.executable,
+            "-m",
+            "watcher_core",
+            "backend",
+            "--insecure-no-auth",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--database-url",
+            f"sqlite:///{tmp_path}/w.db",
+            "--snapshot-dir",
+            str(tmp_path / "snap"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "log").read_text()
+            time.sleep(0.2)
+        r = httpx.post(f"http://127.0.0.1:{port}/api/v1/events", json=[wire_event()])
+        assert r.status_code == 200 and r.json()["accepted"] == 1
+        (main,) = workers_of(proc.pid)  # unshare's child: the backend, pid 1 in its namespace
+        (nspid,) = [
+            line.split() for line in Path(f"/proc/{main}/status").read_text().splitlines() if line.startswith("NSpid:")
+        ]
+        assert nspid[-1] == "1"  # its pid in its own namespace
+        assert len(workers_of(main)) == 2
+        os.kill(main, signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    text = (tmp_path / "log").read_text()
+    assert text.count("API endpoints ready") == 2 and "exited with code" not in text, text

@@ -316,21 +316,8 @@ def test_the_platform_reads_the_old_api_without_a_token(cluster, installed):
     assert all(status == 401 for status, _ in refused.values()), refused
     assert "WATCHER_LEGACY_READS_FROM is not set" in refused[PLATFORM_READS[0]][1]["detail"]
 
-    cluster.kubectl(
-        "-n",
-        NS,
-        "patch",
-        "wd",
-        "watcher",
-        "--type=merge",
-        "-p",
-        json.dumps(
-            {
-                "spec": {
-                    "platform": {"namespaceSelector": {"kubernetes.io/metadata.name": "jcode"}, "podSelector": platform}
-                }
-            }
-        ),
+    patch_spec(
+        cluster, {"platform": {"namespaceSelector": {"kubernetes.io/metadata.name": "jcode"}, "podSelector": platform}}
     )
     policy = wait_for(
         lambda: next(
@@ -373,16 +360,7 @@ def test_the_platform_reads_the_old_api_without_a_token(cluster, installed):
 
 
 def test_editing_the_resource_reaches_the_running_pods(cluster, installed):
-    cluster.kubectl(
-        "-n",
-        NS,
-        "patch",
-        "wd",
-        "watcher",
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"procmon": {"enabled": False}, "filemon": {"debounceMs": 700}}}),
-    )
+    patch_spec(cluster, {"procmon": {"enabled": False}, "filemon": {"debounceMs": 700}, "backend": {"workers": 2}})
 
     def rolled():
         fm = pods(cluster, "watcher-filemon")
@@ -401,9 +379,26 @@ def test_editing_the_resource_reaches_the_running_pods(cluster, installed):
     ).stdout.strip()
     assert env == "0.7"
     assert cluster.kubectl("-n", NS, "get", "daemonset", "watcher-procmon", check=False).returncode != 0
+
+    # the backend pod now runs two server processes on its port (the tests after this one use it)
+    def backend_env() -> dict:
+        deployment = get(cluster, "-n", NS, "get", "deployment", "watcher-backend")
+        return {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    wait_for(lambda: backend_env().get("WATCHER_WORKERS") == "2", 60, "the backend Deployment with two workers")
+    cluster.kubectl("-n", NS, "rollout", "status", "deployment/watcher-backend", "--timeout=120s", timeout=130)
+    logs = cluster.kubectl("-n", NS, "logs", "deployment/watcher-backend").stdout
+    assert "Starting 2 workers on port 3000" in logs and logs.count("API endpoints ready") == 2, logs
+    status, body = backend(cluster, "/api/v1/status")
+    assert status == 200 and json.loads(body)["events_total"] > 0, body
     cluster.kubectl(
         "-n", NS, "wait", "--for=condition=Ready", "--timeout=120s", "watcherdeployment/watcher", timeout=130
     )
+
+
+def patch_spec(cluster: Cluster, spec: dict) -> None:
+    """What a user's `kubectl patch wd watcher --type=merge` does: merge ``spec`` into the resource's."""
+    cluster.kubectl("-n", NS, "patch", "wd", "watcher", "--type=merge", "-p", json.dumps({"spec": spec}))
 
 
 def filemon_metrics(cluster: Cluster, probe: str) -> dict[str, float]:
@@ -426,16 +421,7 @@ def test_node_scope_watches_only_the_student_pods_on_its_node(cluster, installed
     """Issue 14: filemon in node scope (spec.filemon.scope) watches the folders of the student pods the
     kubelet runs on its node, found by a pod watch through the Role the operator grants, and nothing else of
     the shared volume."""
-    cluster.kubectl(
-        "-n",
-        NS,
-        "patch",
-        "wd",
-        "watcher",
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"filemon": {"scope": "node", "studentPods": {"labels": {"app": "jcode-student"}}}}}),
-    )
+    patch_spec(cluster, {"filemon": {"scope": "node", "studentPods": {"labels": {"app": "jcode-student"}}}})
 
     def rolled():
         fm = pods(cluster, "watcher-filemon")
