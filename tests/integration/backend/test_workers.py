@@ -152,28 +152,21 @@ def test_a_killed_worker_is_started_again_and_sigterm_stops_every_worker(tmp_pat
     assert "Traceback" not in logs
 
 
+def two_workers(tmp_path: Path, port: int) -> list[str]:
+    """The command of a backend with two workers on loopback, without tokens (for a run_backend-less test)."""
+    return [
+        *(sys.executable, "-m", "watcher_core", "backend", "--insecure-no-auth", "--host", "127.0.0.1"),
+        *("--port", str(port), "--workers", "2", "--database-url", f"sqlite:///{tmp_path}/w.db"),
+        *("--snapshot-dir", str(tmp_path / "snap")),
+    ]
+
+
 def test_workers_refuse_a_port_another_program_holds_in_one_line(tmp_path):
     taken = socket.create_server(("127.0.0.1", 0))
     port = taken.getsockname()[1]
     try:
         proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "watcher_core",
-                "backend",
-                "--insecure-no-auth",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "2",
-                "--database-url",
-                f"sqlite:///{tmp_path}/w.db",
-                "--snapshot-dir",
-                str(tmp_path / "snap"),
-            ],
+            two_workers(tmp_path, port),
             capture_output=True,
             text=True,
             timeout=60,
@@ -211,21 +204,7 @@ def test_workers_serve_when_the_backend_is_pid_1_as_in_a_container(tmp_path):
             "--fork",
             "--mount-proc",
             "--kill-child",
-            sys.executable,
-            "-m",
-            "watcher_core",
-            "backend",
-            "--insecure-no-auth",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-            "--database-url",
-            f"sqlite:///{tmp_path}/w.db",
-            "--snapshot-dir",
-            str(tmp_path / "snap"),
+            *two_workers(tmp_path, port),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
