@@ -69,18 +69,28 @@ def main(argv: list[str] | None = None) -> int:
         return _serve_workers(settings)
     from .app import create_app
 
+    engine = _database(settings, background_checkpoints=True)
+    if isinstance(engine, int):
+        return engine
+    server = _server(create_app(settings, engine), settings)
+    server.run()
+    return 0 if server.started else 1
+
+
+def _database(settings, *, background_checkpoints: bool):
+    """An engine whose database answers, or the exit code after one line naming WATCHER_DATABASE_URL."""
+    from .db import make_engine
+
     try:
-        app = create_app(settings)
+        engine = make_engine(settings.database_url, background_checkpoints=background_checkpoints)
     except Exception as exc:  # e.g. a database URL the driver cannot parse, a folder that cannot be made
         print(f"watcher backend: bad setting WATCHER_DATABASE_URL: {_one_line(exc)}", file=sys.stderr)
         return 2
-    problem = wait_for_database(app.state.engine, settings.database_wait_seconds)
+    problem = wait_for_database(engine, settings.database_wait_seconds)
     if problem:
         print(f"watcher backend: cannot reach the database (WATCHER_DATABASE_URL): {problem}", file=sys.stderr)
         return 1
-    server = _server(app, settings)
-    server.run()
-    return 0 if server.started else 1
+    return engine
 
 
 def _server(app, settings):
@@ -106,18 +116,11 @@ def _serve_workers(settings) -> int:
     folder = workers.metrics_folder()  # before anything imports prometheus_client
     try:
         from .app import _build_rollups
-        from .db import make_engine
         from .migrate import upgrade
 
-        try:
-            engine = make_engine(settings.database_url)
-        except Exception as exc:
-            print(f"watcher backend: bad setting WATCHER_DATABASE_URL: {_one_line(exc)}", file=sys.stderr)
-            return 2
-        problem = wait_for_database(engine, settings.database_wait_seconds)
-        if problem:
-            print(f"watcher backend: cannot reach the database (WATCHER_DATABASE_URL): {problem}", file=sys.stderr)
-            return 1
+        engine = _database(settings, background_checkpoints=False)  # the migration's own, closed before forking
+        if isinstance(engine, int):
+            return engine
         if settings.run_migrations:
             upgrade(engine)
             _build_rollups(engine, settings.idle_gap_seconds)

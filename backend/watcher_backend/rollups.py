@@ -178,7 +178,9 @@ class Fold:
                 self.files[path] = (ts, event_type, size)
 
 
-def _fold_events(events: Iterable[wire.Event]) -> dict[Key, Fold]:
+def fold_events(events: Iterable[wire.Event]) -> dict[Key, Fold]:
+    """What ``apply`` adds to each student's rollups for these events (in the order they are stored). It
+    reads nothing, so ingest computes it before it takes the write lock."""
     folds: dict[Key, Fold] = {}
     for ev in events:
         values = ev.__dict__  # the fields as stored: faster than pydantic's attribute access
@@ -235,15 +237,9 @@ def usable(session: Session, idle_gap_seconds: float, since: datetime | None, un
 # ------------------------------------------------------------------------------------------- ingest
 
 
-def folds(events: Sequence[wire.Event]) -> dict:
-    """What ``apply`` adds to each student's rollups for these events (in the order they are stored),
-    computed before the transaction: it reads nothing."""
-    return _fold_events(events)
-
-
-def apply(session: Session, events: Sequence[wire.Event], folded: dict | None = None) -> None:
+def apply(session: Session, events: Sequence[wire.Event], folded: dict[Key, Fold] | None = None) -> None:
     """Fold the events this transaction has just stored (in the order they were stored) into the rollups;
-    ``folded``: ``folds(events)`` if already computed.
+    ``folded``: ``fold_events(events)`` if already computed.
 
     The hot path of ingest, so its statements go to the driver's cursor as plain tuples (SQLAlchemy's
     per-value processing cost five times the inserts): read the students' rows, upsert their new values."""
@@ -259,7 +255,7 @@ def apply(session: Session, events: Sequence[wire.Event], folded: dict | None = 
         if state is None:
             return  # not built yet: the rebuild at start-up will count these events
         gap = int(state[0])
-        folds = folded if folded is not None else _fold_events(events)
+        folds = folded if folded is not None else fold_events(events)
         keys = sorted(folds)
         if sql.postgres:  # a row to lock for every student, also the new ones (another backend may add it)
             cursor.executemany(sql.zero, keys)

@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from sqlalchemy import and_, case, delete, false, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -188,9 +188,7 @@ class Batch:
         """This batch with its ``received_at`` (now, unique) and, for SQLite, its rows: work that
         ``ingest_many`` would otherwise do while it holds the write lock, which other workers queue for."""
         now = self.received_at or _unique_now()
-        return dataclasses.replace(
-            self, received_at=now, rows=_sqlite_rows(self.events, [now] * len(self.events)) if sqlite else None
-        )
+        return dataclasses.replace(self, received_at=now, rows=_sqlite_rows(self.events, now) if sqlite else None)
 
 
 def ingest(
@@ -266,7 +264,7 @@ class _Prepared:
     fresh: list[wire.Event]
     received: list[datetime]
     sqlite_rows: list[tuple] | None
-    folds: dict | None
+    folds: dict[rollups.Key, rollups.Fold] | None
 
     @classmethod
     def of(cls, batches: Sequence[Batch], *, sqlite: bool) -> _Prepared:
@@ -274,22 +272,20 @@ class _Prepared:
         owner: dict[str, int] = {}
         fresh: list[wire.Event] = []
         received: list[datetime] = []
-        made: list[tuple | None] = []  # rows the batches brought (Batch.ready)
+        rows: list[tuple] = []
         for index, (batch, now) in enumerate(zip(batches, nows)):
+            # a batch's rows: made on arrival (Batch.ready) or else here
+            made = (batch.rows or _sqlite_rows(batch.events, now)) if sqlite else None
             for j, ev in enumerate(batch.events):
                 if ev.event_id not in owner:
                     owner[ev.event_id] = index
                     fresh.append(ev)
                     received.append(now)
-                    made.append(batch.rows[j] if batch.rows is not None else None)
-        rows = None
-        if sqlite and fresh:
-            missing = [i for i, row in enumerate(made) if row is None]
-            for i, row in zip(missing, _sqlite_rows([fresh[i] for i in missing], [received[i] for i in missing])):
-                made[i] = row
-            rows = cast(list[tuple], made)
-        folds = rollups.folds(fresh) if sqlite and fresh else None
-        return cls(nows, owner, fresh, received, rows, folds)
+                    if made is not None:
+                        rows.append(made[j])
+        if not (sqlite and fresh):
+            return cls(nows, owner, fresh, received, None, None)
+        return cls(nows, owner, fresh, received, rows, rollups.fold_events(fresh))
 
 
 def _ingest(
@@ -348,10 +344,10 @@ _SQLITE_INSERT = (
 )
 
 
-def _sqlite_rows(events: Sequence[wire.Event], received: Sequence[datetime]) -> list[tuple]:
-    """The event rows as ``_SQLITE_INSERT`` takes them. ``received``: each event's received_at."""
-    texts = {now: sqlite_text(now) for now in set(received)}  # one per batch of the group
-    return [tuple(map(_values(ev, texts[now], sqlite_text).get, _COLUMNS)) for ev, now in zip(events, received)]
+def _sqlite_rows(events: Sequence[wire.Event], received_at: datetime) -> list[tuple]:
+    """One batch's event rows as ``_SQLITE_INSERT`` takes them."""
+    text = sqlite_text(received_at)
+    return [tuple(map(_values(ev, text, sqlite_text).get, _COLUMNS)) for ev in events]
 
 
 def _sqlite_bulk_insert(session: Session, rows: list[tuple]) -> int:
