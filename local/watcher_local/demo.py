@@ -70,6 +70,9 @@ def play_student(hw: Path, log: list[str]) -> None:
     time.sleep(STEP_PAUSE)
     run(["gcc", "hello.c", "-o", "hello"])
     run(["./hello"])
+    # A pause here too: a save's time is its mtime, which the kernel stamps from a clock that lags by up
+    # to one tick (~4 ms), so a save a few microseconds after ./hello ended could sort before the run.
+    time.sleep(STEP_PAUSE)
     (hw / "calc.py").write_text(CALC_PY)
     time.sleep(STEP_PAUSE)
     run([sys.executable, "calc.py"])
