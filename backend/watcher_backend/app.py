@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import logging
 from typing import Any
@@ -110,7 +111,7 @@ async def _checkpoint_loop(app: FastAPI) -> None:
     failing = False
     while True:
         try:
-            await asyncio.to_thread(db.checkpoint, engine)
+            await asyncio.to_thread(db.checkpoint, engine, functools.partial(store.write_lock, engine))
             if failing:
                 log.info("SQLite checkpoints work again")
             failing = False

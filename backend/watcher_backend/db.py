@@ -7,7 +7,10 @@ the URL says ``postgresql://``; the psycopg 3 driver is selected automatically.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
@@ -28,6 +31,7 @@ def normalise_url(url: str) -> str:
 # Pages in the write-ahead log after which a commit copies them into the database file (SQLite's automatic
 # checkpoint, run by the committing connection).
 WAL_AUTOCHECKPOINT_PAGES = 10000
+WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 
 
 def _sqlite_pragmas(dbapi_conn, _record, autocheckpoint: int = WAL_AUTOCHECKPOINT_PAGES) -> None:
@@ -39,6 +43,8 @@ def _sqlite_pragmas(dbapi_conn, _record, autocheckpoint: int = WAL_AUTOCHECKPOIN
     # Bigger page cache and fewer, larger WAL checkpoints: bulk ingest touches six b-trees per row.
     cur.execute("PRAGMA cache_size=-65536")
     cur.execute(f"PRAGMA wal_autocheckpoint={autocheckpoint}")
+    # A log that was started over is cut back to this size (a burst can leave it large).
+    cur.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
     cur.close()
 
 
@@ -72,11 +78,35 @@ def make_engine(url: str, *, background_checkpoints: bool = False) -> Engine:
     )
 
 
-def checkpoint(engine: Engine) -> tuple[int, int] | None:
-    """Copy what the write-ahead log holds into the database file without waiting for anyone (PASSIVE):
-    (frames in the log, frames copied); None when the engine is not SQLite on a file."""
+# Checkpoint passes while the writers go on, until one finds at most this many new frames to copy.
+CHECKPOINT_SMALL_FRAMES = 256
+CHECKPOINT_FREE_PASSES = 4
+
+
+def checkpoint(
+    engine: Engine, writers_paused: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext
+) -> tuple[int, int] | None:
+    """Copy what the write-ahead log holds into the database file (PASSIVE: never waits for a reader):
+    (frames in the log, frames copied); None when the engine is not SQLite on a file.
+
+    Only a log copied whole is started over by the next commit. Under sustained load the writers always
+    added frames while a copy ran, so the log grew without end (1.1 GB after 40 s of 1,800 single-event
+    requests/s). So the copy runs in passes while the writers go on, each finding fewer new frames, and a
+    last one inside ``writers_paused`` (the backend passes ``store.write_lock``) copies the rest: a few
+    milliseconds without writers instead of the whole copy (~100 ms)."""
     if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
         return None
     with engine.connect() as conn:
-        _busy, log_frames, copied = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
-    return int(log_frames), int(copied)
+
+        def passive() -> tuple[int, int]:
+            _busy, log_frames, copied = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+            return int(log_frames), int(copied)
+
+        done = 0
+        for _ in range(CHECKPOINT_FREE_PASSES):
+            log_frames, copied = passive()
+            if log_frames - done <= CHECKPOINT_SMALL_FRAMES:
+                break
+            done = copied
+        with writers_paused():
+            return passive()
