@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import gc
 import logging
 import os
 import shutil
@@ -87,6 +88,7 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop)
         log.info("Starting %d workers on port %d", self.settings.workers, self.settings.port)
+        gc.freeze()  # what the workers inherit stays shared: their collections never touch (copy) it
         for index in range(self.settings.workers):
             self._start(index)
         from prometheus_client import multiprocess
