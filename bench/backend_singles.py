@@ -144,11 +144,12 @@ def profiled(pid: int, out: Path, enabled: bool):
 def run_once(args, tag: str, env: dict | None, profile_dir: Path | None) -> dict[str, dict[str, float]]:
     """One fresh server and database; each kind measured once, in turn."""
     out: dict[str, dict[str, float]] = {}
+    workers = args.workers if env is None else args.against_workers
     with tempfile.TemporaryDirectory() as tmp:
         backend = run_backend(
             Path(tmp),
             env=env,
-            args=[*args.backend_args, *(["--workers", str(args.workers)] if args.workers > 1 and env is None else [])],
+            args=[*args.backend_args, *(["--workers", str(workers)] if workers > 1 else [])],
         )
         try:
             pid = backend.process.pid
@@ -253,6 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", action="store_true", help="py-spy the backend during the last run of each tree")
     p.add_argument("--keep-profiles", type=Path, metavar="DIR", help="with --profile: keep py-spy's stacks here")
     p.add_argument("--workers", type=int, default=1, help="backend worker processes (watcher backend --workers)")
+    p.add_argument(
+        "--against-workers",
+        type=int,
+        default=1,
+        help="worker processes of the --against revision (default 1: revisions before --workers have one)",
+    )
     p.add_argument("--backend-arg", dest="backend_args", action="append", default=[], help="extra flag for it")
     p.add_argument("--no-write", action="store_true", help="do not write bench/results/backend.md")
     args = p.parse_args(argv)
@@ -328,6 +335,7 @@ def report(args, med: dict[str, dict[str, dict[str, float]]], profiles: dict, lo
         f"--repeat {args.repeat}"
         + (f" --workers {args.workers}" if args.workers > 1 else "")
         + (f" --against {args.against}" if args.against else "")
+        + (f" --against-workers {args.against_workers}" if args.against and args.against_workers > 1 else "")
         + (" --profile" if args.profile else "")
     )
     lines = [
@@ -347,7 +355,7 @@ def report(args, med: dict[str, dict[str, dict[str, float]]], profiles: dict, lo
         for metric, fmt in METRICS.items():
             values = [med[n][kind][metric] for n in names]
             cells = [fmt.format(v) for v in values]
-            ratio = f" | {values[0] / values[1]:.2f}" if len(values) > 1 else ""
+            ratio = "" if len(values) < 2 else f" | {values[0] / values[1]:.2f}" if values[1] else " | –"
             lines.append(f"| {label}: {metric} | " + " | ".join(cells) + ratio + " |")
     lines += [
         "",
@@ -378,6 +386,8 @@ def report(args, med: dict[str, dict[str, dict[str, float]]], profiles: dict, lo
             f"This tree ran `watcher backend --workers {args.workers}`: {args.workers} server processes on one port; "
             "its CPU is theirs and their parent's."
         )
+    if args.against and args.against_workers > 1:
+        lines.append(f"{args.against} ran `watcher backend --workers {args.against_workers}` too.")
     if profiles:
         lines += [
             "",
