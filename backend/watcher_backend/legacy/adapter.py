@@ -11,6 +11,7 @@ becomes ``.`` (cwd) or is dropped (target), and legacy reads rebuild pod paths f
 
 from __future__ import annotations
 
+import functools
 import json
 import posixpath
 import re
@@ -65,6 +66,7 @@ class Scope:
 # ------------------------------------------------------------------------------------------ paths
 
 
+@functools.lru_cache(maxsize=8192)  # a pure function of strings; a student sends the same folder again and again
 def relative_in_assignment(raw: str, student: identity.Student, assignment: str) -> str | None:
     """A legacy path -> a path relative to the assignment folder, or None if it is not inside it.
 

@@ -15,6 +15,7 @@ This router is included after the v1 routers, so ``/api/v1/...`` always wins.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -68,6 +69,7 @@ PATTERNS = {
     "student_id": rf"^{identity.STUDENT_ID_RE.pattern}$",
     "timestamp": r"^\d{8}_\d{6}(\..*)?$",
 }
+_COMPILED_PATTERNS = {name: re.compile(pattern) for name, pattern in PATTERNS.items()}
 ClassDiv = Annotated[
     str,
     Path(
@@ -100,6 +102,7 @@ def invalid(field: str, message: str, value: Any = None, where: str = "path") ->
     )
 
 
+@functools.lru_cache(maxsize=8192)  # every write and read parses its URL's names: a class's are few
 def scope_of(class_div: str, hw_name: str, student_id: str | None = None) -> Scope:
     try:
         course, section = identity.parse_class_div(class_div)
@@ -484,18 +487,19 @@ def list_snapshots(
 def _lane(body_model: type[BaseModel], make: Callable[..., wire.Event], message: str) -> Callable[[Any], LaneRoute]:
     """The ingest lane's stand-in (ingest_lane.py) for one of the writes above: FastAPI's checks of the path
     parameters and the body, then the route's own event builder; anything it is not sure of raises."""
+    answer = JSONResponse({"message": message}).body  # the route's answer, the same bytes every time
 
     def prepare(app, params: Mapping[str, str], raw: bytes, headers: Headers):
         for name, value in params.items():
-            pattern = PATTERNS.get(name)
-            if not value.isascii() or (pattern is not None and not re.fullmatch(pattern, value)):
+            pattern = _COMPILED_PATTERNS.get(name)
+            if not value.isascii() or (pattern is not None and not pattern.fullmatch(value)):
                 raise ValueError(name)
         body = body_model.model_validate(json.loads(raw))  # what FastAPI does with a JSON body
         event = make(app, **params, body=body)
 
         async def run() -> Response:
             await _store_one(app, event)
-            return JSONResponse({"message": message})
+            return Response(answer, media_type="application/json")
 
         return run
 
