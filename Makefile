@@ -42,10 +42,11 @@ lint: venv  ## ruff (lint and format), mypy on core and backend, and the import-
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
 
-generate: venv  ## rewrite every generated file: the settings tables of docs/configuration.md, the CRD and the chart's copy, the plain bundle, the alert rules, the dashboard, the golden files
+generate: venv  ## rewrite every generated file: the settings tables of docs/configuration.md, the CRD, the chart's copy and docs/operator.md's field table, the plain bundle, the alert rules, the dashboard, the golden files
 	$(PY) -m watcher_core.settings_docs docs/configuration.md
 	$(PY) -m watcher_operator.crd > crds/watcherdeployments.watcher.jcode.io.yaml
 	cp crds/watcherdeployments.watcher.jcode.io.yaml charts/watcher-operator/crds/
+	$(PY) -m watcher_operator.crd_docs docs/operator.md
 	$(PY) -m watcher_operator.alerts > deploy/prometheus-rules.yaml
 	$(PY) -m watcher_operator.dashboard_build > operator/watcher_operator/dashboard.json
 	UPDATE_GOLDEN=1 $(VENV)/bin/pytest -q -p no:cacheprovider tests/unit/operator/test_chart.py \

@@ -461,7 +461,8 @@ def spec_schema() -> dict:
                     "sourceCIDRs": {
                         "type": "array",
                         "default": [],
-                        "description": "Source addresses or CIDRs the backend also checks, e.g. the platform pods' IP pool.",
+                        "description": "Source addresses or CIDRs the backend also checks (its "
+                        "WATCHER_LEGACY_READS_FROM), e.g. the platform pods' IP pool.",
                         "items": {"type": "string", "pattern": r"^[0-9a-fA-F.:]+(/[0-9]{1,3})?$"},
                     },
                 },
@@ -469,7 +470,8 @@ def spec_schema() -> dict:
             ),
             "notebook": _obj(
                 "Notebook cell runs (notebook.cell events) from the IPython hook in the students' pods (docs/notebook.md). "
-                "When enabled the operator renders ConfigMap <name>-hook-config with the hook, for JCode's pod "
+                "When enabled the operator renders ConfigMap <name>-hook-config with the hook (key "
+                "00-jcode-watcher.py), for JCode's pod "
                 "generator to mount at /home/coder/.ipython/profile_default/startup/ as before, and gives the backend "
                 "the key the students' tokens are derived from.",
                 {
@@ -477,7 +479,8 @@ def spec_schema() -> dict:
                     "keySecretName": _name(
                         "Existing Secret with key `notebook-key` (at least 32 characters) that the "
                         "per-student tokens are derived from; the pod generator needs it too. Unset: "
-                        "the operator generates <name>-notebook-key once and keeps it."
+                        "the operator generates <name>-notebook-key once and keeps it (also when notebooks "
+                        "are turned off again, so tokens already handed out stay valid)."
                     ),
                     "studentPods": _obj(
                         "The student pods whose kernels post their cells: the NetworkPolicy admits "
