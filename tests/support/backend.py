@@ -74,7 +74,9 @@ class BackendHandle:
         env: Mapping[str, str] | None,
         args: Iterable[str],
         timeout: float,
+        python: str | None = None,
     ):
+        self.python = python or sys.executable
         self.workdir = workdir
         self.database_url = database_url
         self.snapshot_dir = snapshot_dir
@@ -95,7 +97,7 @@ class BackendHandle:
             env[f"WATCHER_{scope.upper()}_TOKEN"] = token
         env.update(self.extra_env)
         cmd = [
-            sys.executable,
+            self.python,
             "-m",
             "watcher_core",
             "backend",
@@ -194,8 +196,10 @@ def run_backend(
     env: Mapping[str, str] | None = None,
     args: Iterable[str] = (),
     timeout: float = 30,
+    python: str | None = None,
 ) -> BackendHandle:
-    """Start a backend and wait until it is healthy; use as a context manager or call ``.stop()``."""
+    """Start a backend and wait until it is healthy; use as a context manager or call ``.stop()``.
+    ``python``: the interpreter that runs it (default: this one)."""
     workdir = Path(tmp_path) / "backend"
     workdir.mkdir(parents=True, exist_ok=True)
     snapshot_dir = Path(snapshot_dir) if snapshot_dir else workdir / "snapshots"
@@ -205,7 +209,7 @@ def run_backend(
         tokens = make_tokens()
     elif tokens is False:
         tokens = None
-    return BackendHandle(workdir, database_url, snapshot_dir, tokens, env, args, timeout).start()
+    return BackendHandle(workdir, database_url, snapshot_dir, tokens, env, args, timeout, python).start()
 
 
 # -- event builders ------------------------------------------------------------------------------------
