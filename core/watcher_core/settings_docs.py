@@ -17,7 +17,7 @@ import argparse
 import importlib
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from watcher_core import settings_spec
@@ -72,21 +72,30 @@ def render(page: str) -> str:
     return _BLOCK.sub(lambda m: f"{m.group(1)}{block(m.group(2))}\n{m.group(4)}", page)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m watcher_core.settings_docs", description=__doc__.split("\n")[0])
-    parser.add_argument("page", type=Path, nargs="?", default=Path("docs/configuration.md"))
+def regenerate(
+    render_page: Callable[[str], str], prog: str, description: str, page: Path, argv: list[str] | None = None
+) -> int:
+    """The command line of a page's generator (this one, the CRD's field table): rewrite ``page`` with
+    ``render_page``, or with ``--check`` change nothing and exit 1 if it is stale."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("page", type=Path, nargs="?", default=page)
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if the page is stale")
     args = parser.parse_args(argv)
-    page = args.page.read_text(encoding="utf-8")
-    fresh = render(page)
+    text = args.page.read_text(encoding="utf-8")
+    fresh = render_page(text)
     if args.check:
-        if fresh != page:
+        if fresh != text:
             sys.stderr.write(f"{args.page} is stale: run make generate\n")
             return 1
         return 0
-    if fresh != page:
+    if fresh != text:
         args.page.write_text(fresh, encoding="utf-8")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    description = (__doc__ or "").split("\n")[0]
+    return regenerate(render, "python -m watcher_core.settings_docs", description, Path("docs/configuration.md"), argv)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ when the page differs from what the schema gives (a test does the same).
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -22,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from watcher_core import settings_docs
 from watcher_operator import crd
 
 _BLOCK = re.compile(r"^(<!-- crd: spec -->\n)(.*?)(^<!-- /crd -->$)", re.M | re.S)
@@ -96,20 +96,10 @@ def render(page: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m watcher_operator.crd_docs", description=__doc__.split("\n")[0])
-    parser.add_argument("page", type=Path, nargs="?", default=Path("docs/operator.md"))
-    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if the page is stale")
-    args = parser.parse_args(argv)
-    page = args.page.read_text(encoding="utf-8")
-    fresh = render(page)
-    if args.check:
-        if fresh != page:
-            print(f"{args.page} is stale: run make generate", file=sys.stderr)
-            return 1
-        return 0
-    if fresh != page:
-        args.page.write_text(fresh, encoding="utf-8")
-    return 0
+    description = (__doc__ or "").split("\n")[0]
+    return settings_docs.regenerate(
+        render, "python -m watcher_operator.crd_docs", description, Path("docs/operator.md"), argv
+    )
 
 
 if __name__ == "__main__":
