@@ -176,12 +176,12 @@ def run_once(args, tag: str, env: dict | None, profile_dir: Path | None) -> dict
     """One fresh server and database; each kind measured once, in turn."""
     out: dict[str, dict[str, float]] = {}
     workers = args.workers if env is None else args.against_workers
-    if env is None and args.python != sys.executable:
+    if env is None and args.python == "image":
         env = {"PYTHONPATH": tree_path(ROOT)}
     with tempfile.TemporaryDirectory() as tmp:
         backend = run_backend(
             Path(tmp),
-            python=args.python,
+            python=args.interpreter,
             env=env,
             args=[*args.backend_args, *(["--workers", str(workers)] if workers > 1 else [])],
         )
@@ -308,8 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
     if args.profile and PY_SPY is None:
         raise SystemExit("py-spy is not installed (pip install py-spy)")
-    args.python_kind = args.python
-    args.python = image_python() if args.python == "image" else sys.executable
+    args.interpreter = image_python() if args.python == "image" else sys.executable
     load = os.getloadavg()[0]
     trees: dict[str, dict | None] = {"this tree": None}
     with contextlib.ExitStack() as stack:
@@ -378,7 +377,7 @@ def report(args, med: dict[str, dict[str, dict[str, float]]], profiles: dict, lo
         + (f" --workers {args.workers}" if args.workers > 1 else "")
         + (f" --against {args.against}" if args.against else "")
         + (f" --against-workers {args.against_workers}" if args.against and args.against_workers > 1 else "")
-        + (" --python venv" if args.python_kind == "venv" else "")
+        + (" --python venv" if args.python == "venv" else "")
         + (" --profile" if args.profile else "")
     )
     lines = [
@@ -420,12 +419,12 @@ def report(args, med: dict[str, dict[str, dict[str, float]]], profiles: dict, lo
         "change when the backend runs alone, and says nothing of p99)."
     )
     version = subprocess.run(
-        [args.python, "-c", "import sys; print(sys.version.split()[0])"], capture_output=True, text=True
+        [args.interpreter, "-c", "import sys; print(sys.version.split()[0])"], capture_output=True, text=True
     )
     lines.append(
         f"The backend ran on Debian's python3 {version.stdout.strip()} with the packages of docker/locks/backend.txt, "
         "as in the backend image."
-        if args.python_kind == "image"
+        if args.python == "image"
         else f"The backend ran on this virtual environment's Python {version.stdout.strip()} ({sys.executable})."
     )
     if args.against:
@@ -466,7 +465,7 @@ def report(args, med: dict[str, dict[str, dict[str, float]]], profiles: dict, lo
                     "machine": {
                         "nproc": os.cpu_count(),
                         "kernel": platform.release(),
-                        "backend_python": f"{args.python_kind}: {version.stdout.strip()}",
+                        "backend_python": f"{args.python}: {version.stdout.strip()}",
                         "load_average_start": round(load, 2),
                         "load_average_end": round(os.getloadavg()[0], 2),
                     },

@@ -7,7 +7,6 @@ the URL says ``postgresql://``; the psycopg 3 driver is selected automatically.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -83,9 +82,7 @@ CHECKPOINT_SMALL_FRAMES = 256
 CHECKPOINT_FREE_PASSES = 4
 
 
-def checkpoint(
-    engine: Engine, writers_paused: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext
-) -> tuple[int, int] | None:
+def checkpoint(engine: Engine, writers_paused: Callable[[], AbstractContextManager[object]]) -> tuple[int, int] | None:
     """Copy what the write-ahead log holds into the database file (PASSIVE: never waits for a reader):
     (frames in the log, frames copied); None when the engine is not SQLite on a file.
 

@@ -285,12 +285,14 @@ def spec_schema() -> dict:
                     ),
                     "legacySnapshotTimeZone": _str(
                         "Zone of the YYYYMMDD_HHMMSS times old filemons put in the old API's snapshot URLs (the "
-                        "backend's WATCHER_LEGACY_SNAPSHOT_TZ). Unset = UTC, the old agents' container clock.",
+                        "backend's WATCHER_LEGACY_SNAPSHOT_TZ). Unset = UTC, the old agents' container clock. See "
+                        "docs/legacy-api.md#time-zones.",
                         enum=list(LEGACY_TIME_ZONES),
                     ),
                     "legacyNaiveTimeZone": _str(
                         "Zone of old-API log times without an offset, from the old procmon and the notebook hook "
-                        "(WATCHER_LEGACY_NAIVE_TZ). Unset = UTC, the old agents' container clock.",
+                        "(WATCHER_LEGACY_NAIVE_TZ). Unset = UTC, the old agents' container clock. See "
+                        "docs/legacy-api.md#time-zones.",
                         enum=list(LEGACY_TIME_ZONES),
                     ),
                     "resources": _resources(

@@ -25,11 +25,6 @@ from watcher_core import settings_docs
 from watcher_operator import crd
 
 _BLOCK = re.compile(r"^(<!-- crd: spec -->\n)(.*?)(^<!-- /crd -->$)", re.M | re.S)
-# A field's own page for what its description cannot hold (a link after the allowed values).
-SEE_ALSO = {
-    "legacySnapshotTimeZone": "[legacy-api.md](legacy-api.md#time-zones)",
-    "legacyNaiveTimeZone": "[legacy-api.md](legacy-api.md#time-zones)",
-}
 
 
 def _type(schema: dict) -> str:
@@ -50,7 +45,7 @@ def _default(schema: dict) -> str:
     return f"`{text}`"
 
 
-def _meaning(key: str, schema: dict) -> str:
+def _meaning(schema: dict) -> str:
     text = " ".join(schema.get("description", "").split())
     notes = []
     if "enum" in schema:
@@ -59,8 +54,6 @@ def _meaning(key: str, schema: dict) -> str:
         notes.append(f"{schema['minimum']}..{schema['maximum']}")
     if "maxItems" in schema:
         notes.append(f"at most {schema['maxItems']}")
-    if key in SEE_ALSO:
-        notes.append("see " + SEE_ALSO[key])
     return text + (f" ({'; '.join(notes)})" if notes else "")
 
 
@@ -74,7 +67,7 @@ def rows(schema: dict, prefix: str = "spec") -> Iterator[str]:
     for key, sub in (schema.get("properties") or {}).items():
         path = f"{prefix}.{key}"
         name = f"`{path}`" + (" (required)" if key in required else "")
-        yield f"| {name} | {_type(sub)} | {_default(sub)} | {_meaning(key, sub)} |"
+        yield f"| {name} | {_type(sub)} | {_default(sub)} | {_meaning(sub)} |"
         if key in KUBERNETES_TYPES:
             continue
         if sub.get("type") == "object" and "properties" in sub:
