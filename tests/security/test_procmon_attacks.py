@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 import time
 import uuid
@@ -176,17 +177,23 @@ def test_an_exec_storm_is_reported_or_counted_and_memory_stays_bounded(stack, co
     reported_before = counter(pm, 'process_events_total{process_name="binary"}')
     lost_before = counter(pm, "procmon_events_lost_total")
     rss_before = rss(pm.proc.pid)
-    # a second procmon with the smallest ring buffer it accepts (64 KiB, about 14 exec events): it must
-    # fall behind, and whatever it cannot take must show in its loss counter (its own backend: its events
-    # are not this test's record)
+    # a second procmon with the smallest ring buffer it accepts (64 KiB, about 14 exec events), whose
+    # reader is held still through the storm, as a procmon starved of CPU would be (on a fast machine a
+    # running reader kept up with a 64 KiB ring: 20,001 reported, 0 lost): its ring fills, and whatever the
+    # kernel cannot put in it must show in its loss counter (its own backend: its events are not this
+    # test's record)
     small_backend = run_backend(ws.parent / "small-ring")
     small = Procmon(
         ws.parent, ws, small_backend.url, small_backend.tokens["ingest"], "--mode", "ebpf", "--ring-buffer-pages", "16"
     ).start()
     n = 20_000
-    started = time.monotonic()
-    r = c.sh(f"./storm {n}", hw, timeout=300)
-    rate = n / (time.monotonic() - started)
+    os.kill(small.proc.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        r = c.sh(f"./storm {n}", hw, timeout=300)
+        rate = n / (time.monotonic() - started)
+    finally:
+        os.kill(small.proc.pid, signal.SIGCONT)
     assert r.returncode == 0, r.stderr
     assert rate > 1000, f"only {rate:.0f} execs/s: not a storm"
     # every exec is either stored or counted as lost in the kernel (an exec or its exit)
