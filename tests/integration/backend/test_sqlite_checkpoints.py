@@ -17,6 +17,10 @@ import time
 from watcher_backend import db, store
 
 ROW_BYTES = 8192
+# Enough copies that the log's high-water mark (the most written between two copies, however long the test
+# process waited for a core) stays far below the whole run: never started over, the log holds every row
+# and more (pages and frame headers): 114 MB for 55 MB written.
+CHECKPOINTS = 40
 
 # Another worker: commits rows of ROW_BYTES, one after another, each under the writers' lock, until told
 # to stop; then prints how many it wrote.
@@ -42,7 +46,7 @@ def test_checkpoints_keep_the_log_bounded_while_another_process_writes_without_p
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(stop)], stdout=subprocess.PIPE, text=True)
     try:
         results = []
-        for _ in range(20):
+        for _ in range(CHECKPOINTS):
             time.sleep(0.1)
             results.append(db.checkpoint(engine, functools.partial(store.write_lock, engine)))
     finally:
@@ -52,8 +56,9 @@ def test_checkpoints_keep_the_log_bounded_while_another_process_writes_without_p
     written = rows * ROW_BYTES
     log_bytes = (tmp_path / "w.db-wal").stat().st_size
     assert rows >= 200, f"the writer wrote only {rows} rows: too few to tell"
-    # Started over again and again: the log holds a few tenths of a second of writes, not all of them.
-    assert log_bytes < written / 4, (log_bytes, written, results)
+    # Started over again and again: the file holds the most written between two copies, not the whole run.
+    # (CI once saw a quarter of a 20-copy run: the test process waited ~0.5 s for a core under a busy suite.)
+    assert log_bytes < written / 2, (log_bytes, written, results)
     assert all(r is not None and r[0] == r[1] for r in results), results  # each copy took the whole log
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == rows  # and nothing was lost
