@@ -27,13 +27,13 @@ demo: venv  ## run the demo: two simulated students, then their timelines and su
 deps:  ## install every system package and tool the tests need (root, Debian 12)
 	@bash scripts/install-deps.sh
 
-# The quick and integration tiers run on two workers (pytest-xdist, a test file per worker: module fixtures
-# stay whole); security and system one test at a time: they bound delays on a machine they have to
-# themselves, and the cluster and the eBPF tests own machine-wide resources. Both halves always run.
+# Every tier runs on two workers (pytest-xdist, a test file per worker: module fixtures stay whole). In
+# security and system, the files that own machine-wide resources (the cluster, eBPF, mounts) or time
+# floods run one after another on one worker (tests/conftest.py, MACHINE_WIDE). Both halves always run.
 test: deps lint  ## install everything, then lint and run every tier: quick, integration, system (a skip fails)
 	@rc=0; \
 	WATCHER_STRICT_SKIPS=1 $(VENV)/bin/pytest -n 2 --dist loadfile --durations=10 tests/unit tests/integration || rc=1; \
-	WATCHER_STRICT_SKIPS=1 $(VENV)/bin/pytest --durations=30 tests/security tests/system || rc=1; \
+	WATCHER_STRICT_SKIPS=1 $(VENV)/bin/pytest -n 2 --dist loadgroup --durations=30 tests/security tests/system || rc=1; \
 	exit $$rc
 
 lint: venv  ## ruff (lint and format), mypy on core and backend, and the import-layering contracts

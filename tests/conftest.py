@@ -18,6 +18,21 @@ import pytest
 _TIERS = {"unit": "quick", "integration": "integration", "system": "system", "security": "integration"}
 _ROOT = Path(__file__).parent
 
+# The tests that own something machine-wide or time what a busy machine would slow: eBPF tracepoints and
+# cgroups, the one-node cluster's kubelet, mounts, the images' store, floods timed against a classmate.
+# Under `--dist loadgroup` (`make test`'s security and system run) they run one after another on one
+# worker, while the other worker takes the rest (PostgreSQL, private kube-apiservers, schema fuzzing) a
+# file at a time: the machine-wide half waits on pods and processes about half the time.
+MACHINE_WIDE = (
+    "system/cluster/",
+    "system/procmon/",
+    "system/e2e/",
+    "system/faults/",
+    "system/images/",
+    "security/test_filemon_attacks.py",
+    "security/test_procmon_attacks.py",
+)
+
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
@@ -28,6 +43,23 @@ def pytest_collection_modifyitems(config, items):
         marker = _TIERS.get(tier_dir)
         if marker and not any(item.get_closest_marker(tier) for tier in set(_TIERS.values())):
             item.add_marker(getattr(pytest.mark, marker))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup``: a work unit per test file (its module fixtures stay whole), and one for all of
+    MACHINE_WIDE's files. Our own scheduler, not xdist_group marks: xdist 3.8 groups those by rewriting
+    each test's node id, which pytest 9.2 no longer lets it do, and every test became its own unit (the
+    cluster's tests ran on both workers at once)."""
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class MachineWideScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "machine-wide" if path.removeprefix("tests/").startswith(MACHINE_WIDE) else path
+
+    return MachineWideScheduling(config, log)
 
 
 # `make test` installs every system package the tests need, so there a skip means an install step is
