@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # procmon's system dependencies: bcc (python3-bpfcc, bpfcc-tools), libbpf-tools (execsnoop for the
-# benchmark), gcc (tests compile real programs) and kernel headers for bcc's runtime compilation.
+# benchmark), gcc and clang (tests compile real programs and parse both compilers' messages) and kernel
+# headers for bcc's runtime compilation.
 #
 # bcc compiles its tracepoint programs against /lib/modules/$(uname -r)/{build,source}. When the running
 # kernel has no matching header package (a cloud or custom kernel), we point those links at Debian 12's
@@ -13,7 +14,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 arch="$(dpkg --print-architecture)"   # amd64, arm64 ...
-bash "$here/apt-install.sh" bpfcc-tools python3-bpfcc libbpf-tools gcc libc6-dev util-linux
+bash "$here/apt-install.sh" bpfcc-tools python3-bpfcc libbpf-tools gcc clang libc6-dev util-linux
 
 kver="$(uname -r)"
 mod="/lib/modules/$kver"
