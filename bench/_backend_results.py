@@ -7,6 +7,7 @@ RESULTS = ResultsFile(
     "Backend benchmarks",
     [
         "ingest",
+        "ingest_node",
         "ingest_prefilled",
         "ingest_postgres",
         "singles",

@@ -130,7 +130,7 @@ def machine(load_start: float) -> dict:
 
 def machine_line(m: dict) -> str:
     return (
-        f"Machine: nproc={m['nproc']}, kernel {m['kernel']}, Python {m['python']}, load average "
+        f"Machine: nproc={m['nproc']}, kernel {m['kernel']}, the benchmark's Python {m['python']}, load average "
         f"{m['load_average_start']:.1f} at start and {m['load_average_end']:.1f} at the end (1-minute; the "
         "machine is shared with other work)."
     )

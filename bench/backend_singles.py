@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import os
 import platform
@@ -39,6 +38,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from _backend_results import write_section  # noqa: E402
+from interpreters import add_argument, backend_python, flag, sentence, this_tree_env, tree_path  # noqa: E402
+from interpreters import version as interpreter_version  # noqa: E402
 
 from support.backend import run_backend  # noqa: E402
 
@@ -48,36 +49,6 @@ KINDS = {"legacy": "old API writes", "v1": "/api/v1, one event"}
 TICKS = os.sysconf("SC_CLK_TCK")
 # py-spy from this interpreter's environment (the bench extra installs it there) or else from PATH
 PY_SPY = shutil.which("py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-
-
-# The backend image's interpreter and packages (docker/Dockerfile): Debian bookworm's python3 and the locked
-# versions of docker/locks/backend.txt. Debian builds its python3 with profile-guided optimisation; a
-# python3 built from source without it (pyenv's default) ran the backend's Python about 2.5 times slower.
-IMAGE_PYTHON = "/usr/bin/python3"
-BACKEND_LOCK = ROOT / "docker" / "locks" / "backend.txt"
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jcode-watcher" / "bench-python"
-
-
-def image_python() -> str:
-    """An environment like the backend image's, made once per lock file under ~/.cache/jcode-watcher."""
-    if not Path(IMAGE_PYTHON).exists():
-        raise SystemExit(f"{IMAGE_PYTHON} (Debian's python3, the images' interpreter) is missing; or use --python venv")
-    lock = BACKEND_LOCK.read_bytes()
-    venv = CACHE / f"backend-{hashlib.sha256(lock).hexdigest()[:16]}"
-    python = venv / "bin" / "python"
-    if not (venv / ".complete").exists():
-        print(f"bench: making the backend image's environment in {venv} (once; about a minute)", flush=True)
-        shutil.rmtree(venv, ignore_errors=True)
-        subprocess.run([IMAGE_PYTHON, "-m", "venv", "--without-pip", str(venv)], check=True)
-        pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps"]
-        subprocess.run([*pip, "--require-hashes", "-r", str(BACKEND_LOCK)], check=True)
-        (venv / ".complete").touch()
-    return str(python)
-
-
-def tree_path(tree: Path) -> str:
-    """PYTHONPATH that runs a tree's code (the image's environment holds the packages, not the project)."""
-    return os.pathsep.join(str(tree / d) for d in ("core", "backend", "agents"))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -176,8 +147,8 @@ def run_once(args, tag: str, env: dict | None, profile_dir: Path | None) -> dict
     """One fresh server and database; each kind measured once, in turn."""
     out: dict[str, dict[str, float]] = {}
     workers = args.workers if env is None else args.against_workers
-    if env is None and args.python == "image":
-        env = {"PYTHONPATH": tree_path(ROOT)}
+    if env is None:
+        env = this_tree_env(args.python)
     with tempfile.TemporaryDirectory() as tmp:
         backend = run_backend(
             Path(tmp),
@@ -295,20 +266,14 @@ def main(argv: list[str] | None = None) -> int:
         help="worker processes of the --against revision (default 1: revisions before --workers have one)",
     )
     p.add_argument("--backend-arg", dest="backend_args", action="append", default=[], help="extra flag for it")
-    p.add_argument(
-        "--python",
-        choices=("image", "venv"),
-        default="image",
-        help="the backend's interpreter: image (default), Debian's python3 with the backend image's locked "
-        "packages, made once under ~/.cache/jcode-watcher; venv, the one running this script",
-    )
+    add_argument(p)
     p.add_argument("--no-write", action="store_true", help="do not write bench/results/backend.md")
     args = p.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
     if args.profile and PY_SPY is None:
         raise SystemExit("py-spy is not installed (pip install py-spy)")
-    args.interpreter = image_python() if args.python == "image" else sys.executable
+    args.interpreter = backend_python(args.python)
     load = os.getloadavg()[0]
     trees: dict[str, dict | None] = {"this tree": None}
     with contextlib.ExitStack() as stack:
@@ -377,7 +342,7 @@ def report(args, med: dict[str, dict[str, dict[str, float]]], profiles: dict, lo
         + (f" --workers {args.workers}" if args.workers > 1 else "")
         + (f" --against {args.against}" if args.against else "")
         + (f" --against-workers {args.against_workers}" if args.against and args.against_workers > 1 else "")
-        + (" --python venv" if args.python == "venv" else "")
+        + flag(args.python)
         + (" --profile" if args.profile else "")
     )
     lines = [
@@ -418,15 +383,8 @@ def report(args, med: dict[str, dict[str, dict[str, float]]], profiles: dict, lo
         + ": a projection from the CPU it used, not a measured rate (it assumes the CPU per request does not "
         "change when the backend runs alone, and says nothing of p99)."
     )
-    version = subprocess.run(
-        [args.interpreter, "-c", "import sys; print(sys.version.split()[0])"], capture_output=True, text=True
-    )
-    lines.append(
-        f"The backend ran on Debian's python3 {version.stdout.strip()} with the packages of docker/locks/backend.txt, "
-        "as in the backend image."
-        if args.python == "image"
-        else f"The backend ran on this virtual environment's Python {version.stdout.strip()} ({sys.executable})."
-    )
+    backend_version = interpreter_version(args.interpreter)
+    lines.append(sentence(args.python, backend_version))
     if args.against:
         lines.append(
             f"{args.against} ran with the same interpreter and packages"
@@ -465,7 +423,7 @@ def report(args, med: dict[str, dict[str, dict[str, float]]], profiles: dict, lo
                     "machine": {
                         "nproc": os.cpu_count(),
                         "kernel": platform.release(),
-                        "backend_python": f"{args.python}: {version.stdout.strip()}",
+                        "backend_python": f"{args.python}: {backend_version}",
                         "load_average_start": round(load, 2),
                         "load_average_end": round(os.getloadavg()[0], 2),
                     },
