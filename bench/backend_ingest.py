@@ -26,9 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import interpreters  # noqa: E402
 from _backend_results import write_section  # noqa: E402
-from interpreters import add_argument, backend_python, flag, sentence, this_tree_env  # noqa: E402
-from interpreters import version as interpreter_version  # noqa: E402
 
 from support.backend import run_backend  # noqa: E402
 from watcher_core import wire  # noqa: E402
@@ -171,11 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="compiles carry what gcc printed (failed ones: 4 diagnostics, ~700 bytes), as procmon captures it",
     )
-    add_argument(p)
+    interpreters.add_argument(p)
     p.add_argument("--no-write", action="store_true", help="do not write bench/results/backend.md")
     args = p.parse_args(argv)
     STDERR[0] = args.stderr
-    args.interpreter = backend_python(args.python)
+    args.interpreter = interpreters.backend_python(args.python)
     if args.against:
         return compare(args)
 
@@ -208,7 +207,7 @@ def compare(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "against"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), args.against], check=True)
-        old_path = os.pathsep.join(str(tree / d) for d in ("core", "backend", "agents"))
+        old_path = interpreters.tree_path(tree)
         runs: dict[str, list[dict[str, float]]] = {"this tree": [], args.against: []}
         try:
             for i in range(args.repeat):
@@ -225,8 +224,8 @@ def compare(args) -> int:
         f"load average {load:.1f} at start (shared).",
         f"Command: `.venv/bin/python bench/backend_ingest.py --events {args.events} --batch {args.batch} "
         f"--singles {args.singles} --repeat {args.repeat} --shape {args.shape}"
-        f"{' --stderr' if args.stderr else ''}{flag(args.python)} --against {args.against}`",
-        f"{sentence(args.python, interpreter_version(args.interpreter))} {args.against} ran with the same.",
+        f"{' --stderr' if args.stderr else ''}{interpreters.flag(args.python)} --against {args.against}`",
+        f"{interpreters.sentence(args.python, args.interpreter)} {args.against} ran with the same.",
         "",
         f"| measurement | this tree | {args.against} | ratio |",
         "|---|---|---|---|",
@@ -258,7 +257,7 @@ def run_once(args, database_url: str | None, prefill: int = 0, env: dict | None 
         backend = run_backend(
             Path(tmp),
             database_url=database_url,
-            env=env if env is not None else this_tree_env(args.python),
+            env=env if env is not None else interpreters.this_tree_env(args.python),
             python=args.interpreter,
         )
         try:
@@ -307,10 +306,10 @@ def report(args, runs: list[dict[str, float]], load: float) -> None:
     if args.prefill:
         db += f", already holding {args.prefill:,} events"
     flags = (" --postgres" if args.postgres else "") + (f" --prefill {args.prefill}" if args.prefill else "")
-    flags += (f" --shape {args.shape}" if args.shape != "spread" else "") + flag(args.python)
+    flags += (f" --shape {args.shape}" if args.shape != "spread" else "") + interpreters.flag(args.python)
     lines = [
         f"Database: {db}; machine: nproc={os.cpu_count()}, kernel {platform.release()}, load average {load:.1f} "
-        f"at start (the machine is shared with other work). {sentence(args.python, interpreter_version(args.interpreter))}",
+        f"at start (the machine is shared with other work). {interpreters.sentence(args.python, args.interpreter)}",
         f"Command: `.venv/bin/python bench/backend_ingest.py --events {args.events} --batch {args.batch} "
         f"--singles {args.singles} --repeat {args.repeat}{flags}` (medians of {len(runs)} runs, each on a fresh "
         "server and database; min-max in the range column)",

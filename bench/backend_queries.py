@@ -29,9 +29,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import against  # noqa: E402
+import interpreters  # noqa: E402
 from _backend_results import write_section  # noqa: E402
-from interpreters import add_argument, backend_python, flag, sentence, this_tree_env  # noqa: E402
-from interpreters import version as interpreter_version  # noqa: E402
 
 from support.backend import run_backend  # noqa: E402
 from watcher_backend import db, migrate  # noqa: E402
@@ -266,13 +265,13 @@ def main(argv: list[str] | None = None) -> int:
         "built); by default both trees run with the same packages, so only their code differs",
     )
     p.add_argument("--generate-only", type=Path, metavar="FILE", help=argparse.SUPPRESS)  # REV's schema, in REV
-    add_argument(p)
+    interpreters.add_argument(p)
     p.add_argument("--no-write", action="store_true", help="do not write bench/results/backend.md")
     args = p.parse_args(argv)
     if args.generate_only:
         print(f"{generate(args.generate_only, args.events):.1f}")
         return 0
-    args.interpreter = backend_python(args.python)
+    args.interpreter = interpreters.backend_python(args.python)
     if args.against:
         if args.postgres:
             raise SystemExit("--against runs on SQLite only")
@@ -311,7 +310,7 @@ def run(args, pg) -> int:
             Path(tmp),
             database_url=url,
             timeout=STARTUP_TIMEOUT,
-            env=this_tree_env(args.python),
+            env=interpreters.this_tree_env(args.python),
             python=args.interpreter,
         )
         try:
@@ -325,9 +324,9 @@ def run(args, pg) -> int:
         f"Data: {stored:,} events in {'PostgreSQL' if pg else 'SQLite (WAL)'}: {COURSES} courses x {ASSIGNMENTS} assignments x {STUDENTS} students "
         f"(~{per_assignment:,} events per assignment, ~{per_assignment // STUDENTS} per student); generated in {gen_s:.0f} s.",
         f"Machine: nproc={os.cpu_count()}, kernel {platform.release()}, load average {load:.1f} at start (the "
-        f"machine is shared). {sentence(args.python, interpreter_version(args.interpreter))}",
+        f"machine is shared). {interpreters.sentence(args.python, args.interpreter)}",
         f"Command: `.venv/bin/python bench/backend_queries.py --events {args.events} --requests {args.requests}"
-        f"{' --postgres' if pg else ''}{flag(args.python)}`",
+        f"{' --postgres' if pg else ''}{interpreters.flag(args.python)}`",
         "",
         "| query (real HTTP, one client) | p50 | p95 | backend CPU per request |",
         "|---|---|---|---|",
@@ -380,7 +379,7 @@ def run_against(args) -> int:
                 backend = run_backend(
                     Path(tmp) / f"run{i}-{len(runs[name])}-{name[:4]}",
                     database_url=f"sqlite:///{files[name]}",
-                    env=r.env if r else this_tree_env(args.python),
+                    env=r.env if r else interpreters.this_tree_env(args.python),
                     timeout=STARTUP_TIMEOUT,
                     python=args.interpreter,
                 )
@@ -404,7 +403,7 @@ def run_against(args) -> int:
         f".venv/bin/python bench/backend_queries.py --events {args.events} --requests {args.requests} "
         f"--repeat {args.repeat} --against {args.against}"
         + (" --as-built" if args.as_built else "")
-        + flag(args.python)
+        + interpreters.flag(args.python)
     )
     packages = (
         f"{args.against} without httptools and uvloop (hidden from it, as its image was built)"
@@ -421,7 +420,7 @@ def run_against(args) -> int:
         "by one client over loopback HTTP, the same requests for both trees. Figures are medians over the runs "
         f"of each run's p50, p95 and backend CPU per request; {packages}.",
         against.machine_line(m),
-        sentence(args.python, interpreter_version(args.interpreter)),
+        interpreters.sentence(args.python, args.interpreter),
         f"Command: `{command}`",
         "",
         f"| query | p50, {here} | p50, {args.against} | ratio | p95, {here} | p95, {args.against} | ratio "

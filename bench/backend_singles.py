@@ -37,9 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import interpreters  # noqa: E402
 from _backend_results import write_section  # noqa: E402
-from interpreters import add_argument, backend_python, flag, sentence, this_tree_env, tree_path  # noqa: E402
-from interpreters import version as interpreter_version  # noqa: E402
 
 from support.backend import run_backend  # noqa: E402
 
@@ -148,7 +147,7 @@ def run_once(args, tag: str, env: dict | None, profile_dir: Path | None) -> dict
     out: dict[str, dict[str, float]] = {}
     workers = args.workers if env is None else args.against_workers
     if env is None:
-        env = this_tree_env(args.python)
+        env = interpreters.this_tree_env(args.python)
     with tempfile.TemporaryDirectory() as tmp:
         backend = run_backend(
             Path(tmp),
@@ -266,14 +265,14 @@ def main(argv: list[str] | None = None) -> int:
         help="worker processes of the --against revision (default 1: revisions before --workers have one)",
     )
     p.add_argument("--backend-arg", dest="backend_args", action="append", default=[], help="extra flag for it")
-    add_argument(p)
+    interpreters.add_argument(p)
     p.add_argument("--no-write", action="store_true", help="do not write bench/results/backend.md")
     args = p.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
     if args.profile and PY_SPY is None:
         raise SystemExit("py-spy is not installed (pip install py-spy)")
-    args.interpreter = backend_python(args.python)
+    args.interpreter = interpreters.backend_python(args.python)
     load = os.getloadavg()[0]
     trees: dict[str, dict | None] = {"this tree": None}
     with contextlib.ExitStack() as stack:
@@ -316,7 +315,7 @@ def revision_env(rev: str):
                 (hide / f"{module}.py").write_text(f"raise ImportError('{module} hidden: {rev} did not install it')\n")
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), rev], check=True)
         try:
-            yield {"PYTHONPATH": os.pathsep.join([str(hide), tree_path(tree)])}
+            yield {"PYTHONPATH": os.pathsep.join([str(hide), interpreters.tree_path(tree)])}
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
 
@@ -342,7 +341,7 @@ def report(args, med: dict[str, dict[str, dict[str, float]]], profiles: dict, lo
         + (f" --workers {args.workers}" if args.workers > 1 else "")
         + (f" --against {args.against}" if args.against else "")
         + (f" --against-workers {args.against_workers}" if args.against and args.against_workers > 1 else "")
-        + flag(args.python)
+        + interpreters.flag(args.python)
         + (" --profile" if args.profile else "")
     )
     lines = [
@@ -383,8 +382,8 @@ def report(args, med: dict[str, dict[str, dict[str, float]]], profiles: dict, lo
         + ": a projection from the CPU it used, not a measured rate (it assumes the CPU per request does not "
         "change when the backend runs alone, and says nothing of p99)."
     )
-    backend_version = interpreter_version(args.interpreter)
-    lines.append(sentence(args.python, backend_version))
+    backend_version = interpreters.version(args.interpreter)
+    lines.append(interpreters.sentence(args.python, args.interpreter))
     if args.against:
         lines.append(
             f"{args.against} ran with the same interpreter and packages"

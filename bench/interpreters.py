@@ -78,11 +78,11 @@ def version(python: str) -> str:
     return done.stdout.strip()
 
 
-def sentence(kind: str, version: str) -> str:
-    """What a result says of the interpreter it was measured on."""
+def sentence(kind: str, python: str) -> str:
+    """What a result says of the interpreter it was measured on (``python``: its path)."""
     if kind == "image":
         return (
-            f"The backend ran on Debian's python3 {version} with the packages of docker/locks/backend.txt, "
+            f"The backend ran on Debian's python3 {version(python)} with the packages of docker/locks/backend.txt, "
             "as in the backend image."
         )
-    return f"The backend ran on this virtual environment's Python {version} ({sys.executable})."
+    return f"The backend ran on this virtual environment's Python {version(python)} ({sys.executable})."
